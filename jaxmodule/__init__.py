@@ -1,0 +1,26 @@
+"""jaxmodule: PyTorch's nn.Module experience on JAX.
+
+>>> import jaxmodule
+>>> from jaxmodule import nn
+>>> _ = jaxmodule.manual_seed(0)
+>>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+>>> model(jaxmodule.randn(3, 4)).shape
+(3, 2)
+"""
+
+from . import nn  # noqa: F401
+from ._device import resolve_device as device  # noqa: F401
+from ._dtype import (  # noqa: F401
+    bfloat16, bool, complex64, complex128, double, float, float16, float32, float64,
+    get_default_dtype, half, int, int8, int16, int32, int64, long, set_default_dtype, uint8,
+)
+from ._grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from ._random import (  # noqa: F401
+    Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state,
+)
+from ._tensor import (  # noqa: F401
+    arange, empty, full, ones, ones_like, rand, rand_like, randint, randn, randn_like, tensor, zeros,
+    zeros_like,
+)
+
+__version__ = "0.1.0"

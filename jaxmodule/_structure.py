@@ -1,0 +1,14 @@
+"""A global counter bumped by every structural change of any Module or Parameter.
+
+Structural: registering/removing parameters, buffers or submodules, plain attribute assignment on a
+module, train/eval, `requires_grad` flips, hook (un)registration. Value changes (an optimizer step,
+`fill_`, assigning an array to an existing buffer) are not structural. Caches of pytree structure
+(`_pytree.py`) and compiled plans (`_compile.py`) store the counter value they were built at and
+are rebuilt when it moved, so a call costs one integer comparison when nothing changed.
+"""
+
+VERSION = [0]
+
+
+def bump() -> None:
+    VERSION[0] += 1

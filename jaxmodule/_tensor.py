@@ -1,0 +1,144 @@
+"""Array conversion (jax, numpy, torch, Parameter) and torch-style factory functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._dtype import get_default_dtype, to_dtype
+from ._random import Generator, next_key
+
+__all__ = ["as_array", "is_torch_tensor", "tensor", "zeros", "ones", "empty", "full",
+           "randn", "rand", "randint", "arange", "zeros_like", "ones_like", "randn_like", "rand_like"]
+
+
+def is_torch_tensor(x: Any) -> bool:
+    """True for a torch.Tensor, detected without importing torch."""
+    t = type(x)
+    return t.__module__.startswith("torch") and hasattr(x, "detach") and hasattr(x, "dtype")
+
+
+def _torch_to_numpy(t: Any) -> np.ndarray:
+    t = t.detach().cpu()
+    name = str(t.dtype)
+    if name == "torch.bfloat16":
+        return t.float().numpy().astype(jnp.bfloat16)
+    return t.numpy()
+
+
+def as_array(x: Any, dtype: Any = None) -> jax.Array:
+    """Convert jax/numpy arrays, torch tensors, Parameters/Buffers and Python data to a jax.Array.
+
+    Tracers pass through unchanged, so this is safe inside `jax.jit`.
+    """
+    if hasattr(x, "_value") and hasattr(x, "__jax_array__"):  # Parameter / Buffer
+        x = x._value
+    elif is_torch_tensor(x):
+        x = _torch_to_numpy(x)
+    if dtype is not None:
+        return jnp.asarray(x, dtype=to_dtype(dtype))
+    if isinstance(x, jax.Array):
+        return x
+    if isinstance(x, (float, list, tuple)) and not isinstance(x, np.ndarray):
+        arr = np.asarray(x)
+        if arr.dtype == np.float64:
+            return jnp.asarray(arr, dtype=get_default_dtype())
+        if arr.dtype == np.int64 and not jax.config.jax_enable_x64:
+            return jnp.asarray(arr, dtype=jnp.int32)
+        return jnp.asarray(arr)
+    return jnp.asarray(x)
+
+
+def _size(size: Sequence[Any]) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(s) for s in size)
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> jax.Array:
+    """Make an array from data, with torch's dtype inference (Python floats -> default float dtype).
+
+    >>> tensor([1.0, 2.0]).dtype
+    dtype('float32')
+    """
+    arr = as_array(data, dtype)
+    if device is not None:
+        from ._device import resolve_device
+
+        arr = jax.device_put(arr, resolve_device(device))
+    return arr
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Mirrors `torch.zeros`."""
+    return jnp.zeros(_size(size), to_dtype(dtype))
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Mirrors `torch.ones`."""
+    return jnp.ones(_size(size), to_dtype(dtype))
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Mirrors `torch.empty`; JAX has no uninitialised memory, so the values are zeros."""
+    return jnp.zeros(_size(size), to_dtype(dtype))
+
+
+def full(size: Sequence[int], fill_value: Any, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Mirrors `torch.full`."""
+    if dtype is None and isinstance(fill_value, (bool, int)):
+        return jnp.full(_size((size,)), fill_value)
+    return jnp.full(_size((size,)), fill_value, to_dtype(dtype))
+
+
+def randn(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Standard normal samples from the global (or given) generator. Mirrors `torch.randn`."""
+    return jax.random.normal(next_key(generator), _size(size), to_dtype(dtype))
+
+
+def rand(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Uniform [0, 1) samples. Mirrors `torch.rand`."""
+    return jax.random.uniform(next_key(generator), _size(size), to_dtype(dtype))
+
+
+def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,
+            generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Integers in [low, high). Mirrors `torch.randint` (`randint(high, size)` works too)."""
+    if high is None:
+        low, high = 0, low
+    dt = jnp.int32 if dtype is None else to_dtype(dtype)
+    return jax.random.randint(next_key(generator), _size((size,)), low, high, dtype=dt)
+
+
+def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Mirrors `torch.arange`."""
+    if end is None:
+        start, end = 0, start
+    out = jnp.arange(start, end, step)
+    if dtype is not None:
+        return out.astype(to_dtype(dtype))
+    if jnp.issubdtype(out.dtype, jnp.floating):
+        return out.astype(get_default_dtype())
+    return out
+
+
+def zeros_like(x: Any, dtype: Any = None) -> jax.Array:
+    return jnp.zeros_like(as_array(x), dtype=None if dtype is None else to_dtype(dtype))
+
+
+def ones_like(x: Any, dtype: Any = None) -> jax.Array:
+    return jnp.ones_like(as_array(x), dtype=None if dtype is None else to_dtype(dtype))
+
+
+def randn_like(x: Any, dtype: Any = None, generator: Generator | None = None) -> jax.Array:
+    a = as_array(x)
+    return jax.random.normal(next_key(generator), a.shape, a.dtype if dtype is None else to_dtype(dtype))
+
+
+def rand_like(x: Any, dtype: Any = None, generator: Generator | None = None) -> jax.Array:
+    a = as_array(x)
+    return jax.random.uniform(next_key(generator), a.shape, a.dtype if dtype is None else to_dtype(dtype))

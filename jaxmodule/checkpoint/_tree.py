@@ -1,0 +1,164 @@
+"""Split a Python object into a JSON manifest tree and a flat list of arrays, and back.
+
+The manifest keeps everything orbax does not: container types (dict, OrderedDict with its
+attributes, list, tuple, set), key order and key types (int keys stay ints), and the Python
+leaves (None, bool, int, float, str, bytes, complex). Arrays are replaced by `{"A": index}` and
+stored by orbax under the key `a<index>`; their kind (jax / numpy / numpy scalar / Parameter /
+Buffer), dtype, shape and a CRC32 of their bytes are recorded so a load can check what it read.
+
+Node encoding (JSON): a JSON scalar is the Python leaf itself (json keeps int vs float vs bool);
+every other node is an object with one tag key: `A` array, `D` dict, `O` OrderedDict, `L` list,
+`T` tuple, `S` set, `FS` frozenset, `B` bytes (base64), `C` complex, `F` non-finite float,
+`G` jaxmodule Generator.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import zlib
+from collections import OrderedDict
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["encode", "decode", "ArrayRecord", "crc32_of"]
+
+
+class ArrayRecord:
+    """One array leaf: the value to store and what to record about it."""
+
+    __slots__ = ("value", "kind", "key", "extra")
+
+    def __init__(self, value: Any, kind: str, key: str, extra: Any = None) -> None:
+        self.value = value
+        self.kind = kind
+        self.key = key  # the '/'-joined key path, e.g. 'model/fc.weight'
+        self.extra = extra
+
+
+def crc32_of(arr: np.ndarray) -> int:
+    """CRC32 of the array's bytes in C order (dtype-agnostic, bfloat16 included)."""
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    return zlib.crc32(flat.view(np.uint8).data) & 0xFFFFFFFF
+
+
+def _storable(dtype: np.dtype) -> bool:
+    """Numeric and bool dtypes, including ml_dtypes' (bfloat16, float8_*)."""
+    return dtype.kind in "biufc" or (dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes"))
+
+
+def _is_cell(x: Any) -> bool:
+    from ..nn.parameter import Buffer, Parameter
+
+    return isinstance(x, (Parameter, Buffer))
+
+
+def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
+    """Return the JSON node for `obj`, appending every array leaf to `arrays`."""
+    from .._random import Generator
+    from .._tensor import _torch_to_numpy, is_torch_tensor
+
+    key = "/".join(str(p) for p in parts)
+    path = "obj" + "".join(f"[{p!r}]" for p in parts)
+
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else {"F": repr(float(obj))}
+    if isinstance(obj, complex):
+        return {"C": [encode(obj.real, arrays), encode(obj.imag, arrays)]}
+    if isinstance(obj, (bytes, bytearray)):
+        return {"B": base64.b64encode(bytes(obj)).decode("ascii"), "ba": isinstance(obj, bytearray)}
+    if isinstance(obj, jax.Array):
+        if isinstance(obj, jax.core.Tracer):
+            raise TypeError(f"jaxmodule.save: {path} is a traced value (inside jit/grad); save concrete arrays")
+        arrays.append(ArrayRecord(obj, "jax", key))
+        return {"A": len(arrays) - 1}
+    if isinstance(obj, np.ndarray):
+        if not _storable(obj.dtype):
+            raise TypeError(f"jaxmodule.save: {path} is a numpy array of dtype {obj.dtype}, which cannot be "
+                            "stored; only numeric and bool arrays are supported")
+        arrays.append(ArrayRecord(np.array(obj, copy=True), "numpy", key))
+        return {"A": len(arrays) - 1}
+    if isinstance(obj, np.generic):
+        arrays.append(ArrayRecord(np.asarray(obj), "npscalar", key))
+        return {"A": len(arrays) - 1}
+    if _is_cell(obj):
+        from ..nn.parameter import Parameter
+
+        kind = "Parameter" if isinstance(obj, Parameter) else "Buffer"
+        arrays.append(ArrayRecord(obj._value, kind, key, bool(obj._aux())))
+        return {"A": len(arrays) - 1}
+    if is_torch_tensor(obj):
+        arrays.append(ArrayRecord(_torch_to_numpy(obj), "torch", key))
+        return {"A": len(arrays) - 1}
+    if isinstance(obj, Generator):
+        return {"G": {"seed": obj.initial_seed(), "key": encode(np.asarray(obj.get_state()), arrays, parts)}}
+    if isinstance(obj, dict) and type(obj) in (dict, OrderedDict):
+        items = [[encode(k, arrays, (*parts, "<key>")), encode(v, arrays, (*parts, k))]
+                 for k, v in obj.items()]
+        if type(obj) is dict:
+            return {"D": items}
+        node: dict[str, Any] = {"O": items}
+        attrs = getattr(obj, "__dict__", None)
+        if attrs:
+            node["attrs"] = encode(dict(attrs), arrays, (*parts, "__dict__"))
+        return node
+    if type(obj) in (list, tuple, set, frozenset):
+        tag = {list: "L", tuple: "T", set: "S", frozenset: "FS"}[type(obj)]
+        return {tag: [encode(v, arrays, (*parts, i)) for i, v in enumerate(obj)]}
+    raise TypeError(
+        f"jaxmodule.save: cannot store {path} of type {type(obj).__module__}.{type(obj).__qualname__}; "
+        "supported: arrays (jax, numpy, Parameter, Buffer, torch), dict, OrderedDict, list, tuple, "
+        "set, None, bool, int, float, complex, str, bytes and jaxmodule.Generator")
+
+
+def decode(node: Any, arrays: list[Any]) -> Any:
+    """Inverse of `encode`; `arrays` holds the restored array for each index."""
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    if not isinstance(node, dict) or len(node) == 0:
+        raise ValueError(f"malformed manifest node {node!r:.80}")
+    if "A" in node:
+        return arrays[node["A"]]
+    if "D" in node:
+        return {_key(decode(k, arrays)): decode(v, arrays) for k, v in node["D"]}
+    if "O" in node:
+        od = OrderedDict((_key(decode(k, arrays)), decode(v, arrays)) for k, v in node["O"])
+        if "attrs" in node:
+            for name, value in decode(node["attrs"], arrays).items():
+                setattr(od, name, value)
+        return od
+    if "L" in node:
+        return [decode(v, arrays) for v in node["L"]]
+    if "T" in node:
+        return tuple(decode(v, arrays) for v in node["T"])
+    if "S" in node:
+        return {_key(decode(v, arrays)) for v in node["S"]}
+    if "FS" in node:
+        return frozenset(_key(decode(v, arrays)) for v in node["FS"])
+    if "F" in node:
+        return float(node["F"])
+    if "C" in node:
+        re, im = node["C"]
+        return complex(decode(re, arrays), decode(im, arrays))
+    if "B" in node:
+        raw = base64.b64decode(node["B"])
+        return bytearray(raw) if node.get("ba") else raw
+    if "G" in node:
+        from .._random import Generator
+
+        g = Generator()
+        g._seed = int(node["G"]["seed"])
+        g.set_state(decode(node["G"]["key"], arrays))
+        return g
+    raise ValueError(f"malformed manifest node with unknown tag {sorted(node)!r}")
+
+
+def _key(k: Any) -> Any:
+    # JSON lists become Python lists; a dict key that was a tuple must come back hashable.
+    return tuple(_key(x) for x in k) if isinstance(k, list) else k

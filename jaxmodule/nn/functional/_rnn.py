@@ -1,0 +1,192 @@
+"""Recurrent math: the RNN/LSTM/GRU cells and the multi-layer, bidirectional sequence loop.
+
+These mirror torch's private `_VF.rnn_tanh/rnn_relu/lstm/gru` and `*_cell` kernels (gate orders
+LSTM i,f,g,o and GRU r,z,n, with torch's `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`).
+
+The time loop is one `jax.lax.scan` per layer. Both directions of a bidirectional layer run in that
+same scan: their weights are stacked on a leading direction axis and the reverse direction reads
+its input projection reversed in time. The input projection `x @ W_ih^T + b_ih` of every step is
+computed before the loop as one matmul, so only the `h @ W_hh^T` recurrence stays inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ..._random import next_key
+from ._utils import unwrap
+
+__all__ = ["rnn_tanh_cell", "rnn_relu_cell", "lstm_cell", "gru_cell", "rnn_forward"]
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def _lin(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
+    y = jnp.matmul(x, w.T)
+    return y if b is None else y + b
+
+
+def _dropout(x: jax.Array, p: float) -> jax.Array:
+    if p >= 1.0:
+        return jnp.zeros_like(x)
+    keep = jax.random.bernoulli(next_key(), 1.0 - p, x.shape)
+    return jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
+
+
+def _step(mode: str, xi: jax.Array, hh: jax.Array, h: jax.Array, c: jax.Array | None
+          ) -> tuple[jax.Array, jax.Array | None]:
+    """One recurrence step from the input part `xi` and hidden part `hh` of the gates.
+
+    Returns the new hidden state (before any LSTM projection) and the new cell state.
+    """
+    if mode == "RNN_TANH":
+        return jnp.tanh(xi + hh), None
+    if mode == "RNN_RELU":
+        return jax.nn.relu(xi + hh), None
+    if mode == "LSTM":
+        i, f, g, o = jnp.split(xi + hh, 4, axis=-1)
+        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new
+    # GRU
+    xr, xz, xn = jnp.split(xi, 3, axis=-1)
+    hr, hz, hn = jnp.split(hh, 3, axis=-1)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    return (1 - z) * n + z * h, None
+
+
+def rnn_tanh_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None) -> jax.Array:
+    """One Elman step `tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)` on `(N, H_in)`/`(N, H)` arrays."""
+    x, h = unwrap(input), unwrap(hx)
+    return _step("RNN_TANH", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, None)[0]
+
+
+def rnn_relu_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None) -> jax.Array:
+    """One Elman step with ReLU on `(N, H_in)`/`(N, H)` arrays."""
+    x, h = unwrap(input), unwrap(hx)
+    return _step("RNN_RELU", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, None)[0]
+
+
+def lstm_cell(input: Any, hx: Sequence[Any], w_ih: Any, w_hh: Any, b_ih: Any = None,
+              b_hh: Any = None) -> tuple[jax.Array, jax.Array]:
+    """One LSTM step (gates i, f, g, o); `hx = (h, c)`; returns `(h', c')`."""
+    x, h, c = unwrap(input), unwrap(hx[0]), unwrap(hx[1])
+    h_new, c_new = _step("LSTM", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, c)
+    return h_new, c_new
+
+
+def gru_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None) -> jax.Array:
+    """One GRU step (gates r, z, n) on `(N, H_in)`/`(N, H)` arrays."""
+    x, h = unwrap(input), unwrap(hx)
+    return _step("GRU", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, None)[0]
+
+
+def _layer(mode: str, x: jax.Array, h0: jax.Array, c0: jax.Array | None,
+           params: list[tuple[Any, ...]]) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Run one layer (all its directions) over time-major `x` `(T, N, I)`.
+
+    `params` holds one `(w_ih, w_hh, b_ih, b_hh, w_hr)` tuple per direction (biases/`w_hr` may be
+    None); `h0`/`c0` are `(D, N, H)`. Returns output `(T, N, D * H_out)`, `h_n`, `c_n` `(D, N, ...)`.
+    """
+    ndir = len(params)
+    w_ih = jnp.stack([p[0] for p in params])
+    w_hh = jnp.stack([p[1] for p in params])
+    has_bias = params[0][2] is not None
+    has_proj = params[0][4] is not None
+
+    xi = jnp.einsum("tni,dgi->dtng", x, w_ih)
+    if has_bias:
+        xi = xi + jnp.stack([p[2] for p in params])[:, None, None, :]
+    if ndir == 2:  # the reverse direction walks the sequence backwards
+        xi = jnp.stack([xi[0], xi[1, ::-1]])
+    xi = jnp.swapaxes(xi, 0, 1)  # (T, D, N, G)
+    b_hh = jnp.stack([p[3] for p in params])[:, None, :] if has_bias else None
+    w_hr = jnp.stack([p[4] for p in params]) if has_proj else None
+
+    def body(carry: tuple, xi_t: jax.Array) -> tuple[tuple, jax.Array]:
+        h, c = carry
+        hh = jnp.einsum("dnh,dgh->dng", h, w_hh)
+        if b_hh is not None:
+            hh = hh + b_hh
+        h_new, c_new = _step(mode, xi_t, hh, h, c)
+        if w_hr is not None:
+            h_new = jnp.einsum("dnh,dph->dnp", h_new, w_hr)
+        return (h_new, c_new), h_new
+
+    (h_n, c_n), ys = jax.lax.scan(body, (h0, c0), xi)  # ys: (T, D, N, H_out)
+    outs = [ys[:, 0]] if ndir == 1 else [ys[:, 0], ys[::-1, 1]]
+    return jnp.concatenate(outs, axis=-1), h_n, c_n
+
+
+def rnn_forward(
+    mode: str,
+    input: Any,
+    hx: Any,
+    flat_weights: Sequence[Any],
+    has_biases: bool,
+    num_layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+    batch_first: bool,
+    proj_size: int = 0,
+) -> tuple[jax.Array, Any]:
+    """A multi-layer (bidirectional) RNN over a batched sequence, like torch's `_VF.rnn_tanh/lstm/gru`.
+
+    Args:
+        mode: 'RNN_TANH', 'RNN_RELU', 'LSTM' or 'GRU'.
+        input: `(T, N, H_in)`, or `(N, T, H_in)` when `batch_first`.
+        hx: `(num_layers * D, N, H_out)`; for LSTM a pair `(h_0, c_0)`.
+        flat_weights: torch's `_flat_weights` order: per layer, per direction,
+            `w_ih, w_hh[, b_ih, b_hh][, w_hr]`.
+        has_biases: whether the biases are in `flat_weights`.
+        num_layers: stacked layers.
+        dropout: dropout on the outputs of every layer but the last (only when `train`).
+        train: training mode.
+        bidirectional: two directions per layer.
+        batch_first: layout of `input` and the output.
+        proj_size: LSTM projection size (0: none).
+
+    Returns:
+        `(output, h_n)`, or `(output, (h_n, c_n))` for LSTM.
+    """
+    if mode not in _GATES:
+        raise ValueError(f"Unrecognized RNN mode: {mode}")
+    x = unwrap(input)
+    if batch_first:
+        x = jnp.swapaxes(x, 0, 1)
+    lstm = mode == "LSTM"
+    h0, c0 = (unwrap(hx[0]), unwrap(hx[1])) if lstm else (unwrap(hx), None)
+    ndir = 2 if bidirectional else 1
+    per = 2 + (2 if has_biases else 0) + (1 if proj_size > 0 else 0)
+    weights = [unwrap(w) for w in flat_weights]
+    if len(weights) != per * ndir * num_layers:
+        raise ValueError(
+            f"rnn_forward: expected {per * ndir * num_layers} weights for {num_layers} layer(s), "
+            f"{ndir} direction(s), got {len(weights)}")
+
+    h_n, c_n = [], []
+    for layer in range(num_layers):
+        params = []
+        for d in range(ndir):
+            ws = weights[(layer * ndir + d) * per:(layer * ndir + d + 1) * per]
+            w_ih, w_hh = ws[0], ws[1]
+            b_ih, b_hh = (ws[2], ws[3]) if has_biases else (None, None)
+            w_hr = ws[-1] if proj_size > 0 else None
+            params.append((w_ih, w_hh, b_ih, b_hh, w_hr))
+        sl = slice(layer * ndir, (layer + 1) * ndir)
+        x, hl, cl = _layer(mode, x, h0[sl], c0[sl] if lstm else None, params)
+        h_n.append(hl)
+        if lstm:
+            c_n.append(cl)
+        if train and dropout > 0.0 and layer < num_layers - 1:
+            x = _dropout(x, float(dropout))
+
+    out = jnp.swapaxes(x, 0, 1) if batch_first else x
+    h = jnp.concatenate(h_n, axis=0)
+    return (out, (h, jnp.concatenate(c_n, axis=0))) if lstm else (out, h)

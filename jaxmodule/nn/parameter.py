@@ -1,0 +1,518 @@
+"""`Parameter` and `Buffer`: mutable cells holding a JAX array, behaving like that array.
+
+JAX arrays are immutable, so torch's in-place methods (`fill_`, `mul_`, `normal_`, ...) replace the
+array held in the cell. Modules store the cells themselves (`module._parameters['weight']` is the
+`Parameter`), so an in-place call on `m.weight` changes what the module holds, tied weights stay
+tied (two modules hold one cell), and optimizers keep references that survive every update.
+
+Cells are JAX pytree nodes with one leaf, so `jnp.dot(p, x)`, `jax.nn.relu(p)` and operators work
+eagerly and inside `jax.jit`. `jax.lax` primitives do not accept them: use `p.data` or `jnp`.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _structure
+from .._dtype import to_dtype
+from .._grad_mode import is_grad_enabled
+from .._random import Generator, next_key
+from .._tensor import as_array
+
+__all__ = ["Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer", "is_lazy"]
+
+
+def _register(cls: type) -> None:
+    jax.tree_util.register_pytree_node(
+        cls,
+        lambda c: ((c._value,), c._aux()),
+        lambda aux, children: cls._wrap(children[0], aux),
+    )
+
+
+
+def _unwrap(x: Any) -> Any:
+    return x._value if isinstance(x, _TensorCell) else x
+
+
+class _TensorCell:
+    """Shared array behaviour of Parameter and Buffer (torch.Tensor's role)."""
+
+    __slots__ = ("_value", "grad", "__dict__", "__weakref__")
+    __array_priority__ = 100
+
+    _value: jax.Array
+
+    # ---- array protocol --------------------------------------------------------------------
+    def __jax_array__(self) -> jax.Array:
+        return self._value
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = np.asarray(self._value)
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the cell does not define: delegate (reshape, sum, astype, ...).
+        if name.startswith("__") or name in ("_value", "grad"):
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        return getattr(self._value, name)
+
+    @property
+    def data(self) -> _DataView:
+        """The held array, detached: in-place calls on it skip the grad-mode check, as in torch."""
+        return _DataView(self)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._value = as_array(value)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._value.shape
+
+    @property
+    def dtype(self) -> Any:
+        return self._value.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._value.ndim
+
+    @property
+    def T(self) -> jax.Array:  # noqa: N802
+        return self._value.T
+
+    @property
+    def mT(self) -> jax.Array:  # noqa: N802
+        return self._value.mT
+
+    @property
+    def device(self) -> Any:
+        devs = self._value.devices()
+        return next(iter(devs)) if len(devs) == 1 else self._value.sharding
+
+    @property
+    def is_leaf(self) -> bool:
+        return True
+
+    def size(self, dim: int | None = None) -> Any:
+        """torch's `size()`: the shape, or one dimension of it."""
+        return self._value.shape if dim is None else self._value.shape[dim]
+
+    def dim(self) -> int:
+        return self._value.ndim
+
+    def numel(self) -> int:
+        return int(self._value.size)
+
+    def nelement(self) -> int:
+        return int(self._value.size)
+
+    def element_size(self) -> int:
+        return self._value.dtype.itemsize
+
+    def item(self) -> Any:
+        return self._value.item()
+
+    def tolist(self) -> Any:
+        return self._value.tolist()
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self._value)
+
+    def detach(self) -> jax.Array:
+        return jax.lax.stop_gradient(self._value)
+
+    def clone(self) -> jax.Array:
+        return jnp.array(self._value, copy=True)
+
+    def is_floating_point(self) -> bool:
+        return bool(jnp.issubdtype(self._value.dtype, jnp.floating))
+
+    def __getitem__(self, idx: Any) -> jax.Array:
+        return self._value[_unwrap(idx)]
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __iter__(self) -> Any:
+        return iter(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __float__(self) -> float:
+        return float(self._value)
+
+    def __int__(self) -> int:
+        return int(self._value)
+
+    def __index__(self) -> int:
+        return operator.index(self._value)
+
+    def __complex__(self) -> complex:
+        return complex(self._value)
+
+    def __format__(self, spec: str) -> str:
+        return format(self._value, spec) if spec else repr(self)
+
+    __hash__ = object.__hash__
+
+    # ---- value replacement (the in-place helpers all come through here) ---------------------
+    def _check_inplace(self) -> None:
+        pass
+
+    def _set(self, new: Any) -> Any:
+        """Replace the held value by `new`, cast to the held dtype and broadcast to the held shape."""
+        self._check_inplace()
+        return self._store(new)
+
+    def _store(self, new: Any) -> Any:
+        old = self._value
+        new = jnp.asarray(_unwrap(new))
+        if new.dtype != old.dtype:
+            new = new.astype(old.dtype)
+        if new.shape != old.shape:
+            new = jnp.broadcast_to(new, old.shape)
+        self._value = new
+        return self
+
+    def fill_(self, value: Any) -> Any:
+        return self._set(jnp.full(self._value.shape, _unwrap(value), self._value.dtype))
+
+    def zero_(self) -> Any:
+        return self._set(jnp.zeros_like(self._value))
+
+    def copy_(self, src: Any, non_blocking: bool = False) -> Any:
+        src = as_array(src)
+        try:
+            jnp.broadcast_shapes(src.shape, self._value.shape)
+        except ValueError:
+            raise RuntimeError(
+                f"copy_: the source shape {tuple(src.shape)} cannot be broadcast to the "
+                f"destination shape {tuple(self._value.shape)}") from None
+        return self._set(src)
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Generator | None = None) -> Any:
+        v = self._value
+        return self._set(_unwrap(mean) + _unwrap(std) * jax.random.normal(next_key(generator), v.shape, _float(v.dtype)))
+
+    def uniform_(self, from_: float = 0.0, to: float = 1.0, *, generator: Generator | None = None) -> Any:
+        v = self._value
+        return self._set(jax.random.uniform(next_key(generator), v.shape, _float(v.dtype), from_, to))
+
+    def bernoulli_(self, p: float = 0.5, *, generator: Generator | None = None) -> Any:
+        return self._set(jax.random.bernoulli(next_key(generator), _unwrap(p), self._value.shape))
+
+    def exponential_(self, lambd: float = 1.0, *, generator: Generator | None = None) -> Any:
+        v = self._value
+        return self._set(jax.random.exponential(next_key(generator), v.shape, _float(v.dtype)) / lambd)
+
+    def log_normal_(self, mean: float = 1.0, std: float = 2.0, *, generator: Generator | None = None) -> Any:
+        v = self._value
+        return self._set(jnp.exp(mean + std * jax.random.normal(next_key(generator), v.shape, _float(v.dtype))))
+
+    def cauchy_(self, median: float = 0.0, sigma: float = 1.0, *, generator: Generator | None = None) -> Any:
+        v = self._value
+        return self._set(median + sigma * jax.random.cauchy(next_key(generator), v.shape, _float(v.dtype)))
+
+    def add_(self, other: Any, *, alpha: Any = 1) -> Any:
+        return self._set(self._value + alpha * _unwrap(other))
+
+    def sub_(self, other: Any, *, alpha: Any = 1) -> Any:
+        return self._set(self._value - alpha * _unwrap(other))
+
+    def mul_(self, other: Any) -> Any:
+        return self._set(self._value * _unwrap(other))
+
+    def div_(self, other: Any, *, rounding_mode: str | None = None) -> Any:
+        q = self._value / _unwrap(other)
+        if rounding_mode == "trunc":
+            q = jnp.trunc(q)
+        elif rounding_mode == "floor":
+            q = jnp.floor(q)
+        return self._set(q)
+
+    def pow_(self, exponent: Any) -> Any:
+        return self._set(self._value ** _unwrap(exponent))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Any:  # noqa: A002 - torch names
+        return self._set(jnp.clip(self._value, _unwrap(min), _unwrap(max)))
+
+    clip_ = clamp_
+
+    def clamp_min_(self, min: Any) -> Any:  # noqa: A002
+        return self.clamp_(min=min)
+
+    def clamp_max_(self, max: Any) -> Any:  # noqa: A002
+        return self.clamp_(max=max)
+
+    def addcmul_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Any:
+        return self._set(self._value + value * _unwrap(tensor1) * _unwrap(tensor2))
+
+    def addcdiv_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Any:
+        return self._set(self._value + value * _unwrap(tensor1) / _unwrap(tensor2))
+
+    def lerp_(self, end: Any, weight: Any) -> Any:
+        return self._set(self._value + _unwrap(weight) * (_unwrap(end) - self._value))
+
+    def masked_fill_(self, mask: Any, value: Any) -> Any:
+        return self._set(jnp.where(_unwrap(mask), _unwrap(value), self._value))
+
+    def fill_diagonal_(self, fill_value: Any, wrap: bool = False) -> Any:
+        v = self._value
+        n = min(v.shape)
+        idx = jnp.arange(n)
+        return self._set(v.at[(idx,) * v.ndim].set(fill_value))
+
+    def requires_grad_(self, requires_grad: bool = True) -> Any:
+        self.requires_grad = requires_grad
+        return self
+
+    def share_memory_(self) -> Any:
+        return self
+
+    def detach_(self) -> Any:
+        return self
+
+    # ---- pickling ----------------------------------------------------------------------------
+    def __reduce_ex__(self, protocol: int) -> Any:
+        return (_rebuild, (type(self), np.asarray(self._value), self._aux(), self.grad,
+                           dict(self.__dict__)))
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        import copy
+
+        new = type(self)._wrap(jnp.array(self._value, copy=True), self._aux())
+        memo[id(self)] = new
+        new.grad = None if self.grad is None else jnp.array(self.grad, copy=True)
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
+
+def _float(dtype: Any) -> Any:
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
+
+
+def _rebuild(cls: type, value: np.ndarray, aux: Any, grad: Any, extra: dict) -> Any:
+    cell = cls._wrap(jnp.asarray(value), aux)
+    cell.grad = grad
+    cell.__dict__.update(extra)
+    return cell
+
+
+# Operators: results are plain jax arrays, as torch's are plain Tensors.
+def _binary(name: str) -> Any:
+    def op(self: _TensorCell, other: Any) -> Any:
+        return getattr(self._value, name)(_unwrap(other))
+
+    op.__name__ = name
+    return op
+
+
+for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or",
+           "xor", "lshift", "rshift", "divmod"):
+    setattr(_TensorCell, f"__{_n}__", _binary(f"__{_n}__"))
+    setattr(_TensorCell, f"__r{_n}__", _binary(f"__r{_n}__"))
+for _n in ("lt", "le", "gt", "ge", "eq", "ne"):
+    setattr(_TensorCell, f"__{_n}__", _binary(f"__{_n}__"))
+for _n in ("neg", "pos", "abs", "invert"):
+    setattr(_TensorCell, f"__{_n}__", (lambda n: lambda self: getattr(self._value, n)())(f"__{_n}__"))
+
+
+def _inplace(fn: Any) -> Any:
+    def op(self: _TensorCell, other: Any) -> Any:
+        return self._set(fn(self._value, _unwrap(other)))
+
+    return op
+
+
+for _n, _f in (("iadd", operator.add), ("isub", operator.sub), ("imul", operator.mul),
+               ("itruediv", operator.truediv), ("ifloordiv", operator.floordiv),
+               ("ipow", operator.pow), ("imod", operator.mod), ("iand", operator.and_),
+               ("ior", operator.or_), ("ixor", operator.xor)):
+    setattr(_TensorCell, f"__{_n}__", _inplace(_f))
+
+
+def _unary_inplace(fn: Any) -> Any:
+    def op(self: _TensorCell) -> Any:
+        return self._set(fn(self._value))
+
+    return op
+
+
+for _n, _f in (("exp_", jnp.exp), ("log_", jnp.log), ("sqrt_", jnp.sqrt), ("rsqrt_", jax.lax.rsqrt),
+               ("neg_", jnp.negative), ("abs_", jnp.abs), ("sign_", jnp.sign),
+               ("sigmoid_", jax.nn.sigmoid), ("tanh_", jnp.tanh), ("relu_", jax.nn.relu),
+               ("floor_", jnp.floor), ("ceil_", jnp.ceil), ("round_", jnp.round),
+               ("trunc_", jnp.trunc), ("reciprocal_", jnp.reciprocal), ("square_", jnp.square),
+               ("sin_", jnp.sin), ("cos_", jnp.cos)):
+    setattr(_TensorCell, _n, _unary_inplace(_f))
+
+
+class Parameter(_TensorCell):
+    """A trainable array held by a Module. Mirrors `torch.nn.Parameter`.
+
+    Args:
+        data: the initial value (jax/numpy array, torch tensor, nested lists); None gives an
+            empty float array.
+        requires_grad: whether `jaxmodule.grad` and optimizers treat it as trainable.
+
+    >>> import jax.numpy as jnp
+    >>> p = Parameter(jnp.ones((2, 3)))
+    >>> p.shape, p.requires_grad
+    ((2, 3), True)
+    >>> (p * 2).sum().item()
+    12.0
+
+    Differences from torch: arithmetic returns plain `jax.Array`s; `p.data` is a detached view
+    whose in-place methods write into `p`; in-place methods replace the held array.
+    """
+
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        if data is None:
+            data = jnp.zeros((0,), jnp.float32)
+        self._value = as_array(data)
+        self.grad = None
+        self.__dict__["_requires_grad"] = bool(requires_grad)
+
+    @classmethod
+    def _wrap(cls, value: Any, requires_grad: bool = True) -> Parameter:
+        """Wrap a value (possibly a tracer or any pytree placeholder) without conversion."""
+        p = object.__new__(cls)
+        p._value = value
+        p.grad = None
+        p.__dict__["_requires_grad"] = requires_grad
+        return p
+
+    def _aux(self) -> Any:
+        return self._requires_grad
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.__dict__["_requires_grad"]
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"requires_grad must be a bool, got {type(value).__name__}")
+        if value != self.__dict__["_requires_grad"]:
+            self.__dict__["_requires_grad"] = value
+            _structure.bump()
+
+    def _check_inplace(self) -> None:
+        if self.__dict__["_requires_grad"] and is_grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + repr(self._value)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register(cls)
+
+
+class Buffer(_TensorCell):
+    """A non-trainable array held by a Module (running statistics, masks, counters).
+
+    Mirrors `torch.nn.Buffer`: assigning `module.name = Buffer(x, persistent=False)` registers a
+    buffer, as `register_buffer` does.
+
+    >>> import jax.numpy as jnp
+    >>> b = Buffer(jnp.zeros(3), persistent=False)
+    >>> b.persistent
+    False
+    """
+
+    def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
+        if data is None:
+            data = jnp.zeros((0,), jnp.float32)
+        self._value = as_array(data)
+        self.grad = None
+        self.persistent = persistent
+
+    @classmethod
+    def _wrap(cls, value: Any, persistent: bool = True) -> Buffer:
+        b = object.__new__(cls)
+        b._value = value
+        b.grad = None
+        b.__dict__["persistent"] = persistent
+        return b
+
+    def _aux(self) -> Any:
+        return self.persistent
+
+    requires_grad = False
+
+    def __repr__(self) -> str:
+        return repr(self._value)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register(cls)
+
+
+class _DataView(_TensorCell):
+    """What `cell.data` returns: reads and writes the owner's array, with no grad-mode check."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: _TensorCell) -> None:
+        object.__setattr__(self, "_owner", owner)
+        self.grad = None
+
+    @property  # type: ignore[override]
+    def _value(self) -> jax.Array:
+        return self._owner._value
+
+    @_value.setter
+    def _value(self, v: jax.Array) -> None:
+        self._owner._value = v
+
+    def _set(self, new: Any) -> Any:
+        self._owner._store(new)
+        return self
+
+    def __repr__(self) -> str:
+        return repr(self._owner._value)
+
+
+class UninitializedParameter(Parameter):
+    """A parameter whose shape is not known yet (lazy modules). Mirrors torch's."""
+
+    def __init__(self, requires_grad: bool = True, device: Any = None, dtype: Any = None) -> None:
+        super().__init__(jnp.zeros((0,), to_dtype(dtype)), requires_grad)
+
+    def materialize(self, shape: tuple[int, ...], device: Any = None, dtype: Any = None) -> None:
+        self._value = jnp.zeros(tuple(shape), to_dtype(dtype) if dtype is not None else self._value.dtype)
+        self.__class__ = Parameter
+
+    def __repr__(self) -> str:
+        return "<UninitializedParameter>"
+
+
+class UninitializedBuffer(Buffer):
+    """A buffer whose shape is not known yet (lazy modules)."""
+
+    def materialize(self, shape: tuple[int, ...], device: Any = None, dtype: Any = None) -> None:
+        self._value = jnp.zeros(tuple(shape), to_dtype(dtype) if dtype is not None else self._value.dtype)
+        self.__class__ = Buffer
+
+    def __repr__(self) -> str:
+        return "<UninitializedBuffer>"
+
+
+def is_lazy(x: Any) -> bool:
+    """True for an uninitialized (lazy) parameter or buffer."""
+    return isinstance(x, (UninitializedParameter, UninitializedBuffer))
+
+
+_register(Parameter)
+_register(Buffer)
+jax.tree_util.register_pytree_node(_DataView, lambda c: ((c._value,), None),
+                                   lambda aux, ch: Buffer._wrap(ch[0]))

@@ -1,0 +1,1 @@
+"""`jaxmodule.nn.utils`: clip_grad, parameters_to_vector, parametrizations."""
