@@ -9,6 +9,8 @@
 """
 
 from . import nn  # noqa: F401
+from ._autograd import backward, grad, value_and_grad  # noqa: F401
+from ._compile import compile  # noqa: F401,A004
 from ._device import resolve_device as device  # noqa: F401
 from ._dtype import (  # noqa: F401
     bfloat16, bool, complex64, complex128, double, float, float16, float32, float64,

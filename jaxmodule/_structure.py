@@ -12,3 +12,7 @@ VERSION = [0]
 
 def bump() -> None:
     VERSION[0] += 1
+
+# Bumped when any cell's `.grad` switches between None and an array (compiled steps pass the
+# present gradients in and out, so their presence is part of a compiled plan).
+GRAD_VERSION = [0]

@@ -43,7 +43,7 @@ def _unwrap(x: Any) -> Any:
 class _TensorCell:
     """Shared array behaviour of Parameter and Buffer (torch.Tensor's role)."""
 
-    __slots__ = ("_value", "grad", "__dict__", "__weakref__")
+    __slots__ = ("_value", "_grad", "__dict__", "__weakref__")
     __array_priority__ = 100
 
     _value: jax.Array
@@ -58,9 +58,20 @@ class _TensorCell:
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names the cell does not define: delegate (reshape, sum, astype, ...).
-        if name.startswith("__") or name in ("_value", "grad"):
+        if name.startswith("__") or name in ("_value", "_grad"):
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
         return getattr(self._value, name)
+
+    @property
+    def grad(self) -> Any:
+        """The accumulated gradient array, or None (torch's `.grad`)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        if (value is None) != (self._grad is None):
+            _structure.GRAD_VERSION[0] += 1
+        self._grad = value
 
     @property
     def data(self) -> _DataView:
@@ -378,7 +389,7 @@ class Parameter(_TensorCell):
         if data is None:
             data = jnp.zeros((0,), jnp.float32)
         self._value = as_array(data)
-        self.grad = None
+        self._grad = None
         self.__dict__["_requires_grad"] = bool(requires_grad)
 
     @classmethod
@@ -386,7 +397,7 @@ class Parameter(_TensorCell):
         """Wrap a value (possibly a tracer or any pytree placeholder) without conversion."""
         p = object.__new__(cls)
         p._value = value
-        p.grad = None
+        p._grad = None
         p.__dict__["_requires_grad"] = requires_grad
         return p
 
@@ -433,14 +444,14 @@ class Buffer(_TensorCell):
         if data is None:
             data = jnp.zeros((0,), jnp.float32)
         self._value = as_array(data)
-        self.grad = None
+        self._grad = None
         self.persistent = persistent
 
     @classmethod
     def _wrap(cls, value: Any, persistent: bool = True) -> Buffer:
         b = object.__new__(cls)
         b._value = value
-        b.grad = None
+        b._grad = None
         b.__dict__["persistent"] = persistent
         return b
 
@@ -464,7 +475,7 @@ class _DataView(_TensorCell):
 
     def __init__(self, owner: _TensorCell) -> None:
         object.__setattr__(self, "_owner", owner)
-        self.grad = None
+        self._grad = None
 
     @property  # type: ignore[override]
     def _value(self) -> jax.Array:

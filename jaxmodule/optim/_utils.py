@@ -142,13 +142,17 @@ def export_state(state: Any, names: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def import_state(template: Any, entry: dict[str, Any], names: dict[str, str], where: str) -> Any:
+def import_state(template: Any, entry: dict[str, Any], names: dict[str, str], where: str,
+                 partial: bool = False) -> Any:
     """A copy of `template` with the torch-layout values of `entry` installed (cast and shape
-    checked). Raises ValueError naming the key on unknown, missing or mis-shaped entries."""
+    checked). Raises ValueError naming the key on unknown, missing or mis-shaped entries;
+    `partial` keeps the template's value for missing keys and ignores unknown ones."""
     used: set[str] = set()
 
     def conv(key: str, old: Any) -> Any:
         if key not in entry:
+            if partial:
+                return old
             raise ValueError(f"{where}: missing state entry '{key}'")
         used.add(key)
         new = as_array(entry[key])
@@ -170,6 +174,6 @@ def import_state(template: Any, entry: dict[str, Any], names: dict[str, str], wh
 
     new = walk(template)
     extra = sorted(set(entry) - used, key=str)
-    if extra:
+    if extra and not partial:
         raise ValueError(f"{where}: unexpected state entries {extra}")
     return new

@@ -17,24 +17,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..._random import next_key
 from ._utils import unwrap
+from .dropout import dropout as _dropout
+from .linear import linear as _lin
 
 __all__ = ["rnn_tanh_cell", "rnn_relu_cell", "lstm_cell", "gru_cell", "rnn_forward"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-
-
-def _lin(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
-    y = jnp.matmul(x, w.T)
-    return y if b is None else y + b
-
-
-def _dropout(x: jax.Array, p: float) -> jax.Array:
-    if p >= 1.0:
-        return jnp.zeros_like(x)
-    keep = jax.random.bernoulli(next_key(), 1.0 - p, x.shape)
-    return jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
 
 
 def _step(mode: str, xi: jax.Array, hh: jax.Array, h: jax.Array, c: jax.Array | None

@@ -17,23 +17,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..._random import next_key
 from ._utils import unwrap
+from .dropout import dropout
+from .linear import linear
 
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
-
-
-def _linear(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
-    y = jnp.matmul(x, jnp.swapaxes(w, -1, -2))
-    return y if b is None else y + b
-
-
-def _attn_dropout(w: jax.Array, p: float) -> jax.Array:
-    """Inverted dropout on attention weights, keys from the global generator."""
-    if p >= 1.0:
-        return jnp.zeros_like(w)
-    keep = jax.random.bernoulli(next_key(), 1.0 - p, w.shape)
-    return jnp.where(keep, w / (1.0 - p), jnp.zeros((), w.dtype))
 
 
 def _masked_softmax(scores: jax.Array) -> jax.Array:
@@ -137,7 +125,7 @@ def scaled_dot_product_attention(
 
     weights = _masked_softmax(scores)
     if dropout_p > 0.0:
-        weights = _attn_dropout(weights, float(dropout_p))
+        weights = dropout(weights, float(dropout_p))
     return jnp.matmul(weights, v)
 
 
@@ -305,18 +293,18 @@ def multi_head_attention_forward(
             raise AssertionError("use_separate_proj_weight is False but in_proj_weight is None")
         w = unwrap(in_proj_weight)
         if query is key and key is value:  # self-attention: one packed matmul
-            qkv = _linear(query, w, b)
+            qkv = linear(query, w, b)
             q, k, v = (qkv[..., i * embed_dim:(i + 1) * embed_dim] for i in range(3))
         else:
             w_q, w_k, w_v = w[:embed_dim], w[embed_dim:2 * embed_dim], w[2 * embed_dim:]
-            q, k, v = _linear(query, w_q, b_q), _linear(key, w_k, b_k), _linear(value, w_v, b_v)
+            q, k, v = linear(query, w_q, b_q), linear(key, w_k, b_k), linear(value, w_v, b_v)
     else:
         for name, t in (("q", q_proj_weight), ("k", k_proj_weight), ("v", v_proj_weight)):
             if t is None:
                 raise AssertionError(f"use_separate_proj_weight is True but {name}_proj_weight is None")
-        q = _linear(query, unwrap(q_proj_weight), b_q)
-        k = _linear(key, unwrap(k_proj_weight), b_k)
-        v = _linear(value, unwrap(v_proj_weight), b_v)
+        q = linear(query, unwrap(q_proj_weight), b_q)
+        k = linear(key, unwrap(k_proj_weight), b_k)
+        v = linear(value, unwrap(v_proj_weight), b_v)
 
     if am is not None:
         if am.ndim == 2:
@@ -398,10 +386,10 @@ def multi_head_attention_forward(
             w = w + am
         w = jax.nn.softmax(w, axis=-1)
         if dropout_p > 0.0:
-            w = _attn_dropout(w, float(dropout_p))
+            w = dropout(w, float(dropout_p))
         out = jnp.matmul(w, v)
         out = jnp.swapaxes(out, 0, 1).reshape(tgt_len * bsz, embed_dim)
-        out = _linear(out, unwrap(out_proj_weight), unwrap(out_proj_bias))
+        out = linear(out, unwrap(out_proj_weight), unwrap(out_proj_bias))
         out = out.reshape(tgt_len, bsz, out.shape[-1])
         w = w.reshape(bsz, num_heads, tgt_len, src_len)
         if average_attn_weights:
@@ -420,7 +408,7 @@ def multi_head_attention_forward(
     v = v.reshape(bsz, num_heads, src_len, head_dim)
     out = scaled_dot_product_attention(q, k, v, am, dropout_p, is_causal)
     out = jnp.transpose(out, (2, 0, 1, 3)).reshape(bsz * tgt_len, embed_dim)
-    out = _linear(out, unwrap(out_proj_weight), unwrap(out_proj_bias))
+    out = linear(out, unwrap(out_proj_weight), unwrap(out_proj_bias))
     out = out.reshape(tgt_len, bsz, out.shape[-1])
     if not is_batched:
         out = out[:, 0]

@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ._utils import unwrap
@@ -463,3 +464,51 @@ def normalize(
                 f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {a})")
     denom = jnp.maximum(_pnorm(x, float(p), axes, keepdims=True), eps)
     return x / denom
+
+
+# ---- CrossMapLRN2d (legacy Lua-torch LRN; used only by nn.CrossMapLRN2d) -------------------------
+def _cross_map_masks(size: int, channels: int) -> tuple[Any, Any]:
+    """The channel windows of torch's CrossMapLRN2d forward and backward, as (C, C) 0/1 matrices.
+
+    torch's forward slides a running sum whose first channel is never subtracted (it tests
+    `c > pre_pad`, not `>=`), and its backward uses a different, symmetric window; both are
+    reproduced exactly here.
+    """
+    c = np.arange(channels)[:, None]
+    j = np.arange(channels)[None, :]
+    pre_pad = int((size - 1) / 2 + 1)
+    fwd = (j <= c + pre_pad - 1) & ~((j >= 1) & (j <= c - pre_pad))
+    inv = int(size - (size - 1) / 2)
+    bwd = (j >= c - inv) & (j <= c + size - 1 - inv)
+    return fwd.astype(np.float32), bwd.astype(np.float32)
+
+
+def _cross_map_lrn2d(input: Any, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                     k: float = 1.0) -> Array:
+    """torch's `CrossMapLRN2d` function: forward and its hand-written backward."""
+    x = unwrap(input)
+    if x.ndim != 4:
+        raise ValueError(f"CrossMapLRN2d: Expected input to be 4D, got {x.ndim}D instead.")
+    fwd_np, bwd_np = _cross_map_masks(size, x.shape[1])
+
+    def scale_of(v: Array) -> Array:
+        s = jnp.einsum("cj,njhw->nchw", jnp.asarray(fwd_np, v.dtype), jnp.square(v))
+        return s * (alpha / size) + k
+
+    @jax.custom_vjp
+    def f(v: Array) -> Array:
+        return v * scale_of(v) ** -beta
+
+    def f_fwd(v: Array) -> tuple[Array, tuple[Array, Array, Array]]:
+        scale = scale_of(v)
+        out = v * scale ** -beta
+        return out, (v, out, scale)
+
+    def f_bwd(res: tuple[Array, Array, Array], g: Array) -> tuple[Array]:
+        v, out, scale = res
+        ratio = g * out / scale
+        accum = jnp.einsum("cj,njhw->nchw", jnp.asarray(bwd_np, v.dtype), ratio)
+        return (scale ** -beta * g - (2 * alpha * beta / size) * v * accum,)
+
+    f.defvjp(f_fwd, f_bwd)
+    return f(x)

@@ -8,6 +8,7 @@ windows explicitly so each output knows which input it came from (torch's flat p
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -159,7 +160,7 @@ def _max_pool(nd: int, fn: str, input: Any, kernel_size: Any, stride: Any, paddi
     lead = _lead(x, nd)
     pads = _window_pads(size, k, s, p, d, out)
     low = _lowest(x.dtype)
-    if not return_indices:
+    if not return_indices and all(v == 1 for v in d):
         return lax.reduce_window(x, jnp.array(low, x.dtype), lax.max, (1,) * lead + k,
                                  (1,) * lead + s, [(0, 0)] * lead + pads,
                                  window_dilation=(1,) * lead + d)
@@ -170,7 +171,8 @@ def _max_pool(nd: int, fn: str, input: Any, kernel_size: Any, stride: Any, paddi
     g = _gather(xp, positions)
     orig = [np.clip(pos - pl, 0, n - 1) for pos, (pl, _), n in zip(positions, pads, size)]
     val, idx = _argmax_pool(g, _flat_table(orig, size))
-    return val, idx
+    # JAX has no VJP for dilated reduce_window max, so dilated pooling also takes this path
+    return (val, idx) if return_indices else val
 
 
 def max_pool1d(input: Any, kernel_size: _IntOrSeq, stride: _IntOrSeq | None = None,
@@ -530,8 +532,29 @@ def _max_unpool(nd: int, fn: str, input: Any, indices: Any, kernel_size: Any, st
     lead = x.shape[:x.ndim - nd]
     rows = math.prod(lead)
     flat_x, flat_i = x.reshape(rows, -1), idx.reshape(rows, -1)
-    res = jnp.zeros((rows, plane), x.dtype).at[jnp.arange(rows)[:, None], flat_i].set(flat_x, mode="drop")
-    return res.reshape(*lead, *out)
+    return _scatter_rows(flat_x, flat_i, plane).reshape(*lead, *out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _scatter_rows(values: Any, index: Any, plane: int) -> jax.Array:
+    """Row r of the result is zeros(plane) with values[r] written at index[r]."""
+    rows = values.shape[0]
+    return jnp.zeros((rows, plane), values.dtype).at[jnp.arange(rows)[:, None], index].set(
+        values, mode="drop")
+
+
+def _scatter_fwd(values: Any, index: Any, plane: int) -> tuple:
+    return _scatter_rows(values, index, plane), index
+
+
+def _scatter_bwd(plane: int, index: Any, g: Any) -> tuple:
+    # torch's backward gathers the output gradient at each index, so an index that several
+    # overlapping windows share hands the full gradient to each of them
+    gi = jnp.take_along_axis(g, jnp.clip(index, 0, plane - 1), axis=1)
+    return gi, np.zeros(index.shape, jax.dtypes.float0)
+
+
+_scatter_rows.defvjp(_scatter_fwd, _scatter_bwd)
 
 
 def max_unpool1d(input: Any, indices: Any, kernel_size: _IntOrSeq,

@@ -287,7 +287,8 @@ class Module(StateDictMixin, ConversionMixin):
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign '{typename(param)}' object to parameter '{name}' "
                             "(jaxmodule.nn.Parameter or None required)")
-        param = _hooks.run_registration_hooks(_hooks._global_parameter_registration_hooks, self, name, param)
+        if param is not None:  # torch runs the registration hooks for real parameters only
+            param = _hooks.run_registration_hooks(_hooks._global_parameter_registration_hooks, self, name, param)
         self._parameters[name] = param
         _structure.bump()
 

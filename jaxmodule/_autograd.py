@@ -1,0 +1,173 @@
+"""Gradients over modules: `grad`, `value_and_grad`, and the torch-style `backward`.
+
+JAX differentiates functions of arrays; jaxmodule's modules hold their arrays in cells. So each
+function here temporarily puts JAX's tracers into the trainable cells (parameters with
+`requires_grad=True`), calls the user's function, reads what it wrote into the other cells
+(buffers such as BatchNorm statistics, the generator key) as auxiliary outputs, and restores the
+parameters. Buffers, integer buffers and frozen parameters are constants. Works eagerly and inside
+`jax.jit` / `jaxmodule.compile`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+
+from ._random import default_generator
+from .nn.modules._pytree import module_cells
+from .nn.modules.module import Module
+from .nn.parameter import Parameter
+
+__all__ = ["grad", "value_and_grad", "backward"]
+
+
+def _side_cells(modules: Sequence[Module], exclude: set[int]) -> list:
+    """Every cell the function may write besides the differentiated ones (buffers, frozen
+    parameters, the global generator), each once."""
+    out, seen = [], set(exclude)
+    for m in modules:
+        for c in module_cells(m)[0]:
+            if id(c) not in seen:
+                seen.add(id(c))
+                out.append(c)
+    out.append(default_generator)
+    return out
+
+
+def _differentiate(fn: Callable, diff_cells: list, side_cells: list, plain: dict[int, Any],
+                   args: tuple, kwargs: dict, has_aux: bool) -> tuple[Any, Any, list, dict]:
+    """Run fn with JAX's tracers in `diff_cells` and in the positional arguments `plain`
+    (index -> value). Returns (value, aux, cell grads, plain grads)."""
+    originals = [c._value for c in diff_cells]
+    call_args = list(args)
+
+    def inner(values: list, plain_values: dict) -> tuple:
+        for c, v in zip(diff_cells, values):
+            c._value = v
+        for n, v in plain_values.items():
+            call_args[n] = v
+        out = fn(*call_args, **kwargs)
+        value, aux = out if has_aux else (out, None)
+        return value, (aux, [c._value for c in side_cells])
+
+    try:
+        (value, (aux, side_values)), (g_cells, g_plain) = jax.value_and_grad(
+            inner, argnums=(0, 1), has_aux=True)(originals, plain)
+    finally:
+        for c, v in zip(diff_cells, originals):
+            c._value = v
+    for c, v in zip(side_cells, side_values):
+        c._value = v
+    return value, aux, g_cells, g_plain
+
+
+def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """Like `jax.value_and_grad`, but a Module argument is differentiated w.r.t. its trainable
+    parameters only.
+
+    For a Module argument the gradient is a module of the same class whose trainable parameters
+    hold their gradients and whose other cells (buffers, frozen parameters) hold None, as torch
+    leaves `.grad` None for them. Other arguments are differentiated as JAX would. State the
+    function writes into buffers (BatchNorm statistics) and the generator key persists.
+
+    >>> import jax.numpy as jnp, jaxmodule
+    >>> from jaxmodule import nn
+    >>> model = nn.Linear(3, 1)
+    >>> loss, grads = jaxmodule.value_and_grad(lambda m, x: m(x).sum())(model, jnp.ones((2, 3)))
+    >>> grads.weight.shape, grads.bias.item()
+    ((1, 3), 2.0)
+    """
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if any(n >= len(args) for n in nums):
+            raise TypeError(f"value_and_grad: argnums={argnums} but the function was called with "
+                            f"{len(args)} positional arguments")
+        diff_cells: list = []
+        plain: dict[int, Any] = {}
+        layout: list = []
+        for n in nums:
+            a = args[n]
+            if isinstance(a, Module):
+                cells, _ = module_cells(a)
+                mask = [isinstance(c, Parameter) and c.requires_grad for c in cells]
+                layout.append((n, mask, len(diff_cells)))
+                diff_cells.extend(c for c, m in zip(cells, mask) if m)
+            else:
+                plain[n] = a
+                layout.append((n, None, 0))
+        modules = [a for a in args if isinstance(a, Module)]
+        side = _side_cells(modules, {id(c) for c in diff_cells})
+        value, aux, g_cells, g_plain = _differentiate(fn, diff_cells, side, plain, args, kwargs, has_aux)
+        out = []
+        for n, mask, start in layout:
+            if mask is None:
+                out.append(g_plain[n])
+                continue
+            it = iter(g_cells[start:])
+            leaves = [next(it) if m else None for m in mask]
+            out.append(jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(args[n]), leaves))
+        result = out[0] if isinstance(argnums, int) else tuple(out)
+        return ((value, aux), result) if has_aux else (value, result)
+
+    return wrapper
+
+
+def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """Like `jax.grad`, with `value_and_grad`'s handling of Module arguments.
+
+    >>> import jax.numpy as jnp, jaxmodule
+    >>> from jaxmodule import nn
+    >>> g = jaxmodule.grad(lambda m: m(jnp.ones((1, 2))).sum())(nn.Linear(2, 2))
+    >>> g.bias.tolist()
+    [1.0, 1.0]
+    """
+    vg = value_and_grad(fn, argnums, has_aux)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = vg(*args, **kwargs)
+        if has_aux:
+            (_, aux), g = out
+            return g, aux
+        return out[1]
+
+    return wrapper
+
+
+def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None, **kwargs: Any) -> Any:
+    """Torch-style backward: compute `fn(*args, **kwargs)` and add its gradient to each
+    trainable parameter's `.grad` (accumulating until `zero_grad`, as torch does).
+
+    `loss = jaxmodule.backward(loss_fn, model, x, y)` is the counterpart of
+    `loss = loss_fn(model, x, y); loss.backward()`. The parameters are those of every Module
+    argument (or `inputs=`, torch's `backward(inputs=...)`). Returns the value of `fn`.
+
+    >>> import jax.numpy as jnp, jaxmodule
+    >>> from jaxmodule import nn
+    >>> model = nn.Linear(2, 1)
+    >>> loss = jaxmodule.backward(lambda m: m(jnp.ones((4, 2))).sum(), model)
+    >>> model.bias.grad.tolist()
+    [4.0]
+    """
+    modules = [a for a in args if isinstance(a, Module)]
+    if inputs is None:
+        seen: set[int] = set()
+        params = []
+        for m in modules:
+            for p in m.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+    else:
+        params = [p for p in inputs if p.requires_grad]
+    side = _side_cells(modules, {id(p) for p in params})
+    value, _, grads, _ = _differentiate(fn, params, side, {}, args, kwargs, has_aux=False)
+    for p, g in zip(params, grads):
+        p.grad = g if p.grad is None else p.grad + g
+    return value
+

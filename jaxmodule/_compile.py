@@ -1,0 +1,290 @@
+"""`jaxmodule.compile` and `Module.compile`: stateful Python steps as one XLA program.
+
+A step function may take modules, optimizers and generators among its arguments and mutate them
+as torch code does (optimizer steps, BatchNorm statistics, dropout's generator). Per call:
+
+1. `_plan_for(args)`: the cached plan, valid while the structure version and the identity of the
+   stateful arguments are unchanged (one integer comparison and a tuple of ids).
+2. Gather: the arrays of the cells the step writes (`mutated`, donated), of the cells it only
+   reads (`const`), the optimizers' state pytrees and the entry gradients.
+3. Call the `jax.jit` function. Inside its trace, the live cells temporarily hold the tracers, the
+   user's function runs unchanged, and every cell's final value is returned.
+4. Scatter the outputs into the cells. Nothing waits for the device: dispatch stays asynchronous.
+
+Which cells a step writes is discovered once per plan by an abstract trace (`jax.eval_shape`), so
+a forward-only compile neither copies nor donates parameters. The plan is keyed on the
+structural signature of the modules (classes, names, train/eval, hooks, attributes), so any of
+those changing retraces, and an unrelated structural change elsewhere reuses the trace.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from . import _structure
+from ._random import Generator, default_generator
+from .nn.modules._pytree import module_cells
+from .nn.modules.module import Module
+
+__all__ = ["compile", "CompiledFunction", "compile_module"]
+
+TRACER_LEAK_HINT = (
+    "a jax tracer was left in {what} after a compiled step. State must be written through "
+    "modules, optimizers or generators passed as ARGUMENTS of the compiled function:\n"
+    "    wrong: step = jaxmodule.compile(lambda x: model(x))\n"
+    "    right: step = jaxmodule.compile(lambda model, x: model(x)); step(model, x)")
+
+
+def _is_optimizer(x: Any) -> bool:
+    return hasattr(type(x), "_jm_state_get")
+
+
+class _Plan:
+    """What one compiled call gathers and scatters, for one structure of the arguments."""
+
+    __slots__ = ("version", "grad_version", "ids", "positions", "live", "cells", "optimizers",
+                 "grad_params", "signature", "mutated", "const", "grads_out", "jitted")
+
+    def __init__(self, args: tuple, positions: tuple, ids: tuple) -> None:
+        self.version = _structure.VERSION[0]
+        self.grad_version = _structure.GRAD_VERSION[0]
+        self.ids = ids
+        self.positions = positions
+        self.live = {i: args[i] for i in positions}
+        cells: list = []
+        seen: set[int] = set()
+        optimizers: list = []
+        sig: list = []
+
+        def add(c: Any) -> None:
+            if id(c) not in seen:
+                seen.add(id(c))
+                cells.append(c)
+
+        for i in positions:
+            a = args[i]
+            if isinstance(a, Module):
+                for c in module_cells(a)[0]:
+                    add(c)
+                sig.append(module_cells(a)[1])
+            elif isinstance(a, Generator):
+                add(a)
+            else:
+                optimizers.append(a)
+        for opt in optimizers:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    add(p)
+        add(default_generator)
+        index = {id(c): k for k, c in enumerate(cells)}
+        for opt in optimizers:
+            sig.append(tuple(tuple(index[id(p)] for p in g["params"]) for g in opt.param_groups))
+            sig.append(jax.tree_util.tree_structure(opt._jm_state_get()))
+        self.cells = cells
+        self.optimizers = optimizers
+        self.grad_params = [c for c in cells if getattr(c, "grad", None) is not None]
+        sig.append(tuple(index[id(p)] for p in self.grad_params))
+        self.signature = (positions, ids, tuple(sig))
+
+
+class CompiledFunction:
+    """A step function compiled with `jaxmodule.compile`; call it like the original."""
+
+    def __init__(self, fn: Callable, *, keep_grads: bool = False, donate: bool = True,
+                 **jit_kwargs: Any) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.keep_grads = keep_grads
+        self.donate = donate
+        self.jit_kwargs = jit_kwargs
+        self._plan: _Plan | None = None
+        self._by_signature: dict = {}
+        self.trace_count = 0
+
+    # ---- planning ---------------------------------------------------------------------------
+    def _plan_for(self, args: tuple) -> _Plan:
+        plan = self._plan
+        if plan is not None and plan.version == _structure.VERSION[0] \
+                and plan.grad_version == _structure.GRAD_VERSION[0]:
+            live = plan.live
+            if len(live) == sum(1 for a in args if isinstance(a, (Module, Generator)) or _is_optimizer(a)) \
+                    and all(i < len(args) and args[i] is obj for i, obj in live.items()):
+                return plan
+        positions = tuple(i for i, a in enumerate(args)
+                          if isinstance(a, (Module, Generator)) or _is_optimizer(a))
+        plan = _Plan(args, positions, tuple(id(args[i]) for i in positions))
+        known = self._by_signature.get(plan.signature)
+        if known is not None:
+            for slot in ("mutated", "const", "grads_out", "jitted"):
+                setattr(plan, slot, getattr(known, slot))
+            plan.live = known.live
+        else:
+            self._discover(plan, args)
+            self._by_signature[plan.signature] = plan
+        self._plan = plan
+        return plan
+
+    def _discover(self, plan: _Plan, args: tuple) -> None:
+        """Abstractly trace once to learn which cells (and grads) the step writes, then make the
+        jitted function for this plan (a fresh closure: jit caches never mix plans)."""
+        written: dict[str, Any] = {}
+
+        def probe(state: list, opt_states: list, grads: list, dyn: tuple, kwargs: dict) -> Any:
+            return self._run_traced(plan, state, None, opt_states, grads, dyn, kwargs, record=written)
+
+        jax.eval_shape(probe, [c._value for c in plan.cells],
+                       [o._jm_state_get() for o in plan.optimizers],
+                       [p.grad for p in plan.grad_params], _dynamic(plan, args), {})
+        plan.mutated = written["mutated"]
+        mutated = set(plan.mutated)
+        plan.const = [k for k in range(len(plan.cells)) if k not in mutated]
+        plan.grads_out = written["grads"]
+
+        def pure(mutated_vals: list, const_vals: list, opt_states: list, grad_vals: list,
+                 dyn: tuple, kwargs: dict) -> Any:
+            self.trace_count += 1
+            return self._run_traced(plan, mutated_vals, const_vals, opt_states, grad_vals, dyn, kwargs)
+
+        donate = (0, 2, 3) if self.donate else ()
+        plan.jitted = jax.jit(pure, donate_argnums=donate, **self.jit_kwargs)
+
+    # ---- the traced body --------------------------------------------------------------------
+    def _run_traced(self, plan: _Plan, mutated_vals: list, const_vals: list | None,
+                    opt_states: list, grad_vals: list, dyn: tuple, kwargs: dict,
+                    record: dict | None = None) -> Any:
+        """Put tracers into the live cells, run the user's function, read everything back, and
+        restore the cells (they must never keep tracers)."""
+        cells = plan.cells
+        saved = [c._value for c in cells]
+        saved_grads = [getattr(c, "grad", None) for c in cells]
+        saved_opt = [o._jm_state_get() for o in plan.optimizers]
+        version = _structure.VERSION[0]
+        try:
+            if const_vals is None:  # discovery: every cell is an input
+                for c, v in zip(cells, mutated_vals):
+                    c._value = v
+            else:
+                for k, v in zip(plan.mutated, mutated_vals):
+                    cells[k]._value = v
+                for k, v in zip(plan.const, const_vals):
+                    cells[k]._value = v
+            for p, g in zip(plan.grad_params, grad_vals):
+                p.grad = g
+            entry = [c._value for c in cells]
+            entry_grads = [getattr(c, "grad", None) for c in cells]
+            for o, s in zip(plan.optimizers, opt_states):
+                o._jm_state_set(s)
+            call_args = tuple(plan.live[i] if i in plan.live else d for i, d in enumerate(dyn))
+            out = self.fn(*call_args, **kwargs)
+            if _structure.VERSION[0] != version:
+                raise RuntimeError(
+                    "the structure of a module changed inside a compiled step (a parameter, buffer "
+                    "or submodule was registered, a hook added, or an attribute assigned). Make "
+                    "structural changes outside the compiled function.")
+            if record is not None:
+                record["mutated"] = [k for k, c in enumerate(cells) if c._value is not entry[k]]
+                record["grads"] = [k for k, c in enumerate(cells)
+                                   if getattr(c, "grad", None) is not None
+                                   and (self.keep_grads or entry_grads[k] is not None)]
+                return out
+            new_vals = [cells[k]._value for k in plan.mutated]
+            new_grads = [cells[k].grad for k in plan.grads_out]
+            new_opt = [o._jm_state_get() for o in plan.optimizers]
+            return out, new_vals, new_opt, new_grads
+        finally:
+            for c, v, g in zip(cells, saved, saved_grads):
+                c._value = v
+                if hasattr(c, "grad"):
+                    c.grad = g
+            for o, s in zip(plan.optimizers, saved_opt):
+                o._jm_state_set(s)
+
+    # ---- the call ---------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        plan = self._plan_for(args)
+        cells = plan.cells
+        out, new_vals, new_opt, new_grads = plan.jitted(
+            [cells[k]._value for k in plan.mutated],
+            [cells[k]._value for k in plan.const],
+            [o._jm_state_get() for o in plan.optimizers],
+            [p.grad for p in plan.grad_params],
+            _dynamic(plan, args), kwargs)
+        for k, v in zip(plan.mutated, new_vals):
+            cells[k]._value = v
+        for o, s in zip(plan.optimizers, new_opt):
+            o._jm_state_set(s)
+        if plan.grad_params or plan.grads_out:
+            for p in plan.grad_params:
+                p.grad = None
+            for k, g in zip(plan.grads_out, new_grads):
+                cells[k].grad = g
+        return out
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        # Decorating a method: bind like a function would.
+        return self if obj is None else functools.partial(self, obj)
+
+
+def _dynamic(plan: _Plan, args: tuple) -> tuple:
+    """The arguments that are traced (stateful objects replaced by None placeholders)."""
+    live = plan.live
+    return tuple(None if i in live else a for i, a in enumerate(args))
+
+
+def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: bool = True,
+            **jit_kwargs: Any) -> Any:
+    """Compile a step function into one XLA program, keeping torch-style mutation.
+
+    The function may take modules, optimizers and generators as arguments and mutate them
+    (optimizer.step(), BatchNorm statistics, dropout). After each call everything it wrote is
+    in the live objects. Array arguments are traced; other keyword arguments must be hashable
+    only if passed through `static_argnames`.
+
+    Args:
+        fn: the step function (or use `@jaxmodule.compile(...)` as a decorator factory).
+        keep_grads: leave the gradients computed inside the step in each `Parameter.grad`
+            afterwards (costs one output buffer per parameter). Gradients present before the
+            call (accumulation) are always carried.
+        donate: donate the arrays the step replaces, so parameters are not held twice. Arrays
+            you kept from before the call (e.g. an un-copied `state_dict()`) are then invalid.
+        **jit_kwargs: passed to `jax.jit`.
+
+    >>> import jax.numpy as jnp, jaxmodule
+    >>> from jaxmodule import nn, optim
+    >>> model = nn.Linear(3, 1)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> @jaxmodule.compile
+    ... def step(model, opt, x, y):
+    ...     opt.zero_grad()
+    ...     loss = jaxmodule.backward(lambda m: ((m(x) - y) ** 2).mean(), model)
+    ...     opt.step()
+    ...     return loss
+    >>> loss = step(model, opt, jnp.ones((4, 3)), jnp.zeros((4, 1)))
+    """
+    if fn is None:
+        return lambda f: CompiledFunction(f, keep_grads=keep_grads, donate=donate, **jit_kwargs)
+    return CompiledFunction(fn, keep_grads=keep_grads, donate=donate, **jit_kwargs)
+
+
+def _uncompiled_call(module: Module, *args: Any, **kwargs: Any) -> Any:
+    from .nn.modules import _hooks
+
+    if not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+            or module._backward_pre_hooks or _hooks.any_global_call_hooks()):
+        return module.forward(*args, **kwargs)
+    return _hooks.call_with_hooks(module, args, kwargs)
+
+
+def compile_module(module: Module, *args: Any, **jit_kwargs: Any) -> None:
+    """`Module.compile`: later calls of `module(...)` run a compiled forward."""
+    jit_kwargs.pop("fullgraph", None)
+    jit_kwargs.pop("dynamic", None)
+    jit_kwargs.pop("backend", None)
+    jit_kwargs.pop("mode", None)
+    jit_kwargs.pop("options", None)
+    cf = CompiledFunction(_uncompiled_call, donate=True, **jit_kwargs)
+    module.__dict__["_compiled_call_impl"] = functools.partial(cf, module)

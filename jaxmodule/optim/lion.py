@@ -1,0 +1,61 @@
+"""`Lion` (EvoLved Sign Momentum) on `optax.scale_by_lion`. torch has no Lion; this follows the
+published algorithm (Chen et al. 2023) and the common torch implementation's API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optax
+
+from ._utils import check_betas, check_lr, check_nonneg
+from .optimizer import Optimizer, ParamsT
+
+__all__ = ["Lion"]
+
+
+class Lion(Optimizer):
+    """Lion: `p -= lr * (sign(b1 * m + (1 - b1) * g) + weight_decay * p)`, then
+    `m = b2 * m + (1 - b2) * g`.
+
+    Args:
+        params: parameters or param groups to optimize.
+        lr: learning rate (default 1e-4).
+        betas: interpolation and momentum coefficients (default (0.9, 0.99)).
+        weight_decay: decoupled weight decay (default 0).
+        maximize: maximize the objective.
+
+    State per parameter: 'exp_avg'.
+
+    >>> import jax.numpy as jnp
+    >>> from jaxmodule.nn import Parameter
+    >>> w = Parameter(jnp.zeros(2))
+    >>> opt = Lion([w], lr=0.1)
+    >>> w.grad = jnp.array([1.0, -2.0])
+    >>> opt.step()
+    >>> [round(x, 4) for x in w.tolist()]
+    [-0.1, 0.1]
+
+    Not in torch: the API follows `lion-pytorch` (lr, betas, weight_decay).
+    """
+
+    _array_options = ("lr", "betas", "weight_decay")
+    _state_names = {"mu": "exp_avg"}
+
+    def __init__(self, params: ParamsT, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
+                 weight_decay: float = 0.0, *, maximize: bool = False) -> None:
+        check_lr(lr)
+        check_betas(betas)
+        check_nonneg(weight_decay, "weight_decay value")
+        defaults = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay, "maximize": maximize}
+        super().__init__(params, defaults)
+
+    def _static_options(self, group: dict[str, Any]) -> tuple:
+        return (bool(group["maximize"]),)
+
+    @staticmethod
+    def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
+        parts = [optax.scale(-1.0)] if static[0] else []
+        b1, b2 = hp["betas"]
+        parts += [optax.scale_by_lion(b1, b2), optax.add_decayed_weights(hp["weight_decay"]),
+                  optax.scale_by_learning_rate(hp["lr"])]
+        return optax.chain(*parts)

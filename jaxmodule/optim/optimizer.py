@@ -1,0 +1,388 @@
+"""`Optimizer`: torch's optimizer API (param groups, state_dict, zero_grad, step) over optax.
+
+How state is held: every parameter gets its optax state eagerly at construction (zeros etc.), so
+the state's structure never changes while training. Each group's numeric options (lr, betas,
+weight_decay, ...) are kept as float32 device arrays, rebuilt only when a group dict entry is
+written (param groups are `dict` subclasses that record writes). `_jm_state_get` / `_jm_state_set`
+expose both as one pytree; `jaxmodule.compile` threads that pytree through a compiled step, so a
+scheduler changing `group['lr']` changes the computation without recompiling. Which parameters
+have state in torch's sense (torch creates it on the first step) is a Python-side flag.
+
+Boolean options (`nesterov`, `amsgrad`, `maximize`, ...) decide the structure of the update:
+changing one in a group rebuilds that group's transformation, carrying its state over.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._grad_mode import enable_grad
+from .._tensor import as_array
+from ..nn.parameter import Buffer, Parameter
+from ._utils import ParamGroup, export_state, import_state, required, scalar_key, to_scalar_array
+
+__all__ = ["Optimizer", "required"]
+
+ParamsT = Iterable[Any]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _update_params(factory: Callable, static: tuple, hp: dict, params: list, grads: list,
+                   states: list) -> tuple[list, list]:
+    """One group's step over its parameters that have gradients (one XLA call per group)."""
+    tx = factory(hp, static)
+    new_params, new_states = [], []
+    for p, g, s in zip(params, grads, states):
+        u, s2 = tx.update(g, s, p)
+        new_params.append(optax.apply_updates(p, u))
+        new_states.append(jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), s2, s))
+    return new_params, new_states
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _update_generic(tx: optax.GradientTransformation, mask: tuple, lr: jax.Array, params: list,
+                    grads: list, state: Any) -> tuple[list, Any]:
+    """A user optax transformation over a whole group; masked-out parameters keep their value."""
+    u, new_state = tx.update(grads, state, params)
+    new_params = [jnp.asarray(p + lr * du, p.dtype) if m else p for p, du, m in zip(params, u, mask)]
+    return new_params, new_state
+
+
+class Optimizer:
+    """Base optimizer holding param groups and per-parameter state. Mirrors `torch.optim.Optimizer`.
+
+    Args:
+        params: an iterable of Parameters, of (name, Parameter) pairs, or of param-group dicts
+            (each with a 'params' entry and optional per-group options).
+        defaults: the default options of every group (subclasses), or any optax
+            `GradientTransformation` to use it as a torch-style optimizer.
+
+    With an optax transformation, each group applies it to its parameters as one pytree (so
+    global transforms such as `optax.clip_by_global_norm` see the whole group); the group option
+    'lr' (default 1.0) multiplies the optax update, so schedulers work. A parameter whose grad is
+    None is left unchanged, but the transformation sees a zero gradient for it.
+
+    >>> import jax.numpy as jnp, optax
+    >>> from jaxmodule.nn import Parameter
+    >>> w = Parameter(jnp.ones(2))
+    >>> opt = Optimizer([w], optax.sgd(0.5))
+    >>> w.grad = jnp.array([1.0, 2.0])
+    >>> opt.step()
+    >>> w.tolist()
+    [0.5, 0.0]
+
+    Differences from torch: `optimizer.state` is a read-only snapshot in torch's layout; a
+    param group may not list one parameter twice (torch warns); `foreach`, `fused` and
+    `capturable` are accepted and change nothing (XLA compiles the whole step).
+    """
+
+    _array_options: tuple[str, ...] = ("lr",)  # group options held as device arrays
+    _complement_options: tuple[str, ...] = ()  # also held as `1 - value`, computed in float64
+    _state_names: dict[str, str] = {}  # optax NamedTuple field -> torch state key
+    _state_at_init = False  # torch creates the state at construction (Adagrad)
+
+    def __init__(self, params: ParamsT, defaults: dict[str, Any] | optax.GradientTransformation) -> None:
+        self._tx: optax.GradientTransformation | None = None
+        if isinstance(defaults, optax.GradientTransformation):
+            self._tx, defaults = defaults, {"lr": 1.0}
+        self.defaults = defaults
+        self.param_groups: list[dict[str, Any]] = []
+        self._states: list[Any] = []  # per group: list of per-parameter states (or one optax state)
+        self._started: list[list[bool]] = []
+        self._hp: list[dict[str, Any]] = []
+        self._hp_key: list[Any] = []
+        self._static: list[tuple] = []
+        self._opt_called = False
+        if isinstance(params, (Parameter, Buffer, jax.Array)):
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            f"Parameters or dicts, but got {type(params).__name__}")
+        groups = list(params)
+        if len(groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(dict(g))
+
+    # ---- subclass hooks ----------------------------------------------------------------------
+    @staticmethod
+    def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
+        """The per-parameter optax transformation from array options `hp` and static options."""
+        raise NotImplementedError
+
+    def _static_options(self, group: dict[str, Any]) -> tuple:
+        """The options that decide the update's structure (hashable)."""
+        return ()
+
+    # ---- groups --------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group (dict with 'params' and optional options). Mirrors torch."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        params = param_group["params"]
+        if isinstance(params, (Parameter, Buffer, jax.Array)):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but "
+                            "the ordering of tensors in sets will change between runs. Please use a list instead.")
+        params = list(params)
+        names = [p[0] for p in params if isinstance(p, tuple)]
+        params = [p[1] if isinstance(p, tuple) else p for p in params]
+        group = ParamGroup(param_group)
+        group["params"] = params
+        if names:
+            if len(names) != len(params):
+                raise ValueError("all optimizer params should be with/without names. Some param names are missing")
+            group["param_names"] = names
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError("optimizer can only optimize Parameters, but one of the params is "
+                                f"{type(p).__module__}.{type(p).__name__}")
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
+            group.setdefault(name, default)
+        ids = [id(p) for p in params]
+        if len(ids) != len(set(ids)):
+            raise ValueError("optimizer contains a parameter group with duplicate parameters")
+        seen: set[int] = set()
+        for g in self.param_groups:
+            seen.update(id(p) for p in g["params"])
+            if ("param_names" in group) != ("param_names" in g):
+                txt = "with names" if "param_names" in group else "without names"
+                raise ValueError("all optimizer param groups should be with/without names. "
+                                 f"cannot add param group {txt} to the optimizer")
+        if not seen.isdisjoint(ids):
+            raise ValueError("some parameters appear in more than one parameter group")
+        hp, static = self._make_hp(group), self._static_options(group)
+        self.param_groups.append(group)
+        self._hp.append(hp)
+        self._hp_key.append(self._hp_key_of(group))
+        self._static.append(static)
+        self._states.append(self._init_states(group, hp, static))
+        self._started.append([self._state_at_init] * len(params))
+        group._jm_dirty = False
+
+    def _hp_key_of(self, group: dict[str, Any]) -> tuple:
+        return tuple(scalar_key(group[k]) for k in self._array_options)
+
+    def _make_hp(self, group: dict[str, Any]) -> dict[str, Any]:
+        hp: dict[str, Any] = {}
+        for k in self._array_options:
+            v = group[k]
+            if isinstance(v, (tuple, list)):
+                hp[k] = tuple(to_scalar_array(x) for x in v)
+            else:
+                hp[k] = to_scalar_array(v)
+            if k in self._complement_options:
+                c = [1.0 - scalar_key(x) for x in (v if isinstance(v, (tuple, list)) else [v])]
+                hp["1-" + k] = tuple(map(to_scalar_array, c)) if isinstance(v, (tuple, list)) else to_scalar_array(c[0])
+        return hp
+
+    def _init_states(self, group: dict[str, Any], hp: dict[str, Any], static: tuple) -> Any:
+        if self._tx is not None:
+            return self._tx.init([p._value for p in group["params"]])
+        tx = self._transformation(hp, static)
+        return [tx.init(p._value) for p in group["params"]]
+
+    def _refresh(self, gi: int) -> None:
+        """Bring group `gi`'s arrays up to date with its dict (cheap when nothing was written)."""
+        group = self.param_groups[gi]
+        if not isinstance(group, ParamGroup):
+            group = self.param_groups[gi] = ParamGroup(group)
+        if not group._jm_dirty:
+            return
+        key = self._hp_key_of(group)
+        if key != self._hp_key[gi]:
+            self._hp[gi], self._hp_key[gi] = self._make_hp(group), key
+        static = self._static_options(group)
+        if static != self._static[gi]:
+            old = [export_state(s, self._state_names) for s in self._states[gi]]
+            self._static[gi] = static
+            fresh = self._init_states(group, self._hp[gi], static)
+            self._states[gi] = [import_state(f, o, self._state_names, "rebuild", partial=True) if st else f
+                                for f, o, st in zip(fresh, old, self._started[gi])]
+        group._jm_dirty = False
+
+    # ---- compile machinery -------------------------------------------------------------------
+    def _jm_state_get(self) -> dict[str, Any]:
+        """All mutable array state (group option arrays and optax states) as one pytree."""
+        for gi in range(len(self.param_groups)):
+            self._refresh(gi)
+        return {"hp": list(self._hp), "state": [s if self._tx is not None else list(s) for s in self._states]}
+
+    def _jm_state_set(self, state: dict[str, Any]) -> None:
+        """Install a pytree of `_jm_state_get`'s structure (values may be tracers)."""
+        self._hp = list(state["hp"])
+        self._states = [s if self._tx is not None else list(s) for s in state["state"]]
+
+    # ---- step --------------------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset gradients to None (default) or to zeros. Mirrors torch."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad = None if set_to_none else jnp.zeros_like(as_array(p.grad))
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that requires grad and has a gradient. Mirrors torch.
+
+        Traceable: under `jaxmodule.compile` / `jax.jit` the gradients may be tracers.
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        self._opt_called = True
+        for gi, group in enumerate(self.param_groups):
+            self._refresh(gi)
+            params = self.param_groups[gi]["params"]
+            idx = [i for i, p in enumerate(params) if p.grad is not None and p.requires_grad]
+            if self._tx is not None:
+                self._step_generic(gi, params, idx)
+                continue
+            if not idx:
+                continue
+            grads = [self._grad(params[i], i) for i in idx]
+            new_p, new_s = _update_params(type(self)._transformation, self._static[gi], self._hp[gi],
+                                          [params[i]._value for i in idx], grads,
+                                          [self._states[gi][i] for i in idx])
+            for i, v, s in zip(idx, new_p, new_s):
+                params[i]._value = v
+                self._states[gi][i] = s
+                self._started[gi][i] = True
+        return loss
+
+    @staticmethod
+    def _grad(p: Parameter, i: int) -> jax.Array:
+        g = as_array(p.grad)
+        if g.shape != p._value.shape:
+            raise RuntimeError(f"parameter {i} has shape {tuple(p._value.shape)} but its grad "
+                               f"has shape {tuple(g.shape)}")
+        return g
+
+    def _step_generic(self, gi: int, params: list[Parameter], idx: list[int]) -> None:
+        if not idx:
+            return
+        on = set(idx)
+        grads = [self._grad(p, i) if i in on else jnp.zeros_like(p._value) for i, p in enumerate(params)]
+        mask = tuple(i in on for i in range(len(params)))
+        new_p, self._states[gi] = _update_generic(self._tx, mask, self._hp[gi]["lr"],
+                                                  [p._value for p in params], grads, self._states[gi])
+        for i in idx:
+            params[i]._value = new_p[i]
+            self._started[gi][i] = True
+
+    # ---- state ---------------------------------------------------------------------------------
+    @property
+    def state(self) -> defaultdict:
+        """torch's `optimizer.state`: {parameter: {state key: array}} (a read-only snapshot)."""
+        out: defaultdict = defaultdict(dict)
+        if self._tx is not None:
+            return out
+        for gi, group in enumerate(self.param_groups):
+            self._refresh(gi)
+            for i, p in enumerate(group["params"]):
+                entry = export_state(self._states[gi][i], self._state_names) if self._started[gi][i] else {}
+                if entry:
+                    out[p] = entry
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """{'state': {index: {key: array}}, 'param_groups': [{options..., 'params': [index]}]}.
+
+        Mirrors torch's layout and state keys; arrays are jax arrays. With an optax
+        transformation, 'state' holds {'optax_state': [one optax state per group]}.
+        """
+        groups, state, start = [], {}, 0
+        for gi, group in enumerate(self.param_groups):
+            self._refresh(gi)
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = list(range(start, start + len(group["params"])))
+            groups.append(packed)
+            if self._tx is None:
+                for i in range(len(group["params"])):
+                    entry = export_state(self._states[gi][i], self._state_names) if self._started[gi][i] else {}
+                    if entry:
+                        state[start + i] = entry
+            start += len(group["params"])
+        if self._tx is not None:
+            state["optax_state"] = list(self._states)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state_dict (from jaxmodule or torch). Validates first; changes nothing on failure."""
+        saved = copy.deepcopy(state_dict["param_groups"])
+        saved_state = state_dict["state"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the "
+                             "size of optimizer's group")
+        new_groups, hps, keys, statics, states, started = [], [], [], [], [], []
+        for gi, (g, sg) in enumerate(zip(self.param_groups, saved)):
+            ng = ParamGroup(sg)
+            ng["params"] = g["params"]
+            if "param_names" in g and "param_names" not in sg:
+                ng["param_names"] = g["param_names"]
+            hp, static = self._make_hp(ng), self._static_options(ng)
+            fresh = self._init_states(ng, hp, static)
+            if self._tx is not None:
+                states.append(_load_optax_state(fresh, saved_state, gi))
+                started.append([False] * len(ng["params"]))
+            else:
+                st, fl = [], []
+                for f, sid in zip(fresh, sg["params"]):
+                    has = sid in saved_state and len(saved_state[sid]) > 0
+                    st.append(import_state(f, dict(saved_state[sid]), self._state_names,
+                                           f"state[{sid}]") if has else f)
+                    fl.append(has)
+                states.append(st)
+                started.append(fl)
+            ng._jm_dirty = False
+            new_groups.append(ng)
+            hps.append(hp)
+            keys.append(self._hp_key_of(ng))
+            statics.append(static)
+        self.param_groups, self._hp, self._hp_key = new_groups, hps, keys
+        self._static, self._states, self._started = statics, states, started
+
+    def __repr__(self) -> str:
+        s = self.__class__.__name__ + " ("
+        for i, group in enumerate(self.param_groups):
+            s += f"\nParameter Group {i}\n"
+            for key in sorted(group.keys()):
+                if key != "params":
+                    s += f"    {key}: {group[key]}\n"
+        return s + ")"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _load_optax_state(fresh: Any, saved_state: dict[str, Any], gi: int) -> Any:
+    try:
+        loaded = saved_state["optax_state"][gi]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"loaded state dict has no 'optax_state' for parameter group {gi}") from None
+    want, got = jax.tree.structure(fresh), jax.tree.structure(loaded)
+    if want != got:
+        raise ValueError(f"optax_state of group {gi} has structure {got}, expected {want}")
+    leaves = []
+    for f, x in zip(jax.tree.leaves(fresh), jax.tree.leaves(loaded)):
+        x = as_array(x)
+        if x.shape != f.shape:
+            raise ValueError(f"optax_state of group {gi}: leaf shape {x.shape}, expected {f.shape}")
+        leaves.append(jnp.asarray(x, f.dtype))
+    return jax.tree.unflatten(want, leaves)
