@@ -1,3 +1,95 @@
-"""Placeholder: filled in by its owner."""
+"""Dropout layers: `Dropout`, `Dropout1d/2d/3d`, `AlphaDropout`, `FeatureAlphaDropout`.
 
-__all__: list[str] = []
+Mirrors `torch.nn.modules.dropout`: each layer calls its `nn.functional` counterpart with
+`training=self.training`, so it is the identity in eval mode. Masks are drawn from jaxmodule's
+global generator (`jaxmodule.manual_seed`). `inplace=True` is accepted, but the input cannot be
+modified (JAX arrays are immutable): use the returned array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from .. import functional as F
+from .module import Module
+
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"]
+
+
+class _DropoutNd(Module):
+    """Shared constructor and repr. Mirrors `torch.nn.modules.dropout._DropoutNd`."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__()
+        if p < 0 or p > 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = p
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout(_DropoutNd):
+    """Zero each element with probability `p` in training, scaling the rest by `1 / (1 - p)`.
+
+    Mirrors `torch.nn.Dropout`.
+
+    Args:
+        p: probability of zeroing an element.
+        inplace: accepted for compatibility; the result is returned (see the module docstring).
+
+    Shape:
+        - Input: any; output: same shape.
+
+    >>> import jax.numpy as jnp
+    >>> Dropout(0.5).eval()(jnp.ones(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
+
+    def forward(self, input: Any) -> jax.Array:
+        return F.dropout(input, self.p, self.training, self.inplace)
+
+
+class Dropout1d(_DropoutNd):
+    """Zero whole channels of `(N, C, L)` or `(C, L)` inputs. Mirrors `torch.nn.Dropout1d`."""
+
+    def forward(self, input: Any) -> jax.Array:
+        return F.dropout1d(input, self.p, self.training, self.inplace)
+
+
+class Dropout2d(_DropoutNd):
+    """Zero whole channels of `(N, C, H, W)` inputs. Mirrors `torch.nn.Dropout2d`
+    (3-D inputs are read as `(N, C, L)` with a warning, as in torch)."""
+
+    def forward(self, input: Any) -> jax.Array:
+        return F.dropout2d(input, self.p, self.training, self.inplace)
+
+
+class Dropout3d(_DropoutNd):
+    """Zero whole channels of `(N, C, D, H, W)` or `(C, D, H, W)` inputs.
+
+    Mirrors `torch.nn.Dropout3d`.
+    """
+
+    def forward(self, input: Any) -> jax.Array:
+        return F.dropout3d(input, self.p, self.training, self.inplace)
+
+
+class AlphaDropout(_DropoutNd):
+    """Dropout that keeps the zero mean and unit variance of SELU activations.
+
+    Mirrors `torch.nn.AlphaDropout`.
+    """
+
+    def forward(self, input: Any) -> jax.Array:
+        return F.alpha_dropout(input, self.p, self.training)
+
+
+class FeatureAlphaDropout(_DropoutNd):
+    """Alpha dropout of whole channels of `(N, C, *)` inputs. Mirrors `torch.nn.FeatureAlphaDropout`."""
+
+    def forward(self, input: Any) -> jax.Array:
+        return F.feature_alpha_dropout(input, self.p, self.training)
