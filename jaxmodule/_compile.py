@@ -27,6 +27,7 @@ import jax
 
 from . import _structure
 from ._random import Generator, default_generator
+from .amp.autocast_mode import state as _amp_state
 from .nn.modules._pytree import module_cells
 from .nn.modules.module import Module
 
@@ -46,12 +47,13 @@ def _is_optimizer(x: Any) -> bool:
 class _Plan:
     """What one compiled call gathers and scatters, for one structure of the arguments."""
 
-    __slots__ = ("version", "grad_version", "ids", "positions", "live", "cells", "optimizers",
+    __slots__ = ("version", "grad_version", "amp", "ids", "positions", "live", "cells", "optimizers",
                  "grad_params", "signature", "mutated", "const", "grads_out", "jitted")
 
     def __init__(self, args: tuple, positions: tuple, ids: tuple) -> None:
         self.version = _structure.VERSION[0]
         self.grad_version = _structure.GRAD_VERSION[0]
+        self.amp = _amp_state()
         self.ids = ids
         self.positions = positions
         self.live = {i: args[i] for i in positions}
@@ -76,19 +78,19 @@ class _Plan:
             else:
                 optimizers.append(a)
         for opt in optimizers:
-            for group in opt.param_groups:
+            for group in getattr(opt, "param_groups", ()):
                 for p in group["params"]:
                     add(p)
         add(default_generator)
         index = {id(c): k for k, c in enumerate(cells)}
         for opt in optimizers:
-            sig.append(tuple(tuple(index[id(p)] for p in g["params"]) for g in opt.param_groups))
+            sig.append(tuple(tuple(index[id(p)] for p in g["params"]) for g in getattr(opt, "param_groups", ())))
             sig.append(jax.tree_util.tree_structure(opt._jm_state_get()))
         self.cells = cells
         self.optimizers = optimizers
         self.grad_params = [c for c in cells if getattr(c, "grad", None) is not None]
         sig.append(tuple(index[id(p)] for p in self.grad_params))
-        self.signature = (positions, ids, tuple(sig))
+        self.signature = (positions, ids, self.amp, tuple(sig))
 
 
 class CompiledFunction:
@@ -109,7 +111,7 @@ class CompiledFunction:
     def _plan_for(self, args: tuple) -> _Plan:
         plan = self._plan
         if plan is not None and plan.version == _structure.VERSION[0] \
-                and plan.grad_version == _structure.GRAD_VERSION[0]:
+                and plan.grad_version == _structure.GRAD_VERSION[0] and plan.amp == _amp_state():
             live = plan.live
             if len(live) == sum(1 for a in args if isinstance(a, (Module, Generator)) or _is_optimizer(a)) \
                     and all(i < len(args) and args[i] is obj for i, obj in live.items()):

@@ -63,6 +63,11 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
     key = "/".join(str(p) for p in parts)
     path = "obj" + "".join(f"[{p!r}]" for p in parts)
 
+    if isinstance(obj, np.generic):  # before the Python scalars: np.float64 subclasses float
+        if not _storable(obj.dtype):
+            raise TypeError(f"jaxmodule.save: {path} is a numpy scalar of dtype {obj.dtype}, which cannot be stored")
+        arrays.append(ArrayRecord(np.asarray(obj), "npscalar", key))
+        return {"A": len(arrays) - 1}
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, int):
@@ -83,9 +88,6 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
             raise TypeError(f"jaxmodule.save: {path} is a numpy array of dtype {obj.dtype}, which cannot be "
                             "stored; only numeric and bool arrays are supported")
         arrays.append(ArrayRecord(np.array(obj, copy=True), "numpy", key))
-        return {"A": len(arrays) - 1}
-    if isinstance(obj, np.generic):
-        arrays.append(ArrayRecord(np.asarray(obj), "npscalar", key))
         return {"A": len(arrays) - 1}
     if _is_cell(obj):
         from ..nn.parameter import Parameter

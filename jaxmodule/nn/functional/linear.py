@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ...amp.autocast_mode import autocast_inputs
 from ._utils import unwrap
 
 __all__ = ["linear", "bilinear"]
@@ -18,15 +19,17 @@ def linear(input: Any, weight: Any, bias: Any = None) -> jax.Array:
     Shape:
         input (*, in), weight (out, in), bias (out) -> (*, out)
     """
-    out = jnp.matmul(unwrap(input), unwrap(weight).T)
-    if bias is not None:
-        out = out + unwrap(bias)
+    x, w, b = autocast_inputs(unwrap(input), unwrap(weight), unwrap(bias))
+    out = jnp.matmul(x, w.T)
+    if b is not None:
+        out = out + b
     return out
 
 
 def bilinear(input1: Any, input2: Any, weight: Any, bias: Any = None) -> jax.Array:
     """`y_k = x1^T W_k x2 + b_k` with weight (out, in1, in2). Mirrors `torch.nn.functional.bilinear`."""
-    out = jnp.einsum("...i,kij,...j->...k", unwrap(input1), unwrap(weight), unwrap(input2))
-    if bias is not None:
-        out = out + unwrap(bias)
+    x1, w, x2, b = autocast_inputs(unwrap(input1), unwrap(weight), unwrap(input2), unwrap(bias))
+    out = jnp.einsum("...i,kij,...j->...k", x1, w, x2)
+    if b is not None:
+        out = out + b
     return out

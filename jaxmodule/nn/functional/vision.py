@@ -125,14 +125,16 @@ def _scale_f32(n: int, o: int, align_corners: bool, scale: float | None) -> np.f
     return np.float32(n) / np.float32(o)
 
 
-def _nearest_taps(n: int, o: int, scale: float | None, exact: bool) -> tuple:
+def _nearest_taps(n: int, o: int, scale: float | None, exact: bool, shortcut: bool) -> tuple:
+    """Nearest source index; `shortcut`: torch's 2D CPU kernel copies for o == n and halves for
+    o == 2n, whatever the scale factor (its 1D and 3D kernels always use the formula)."""
     i = np.arange(o)
     s = np.float32(1.0 / scale) if scale is not None and scale > 0 else np.float32(n) / np.float32(o)
     if exact:
         src = np.floor(((i + 0.5) * np.float64(s)).astype(np.float32)).astype(np.int64)
-    elif o == n:
+    elif shortcut and o == n:
         src = i
-    elif o == 2 * n:
+    elif shortcut and o == 2 * n:
         src = i >> 1
     else:
         src = np.floor(i.astype(np.float32) * s).astype(np.int64)
@@ -271,12 +273,12 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
             f"nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact (got {mode})")
     if mode in _NEEDS and x.ndim != _NEEDS[mode]:
         raise NotImplementedError(f"Got {x.ndim}D input, but {mode} mode needs {_NEEDS[mode]}D input")
+    if mode == "area":
+        return (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[nd - 1](x, out_size)
     if any(o <= 0 for o in out_size):
         raise RuntimeError(
             f"Input and output sizes should be greater than 0, but got input (spatial) size "
             f"{list(x.shape[2:])} and output size {out_size}")
-    if mode == "area":
-        return (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[nd - 1](x, out_size)
     dtype = x.dtype
     if not jnp.issubdtype(dtype, jnp.floating) and mode not in ("nearest", "nearest-exact"):
         raise NotImplementedError(f"interpolate: mode '{mode}' needs a floating `input`, got {dtype}")
@@ -285,7 +287,7 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
     for i in reversed(range(nd)):  # last dim first, as torch's separable kernels do
         n, o, s = x.shape[2 + i], out_size[i], scales[i]
         if mode in ("nearest", "nearest-exact"):
-            idx, w = _nearest_taps(n, o, s, mode == "nearest-exact")
+            idx, w = _nearest_taps(n, o, s, mode == "nearest-exact", nd == 2)
         elif mode == "bicubic":
             idx, w = _cubic_taps(n, o, s, align_corners)
         else:

@@ -1,1 +1,28 @@
-"""`jaxmodule.nn.utils`: clip_grad, parameters_to_vector, parametrizations."""
+"""`jaxmodule.nn.utils`: torch.nn.utils' gradient clipping, parameter/vector conversion and
+parametrizations.
+
+Not provided: the old-style hook-based `weight_norm`/`spectral_norm` (and their `remove_*`);
+use `parametrizations.weight_norm` / `parametrizations.spectral_norm`, which torch recommends.
+"""
+
+from . import parametrizations, parametrize  # noqa: F401
+from .clip_grad import (  # noqa: F401
+    clip_grad_norm,
+    clip_grad_norm_,
+    clip_grad_value_,
+    clip_grads_with_norm_,
+    get_total_norm,
+)
+from .convert_parameters import parameters_to_vector, vector_to_parameters  # noqa: F401
+
+__all__ = [
+    "clip_grad_norm",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
+    "parameters_to_vector",
+    "parametrizations",
+    "parametrize",
+    "vector_to_parameters",
+]

@@ -156,7 +156,9 @@ def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int 
     if not parametrize._is_tensor(weight):
         raise ValueError(f"Module '{module}' has no parameter or buffer with name '{name}'")
     if dim is None:
-        dim = 1 if type(module).__name__ in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d") else 0
+        transposed = any(c.__name__ in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+                         and c.__module__.startswith("jaxmodule.") for c in type(module).__mro__)
+        dim = 1 if transposed else 0
     parametrize.register_parametrization(module, name, _SpectralNorm(weight, n_power_iterations, dim, eps))
     return module
 

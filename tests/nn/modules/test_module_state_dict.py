@@ -132,7 +132,7 @@ def test_load_accepts_array_kinds(kind):
     sd = OrderedDict((k, conv(v)) for k, v in src.items())
     j.load_state_dict(sd)
     # Loaded values take the model's dtype (as torch's copy_ does).
-    t.load_state_dict(sd)
+    t.load_state_dict(OrderedDict((k, torch.from_numpy(np.array(to_numpy(v)))) for k, v in sd.items()))
     for (k, a), (k2, b) in zip(j.state_dict().items(), t.state_dict().items()):
         assert k == k2
         assert str(to_numpy(a).dtype) == str(to_numpy(b).dtype)
@@ -250,7 +250,7 @@ def test_scalar_parameter_accepts_shape_1():
         m = L.nn.Module()
         m.s = L.nn.Parameter(L.arr(np.array(1.0, np.float32)))
         m.load_state_dict({"s": L.arr(np.array([4.0], np.float32))})
-        assert tuple(m.s.shape) == () and float(m.s) == 4.0
+        assert tuple(m.s.shape) == () and to_numpy(m.s).tolist() == 4.0
 
 
 def test_assign_true_keeps_incoming_dtype_like_torch():
@@ -326,6 +326,7 @@ def test_state_dict_hooks_order_and_arguments_like_torch():
             h.remove()
         log.append("removed")
         m.load_state_dict(m.state_dict())
+    assert len(logs["torch"]) > 12
     assert logs["jaxmodule"] == logs["torch"]
 
 
