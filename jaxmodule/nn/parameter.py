@@ -385,12 +385,14 @@ class Parameter(_TensorCell):
     whose in-place methods write into `p`; in-place methods replace the held array.
     """
 
+    __slots__ = ("_requires_grad",)
+
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         if data is None:
             data = jnp.zeros((0,), jnp.float32)
         self._value = as_array(data)
         self._grad = None
-        self.__dict__["_requires_grad"] = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
 
     @classmethod
     def _wrap(cls, value: Any, requires_grad: bool = True) -> Parameter:
@@ -398,7 +400,7 @@ class Parameter(_TensorCell):
         p = object.__new__(cls)
         p._value = value
         p._grad = None
-        p.__dict__["_requires_grad"] = requires_grad
+        p._requires_grad = requires_grad
         return p
 
     def _aux(self) -> Any:
@@ -406,18 +408,18 @@ class Parameter(_TensorCell):
 
     @property
     def requires_grad(self) -> bool:
-        return self.__dict__["_requires_grad"]
+        return self._requires_grad
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         if not isinstance(value, bool):
             raise TypeError(f"requires_grad must be a bool, got {type(value).__name__}")
-        if value != self.__dict__["_requires_grad"]:
-            self.__dict__["_requires_grad"] = value
+        if value != self._requires_grad:
+            self._requires_grad = value
             _structure.bump()
 
     def _check_inplace(self) -> None:
-        if self.__dict__["_requires_grad"] and is_grad_enabled():
+        if self._requires_grad and is_grad_enabled():
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
 
     def __repr__(self) -> str:
@@ -440,6 +442,8 @@ class Buffer(_TensorCell):
     False
     """
 
+    __slots__ = ("persistent",)
+
     def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
         if data is None:
             data = jnp.zeros((0,), jnp.float32)
@@ -452,7 +456,7 @@ class Buffer(_TensorCell):
         b = object.__new__(cls)
         b._value = value
         b._grad = None
-        b.__dict__["persistent"] = persistent
+        b.persistent = persistent
         return b
 
     def _aux(self) -> Any:

@@ -163,7 +163,9 @@ def import_state(template: Any, entry: dict[str, Any], names: dict[str, str], wh
 
     def walk(s: Any) -> Any:
         if isinstance(s, dict):
-            return {k: (jnp.ones_like(v) if k == "_started" else v) if k.startswith("_")
+            # '_started' (a first-step flag) is set when every public entry of this dict was given.
+            full = all(k in entry for k in s if not k.startswith("_"))
+            return {k: (jnp.ones_like(v) if k == "_started" and full else v) if k.startswith("_")
                     else conv(k, v) for k, v in s.items()}
         if hasattr(s, "_fields"):
             return type(s)(*[conv(names[f], getattr(s, f)) if f in names else walk(getattr(s, f))

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 from collections import OrderedDict
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -411,14 +412,14 @@ def test_deleted_array_files(tmp_path):
 def test_truncated_and_corrupted_array_data(tmp_path):
     p = tmp_path / "c"
     save(OrderedDict(a=jnp.arange(1000.0)), p)
-    f = max(_data_files(p), key=os.path.getsize)
-    data = open(f, "rb").read()
-    open(f, "wb").write(data[: len(data) // 2])
+    f = Path(max(_data_files(p), key=os.path.getsize))
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
     with pytest.raises(RuntimeError, match="c is damaged"):
         load(p)
     corrupted = bytearray(data)
     corrupted[len(data) // 2] ^= 0xFF
-    open(f, "wb").write(bytes(corrupted))
+    f.write_bytes(bytes(corrupted))
     with pytest.raises(RuntimeError, match="c is damaged"):
         load(p)
 

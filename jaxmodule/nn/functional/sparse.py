@@ -351,8 +351,12 @@ def embedding_bag(
     Shape:
         - Output: `(B, embedding_dim)`; empty bags give zeros.
 
-    Differences from torch: in mode "max", torch's CPU kernel lets the last bag run to the end of
-    `input` even when `include_last_offset` puts its end earlier; here it ends at `offsets[-1]`.
+    Differences from torch (both are bugs of torch 2.13's CPU kernel):
+    - in mode "max", torch lets the last bag run to the end of `input` even when
+      `include_last_offset` puts its end earlier; here it ends at `offsets[-1]`.
+    - with `scale_grad_by_freq`, torch looks each row's count up by its position in the sorted
+      indices rather than by the index; here each row's gradient is divided by its count, as
+      documented (and as `F.embedding` does in torch).
     """
     return _embedding_bag_and_weight(input, weight, offsets, max_norm, norm_type,
                                      scale_grad_by_freq, mode, sparse, per_sample_weights,

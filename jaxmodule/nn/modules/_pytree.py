@@ -147,16 +147,23 @@ def _flatten_with_keys(m: Any) -> tuple[list, ModuleTreeDef]:
     return [(jax.tree_util.GetAttrKey(n), v) for n, v in zip(treedef.names, leaves)], treedef
 
 
+def _set_dict(obj: Any, d: dict) -> None:
+    object.__setattr__(obj, "__dict__", d)
+
+
 def _unflatten(treedef: ModuleTreeDef, leaves: Any) -> Any:
     cells = [kind._wrap(v, aux) for (kind, aux), v in zip(treedef.leaf_kinds, leaves)]
     recipes = treedef.recipes
     mods = [object.__new__(r.cls) for r in recipes]
+    cells.append(None)  # index -1: a None entry
+    mods.append(None)
     for r, m in zip(recipes, mods):
-        d = m.__dict__
-        d.update(r.static)
-        d["_parameters"] = {k: (None if i < 0 else cells[i]) for k, i in r.params}
-        d["_buffers"] = {k: (None if i < 0 else cells[i]) for k, i in r.buffers}
-        d["_modules"] = {k: (None if i < 0 else mods[i]) for k, i in r.children}
+        d = r.static.copy()
+        d["_parameters"] = {k: cells[i] for k, i in r.params}
+        d["_buffers"] = {k: cells[i] for k, i in r.buffers}
+        d["_modules"] = {k: mods[i] for k, i in r.children}
+        _set_dict(m, d)
+    cells.pop()
     mods[0].__dict__["_jm_tree"] = (_structure.VERSION[0], cells, treedef)
     return mods[0]
 

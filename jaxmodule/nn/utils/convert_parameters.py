@@ -33,7 +33,7 @@ def parameters_to_vector(parameters: Iterable[Any]) -> jax.Array:
     """
     vec = [jnp.ravel(p._value if isinstance(p, _TensorCell) else p) for p in parameters]
     if not vec:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
     return jnp.concatenate(vec)
 
 

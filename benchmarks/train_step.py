@@ -1,0 +1,130 @@
+"""Training-step benchmark: jaxmodule vs raw JAX, Flax NNX, Equinox and PyTorch eager.
+
+    bash scripts/setup.sh bench && .venv/bin/python benchmarks/train_step.py [--quick]
+
+Every (workload, implementation) runs in its own process (clean compile caches, own peak
+memory). Per step: call, then block on the loss ("sync"); the table shows the median over the
+timed steps and its ratio to raw JAX measured in the same run, the mean per step when steps are
+dispatched back to back and synchronised once at the end ("async"), the first call (trace +
+compile) and the peak resident memory added by building and training the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from workloads import WORKLOADS  # noqa: E402
+
+IMPLS = ["raw_jax", "jaxmodule", "nnx", "equinox", "torch"]
+STEPS = {"mlp_tiny": 400, "mlp_784": 60, "cnn": 8, "stack64": 150, "mlp_bn_dropout": 60}
+
+
+def _builder(impl: str):  # noqa: ANN202
+    if impl == "jaxmodule":
+        from workloads import build_jaxmodule
+        return build_jaxmodule
+    if impl == "raw_jax":
+        from workloads import build_raw
+        return build_raw
+    if impl == "nnx":
+        from impl_flax import build_nnx
+        return build_nnx
+    if impl == "equinox":
+        from impl_equinox import build_equinox
+        return build_equinox
+    from impl_torch import build_torch
+    return build_torch
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _sync(x: object) -> None:
+    if hasattr(x, "block_until_ready"):
+        x.block_until_ready()
+
+
+def run_one(impl: str, workload: str, steps: int) -> dict:
+    if impl == "torch":
+        import torch  # noqa: F401
+    else:
+        import jax  # noqa: F401
+    base = _rss_mb()
+    build = _builder(impl)
+    step, batch = build(workload)
+    t0 = time.perf_counter()
+    _sync(step(*batch))
+    compile_s = time.perf_counter() - t0
+    for _ in range(3):
+        _sync(step(*batch))
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        _sync(step(*batch))
+        times.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    out = None
+    for _ in range(steps):
+        out = step(*batch)
+    _sync(out)
+    async_s = (time.perf_counter() - t) / steps
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"median_us": statistics.median(times) * 1e6, "async_us": async_s * 1e6,
+            "compile_s": compile_s, "peak_mb": peak - base}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--one", nargs=2, metavar=("IMPL", "WORKLOAD"))
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--quick", action="store_true", help="few steps (smoke run)")
+    ap.add_argument("--impls", default=",".join(IMPLS))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    args = ap.parse_args()
+    if args.one:
+        impl, wl = args.one
+        print(json.dumps(run_one(impl, wl, args.steps or STEPS[wl])))
+        return
+    impls = args.impls.split(",")
+    print("| workload | impl | median/step | ratio to raw JAX | async/step | first call | peak memory |")
+    print("|---|---|---|---|---|---|---|")
+    for wl in args.workloads.split(","):
+        steps = 5 if args.quick else STEPS[wl]
+        results = {}
+        for impl in impls:
+            env = dict(os.environ, JAX_PLATFORMS="cpu")
+            proc = subprocess.run([sys.executable, __file__, "--one", impl, wl, "--steps", str(steps)],
+                                  capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                results[impl] = None
+                print(f"| {wl} | {impl} | failed: {proc.stderr.strip().splitlines()[-1][:80]} | | | | |")
+                continue
+            results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
+        raw = results.get("raw_jax")
+        for impl in impls:
+            r = results.get(impl)
+            if r is None:
+                continue
+            ratio = f"{r['median_us'] / raw['median_us']:.2f}x" if raw else "n/a"
+            print(f"| {WORKLOADS[wl][3]} | {impl} | {_fmt(r['median_us'])} | {ratio} | {_fmt(r['async_us'])} | "
+                  f"{r['compile_s'] * 1e3:.0f} ms | {r['peak_mb']:.0f} MB |", flush=True)
+
+
+def _fmt(us: float) -> str:
+    return f"{us:.0f} us" if us < 10_000 else f"{us / 1e3:.1f} ms"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The five training-step workloads, written once per implementation.
+
+Each builder returns `(step, batch)` where `step(*batch)` runs one training step (SGD with
+momentum 0.9, lr 0.01, cross-entropy) and returns the loss as an array (not synchronised).
+Shapes: see `WORKLOADS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# name: (kind, sizes, batch, description)
+WORKLOADS: dict[str, tuple[str, tuple, int, str]] = {
+    "mlp_tiny": ("mlp", (32, 64, 64, 10), 32, "MLP 32-64-64-10, batch 32"),
+    "mlp_784": ("mlp", (784, 512, 512, 10), 128, "MLP 784-512-512-10, batch 128"),
+    "cnn": ("cnn", (1, 28, 10), 64, "CNN (2 conv3x3, maxpool, 2 linear), batch 64"),
+    "stack64": ("stack", (64, 64), 16, "64 x Linear(64,64)+tanh, batch 16"),
+    "mlp_bn_dropout": ("bn", (784, 512, 10), 128, "MLP + BatchNorm1d + Dropout (train), batch 128"),
+}
+LR, MOMENTUM = 0.01, 0.9
+
+
+def data(name: str) -> tuple[np.ndarray, np.ndarray]:
+    kind, sizes, batch, _ = WORKLOADS[name]
+    rng = np.random.default_rng(0)
+    if kind == "cnn":
+        x = rng.standard_normal((batch, sizes[0], sizes[1], sizes[1]), dtype=np.float32)
+        classes = sizes[2]
+    else:
+        x = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
+        classes = sizes[-1]
+    y = rng.integers(0, classes, size=(batch,)).astype(np.int32)
+    return x, y
+
+
+# ---- jaxmodule --------------------------------------------------------------------------------
+def build_jaxmodule(name: str) -> tuple[Any, tuple]:
+    import jax.numpy as jnp
+
+    import jaxmodule
+    from jaxmodule import nn, optim
+    from jaxmodule.nn import functional as F
+
+    kind, s, _, _ = WORKLOADS[name]
+    if kind == "mlp":
+        model = nn.Sequential(nn.Linear(s[0], s[1]), nn.ReLU(), nn.Linear(s[1], s[2]), nn.ReLU(),
+                              nn.Linear(s[2], s[3]))
+    elif kind == "cnn":
+        model = nn.Sequential(nn.Conv2d(s[0], 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1),
+                              nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 14 * 14, 128),
+                              nn.ReLU(), nn.Linear(128, s[2]))
+    elif kind == "stack":
+        layers = []
+        for _ in range(64):
+            layers += [nn.Linear(s[0], s[1]), nn.Tanh()]
+        model = nn.Sequential(*layers)
+    else:
+        model = nn.Sequential(nn.Linear(s[0], s[1]), nn.BatchNorm1d(s[1]), nn.ReLU(), nn.Dropout(0.1),
+                              nn.Linear(s[1], s[2]))
+    opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+
+    @jaxmodule.compile
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        loss = jaxmodule.backward(lambda m: F.cross_entropy(m(x), y), model)
+        opt.step()
+        return loss
+
+    x, y = data(name)
+    return (lambda x, y: step(model, opt, x, y)), (jnp.asarray(x), jnp.asarray(y))
+
+
+# ---- raw JAX ----------------------------------------------------------------------------------
+def build_raw(name: str) -> tuple[Any, tuple]:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    kind, s, _, _ = WORKLOADS[name]
+    keys = iter(jax.random.split(jax.random.PRNGKey(0), 300))
+
+    def linear(i: int, o: int) -> dict:
+        b = 1 / np.sqrt(i)
+        return {"w": jax.random.uniform(next(keys), (o, i), minval=-b, maxval=b),
+                "b": jax.random.uniform(next(keys), (o,), minval=-b, maxval=b)}
+
+    def lin(p: dict, x: Any) -> Any:
+        return x @ p["w"].T + p["b"]
+
+    state: dict = {}
+    if kind == "mlp":
+        params = [linear(s[0], s[1]), linear(s[1], s[2]), linear(s[2], s[3])]
+
+        def forward(p: Any, st: Any, x: Any, key: Any) -> Any:
+            x = jax.nn.relu(lin(p[0], x))
+            x = jax.nn.relu(lin(p[1], x))
+            return lin(p[2], x), st
+    elif kind == "cnn":
+        def conv(i: int, o: int) -> dict:
+            b = 1 / np.sqrt(i * 9)
+            return {"w": jax.random.uniform(next(keys), (o, i, 3, 3), minval=-b, maxval=b),
+                    "b": jax.random.uniform(next(keys), (o,), minval=-b, maxval=b)}
+
+        params = [conv(s[0], 16), conv(16, 32), linear(32 * 14 * 14, 128), linear(128, s[2])]
+
+        def c2d(p: dict, x: Any) -> Any:
+            y = jax.lax.conv_general_dilated(x, p["w"], (1, 1), ((1, 1), (1, 1)),
+                                             dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            return y + p["b"][None, :, None, None]
+
+        def forward(p: Any, st: Any, x: Any, key: Any) -> Any:
+            x = jax.nn.relu(c2d(p[0], x))
+            x = jax.nn.relu(c2d(p[1], x))
+            x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+            x = x.reshape(x.shape[0], -1)
+            x = jax.nn.relu(lin(p[2], x))
+            return lin(p[3], x), st
+    elif kind == "stack":
+        params = [linear(s[0], s[1]) for _ in range(64)]
+
+        def forward(p: Any, st: Any, x: Any, key: Any) -> Any:
+            for layer in p:
+                x = jnp.tanh(lin(layer, x))
+            return x, st
+    else:
+        params = [linear(s[0], s[1]), {"g": jnp.ones(s[1]), "b": jnp.zeros(s[1])}, linear(s[1], s[2])]
+        state = {"mean": jnp.zeros(s[1]), "var": jnp.ones(s[1]), "n": jnp.zeros((), jnp.int32)}
+
+        def forward(p: Any, st: Any, x: Any, key: Any) -> Any:
+            h = lin(p[0], x)
+            mean, var = h.mean(0), h.var(0)
+            n = h.shape[0]
+            st = {"mean": 0.9 * st["mean"] + 0.1 * mean, "var": 0.9 * st["var"] + 0.1 * var * n / (n - 1),
+                  "n": st["n"] + 1}
+            h = (h - mean) / jnp.sqrt(var + 1e-5) * p[1]["g"] + p[1]["b"]
+            h = jax.nn.relu(h)
+            keep = jax.random.bernoulli(key, 0.9, h.shape)
+            h = jnp.where(keep, h / 0.9, 0)
+            return lin(p[2], h), st
+
+    tx = optax.sgd(LR, momentum=MOMENTUM)
+    opt_state = tx.init(params)
+
+    def loss_fn(p: Any, st: Any, x: Any, y: Any, key: Any) -> Any:
+        logits, st = forward(p, st, x, key)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), st
+
+    def _step(p: Any, o: Any, st: Any, key: Any, x: Any, y: Any) -> Any:
+        key, sub = jax.random.split(key)
+        (loss, st), g = jax.value_and_grad(loss_fn, has_aux=True)(p, st, x, y, sub)
+        updates, o = tx.update(g, o, p)
+        return optax.apply_updates(p, updates), o, st, key, loss
+
+    step_jit = jax.jit(_step, donate_argnums=(0, 1, 2, 3))
+    box = {"p": params, "o": opt_state, "st": state, "key": jax.random.PRNGKey(1)}
+
+    def step(x: Any, y: Any) -> Any:
+        box["p"], box["o"], box["st"], box["key"], loss = step_jit(box["p"], box["o"], box["st"], box["key"], x, y)
+        return loss
+
+    x, y = data(name)
+    return step, (jnp.asarray(x), jnp.asarray(y))
