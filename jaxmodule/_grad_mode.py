@@ -32,6 +32,12 @@ class _GradMode:
 
     _mode: bool
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Bare decorator use (`@no_grad`, `@inference_mode`), as torch allows.
+        if cls is not set_grad_enabled and len(args) == 1 and not kwargs and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
     def __enter__(self) -> None:
         self._prev = is_grad_enabled()
         _set(self._mode)
@@ -84,6 +90,10 @@ class set_grad_enabled(_GradMode):  # noqa: N801
 
     def __enter__(self) -> None:
         pass
+
+    def __call__(self, fn: _F) -> _F:
+        _set(self._prev)  # as torch: decorating restores the mode set by the constructor
+        return super().__call__(fn)
 
     def _ctor_args(self) -> tuple:
         return (self._mode,)

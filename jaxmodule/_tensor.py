@@ -110,6 +110,8 @@ def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,
     """Integers in [low, high). Mirrors `torch.randint` (`randint(high, size)` works too)."""
     if high is None:
         low, high = 0, low
+    elif isinstance(high, (tuple, list)) and not size:  # randint(high, size)
+        low, high, size = 0, low, high
     dt = jnp.int32 if dtype is None else to_dtype(dtype)
     return jax.random.randint(next_key(generator), _size((size,)), low, high, dtype=dt)
 

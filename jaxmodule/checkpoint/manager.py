@@ -66,8 +66,11 @@ class CheckpointManager:
         if best_fn is not None:
             policies.append(pp.BestN(get_metric_fn=best_fn, reverse=(best_mode == "min"), n=keep_best,
                                      keep_checkpoints_without_metrics=False))
+        # Save exactly on multiples of the interval (orbax's default also saves the first step seen).
+        decision = pp.AnySavePolicy([pp.FixedIntervalPolicy(save_interval_steps),
+                                     pp.PreemptionCheckpointingPolicy()])
         options = o.CheckpointManagerOptions(
-            save_interval_steps=save_interval_steps, best_fn=best_fn, best_mode=best_mode,
+            save_decision_policy=decision, best_fn=best_fn, best_mode=best_mode,
             preservation_policy=pp.AnyPreservationPolicy(policies), create=create,
             enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
         self._mngr = o.CheckpointManager(

@@ -10,7 +10,11 @@ from functools import partial
 from typing import Any, SupportsFloat
 
 from .lr_scheduler import (
-    EPOCH_DEPRECATION_WARNING, LRScheduler, _format_param, _group_values, _set_group_value,
+    EPOCH_DEPRECATION_WARNING,
+    LRScheduler,
+    _format_param,
+    _group_values,
+    _set_group_value,
 )
 from .optimizer import Optimizer
 

@@ -53,11 +53,6 @@ class ParamGroup(dict):
         self._jm_dirty = True
         return super().pop(*args)
 
-    def __deepcopy__(self, memo: dict) -> dict:
-        import copy
-
-        return {k: (v if k == "params" else copy.deepcopy(v, memo)) for k, v in self.items()}
-
 
 def scalar_key(v: Any) -> Any:
     """A hashable Python form of a hyperparameter value (floats, tuples of floats)."""

@@ -540,5 +540,8 @@ class ChainedScheduler(_ComposedStateMixin, LRScheduler):
 
 
 from ._lr_cyclic import (  # noqa: E402 - they subclass LRScheduler defined above
-    CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR, ReduceLROnPlateau,
+    CosineAnnealingWarmRestarts,
+    CyclicLR,
+    OneCycleLR,
+    ReduceLROnPlateau,
 )

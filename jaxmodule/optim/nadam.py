@@ -64,7 +64,7 @@ class NAdam(Optimizer):
     >>> w.grad = jnp.array([1.0, -2.0])
     >>> opt.step()
     >>> [round(x, 4) for x in w.tolist()]
-    [-0.1, 0.1]
+    [-0.1056, 0.1056]
     """
 
     _array_options = ("lr", "betas", "eps", "weight_decay", "momentum_decay")

@@ -100,6 +100,7 @@ class Optimizer:
         self._hp: list[dict[str, Any]] = []
         self._hp_key: list[Any] = []
         self._static: list[tuple] = []
+        self._key_order: list[list[str]] = []  # per group: torch's order of the state keys
         self._opt_called = False
         if isinstance(params, (Parameter, Buffer, jax.Array)):
             raise TypeError("params argument given to the optimizer should be an iterable of "
@@ -146,6 +147,9 @@ class Optimizer:
             if not isinstance(p, Parameter):
                 raise TypeError("optimizer can only optimize Parameters, but one of the params is "
                                 f"{type(p).__module__}.{type(p).__name__}")
+            if jnp.issubdtype(p.dtype, jnp.complexfloating):
+                raise NotImplementedError("complex parameters are not supported by jaxmodule.optim "
+                                          f"(got dtype {p.dtype})")
         for name, default in self.defaults.items():
             if default is required and name not in group:
                 raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
@@ -168,23 +172,39 @@ class Optimizer:
         self._hp_key.append(self._hp_key_of(group))
         self._static.append(static)
         self._states.append(self._init_states(group, hp, static))
+        self._key_order.append(self._order_of(self._states[-1]))
         self._started.append([self._state_at_init] * len(params))
         group._jm_dirty = False
+
+    def _order_of(self, states: Any) -> list[str]:
+        return list(export_state(states[0], self._state_names)) if self._tx is None and states else []
+
+    def _export(self, gi: int, i: int) -> dict[str, Any]:
+        """Parameter `i` of group `gi`'s state in torch's layout and key order ({} when none)."""
+        if not self._started[gi][i]:
+            return {}
+        entry = export_state(self._states[gi][i], self._state_names)
+        return {k: entry[k] for k in self._key_order[gi] if k in entry}
 
     def _hp_key_of(self, group: dict[str, Any]) -> tuple:
         return tuple(scalar_key(group[k]) for k in self._array_options)
 
-    def _make_hp(self, group: dict[str, Any]) -> dict[str, Any]:
+    def _make_hp(self, group: dict[str, Any], old: dict[str, Any] | None = None,
+                 old_key: tuple | None = None) -> dict[str, Any]:
+        """Device arrays of the group's numeric options; with `old`, only changed ones are new."""
         hp: dict[str, Any] = {}
-        for k in self._array_options:
+        for j, k in enumerate(self._array_options):
             v = group[k]
-            if isinstance(v, (tuple, list)):
-                hp[k] = tuple(to_scalar_array(x) for x in v)
-            else:
-                hp[k] = to_scalar_array(v)
+            if old is not None and old_key is not None and scalar_key(v) == old_key[j]:
+                hp[k] = old[k]
+                if k in self._complement_options:
+                    hp["1-" + k] = old["1-" + k]
+                continue
+            seq = isinstance(v, (tuple, list))
+            hp[k] = tuple(to_scalar_array(x) for x in v) if seq else to_scalar_array(v)
             if k in self._complement_options:
-                c = [1.0 - scalar_key(x) for x in (v if isinstance(v, (tuple, list)) else [v])]
-                hp["1-" + k] = tuple(map(to_scalar_array, c)) if isinstance(v, (tuple, list)) else to_scalar_array(c[0])
+                c = [to_scalar_array(1.0 - scalar_key(x)) for x in (v if seq else [v])]
+                hp["1-" + k] = tuple(c) if seq else c[0]
         return hp
 
     def _init_states(self, group: dict[str, Any], hp: dict[str, Any], static: tuple) -> Any:
@@ -202,12 +222,14 @@ class Optimizer:
             return
         key = self._hp_key_of(group)
         if key != self._hp_key[gi]:
-            self._hp[gi], self._hp_key[gi] = self._make_hp(group), key
+            self._hp[gi] = self._make_hp(group, self._hp[gi], self._hp_key[gi])
+            self._hp_key[gi] = key
         static = self._static_options(group)
         if static != self._static[gi]:
             old = [export_state(s, self._state_names) for s in self._states[gi]]
             self._static[gi] = static
             fresh = self._init_states(group, self._hp[gi], static)
+            self._key_order[gi] = self._order_of(fresh)
             self._states[gi] = [import_state(f, o, self._state_names, "rebuild", partial=True) if st else f
                                 for f, o, st in zip(fresh, old, self._started[gi])]
         group._jm_dirty = False
@@ -242,7 +264,7 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         self._opt_called = True
-        for gi, group in enumerate(self.param_groups):
+        for gi in range(len(self.param_groups)):
             self._refresh(gi)
             params = self.param_groups[gi]["params"]
             idx = [i for i, p in enumerate(params) if p.grad is not None and p.requires_grad]
@@ -291,7 +313,7 @@ class Optimizer:
         for gi, group in enumerate(self.param_groups):
             self._refresh(gi)
             for i, p in enumerate(group["params"]):
-                entry = export_state(self._states[gi][i], self._state_names) if self._started[gi][i] else {}
+                entry = self._export(gi, i)
                 if entry:
                     out[p] = entry
         return out
@@ -310,7 +332,7 @@ class Optimizer:
             groups.append(packed)
             if self._tx is None:
                 for i in range(len(group["params"])):
-                    entry = export_state(self._states[gi][i], self._state_names) if self._started[gi][i] else {}
+                    entry = self._export(gi, i)
                     if entry:
                         state[start + i] = entry
             start += len(group["params"])
@@ -327,7 +349,7 @@ class Optimizer:
         if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved)):
             raise ValueError("loaded state dict contains a parameter group that doesn't match the "
                              "size of optimizer's group")
-        new_groups, hps, keys, statics, states, started = [], [], [], [], [], []
+        new_groups, hps, keys, statics, states, started, orders = [], [], [], [], [], [], []
         for gi, (g, sg) in enumerate(zip(self.param_groups, saved)):
             ng = ParamGroup(sg)
             ng["params"] = g["params"]
@@ -335,6 +357,7 @@ class Optimizer:
                 ng["param_names"] = g["param_names"]
             hp, static = self._make_hp(ng), self._static_options(ng)
             fresh = self._init_states(ng, hp, static)
+            orders.append(self._order_of(fresh))
             if self._tx is not None:
                 states.append(_load_optax_state(fresh, saved_state, gi))
                 started.append([False] * len(ng["params"]))
@@ -353,7 +376,7 @@ class Optimizer:
             keys.append(self._hp_key_of(ng))
             statics.append(static)
         self.param_groups, self._hp, self._hp_key = new_groups, hps, keys
-        self._static, self._states, self._started = statics, states, started
+        self._static, self._states, self._started, self._key_order = statics, states, started, orders
 
     def __repr__(self) -> str:
         s = self.__class__.__name__ + " ("

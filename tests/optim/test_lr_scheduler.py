@@ -8,7 +8,11 @@ import torch
 import jaxmodule.optim as jo
 from jaxmodule.optim import lr_scheduler as jsched
 from tests.optim._common import (
-    assert_params_close, jm_params, set_jm_grads, set_torch_grads, torch_params,
+    assert_params_close,
+    jm_params,
+    set_jm_grads,
+    set_torch_grads,
+    torch_params,
 )
 
 tsched = torch.optim.lr_scheduler
@@ -98,8 +102,9 @@ def test_state_dict_round_trip(name):
     jopt, topt = _optimizers()
     js, ts = CASES[name](jsched, jopt), CASES[name](tsched, topt)
     for _ in range(7):
-        jopt.step(); js.step()
-        topt.step(); ts.step()
+        for opt, sched in ((jopt, js), (topt, ts)):
+            opt.step()
+            sched.step()
     sd = js.state_dict()
     assert set(sd) == set(ts.state_dict())
     jopt2, _ = _optimizers()
@@ -107,8 +112,9 @@ def test_state_dict_round_trip(name):
     js2.load_state_dict(sd)
     jopt2.load_state_dict(jopt.state_dict())
     for _ in range(10):
-        jopt.step(); js.step()
-        jopt2.step(); js2.step()
+        for opt, sched in ((jopt, js), (jopt2, js2)):
+            opt.step()
+            sched.step()
         assert js2.get_last_lr() == js.get_last_lr()
         assert [g["lr"] for g in jopt2.param_groups] == js.get_last_lr()
 

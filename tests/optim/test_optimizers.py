@@ -7,7 +7,11 @@ import torch
 
 from jaxmodule import optim
 from tests.optim._common import (
-    assert_params_close, jm_params, set_jm_grads, set_torch_grads, torch_params,
+    assert_params_close,
+    jm_params,
+    set_jm_grads,
+    set_torch_grads,
+    torch_params,
 )
 
 CASES = [

@@ -430,10 +430,10 @@ def _bce_fwd(x: Array, t: Array) -> tuple[Array, tuple[Array, Array]]:
 
 
 def _bce_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
-    # torch's formulas: d/dx = (x - t) / max(x (1 - x), 1e-12); d/dt = clamped log(1 - x) - log(x).
+    # torch's formulas: d/dx = (x - t) / max(x (1 - x), 1e-12); d/dt = -logit(x) (unclamped).
     x, t = res
     gx = g * (x - t) / jnp.maximum((1 - x) * x, 1e-12)
-    gt = g * (jnp.maximum(jnp.log1p(-x), -100) - jnp.maximum(jnp.log(x), -100))
+    gt = g * (jnp.log1p(-x) - jnp.log(x))
     return gx, gt
 
 

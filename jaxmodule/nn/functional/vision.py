@@ -106,7 +106,12 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: float | N
             raise RuntimeError(
                 f"padding ({lo}, {hi}) at dimension {axis} of input {list(x.shape)} gives an "
                 "empty or negative size")
-        x = jnp.take(x, jnp.asarray(_source_index(n, lo, hi, mode)), axis=axis)
+        # negative sides crop first; positive sides then pad relative to the cropped array
+        start, stop = max(-lo, 0), n - max(-hi, 0)
+        x = lax.slice_in_dim(x, start, stop, axis=axis)
+        lo, hi = max(lo, 0), max(hi, 0)
+        if lo or hi:
+            x = jnp.take(x, jnp.asarray(_source_index(stop - start, lo, hi, mode)), axis=axis)
     return x
 
 

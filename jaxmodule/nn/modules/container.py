@@ -469,8 +469,9 @@ class ParameterDict(Module):
     >>> list(pd.state_dict())
     ['a']
 
-    Difference from torch: the repr names the jax dtype (`[float32 of size 3]`) where torch
-    prints the tensor type (`[torch.FloatTensor of size 3]`).
+    Differences from torch: the repr names the jax dtype (`[float32 of size 3]`) where torch
+    prints the tensor type (`[torch.FloatTensor of size 3]`); a key rejected with an error
+    (not a string, or containing '.') is not left behind in `keys()` as torch leaves it.
     """
 
     def __init__(self, parameters: Any = None) -> None:
@@ -488,13 +489,17 @@ class ParameterDict(Module):
     def __getitem__(self, key: str) -> Any:
         return getattr(self, self._key_to_attr(key))
 
+    # `_keys` is replaced, never mutated: pytree copies of this module share its plain attributes.
     def __setitem__(self, key: str, value: Any) -> None:
-        self._keys[key] = None
         setattr(self, self._key_to_attr(key), _as_parameter(value))
+        if key not in self._keys:
+            self.__dict__["_keys"] = {**self._keys, key: None}
 
     def __delitem__(self, key: str) -> None:
-        del self._keys[key]
+        keys = dict(self._keys)
+        del keys[key]
         delattr(self, self._key_to_attr(key))
+        self.__dict__["_keys"] = keys
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -111,7 +111,7 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     >>> import jax.numpy as jnp
     >>> from jaxmodule import nn
     >>> p = nn.Parameter(jnp.zeros(2)); p.grad = jnp.array([3.0, 4.0])
-    >>> clip_grad_norm_([p], max_norm=1.0).item(), p.grad.round(3).tolist()
+    >>> clip_grad_norm_([p], max_norm=1.0).item(), [round(g, 3) for g in p.grad.tolist()]
     (5.0, [0.6, 0.8])
     """
     if isinstance(parameters, _TensorCell):
@@ -121,7 +121,7 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
         params = list(parameters)
         if is_generator and not params:
             warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2)
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = [p.grad for p in params if getattr(p, "grad", None) is not None]
     total_norm = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     clip_grads_with_norm_(params, max_norm, total_norm, foreach)
     return total_norm

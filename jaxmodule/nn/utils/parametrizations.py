@@ -2,15 +2,18 @@
 
 The state_dict keys are torch's: `parametrizations.weight.original0` (g) and `original1` (v)
 for weight_norm; `parametrizations.weight.original` plus `parametrizations.weight.0._u` / `._v`
-for spectral_norm. `orthogonal` is not implemented (calling it raises NotImplementedError).
+for spectral_norm; `parametrizations.weight.original` plus `parametrizations.weight.0.base` for
+orthogonal.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..._random import next_key
 from .. import functional as F
@@ -163,7 +166,161 @@ def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int 
     return module
 
 
+class _OrthMaps(enum.Enum):
+    matrix_exp = enum.auto()
+    cayley = enum.auto()
+    householder = enum.auto()
+
+
+def _mh(x: jax.Array) -> jax.Array:
+    return jnp.conj(jnp.swapaxes(x, -1, -2))
+
+
+def _is_orthogonal(q: jax.Array) -> bool:
+    n, k = q.shape[-2], q.shape[-1]
+    eps = 10.0 * n * float(jnp.finfo(q.dtype).eps)
+    return bool(jnp.allclose(_mh(q) @ q, jnp.eye(k, dtype=q.dtype), atol=eps))
+
+
+def _make_orthogonal(a: jax.Array) -> jax.Array:
+    """The Q of a QR decomposition of `a`, with signs making diag(R) positive (unique, as torch's)."""
+    q, r = jnp.linalg.qr(a)
+    return q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
+
+
+def _geqrf(a: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+    """LAPACK geqrf (real): R on and above the diagonal, Householder vectors below, and the taus.
+
+    Eager numpy (used only in `right_inverse`, which torch also runs without gradient); JAX has
+    no public geqrf.
+    """
+    a = np.array(a, dtype=np.float64)
+    m, n = a.shape[-2], a.shape[-1]
+    taus = np.zeros((*a.shape[:-2], min(m, n)))
+    for b in np.ndindex(*a.shape[:-2]):
+        mat, tau = a[b], taus[b]
+        for j in range(min(m, n)):
+            x = mat[j:, j].copy()
+            tail = np.linalg.norm(x[1:])
+            if tail == 0.0:
+                continue
+            beta = -np.copysign(np.hypot(x[0], tail), x[0])
+            tau[j] = (beta - x[0]) / beta
+            v = x / (x[0] - beta)
+            v[0] = 1.0
+            mat[j:, j + 1:] -= tau[j] * np.outer(v, v @ mat[j:, j + 1:])
+            mat[j, j] = beta
+            mat[j + 1:, j] = v[1:]
+    return a, taus
+
+
+class _Orthogonal(Module):
+    """Maps an unconstrained matrix to an orthogonal one (matrix_exp, cayley or householder)."""
+
+    def __init__(self, weight: Any, orthogonal_map: _OrthMaps, *, use_trivialization: bool = True) -> None:
+        super().__init__()
+        w = unwrap(weight)
+        if jnp.iscomplexobj(w) and orthogonal_map == _OrthMaps.householder:
+            raise ValueError("The householder parametrization does not support complex tensors.")
+        self.shape = tuple(w.shape)
+        self.orthogonal_map = orthogonal_map
+        if use_trivialization:
+            self.register_buffer("base", None)
+
+    def forward(self, X: Any) -> jax.Array:  # noqa: N803 - torch's name
+        x = unwrap(X)
+        n, k = x.shape[-2], x.shape[-1]
+        transposed = n < k
+        if transposed:
+            x = jnp.swapaxes(x, -1, -2)
+            n, k = k, n
+        if self.orthogonal_map in (_OrthMaps.matrix_exp, _OrthMaps.cayley):
+            x = jnp.tril(x)
+            if n != k:
+                x = jnp.concatenate([x, jnp.zeros((*x.shape[:-2], n, n - k), x.dtype)], axis=-1)
+            a = x - _mh(x)
+            if self.orthogonal_map == _OrthMaps.matrix_exp:
+                q = jax.scipy.linalg.expm(a)
+            else:
+                eye = jnp.eye(n, dtype=a.dtype)
+                q = jnp.linalg.solve(eye - 0.5 * a, eye + 0.5 * a)
+            if n != k:
+                q = q[..., :k]
+        else:
+            a = jnp.tril(x, -1)
+            tau = 2.0 / (1.0 + (a * a).sum(axis=-2))
+            q = jax.lax.linalg.householder_product(a, tau)
+            q = q * jnp.trunc(jnp.diagonal(x, axis1=-2, axis2=-1))[..., None, :]
+        if "base" in self._buffers:
+            q = self.base @ q
+        if transposed:
+            q = jnp.swapaxes(q, -1, -2)
+        return q
+
+    def right_inverse(self, Q: Any) -> jax.Array:  # noqa: N803 - torch's name
+        q = jax.lax.stop_gradient(unwrap(Q))
+        if tuple(q.shape) != self.shape:
+            raise ValueError(f"Expected a matrix or batch of matrices of shape {self.shape}. "
+                             f"Got a tensor of shape {tuple(q.shape)}.")
+        q_init = q
+        n, k = q.shape[-2], q.shape[-1]
+        transpose = n < k
+        if transpose:
+            q = jnp.swapaxes(q, -1, -2)
+            n, k = k, n
+        if "base" not in self._buffers:
+            if self.orthogonal_map in (_OrthMaps.cayley, _OrthMaps.matrix_exp):
+                raise NotImplementedError("It is not possible to assign to the matrix exponential or the Cayley "
+                                          "parametrizations when use_trivialization=False.")
+            a, tau = _geqrf(q)
+            idx = np.arange(min(n, k))
+            diag = np.sign(a[..., idx, idx])
+            a[..., idx, idx] = np.where(tau == 0.0, -diag, diag)
+            a = jnp.asarray(a, q.dtype)
+            return jnp.swapaxes(a, -1, -2) if transpose else a
+        if n == k:
+            q = q if _is_orthogonal(q) else _make_orthogonal(q)
+        else:
+            noise = jax.random.normal(next_key(), (*q.shape[:-2], n, n - k), q.dtype)
+            q = _make_orthogonal(jnp.concatenate([q, noise], axis=-1))
+        self.base = q
+        m = min(q_init.shape[-2], q_init.shape[-1])
+        neg_id = jnp.zeros_like(q_init).at[..., jnp.arange(m), jnp.arange(m)].set(-1.0)
+        return neg_id
+
+
 def orthogonal(module: Module, name: str = "weight", orthogonal_map: str | None = None, *,
                use_trivialization: bool = True) -> Module:
-    """Not implemented (torch.nn.utils.parametrizations.orthogonal)."""
-    raise NotImplementedError("jaxmodule.nn.utils.parametrizations.orthogonal is not implemented")
+    """Constrain `module.<name>` (a matrix or batch of matrices) to be orthogonal (unitary).
+
+    Mirrors `torch.nn.utils.parametrizations.orthogonal`. Random numbers (the completion of a
+    non-square matrix to a square one) come from jaxmodule's generator.
+
+    Args:
+        module: the module.
+        name: the weight's name.
+        orthogonal_map: "matrix_exp", "cayley" or "householder" (default: matrix_exp for square
+            or complex matrices, else householder).
+        use_trivialization: keep a `base` buffer so the map is applied around it.
+
+    >>> import jax.numpy as jnp
+    >>> from jaxmodule import nn
+    >>> m = orthogonal(nn.Linear(3, 3))
+    >>> bool(jnp.allclose(m.weight @ m.weight.T, jnp.eye(3), atol=1e-5))
+    True
+    """
+    weight = getattr(module, name, None)
+    if not parametrize._is_tensor(weight):
+        raise ValueError(f"Module '{module}' has no parameter or buffer with name '{name}'")
+    if weight.ndim < 2:
+        raise ValueError(f"Expected a matrix or batch of matrices. Got a tensor of {weight.ndim} dimensions.")
+    if orthogonal_map is None:
+        square = weight.shape[-2] == weight.shape[-1]
+        orthogonal_map = "matrix_exp" if square or jnp.iscomplexobj(unwrap(weight)) else "householder"
+    orth_enum = getattr(_OrthMaps, orthogonal_map, None)
+    if orth_enum is None:
+        raise ValueError('orthogonal_map has to be one of "matrix_exp", "cayley", "householder". '
+                         f"Got: {orthogonal_map}")
+    orth = _Orthogonal(weight, orth_enum, use_trivialization=use_trivialization)
+    parametrize.register_parametrization(module, name, orth, unsafe=True)
+    return module

@@ -85,6 +85,9 @@ def classes(lib: Lib) -> dict[str, type]:
             return x @ self.weight.T
 
     _classes[lib.name] = {"Block": Block, "Leaf": Leaf}
+    for cls in (Block, Leaf):  # picklable: reachable as a module-level name
+        cls.__qualname__ = f"{lib.name}_{cls.__name__}"
+        globals()[cls.__qualname__] = cls
     return _classes[lib.name]
 
 
@@ -180,3 +183,7 @@ def same_error(torch_fn: Any, jm_fn: Any, *parts: str) -> BaseException:
         assert p in jmsg, f"{p!r} not in {jmsg!r}"
         assert p in tmsg, f"{p!r} not in torch's {tmsg!r}"
     return je
+
+
+for _lib in LIBS:
+    classes(_lib)

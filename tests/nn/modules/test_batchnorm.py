@@ -225,8 +225,12 @@ def test_sync_batch_norm_behaves_as_batch_norm():
     assert repr(jm) == repr(tm)
     jm.load_state_dict(tm.state_dict())
     # torch's SyncBatchNorm falls back to batch_norm without a process group, as on one device.
-    compare(jm, tm, randn(4, 3, 5), True)
+    compare(jm, tm, randn(4, 3, 5), True)  # jax.vjp runs a copy: jm's own state is unchanged
+    jm.load_state_dict(tm.state_dict())
+    x = randn(4, 3, 5, seed=2)
+    assert_close(jm(jnp.asarray(x)), tm(to_torch(x)))
     assert_close(jm.running_mean, tm.running_mean)
+    assert_close(jm.running_var, tm.running_var)
     with pytest.raises(ValueError, match="SyncBatchNorm number of input channels should be non-zero"):
         jm(jnp.ones((2, 0, 3)))
 

@@ -338,7 +338,9 @@ def test_modulelist_in_a_model_loads_torch_state_and_matches():
     assert_close(j(jnp.asarray(x)), t(to_torch(x)))
     grads = jax.grad(lambda m: m(jnp.asarray(x)).sum())(j)
     t(to_torch(x)).sum().backward()
-    for (name, tp), jp in zip(t.named_parameters(), jax.tree.leaves(grads)):
+    leaves = jax.tree.leaves(grads)
+    assert len(leaves) == len(list(t.parameters())) == 6
+    for tp, jp in zip(t.parameters(), leaves):
         assert_close(jp, tp.grad)
 
 
@@ -567,6 +569,24 @@ def test_parameterdict_errors_match_torch(case):
     msgs = _same_error(PD_ERRORS[case])
     if case in ("call", "non_string_key"):
         assert msgs[0] == msgs[1]
+
+
+def test_parameterdict_pytree_copies_do_not_share_keys():
+    pd = nn.ParameterDict({"a": jnp.ones(2)})
+    twin = jax.tree.map(lambda v: v * 2, pd)
+    twin["b"] = jnp.zeros(1)
+    del twin["a"]
+    assert list(pd.keys()) == ["a"] and list(twin.keys()) == ["b"]
+    assert_close(pd["a"], np.ones(2, np.float32))
+
+
+def test_parameterdict_rejected_key_is_not_recorded():
+    pd = nn.ParameterDict()
+    with pytest.raises(KeyError):
+        pd["a.b"] = jnp.ones(1)
+    with pytest.raises(TypeError, match="not a string"):
+        pd[3] = jnp.ones(1)
+    assert len(pd) == 0
 
 
 def test_container_is_deprecated():

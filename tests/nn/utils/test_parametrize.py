@@ -210,9 +210,57 @@ def test_spectral_norm_errors_match_torch(case):
         assert str(j_err.value) == str(t_err.value)
 
 
-def test_orthogonal_is_not_implemented():
-    with pytest.raises(NotImplementedError, match="orthogonal"):
-        P.orthogonal(nn.Linear(2, 2))
+ORTH_CASES = [
+    ((4, 4), {}),
+    ((4, 4), {"orthogonal_map": "cayley"}),
+    ((4, 4), {"use_trivialization": False}),
+    ((3, 5), {}),  # weight (5, 3): householder by default
+    ((5, 3), {"orthogonal_map": "matrix_exp"}),
+    ((5, 3), {"orthogonal_map": "householder", "use_trivialization": False}),
+    ((3, 5), {"orthogonal_map": "cayley", "use_trivialization": False}),
+]
+
+
+@pytest.mark.parametrize("shape,kw", ORTH_CASES)
+def test_orthogonal_matches_torch(shape, kw):
+    t = torch.nn.Linear(*shape)
+    j = nn.Linear(*shape)
+    j.load_state_dict(t.state_dict())
+    TP.orthogonal(t, **kw)
+    P.orthogonal(j, **kw)
+    assert _shapes(j) == _shapes(t)
+    if not kw.get("use_trivialization", True):
+        # No randomness involved: registration computed the same original from the same weight.
+        assert_close(j.parametrizations.weight.original, t.parametrizations.weight.original, atol=1e-5)
+    with torch.no_grad():  # move away from the registration point, where the maps are trivial
+        t.parametrizations.weight.original.add_(0.3 * to_torch(randn(*t.weight.shape, seed=4)))
+    j.load_state_dict(t.state_dict())
+    w = np.asarray(j.weight)
+    small = min(w.shape)
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    assert_close(gram, np.eye(small, dtype=np.float32), atol=1e-5)
+    # matrix_exp / solve / QR in float32: agreement to a few ulps of the O(1) entries.
+    assert_close(j.weight, t.weight, atol=1e-5)
+    x = randn(2, shape[0])
+    assert_close(j(jnp.asarray(x)), t(to_torch(x)), atol=1e-5)
+    _grads_vs_torch(t, j, x, rtol=1e-4, atol=1e-5)
+
+
+def test_orthogonal_assignment_and_errors():
+    j = P.orthogonal(nn.Linear(4, 4))
+    q = np.linalg.qr(randn(4, 4, seed=8))[0].astype(np.float32)
+    j.weight = jnp.asarray(q)
+    assert_close(j.weight, q, atol=1e-5)
+    with pytest.raises(ValueError, match="Expected a matrix or batch of matrices. Got a tensor of 1 dimensions."):
+        P.orthogonal(nn.Linear(2, 2), name="bias")
+    with pytest.raises(ValueError, match='orthogonal_map has to be one of "matrix_exp", "cayley", "householder"'):
+        P.orthogonal(nn.Linear(2, 2), orthogonal_map="qr")
+    j = P.orthogonal(nn.Linear(3, 3), use_trivialization=False)
+    with pytest.raises(NotImplementedError, match="use_trivialization=False"):
+        j.weight = jnp.asarray(np.eye(3, dtype=np.float32))
+    with pytest.raises(NotImplementedError):
+        t = TP.orthogonal(torch.nn.Linear(3, 3), use_trivialization=False)
+        t.weight = torch.eye(3)
 
 
 # ---- register_parametrization / remove_parametrizations -----------------------------------------
@@ -266,7 +314,7 @@ def test_custom_parametrization_chain_matches_torch():
     Z.register_parametrization(j, "weight", JScale())
     assert _shapes(j) == _shapes(t)
     assert [k for k, _ in j.named_parameters()] == [k for k, _ in t.named_parameters()]
-    assert repr(j) == repr(t)
+    assert repr(j).replace("JS", "TS") == repr(t)
     j.load_state_dict(t.state_dict())
     assert_close(j.weight, t.weight)
     assert Z.is_parametrized(j) and Z.is_parametrized(j, "weight") and not Z.is_parametrized(j, "bias")
@@ -348,7 +396,7 @@ def test_cached_computes_once():
     with Z.cached():
         a, b = j.weight, j.weight
     assert a is b and len(calls) == 1
-    j.weight
+    _ = j.weight
     assert len(calls) == 2
 
 
