@@ -21,6 +21,7 @@ CASES = [
     ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1}),
     ("SGD", {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.01, "maximize": True}),
     ("Adam", {}),
+    ("Adam", {"lr": 0.1, "betas": (0.9, 0.9999)}),  # bias corrections at a large lr
     ("Adam", {"lr": 0.01, "amsgrad": True}),
     ("Adam", {"lr": 0.01, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.01, "maximize": True, "betas": (0.8, 0.99), "eps": 1e-6}),
@@ -34,6 +35,7 @@ CASES = [
     ("NAdam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("RAdam", {"lr": 0.01}),
     ("RAdam", {"lr": 0.01, "weight_decay": 0.1}),
+    ("RAdam", {"lr": 0.1, "betas": (0.9, 0.9999)}),  # the rectification at a large lr
     ("RAdam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
     ("RMSprop", {}),
     ("RMSprop", {"centered": True}),

@@ -188,6 +188,26 @@ def _make_orthogonal(a: jax.Array) -> jax.Array:
     return q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
 
 
+def _householder_product(a: jax.Array, tau: jax.Array) -> jax.Array:
+    """torch.linalg.householder_product: the first k columns of H_0 ... H_{k-1}, where
+    H_i = I - tau_i v_i v_i^H and v_i is column i of `a` below the diagonal, with a 1 on it.
+
+    Written with jnp (jax.lax.linalg.householder_product has no differentiation rule).
+    """
+    m, k = a.shape[-2], a.shape[-1]
+    rows = jnp.arange(m)
+    q0 = jnp.broadcast_to(jnp.eye(m, k, dtype=a.dtype), a.shape)
+
+    def apply_reflector(j: Any, q: jax.Array) -> jax.Array:
+        i = k - 1 - j
+        col = jnp.take(a, i, axis=-1)
+        v = jnp.where(rows > i, col, (rows == i).astype(a.dtype))
+        t = jnp.take(tau, i, axis=-1)[..., None, None]
+        return q - t * v[..., :, None] * (jnp.conj(v)[..., None, :] @ q)
+
+    return jax.lax.fori_loop(0, k, apply_reflector, q0)
+
+
 def _geqrf(a: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """LAPACK geqrf (real): R on and above the diagonal, Householder vectors below, and the taus.
 
@@ -249,7 +269,7 @@ class _Orthogonal(Module):
         else:
             a = jnp.tril(x, -1)
             tau = 2.0 / (1.0 + (a * a).sum(axis=-2))
-            q = jax.lax.linalg.householder_product(a, tau)
+            q = _householder_product(a, tau)
             q = q * jnp.trunc(jnp.diagonal(x, axis1=-2, axis2=-1))[..., None, :]
         if "base" in self._buffers:
             q = self.base @ q

@@ -73,7 +73,7 @@ def test_state_dict_keys_shapes_and_repr_match_torch(kwargs):
     assert state_dict_shapes(jm.state_dict()) == state_dict_shapes(tm.state_dict())
     assert [n for n, _ in jm.named_parameters()] == [n for n, _ in tm.named_parameters()]
     assert repr(jm) == repr(tm)
-    for (name, v), tv in zip(jm.state_dict().items(), tm.state_dict().values()):
+    for v, tv in zip(jm.state_dict().values(), tm.state_dict().values()):
         assert_close(v, tv)  # the initial values (ones, zeros, 0 batches)
 
 
