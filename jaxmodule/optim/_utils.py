@@ -66,11 +66,10 @@ def scalar_key(v: Any) -> Any:
 
 
 def to_scalar_array(v: Any) -> jax.Array:
-    """A float32 0-d device array for a hyperparameter (jax scalars pass through)."""
-    if isinstance(v, jax.Array) and v.shape == () and v.dtype == jnp.float32:
-        return v
+    """A fresh float32 0-d device array for a hyperparameter (never the caller's array: compiled
+    steps donate the optimizer's state buffers)."""
     if is_torch_tensor(v) or isinstance(v, (jax.Array, np.ndarray)):
-        return jnp.asarray(as_array(v), jnp.float32).reshape(())
+        return jnp.array(as_array(v), jnp.float32, copy=True).reshape(())
     return jnp.asarray(np.float32(v))
 
 
@@ -154,7 +153,7 @@ def import_state(template: Any, entry: dict[str, Any], names: dict[str, str], wh
         if tuple(new.shape) != tuple(old.shape):
             raise ValueError(f"{where}: state entry '{key}' has shape {tuple(new.shape)}, "
                              f"expected {tuple(old.shape)}")
-        return jnp.asarray(new, old.dtype)
+        return jnp.array(new, old.dtype, copy=True)  # never share buffers with the source
 
     def walk(s: Any) -> Any:
         if isinstance(s, dict):

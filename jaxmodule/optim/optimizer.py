@@ -322,7 +322,9 @@ class Optimizer:
         """{'state': {index: {key: array}}, 'param_groups': [{options..., 'params': [index]}]}.
 
         Mirrors torch's layout and state keys; arrays are jax arrays. With an optax
-        transformation, 'state' holds {'optax_state': [one optax state per group]}.
+        transformation, 'state' holds {'optax_state': [one optax state per group]}. As in torch,
+        the arrays are the live state, not copies: a compiled step donates them, so save (or
+        copy) a state_dict before the next compiled step.
         """
         groups, state, start = [], {}, 0
         for gi, group in enumerate(self.param_groups):
@@ -407,5 +409,5 @@ def _load_optax_state(fresh: Any, saved_state: dict[str, Any], gi: int) -> Any:
         x = as_array(x)
         if x.shape != f.shape:
             raise ValueError(f"optax_state of group {gi}: leaf shape {x.shape}, expected {f.shape}")
-        leaves.append(jnp.asarray(x, f.dtype))
+        leaves.append(jnp.array(x, f.dtype, copy=True))
     return jax.tree.unflatten(want, leaves)

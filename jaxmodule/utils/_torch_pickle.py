@@ -86,10 +86,16 @@ class _Tensor:
             raise RuntimeError(f"{where}: tensor view (offset {self.offset}, size {self.size}, stride "
                                f"{self.stride}) reaches past its storage of {base.size} elements; "
                                "the file is truncated or damaged")
+        if not self.size:
+            out = np.array(base[self.offset], copy=True).reshape(())
+            return self._apply_bits(out)
         item = base.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
             base[self.offset:], shape=self.size, strides=[st * item for st in self.stride])
-        out = np.array(view, copy=True)
+        return self._apply_bits(np.array(view, copy=True))
+
+    def _apply_bits(self, out: np.ndarray) -> np.ndarray:
+        # torch's lazy conjugate / negative bits (metadata of _rebuild_tensor_v2)
         if self.metadata.get("conj"):
             out = np.conj(out)
         if self.metadata.get("neg"):
@@ -255,11 +261,15 @@ def read_torch_file(path: str | Path) -> Any:
     """The object in a `torch.save` file, with tensors as numpy arrays (no torch needed)."""
     path = Path(path)
     where = f"torch file {path}"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
     try:
-        if zipfile.is_zipfile(path):
+        if head == b"PK\x03\x04":
             return _read_zip(path, where)
-        return _read_legacy(path, where)
+        if head[:1] == b"\x80":
+            return _read_legacy(path, where)
     except (pickle.UnpicklingError, RuntimeError):
         raise
     except (EOFError, zipfile.BadZipFile, struct.error, ValueError, KeyError, IndexError) as e:
         raise RuntimeError(f"{where} is truncated or damaged: {type(e).__name__}: {e}") from None
+    raise RuntimeError(f"{where} is neither torch's zip format nor its legacy pickle format")

@@ -125,3 +125,41 @@ def test_with_linear_module_against_torch():
         topt.step()
         assert_close(lin.weight._value, torch_lin.weight)
         assert_close(lin.bias._value, torch_lin.bias)
+
+
+@pytest.mark.parametrize("name,kwargs", [("Adam", {"lr": 0.01, "weight_decay": 0.01}),
+                                         ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True})])
+def test_jaxmodule_compile_with_scheduler_against_torch(name, kwargs):
+    """A compiled torch-style step (backward + step) with OneCycleLR changing lr and momentum
+    every step: one trace, torch's trajectory."""
+    import jaxmodule
+
+    torch_lin = torch.nn.Linear(3, 2)
+    lin = nn.Linear(3, 2)
+    lin.load_state_dict(torch_lin.state_dict())
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    y = np.ones((4, 2), np.float32)
+    jopt, topt = getattr(optim, name)(lin.parameters(), **kwargs), getattr(torch.optim, name)(torch_lin.parameters(), **kwargs)
+    jsched = lr_scheduler.OneCycleLR(jopt, max_lr=0.1, total_steps=10)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.1, total_steps=10)
+
+    def train_step(model, opt, x, y):
+        opt.zero_grad()
+        loss = jaxmodule.backward(lambda m: jnp.mean((m(x) - y) ** 2), model)
+        opt.step()
+        return loss
+
+    step = jaxmodule.compile(train_step)
+    for _ in range(10):
+        step(lin, jopt, jnp.asarray(x), jnp.asarray(y))
+        topt.zero_grad()
+        ((torch_lin(torch.tensor(x)) - torch.tensor(y)) ** 2).mean().backward()
+        topt.step()
+        jsched.step()
+        tsched.step()
+        assert_close(lin.weight._value, torch_lin.weight)
+        assert_close(lin.bias._value, torch_lin.bias)
+    assert step.trace_count == 1
+    for k, entry in topt.state_dict()["state"].items():
+        for key, v in entry.items():
+            assert_close(jopt.state_dict()["state"][k][key], v)

@@ -35,13 +35,15 @@ def _is_concrete(*xs: Any) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
-def _lengths(x: Any, n: int, name: str) -> Array:
-    arr = jnp.asarray(unwrap(x) if not isinstance(x, (list, tuple)) else np.asarray(x))
+def _lengths(x: Any, n: int, name: str) -> Any:
+    """The lengths as int32: a numpy array when concrete (so checks can read them), else traced."""
+    x = unwrap(x)
+    arr = jnp.asarray(x) if isinstance(x, jax.core.Tracer) else np.asarray(x)
     if arr.size != n:
         raise RuntimeError(f"ctc_loss: expected {name} to have {n} entries (one per batch element), got shape {tuple(arr.shape)}")
     if not jnp.issubdtype(arr.dtype, jnp.integer):
         raise RuntimeError(f"ctc_loss: expected {name} to be integers, got {arr.dtype}")
-    return arr.reshape(n).astype(jnp.int32)
+    return arr.reshape(n).astype(np.int32)
 
 
 def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_lengths: Any,

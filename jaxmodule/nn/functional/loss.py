@@ -54,6 +54,14 @@ def _concrete(*xs: Any) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
+def _any_eager(cond: Callable[[np.ndarray], np.ndarray], x: Array) -> bool:
+    """`cond(x).any()` on the host when `x` is concrete; False while tracing (check skipped).
+
+    numpy, not jnp: inside a trace even jnp ops on concrete arrays are staged out.
+    """
+    return _concrete(x) and bool(cond(np.asarray(x)).any())
+
+
 def _arr(x: Any) -> Array:
     return jnp.asarray(unwrap(x))
 
@@ -209,7 +217,7 @@ def gaussian_nll_loss(input: Array, target: Array, var: Array | float, full: boo
         v = jnp.full(x.shape, var, x.dtype)
     else:
         v = _arr(var)
-        if _concrete(v) and bool(jnp.any(v < 0)):
+        if _any_eager(lambda a: a < 0, v):
             raise ValueError("var has negative entry/entries")
     if v.shape != x.shape:
         if x.shape[:-1] == v.shape:
@@ -456,7 +464,7 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
     if t.shape != x.shape:
         raise ValueError(f"Using a target size ({tuple(t.shape)}) that is different to the input size "
                          f"({tuple(x.shape)}) is deprecated. Please ensure they have the same size.")
-    if _concrete(x) and bool(jnp.any((x < 0) | (x > 1))):
+    if _any_eager(lambda a: (a < 0) | (a > 1), x):
         raise RuntimeError("all elements of input should be between 0 and 1")
     loss = _bce_elementwise(x, t.astype(x.dtype))
     if weight is not None:
@@ -578,7 +586,7 @@ def multi_margin_loss(input: Array, target: Array, p: int = 1, margin: float = 1
     if t.shape != (n,):
         raise RuntimeError(f"inconsistent target size, expected {n} but got {list(t.shape)}")
     _check_int_target(t)
-    if _concrete(t) and bool(jnp.any((t < 0) | (t >= c))):
+    if _any_eager(lambda a: (a < 0) | (a >= c), t):
         raise RuntimeError("target out of range")
     ti = t.astype(jnp.int32)
     xt = jnp.take_along_axis(x, ti[:, None], axis=1)
@@ -607,7 +615,7 @@ def multilabel_margin_loss(input: Array, target: Array, size_average: bool | Non
     if t.shape != x.shape:
         raise RuntimeError(f"inconsistent target size: {list(t.shape)} for input of size: {list(x.shape)}")
     _check_int_target(t)
-    if _concrete(t) and bool(jnp.any((t < -1) | (t >= c))):
+    if _any_eager(lambda a: (a < -1) | (a >= c), t):
         raise RuntimeError("multilabel_margin_loss: target index out of range")
     valid = jnp.cumprod(t >= 0, axis=1).astype(bool)  # targets up to the first -1
     ts = jnp.where(valid, t, 0).astype(jnp.int32)

@@ -50,17 +50,22 @@ def _get_seq_len(src: Any, batch_first: bool) -> int:
 def _detect_is_causal_mask(mask: Any | None, is_causal: bool | None = None, size: int | None = None) -> bool:
     """torch's causal-mask detection: the `is_causal` hint if given, else compare `mask` to a causal mask.
 
-    A mask that is a tracer (inside `jax.jit`) cannot be inspected and counts as not causal; the
-    layers then apply it as an ordinary mask, which gives the same result.
+    The comparison runs in numpy on the concrete mask. A traced mask (an argument of a `jax.jit`
+    function) cannot be inspected and counts as not causal; the layers then apply it as an
+    ordinary mask, which gives the same result.
     """
     make_causal = is_causal is True
     if is_causal is None and mask is not None:
         m = unwrap(mask)
         if isinstance(m, jax.core.Tracer):
             return False
+        m = np.asarray(m)
         sz = size if size is not None else m.shape[-2]
-        causal = _generate_square_subsequent_mask(sz, dtype=m.dtype)
-        make_causal = tuple(m.shape) == tuple(causal.shape) and bool(np.all(np.asarray(m == causal)))
+        if m.shape != (sz, sz):
+            return False
+        upper = np.triu(np.ones((sz, sz), bool), k=1)
+        causal = upper if m.dtype == np.bool_ else np.where(upper, -np.inf, 0.0).astype(m.dtype)
+        make_causal = bool(np.array_equal(m, causal))
     return make_causal
 
 
@@ -203,13 +208,12 @@ class TransformerEncoder(Module):
             is_causal: hint that `mask` is causal; None detects it from a concrete `mask`.
         """
         src = jnp.asarray(unwrap(src))
+        first = self.layers[0]
+        # detect on the raw mask: bool and -inf float causal masks match as they do in torch
+        is_causal = _detect_is_causal_mask(mask, is_causal, _get_seq_len(src, first.self_attn.batch_first))
         src_key_padding_mask = _canonical_mask(src_key_padding_mask, "src_key_padding_mask", mask,
                                                "mask", src.dtype)
         mask = _canonical_mask(mask, "mask", None, "", src.dtype, check_other=False)
-        first = self.layers[0]
-        batch_first = first.self_attn.batch_first
-        seq_len = _get_seq_len(src, batch_first)
-        is_causal = _detect_is_causal_mask(mask, is_causal, seq_len)
         output = src
         for mod in self.layers:
             output = mod(output, src_mask=mask, is_causal=is_causal,

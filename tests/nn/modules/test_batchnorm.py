@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import jaxmodule
 from jaxmodule import nn
 from tests.helpers import assert_close, randn, state_dict_shapes, to_torch
 
@@ -143,12 +144,23 @@ def test_eval_mode_under_jit_and_vmap():
     assert_close(jax.jit(lambda m, v: m(v))(jm, x[0]), per_slice[0])
 
 
-def test_grad_of_module_parameters_in_training():
-    # num_batches_tracked is an integer leaf, so a plain jax.grad over the module needs allow_int.
-    jm = nn.BatchNorm1d(3)
-    g = jax.grad(lambda m, x: (m(x) ** 3).sum(), allow_int=True)(jm, jnp.asarray(randn(4, 3)))
-    assert g.weight.shape == (3,) and g.bias.shape == (3,)
-    assert float(jnp.abs(g.weight._value).sum()) > 0
+def test_jaxmodule_grad_matches_torch_backward_and_updates_buffers():
+    # jaxmodule.grad runs the forward once, like torch's forward + backward: the gradients and
+    # the running-statistics update both match.
+    tm = randomize(torch.nn.BatchNorm1d(3, momentum=None))
+    jm = nn.BatchNorm1d(3, momentum=None)
+    jm.load_state_dict(tm.state_dict())
+    x = randn(5, 3)
+    g = jaxmodule.grad(lambda m, v: (m(v) ** 3).sum())(jm, jnp.asarray(x))
+    (tm(to_torch(x)) ** 3).sum().backward()
+    assert_close(g.weight, tm.weight.grad, **GRAD_TOL)
+    assert_close(g.bias, tm.bias.grad, **GRAD_TOL)
+    assert_close(jm.running_mean, tm.running_mean)
+    assert_close(jm.running_var, tm.running_var)
+    assert int(jm.num_batches_tracked) == 1
+    # A plain jax.grad over the module sees the integer counter as an input: it needs allow_int.
+    jg = jax.grad(lambda m, v: (m(v) ** 3).sum(), allow_int=True)(jm, jnp.asarray(x))
+    assert jg.weight.shape == (3,)
 
 
 def test_load_old_checkpoint_without_num_batches_tracked():

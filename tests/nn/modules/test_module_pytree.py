@@ -269,3 +269,13 @@ def test_buffer_write_in_plain_jit_does_not_leak():
     step(m, jnp.ones((1, 3)))
     assert to_numpy(m.scale).tolist() == [1.0, 2.0]
     assert isinstance(m.scale._value, jax.Array) and not isinstance(m.scale._value, jax.core.Tracer)
+
+
+def test_none_entries_survive_round_trip():
+    j = build(JM, RICH)
+    j.add_module("hole", None)
+    back = jax.tree.map(lambda x: x, j)
+    assert "hole" in back._modules and back.hole is None
+    assert back._parameters["gone"] is None and back._buffers["empty"] is None
+    assert list(back.state_dict()) == list(j.state_dict())
+    assert repr(back) == repr(j)

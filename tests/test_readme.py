@@ -1,0 +1,36 @@
+"""The README contract: two set-up-and-run commands first, CI runs the test one, the layer list is
+fresh, and the quick-start code runs."""
+
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+def test_readme_starts_with_demo_and_test_commands_and_ci_runs_the_test_one():
+    readme = read("README.md")
+    first_block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
+    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    assert readme.index("```bash") < 20
+    ci = [line for line in read(".ci/run").splitlines() if line.strip() and not line.startswith("#")]
+    assert ci[-1].strip() == "bash scripts/test.sh"
+
+
+def test_layer_table_is_fresh():
+    from tools.layer_table import section, table
+
+    assert section(read("README.md")) == table(), "run: .venv/bin/python tools/layer_table.py --write"
+
+
+def test_quick_start_code_runs():
+    readme = read("README.md")
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README quick start", "exec"), namespace)
+    assert namespace["loss"].shape == ()
