@@ -8,7 +8,7 @@
 (3, 2)
 """
 
-from . import amp, nn  # noqa: F401
+from . import amp, nn, optim  # noqa: F401
 from .amp import autocast  # noqa: F401
 from ._autograd import backward, grad, value_and_grad  # noqa: F401
 from ._compile import compile  # noqa: F401,A004

@@ -27,9 +27,10 @@ import optax
 from .._grad_mode import enable_grad
 from .._tensor import as_array
 from ..nn.parameter import Buffer, Parameter
+from ._hooks import HooksMixin, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from ._utils import ParamGroup, export_state, import_state, required, scalar_key, to_scalar_array
 
-__all__ = ["Optimizer", "required"]
+__all__ = ["Optimizer", "required", "register_optimizer_step_pre_hook", "register_optimizer_step_post_hook"]
 
 ParamsT = Iterable[Any]
 
@@ -56,7 +57,7 @@ def _update_generic(tx: optax.GradientTransformation, mask: tuple, lr: jax.Array
     return new_params, new_state
 
 
-class Optimizer:
+class Optimizer(HooksMixin):
     """Base optimizer holding param groups and per-parameter state. Mirrors `torch.optim.Optimizer`.
 
     Args:
@@ -259,6 +260,9 @@ class Optimizer:
 
         Traceable: under `jaxmodule.compile` / `jax.jit` the gradients may be tracers.
         """
+        return self._call_with_step_hooks(self._step, (closure,) if closure is not None else (), {})
+
+    def _step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = None
         if closure is not None:
             with enable_grad():
@@ -326,6 +330,9 @@ class Optimizer:
         the arrays are the live state, not copies: a compiled step donates them, so save (or
         copy) a state_dict before the next compiled step.
         """
+        return self._state_dict_with_hooks(self._build_state_dict)
+
+    def _build_state_dict(self) -> dict[str, Any]:
         groups, state, start = [], {}, 0
         for gi, group in enumerate(self.param_groups):
             self._refresh(gi)
@@ -344,6 +351,9 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state_dict (from jaxmodule or torch). Validates first; changes nothing on failure."""
+        self._load_with_hooks(self._load, state_dict)
+
+    def _load(self, state_dict: dict[str, Any]) -> None:
         saved = copy.deepcopy(state_dict["param_groups"])
         saved_state = state_dict["state"]
         if len(saved) != len(self.param_groups):
@@ -390,7 +400,7 @@ class Optimizer:
         return s + ")"
 
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        return {k: v for k, v in self.__dict__.items() if not k.endswith("_hooks")}  # as torch: no hooks
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -1,8 +1,162 @@
-"""`summary`: a torchinfo-like table of a model's layers (placeholder until written)."""
+"""`summary`: a torchinfo-style table of a model's layers, output shapes and parameter counts."""
+
 from __future__ import annotations
 
-__all__ = ["summary"]
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["summary", "ModelSummary", "LayerInfo"]
+
+_WIDTHS = (40, 25, 15)
 
 
-def summary(model, *example_inputs, **kwargs):
-    raise NotImplementedError("summary is not written yet")
+@dataclass
+class LayerInfo:
+    """One row: a module call."""
+
+    name: str  # the attribute path ('' for the model itself)
+    class_name: str
+    depth: int
+    depth_index: int
+    output_shape: Any = None
+    num_params: int = 0  # parameters owned directly by this module (not its children)
+    has_children: bool = False
+
+
+@dataclass
+class ModelSummary:
+    """What `summary` returns: the rows, the totals, and (as `str`) the table."""
+
+    layers: list[LayerInfo] = field(default_factory=list)
+    total_params: int = 0
+    trainable_params: int = 0
+    non_trainable_params: int = 0
+    param_bytes: int = 0
+    buffer_bytes: int = 0
+    input_bytes: int = 0
+
+    def __str__(self) -> str:
+        bar = "=" * sum(_WIDTHS)
+        lines = [bar, _row("Layer (type:depth-idx)", "Output Shape", "Param #"), bar]
+        for layer in self.layers:
+            if layer.depth == 0:
+                label = layer.class_name
+            else:
+                branch = "├─" if layer.depth == 1 else "│    " * (layer.depth - 1) + "└─"
+                label = f"{branch}{layer.class_name}: {layer.depth}-{layer.depth_index}"
+            params = f"{layer.num_params:,}" if layer.num_params else "--"
+            lines.append(_row(label, _shape_text(layer.output_shape), params))
+        mb = 1e6
+        lines += [
+            bar,
+            f"Total params: {self.total_params:,}",
+            f"Trainable params: {self.trainable_params:,}",
+            f"Non-trainable params: {self.non_trainable_params:,}",
+            bar,
+            f"Input size (MB): {self.input_bytes / mb:.2f}",
+            f"Params size (MB): {self.param_bytes / mb:.2f}",
+            f"Buffers size (MB): {self.buffer_bytes / mb:.2f}",
+            f"Estimated Total Size (MB): {(self.input_bytes + self.param_bytes + self.buffer_bytes) / mb:.2f}",
+            bar,
+        ]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _row(a: str, b: str, c: str) -> str:
+    return f"{a:<{_WIDTHS[0]}}{b:<{_WIDTHS[1]}}{c}"
+
+
+def _shape_of(out: Any) -> Any:
+    if hasattr(out, "shape") and hasattr(out, "dtype"):
+        return list(out.shape)
+    if isinstance(out, (list, tuple)):
+        shapes = [_shape_of(o) for o in out]
+        return shapes if any(s is not None for s in shapes) else None
+    if isinstance(out, dict):
+        return _shape_of(list(out.values()))
+    return None
+
+
+def _shape_text(shape: Any) -> str:
+    return "--" if shape is None else str(shape)
+
+
+def _nbytes(x: Any) -> int:
+    return sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(x)
+               if hasattr(leaf, "shape") and hasattr(leaf, "dtype"))
+
+
+def summary(model: Any, *example_inputs: Any, depth: int = 3, **forward_kwargs: Any) -> ModelSummary:
+    """Run `model(*example_inputs, **forward_kwargs)` once and tabulate every module call.
+
+    Args:
+        model: a `jaxmodule.nn.Module`.
+        *example_inputs: the forward arguments (arrays of the real shapes; batch included).
+        depth: deepest nesting level shown (the model itself is depth 0).
+        **forward_kwargs: keyword arguments for the forward call.
+
+    Returns:
+        A `ModelSummary`; `print(summary(...))` shows a table like torchinfo's: one row per module
+        call with its output shape and the number of parameters it owns, then the totals of
+        trainable and non-trainable parameters and their memory.
+
+    Implemented with forward hooks, removed afterwards. The call does not change the model:
+    buffer values (BatchNorm statistics) and the global generator are restored afterwards.
+    """
+    from .._random import default_generator
+
+    rows: list[LayerInfo] = []
+    stack: list[LayerInfo] = []
+    counters: dict[int, int] = {}
+    names = {id(m): n for n, m in model.named_modules()}
+    handles = []
+
+    def pre_hook(module: Any, args: Any) -> None:
+        d = len(stack)
+        counters[d] = counters.get(d, 0) + 1
+        info = LayerInfo(name=names.get(id(module), "?"), class_name=type(module).__name__, depth=d,
+                         depth_index=counters[d],
+                         num_params=sum(p.numel() for p in module.parameters(recurse=False)),
+                         has_children=any(True for _ in module.children()))
+        stack.append(info)
+        if d <= depth:
+            rows.append(info)
+
+    def post_hook(module: Any, args: Any, output: Any) -> None:
+        info = stack.pop()
+        info.output_shape = _shape_of(output)
+
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(pre_hook))
+        handles.append(m.register_forward_hook(post_hook))
+    buffers = [(b, b._value) for b in model.buffers()]
+    rng = default_generator.get_state()
+    try:
+        model(*example_inputs, **forward_kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+        for b, v in buffers:
+            b._value = v
+        default_generator.set_state(rng)
+
+    seen: set[int] = set()
+    out = ModelSummary(layers=rows, input_bytes=_nbytes((example_inputs, forward_kwargs)))
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n = p.numel()
+        out.total_params += n
+        if p.requires_grad:
+            out.trainable_params += n
+        else:
+            out.non_trainable_params += n
+        out.param_bytes += n * p.dtype.itemsize
+    out.buffer_bytes = sum(b.numel() * b.dtype.itemsize for b in model.buffers())
+    return out

@@ -23,7 +23,7 @@ from jaxmodule.checkpoint import CheckpointManager, load, save
 
 def _bits(x):
     """Raw bytes of an array (bit-exact comparison for every dtype, bfloat16 and NaN included)."""
-    a = np.ascontiguousarray(np.asarray(x))
+    a = np.array(np.asarray(x), order="C", copy=True)
     return a.dtype.name, a.shape, a.reshape(-1).view(np.uint8).tobytes()
 
 

@@ -255,3 +255,32 @@ def test_low_precision_params_keep_dtype():
     o.step()
     assert p.dtype == jnp.bfloat16 and o.state[p]["exp_avg"].dtype == jnp.bfloat16
     assert o.state[p]["step"].dtype == jnp.float32
+
+
+def test_hooks():
+    from jaxmodule.optim.optimizer import register_optimizer_step_pre_hook
+
+    jp = jm_params()
+    o = optim.SGD(jp, lr=0.1)
+    calls = []
+    h1 = o.register_step_pre_hook(lambda opt, a, k: calls.append(("pre", a)))
+    h2 = o.register_step_post_hook(lambda opt, a, k: calls.append(("post", a)))
+    g = register_optimizer_step_pre_hook(lambda opt, a, k: calls.append(("global", a)))
+    o.register_state_dict_post_hook(lambda opt, sd: dict(sd, extra=1))
+    o.register_load_state_dict_pre_hook(lambda opt, sd: {k: v for k, v in sd.items() if k != "extra"})
+    seen = []
+    o.register_load_state_dict_post_hook(lambda opt: seen.append(True))
+    set_jm_grads(jp, 0)
+    o.step()
+    assert [c[0] for c in calls] == ["global", "pre", "post"]
+    for h in (h1, h2, g):
+        h.remove()
+    o.step()
+    assert len(calls) == 3
+    sd = o.state_dict()
+    assert sd["extra"] == 1
+    o.load_state_dict(sd)
+    assert seen == [True]
+    o.register_step_pre_hook(lambda opt, a, k: "bad")
+    with pytest.raises(RuntimeError, match="must return None or a tuple of \\(new_args, new_kwargs\\)"):
+        o.step()

@@ -54,7 +54,7 @@ def _bits(x):
         if x.dtype == torch.bfloat16:
             return "bfloat16", tuple(x.shape), x.view(torch.int16).numpy().tobytes()
         return str(x.dtype).split(".")[1], tuple(x.shape), x.numpy().tobytes()
-    a = np.ascontiguousarray(np.asarray(x))
+    a = np.array(np.asarray(x), order="C", copy=True)
     return a.dtype.name, a.shape, a.tobytes()
 
 

@@ -7,6 +7,7 @@ differentiating the scan.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -108,6 +109,21 @@ def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_length
         raise RuntimeError(f"Expected input_lengths to have value at most {T}, but got value "
                            f"{int(np.max(np.asarray(il)))}")
 
+    nll = _ctc_nll(lp, jnp.asarray(padded), jnp.asarray(il), jnp.asarray(tl), blank)
+    if zero_infinity:
+        nll = jnp.where(jnp.isinf(nll), jnp.zeros((), nll.dtype), nll)
+    if reduction == "none":
+        return nll[0] if unbatched else nll
+    if reduction == "sum":
+        return nll.sum()
+    return (nll / jnp.maximum(tl, 1).astype(nll.dtype)).mean()
+
+
+@functools.partial(jax.jit, static_argnames=("blank",))
+def _ctc_nll(lp: Array, padded: Array, il: Array, tl: Array, blank: int) -> Array:
+    """Per-sample -log p(target | input) by the alpha recursion (compiled once per shape)."""
+    T, N, C = lp.shape
+    s_max = padded.shape[1]
     L = 2 * s_max + 1
     labels = jnp.clip(padded.astype(jnp.int32), 0, C - 1)
     ext = jnp.full((N, L), blank, jnp.int32).at[:, 1::2].set(labels)
@@ -132,10 +148,4 @@ def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_length
     before = jnp.take_along_axis(alpha, jnp.maximum(2 * tl - 1, 0)[:, None], axis=1)[:, 0]
     before = jnp.where(tl > 0, before, neg_inf)
     nll = -_lse(end, before)
-    if zero_infinity:
-        nll = jnp.where(jnp.isinf(nll), jnp.zeros((), nll.dtype), nll)
-    if reduction == "none":
-        return nll[0] if unbatched else nll
-    if reduction == "sum":
-        return nll.sum()
-    return (nll / jnp.maximum(tl, 1).astype(nll.dtype)).mean()
+    return nll

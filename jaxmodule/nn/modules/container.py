@@ -441,7 +441,7 @@ class ParameterList(Module):
 
     def extend(self, values: Iterable[Any]) -> ParameterList:
         """Append every element of the iterable `values`; returns self."""
-        if not isinstance(values, container_abcs.Iterable) or isinstance(values, (_TensorCell, jax.Array)) \
+        if not isinstance(values, container_abcs.Iterable) or isinstance(values, (_TensorCell, jax.Array, np.ndarray)) \
                 or is_torch_tensor(values):
             raise TypeError(f"ParameterList.extend should be called with an iterable, but got {type(values).__name__}")
         for value in values:

@@ -1,8 +1,9 @@
 """`jaxmodule.nn.utils`: torch.nn.utils' gradient clipping, parameter/vector conversion and
 parametrizations.
 
-Not provided: the old-style hook-based `weight_norm`/`spectral_norm` (and their `remove_*`);
-use `parametrizations.weight_norm` / `parametrizations.spectral_norm`, which torch recommends.
+The deprecated hook-based `weight_norm`/`spectral_norm` (and their `remove_*`) raise
+NotImplementedError pointing at `parametrizations.weight_norm` / `parametrizations.spectral_norm`,
+which torch recommends (one way to do each thing).
 """
 
 from . import parametrizations, parametrize  # noqa: F401
@@ -14,6 +15,8 @@ from .clip_grad import (  # noqa: F401
     get_total_norm,
 )
 from .convert_parameters import parameters_to_vector, vector_to_parameters  # noqa: F401
+from .spectral_norm import remove_spectral_norm, spectral_norm  # noqa: F401
+from .weight_norm import remove_weight_norm, weight_norm  # noqa: F401
 
 __all__ = [
     "clip_grad_norm",
@@ -24,5 +27,9 @@ __all__ = [
     "parameters_to_vector",
     "parametrizations",
     "parametrize",
+    "remove_spectral_norm",
+    "remove_weight_norm",
+    "spectral_norm",
     "vector_to_parameters",
+    "weight_norm",
 ]

@@ -114,13 +114,9 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     >>> clip_grad_norm_([p], max_norm=1.0).item(), [round(g, 3) for g in p.grad.tolist()]
     (5.0, [0.6, 0.8])
     """
-    if isinstance(parameters, _TensorCell):
-        params = [parameters]
-    else:
-        is_generator = isinstance(parameters, types.GeneratorType)
-        params = list(parameters)
-        if is_generator and not params:
-            warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2)
+    params = _as_list(parameters)
+    if isinstance(parameters, types.GeneratorType) and not params:
+        warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2)
     grads = [p.grad for p in params if getattr(p, "grad", None) is not None]
     total_norm = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     clip_grads_with_norm_(params, max_norm, total_norm, foreach)

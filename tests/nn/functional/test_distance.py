@@ -2,9 +2,7 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
-import torch
 import torch.nn.functional as TF
 
 import jaxmodule.nn.functional as F

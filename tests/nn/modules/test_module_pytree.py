@@ -279,3 +279,18 @@ def test_none_entries_survive_round_trip():
     assert back._parameters["gone"] is None and back._buffers["empty"] is None
     assert list(back.state_dict()) == list(j.state_dict())
     assert repr(back) == repr(j)
+
+
+def test_registration_on_a_copy_does_not_touch_the_original():
+    """Regression: unflattened modules shared `_non_persistent_buffers_set` with the template."""
+    j = build(JM, RICH)
+    before = list(j.state_dict())
+    c = jax.tree.map(lambda x: x, j)
+    del c.scratch
+    c.register_buffer("stat", jnp.zeros(3), persistent=False)
+    c.enc.register_buffer("mask", None)
+    assert list(j.state_dict()) == before
+    assert "scratch" in j._non_persistent_buffers_set and "stat" not in j._non_persistent_buffers_set
+    assert "mask" in j.enc._non_persistent_buffers_set
+    c.new_param = nn.Parameter(jnp.ones(1))
+    assert "new_param" not in j._parameters

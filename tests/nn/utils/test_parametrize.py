@@ -462,3 +462,9 @@ def test_registration_errors_match_torch(case):
     t_msg = t_msg.replace("torch.Size([6, 3])", "(6, 3)").replace("torch.Size([3, 3])", "(3, 3)")
     if case in ("shape_change", "chain_shape_change", "leave_unparametrized_sequence"):
         assert str(j_err.value) == t_msg
+
+
+@pytest.mark.parametrize("fn", ["weight_norm", "remove_weight_norm", "spectral_norm", "remove_spectral_norm"])
+def test_old_style_hook_norms_point_to_parametrizations(fn):
+    with pytest.raises(NotImplementedError, match="parametriz"):
+        getattr(nn.utils, fn)(nn.Linear(2, 2))
