@@ -51,16 +51,22 @@ def _differentiate(fn: Callable, diff_cells: list, side_cells: list, plain: dict
             call_args[n] = v
         out = fn(*call_args, **kwargs)
         value, aux = out if has_aux else (out, None)
-        return value, (aux, [c._value for c in side_cells])
+        # A differentiated cell the function wrote (e.g. Embedding's max_norm renormalisation)
+        # keeps the written value, as in torch; its gradient is w.r.t. the value on entry.
+        written = [None if c._value is v else jax.lax.stop_gradient(c._value) for c, v in zip(diff_cells, values)]
+        return value, (aux, [c._value for c in side_cells], written)
 
     try:
-        (value, (aux, side_values)), (g_cells, g_plain) = jax.value_and_grad(
+        (value, (aux, side_values, written)), (g_cells, g_plain) = jax.value_and_grad(
             inner, argnums=(0, 1), has_aux=True)(originals, plain)
     finally:
         for c, v in zip(diff_cells, originals):
             c._value = v
     for c, v in zip(side_cells, side_values):
         c._value = v
+    for c, v in zip(diff_cells, written):
+        if v is not None:
+            c._value = v
     return value, aux, g_cells, g_plain
 
 

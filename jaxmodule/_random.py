@@ -17,6 +17,15 @@ __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_see
 
 _DEFAULT_SEED = 67280421310721  # torch.initial_seed() on a fresh process
 
+TRACED_DRAW_HINT = (
+    "a jaxmodule Generator was drawn from inside jax.jit (e.g. by Dropout in training mode or by a "
+    "layer's initialisation): its advanced key would be a tracer escaping the trace, so the next "
+    "draw would fail or repeat. Compile with jaxmodule.compile instead, which threads the "
+    "generator through the compiled program and writes it back:\n"
+    "    wrong: jax.jit(lambda m, x: m(x))(model, x)\n"
+    "    right: jaxmodule.compile(lambda m, x: m(x))(model, x)\n"
+    "or call model.eval() when no randomness is wanted.")
+
 
 def _key_from_seed(seed: int) -> jax.Array:
     s = int(seed) & 0xFFFFFFFFFFFFFFFF
@@ -71,6 +80,8 @@ class Generator:
     def next_key(self) -> jax.Array:
         """Split the held key: keep one half, return the other. Works under tracing too."""
         new, sub = jax.random.split(self._value)
+        if isinstance(new, jax.core.Tracer) and not isinstance(self._value, jax.core.Tracer):
+            raise RuntimeError(TRACED_DRAW_HINT)
         self._value = new
         return sub
 

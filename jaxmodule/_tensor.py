@@ -59,50 +59,54 @@ def _size(size: Sequence[Any]) -> tuple[int, ...]:
     return tuple(int(s) for s in size)
 
 
+def _on(arr: jax.Array, device: Any) -> jax.Array:
+    """Place `arr` on `device` (any torch-style spelling) when one is given."""
+    if device is None:
+        return arr
+    from ._device import resolve_device
+
+    return jax.device_put(arr, resolve_device(device))
+
+
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> jax.Array:
     """Make an array from data, with torch's dtype inference (Python floats -> default float dtype).
 
     >>> tensor([1.0, 2.0]).dtype
     dtype('float32')
     """
-    arr = as_array(data, dtype)
-    if device is not None:
-        from ._device import resolve_device
-
-        arr = jax.device_put(arr, resolve_device(device))
-    return arr
+    return _on(as_array(data, dtype), device)
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
     """Mirrors `torch.zeros`."""
-    return jnp.zeros(_size(size), to_dtype(dtype))
+    return _on(jnp.zeros(_size(size), to_dtype(dtype)), device)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
     """Mirrors `torch.ones`."""
-    return jnp.ones(_size(size), to_dtype(dtype))
+    return _on(jnp.ones(_size(size), to_dtype(dtype)), device)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
     """Mirrors `torch.empty`; JAX has no uninitialised memory, so the values are zeros."""
-    return jnp.zeros(_size(size), to_dtype(dtype))
+    return _on(jnp.zeros(_size(size), to_dtype(dtype)), device)
 
 
 def full(size: Sequence[int], fill_value: Any, dtype: Any = None, device: Any = None) -> jax.Array:
     """Mirrors `torch.full`."""
     if dtype is None and isinstance(fill_value, (bool, int)):
-        return jnp.full(_size((size,)), fill_value)
-    return jnp.full(_size((size,)), fill_value, to_dtype(dtype))
+        return _on(jnp.full(_size((size,)), fill_value), device)
+    return _on(jnp.full(_size((size,)), fill_value, to_dtype(dtype)), device)
 
 
 def randn(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
     """Standard normal samples from the global (or given) generator. Mirrors `torch.randn`."""
-    return jax.random.normal(next_key(generator), _size(size), to_dtype(dtype))
+    return _on(jax.random.normal(next_key(generator), _size(size), to_dtype(dtype)), device)
 
 
 def rand(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
     """Uniform [0, 1) samples. Mirrors `torch.rand`."""
-    return jax.random.uniform(next_key(generator), _size(size), to_dtype(dtype))
+    return _on(jax.random.uniform(next_key(generator), _size(size), to_dtype(dtype)), device)
 
 
 def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,
@@ -113,7 +117,7 @@ def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,
     elif isinstance(high, (tuple, list)) and not size:  # randint(high, size)
         low, high, size = 0, low, high
     dt = jnp.int32 if dtype is None else to_dtype(dtype)
-    return jax.random.randint(next_key(generator), _size((size,)), low, high, dtype=dt)
+    return _on(jax.random.randint(next_key(generator), _size((size,)), low, high, dtype=dt), device)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None) -> jax.Array:
@@ -122,10 +126,10 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, dev
         start, end = 0, start
     out = jnp.arange(start, end, step)
     if dtype is not None:
-        return out.astype(to_dtype(dtype))
+        return _on(out.astype(to_dtype(dtype)), device)
     if jnp.issubdtype(out.dtype, jnp.floating):
-        return out.astype(get_default_dtype())
-    return out
+        return _on(out.astype(get_default_dtype()), device)
+    return _on(out, device)
 
 
 def zeros_like(x: Any, dtype: Any = None) -> jax.Array:

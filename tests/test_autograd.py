@@ -131,3 +131,15 @@ def test_integer_buffers_and_frozen_params_unchanged_by_grad():
     assert j.fc1.bias.grad is None
     np.testing.assert_array_equal(np.asarray(j.fc1.bias), before)
     assert j.steps.dtype == jnp.int32
+
+
+def test_writes_to_differentiated_parameters_persist_like_torch():
+    """Embedding(max_norm) renormalises the rows it looks up, inside the differentiated call."""
+    t = torch.nn.Embedding(6, 4, max_norm=0.5)
+    j = nn.Embedding(6, 4, max_norm=0.5)
+    j.load_state_dict(t.state_dict())
+    idx = np.array([1, 3, 3])
+    (t(torch.tensor(idx)) ** 2).sum().backward()
+    g = jaxmodule.grad(lambda m: (m(jnp.asarray(idx)) ** 2).sum())(j)
+    assert_close(j.weight._value, t.weight.detach())
+    assert_close(g.weight._value, t.weight.grad)

@@ -214,3 +214,13 @@ def test_structure_change_inside_step_raises_and_keeps_state_concrete():
         assert not isinstance(v, jax.core.Tracer)
         np.testing.assert_array_equal(np.asarray(v), before[k])
     assert not isinstance(jaxmodule.default_generator.get_state(), jax.core.Tracer)
+
+
+def test_random_draw_inside_plain_jit_raises_with_the_fix():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    with pytest.raises(RuntimeError, match=r"jaxmodule.compile\(lambda m, x: m\(x\)\)"):
+        jax.jit(lambda m, x: m(x))(model, jnp.ones((1, 2)))
+    assert not isinstance(jaxmodule.default_generator.get_state(), jax.core.Tracer)
+    assert jaxmodule.compile(lambda m, x: m(x))(model, jnp.ones((1, 2))).shape == (1, 2)
+    model.eval()
+    assert jax.jit(lambda m, x: m(x))(model, jnp.ones((1, 2))).shape == (1, 2)

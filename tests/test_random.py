@@ -245,3 +245,20 @@ def test_no_grad_allows_inplace_on_parameters_only_inside():
     with jaxmodule.set_grad_enabled(False):
         p.add_(1.0)
     assert to_numpy(p).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("call", [
+    lambda d: jaxmodule.zeros(2, device=d), lambda d: jaxmodule.ones(2, device=d),
+    lambda d: jaxmodule.empty(2, device=d), lambda d: jaxmodule.full((2,), 1.0, device=d),
+    lambda d: jaxmodule.randn(2, device=d), lambda d: jaxmodule.rand(2, device=d),
+    lambda d: jaxmodule.randint(3, (2,), device=d), lambda d: jaxmodule.arange(3, device=d),
+    lambda d: jaxmodule.tensor([1.0], device=d),
+])
+def test_factories_honour_device(call):
+    """Regression: the factories accepted `device=` and ignored it."""
+    cpus = jax.devices("cpu")
+    assert call("cpu:5").devices() == {cpus[5]}
+    assert call(cpus[2]).devices() == {cpus[2]}
+    assert call(None).devices() == {cpus[0]}
+    with pytest.raises(RuntimeError, match="devices that exist"):
+        call("cuda")

@@ -133,6 +133,10 @@ class CheckpointManager:
     def metrics(self, step: int) -> Any:
         return self._mngr.metrics(step)
 
+    def is_saving_in_progress(self) -> bool:
+        """Whether an asynchronous save is still being written."""
+        return self._mngr.is_saving_in_progress()
+
     def wait_until_finished(self) -> None:
         """Block until every pending asynchronous save is on disk (and old steps are removed)."""
         self._mngr.wait_until_finished()

@@ -183,6 +183,14 @@ class _TensorCell:
         self._check_inplace()
         return self._store(new)
 
+    def _set_result(self, new: jax.Array) -> Any:
+        """`_set` for an in-place arithmetic result: as in torch, a result of a higher dtype kind
+        (float into an integer cell, complex into a real one) raises instead of being cast."""
+        if _kind(new.dtype) > _kind(self._value.dtype):
+            raise RuntimeError(f"result type {new.dtype} can't be cast to the desired output type "
+                               f"{self._value.dtype}")
+        return self._set(new)
+
     def _store(self, new: Any) -> Any:
         old = self._value
         new = jnp.asarray(_unwrap(new))
@@ -233,27 +241,25 @@ class _TensorCell:
         return self._set(median + sigma * jax.random.cauchy(next_key(generator), v.shape, _float(v.dtype)))
 
     def add_(self, other: Any, *, alpha: Any = 1) -> Any:
-        return self._set(self._value + alpha * _unwrap(other))
+        return self._set_result(self._value + alpha * _unwrap(other))
 
     def sub_(self, other: Any, *, alpha: Any = 1) -> Any:
-        return self._set(self._value - alpha * _unwrap(other))
+        return self._set_result(self._value - alpha * _unwrap(other))
 
     def mul_(self, other: Any) -> Any:
-        return self._set(self._value * _unwrap(other))
+        return self._set_result(self._value * _unwrap(other))
 
     def div_(self, other: Any, *, rounding_mode: str | None = None) -> Any:
         q = self._value / _unwrap(other)
-        if rounding_mode == "trunc":
-            q = jnp.trunc(q)
-        elif rounding_mode == "floor":
-            q = jnp.floor(q)
-        return self._set(q)
+        if rounding_mode is None:
+            return self._set_result(q)
+        return self._set(jnp.trunc(q) if rounding_mode == "trunc" else jnp.floor(q))
 
     def pow_(self, exponent: Any) -> Any:
-        return self._set(self._value ** _unwrap(exponent))
+        return self._set_result(self._value ** _unwrap(exponent))
 
     def clamp_(self, min: Any = None, max: Any = None) -> Any:  # noqa: A002 - torch names
-        return self._set(jnp.clip(self._value, _unwrap(min), _unwrap(max)))
+        return self._set_result(jnp.clip(self._value, _unwrap(min), _unwrap(max)))
 
     clip_ = clamp_
 
@@ -264,13 +270,13 @@ class _TensorCell:
         return self.clamp_(max=max)
 
     def addcmul_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Any:
-        return self._set(self._value + value * _unwrap(tensor1) * _unwrap(tensor2))
+        return self._set_result(self._value + value * _unwrap(tensor1) * _unwrap(tensor2))
 
     def addcdiv_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Any:
-        return self._set(self._value + value * _unwrap(tensor1) / _unwrap(tensor2))
+        return self._set_result(self._value + value * _unwrap(tensor1) / _unwrap(tensor2))
 
     def lerp_(self, end: Any, weight: Any) -> Any:
-        return self._set(self._value + _unwrap(weight) * (_unwrap(end) - self._value))
+        return self._set_result(self._value + _unwrap(weight) * (_unwrap(end) - self._value))
 
     def masked_fill_(self, mask: Any, value: Any) -> Any:
         return self._set(jnp.where(_unwrap(mask), _unwrap(value), self._value))
@@ -306,6 +312,15 @@ class _TensorCell:
         return new
 
 
+def _kind(dtype: Any) -> int:
+    """torch's dtype categories for in-place casting: bool < integer < floating < complex."""
+    if dtype == jnp.bool_:
+        return 0
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return 3
+    return 2 if jnp.issubdtype(dtype, jnp.floating) else 1
+
+
 def _float(dtype: Any) -> Any:
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
 
@@ -338,7 +353,7 @@ for _n in ("neg", "pos", "abs", "invert"):
 
 def _inplace(fn: Any) -> Any:
     def op(self: _TensorCell, other: Any) -> Any:
-        return self._set(fn(self._value, _unwrap(other)))
+        return self._set_result(fn(self._value, _unwrap(other)))
 
     return op
 
@@ -352,14 +367,14 @@ for _n, _f in (("iadd", operator.add), ("isub", operator.sub), ("imul", operator
 
 def _unary_inplace(fn: Any) -> Any:
     def op(self: _TensorCell) -> Any:
-        return self._set(fn(self._value))
+        return self._set_result(fn(self._value))
 
     return op
 
 
 for _n, _f in (("exp_", jnp.exp), ("log_", jnp.log), ("sqrt_", jnp.sqrt), ("rsqrt_", jax.lax.rsqrt),
                ("neg_", jnp.negative), ("abs_", jnp.abs), ("sign_", jnp.sign),
-               ("sigmoid_", jax.nn.sigmoid), ("tanh_", jnp.tanh), ("relu_", jax.nn.relu),
+               ("sigmoid_", lambda v: jax.nn.sigmoid(v.astype(_float(v.dtype)))), ("tanh_", jnp.tanh), ("relu_", jax.nn.relu),
                ("floor_", jnp.floor), ("ceil_", jnp.ceil), ("round_", jnp.round),
                ("trunc_", jnp.trunc), ("reciprocal_", jnp.reciprocal), ("square_", jnp.square),
                ("sin_", jnp.sin), ("cos_", jnp.cos)):

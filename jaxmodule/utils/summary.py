@@ -39,8 +39,7 @@ class ModelSummary:
     input_bytes: int = 0
 
     def __str__(self) -> str:
-        bar = "=" * sum(_WIDTHS)
-        lines = [bar, _row("Layer (type:depth-idx)", "Output Shape", "Param #"), bar]
+        rows = [("Layer (type:depth-idx)", "Output Shape", "Param #")]
         for layer in self.layers:
             if layer.depth == 0:
                 label = layer.class_name
@@ -48,10 +47,14 @@ class ModelSummary:
                 branch = "├─" if layer.depth == 1 else "│    " * (layer.depth - 1) + "└─"
                 label = f"{branch}{layer.class_name}: {layer.depth}-{layer.depth_index}"
             params = f"{layer.num_params:,}" if layer.num_params else "--"
-            lines.append(_row(label, _shape_text(layer.output_shape), params))
+            rows.append((label, _shape_text(layer.output_shape), params))
+        w0 = max(_WIDTHS[0], max(len(r[0]) for r in rows) + 2)
+        w1 = max(_WIDTHS[1], max(len(r[1]) for r in rows) + 2)
+        bar = "=" * (w0 + w1 + _WIDTHS[2])
+        table = [f"{a:<{w0}}{b:<{w1}}{c}" for a, b, c in rows]
         mb = 1e6
-        lines += [
-            bar,
+        lines = [
+            bar, table[0], bar, *table[1:], bar,
             f"Total params: {self.total_params:,}",
             f"Trainable params: {self.trainable_params:,}",
             f"Non-trainable params: {self.non_trainable_params:,}",
@@ -65,10 +68,6 @@ class ModelSummary:
         return "\n".join(lines)
 
     __repr__ = __str__
-
-
-def _row(a: str, b: str, c: str) -> str:
-    return f"{a:<{_WIDTHS[0]}}{b:<{_WIDTHS[1]}}{c}"
 
 
 def _shape_of(out: Any) -> Any:

@@ -248,14 +248,11 @@ def _sd():
                         ("n", np.ones(2, np.float32))])
 
 
-@pytest.mark.parametrize("spec", ["cpu", "cpu:3", 3, "jax_device"])
+@pytest.mark.parametrize("spec", ["cpu", "cpu:3", "torch_device", "jax_device"])
 def test_map_location_device(tmp_path, spec):
     save(_sd(), tmp_path / "m")
-    dev = jax.devices()[3] if spec in ("cpu:3", 3, "jax_device") else jax.devices()[0]
-    if spec == "jax_device":
-        spec = dev
-    if spec == 3:
-        spec = "cpu:3"  # torch takes an int as a CUDA index; use the string form on CPU
+    dev = jax.devices()[0] if spec == "cpu" else jax.devices()[3]
+    spec = {"torch_device": torch.device("cpu", 3), "jax_device": dev}.get(spec, spec)
     out = load(tmp_path / "m", map_location=spec)
     assert out["a.w"].sharding == SingleDeviceSharding(dev)
     assert out["a.b"].devices() == {dev}
@@ -328,7 +325,7 @@ def test_sharded_save_and_restore_into_target_shardings(tmp_path):
 def test_sharded_model_state_dict(tmp_path):
     mesh = Mesh(np.array(jax.devices()), ("x",))
     model = nn.Linear(4, 8)
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         p._value = jax.device_put(p._value, NamedSharding(mesh, PartitionSpec("x")))
     save(model.state_dict(), tmp_path / "m")
     target = {k: NamedSharding(mesh, PartitionSpec("x")) for k in ("weight", "bias")}

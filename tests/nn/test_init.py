@@ -246,3 +246,14 @@ def test_generator_and_seed():
     assert_close(p, q)
     init.kaiming_uniform_(q)
     assert not np.allclose(to_numpy(p), to_numpy(q))
+
+
+def test_signatures_and_names_match_torch():
+    import inspect
+
+    assert init.__all__ == torch.nn.init.__all__
+    for name in init.__all__ + ["_calculate_fan_in_and_fan_out"]:
+        ts = inspect.signature(getattr(torch.nn.init, name))
+        js = inspect.signature(getattr(init, name))
+        assert [(p.name, p.default) for p in js.parameters.values()] == \
+               [(p.name, p.default) for p in ts.parameters.values()], name

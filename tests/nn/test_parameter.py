@@ -347,3 +347,57 @@ def test_uninitialized_parameter():
     assert is_lazy(p) and not is_lazy(nn.Parameter(jnp.ones(1)))
     p.materialize((2, 3))
     assert type(p) is nn.Parameter and p.shape == (2, 3)
+
+
+INT_CASES = {
+    "add_(0.5)": lambda t, A: t.add_(0.5), "add_(1)": lambda t, A: t.add_(1),
+    "mul_(2.0)": lambda t, A: t.mul_(2.0), "div_(2)": lambda t, A: t.div_(2),
+    "div_floor": lambda t, A: t.div_(2, rounding_mode="floor"),
+    "div_trunc": lambda t, A: t.div_(-2, rounding_mode="trunc"),
+    "exp_": lambda t, A: t.exp_(), "clamp_(0.5)": lambda t, A: t.clamp_(0.5),
+    "clamp_(1, 3)": lambda t, A: t.clamp_(1, 3), "pow_(2)": lambda t, A: t.pow_(2),
+    "pow_(0.5)": lambda t, A: t.pow_(0.5), "neg_": lambda t, A: t.neg_(), "floor_": lambda t, A: t.floor_(),
+    "sqrt_": lambda t, A: t.sqrt_(), "iadd 1.5": lambda t, A: t.__iadd__(1.5),
+    "imul 2": lambda t, A: t.__imul__(2), "itruediv 2": lambda t, A: t.__itruediv__(2),
+    "ifloordiv 2": lambda t, A: t.__ifloordiv__(2),
+    "masked_fill 1.5": lambda t, A: t.masked_fill_(A([True, False]), 1.5),
+    "addcmul float": lambda t, A: t.addcmul_(A([1.0, 1.0]), A([1.0, 1.0])),
+    "sign_": lambda t, A: t.sign_(), "round_": lambda t, A: t.round_(),
+    "reciprocal_": lambda t, A: t.reciprocal_(), "square_": lambda t, A: t.square_(),
+    "relu_": lambda t, A: t.relu_(), "abs_": lambda t, A: t.abs_(), "sigmoid_": lambda t, A: t.sigmoid_(),
+    "add_ float array": lambda t, A: t.add_(A([1.0, 1.0])), "sub_(1, alpha=2)": lambda t, A: t.sub_(1, alpha=2),
+    "copy_ float": lambda t, A: t.copy_(A([1.7, -2.7])), "fill_ float": lambda t, A: t.fill_(2.9),
+}
+
+
+@pytest.mark.parametrize("case", list(INT_CASES))
+def test_inplace_on_integer_buffer_like_torch(case):
+    """torch refuses in-place results of a higher dtype kind (float into int); casts otherwise."""
+    t = torch.tensor([3, 4], dtype=torch.int32)
+    b = nn.Buffer(jnp.array([3, 4], jnp.int32))
+    te = je = None
+    try:
+        INT_CASES[case](t, torch.tensor)
+    except RuntimeError as e:
+        te = e
+    try:
+        INT_CASES[case](b, jnp.array)
+    except RuntimeError as e:
+        je = e
+    assert (je is None) == (te is None), (je, te)
+    if te is not None:
+        assert "can't be cast to the desired output type" in str(je)
+        assert to_numpy(b).tolist() == [3, 4]  # unchanged
+    assert to_numpy(b).tolist() == t.tolist() and b.dtype == jnp.int32
+
+
+def test_inplace_on_bool_and_half():
+    b = nn.Buffer(jnp.array([True, False]))
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        b.add_(1)
+    b.mul_(True)
+    h = nn.Buffer(jnp.ones(2, jnp.float16))
+    h.add_(jnp.ones(2, jnp.float32))  # same kind: cast back, as torch
+    assert h.dtype == jnp.float16
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        h.add_(jnp.ones(2, jnp.complex64))

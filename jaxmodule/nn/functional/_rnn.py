@@ -75,12 +75,29 @@ def gru_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: 
     return _step("GRU", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, None)[0]
 
 
+def _reverse_within(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
+    """Reverse time-major `x` `(T, N, ...)` along time, each sequence within its own length.
+
+    Padded steps (t >= length) stay where they are; the map is its own inverse.
+    """
+    if lengths is None:
+        return x[::-1]
+    t = jnp.arange(x.shape[0])[:, None]
+    idx = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (T, N)
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=0)
+
+
 def _layer(mode: str, x: jax.Array, h0: jax.Array, c0: jax.Array | None,
-           params: list[tuple[Any, ...]]) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+           params: list[tuple[Any, ...]], lengths: jax.Array | None = None,
+           ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Run one layer (all its directions) over time-major `x` `(T, N, I)`.
 
     `params` holds one `(w_ih, w_hh, b_ih, b_hh, w_hr)` tuple per direction (biases/`w_hr` may be
-    None); `h0`/`c0` are `(D, N, H)`. Returns output `(T, N, D * H_out)`, `h_n`, `c_n` `(D, N, ...)`.
+    None); `h0`/`c0` are `(D, N, H)`. With `lengths` `(N,)`, sequence n only runs for its first
+    `lengths[n]` steps: its state stops changing after them and its later outputs are zero (the
+    reverse direction starts at each sequence's own last step). Returns output
+    `(T, N, D * H_out)`, `h_n`, `c_n` `(D, N, ...)`.
     """
     ndir = len(params)
     w_ih = jnp.stack([p[0] for p in params])
@@ -88,27 +105,34 @@ def _layer(mode: str, x: jax.Array, h0: jax.Array, c0: jax.Array | None,
     has_bias = params[0][2] is not None
     has_proj = params[0][4] is not None
 
-    xi = jnp.einsum("tni,dgi->dtng", x, w_ih)
+    xs = x[None] if ndir == 1 else jnp.stack([x, _reverse_within(x, lengths)])  # (D, T, N, I)
+    xi = jnp.einsum("dtni,dgi->dtng", xs, w_ih)
     if has_bias:
         xi = xi + jnp.stack([p[2] for p in params])[:, None, None, :]
-    if ndir == 2:  # the reverse direction walks the sequence backwards
-        xi = jnp.stack([xi[0], xi[1, ::-1]])
     xi = jnp.swapaxes(xi, 0, 1)  # (T, D, N, G)
     b_hh = jnp.stack([p[3] for p in params])[:, None, :] if has_bias else None
     w_hr = jnp.stack([p[4] for p in params]) if has_proj else None
 
-    def body(carry: tuple, xi_t: jax.Array) -> tuple[tuple, jax.Array]:
+    def body(carry: tuple, inp: tuple) -> tuple[tuple, jax.Array]:
         h, c = carry
+        xi_t, t = inp
         hh = jnp.einsum("dnh,dgh->dng", h, w_hh)
         if b_hh is not None:
             hh = hh + b_hh
         h_new, c_new = _step(mode, xi_t, hh, h, c)
         if w_hr is not None:
             h_new = jnp.einsum("dnh,dph->dnp", h_new, w_hr)
-        return (h_new, c_new), h_new
+        if lengths is None:
+            return (h_new, c_new), h_new
+        live = (t < lengths)[None, :, None]  # (1, N, 1)
+        h_new = jnp.where(live, h_new, h)
+        if c_new is not None:
+            c_new = jnp.where(live, c_new, c)
+        return (h_new, c_new), jnp.where(live, h_new, jnp.zeros((), h_new.dtype))
 
-    (h_n, c_n), ys = jax.lax.scan(body, (h0, c0), xi)  # ys: (T, D, N, H_out)
-    outs = [ys[:, 0]] if ndir == 1 else [ys[:, 0], ys[::-1, 1]]
+    steps = jnp.arange(x.shape[0])
+    (h_n, c_n), ys = jax.lax.scan(body, (h0, c0), (xi, steps))  # ys: (T, D, N, H_out)
+    outs = [ys[:, 0]] if ndir == 1 else [ys[:, 0], _reverse_within(ys[:, 1], lengths)]
     return jnp.concatenate(outs, axis=-1), h_n, c_n
 
 
@@ -124,6 +148,7 @@ def rnn_forward(
     bidirectional: bool,
     batch_first: bool,
     proj_size: int = 0,
+    lengths: Any | None = None,
 ) -> tuple[jax.Array, Any]:
     """A multi-layer (bidirectional) RNN over a batched sequence, like torch's `_VF.rnn_tanh/lstm/gru`.
 
@@ -140,6 +165,9 @@ def rnn_forward(
         bidirectional: two directions per layer.
         batch_first: layout of `input` and the output.
         proj_size: LSTM projection size (0: none).
+        lengths: optional `(N,)` sequence lengths: sequence n runs only for its first
+            `lengths[n]` steps (its outputs after them are zero, `h_n` is its state at its own
+            last step), which is what torch computes for a `PackedSequence`.
 
     Returns:
         `(output, h_n)`, or `(output, (h_n, c_n))` for LSTM.
@@ -159,6 +187,7 @@ def rnn_forward(
             f"rnn_forward: expected {per * ndir * num_layers} weights for {num_layers} layer(s), "
             f"{ndir} direction(s), got {len(weights)}")
 
+    lens = None if lengths is None else jnp.asarray(unwrap(lengths))
     h_n, c_n = [], []
     for layer in range(num_layers):
         params = []
@@ -169,7 +198,7 @@ def rnn_forward(
             w_hr = ws[-1] if proj_size > 0 else None
             params.append((w_ih, w_hh, b_ih, b_hh, w_hr))
         sl = slice(layer * ndir, (layer + 1) * ndir)
-        x, hl, cl = _layer(mode, x, h0[sl], c0[sl] if lstm else None, params)
+        x, hl, cl = _layer(mode, x, h0[sl], c0[sl] if lstm else None, params, lens)
         h_n.append(hl)
         if lstm:
             c_n.append(cl)

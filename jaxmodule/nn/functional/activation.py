@@ -7,6 +7,10 @@ linear above `threshold`. Exponential branches are evaluated on clamped inputs s
 
 `inplace=True` and the `relu_`-style variants are accepted for torch compatibility; JAX arrays are
 immutable, so they return the result as a new array and leave the input untouched.
+
+>>> import jax.numpy as jnp
+>>> relu(jnp.array([-1.0, 0.0, 2.0]))
+Array([0., 0., 2.], dtype=float32)
 """
 
 from __future__ import annotations

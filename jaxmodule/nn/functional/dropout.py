@@ -8,7 +8,9 @@ Differences from torch, for every function here:
 - `inplace=True` is accepted but cannot modify the input (JAX arrays are immutable): use the
   returned array, which holds the result.
 - A key is drawn from the generator only when a mask is actually sampled (training and
-  0 < p < 1), as torch only advances its generator then.
+  0 < p < 1), as torch only advances its generator then. Drawing advances the generator, so
+  compiled training steps belong in `jaxmodule.compile`, which threads the key through the
+  program; a plain `jax.jit` would leave a tracer in the generator.
 """
 
 from __future__ import annotations

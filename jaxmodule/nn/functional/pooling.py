@@ -18,6 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._fractional import (
+    fractional_max_pool2d,
+    fractional_max_pool2d_with_indices,
+    fractional_max_pool3d,
+    fractional_max_pool3d_with_indices,
+)
 from ._utils import unwrap
 
 __all__ = [
@@ -30,6 +36,8 @@ __all__ = [
     "adaptive_max_pool3d_with_indices",
     "lp_pool1d", "lp_pool2d", "lp_pool3d",
     "max_unpool1d", "max_unpool2d", "max_unpool3d",
+    "fractional_max_pool2d", "fractional_max_pool3d",
+    "fractional_max_pool2d_with_indices", "fractional_max_pool3d_with_indices",
 ]
 
 _IntOrSeq = int | Sequence[int]

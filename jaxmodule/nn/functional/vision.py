@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._grid import affine_grid, grid_sample
 from ._utils import unwrap
 from .pooling import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d
 
@@ -29,6 +30,8 @@ __all__ = [
     "pixel_unshuffle",
     "channel_shuffle",
     "native_channel_shuffle",
+    "affine_grid",
+    "grid_sample",
 ]
 
 

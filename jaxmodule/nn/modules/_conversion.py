@@ -20,7 +20,13 @@ __all__ = ["ConversionMixin"]
 
 def _is_dtype_spec(x: Any) -> bool:
     if isinstance(x, str):
-        return not is_device_spec(x)
+        if is_device_spec(x):
+            return False
+        try:
+            to_dtype(x)
+        except TypeError:
+            return False
+        return True
     if type(x).__module__ == "torch" and type(x).__name__ == "dtype":
         return True
     try:
@@ -48,6 +54,8 @@ def _parse_to(args: tuple, kwargs: dict) -> tuple[Any, Any]:
                 device = next(iter(devs()))
         elif _is_dtype_spec(a):
             dtype = a
+        elif isinstance(a, str):  # neither: resolve_device raises torch's RuntimeError for it
+            device = a
         else:
             raise TypeError(f"to() received an invalid combination of arguments: got {type(a).__name__}; "
                             "expected a device, a dtype, a jax.sharding.Sharding or an array")

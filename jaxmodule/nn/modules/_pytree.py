@@ -159,6 +159,8 @@ def _unflatten(treedef: ModuleTreeDef, leaves: Any) -> Any:
     mods.append(None)
     for r, m in zip(recipes, mods):
         d = r.static.copy()
+        # registration state is per module (hook registries stay shared, see the docstring)
+        d["_non_persistent_buffers_set"] = set(d["_non_persistent_buffers_set"])
         d["_parameters"] = {k: cells[i] for k, i in r.params}
         d["_buffers"] = {k: cells[i] for k, i in r.buffers}
         d["_modules"] = {k: mods[i] for k, i in r.children}

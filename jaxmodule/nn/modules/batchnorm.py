@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from ..._dtype import to_dtype
 from .. import init
 from ..functional.normalization import _batch_norm_and_stats
-from ..parameter import Parameter, UninitializedBuffer, UninitializedParameter
+from ..parameter import Parameter, UninitializedBuffer, UninitializedParameter, is_lazy
 from .module import Module
 
 __all__ = ["BatchNorm1d", "LazyBatchNorm1d", "BatchNorm2d", "LazyBatchNorm2d", "BatchNorm3d",
@@ -169,8 +169,15 @@ class _LazyNormBase(_NormBase):
         if self.num_features != 0:
             super().reset_parameters()
 
+    def has_uninitialized_params(self) -> bool:
+        """True while a parameter or buffer still waits for its shape."""
+        cells = (*self._parameters.values(), *self._buffers.values())
+        return any(is_lazy(c) for c in cells if c is not None)
+
     def initialize_parameters(self, input: Any) -> None:
         """Materialise the parameters and buffers with `num_features = input.shape[1]`."""
+        if not self.has_uninitialized_params():
+            return
         self.num_features = input.shape[1]
         shape = (self.num_features,)
         if self.affine:
@@ -183,10 +190,11 @@ class _LazyNormBase(_NormBase):
         self.reset_parameters()
 
     def forward(self, input: Any) -> jax.Array:
-        if self.num_features == 0:
-            self._check_input_dim(input)
-            self.initialize_parameters(input)
-            self.__class__ = self.cls_to_become
+        # As torch: materialise on the first call (a loaded state_dict may have done it already),
+        # then become `cls_to_become` for good.
+        self._check_input_dim(input)
+        self.initialize_parameters(input)
+        self.__class__ = self.cls_to_become
         return self.forward(input)
 
 

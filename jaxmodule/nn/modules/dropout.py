@@ -2,8 +2,10 @@
 
 Mirrors `torch.nn.modules.dropout`: each layer calls its `nn.functional` counterpart with
 `training=self.training`, so it is the identity in eval mode. Masks are drawn from jaxmodule's
-global generator (`jaxmodule.manual_seed`). `inplace=True` is accepted, but the input cannot be
-modified (JAX arrays are immutable): use the returned array.
+global generator (`jaxmodule.manual_seed`), which advances on every training-mode call: compile
+training steps with `jaxmodule.compile`, which threads the generator's key through the program (a
+plain `jax.jit` would leave a tracer in the generator). `inplace=True` is accepted, but the input
+cannot be modified (JAX arrays are immutable): use the returned array.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ __all__ = [
     "LPPool1d", "LPPool2d", "LPPool3d",
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
+    "FractionalMaxPool2d", "FractionalMaxPool3d",
 ]
 
 _Size = int | Sequence[int]
@@ -347,3 +348,57 @@ class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     """Adaptive 3D average pooling. Mirrors `torch.nn.AdaptiveAvgPool3d`."""
 
     _fn = staticmethod(F.adaptive_avg_pool3d)
+
+
+# ---- fractional max pooling -------------------------------------------------------------------
+
+class _FractionalMaxPoolNd(Module):
+    """Shared arguments of the fractional max-pooling layers (torch defines no extra_repr)."""
+
+    _fn: Any = None
+    _nd: int = 0
+
+    def __init__(self, kernel_size: _Size, output_size: _Size | None = None,
+                 output_ratio: float | Sequence[float] | None = None, return_indices: bool = False,
+                 _random_samples: Any = None) -> None:
+        super().__init__()
+        nd, name = self._nd, type(self).__name__
+        if nd == 3 and any(k <= 0 for k in _ntuple(kernel_size, nd)):
+            raise ValueError(f"kernel_size must be greater than 0, but got {kernel_size}")
+        self.kernel_size = _ntuple(kernel_size, nd)
+        self.return_indices = return_indices
+        self.register_buffer("_random_samples", _random_samples)
+        self.output_size = _ntuple(output_size, nd) if output_size is not None else None
+        self.output_ratio = _ntuple(output_ratio, nd) if output_ratio is not None else None
+        if output_size is None and output_ratio is None:
+            raise ValueError(f"{name} requires specifying either an output size, or a pooling ratio")
+        if output_size is not None and output_ratio is not None:
+            raise ValueError("only one of output_size and output_ratio may be specified")
+        if self.output_ratio is not None and not all(0 < r < 1 for r in self.output_ratio):
+            raise ValueError(f"output_ratio must be between 0 and 1 (got {output_ratio})")
+
+    def forward(self, input: Any) -> Any:
+        return type(self)._fn(input, self.kernel_size, self.output_size, self.output_ratio,
+                              self.return_indices, _random_samples=self._random_samples)
+
+
+class FractionalMaxPool2d(_FractionalMaxPoolNd):
+    """2D fractional max pooling. Mirrors `torch.nn.FractionalMaxPool2d`.
+
+    Args:
+        kernel_size: window size.
+        output_size / output_ratio: the output size, or its ratio (in (0, 1)) to the input size.
+        return_indices: also return flat argmax indices.
+        _random_samples: fixed (N, C, 2) uniforms; new ones are drawn from the global generator
+            on every call when None.
+    """
+
+    _fn = staticmethod(F.fractional_max_pool2d)
+    _nd = 2
+
+
+class FractionalMaxPool3d(_FractionalMaxPoolNd):
+    """3D fractional max pooling. Mirrors `torch.nn.FractionalMaxPool3d`."""
+
+    _fn = staticmethod(F.fractional_max_pool3d)
+    _nd = 3

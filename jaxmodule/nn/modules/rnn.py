@@ -13,12 +13,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..._dtype import to_dtype
 from .. import init
 from ..functional import _rnn
 from ..functional._utils import unwrap
 from ..parameter import Parameter
+from ..utils.rnn import PackedSequence, _lengths_from_batch_sizes, _pack_indices
 from .module import Module
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
@@ -27,10 +29,9 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 def _as_input(x: Any) -> jax.Array:
-    if type(x).__name__ == "PackedSequence":
-        raise NotImplementedError(
-            "PackedSequence input is not supported by jaxmodule's recurrent layers: pass a padded "
-            "array (and mask the padded steps of the output yourself)")
+    if type(x).__name__ == "PackedSequence":  # torch's, not ours
+        raise TypeError("expected a jaxmodule.nn.utils.rnn.PackedSequence or an array, got a "
+                        f"{type(x).__module__}.PackedSequence")
     return jnp.asarray(unwrap(x))
 
 
@@ -48,8 +49,10 @@ class RNNBase(Module):
         bidirectional: run a reverse direction too (`*_reverse` parameters).
         proj_size: LSTM only: project the hidden state to this size (`weight_hr_l*`).
 
-    Differences from torch: `flatten_parameters()` is a no-op (there is no cuDNN weight buffer);
-    `PackedSequence` inputs raise NotImplementedError.
+    A `jaxmodule.nn.utils.rnn.PackedSequence` input runs every sequence for its own length only
+    (one masked scan over the padded batch) and returns a `PackedSequence`, as torch does.
+
+    Differences from torch: `flatten_parameters()` is a no-op (there is no cuDNN weight buffer).
     """
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -155,7 +158,10 @@ class RNNBase(Module):
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.shape[-1]}")
 
     def get_expected_hidden_size(self, input: Any, batch_sizes: Any) -> tuple[int, int, int]:
-        mini_batch = input.shape[0] if self.batch_first else input.shape[1]
+        if batch_sizes is not None:
+            mini_batch = int(batch_sizes[0])
+        else:
+            mini_batch = input.shape[0] if self.batch_first else input.shape[1]
         num_directions = 2 if self.bidirectional else 1
         size = self.proj_size if self.proj_size > 0 else self.hidden_size
         return (self.num_layers * num_directions, mini_batch, size)
@@ -219,6 +225,31 @@ class RNNBase(Module):
                                 self.dropout, self.training, self.bidirectional, self.batch_first,
                                 self.proj_size)
 
+    def _forward_packed(self, packed: PackedSequence, hx: Any) -> tuple[PackedSequence, Any]:
+        """Run on a PackedSequence: unpack to a padded sorted batch, one masked scan, repack."""
+        data = jnp.asarray(unwrap(packed.data))
+        batch_sizes = np.asarray(packed.batch_sizes)
+        lstm = self.mode == "LSTM"
+        n = int(batch_sizes[0])
+        num_directions = 2 if self.bidirectional else 1
+        if hx is None:
+            real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
+            h0 = jnp.zeros((self.num_layers * num_directions, n, real_hidden), data.dtype)
+            hx = (h0, jnp.zeros((self.num_layers * num_directions, n, self.hidden_size), data.dtype)) if lstm else h0
+        else:
+            hx = (jnp.asarray(unwrap(hx[0])), jnp.asarray(unwrap(hx[1]))) if lstm else jnp.asarray(unwrap(hx))
+            hx = self.permute_hidden(hx, packed.sorted_indices)
+        self.check_forward_args(data, hx, batch_sizes)
+        t_idx, b_idx = _pack_indices(batch_sizes)
+        x = jnp.zeros((len(batch_sizes), n, data.shape[-1]), data.dtype).at[t_idx, b_idx].set(data)
+        lengths = jnp.asarray(_lengths_from_batch_sizes(batch_sizes))
+        out, hidden = _rnn.rnn_forward(self.mode, x, hx, self._flat_weights, self.bias, self.num_layers,
+                                       self.dropout, self.training, self.bidirectional, False,
+                                       self.proj_size, lengths)
+        out_packed = PackedSequence(out[t_idx, b_idx], packed.batch_sizes, packed.sorted_indices,
+                                    packed.unsorted_indices)
+        return out_packed, self.permute_hidden(hidden, packed.unsorted_indices)
+
 
 class RNN(RNNBase):
     """Multi-layer Elman RNN, `h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)`. Mirrors `torch.nn.RNN`.
@@ -256,7 +287,9 @@ class RNN(RNNBase):
                          bidirectional, 0, device, dtype)
         self.nonlinearity = nonlinearity
 
-    def forward(self, input: Any, hx: Any = None) -> tuple[jax.Array, jax.Array]:
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, jax.Array]:
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         x, hx, is_batched, batch_dim = self._prepare(input, hx, "RNN")
         out, h = self._run(x, hx)
         if not is_batched:
@@ -289,7 +322,9 @@ class GRU(RNNBase):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype)
 
-    def forward(self, input: Any, hx: Any = None) -> tuple[jax.Array, jax.Array]:
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, jax.Array]:
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         x, hx, is_batched, batch_dim = self._prepare(input, hx, "GRU")
         out, h = self._run(x, hx)
         if not is_batched:
@@ -323,7 +358,10 @@ class LSTM(RNNBase):
                          bidirectional, proj_size, device, dtype)
 
     def get_expected_cell_size(self, input: Any, batch_sizes: Any) -> tuple[int, int, int]:
-        mini_batch = input.shape[0] if self.batch_first else input.shape[1]
+        if batch_sizes is not None:
+            mini_batch = int(batch_sizes[0])
+        else:
+            mini_batch = input.shape[0] if self.batch_first else input.shape[1]
         num_directions = 2 if self.bidirectional else 1
         return (self.num_layers * num_directions, mini_batch, self.hidden_size)
 
@@ -339,7 +377,9 @@ class LSTM(RNNBase):
             return hx
         return jnp.take(hx[0], permutation, axis=1), jnp.take(hx[1], permutation, axis=1)
 
-    def forward(self, input: Any, hx: Any = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, tuple[jax.Array, jax.Array]]:
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         x = _as_input(input)
         if x.ndim not in (2, 3):
             raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")

@@ -21,7 +21,7 @@ from .. import functional as F
 from .. import init
 from ..functional._utils import unwrap
 from ..functional.attention import _canonical_mask
-from . import activation as _act
+from .activation import GELU, ReLU
 from .attention import MultiheadAttention
 from .container import ModuleList
 from .dropout import Dropout
@@ -273,10 +273,9 @@ class TransformerDecoder(Module):
 
 
 def _activation_kind(activation: Any) -> int:
-    relu_cls, gelu_cls = getattr(_act, "ReLU", ()), getattr(_act, "GELU", ())
-    if activation is F.relu or isinstance(activation, relu_cls):
+    if activation is F.relu or isinstance(activation, ReLU):
         return 1
-    if activation is F.gelu or isinstance(activation, gelu_cls):
+    if activation is F.gelu or isinstance(activation, GELU):
         return 2
     return 0
 

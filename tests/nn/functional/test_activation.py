@@ -223,3 +223,31 @@ def test_jit_and_vmap():
     want = TF.softplus(TF.gelu(TF.hardtanh(torch.tensor(X), -2.0, 2.0)), 2.0, 5.0) + TF.softmax(torch.tensor(X), -1)
     assert_close(f(x), want)
     assert_close(jax.vmap(lambda r: F.log_softmax(r, 0))(x), TF.log_softmax(torch.tensor(X), 1))
+
+
+def _signature_mismatches(module):
+    """Names whose parameters (names, defaults) differ from torch's, and torch builtins (no signature)."""
+    import inspect
+
+    bad, builtins = [], set()
+    for name in module.__all__:
+        try:
+            ts = inspect.signature(getattr(TF, name))
+        except (ValueError, TypeError):
+            builtins.add(name)
+            continue
+        js = inspect.signature(getattr(module, name))
+        if [(p.name, p.default) for p in ts.parameters.values()] != \
+           [(p.name, p.default) for p in js.parameters.values()]:
+            bad.append(name)
+    return bad, builtins
+
+
+def test_signatures_match_torch():
+    from jaxmodule.nn.functional import activation
+
+    bad, builtins = _signature_mismatches(activation)
+    assert bad == []
+    # C++ builtins have no Python signature; their arguments follow torch's documented ones.
+    assert builtins == {"threshold_", "relu_", "hardtanh_", "elu_", "selu_", "celu_", "leaky_relu_",
+                        "prelu", "rrelu_", "gelu", "logsigmoid", "hardshrink", "softplus", "softshrink"}

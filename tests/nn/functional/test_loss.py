@@ -486,3 +486,10 @@ def test_ctc_errors():
         F.ctc_loss(lp, jnp.ones((2, 2), jnp.int32), [5, 5], [2, 2], blank=3)
     with pytest.raises(ValueError, match="foo is not a valid value for reduction"):
         F.ctc_loss(lp, jnp.ones((2, 2), jnp.int32), [5, 5], [2, 2], reduction="foo")
+
+
+def test_signatures_match_torch():
+    from jaxmodule.nn.functional import loss
+    from tests.nn.functional.test_activation import _signature_mismatches
+
+    assert _signature_mismatches(loss) == ([], set())

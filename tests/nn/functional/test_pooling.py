@@ -189,3 +189,31 @@ def test_unpool_output_size_error():
 def test_avg_pool_integer_input_not_implemented():
     with pytest.raises(NotImplementedError, match="integer `input`"):
         F.avg_pool2d(jnp.ones((1, 1, 4, 4), jnp.int32), 2)
+
+
+@pytest.mark.parametrize("nd, shape, kernel, kwargs", [
+    (2, (2, 3, 9, 11), (2, 3), dict(output_size=(4, 5))),
+    (2, (3, 10, 7), 3, dict(output_ratio=(0.5, 0.5))),
+    (3, (2, 2, 6, 7, 8), 2, dict(output_size=(3, 4, 5))),
+])
+def test_fractional_max_pool_with_fixed_samples(nd, shape, kernel, kwargs):
+    batch = 1 if len(shape) == nd + 1 else shape[0]
+    samples = np.random.default_rng(5).uniform(size=(batch, shape[-nd - 1], nd)).astype(np.float32)
+    t_fn = TF.fractional_max_pool2d if nd == 2 else TF.fractional_max_pool3d
+    fn = F.fractional_max_pool2d if nd == 2 else F.fractional_max_pool3d
+    kw = dict(kwargs, _random_samples=samples)
+    _check(lambda v, **k: fn(v, kernel, return_indices=True, **k),
+           lambda v, **k: t_fn(v, kernel, return_indices=True, _random_samples=to_torch(samples),
+                               **{a: b for a, b in k.items() if a != "_random_samples"}),
+           randn(*shape, seed=1), kw, n_out=2)
+
+
+def test_fractional_max_pool_random_samples_vary_and_stay_valid():
+    x = jnp.asarray(randn(1, 4, 11, 11, seed=2))  # 11 -> 5: placement depends on the samples
+    a, b = F.fractional_max_pool2d(x, 2, output_size=5), F.fractional_max_pool2d(x, 2, output_size=5)
+    assert a.shape == (1, 4, 5, 5)
+    assert not np.array_equal(np.asarray(a), np.asarray(b))  # fresh samples from the generator
+    # every output is the maximum of some 2x2 window of its plane
+    windows = np.asarray(F.max_pool2d(x, 2, stride=1))
+    for plane in range(4):
+        assert np.isin(np.asarray(a)[0, plane], windows[0, plane]).all()

@@ -186,3 +186,70 @@ def test_channel_shuffle(shape, g):
 def test_shuffle_errors(call, match):
     with pytest.raises(RuntimeError, match=match):
         call()
+
+
+@pytest.mark.parametrize("size, theta_shape, align_corners", [
+    ((2, 3, 4, 5), (2, 2, 3), False),
+    ((2, 3, 4, 5), (2, 2, 3), True),
+    ((1, 2, 3, 4, 5), (1, 3, 4), False),
+])
+def test_affine_grid(size, theta_shape, align_corners):
+    theta = randn(*theta_shape, seed=1)
+    _check(lambda t: F.affine_grid(t, size, align_corners=align_corners),
+           lambda t: TF.affine_grid(t, size, align_corners=align_corners), theta, {})
+
+
+GRID_CASES = [
+    (2, "bilinear", "zeros", False),
+    (2, "bilinear", "border", True),
+    (2, "nearest", "reflection", True),
+    (2, "bicubic", "zeros", False),
+    (2, "bicubic", "reflection", True),
+    (3, "bilinear", "reflection", False),
+    (3, "nearest", "border", False),
+]
+
+
+@pytest.mark.parametrize("nd, mode, padding_mode, align_corners", GRID_CASES)
+def test_grid_sample(nd, mode, padding_mode, align_corners):
+    x = randn(2, 3, *((5, 6) if nd == 2 else (3, 4, 5)), seed=1)
+    grid = randn(2, *((4, 7) if nd == 2 else (2, 3, 4)), nd, seed=2) * 1.3  # some points outside
+    kw = dict(mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+    tx, tg = to_torch(x, requires_grad=True), to_torch(grid, requires_grad=True)
+    t_out = TF.grid_sample(tx, tg, **kw)
+    ct = randn(*t_out.shape, seed=3)
+    (t_out * to_torch(ct)).sum().backward()
+    assert_close(F.grid_sample(x, grid, **kw), t_out, atol=1e-5)
+    gx, gg = jax.grad(lambda a, b: (F.grid_sample(a, b, **kw) * ct).sum(), argnums=(0, 1))(
+        jnp.asarray(x), jnp.asarray(grid))
+    assert_close(gx, tx.grad, atol=1e-5)
+    # the grid gradient sums 4-16 cancelling terms per point: float32 rounding in either library
+    # is ~1e-5 away from a float64 reference, so compare at that level
+    assert_close(gg, tg.grad, rtol=1e-4, atol=5e-5)
+
+
+def test_spatial_transformer_pipeline_jit_and_identity():
+    x = randn(2, 3, 5, 6, seed=4)
+    identity = np.tile(np.array([[1, 0, 0], [0, 1, 0]], np.float32), (2, 1, 1))
+
+    @jax.jit
+    def warp(v, theta):
+        grid = F.affine_grid(theta, v.shape, align_corners=False)
+        return F.grid_sample(v, grid, align_corners=False)
+
+    assert_close(warp(x, identity), x, atol=1e-5)  # the identity transform samples pixel centres
+
+
+def test_grid_sample_warns_and_errors():
+    x, grid = jnp.ones((1, 1, 3, 3)), jnp.zeros((1, 2, 2, 2))
+    with pytest.warns(UserWarning, match="align_corners=False since 1.3.0"):
+        F.grid_sample(x, grid)
+    with pytest.raises(ValueError, match="expected mode to be 'bilinear', 'nearest' or 'bicubic'"):
+        F.grid_sample(x, grid, mode="area", align_corners=False)
+    with pytest.raises(ValueError, match="expected padding_mode to be 'zeros', 'border', or 'reflection'"):
+        F.grid_sample(x, grid, padding_mode="wrap", align_corners=False)
+    with pytest.raises(RuntimeError, match="bicubic interpolation only supports 4D input"):
+        F.grid_sample(jnp.ones((1, 1, 2, 2, 2)), jnp.zeros((1, 1, 1, 1, 3)), mode="bicubic",
+                      align_corners=False)
+    with pytest.raises(ValueError, match="Expected a batch of 2D affine matrices of shape Nx2x3"):
+        F.affine_grid(jnp.zeros((1, 3, 4)), (1, 1, 2, 2), align_corners=False)

@@ -105,6 +105,15 @@ def test_mha_unbatched_inputs():
         assert_close(w, t_w)
 
 
+def test_mha_vmap_over_unbatched_inputs():
+    jm, tm = _pair(batch_first=True)
+    q, k, v = _inputs({}, batch_first=True)  # (N, L, E): vmap over N runs the unbatched path
+    out, w = jax.vmap(lambda q, k, v: jm(q, k, v))(q, k, v)
+    t_out, t_w = tm(*map(to_torch, (q, k, v)))
+    assert_close(out, t_out)
+    assert_close(w, t_w)
+
+
 def test_mha_fully_masked_row_follows_torch():
     jm, tm = _pair()
     q, k, v = _inputs({})

@@ -256,3 +256,13 @@ def test_convert_sync_batchnorm_shares_state():
     assert sync.weight is bn.weight and sync._buffers["running_mean"] is bn._buffers["running_mean"]
     assert sync.momentum == 0.3
     assert list(converted.state_dict()) == list(model.state_dict())
+
+
+def test_lazy_batch_norm_loads_a_state_dict_before_its_first_call():
+    tm = randomize(torch.nn.BatchNorm2d(3))
+    jm = nn.LazyBatchNorm2d()
+    jm.load_state_dict(tm.state_dict())
+    x = randn(2, 3, 2, 2)
+    assert_close(jm(jnp.asarray(x)), tm(to_torch(x)))
+    assert type(jm) is nn.BatchNorm2d
+    assert_close(jm.running_mean, tm.running_mean)

@@ -14,7 +14,7 @@ import torch
 
 from jaxmodule import nn
 from tests.helpers import to_numpy
-from tests.nn.modules._module_trees import JM, RICH, TORCH, build, same_error
+from tests.nn.modules._module_trees import JM, RICH, TORCH, build, errors, same_error
 
 
 def _dtypes(m):
@@ -183,3 +183,18 @@ def test_bfloat16_outputs_close_to_torch():
     # bfloat16 keeps ~3 significant digits; accumulation order differs between the libraries.
     np.testing.assert_allclose(to_numpy(j(jnp.asarray(x, jnp.bfloat16))),
                                to_numpy(tt(torch.from_numpy(x).bfloat16())), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("args,kwargs", [
+    ((None,), {}), (("cpu", torch.float16, True), {}), ((torch.ones(1, dtype=torch.float16),), {}),
+    ((torch.int64,), {}), (("cpu:0",), {}), ((), {}), ((), {"device": "cpu", "dtype": torch.float16}),
+    ((), {"dtype": torch.bfloat16}), ((), {"non_blocking": True}), ((), {"device": None}),
+    (("banana",), {}),
+])
+def test_to_argument_forms_like_torch(args, kwargs):
+    t, j = torch.nn.Linear(1, 1), nn.Linear(1, 1)
+    te, je = errors(lambda: t.to(*args, **kwargs)), errors(lambda: j.to(*args, **kwargs))
+    assert type(je) is type(te), (je, te)
+    assert str(j.weight.dtype) == str(t.weight.dtype).replace("torch.", "")
+    if args == ("banana",):
+        assert "device type at start of device string: banana" in str(je)

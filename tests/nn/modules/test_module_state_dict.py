@@ -418,3 +418,42 @@ def test_state_dict_round_trip_through_jaxmodule_save_format():
     j2.load_state_dict(sd)
     assert _np_sd(j2.state_dict()) == _np_sd(j.state_dict())
     assert jaxmodule is not None
+
+
+def _versioned(L, log):
+    class Versioned(L.nn.Module):
+        _version = 2
+
+        def __init__(self):
+            super().__init__()
+            self.w = L.nn.Parameter(L.arr(np.ones(2, np.float32)))
+            self.child = L.nn.Linear(1, 1)
+
+        def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                                  unexpected_keys, error_msgs):
+            log.append((prefix, local_metadata.get("version"), sorted(local_metadata)))
+            if local_metadata.get("version", 0) < 2 and prefix + "old_w" in state_dict:
+                state_dict[prefix + "w"] = state_dict.pop(prefix + "old_w")  # migrate an old layout
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                          unexpected_keys, error_msgs)
+
+    return Versioned()
+
+
+def test_version_metadata_drives_migration_like_torch():
+    logs = {}
+    for L in LIBS:
+        log = logs[L.name] = []
+        m = _versioned(L, log)
+        sd = m.state_dict()
+        assert sd._metadata[""]["version"] == 2
+        m.load_state_dict(sd)
+        old = OrderedDict(sd)
+        old["old_w"] = old.pop("w")
+        old._metadata = OrderedDict({"": {"version": 1}})
+        m.load_state_dict(old)
+        plain = dict(sd)  # no metadata at all
+        m.load_state_dict(plain)
+        m.load_state_dict(sd, assign=True)
+    assert logs["jaxmodule"] == logs["torch"]
+    assert len(logs["torch"]) == 4

@@ -92,3 +92,30 @@ def test_jit_over_module_and_pooling_roundtrip():
     out = roundtrip(pool, unpool, x)
     tv, ti = torch.nn.MaxPool2d(2, return_indices=True)(to_torch(x))
     assert_close(out, torch.nn.MaxUnpool2d(2)(tv, ti))
+
+
+@pytest.mark.parametrize("name, shape, kwargs", [
+    ("FractionalMaxPool2d", (2, 3, 9, 11), dict(output_size=(4, 5))),
+    ("FractionalMaxPool3d", (1, 2, 6, 7, 8), dict(output_ratio=0.5)),
+])
+def test_fractional_max_pool_layers(name, shape, kwargs):
+    nd = len(shape) - 2
+    samples = np.random.default_rng(5).uniform(size=(shape[0], shape[1], nd)).astype(np.float32)
+    t = getattr(torch.nn, name)(2, _random_samples=to_torch(samples), return_indices=True, **kwargs)
+    m = getattr(nn, name)(2, _random_samples=jnp.asarray(samples), return_indices=True, **kwargs)
+    assert repr(m) == repr(t)
+    assert list(m.state_dict()) == list(t.state_dict()) == ["_random_samples"]
+    x = randn(*shape, seed=6)
+    (tv, ti), (v, i) = t(to_torch(x)), m(jnp.asarray(x))
+    assert_close(v, tv)
+    np.testing.assert_array_equal(np.asarray(i), ti.numpy())
+
+
+def test_fractional_max_pool_constructor_errors():
+    with pytest.raises(ValueError, match="requires specifying either an output size, or a pooling ratio"):
+        nn.FractionalMaxPool2d(2)
+    with pytest.raises(ValueError, match="only one of output_size and output_ratio may be specified"):
+        nn.FractionalMaxPool2d(2, output_size=3, output_ratio=0.5)
+    with pytest.raises(ValueError, match="output_ratio must be between 0 and 1"):
+        nn.FractionalMaxPool3d(2, output_ratio=1.5)
+    assert list(nn.FractionalMaxPool2d(2, output_size=3).state_dict()) == []

@@ -12,7 +12,7 @@ import jaxmodule
 from jaxmodule import nn
 from tests.helpers import assert_close, randn, to_torch
 
-T, N, I, H = 5, 3, 4, 6  # sequence length, batch, input features, hidden features
+T, N, IN, H = 5, 3, 4, 6  # sequence length, batch, input features, hidden features
 
 # Most forwards run compiled: one XLA compilation per configuration instead of one per eager op,
 # which keeps this file fast on a small shared CPU. Eager calls are covered in a few tests too.
@@ -20,7 +20,7 @@ _fwd = jax.jit(lambda m, *args: m(*args))
 
 
 def _pair(name, **kw):
-    jm, tm = getattr(nn, name)(I, H, **kw), getattr(torch.nn, name)(I, H, **kw)
+    jm, tm = getattr(nn, name)(IN, H, **kw), getattr(torch.nn, name)(IN, H, **kw)
     assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == \
         [(k, tuple(v.shape)) for k, v in tm.state_dict().items()]
     jm.load_state_dict(tm.state_dict())
@@ -60,7 +60,7 @@ CASES = [
 @pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in CASES])
 def test_rnn_matches_torch_values_and_grads(name, kw):
     jm, tm = _pair(name, **kw)
-    x = randn(N, T, I, seed=1) if kw.get("batch_first") else randn(T, N, I, seed=1)
+    x = randn(N, T, IN, seed=1) if kw.get("batch_first") else randn(T, N, IN, seed=1)
     hx = _states(name, kw)
     t_out = _flatten(tm(to_torch(x), tuple(map(to_torch, hx)) if name == "LSTM" else to_torch(hx)))
     cots = [randn(*o.shape, seed=50 + i) for i, o in enumerate(t_out)]
@@ -90,10 +90,10 @@ def test_rnn_matches_torch_values_and_grads(name, kw):
 def test_rnn_default_zero_state_and_unbatched(name):
     kw = dict(num_layers=2, bidirectional=True)
     jm, tm = _pair(name, **kw)
-    x = randn(T, N, I, seed=2)
+    x = randn(T, N, IN, seed=2)
     for o, to in zip(_flatten(jm(x)), _flatten(tm(to_torch(x)))):  # eager
         assert_close(o, to)
-    xu = randn(T, I, seed=3)
+    xu = randn(T, IN, seed=3)
     hx = _states(name, kw, batch=None)
     t_hx = tuple(map(to_torch, hx)) if name == "LSTM" else to_torch(hx)
     for o, to in zip(_flatten(_fwd(jm, xu, hx)), _flatten(tm(to_torch(xu), t_hx))):
@@ -104,14 +104,14 @@ def test_rnn_default_zero_state_and_unbatched(name):
 
 def test_lstm_proj_default_state_batch_first_unbatched():
     jm, tm = _pair("LSTM", proj_size=2, batch_first=True)
-    xu = randn(T, I, seed=4)  # batch_first is ignored for unbatched input, as in torch
+    xu = randn(T, IN, seed=4)  # batch_first is ignored for unbatched input, as in torch
     for o, to in zip(_flatten(_fwd(jm, xu)), _flatten(tm(to_torch(xu)))):
         assert_close(o, to)
 
 
 def test_rnn_jit_vmap_and_one_scan_per_layer():
     jm, tm = _pair("LSTM", num_layers=2, bidirectional=True, batch_first=True)
-    x = randn(N, T, I, seed=5)
+    x = randn(N, T, IN, seed=5)
     expected = _flatten(tm(to_torch(x)))
     for o, to in zip(_flatten(jax.jit(lambda m, x: m(x))(jm, x)), expected):
         assert_close(o, to)
@@ -128,12 +128,12 @@ def test_rnn_jit_vmap_and_one_scan_per_layer():
 def test_rnn_dropout_between_layers():
     # p = 1 zeroes the first layer's output in training: deterministic, so comparable with torch
     jm, tm = _pair("LSTM", num_layers=2, dropout=1.0)
-    x = randn(T, N, I, seed=6)
+    x = randn(T, N, IN, seed=6)
     for o, to in zip(_flatten(_fwd(jm, x)), _flatten(tm(to_torch(x)))):
         assert_close(o, to)
     # 0 < p < 1: training output is random (fresh keys each call), eval output is deterministic
     jm, tm = _pair("RNN", num_layers=2, dropout=0.5)
-    x = randn(T, N, I, seed=7)
+    x = randn(T, N, IN, seed=7)
     a, b = jm(x)[0], jm(x)[0]
     assert not np.allclose(np.asarray(a), np.asarray(b))
     jm.eval()
@@ -143,7 +143,7 @@ def test_rnn_dropout_between_layers():
 
 def test_rnn_dropout_warns_for_one_layer():
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
-        nn.GRU(I, H, dropout=0.2)
+        nn.GRU(IN, H, dropout=0.2)
 
 
 @pytest.mark.parametrize("name,kw", [
@@ -157,20 +157,20 @@ def test_repr_and_state_dict_match_torch(name, kw):
 
 
 def test_init_is_uniform_in_torch_bounds():
-    m = nn.GRU(I, 64)
+    m = nn.GRU(IN, 64)
     bound = 1 / math.sqrt(64)
     values = np.concatenate([np.asarray(p).ravel() for p in m.parameters()])
     assert np.abs(values).max() <= bound
     assert abs(values.std() - bound / math.sqrt(3)) < 0.01 * bound  # U(-b, b) has std b/sqrt(3)
     jaxmodule.manual_seed(1)
-    a = np.asarray(nn.GRU(I, H).weight_hh_l0)
+    a = np.asarray(nn.GRU(IN, H).weight_hh_l0)
     jaxmodule.manual_seed(1)
-    np.testing.assert_array_equal(a, np.asarray(nn.GRU(I, H).weight_hh_l0))
+    np.testing.assert_array_equal(a, np.asarray(nn.GRU(IN, H).weight_hh_l0))
 
 
 def test_all_weights_and_flat_weights():
-    m = nn.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=2)
-    t = torch.nn.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=2)
+    m = nn.LSTM(IN, H, num_layers=2, bidirectional=True, proj_size=2)
+    t = torch.nn.LSTM(IN, H, num_layers=2, bidirectional=True, proj_size=2)
     assert m._flat_weights_names == t._flat_weights_names
     assert [[tuple(p.shape) for p in ws] for ws in m.all_weights] == \
         [[tuple(p.shape) for p in ws] for ws in t.all_weights]
@@ -182,7 +182,7 @@ def test_all_weights_and_flat_weights():
 @pytest.mark.parametrize("bias", [True, False])
 def test_cells_match_torch_values_and_grads(name, bias):
     jm, tm = _pair(name, bias=bias)
-    x = randn(N, I, seed=8)
+    x = randn(N, IN, seed=8)
     hx = (randn(N, H, seed=9), randn(N, H, seed=10)) if name == "LSTMCell" else randn(N, H, seed=9)
     tx = to_torch(x, requires_grad=True)
     t_out = tm(tx, tuple(map(to_torch, hx)) if name == "LSTMCell" else to_torch(hx))
@@ -203,7 +203,7 @@ def test_cells_match_torch_values_and_grads(name, bias):
     for pname, g in g_m.named_parameters():
         assert_close(g, t_grads[pname].grad)
     # unbatched and default (zero) state
-    xu = randn(I, seed=11)
+    xu = randn(IN, seed=11)
     out_u, t_u = jm(xu), tm(to_torch(xu))
     for o, to in zip(out_u if name == "LSTMCell" else [out_u], t_u if name == "LSTMCell" else [t_u]):
         assert_close(o, to)
@@ -211,14 +211,14 @@ def test_cells_match_torch_values_and_grads(name, bias):
 
 def test_constructor_errors_match_torch():
     cases = [
-        (ValueError, "proj_size argument is only supported for LSTM", lambda lib: lib.GRU(I, H, proj_size=2)),
-        (ValueError, "Unknown nonlinearity 'gelu'", lambda lib: lib.RNN(I, H, nonlinearity="gelu")),
-        (ValueError, "proj_size has to be smaller than hidden_size", lambda lib: lib.LSTM(I, H, proj_size=H)),
-        (ValueError, r"dropout should be a number in range \[0, 1\]", lambda lib: lib.LSTM(I, H, dropout=1.5)),
-        (TypeError, "bias should be of type bool, got: int", lambda lib: lib.LSTM(I, H, bias=1)),
+        (ValueError, "proj_size argument is only supported for LSTM", lambda lib: lib.GRU(IN, H, proj_size=2)),
+        (ValueError, "Unknown nonlinearity 'gelu'", lambda lib: lib.RNN(IN, H, nonlinearity="gelu")),
+        (ValueError, "proj_size has to be smaller than hidden_size", lambda lib: lib.LSTM(IN, H, proj_size=H)),
+        (ValueError, r"dropout should be a number in range \[0, 1\]", lambda lib: lib.LSTM(IN, H, dropout=1.5)),
+        (TypeError, "bias should be of type bool, got: int", lambda lib: lib.LSTM(IN, H, bias=1)),
         (TypeError, "input_size should be of type int, got: float", lambda lib: lib.GRU(4.0, H)),
-        (ValueError, "hidden_size must be greater than zero", lambda lib: lib.GRU(I, 0)),
-        (ValueError, "num_layers must be greater than zero", lambda lib: lib.RNN(I, H, num_layers=0)),
+        (ValueError, "hidden_size must be greater than zero", lambda lib: lib.GRU(IN, 0)),
+        (ValueError, "num_layers must be greater than zero", lambda lib: lib.RNN(IN, H, num_layers=0)),
     ]
     for exc, msg, make in cases:
         with pytest.raises(exc, match=msg):
@@ -230,7 +230,7 @@ def test_constructor_errors_match_torch():
 def test_forward_errors_match_torch():
     lstm, t_lstm = _pair("LSTM")
     gru, t_gru = _pair("GRU")
-    x = randn(T, N, I, seed=12)
+    x = randn(T, N, IN, seed=12)
     cases = [
         (ValueError, "LSTM: Expected input to be 2D or 3D, got 4D", lambda m: m(x[None])),
         (RuntimeError, r"input.size\(-1\) must be equal to input_size. Expected 4, got 3", lambda m: m(x[..., :3])),
@@ -257,12 +257,12 @@ def test_forward_errors_match_torch():
     cell, t_cell = _pair("GRUCell")
     for exc, msg, args in [
         (RuntimeError, "input has inconsistent input_size: got 3 expected 4", (randn(N, 3),)),
-        (RuntimeError, "Input batch size 3 doesn't match hidden0 batch size 2", (randn(N, I), randn(2, H))),
-        (ValueError, "GRUCell: Expected input to be 1D or 2D, got 3D instead", (randn(1, N, I),)),
+        (RuntimeError, "Input batch size 3 doesn't match hidden0 batch size 2", (randn(N, IN), randn(2, H))),
+        (ValueError, "GRUCell: Expected input to be 1D or 2D, got 3D instead", (randn(1, N, IN),)),
     ]:
         with pytest.raises(exc, match=msg):
             t_cell(*map(to_torch, args))
         with pytest.raises(exc, match=msg):
             cell(*args)
-    with pytest.raises(NotImplementedError, match="PackedSequence"):
+    with pytest.raises(TypeError, match="expected a jaxmodule.nn.utils.rnn.PackedSequence"):
         lstm(torch.nn.utils.rnn.pack_padded_sequence(to_torch(x), [5, 4, 2]))

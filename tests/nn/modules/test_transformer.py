@@ -27,7 +27,8 @@ def _same_structure(jm, tm):
 
 def _layer_pair(kind, **kw):
     jm = getattr(nn, kind)(D, NHEAD, FF, dropout=0.0, **kw)
-    tm = getattr(torch.nn, kind)(D, NHEAD, FF, dropout=0.0, **kw)
+    t_kw = {**kw, "activation": torch.nn.GELU(approximate="tanh")} if isinstance(kw.get("activation"), nn.Module) else kw
+    tm = getattr(torch.nn, kind)(D, NHEAD, FF, dropout=0.0, **t_kw)
     _same_structure(jm, tm)
     jm.load_state_dict(tm.state_dict())
     return jm, tm
@@ -160,6 +161,18 @@ def test_custom_activation_and_activation_flags():
     assert layer.activation_relu_or_gelu == 0
     assert nn.TransformerEncoderLayer(D, NHEAD).activation_relu_or_gelu == 1
     assert nn.TransformerEncoderLayer(D, NHEAD, activation="gelu").activation_relu_or_gelu == 2
+    # an activation module is a registered submodule (it shows in the repr), as in torch
+    jm, tm = _layer_pair("TransformerEncoderLayer", activation=nn.GELU(approximate="tanh"))
+    assert jm.activation_relu_or_gelu == 2 and isinstance(jm.activation, nn.GELU)
+    jm.load_state_dict(tm.state_dict())
+    assert repr(jm) == repr(tm)
+    assert_close(jm(x), tm(to_torch(x)))
+
+
+def test_encoder_layer_vmap_over_unbatched_inputs():
+    jm, tm = _layer_pair("TransformerEncoderLayer", batch_first=True)
+    x = _seq(S, True, 12)  # (N, S, D): vmap over N runs the unbatched (S, D) path
+    assert_close(jax.vmap(lambda s: jm(s))(x), tm(to_torch(x)))
 
 
 def test_transformer_errors_match_torch():
