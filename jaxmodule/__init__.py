@@ -8,10 +8,11 @@
 (3, 2)
 """
 
-from . import amp, nn, optim  # noqa: F401
+from . import amp, checkpoint, nn, optim, utils  # noqa: F401
 from .amp import autocast  # noqa: F401
 from ._autograd import backward, grad, value_and_grad  # noqa: F401
 from ._compile import compile  # noqa: F401,A004
+from .checkpoint import load, save  # noqa: F401
 from ._device import resolve_device as device  # noqa: F401
 from ._dtype import (  # noqa: F401
     bfloat16, bool, complex64, complex128, double, float, float16, float32, float64,
@@ -27,3 +28,4 @@ from ._tensor import (  # noqa: F401
 )
 
 __version__ = "0.1.0"
+from .utils import summary  # noqa: F401,E402
