@@ -290,3 +290,18 @@ def test_hook_dicts_are_empty_after_removal_for_fast_path():
     for d in ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
               "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs"):
         assert len(getattr(m, d)) == 0, d
+
+
+def test_prepend_with_kwargs_combinations():
+    def scenario(L, log):
+        Scale, _ = _models(L)
+        m = Scale(2.0)
+        m.register_forward_pre_hook(lambda mod, a, k: log.append(("pre_kw", _v(k))) or None, with_kwargs=True)
+        m.register_forward_pre_hook(lambda mod, a, k: log.append(("pre_kw_first", _v(k))) or None,
+                                    with_kwargs=True, prepend=True)
+        m.register_forward_hook(lambda mod, a, k, o: log.append(("hook_kw", _v(o))) or o * 2,
+                                with_kwargs=True, prepend=True)
+        m.register_forward_hook(lambda mod, a, o: log.append(("hook", _v(o))))
+        log.append(_v(m(_x(L), y=_x(L))))
+
+    run_both(scenario)

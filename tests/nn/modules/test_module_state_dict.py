@@ -179,6 +179,8 @@ def test_strict_error_lists_everything_at_once_like_torch():
     assert j_head == t_head == "Error(s) in loading state_dict for Block:"
     assert [p[0] for p in j_parts] == [p[0] for p in t_parts]
     assert j_parts[:2] == t_parts[:2]
+    mismatch = r"size mismatch for ([\w.]+): copying a param with shape"
+    assert re.findall(mismatch, str(je)) == re.findall(mismatch, str(te)) == ["beta", "enc.mean"]
     assert "size mismatch for beta: copying a param with shape (3, 3) from checkpoint, " \
            "the shape in current model is (2, 2)." in str(je)
     assert "size mismatch for enc.mean" in str(je)
