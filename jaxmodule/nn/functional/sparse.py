@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ..._tensor import as_array
@@ -96,12 +97,13 @@ def _embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float
 
 def _check_range(idx: Array, n: int, fn: str) -> None:
     if _is_concrete(idx) and idx.size:
-        bad = (idx < 0) | (idx >= n)
-        if bool(jnp.any(bad)):
+        host = np.asarray(idx)  # numpy: inside a trace even jnp ops on constants are staged out
+        bad = (host < 0) | (host >= n)
+        if bool(bad.any()):
             if fn == "embedding":
                 raise IndexError("index out of range in self")
-            pos = int(jnp.argmax(bad.reshape(-1)))
-            raise RuntimeError(f"Index {pos} of input takes value {int(idx.reshape(-1)[pos])} "
+            pos = int(np.argmax(bad.reshape(-1)))
+            raise RuntimeError(f"Index {pos} of input takes value {int(host.reshape(-1)[pos])} "
                                f"which is not in the valid range [0, {n})")
 
 
@@ -392,11 +394,12 @@ def one_hot(tensor: Any, num_classes: int = -1) -> Array:
                 "num_classes explicitly under jax.jit")
         if x.size == 0:
             raise RuntimeError("Can not infer total number of classes from empty tensor.")
-        num_classes = int(jnp.max(x)) + 1
+        num_classes = int(np.asarray(x).max()) + 1
     if concrete and x.size:
-        if bool(jnp.any(x < 0)):
+        host = np.asarray(x)
+        if bool((host < 0).any()):
             raise RuntimeError("Class values must be non-negative.")
-        if bool(jnp.any(x >= num_classes)):
+        if bool((host >= num_classes).any()):
             raise RuntimeError("Class values must be smaller than num_classes.")
     elif num_classes < -1 or (concrete and num_classes < 0):
         raise RuntimeError("Class values must be smaller than num_classes.")

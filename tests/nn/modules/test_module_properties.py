@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import to_numpy
-from tests.nn.modules._module_trees import JM, TORCH, build
+from tests.nn.modules._module_trees import JM, TORCH, build, errors, snapshot
+from tests.nn.modules.test_module_registration import MISUSE, OPS, SMALL
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                     derandomize=True)
@@ -143,3 +144,16 @@ def test_pytree_round_trip(desc):
     mapped = jax.tree.map(lambda x: x, m)
     assert _full(mapped) == want
     assert jax.tree.structure(mapped) == treedef
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(sorted(OPS) + sorted(MISUSE)), min_size=1, max_size=6))
+def test_random_registration_sequences_match_torch(ops):
+    """Any sequence of registration operations and misuses: same outcome as torch after each."""
+    t, j = build(TORCH, SMALL), build(JM, SMALL)
+    for op in ops:
+        fn = OPS[op] if op in OPS else MISUSE[op][0]
+        te, je = errors(lambda: fn(TORCH, t)), errors(lambda: fn(JM, j))  # noqa: B023
+        assert type(je) is type(te), (op, je, te)
+        assert snapshot(j) == snapshot(t), op
+        assert sorted(j._non_persistent_buffers_set) == sorted(t._non_persistent_buffers_set)

@@ -63,7 +63,7 @@ def test_tree_map_gives_same_class_and_keeps_attributes():
     assert type(doubled) is type(j) and doubled is not j
     assert _attrs(doubled) == _attrs(j)
     assert repr(doubled) == repr(j)
-    for (n, a), (_, b) in zip(doubled.state_dict().items(), j.state_dict().items()):
+    for (_, a), (_, b) in zip(doubled.state_dict().items(), j.state_dict().items()):
         np.testing.assert_array_equal(to_numpy(a), to_numpy(b) * 2)
     # tied and shared stay tied and shared in the copy
     assert doubled.dec.tied is doubled.enc.w and doubled.enc_alias is doubled.enc
@@ -119,7 +119,6 @@ def test_jit_takes_and_returns_modules():
 
 def test_grad_matches_torch():
     m = MLP()
-    tm = torch.nn.Sequential()  # build the torch twin by hand
     fc1, fc2 = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
     m.fc1.load_state_dict(fc1.state_dict())
     m.fc2.load_state_dict(fc2.state_dict())
@@ -136,7 +135,6 @@ def test_grad_matches_torch():
     for name, tp in (("fc1.weight", fc1.weight), ("fc1.bias", fc1.bias), ("fc2.weight", fc2.weight),
                      ("fc2.bias", fc2.bias)):
         assert_close(g.get_parameter(name), tp.grad, rtol=1e-5, atol=1e-5)
-    assert tm is not None
 
 
 def test_vmap_over_inputs():

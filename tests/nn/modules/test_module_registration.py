@@ -12,7 +12,16 @@ import torch
 import jaxmodule
 from jaxmodule import nn
 from tests.helpers import to_numpy
-from tests.nn.modules._module_trees import JM, LIBS, RICH, TORCH, build, classes, same_error, snapshot
+from tests.nn.modules._module_trees import (
+    JM,
+    LIBS,
+    RICH,
+    TORCH,
+    build,
+    classes,
+    same_error,
+    snapshot,
+)
 
 SMALL = {"root": {"kind": "block", "params": [("alpha", (3,)), ("gone", None)],
                   "buffers": [("stat", (3,), True), ("scratch", (2,), False)],
@@ -151,7 +160,7 @@ def test_misuse_raises_like_torch_and_changes_nothing(case):
 def test_register_before_init():
     for L in LIBS:
         class Early(L.nn.Module):
-            def __init__(self, what):
+            def __init__(self, what, L=L):
                 if what == "param":
                     self.w = L.nn.Parameter(L.arr(np.zeros(1, np.float32)))
                 elif what == "module":
