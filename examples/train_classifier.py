@@ -48,11 +48,11 @@ def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             g = np.clip(g + np.roll(g, 1, axis=1), 0, 1)
         scale = rng.integers(1, 3)
         g = np.kron(g, np.ones((scale, scale), np.float32))[:14, :14]
-        g = g * (rng.random(g.shape) > 0.1)  # stroke dropouts
+        g = g * (rng.random(g.shape) > 0.05)  # stroke dropouts
         top = rng.integers(0, 17 - g.shape[0])
         left = rng.integers(0, 17 - g.shape[1])
         images[i, 0, top:top + g.shape[0], left:left + g.shape[1]] = g
-    images += 0.3 * rng.standard_normal(images.shape).astype(np.float32)
+    images += 0.15 * rng.standard_normal(images.shape).astype(np.float32)
     return images, labels.astype(np.int32)
 
 
@@ -72,7 +72,7 @@ class DigitNet(nn.Module):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--train-size", type=int, default=4096)
     args = ap.parse_args()
@@ -83,7 +83,7 @@ def main() -> None:
     model = DigitNet()
     print(model)
     criterion = nn.CrossEntropyLoss()
-    optimizer = optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    optimizer = optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
     steps_per_epoch = args.train_size // args.batch_size
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps_per_epoch)
 

@@ -154,20 +154,22 @@ def test_forward_example():
 
 
 def test_save_load_example(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "jaxmodule").mkdir()
+    monkeypatch.chdir(tmp_path / "torch")
     tns, _ = run(FORWARD, "torch")
     run(SAVE_LOAD, "torch", tns)
+    monkeypatch.chdir(tmp_path / "jaxmodule")
     jns, _ = run(FORWARD, "jaxmodule")
-    # jaxmodule has no top-level save/load yet: the document's torch.save/torch.load map to
-    # jaxmodule.checkpoint's (same signature); the rest of the example is unchanged.
-    jm_source = SAVE_LOAD.replace("torch.save", "torch.checkpoint.save").replace("torch.load", "torch.checkpoint.load")
-    import jaxmodule.checkpoint  # noqa: F401
-
-    run(jm_source, "jaxmodule", jns)
+    run(SAVE_LOAD, "jaxmodule", jns)
     for ns in (tns, jns):
         x = ns["input_data"]
         assert_close(ns["loaded_model"](x), ns["model"](x))
     assert list(jns["loaded_model"].state_dict()) == list(tns["loaded_model"].state_dict())
+    # the file torch.save wrote loads with jaxmodule.load into the jaxmodule model
+    jns["loaded_model"].load_state_dict(jaxmodule.load(str(tmp_path / "torch" / "my_model.pth")))
+    x = np.ones((2, 10), np.float32)
+    assert_close(jns["loaded_model"](jnp.asarray(x)), tns["model"](torch.from_numpy(x)))
 
 
 def test_training_example():

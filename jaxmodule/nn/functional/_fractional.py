@@ -21,6 +21,18 @@ __all__ = ["fractional_max_pool2d", "fractional_max_pool3d",
            "fractional_max_pool2d_with_indices", "fractional_max_pool3d_with_indices"]
 
 
+def torch_argmax(g: Any) -> jax.Array:
+    """Argmax over the last axis as torch's pooling loops pick it: the first maximum, except
+    that a NaN wins and a later NaN replaces an earlier one (`val > max || isnan(val)`).
+    Shared with `pooling.py`."""
+    am = jnp.argmax(g, axis=-1)
+    if not jnp.issubdtype(g.dtype, jnp.floating):
+        return am
+    isnan = jnp.isnan(g)
+    last_nan = g.shape[-1] - 1 - jnp.argmax(isnan[..., ::-1], axis=-1)
+    return jnp.where(isnan.any(axis=-1), last_nan, am)
+
+
 def _tuple(name: str, value: Any, nd: int) -> tuple:
     if isinstance(value, (list, tuple)):
         if len(value) == 1:
@@ -86,7 +98,7 @@ def _fractional(nd: int, fn: str, input: Any, kernel_size: Any, output_size: Any
     vals = jnp.take_along_axis(x.reshape(batch, planes, -1), lin, axis=2)
     vals = vals.reshape(batch, planes, *out, -1)
     lin = lin.reshape(batch, planes, *out, -1)
-    am = jnp.argmax(vals, axis=-1)[..., None]
+    am = torch_argmax(vals)[..., None]
     val = jnp.take_along_axis(vals, am, axis=-1)[..., 0]
     idx = jnp.take_along_axis(lin, am, axis=-1)[..., 0]
     if jax.config.jax_enable_x64:

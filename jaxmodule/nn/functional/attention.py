@@ -130,7 +130,7 @@ def scaled_dot_product_attention(
 
 
 def _canonical_mask(mask: Any, mask_name: str, other: Any, other_name: str, target_dtype: Any,
-                    check_other: bool = True) -> jax.Array | None:
+                    check_other: bool = True, stacklevel: int = 3) -> jax.Array | None:
     """torch's `_canonical_mask`: a bool mask becomes a float mask with -inf where True."""
     if mask is None:
         return None
@@ -141,7 +141,7 @@ def _canonical_mask(mask: Any, mask_name: str, other: Any, other_name: str, targ
     if check_other and other is not None and unwrap(other).dtype != mask.dtype:
         warnings.warn(
             f"Support for mismatched {mask_name} and {other_name} is deprecated. "
-            "Use same type for both instead.", stacklevel=3)
+            "Use same type for both instead.", stacklevel=stacklevel)
     if not is_float:
         mask = jnp.where(mask, jnp.asarray(-jnp.inf, target_dtype), jnp.zeros((), target_dtype))
     return mask

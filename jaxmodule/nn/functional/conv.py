@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ...amp.autocast_mode import autocast_inputs
 from ._utils import unwrap
 
 __all__ = [
@@ -82,6 +83,7 @@ def _conv(nd: int, fn: str, input: Any, weight: Any, bias: Any, stride: Any, pad
     x, w, b = unwrap(input), unwrap(weight), unwrap(bias)
     x, w = jnp.asarray(x), jnp.asarray(w)
     b = None if b is None else jnp.asarray(b)
+    x, w, b = autocast_inputs(x, w, b)  # inside `jaxmodule.autocast`, compute in its dtype
     unbatched = _check_input(fn, x, nd)
     if unbatched:
         x = x[None]
@@ -134,6 +136,7 @@ def _conv_transpose(nd: int, fn: str, input: Any, weight: Any, bias: Any, stride
     x, w, b = unwrap(input), unwrap(weight), unwrap(bias)
     x, w = jnp.asarray(x), jnp.asarray(w)
     b = None if b is None else jnp.asarray(b)
+    x, w, b = autocast_inputs(x, w, b)  # inside `jaxmodule.autocast`, compute in its dtype
     if isinstance(padding, str):
         raise TypeError(f"{fn}(): argument 'padding' must be tuple of ints, not str")
     unbatched = _check_input(fn, x, nd)

@@ -404,7 +404,7 @@ def local_response_norm(
     pad = [(0, 0)] * x.ndim
     pad[1] = (size // 2, (size - 1) // 2)
     window = (1, size) + (1,) * (x.ndim - 2)
-    summed = lax.reduce_window(jnp.pad(sq, pad), jnp.zeros((), sq.dtype), lax.add, window,
+    summed = lax.reduce_window(jnp.pad(sq, pad), np.zeros((), sq.dtype), lax.add, window,
                                (1,) * x.ndim, "VALID")
     div = (summed / size * alpha + k) ** beta
     return x / div

@@ -23,6 +23,7 @@ from ._fractional import (
     fractional_max_pool2d_with_indices,
     fractional_max_pool3d,
     fractional_max_pool3d_with_indices,
+    torch_argmax,
 )
 from ._utils import unwrap
 
@@ -151,7 +152,7 @@ def _flat_table(positions: Sequence[np.ndarray], size: Sequence[int]) -> np.ndar
 
 def _argmax_pool(g: Any, table: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """Max over the last axis of gathered windows, and the flat input index it came from."""
-    am = jnp.argmax(g, axis=-1)
+    am = torch_argmax(g)
     val = jnp.take_along_axis(g, am[..., None], axis=-1)[..., 0]
     tab = jnp.broadcast_to(jnp.asarray(table.astype(_index_dtype())), g.shape)
     idx = jnp.take_along_axis(tab, am[..., None], axis=-1)[..., 0]
@@ -169,7 +170,7 @@ def _max_pool(nd: int, fn: str, input: Any, kernel_size: Any, stride: Any, paddi
     pads = _window_pads(size, k, s, p, d, out)
     low = _lowest(x.dtype)
     if not return_indices and all(v == 1 for v in d):
-        return lax.reduce_window(x, jnp.array(low, x.dtype), lax.max, (1,) * lead + k,
+        return lax.reduce_window(x, np.array(low, x.dtype), lax.max, (1,) * lead + k,
                                  (1,) * lead + s, [(0, 0)] * lead + pads,
                                  window_dilation=(1,) * lead + d)
     xp = jnp.pad(x, [(0, 0)] * lead + pads, constant_values=low)
@@ -276,7 +277,7 @@ def _avg_pool(nd: int, fn: str, input: Any, kernel_size: Any, stride: Any, paddi
     lead = _lead(x, nd)
     pads = _window_pads(size, k, s, p, d, out)
     acc = _acc_dtype(x.dtype)
-    total = lax.reduce_window(x.astype(acc), jnp.array(0, acc), lax.add, (1,) * lead + k,
+    total = lax.reduce_window(x.astype(acc), np.array(0, acc), lax.add, (1,) * lead + k,
                               (1,) * lead + s, [(0, 0)] * lead + pads)
     if divisor_override is not None:
         return (total / int(divisor_override)).astype(x.dtype)

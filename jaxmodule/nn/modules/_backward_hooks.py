@@ -187,10 +187,394 @@ class _Session:
         return gate(*leaves)
 
 
-def forward_with_backward_hooks(module: Any, args: tuple, kwargs: dict) -> Any:
-    """Run `module.forward(*args, **kwargs)` between the input and output gates."""
-    full = list(_hooks._global_backward_hooks.values()) + list(module._backward_hooks.values())
+
+# ---- legacy hooks (`register_backward_hook`): the gradients of the module's last operation ----
+_MULTI_NODE_WARNING = (
+    "Using a non-full backward hook when the forward contains multiple autograd Nodes is deprecated "
+    "and will be removed in future versions. This hook will be missing some grad_input. Please use "
+    "register_full_backward_hook to get the documented behavior.")
+
+# id(child) -> [outer sessions, warn]: set by a container rule before it calls its last child, so
+# that the child's own hooked call gates its last operation for the container's hooks too.
+_PENDING: dict[int, list] = {}
+
+
+def _hook_name(hook: Callable) -> str:
+    return getattr(hook, "__name__", type(hook).__name__)
+
+
+def _run_legacy_hooks(module: Any, hooks: list, grad_input: tuple, grad_output: tuple) -> tuple:
+    """Chain the hooks as torch chains a Node's hooks; validate what they return as torch does."""
+    for hook in hooks:
+        out = hook(module, grad_input, grad_output)
+        if out is None:
+            continue
+        if not isinstance(out, tuple):
+            raise TypeError(f"expected tuple, but hook returned '{type(out).__name__}'")
+        if len(out) != len(grad_input):
+            raise RuntimeError(f"hook '{_hook_name(hook)}' has returned an incorrect number of values "
+                               f"(got {len(out)}, but expected {len(grad_input)})")
+        new = []
+        for o, g in zip(out, grad_input):
+            if g is None or o is None:
+                new.append(None)
+                continue
+            o = jnp.asarray(_unwrap(o))
+            if o.shape != g.shape:
+                raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the size of value")
+            if o.dtype != g.dtype:
+                raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the type of value "
+                                   f"(was {g.dtype} got {o.dtype})")
+            new.append(o)
+        grad_input = tuple(new)
+    return grad_input
+
+
+def _inexact_leaves(result: Any) -> tuple[list, Any, list[int]]:
+    leaves, treedef = jax.tree_util.tree_flatten(result, is_leaf=lambda x: isinstance(x, _TensorCell))
+    idx = [k for k, x in enumerate(leaves)
+           if _is_array(x) and jnp.issubdtype(jnp.result_type(_unwrap(x)), jnp.inexact)]
+    return leaves, treedef, idx
+
+
+class _LegacySession:
+    """One call of a module with legacy hooks: `capture` records grad_output at the module's
+    outputs; `operand_gate` sits on the operands of the module's last operation and runs the hooks
+    on their cotangents (in torch's layout), feeding what the hooks return back into autodiff."""
+
+    def __init__(self, module: Any, hooks: list) -> None:
+        self.module = module
+        self.hooks = hooks
+        self.grad_output: tuple | None = None
+
+    def capture(self, result: Any) -> Any:
+        leaves, treedef, idx = _inexact_leaves(result)
+        if not idx:
+            return result
+
+        @jax.custom_vjp
+        def gate(*ys: Any) -> tuple:
+            return ys
+
+        def fwd(*ys: Any) -> tuple:
+            self.out_avals = tuple(_aval(y.value) for y in ys)
+            return tuple(y.value for y in ys), ()
+
+        def bwd(_: tuple, cts: tuple) -> tuple:
+            self.grad_output = tuple(_zero_like(c, a) for c, a in zip(cts, self.out_avals))
+            return self.grad_output
+
+        gate.defvjp(fwd, bwd, symbolic_zeros=True)
+        for k, g in zip(idx, gate(*(_unwrap(leaves[k]) for k in idx))):
+            leaves[k] = g
+        return jax.tree_util.tree_unflatten(treedef, leaves)
+
+    def operand_gate(self, operands: tuple, transforms: tuple, go_extra: int) -> tuple:
+        idx = [i for i, o in enumerate(operands) if o is not None]
+        if not idx:
+            return operands
+        state: dict = {}
+
+        @jax.custom_vjp
+        def gate(*xs: Any) -> tuple:
+            return xs
+
+        def fwd(*xs: Any) -> tuple:
+            state["perturbed"] = [x.perturbed for x in xs]
+            state["avals"] = tuple(_aval(x.value) for x in xs)
+            return tuple(x.value for x in xs), ()
+
+        def bwd(_: tuple, cts: tuple) -> tuple:
+            zeros = tuple(_zero_like(c, a) for c, a in zip(cts, state["avals"]))
+            live = [p and not isinstance(c, jax.custom_derivatives.SymbolicZero)
+                    for c, p in zip(cts, state["perturbed"])]
+            if not any(live) or self.grad_output is None:
+                return zeros
+            grad_input: list = [None] * len(operands)
+            for k, (i, ct) in enumerate(zip(idx, cts)):
+                if live[k]:
+                    grad_input[i] = transforms[i][0](ct) if transforms[i] else ct
+            present = tuple(g for g in grad_input if g is not None)
+            mask = [g is not None for g in grad_input]
+
+            def host(gi_present: tuple, grad_output: tuple) -> tuple:
+                it = iter(gi_present)
+                gi = tuple(next(it) if m else None for m in mask)
+                go = tuple(grad_output) + (None,) * go_extra
+                res = _run_legacy_hooks(self.module, self.hooks, gi, go)
+                return tuple(jnp.zeros_like(g) if r is None else r
+                             for r, g, m in zip(res, gi, mask) if m)
+
+            new = iter(_host_call(host, (present, self.grad_output), present))
+            out = list(zeros)
+            for k, i in enumerate(idx):
+                if mask[i]:
+                    g = next(new)
+                    out[k] = transforms[i][1](g) if transforms[i] else g
+            return tuple(out)
+
+        gate.defvjp(fwd, bwd, symbolic_zeros=True)
+        gated = gate(*(_unwrap(operands[i]) for i in idx))
+        result = list(operands)
+        for i, g in zip(idx, gated):
+            result[i] = g
+        return tuple(result)
+
+
+def _gate(sessions: list, operands: tuple, transforms: tuple | None = None, go_extra: int = 0) -> tuple:
+    """Gate the last operation's operands for every session. `sessions[0]` is the innermost module
+    (its hooks run first, as torch runs a Node's hooks in registration order), so it is applied last."""
+    transforms = transforms or (None,) * len(operands)
+    for s in reversed(sessions):
+        operands = s.operand_gate(operands, transforms, go_extra)
+    return operands
+
+
+def _gate_outputs(sessions: list, result: Any) -> Any:
+    """The last operation is an identity over the outputs (torch's BackwardHookFunction)."""
+    leaves, treedef, idx = _inexact_leaves(result)
+    for k, g in zip(idx, _gate(sessions, tuple(_unwrap(leaves[k]) for k in idx))):
+        leaves[k] = g
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _gate_view(sessions: list, y: Any, shape: tuple) -> Any:
+    """The last operation is a view of `y` with torch's `shape` (e.g. Linear on 3-D input)."""
+    (g,) = _gate(sessions, (y,), ((lambda c: c.reshape(shape), lambda c: c.reshape(jnp.shape(y))),))
+    return g
+
+
+class _swapped:
+    """Temporarily hold gated values in parameter cells (restored unless forward wrote the cell)."""
+
+    def __init__(self, pairs: tuple) -> None:
+        self.pairs = [(c, v) for c, v in pairs if c is not None]
+
+    def __enter__(self) -> None:
+        self.saved = [c._value for c, _ in self.pairs]
+        for c, v in self.pairs:
+            c._value = v
+
+    def __exit__(self, *exc: object) -> None:
+        for (c, v), old in zip(self.pairs, self.saved):
+            if c._value is v:
+                c._value = old
+
+
+_TRANSPOSE = (lambda g: g.T, lambda g: g.T)
+
+
+def _linear_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not _is_array(args[0]):
+        return NotImplemented
+    x = args[0]
+    if jnp.ndim(x) != 2:  # torch: addmm/mm on the flattened input, then a view
+        y = m.forward(x)
+        return _gate_view(sessions, y, (int(np.prod(jnp.shape(y)[:-1])), jnp.shape(y)[-1])), True
+    if m.bias is None:  # mm(input, weight.T)
+        xg, wg = _gate(sessions, (x, m.weight), (None, _TRANSPOSE))
+        bg = None
+    else:  # addmm(bias, input, weight.T)
+        bg, xg, wg = _gate(sessions, (m.bias, x, m.weight), (None, None, _TRANSPOSE))
+    with _swapped(((m.weight, wg), (m.bias, bg))):
+        return m.forward(xg), True
+
+
+def _conv_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    from .. import functional as F
+    from .conv import _ConvTransposeNd
+
+    if not args or not _is_array(args[0]):
+        return NotImplemented
+    x, nd = args[0], len(m.kernel_size)
+    if jnp.ndim(x) == nd + 1:  # unbatched: convolution on input[None], then a squeeze
+        y = m.forward(*args, **kwargs)
+        return _gate_view(sessions, y, (1, *jnp.shape(y))), True
+    if not isinstance(m, _ConvTransposeNd) and m.padding_mode != "zeros":  # convolution(pad(input))
+        padded = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+        pg, wg, bg = _gate(sessions, (padded, m.weight, m.bias))
+        return type(m)._conv(pg, wg, bg, m.stride, 0, m.dilation, m.groups), True
+    if m.padding == "same":
+        totals = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        if any(t % 2 for t in totals):  # torch pads the odd extra on the right, then convolves
+            extra = [(0, 0), (0, 0)] + [(0, t % 2) for t in totals]
+            pg, wg, bg = _gate(sessions, (jnp.pad(_unwrap(x), extra), m.weight, m.bias))
+            return type(m)._conv(pg, wg, bg, m.stride, tuple(t // 2 for t in totals), m.dilation,
+                                 m.groups), True
+    xg, wg, bg = _gate(sessions, (x, m.weight, m.bias))
+    with _swapped(((m.weight, wg), (m.bias, bg))):
+        return m.forward(xg, *args[1:], **kwargs), True
+
+
+def _input_and_params_rule(names: tuple, go_extra: int = 0) -> Callable:
+    """The last operation takes (input, *parameters) (batch_norm, layer_norm, group_norm)."""
+
+    def rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+        if len(args) != 1 or kwargs or not _is_array(args[0]):
+            return NotImplemented
+        params = tuple(getattr(m, n) for n in names)
+        xg, *pg = _gate(sessions, (args[0], *params), go_extra=go_extra)
+        with _swapped(tuple(zip(params, pg))):
+            return m.forward(xg), True
+
+    return rule
+
+
+def _embedding_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or m.max_norm is not None:
+        return NotImplemented
+    (wg,) = _gate(sessions, (m.weight,))
+    with _swapped(((m.weight, wg),)):
+        return m.forward(args[0]), True
+
+
+def _instance_norm_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or jnp.ndim(args[0]) != m._no_batch_dim + 1:
+        return NotImplemented
+    y = m.forward(args[0])  # batch_norm on input viewed as (1, N * C, ...), then a view back
+    shape = jnp.shape(y)
+    return _gate_view(sessions, y, (1, shape[0] * shape[1], *shape[2:])), True
+
+
+def _prelu_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or jnp.ndim(args[0]) < 2:
+        return NotImplemented
+    x = args[0]
+    shape = [1] * jnp.ndim(x)
+    shape[1] = int(np.prod(m.weight.shape))
+    to_torch = (lambda g: g.reshape(shape), lambda g: g.reshape(m.weight.shape))
+    xg, wg = _gate(sessions, (x, m.weight), (None, to_torch))
+    with _swapped(((m.weight, wg),)):
+        return m.forward(xg), True
+
+
+def _softmin_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not _is_array(args[0]):
+        return NotImplemented
+    neg = (lambda g: -g, lambda g: -g)  # softmax(-input): the operand is -input
+    (xg,) = _gate(sessions, (args[0],), (neg,))
+    return m.forward(xg), True
+
+
+def _softsign_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not _is_array(args[0]):
+        return NotImplemented
+    x = _unwrap(args[0])
+    a, b = _gate(sessions, (x, 1 + jnp.abs(x)))  # div(input, 1 + |input|)
+    return a / b, True
+
+
+def _tanhshrink_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not _is_array(args[0]):
+        return NotImplemented
+    x = _unwrap(args[0])
+    a, b = _gate(sessions, (x, jnp.tanh(x)))  # sub(input, tanh(input))
+    return a - b, True
+
+
+def _sequential_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    children = list(m._modules.values())
+    if len(args) != 1 or kwargs or not children:
+        return NotImplemented
+    x = args[0]
+    for child in children[:-1]:
+        x = child(x)
+    y, warn = _call_last_child(children[-1], x, sessions)
+    return y, warn or x is not args[0]
+
+
+def _call_last_child(child: Any, x: Any, sessions: list) -> tuple:
+    """Call a container's last child so that the container's hooks see the child's last operation."""
+    full, pre, legacy = _split_hooks(child)
+    if full or pre:  # the child's outputs pass through its BackwardHookFunction last
+        return _gate_outputs(sessions, child(x)), True
+    if legacy:
+        entry = [sessions, True]
+        _PENDING[id(child)] = entry
+        try:
+            y = child(x)
+        finally:
+            _PENDING.pop(id(child), None)
+        return y, entry[1]
+    if (child._forward_pre_hooks or child._forward_hooks or _hooks._global_forward_pre_hooks
+            or _hooks._global_forward_hooks):  # not emulated: see the module docstring
+        return _gate_outputs(sessions, child(x)), True
+    return _legacy_forward(child, (x,), {}, sessions)
+
+
+def _fallback_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> tuple:
+    """No rule: the gradients w.r.t. the module's positional inputs (torch's answer whenever the
+    forward is one operation on its inputs, e.g. activations, pooling, dropout, `x * 2`, `a + b`)."""
+    gated = _gate(sessions, tuple(a if _is_array(a) else None for a in args))
+    args = tuple(a if g is None else g for a, g in zip(args, gated))
+    composite = bool(m._modules) or next(iter(m.parameters()), None) is not None
+    return m.forward(*args, **kwargs), composite
+
+
+_RULES: dict | None = None
+
+
+def _rule_for(module: Any) -> Callable | None:
+    """The legacy rule of the class that defines `module.forward`, or None."""
+    global _RULES
+    if _RULES is None:
+        from .activation import PReLU, Softmin, Softsign, Tanhshrink
+        from .batchnorm import _BatchNorm
+        from .container import Sequential
+        from .conv import _ConvForward, _ConvTransposeNd
+        from .instancenorm import _InstanceNorm
+        from .linear import Linear
+        from .normalization import GroupNorm, LayerNorm
+        from .sparse import Embedding
+
+        _RULES = {
+            Linear: _linear_rule, _ConvForward: _conv_rule, _ConvTransposeNd: _conv_rule,
+            _BatchNorm: _input_and_params_rule(("weight", "bias")),
+            LayerNorm: _input_and_params_rule(("weight", "bias")),
+            GroupNorm: _input_and_params_rule(("weight", "bias"), go_extra=2),  # + mean, rstd
+            _InstanceNorm: _instance_norm_rule, Embedding: _embedding_rule, PReLU: _prelu_rule,
+            Softmin: _softmin_rule, Softsign: _softsign_rule, Tanhshrink: _tanhshrink_rule,
+            Sequential: _sequential_rule,
+        }
+    for cls in type(module).__mro__:
+        if "forward" in cls.__dict__:
+            return _RULES.get(cls)
+    return None
+
+
+def _legacy_forward(module: Any, args: tuple, kwargs: dict, sessions: list) -> tuple:
+    """(output, whether torch warns about multiple autograd Nodes) with the last operation gated."""
+    rule = _rule_for(module)
+    out = NotImplemented if rule is None else rule(module, args, kwargs, sessions)
+    return _fallback_rule(module, args, kwargs, sessions) if out is NotImplemented else out
+
+
+def _split_hooks(module: Any) -> tuple[list, list, list]:
+    """(full hooks, backward pre-hooks, legacy hooks) that apply to a call of `module`."""
+    glob = list(_hooks._global_backward_hooks.values())
+    own = list(module._backward_hooks.values())
+    global_legacy = _hooks._global_is_full_backward_hook[0] is False
+    own_legacy = module._is_full_backward_hook is False
+    full = ([] if global_legacy else glob) + ([] if own_legacy else own)
+    legacy = (glob if global_legacy else []) + (own if own_legacy else [])
     pre = list(_hooks._global_backward_pre_hooks.values()) + list(module._backward_pre_hooks.values())
+    return full, pre, legacy
+
+
+def _differentiated(module: Any, args: tuple, kwargs: dict) -> bool:
+    """Whether JAX is differentiating this call (torch: the output has a grad_fn)."""
+    from jax._src.interpreters import ad
+
+    kinds = tuple(getattr(ad, n) for n in ("JVPTracer", "LinearizeTracer") if hasattr(ad, n))
+    leaves = jax.tree_util.tree_leaves((args, kwargs, [p._value for p in module.parameters()]),
+                                       is_leaf=lambda x: isinstance(x, _TensorCell))
+    return any(isinstance(_unwrap(v), kinds) for v in leaves)
+
+
+# ---- the hooked forward ------------------------------------------------------------------------
+def _full_hooks_forward(module: Any, args: tuple, kwargs: dict, full: list, pre: list,
+                        forward: Callable) -> Any:
+    """`forward(*args, **kwargs)` between the input gate (full hooks) and output gate (pre-hooks)."""
     in_index = [i for i, a in enumerate(args) if _is_array(a)]
     session = _Session(module, full, pre, len(args), in_index)
     if in_index:
@@ -199,15 +583,38 @@ def forward_with_backward_hooks(module: Any, args: tuple, kwargs: dict) -> Any:
         for i, g in zip(in_index, gated):
             args[i] = g
         args = tuple(args)
-    result = module.forward(*args, **kwargs)
-    leaves, treedef = jax.tree_util.tree_flatten(result, is_leaf=lambda x: isinstance(x, _TensorCell))
-    idx = [k for k, x in enumerate(leaves) if _is_array(x) and jnp.issubdtype(jnp.result_type(_unwrap(x)), jnp.inexact)]
+    result = forward(*args, **kwargs)
+    leaves, treedef, idx = _inexact_leaves(result)
     if not idx:
         if not isinstance(result, (jax.Array, tuple)):
             warnings.warn("For backward hooks to be called, module output should be an array or a tuple "
-                          f"of arrays but received {type(result)}", stacklevel=2)
+                          f"of arrays but received {type(result)}", stacklevel=3)
         return result
     gated = session.output_gate(tuple(_unwrap(leaves[k]) for k in idx))
     for k, g in zip(idx, gated):
         leaves[k] = g
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def forward_with_backward_hooks(module: Any, args: tuple, kwargs: dict) -> Any:
+    """Run `module.forward(*args, **kwargs)` with the gates its backward hooks need."""
+    full, pre, legacy = _split_hooks(module)
+    entry = _PENDING.pop(id(module), None)
+    sessions = ([_LegacySession(module, legacy)] if legacy else []) + (entry[0] if entry else [])
+    if full or pre:
+        def forward(*a: Any, **k: Any) -> Any:
+            y = module.forward(*a, **k)
+            # The legacy hooks sit on torch's BackwardHookFunction: their grad_input is what the
+            # pre-hooks returned, their grad_output what reached the module's outputs.
+            return _gate_outputs(sessions, y) if sessions else y
+
+        result, warn = _full_hooks_forward(module, args, kwargs, full, pre, forward), True
+    else:
+        result, warn = _legacy_forward(module, args, kwargs, sessions)
+    if legacy:
+        result = sessions[0].capture(result)
+    if entry is not None:
+        entry[1] = warn
+    if legacy and warn and _differentiated(module, args, kwargs):
+        warnings.warn(_MULTI_NODE_WARNING, FutureWarning, stacklevel=4)
+    return result

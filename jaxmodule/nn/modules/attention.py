@@ -134,7 +134,8 @@ class MultiheadAttention(Module):
         query, key, value = (jnp.asarray(unwrap(t)) for t in (query, key, value))
         is_batched = query.ndim == 3
         key_padding_mask = _canonical_mask(
-            key_padding_mask, "key_padding_mask", attn_mask, "attn_mask", query.dtype)
+            key_padding_mask, "key_padding_mask", attn_mask, "attn_mask", query.dtype,
+            stacklevel=4)
         attn_mask = _canonical_mask(attn_mask, "attn_mask", None, "", query.dtype, check_other=False)
         if self.batch_first and is_batched:
             # transpose once per distinct array so that F's "is" checks (self-attention) still hold

@@ -212,7 +212,7 @@ class TransformerEncoder(Module):
         # detect on the raw mask: bool and -inf float causal masks match as they do in torch
         is_causal = _detect_is_causal_mask(mask, is_causal, _get_seq_len(src, first.self_attn.batch_first))
         src_key_padding_mask = _canonical_mask(src_key_padding_mask, "src_key_padding_mask", mask,
-                                               "mask", src.dtype)
+                                               "mask", src.dtype, stacklevel=4)
         mask = _canonical_mask(mask, "mask", None, "", src.dtype, check_other=False)
         output = src
         for mod in self.layers:
@@ -333,7 +333,7 @@ class TransformerEncoderLayer(Module):
         """
         x = jnp.asarray(unwrap(src))
         src_key_padding_mask = _canonical_mask(src_key_padding_mask, "src_key_padding_mask",
-                                               src_mask, "src_mask", x.dtype)
+                                               src_mask, "src_mask", x.dtype, stacklevel=4)
         src_mask = _canonical_mask(src_mask, "src_mask", None, "", x.dtype, check_other=False)
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal=is_causal)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as TF
 
 import jaxmodule.nn.functional as F
@@ -160,3 +161,18 @@ def test_errors(call, match):
 def test_conv_transpose_rejects_string_padding():
     with pytest.raises(TypeError, match="argument 'padding' must be tuple of ints, not str"):
         F.conv_transpose2d(jnp.ones((1, 4, 5, 5)), jnp.ones((4, 3, 3, 3)), padding="same")
+
+
+def test_conv_autocast_computes_in_low_precision():
+    import jaxmodule
+
+    x, w, b = randn(1, 2, 5, 5, seed=1), randn(3, 2, 3, 3, seed=2), randn(3, seed=3)
+    with jaxmodule.amp.autocast("cpu", dtype=jnp.bfloat16):
+        out = F.conv2d(x, w, b, padding=1)
+        out_t = F.conv_transpose2d(x, np.swapaxes(w, 0, 1), b)
+    assert out.dtype == out_t.dtype == jnp.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = TF.conv2d(to_torch(x), to_torch(w), to_torch(b), padding=1)
+    assert expected.dtype == torch.bfloat16
+    assert_close(out, expected, rtol=2e-2, atol=5e-2)  # bfloat16 keeps 8 mantissa bits
+    assert F.conv2d(x, w, b).dtype == jnp.float32  # outside the region nothing changes

@@ -217,3 +217,14 @@ def test_fractional_max_pool_random_samples_vary_and_stay_valid():
     windows = np.asarray(F.max_pool2d(x, 2, stride=1))
     for plane in range(4):
         assert np.isin(np.asarray(a)[0, plane], windows[0, plane]).all()
+
+
+def test_max_pool_nan_propagates_with_torch_index():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = x[0, 0, 2, 2] = x[0, 0, 3, 3] = np.nan  # two NaNs share the last window
+    for fn, t_fn, arg in [(F.max_pool2d, TF.max_pool2d, 2), (F.adaptive_max_pool2d, TF.adaptive_max_pool2d, 3)]:
+        v, i = fn(x, arg, return_indices=True)
+        tv, ti = t_fn(to_torch(x), arg, return_indices=True)
+        np.testing.assert_array_equal(np.asarray(v), tv.numpy())  # NaNs in the same places
+        np.testing.assert_array_equal(np.asarray(i), ti.numpy())  # torch keeps the last NaN
+    np.testing.assert_array_equal(np.asarray(F.max_pool2d(x, 2)), TF.max_pool2d(to_torch(x), 2).numpy())

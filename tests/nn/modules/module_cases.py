@@ -286,10 +286,10 @@ add(Case("MaxPool1d", (3,), dict(stride=2), inputs=(f(2, 3, 9),), vmap="example"
     Case("LPPool2d", (1.5, 2), inputs=(f(2, 3, 6, 6, lo=0.5, hi=2.0),)),
     Case("LPPool2d", (2, (2, 3)), dict(ceil_mode=True), inputs=(f(2, 3, 5, 7),)),
     Case("LPPool3d", (2, 2), inputs=(f(1, 2, 4, 4, 4),)),
-    Case("MaxUnpool1d", (2,), inputs=(pooled(1, (2, 3, 8), 2),)),
-    Case("MaxUnpool2d", (2,), dict(stride=2), inputs=(pooled(2, (2, 2, 5, 5), 2),),
+    Case("MaxUnpool1d", (2,), inputs=pooled(1, (2, 3, 8), 2)),
+    Case("MaxUnpool2d", (2,), dict(stride=2), inputs=pooled(2, (2, 2, 5, 5), 2),
          fwd_kwargs=dict(output_size=(5, 5))),
-    Case("MaxUnpool3d", (2,), inputs=(pooled(3, (1, 2, 4, 4, 4), 2),)))
+    Case("MaxUnpool3d", (2,), inputs=pooled(3, (1, 2, 4, 4, 4), 2)))
 
 # padding
 add(Case("ConstantPad1d", (2, 3.5), inputs=(f(2, 3, 4),), vmap="example"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import traceback
 import zlib
 from typing import Any
 
@@ -166,6 +167,8 @@ class _Checks:
         except Exception as e:  # noqa: BLE001 - every failure is reported by check name
             lines = [ln for ln in f"{type(e).__name__}: {e}".splitlines() if ln.strip()]
             self.failures.append(f"[{name}] " + "\n    ".join(lines[:14]))
+            if TIMING:
+                traceback.print_exc()
         finally:
             if TIMING:
                 print(f"TIMING {time.perf_counter() - t0:7.3f} {name}")

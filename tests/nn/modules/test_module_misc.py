@@ -181,6 +181,9 @@ def test_pickle_keeps_requires_grad_and_grad():
     buf = io.BytesIO()
     pickle.dump(m, buf)
     m2 = pickle.loads(buf.getvalue())
+    m3 = copy.deepcopy(m)
+    assert m3.weight.requires_grad is False and m3.bias.requires_grad is True
+    assert to_numpy(m3.bias.grad).tolist() == [1.0, 1.0, 1.0] and m3.bias.grad is not m.bias.grad
     assert m2.weight.requires_grad is False and m2.bias.requires_grad is True
     assert to_numpy(m2.bias.grad).tolist() == [1.0, 1.0, 1.0]
     np.testing.assert_array_equal(to_numpy(m2.weight), to_numpy(m.weight))

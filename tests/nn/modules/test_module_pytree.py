@@ -238,12 +238,13 @@ def test_unflatten_with_other_leaves():
     assert [n for n, _ in z.named_modules()] == [n for n, _ in j.named_modules()]
 
 
-def test_jit_output_module_is_usable_and_independent():
+def test_jit_output_module_is_usable_and_has_independent_values():
     m = MLP()
     new = jax.jit(lambda mod: jax.tree.map(lambda x: x + 1, mod))(m)
     with jaxmodule.no_grad():
         new.fc1.weight.fill_(0.0)
     assert float(jnp.abs(m.fc1.weight._value).sum()) > 0
+    # hook registries are shared with the template (README: pytree unflattening)
     new.register_forward_pre_hook(lambda mod, a: None)
     assert len(new._forward_pre_hooks) == 1
 

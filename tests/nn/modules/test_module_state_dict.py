@@ -457,3 +457,21 @@ def test_version_metadata_drives_migration_like_torch():
         m.load_state_dict(sd, assign=True)
     assert logs["jaxmodule"] == logs["torch"]
     assert len(logs["torch"]) == 4
+
+
+def test_state_dict_is_a_snapshot_of_values():
+    """Documented difference: torch's state_dict shares storage with the parameters, so later
+    in-place updates show up in it; jaxmodule's holds the (immutable) arrays of the moment."""
+    from jaxmodule import no_grad
+
+    j = nn.Linear(2, 2)
+    sd = j.state_dict()
+    before = to_numpy(sd["weight"]).copy()
+    with no_grad():
+        j.weight.fill_(7.0)
+    np.testing.assert_array_equal(to_numpy(sd["weight"]), before)
+    assert to_numpy(j.state_dict()["weight"]).tolist() == [[7.0, 7.0], [7.0, 7.0]]
+    kv = j.state_dict(keep_vars=True)  # the cells themselves: live
+    with no_grad():
+        j.weight.fill_(1.0)
+    assert to_numpy(kv["weight"]).tolist() == [[1.0, 1.0], [1.0, 1.0]]
