@@ -11,6 +11,7 @@ eagerly and inside `jax.jit`. `jax.lax` primitives do not accept them: use `p.da
 
 from __future__ import annotations
 
+import builtins
 import operator
 from typing import Any
 
@@ -141,6 +142,50 @@ class _TensorCell:
 
     def clone(self) -> jax.Array:
         return jnp.array(self._value, copy=True)
+
+    # torch.Tensor conversions: return plain jax arrays, the cell is unchanged.
+    def float(self) -> jax.Array:
+        return self._value.astype(jnp.float32)
+
+    def double(self) -> jax.Array:
+        return self._value.astype(jnp.float64)
+
+    def half(self) -> jax.Array:
+        return self._value.astype(jnp.float16)
+
+    def bfloat16(self) -> jax.Array:
+        return self._value.astype(jnp.bfloat16)
+
+    def int(self) -> jax.Array:
+        return self._value.astype(jnp.int32)
+
+    def long(self) -> jax.Array:
+        return self._value.astype(jnp.int64)
+
+    def bool(self) -> jax.Array:
+        return self._value.astype(jnp.bool_)
+
+    def cpu(self) -> jax.Array:
+        return jax.device_put(self._value, jax.devices("cpu")[0])
+
+    def t(self) -> jax.Array:
+        if self._value.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self._value.ndim}D")
+        return self._value.T
+
+    def to(self, *args: Any, **kwargs: Any) -> jax.Array:
+        """torch's `Tensor.to(dtype)` / `to(device)` / `to(device, dtype)`, returning an array."""
+        from .._device import is_device_spec, resolve_device
+
+        v = self._value
+        for a in (*args, kwargs.get("device"), kwargs.get("dtype")):
+            if a is None or isinstance(a, builtins.bool):
+                continue
+            if isinstance(a, jax.sharding.Sharding) or isinstance(a, jax.Device) or is_device_spec(a):
+                v = jax.device_put(v, a if isinstance(a, (jax.sharding.Sharding, jax.Device)) else resolve_device(a))
+            else:
+                v = v.astype(to_dtype(a))
+        return v
 
     def is_floating_point(self) -> bool:
         return bool(jnp.issubdtype(self._value.dtype, jnp.floating))
@@ -457,7 +502,7 @@ class Buffer(_TensorCell):
     False
     """
 
-    __slots__ = ("persistent",)
+    __slots__ = ("persistent", "_registered")
 
     def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
         if data is None:
@@ -465,6 +510,7 @@ class Buffer(_TensorCell):
         self._value = as_array(data)
         self._grad = None
         self.persistent = persistent
+        self._registered = False  # a marker until a module registers it (then it is that module's cell)
 
     @classmethod
     def _wrap(cls, value: Any, persistent: bool = True) -> Buffer:
@@ -472,6 +518,7 @@ class Buffer(_TensorCell):
         b._value = value
         b._grad = None
         b.persistent = persistent
+        b._registered = True
         return b
 
     def _aux(self) -> Any:

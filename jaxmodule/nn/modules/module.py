@@ -198,15 +198,20 @@ class Module(StateDictMixin, ConversionMixin):
             _structure.bump()
             return
         buffers = d.get("_buffers")
-        if isinstance(value, Buffer) or (buffers is not None and name in buffers):
+        # A fresh `Buffer(...)` is a marker that registers a buffer (as torch's nn.Buffer); a cell
+        # already registered somewhere behaves like torch's plain buffer tensor.
+        marker = isinstance(value, Buffer) and not value._registered
+        if marker or (buffers is not None and name in buffers):
             if value is not None and not _is_array_like(value):
                 raise TypeError(f"cannot assign '{typename(value)}' as buffer '{name}' "
                                 "(jaxmodule.nn.Buffer, an array or None expected)")
-            if isinstance(value, Buffer):
+            if marker:
                 self.register_buffer(name, value, value.persistent)
                 return
             current = buffers.get(name)
-            if value is not None and current is not None and type(value) is not Buffer:
+            if value is current and value is not None:
+                return
+            if value is not None and current is not None:
                 # Value change of an existing buffer: replace the array in its cell (not structural).
                 from ..._tensor import as_array
 
@@ -272,6 +277,8 @@ class Module(StateDictMixin, ConversionMixin):
 
             tensor = Buffer(as_array(tensor), persistent=persistent)
         tensor = _hooks.run_registration_hooks(_hooks._global_buffer_registration_hooks, self, name, tensor)
+        if isinstance(tensor, Buffer):
+            tensor._registered = True
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers_set.discard(name)

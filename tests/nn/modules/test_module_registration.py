@@ -267,3 +267,18 @@ def test_call_super_init_and_unexpected_args():
             L.nn.Module(foo=1)
         with pytest.raises(TypeError, match="takes 1 positional argument but 2 were given"):
             L.nn.Module(1)
+
+
+def test_aliasing_a_registered_buffer_is_a_plain_attribute_like_torch():
+    import torch
+
+    from jaxmodule import nn as jnn
+
+    t, j = torch.nn.BatchNorm1d(3), jnn.BatchNorm1d(3)
+    t.alias = t.running_mean
+    j.alias = j.running_mean
+    assert list(j.state_dict()) == list(t.state_dict())
+    assert "alias" not in j._buffers and j.alias is j.running_mean
+    fresh = jnn.Module()
+    fresh.b = jnn.Buffer(jnp.ones(2), persistent=False)  # a fresh nn.Buffer still registers
+    assert "b" in fresh._buffers and list(fresh.state_dict()) == []
