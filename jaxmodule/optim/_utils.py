@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from .._tensor import as_array, is_torch_tensor
 
@@ -109,6 +110,19 @@ def check_flags(foreach: Any, fused: Any, differentiable: bool) -> None:
                                   "parameter values; differentiate a pure function with jax.grad instead")
     if fused and foreach:
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
+
+def torch_chain(hp: dict[str, Any], direction: optax.GradientTransformation | None,
+                maximize: bool, decoupled: bool = False) -> optax.GradientTransformation:
+    """torch's update order as one optax chain: negate the gradient when maximizing, add the L2
+    weight decay before `direction` (after it when `decoupled`: the weights decay directly), then
+    scale by -lr. `direction` None leaves the (decayed) gradient as it is."""
+    decay = optax.add_decayed_weights(hp["weight_decay"])
+    core = [] if direction is None else [direction]
+    parts = [optax.scale(-1.0)] if maximize else []
+    parts += core + [decay] if decoupled else [decay] + core
+    parts.append(optax.scale_by_learning_rate(hp["lr"]))
+    return optax.chain(*parts)
 
 
 # ---- torch-layout state conversion ---------------------------------------------------------

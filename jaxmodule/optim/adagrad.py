@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._utils import check_flags, check_lr, check_nonneg
+from ._utils import check_flags, check_lr, check_nonneg, torch_chain
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Adagrad"]
@@ -80,8 +80,5 @@ class Adagrad(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         maximize, init_value = static
-        parts = [optax.scale(-1.0)] if maximize else []
-        parts += [optax.add_decayed_weights(hp["weight_decay"]),
-                  scale_by_torch_adagrad(hp["lr_decay"], hp["eps"], init_value),
-                  optax.scale_by_learning_rate(hp["lr"])]
-        return optax.chain(*parts)
+        return torch_chain(hp, scale_by_torch_adagrad(hp["lr_decay"], hp["eps"], init_value),
+                           maximize)

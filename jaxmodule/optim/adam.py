@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._utils import bias_correction, check_betas, check_flags, check_lr, check_nonneg
+from ._utils import bias_correction, check_betas, check_flags, check_lr, check_nonneg, torch_chain
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Adam"]
@@ -44,14 +44,8 @@ def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array,
 
 def adam_transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
     amsgrad, maximize, decoupled = static
-    parts = [optax.scale(-1.0)] if maximize else []
-    if not decoupled:
-        parts.append(optax.add_decayed_weights(hp["weight_decay"]))
-    parts.append(scale_by_torch_adam(hp["betas"], hp["1-betas"], hp["eps"], amsgrad))
-    if decoupled:
-        parts.append(optax.add_decayed_weights(hp["weight_decay"]))
-    parts.append(optax.scale_by_learning_rate(hp["lr"]))
-    return optax.chain(*parts)
+    return torch_chain(hp, scale_by_torch_adam(hp["betas"], hp["1-betas"], hp["eps"], amsgrad),
+                       maximize, decoupled)
 
 
 class Adam(Optimizer):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._utils import bias_correction, check_betas, check_flags, check_lr, check_nonneg
+from ._utils import bias_correction, check_betas, check_flags, check_lr, check_nonneg, torch_chain
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Adamax"]
@@ -74,8 +74,5 @@ class Adamax(Optimizer):
 
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
-        parts = [optax.scale(-1.0)] if static[0] else []
-        parts += [optax.add_decayed_weights(hp["weight_decay"]),
-                  scale_by_torch_adamax(hp["betas"][1], hp["1-betas"][0], hp["eps"]),
-                  optax.scale_by_learning_rate(hp["lr"])]
-        return optax.chain(*parts)
+        return torch_chain(hp, scale_by_torch_adamax(hp["betas"][1], hp["1-betas"][0], hp["eps"]),
+                           static[0])

@@ -7,7 +7,7 @@ from typing import Any
 
 import optax
 
-from ._utils import check_betas, check_lr, check_nonneg
+from ._utils import check_betas, check_lr, check_nonneg, torch_chain
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Lion"]
@@ -54,8 +54,5 @@ class Lion(Optimizer):
 
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
-        parts = [optax.scale(-1.0)] if static[0] else []
         b1, b2 = hp["betas"]
-        parts += [optax.scale_by_lion(b1, b2), optax.add_decayed_weights(hp["weight_decay"]),
-                  optax.scale_by_learning_rate(hp["lr"])]
-        return optax.chain(*parts)
+        return torch_chain(hp, optax.scale_by_lion(b1, b2), static[0], decoupled=True)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._utils import bias_correction, check_betas, check_flags, check_lr, check_nonneg
+from ._utils import bias_correction, check_betas, check_flags, check_lr, check_nonneg, torch_chain
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["RAdam"]
@@ -107,10 +107,5 @@ class RAdam(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         maximize, decoupled = static
-        decay = optax.add_decayed_weights(hp["weight_decay"])
-        parts = [optax.scale(-1.0)] if maximize else []
-        parts += [] if decoupled else [decay]
-        parts.append(scale_by_torch_radam(hp["betas"], hp["1-betas"], hp["eps"]))
-        parts += [decay] if decoupled else []
-        parts.append(optax.scale_by_learning_rate(hp["lr"]))
-        return optax.chain(*parts)
+        return torch_chain(hp, scale_by_torch_radam(hp["betas"], hp["1-betas"], hp["eps"]),
+                           maximize, decoupled)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._utils import check_flags, check_lr, check_nonneg
+from ._utils import check_flags, check_lr, check_nonneg, torch_chain
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["RMSprop"]
@@ -94,9 +94,6 @@ class RMSprop(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         centered, maximize, has_momentum = static
-        parts = [optax.scale(-1.0)] if maximize else []
-        parts += [optax.add_decayed_weights(hp["weight_decay"]),
-                  scale_by_torch_rms(hp["alpha"], hp["1-alpha"], hp["eps"], hp["momentum"],
-                                     centered, has_momentum),
-                  optax.scale_by_learning_rate(hp["lr"])]
-        return optax.chain(*parts)
+        return torch_chain(hp, scale_by_torch_rms(hp["alpha"], hp["1-alpha"], hp["eps"],
+                                                  hp["momentum"], centered, has_momentum),
+                           maximize)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._utils import check_flags, check_lr, check_nonneg
+from ._utils import check_flags, check_lr, check_nonneg, torch_chain
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["SGD"]
@@ -80,9 +80,5 @@ class SGD(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         nesterov, maximize, has_momentum = static
-        parts = [optax.scale(-1.0)] if maximize else []
-        parts.append(optax.add_decayed_weights(hp["weight_decay"]))
-        if has_momentum:
-            parts.append(_torch_momentum(hp["momentum"], hp["dampening"], nesterov))
-        parts.append(optax.scale_by_learning_rate(hp["lr"]))
-        return optax.chain(*parts)
+        momentum = _torch_momentum(hp["momentum"], hp["dampening"], nesterov) if has_momentum else None
+        return torch_chain(hp, momentum, maximize)

@@ -67,5 +67,19 @@ def assert_params_close(jm: list[Parameter], tp: list[torch.Tensor], where: str 
             raise AssertionError(f"{where} param {i}: {e}") from None
 
 
+def run_and_compare(jo: Any, to: Any, jp: list[Parameter], tp: list[torch.Tensor], steps: int,
+                    start: int = 0, then: tuple = ()) -> None:
+    """Step optimizers `jo` (on `jp`) and `to` (on `tp`) `steps` times with the gradients of steps
+    `start`, `start + 1`, ..., then step each of `then` (schedulers); compare params each time."""
+    for k in range(start, start + steps):
+        set_jm_grads(jp, k)
+        set_torch_grads(tp, k)
+        jo.step()
+        to.step()
+        for s in then:
+            s.step()
+        assert_params_close(jp, tp, f"step {k}")
+
+
 def to_np(x: Any) -> np.ndarray:
     return x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

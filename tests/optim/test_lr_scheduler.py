@@ -8,10 +8,8 @@ import torch
 import jaxmodule.optim as jo
 from jaxmodule.optim import lr_scheduler as jsched
 from tests.optim._common import (
-    assert_params_close,
     jm_params,
-    set_jm_grads,
-    set_torch_grads,
+    run_and_compare,
     torch_params,
 )
 
@@ -145,14 +143,7 @@ def test_optimizer_with_scheduler_trajectory(kind, make):
     kw = {"lr": 0.01, "momentum": 0.9} if kind == "SGD" else {"lr": 0.01}
     jopt, topt = getattr(jo, kind)(jp, **kw), getattr(torch.optim, kind)(tp, **kw)
     js, ts = make(jsched, jopt), make(tsched, topt)
-    for k in range(20):
-        set_jm_grads(jp, k)
-        set_torch_grads(tp, k)
-        jopt.step()
-        topt.step()
-        js.step()
-        ts.step()
-        assert_params_close(jp, tp, f"step {k}")
+    run_and_compare(jopt, topt, jp, tp, 20, then=(js, ts))
 
 
 def test_errors_and_warnings():

@@ -13,20 +13,11 @@ from tests.helpers import assert_close
 from tests.optim._common import (
     assert_params_close,
     jm_params,
+    run_and_compare,
     set_jm_grads,
     set_torch_grads,
     torch_params,
 )
-
-
-def _run(jo, to, jp, tp, steps, start=0):
-    for k in range(start, start + steps):
-        set_jm_grads(jp, k)
-        set_torch_grads(tp, k)
-        jo.step()
-        to.step()
-        assert_params_close(jp, tp, f"step {k}")
-
 
 GROUP_CASES = [
     ("SGD", {"lr": 0.01}, [{"momentum": 0.9, "weight_decay": 0.1}, {"lr": 0.05, "nesterov": True, "momentum": 0.5}]),
@@ -40,7 +31,7 @@ def test_param_groups_with_different_options(name, defaults, groups):
     jp, tp = jm_params(), torch_params()
     jo = getattr(optim, name)([dict(groups[0], params=[jp[0]]), dict(groups[1], params=[jp[1]])], **defaults)
     to = getattr(torch.optim, name)([dict(groups[0], params=[tp[0]]), dict(groups[1], params=[tp[1]])], **defaults)
-    _run(jo, to, jp, tp, 20)
+    run_and_compare(jo, to, jp, tp, 20)
     assert str(jo) == str(to)
 
 
@@ -91,7 +82,7 @@ def test_state_dict_layout_and_round_trip(name, kwargs):
     jp, tp = jm_params(), torch_params()
     jo, to = getattr(optim, name)(jp, **kwargs), getattr(torch.optim, name)(tp, **kwargs)
     _compare_state_dicts(jo.state_dict(), to.state_dict())  # before any step (Adagrad has state)
-    _run(jo, to, jp, tp, 4)
+    run_and_compare(jo, to, jp, tp, 4)
     _compare_state_dicts(jo.state_dict(), to.state_dict())
 
     # Saved after 4 steps, loaded into fresh optimizers: jaxmodule's own dict and torch's dict.
@@ -150,7 +141,7 @@ def test_named_params_and_add_param_group():
     jo.add_param_group({"params": [("b", jp[1])], "lr": 0.2, "momentum": 0.5})
     to.add_param_group({"params": [("b", tp[1])], "lr": 0.2, "momentum": 0.5})
     assert jo.state_dict()["param_groups"] == to.state_dict()["param_groups"]
-    _run(jo, to, jp, tp, 3)
+    run_and_compare(jo, to, jp, tp, 3)
     with pytest.raises(ValueError, match="some parameters appear in more than one parameter group"):
         jo.add_param_group({"params": [("w2", jp[0])]})
     with pytest.raises(ValueError, match="all optimizer param groups should be with/without names"):
@@ -240,11 +231,11 @@ def test_structural_option_change_rebuilds_state_like_torch():
     """Turning momentum on after some steps: torch starts the buffer from the next gradient."""
     jp, tp = jm_params(), torch_params()
     jo, to = optim.SGD(jp, lr=0.05), torch.optim.SGD(tp, lr=0.05)
-    _run(jo, to, jp, tp, 3)
+    run_and_compare(jo, to, jp, tp, 3)
     for o in (jo, to):
         o.param_groups[0]["momentum"] = 0.9
         o.param_groups[0]["dampening"] = 0.5
-    _run(jo, to, jp, tp, 5, start=3)
+    run_and_compare(jo, to, jp, tp, 5, start=3)
     _compare_state_dicts(jo.state_dict(), to.state_dict())
 
 

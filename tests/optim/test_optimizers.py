@@ -7,10 +7,8 @@ import torch
 
 from jaxmodule import optim
 from tests.optim._common import (
-    assert_params_close,
     jm_params,
-    set_jm_grads,
-    set_torch_grads,
+    run_and_compare,
     torch_params,
 )
 
@@ -55,12 +53,7 @@ CASES = [
 def test_trajectory_matches_torch(name, kwargs):
     jp, tp = jm_params(), torch_params()
     jo, to = getattr(optim, name)(jp, **kwargs), getattr(torch.optim, name)(tp, **kwargs)
-    for k in range(20):
-        set_jm_grads(jp, k)
-        set_torch_grads(tp, k)
-        jo.step()
-        to.step()
-        assert_params_close(jp, tp, f"step {k}")
+    run_and_compare(jo, to, jp, tp, 20)
 
 
 class _TorchLion(torch.optim.Optimizer):
@@ -85,10 +78,5 @@ class _TorchLion(torch.optim.Optimizer):
 def test_lion_matches_published_formula(kwargs):
     jp, tp = jm_params(), torch_params()
     jo, to = optim.Lion(jp, **kwargs), _TorchLion(tp, **kwargs)
-    for k in range(20):
-        set_jm_grads(jp, k)
-        set_torch_grads(tp, k)
-        jo.step()
-        to.step()
-        assert_params_close(jp, tp, f"step {k}")
+    run_and_compare(jo, to, jp, tp, 20)
     assert set(jo.state_dict()["state"][0]) == {"exp_avg"}

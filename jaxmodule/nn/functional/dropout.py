@@ -38,6 +38,18 @@ def _check_p(p: float) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
+def _warn_unusual_rank(ndim: int, spatial: int) -> None:
+    """torch's deprecation warning of `dropout{spatial}d` for ranks other than spatial + 1, + 2."""
+    if ndim not in (spatial + 1, spatial + 2):
+        warnings.warn(
+            f"dropout{spatial}d: Received a {ndim}-D input to dropout{spatial}d, which is "
+            "deprecated and will result in an error in a future release. To retain the behavior "
+            f"and silence this warning, please use dropout instead. Note that dropout{spatial}d "
+            f"exists to provide channel-wise dropout on inputs with {spatial} spatial dimensions, "
+            "a channel dimension, and an optional batch dimension (i.e. "
+            f"{spatial + 1}D or {spatial + 2}D inputs).", stacklevel=3)
+
+
 def _dropout_impl(x: Array, p: float, training: bool, feature: bool, alpha: bool,
                   generator: Generator | None) -> Array:
     """torch's `_dropout_impl`: the shared body of all six functions."""
@@ -105,13 +117,7 @@ def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
     """
     _check_p(p)
     x = unwrap(input)
-    if x.ndim not in (3, 4):
-        warnings.warn(
-            f"dropout2d: Received a {x.ndim}-D input to dropout2d, which is deprecated and will "
-            "result in an error in a future release. To retain the behavior and silence this "
-            "warning, please use dropout instead. Note that dropout2d exists to provide "
-            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, and "
-            "an optional batch dimension (i.e. 3D or 4D inputs).", stacklevel=2)
+    _warn_unusual_rank(x.ndim, 2)
     if x.ndim == 3:
         warnings.warn(
             "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
@@ -131,13 +137,7 @@ def dropout3d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
     """
     _check_p(p)
     x = unwrap(input)
-    if x.ndim not in (4, 5):
-        warnings.warn(
-            f"dropout3d: Received a {x.ndim}-D input to dropout3d, which is deprecated and will "
-            "result in an error in a future release. To retain the behavior and silence this "
-            "warning, please use dropout instead. Note that dropout3d exists to provide "
-            "channel-wise dropout on inputs with 3 spatial dimensions, a channel dimension, and "
-            "an optional batch dimension (i.e. 4D or 5D inputs).", stacklevel=2)
+    _warn_unusual_rank(x.ndim, 3)
     if x.ndim != 5:
         return _dropout_impl(x[None], p, training, True, False, generator)[0]
     return _dropout_impl(x, p, training, True, False, generator)

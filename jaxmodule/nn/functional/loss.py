@@ -95,7 +95,10 @@ def _positive_part(x: Array) -> Array:
 
 
 def _weighted(loss: Array, weight: Any, reduction: str, mean_by_weight: bool) -> Array:
-    """Multiply by a same-shape `weight` and reduce (torch's l1/mse/huber weight path)."""
+    """Multiply by a same-shape `weight` (if not None) and reduce (torch's l1/mse/huber paths)."""
+    if weight is None:
+        _check_reduction(reduction)
+        return reduce_loss(loss, reduction)
     w = _arr(weight)
     if w.shape != loss.shape:
         raise ValueError("Weights and input must have the same size.")
@@ -119,10 +122,7 @@ def l1_loss(input: Array, target: Array, size_average: bool | None = None, reduc
     x, y = _arr(input), _arr(target)
     _warn_size(x, y)
     loss = _abs(x - y)
-    if weight is not None:
-        return _weighted(loss, weight, reduction, mean_by_weight=True)
-    _check_reduction(reduction)
-    return reduce_loss(loss, reduction)
+    return _weighted(loss, weight, reduction, mean_by_weight=True)
 
 
 def mse_loss(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
@@ -137,10 +137,7 @@ def mse_loss(input: Array, target: Array, size_average: bool | None = None, redu
     _warn_size(x, y)
     d = x - y
     loss = d * d
-    if weight is not None:
-        return _weighted(loss, weight, reduction, mean_by_weight=True)
-    _check_reduction(reduction)
-    return reduce_loss(loss, reduction)
+    return _weighted(loss, weight, reduction, mean_by_weight=True)
 
 
 def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: float = 1.0,
@@ -156,10 +153,7 @@ def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: floa
     d = x - y
     z = _abs(d)
     loss = jnp.where(z < delta, 0.5 * d * d, delta * (z - 0.5 * delta))
-    if weight is not None:
-        return _weighted(loss, weight, reduction, mean_by_weight=False)
-    _check_reduction(reduction)
-    return reduce_loss(loss, reduction)
+    return _weighted(loss, weight, reduction, mean_by_weight=False)
 
 
 def smooth_l1_loss(input: Array, target: Array, size_average: bool | None = None,

@@ -81,6 +81,32 @@ def _running_update(running: Array, batch_stat: Array, momentum: Any) -> Array:
     return new.astype(running.dtype)
 
 
+def _channel_norm(x: Array, rm: Array | None, rv: Array | None, w: Array | None,
+                  b: Array | None, use_input_stats: bool, axes: tuple[int, ...],
+                  batch_stat: Any, momentum: Any, eps: float
+                  ) -> tuple[Array, Array | None, Array | None]:
+    """Normalise `x` per channel (dim 1) and update the running statistics.
+
+    With `use_input_stats`, normalise by the mean and biased variance over `axes`; `batch_stat`
+    reduces such a keepdims statistic to `(C,)` for the running update (which uses the unbiased
+    variance). Otherwise normalise by `rm` and `rv`. Batch and instance norm share this.
+    """
+    cdt = _compute_dtype(x.dtype)
+    xc = x.astype(cdt)
+    view = lambda v: _channel_view(jnp.asarray(v).astype(cdt), x.ndim)  # noqa: E731
+    if use_input_stats:
+        mean, ssd, n = _mean_var(xc, axes)
+        y = (xc - mean) * lax.rsqrt(ssd / n + eps)
+        if rm is not None:
+            rm = _running_update(rm, batch_stat(mean), momentum)
+        if rv is not None:
+            rv = _running_update(rv, batch_stat(ssd) / (n - 1), momentum)
+    else:
+        y = (xc - view(rm)) * lax.rsqrt(view(rv) + eps)
+    y = _affine(y, w, b, view)
+    return y.astype(x.dtype), rm, rv
+
+
 def _verify_batch_size(shape: Sequence[int], as_size: bool = True) -> None:
     shape = tuple(shape)
     if math.prod(shape[:1] + shape[2:]) == 1:
@@ -134,22 +160,9 @@ def _batch_norm_and_stats(
     for v, name in ((rm, "running_mean"), (rv, "running_var"), (w, "weight"), (b, "bias")):
         _check_vector(v, name, c)
 
-    cdt = _compute_dtype(x.dtype)
-    xc = x.astype(cdt)
-    view = lambda v: _channel_view(jnp.asarray(v).astype(cdt), x.ndim)  # noqa: E731
-    if training:
-        axes = (0,) + tuple(range(2, x.ndim))
-        mean, ssd, n = _mean_var(xc, axes)
-        var = ssd / n
-        y = (xc - mean) * lax.rsqrt(var + eps)
-        if rm is not None:
-            rm = _running_update(rm, mean.reshape(c), momentum)
-        if rv is not None:
-            rv = _running_update(rv, ssd.reshape(c) / (n - 1), momentum)  # n > 1: verified
-    else:
-        y = (xc - view(rm)) * lax.rsqrt(view(rv) + eps)
-    y = _affine(y, w, b, view)
-    return y.astype(x.dtype), rm, rv
+    # n > 1 in training: verified above.
+    return _channel_norm(x, rm, rv, w, b, training, (0,) + tuple(range(2, x.ndim)),
+                         lambda s: s.reshape(c), momentum, eps)
 
 
 def batch_norm(
@@ -211,21 +224,8 @@ def _instance_norm_and_stats(
         if v is not None and v.size != c:
             raise RuntimeError(f"{name} should contain {n_ * c} elements not {v.size * n_}")
 
-    cdt = _compute_dtype(x.dtype)
-    xc = x.astype(cdt)
-    view = lambda v: _channel_view(jnp.asarray(v).astype(cdt), x.ndim)  # noqa: E731
-    if use_input_stats:
-        axes = tuple(range(2, x.ndim))
-        mean, ssd, n = _mean_var(xc, axes)
-        y = (xc - mean) * lax.rsqrt(ssd / n + eps)
-        if rm is not None:
-            rm = _running_update(rm, jnp.mean(mean.reshape(n_, c), axis=0), momentum)
-        if rv is not None:
-            rv = _running_update(rv, jnp.mean(ssd.reshape(n_, c), axis=0) / (n - 1), momentum)
-    else:
-        y = (xc - view(rm)) * lax.rsqrt(view(rv) + eps)
-    y = _affine(y, w, b, view)
-    return y.astype(x.dtype), rm, rv
+    return _channel_norm(x, rm, rv, w, b, use_input_stats, tuple(range(2, x.ndim)),
+                         lambda s: jnp.mean(s.reshape(n_, c), axis=0), momentum, eps)
 
 
 def instance_norm(

@@ -12,10 +12,35 @@ directly; under `jax.jit`/`jaxmodule.compile` the values are tracers, so the hoo
 `jax.experimental.io_callback` at run time: they see real arrays on every step, and what they
 return replaces the gradients in the compiled program.
 
-The legacy `register_backward_hook` is given the same arguments as a full hook (gradients with
-respect to the module's inputs and outputs). torch instead reports the gradients of the module's
-last autograd operation, which depend on torch's kernels (e.g. `addmm` for Linear); that
-difference is documented, not emulated.
+Legacy hooks (`register_backward_hook`, `register_module_backward_hook`) get, as in torch, the
+gradients of the module's last operation (torch registers them on the output's `grad_fn`).
+A registry of rules keyed by the class that defines `forward` gates the operands of that
+operation: `grad_input` is their cotangents in torch's layout (None where an operand needs no
+gradient), `grad_output` the gradients w.r.t. the module's outputs, and what the hooks return
+replaces those cotangents, so it reaches the inputs and parameters as in torch. Rules:
+  - Linear: 2-D input `addmm(bias, input, weight.T)` / `mm(input, weight.T)`; other ranks a view
+    of the matmul, grad_input `(grad_output.reshape(-1, out_features),)` (`(1, out)` for 1-D).
+  - Conv*d / ConvTranspose*d: `(grad_input, grad_weight, grad_bias)`, grad_bias None without bias;
+    with `padding_mode != "zeros"` or odd `padding="same"` the first is w.r.t. the padded input;
+    unbatched input: `(grad_output[None],)` (torch's final squeeze).
+  - BatchNorm / LayerNorm / GroupNorm: `(grad_input, grad_weight, grad_bias)` (GroupNorm's
+    grad_output has torch's two trailing Nones); InstanceNorm: grad_output viewed as
+    `(1, N * C, ...)`; Embedding: `(grad_weight,)`; PReLU: `(grad_input, grad_weight)` with the
+    weight viewed as `(1, C, 1, ...)`; Dropout in training: `(grad_input, None)`.
+  - Softmin (softmax of -input), Softsign (a division) and Tanhshrink (a subtraction): the
+    gradients w.r.t. that operation's operands.
+  - Sequential: the rule of its last child, recursively; hooks on both chain in torch's order.
+  - Any other module: the gradients w.r.t. its positional inputs. That is torch's answer whenever
+    the forward is one operation on its inputs (elementwise activations, Softmax, GLU, pooling,
+    Flatten, `a + b`), but not for a composite forward, an operation with a non-array operand
+    (`x * 2`: torch adds a None), Identity and eval-mode Dropout (torch then reports the operation
+    that produced the input), or a module returning a tuple (torch uses the first output's node).
+When the module also has full backward hooks or backward pre-hooks (its own or global), the last
+operation is torch's hook identity: grad_input is grad_output after the pre-hooks. A forward hook
+that replaces the output is not seen by the rules. torch's FutureWarning about multiple autograd
+Nodes is raised while differentiating when the rule says torch's operation has operands other than
+the module's inputs (parameters, padding, a previous child); torch also warns when an input is a
+leaf tensor, which JAX cannot tell, so single-operation modules never warn here.
 """
 
 from __future__ import annotations
@@ -472,6 +497,13 @@ def _tanhshrink_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
     return a - b, True
 
 
+def _dropout_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not m.training or not _is_array(args[0]):
+        return NotImplemented
+    xg, _ = _gate(sessions, (args[0], None))  # mul(input, mask): the mask needs no gradient
+    return m.forward(xg), True
+
+
 def _sequential_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
     children = list(m._modules.values())
     if len(args) != 1 or kwargs or not children:
@@ -522,6 +554,7 @@ def _rule_for(module: Any) -> Callable | None:
         from .batchnorm import _BatchNorm
         from .container import Sequential
         from .conv import _ConvForward, _ConvTransposeNd
+        from .dropout import Dropout
         from .instancenorm import _InstanceNorm
         from .linear import Linear
         from .normalization import GroupNorm, LayerNorm
@@ -534,7 +567,7 @@ def _rule_for(module: Any) -> Callable | None:
             GroupNorm: _input_and_params_rule(("weight", "bias"), go_extra=2),  # + mean, rstd
             _InstanceNorm: _instance_norm_rule, Embedding: _embedding_rule, PReLU: _prelu_rule,
             Softmin: _softmin_rule, Softsign: _softsign_rule, Tanhshrink: _tanhshrink_rule,
-            Sequential: _sequential_rule,
+            Dropout: _dropout_rule, Sequential: _sequential_rule,
         }
     for cls in type(module).__mro__:
         if "forward" in cls.__dict__:
@@ -563,8 +596,10 @@ def _split_hooks(module: Any) -> tuple[list, list, list]:
 
 def _differentiated(module: Any, args: tuple, kwargs: dict) -> bool:
     """Whether JAX is differentiating this call (torch: the output has a grad_fn)."""
-    from jax._src.interpreters import ad
-
+    try:
+        from jax._src.interpreters import ad
+    except ImportError:  # pragma: no cover - JAX moved its internals: warn whenever hooked
+        return True
     kinds = tuple(getattr(ad, n) for n in ("JVPTracer", "LinearizeTracer") if hasattr(ad, n))
     leaves = jax.tree_util.tree_leaves((args, kwargs, [p._value for p in module.parameters()]),
                                        is_leaf=lambda x: isinstance(x, _TensorCell))

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 
 from ..._dtype import to_dtype
-from .. import init
 from ..functional.normalization import _batch_norm_and_stats
-from ..parameter import Parameter, UninitializedBuffer, UninitializedParameter, is_lazy
+from ..parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from .module import Module
+from .normalization import _init_affine, _reset_affine
 
 __all__ = ["BatchNorm1d", "LazyBatchNorm1d", "BatchNorm2d", "LazyBatchNorm2d", "BatchNorm3d",
            "LazyBatchNorm3d", "SyncBatchNorm"]
@@ -60,15 +60,7 @@ class _NormBase(Module):
         self.affine = affine
         self.track_running_stats = track_running_stats
         dt = to_dtype(dtype)
-        if self.affine:
-            self.weight = Parameter(jnp.empty((num_features,), dt))
-            if bias:
-                self.bias = Parameter(jnp.empty((num_features,), dt))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _init_affine(self, affine, (num_features,), bias, dtype)
         if self.track_running_stats:
             self.register_buffer("running_mean", jnp.zeros((num_features,), dt))
             self.register_buffer("running_var", jnp.ones((num_features,), dt))
@@ -89,10 +81,7 @@ class _NormBase(Module):
     def reset_parameters(self) -> None:
         """Reset the running statistics; weight to ones, bias to zeros (torch's init)."""
         self.reset_running_stats()
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self, self.affine)
 
     def _check_input_dim(self, input: Any) -> None:
         raise NotImplementedError

@@ -26,6 +26,28 @@ def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(normalized_shape)
 
 
+def _init_affine(module: Module, affine: bool, shape: tuple[int, ...], bias: bool,
+                 dtype: Any) -> None:
+    """Register `weight` and `bias` of `shape` (uninitialised), or None where absent."""
+    if affine:
+        module.weight = Parameter(jnp.empty(shape, to_dtype(dtype)))
+        if bias:
+            module.bias = Parameter(jnp.empty(shape, to_dtype(dtype)))
+        else:
+            module.register_parameter("bias", None)
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+
+
+def _reset_affine(module: Module, affine: bool) -> None:
+    """Weight to ones, bias (if any) to zeros."""
+    if affine:
+        init.ones_(module.weight)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+
+
 class LocalResponseNorm(Module):
     """Normalize each channel by the energy of its `size` neighbouring channels.
 
@@ -116,24 +138,12 @@ class LayerNorm(Module):
         self.normalized_shape = _as_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        dt = to_dtype(dtype)
-        if self.elementwise_affine:
-            self.weight = Parameter(jnp.empty(self.normalized_shape, dt))
-            if bias:
-                self.bias = Parameter(jnp.empty(self.normalized_shape, dt))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _init_affine(self, elementwise_affine, self.normalized_shape, bias, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Weight to ones, bias to zeros."""
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self, self.elementwise_affine)
 
     def forward(self, input: Any) -> jax.Array:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -180,24 +190,12 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        dt = to_dtype(dtype)
-        if self.affine:
-            self.weight = Parameter(jnp.empty((num_channels,), dt))
-            if bias:
-                self.bias = Parameter(jnp.empty((num_channels,), dt))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _init_affine(self, affine, (num_channels,), bias, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Weight to ones, bias to zeros."""
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self, self.affine)
 
     def forward(self, input: Any) -> jax.Array:
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)

@@ -16,7 +16,11 @@ import jax.numpy as jnp
 from ..._dtype import to_dtype
 from ..._tensor import as_array
 from .. import init
-from ..functional.sparse import _embedding_and_weight, _embedding_bag_and_weight
+from ..functional.sparse import (
+    _embedding_and_weight,
+    _embedding_bag_and_weight,
+    _normalize_padding_idx,
+)
 from ..parameter import Parameter
 from .module import Module
 
@@ -24,18 +28,6 @@ __all__ = ["Embedding", "EmbeddingBag"]
 
 _SPARSE_MSG = ("{cls}: sparse=True is not supported (JAX has no sparse gradients); use "
                "sparse=False, whose dense gradient has the same values")
-
-
-def _check_padding_idx(padding_idx: int | None, n: int, msg: str) -> int | None:
-    if padding_idx is None:
-        return None
-    if padding_idx > 0 and padding_idx >= n:
-        raise AssertionError(msg)
-    if padding_idx < 0:
-        if padding_idx < -n:
-            raise AssertionError(msg)
-        padding_idx = n + padding_idx
-    return padding_idx
 
 
 def _initial_weight(module: Module, shape: tuple[int, int], _weight: Any, dtype: Any,
@@ -115,8 +107,8 @@ class Embedding(_EmbeddingBase):
             raise NotImplementedError(_SPARSE_MSG.format(cls="Embedding"))
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
-        self.padding_idx = _check_padding_idx(padding_idx, num_embeddings,
-                                              "Padding_idx must be within num_embeddings")
+        self.padding_idx = _normalize_padding_idx(padding_idx, num_embeddings,
+                                                  "Padding_idx must be within num_embeddings")
         self.max_norm = max_norm
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
@@ -210,8 +202,8 @@ class EmbeddingBag(_EmbeddingBase):
         self.max_norm = max_norm
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
-        self.padding_idx = _check_padding_idx(padding_idx, num_embeddings,
-                                              "padding_idx must be within num_embeddings")
+        self.padding_idx = _normalize_padding_idx(padding_idx, num_embeddings,
+                                                  "padding_idx must be within num_embeddings")
         _initial_weight(self, (num_embeddings, embedding_dim), _weight, dtype, True)
         self.mode = mode
         self.sparse = sparse

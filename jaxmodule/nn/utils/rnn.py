@@ -227,7 +227,12 @@ def unpad_sequence(padded_sequences: Any, lengths: Any, batch_first: bool = Fals
 
 
 def pack_sequence(sequences: Sequence[Any], enforce_sorted: bool = True) -> PackedSequence:
-    """`pack_padded_sequence(pad_sequence(sequences), lengths)`. Mirrors torch."""
+    """`pack_padded_sequence(pad_sequence(sequences), lengths)`. Mirrors torch.
+
+    >>> p = pack_sequence([jnp.array([1, 2, 3]), jnp.array([4, 5]), jnp.array([6])])
+    >>> p.data.tolist(), p.batch_sizes.tolist()
+    ([1, 4, 6, 2, 5, 3], [3, 2, 1])
+    """
     lengths = [jnp.shape(unwrap(s))[0] for s in sequences]
     return pack_padded_sequence(pad_sequence(sequences), lengths, enforce_sorted=enforce_sorted)
 

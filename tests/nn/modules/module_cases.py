@@ -152,6 +152,10 @@ def ctc_inputs(t: int, n: int, c: int, s: int) -> tuple:
             Fixed(lambda rng: Arr(rng.integers(1, s + 1, (n,)).astype(np.int64), False)))
 
 
+def _log_softmax_first(F: Any, a: tuple) -> tuple:
+    return (F.log_softmax(a[0], dim=-1), *a[1:])
+
+
 def causal_mask(n: int) -> np.ndarray:
     return np.triu(np.full((n, n), -np.inf, np.float32), 1)
 
@@ -167,7 +171,10 @@ class Case:
             library's array type. `build(nn, arr)` replaces them when the arguments are modules
             (containers, TransformerEncoder): `nn` is `torch.nn` or `jaxmodule.nn`, `arr` turns a
             numpy array into that library's array.
-        inputs: forward input specs (positional); `fwd_kwargs` python values or numpy arrays.
+        inputs: forward input specs (positional), or one `Fixed` that returns all of them;
+            `fwd_kwargs`: python values or numpy arrays.
+        pre: `pre(F, inputs) -> inputs`, applied (differentiably) before the layer, with `F` the
+            library's `nn.functional`.
         random_train: train-mode output is random (dropout with p > 0): exact comparisons run in
             eval mode, train mode is checked for shape and dtype only.
         vmap: "stack" vmaps over a stack of two input sets and compares with the two eager calls;
@@ -184,6 +191,7 @@ class Case:
     inputs: tuple = ()
     fwd_kwargs: dict = dataclasses.field(default_factory=dict)
     build: Callable | None = None
+    pre: Callable | None = None
     random_train: bool = False
     vmap: str | None = "stack"
     forward: bool = True
@@ -286,6 +294,13 @@ add(Case("MaxPool1d", (3,), dict(stride=2), inputs=(f(2, 3, 9),), vmap="example"
     Case("LPPool2d", (1.5, 2), inputs=(f(2, 3, 6, 6, lo=0.5, hi=2.0),)),
     Case("LPPool2d", (2, (2, 3)), dict(ceil_mode=True), inputs=(f(2, 3, 5, 7),)),
     Case("LPPool3d", (2, 2), inputs=(f(1, 2, 4, 4, 4),)),
+    # the random path cannot match torch's generator: fixed `_random_samples` (a buffer) instead
+    Case("FractionalMaxPool2d", (2,), dict(output_size=(3, 3), _random_samples=np.random.default_rng(1).uniform(
+        size=(2, 3, 2)).astype(np.float32)), inputs=(f(2, 3, 6, 7),)),
+    Case("FractionalMaxPool2d", ((2, 3),), dict(output_ratio=0.5, return_indices=True, _random_samples=np.random.default_rng(2).uniform(
+        size=(1, 2, 2)).astype(np.float32)), inputs=(f(1, 2, 8, 9),)),
+    Case("FractionalMaxPool3d", (2,), dict(output_size=(2, 3, 2), return_indices=True, _random_samples=np.random.default_rng(3).uniform(
+        size=(1, 2, 3)).astype(np.float32)), inputs=(f(1, 2, 4, 5, 4),)),
     Case("MaxUnpool1d", (2,), inputs=pooled(1, (2, 3, 8), 2)),
     Case("MaxUnpool2d", (2,), dict(stride=2), inputs=pooled(2, (2, 2, 5, 5), 2),
          fwd_kwargs=dict(output_size=(5, 5))),
@@ -332,7 +347,7 @@ add(Case("BatchNorm1d", (3,), inputs=(f(4, 3),)),
     Case("LayerNorm", (5,), inputs=(f(2, 3, 5),), vmap="example"),
     Case("LayerNorm", ((3, 5),), dict(elementwise_affine=False), inputs=(f(2, 3, 5),)),
     Case("LayerNorm", ((3, 5),), dict(bias=False, eps=1e-3), inputs=(f(2, 3, 5),)),
-    Case("GroupNorm", (2, 4), inputs=(f(2, 4, 3, 3),), vmap="example"),
+    Case("GroupNorm", (2, 4), inputs=(f(2, 4, 3, 3),)),
     Case("GroupNorm", (3, 6), dict(affine=False, eps=1e-3), inputs=(f(2, 6, 5),)),
     Case("RMSNorm", (5,), inputs=(f(2, 3, 5),)),
     Case("RMSNorm", ((3, 5),), dict(eps=1e-3), inputs=(f(2, 3, 5),)),
@@ -375,7 +390,7 @@ add(Case("RNN", (3, 4), inputs=(f(5, 2, 3),), **RNN_TOL),
          inputs=(f(2, 5, 3), f(4, 2, 4)), **RNN_TOL),
     Case("RNN", (3, 4), dict(bias=False), inputs=(f(5, 3),), id="RNN(3,4,bias=False)-unbatched", **RNN_TOL),
     Case("LSTM", (3, 4), inputs=(f(5, 2, 3), (f(1, 2, 4), f(1, 2, 4))), **RNN_TOL),
-    Case("LSTM", (3, 4), dict(proj_size=2, batch_first=True), inputs=(f(2, 5, 3),), vmap="example", **RNN_TOL),
+    Case("LSTM", (3, 4), dict(proj_size=2, batch_first=True), inputs=(f(2, 5, 3),), **RNN_TOL),
     Case("LSTM", (3, 4), dict(num_layers=2, bidirectional=True), inputs=(f(4, 2, 3),), **RNN_TOL),
     Case("GRU", (3, 4), dict(num_layers=2, bias=False), inputs=(f(5, 2, 3),), **RNN_TOL),
     Case("GRU", (3, 4), dict(bidirectional=True, batch_first=True), inputs=(f(2, 4, 3), f(2, 2, 4)), **RNN_TOL),
@@ -410,7 +425,7 @@ add(Case("TransformerEncoderLayer", (8, 2, 16, 0.0), inputs=(f(5, 2, 8),), **DEE
         nn.TransformerEncoderLayer(8, 2, 16, 0.0), 2, norm=nn.LayerNorm(8), enable_nested_tensor=False),
          inputs=(f(5, 2, 8),), id="TransformerEncoder(layer,2,norm=LayerNorm)", **DEEP_TOL),
     Case("TransformerEncoder", build=lambda nn, arr: nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True), 2),
+        nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True), 2, enable_nested_tensor=False),
          inputs=(f(2, 4, 8),), fwd_kwargs=dict(src_key_padding_mask=np.array([[False] * 4, [False, False, False, True]])),
          id="TransformerEncoder(layer(batch_first),2)-padding_mask", **DEEP_TOL),
     Case("TransformerDecoder", build=lambda nn, arr: nn.TransformerDecoder(
@@ -428,7 +443,7 @@ add(Case("Flatten", (), inputs=(f(2, 3, 4),)),
     Case("Flatten", (0, 1), inputs=(f(2, 3, 4, 2),)),
     Case("Unflatten", (1, (2, 3)), inputs=(f(2, 6, 4),)),
     Case("Unflatten", (-1, (2, -1)), inputs=(f(2, 3, 8),)),
-    Case("Upsample", (), dict(scale_factor=2, mode="nearest"), inputs=(f(2, 3, 4, 4),), vmap="example"),
+    Case("Upsample", (), dict(scale_factor=2, mode="nearest"), inputs=(f(2, 3, 4, 4),)),
     Case("Upsample", (), dict(size=(5, 7), mode="bilinear", align_corners=True), inputs=(f(2, 3, 3, 4),)),
     Case("Upsample", (), dict(scale_factor=1.5, mode="bicubic"), inputs=(f(1, 2, 4, 4),)),
     Case("Upsample", (), dict(size=6, mode="linear"), inputs=(f(2, 3, 4),)),
@@ -441,7 +456,7 @@ add(Case("Flatten", (), inputs=(f(2, 3, 4),)),
     Case("ChannelShuffle", (2,), inputs=(f(2, 6, 3, 3),)),
     Case("Fold", (), dict(output_size=(4, 5), kernel_size=2), inputs=(f(2, 12, 12),)),
     Case("Fold", (), dict(output_size=(5, 6), kernel_size=(2, 3), stride=2, padding=1, dilation=1),
-         inputs=(f(1, 12, 12),)),
+         inputs=(f(1, 12, 9),)),
     Case("Unfold", (), dict(kernel_size=2), inputs=(f(2, 3, 4, 5),), vmap="example"),
     Case("Unfold", (), dict(kernel_size=(2, 3), dilation=2, padding=1, stride=(1, 2)), inputs=(f(2, 2, 5, 6),)),
     Case("CosineSimilarity", (), inputs=(f(3, 5), f(3, 5))),
@@ -556,8 +571,11 @@ add(Case("L1Loss", inputs=(f(3, 4), f(3, 4))),
     Case("PoissonNLLLoss", (), dict(log_input=False, full=True), inputs=(f(3, 4, lo=0.5, hi=3.0), f(3, 4, lo=0.0, hi=4.0))),
     Case("GaussianNLLLoss", inputs=(f(3, 4), f(3, 4), f(3, 4, lo=0.1, hi=2.0))),
     Case("GaussianNLLLoss", (), dict(full=True, eps=1e-3, reduction="sum"), inputs=(f(3, 4), f(3, 4), f(3, 1, lo=0.1, hi=2.0))),
-    Case("CTCLoss", inputs=ctc_inputs(6, 2, 4, 3)),
-    Case("CTCLoss", (), dict(blank=0, reduction="sum", zero_infinity=True), inputs=ctc_inputs(5, 3, 5, 2)),
+    # torch's ctc_loss backward returns the gradient w.r.t. the logits of a log_softmax (it adds
+    # exp(log_probs)); through a log_softmax, as CTCLoss is used, the two conventions agree
+    Case("CTCLoss", inputs=ctc_inputs(6, 2, 4, 3), pre=_log_softmax_first),
+    Case("CTCLoss", (), dict(blank=0, reduction="sum", zero_infinity=True), inputs=ctc_inputs(5, 3, 5, 2),
+         pre=_log_softmax_first),
     Case("AdaptiveLogSoftmaxWithLoss", (8, 10, [4, 8]), inputs=(f(5, 8), i(10, 5)), **SUM_TOL),
     Case("AdaptiveLogSoftmaxWithLoss", (8, 10, [3]), dict(div_value=2.0, head_bias=True),
          inputs=(f(5, 8), i(10, 5)), **SUM_TOL),

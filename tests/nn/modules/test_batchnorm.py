@@ -10,37 +10,23 @@ import torch
 
 import jaxmodule
 from jaxmodule import nn
-from tests.helpers import assert_close, randn, state_dict_shapes, to_torch
+from tests.helpers import (
+    assert_close,
+    assert_forward_and_grads_match,
+    randn,
+    state_dict_shapes,
+    to_torch,
+)
+from tests.helpers import randomize_torch_module as randomize
 
 GRAD_TOL = dict(rtol=1e-4, atol=1e-5)  # batch-norm backward sums over the batch
-
-
-def randomize(tm):
-    """Give a torch module non-trivial parameters and running statistics."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in tm.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-        if getattr(tm, "running_mean", None) is not None:
-            tm.running_mean.copy_(torch.randn(tm.running_mean.shape, generator=gen))
-            tm.running_var.copy_(torch.rand(tm.running_var.shape, generator=gen) + 0.5)
-    return tm
 
 
 def compare(jm, tm, x, training, rtol=1e-5, atol=1e-6):
     """Forward and gradients (input and every parameter) of jm vs tm on x."""
     jm.train(training)
     tm.train(training)
-    out, vjp = jax.vjp(lambda m, v: m(v), jm, jnp.asarray(x))
-    g = randn(*out.shape, seed=7)
-    gm, gx = vjp(jnp.asarray(g))
-    tx = to_torch(x, requires_grad=True)
-    tout = tm(tx)
-    tout.backward(torch.from_numpy(g))
-    assert_close(out, tout, rtol, atol)
-    assert_close(gx, tx.grad, **GRAD_TOL)
-    for name, p in tm.named_parameters():
-        assert_close(gm.get_parameter(name)._value, p.grad, **GRAD_TOL)
+    assert_forward_and_grads_match(jm, tm, x, rtol, atol, GRAD_TOL)
 
 
 CASES = [

@@ -8,20 +8,16 @@ import pytest
 import torch
 
 from jaxmodule import nn
-from tests.helpers import assert_close, randn, state_dict_shapes, to_torch
+from tests.helpers import (
+    assert_close,
+    assert_forward_and_grads_match,
+    randn,
+    state_dict_shapes,
+    to_torch,
+)
+from tests.helpers import randomize_torch_module as randomize
 
 GRAD_TOL = dict(rtol=1e-4, atol=1e-5)  # the backward sums over the spatial dims
-
-
-def randomize(tm):
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in tm.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-        if tm.running_mean is not None:
-            tm.running_mean.copy_(torch.randn(tm.running_mean.shape, generator=gen))
-            tm.running_var.copy_(torch.rand(tm.running_var.shape, generator=gen) + 0.5)
-    return tm
 
 
 CASES = [
@@ -43,17 +39,7 @@ def test_forward_and_grads_match_torch(jcls, tcls, shape, kwargs, training):
     jm.load_state_dict(tm.state_dict())
     jm.train(training)
     tm.train(training)
-    x = randn(*shape)
-    out, vjp = jax.vjp(lambda m, v: m(v), jm, jnp.asarray(x))
-    g = randn(*out.shape, seed=7)
-    gm, gx = vjp(jnp.asarray(g))
-    tx = to_torch(x, requires_grad=True)
-    tout = tm(tx)
-    tout.backward(torch.from_numpy(g))
-    assert_close(out, tout)
-    assert_close(gx, tx.grad, **GRAD_TOL)
-    for name, p in tm.named_parameters():
-        assert_close(gm.get_parameter(name)._value, p.grad, **GRAD_TOL)
+    assert_forward_and_grads_match(jm, tm, randn(*shape), grad_tol=GRAD_TOL)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4), (3, 4)])

@@ -2,6 +2,7 @@
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -120,6 +121,7 @@ def run_torch(t, xs, requires_grad=True):
     ts = [torch.tensor(x, requires_grad=requires_grad) for x in xs]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", "Using padding='same' with even kernel")
         (t(*ts) ** 2).sum().backward()
     return [x.grad for x in ts]
 
@@ -182,8 +184,9 @@ def test_replaced_grad_input_reaches_inputs_and_parameters_as_torch(name, compil
     gm, *gx = run_jm(j, xs, compiled=compiled)
     for a, b in zip(gx, tgx):
         assert_close(a, b, atol=1e-5)
-    for (pname, tp), (_, jp) in zip(t.named_parameters(), gm.named_parameters()):
-        assert_close(jp, tp.grad, atol=1e-5)
+    grads = dict(gm.named_parameters())
+    for pname, tp in t.named_parameters():
+        assert_close(grads[pname], tp.grad, atol=1e-5)
 
 
 def test_returning_none_drops_that_gradient():
@@ -234,6 +237,45 @@ def test_backward_pre_hook_makes_the_last_operation_the_hook_identity():
         m.register_backward_hook(recorder(log))
     run_torch(t, xs)
     run_jm(j, xs)
+    compare_logs(tlog, jlog)
+
+
+def test_dropout_in_training_reports_the_mask_as_none():
+    t, j = pair("Dropout", 0.5)
+    tlog, jlog = [], []
+    t.register_backward_hook(recorder(tlog))
+    j.register_backward_hook(recorder(jlog))
+    xs = [randn(4, 3)]
+    run_torch(t, xs)
+    gm, gx = run_jm(j, xs)
+    assert [g is None for g in jlog[0][0]] == [g is None for g in tlog[0][0]] == [False, True]
+    assert_close(jlog[0][0][0], gx)  # random masks differ from torch's; the gradient is the input's
+
+
+def test_plain_jax_jit_runs_hooks_with_values_and_replacements():
+    t, j, xs = build("seq_linear_tanh")
+    tlog, jlog = [], []
+    t.register_backward_hook(recorder(tlog, scale=2.0))
+    j.register_backward_hook(recorder(jlog, scale=2.0))
+    tgx = run_torch(t, xs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        gm, gx = jax.jit(jaxmodule.grad(lambda m, x: (m(x) ** 2).sum(), argnums=(0, 1)))(j, jnp.asarray(xs[0]))
+    compare_logs(tlog, jlog)
+    assert_close(gx, tgx[0], atol=1e-5)
+    assert_close(gm[0].weight, t[0].weight.grad, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_embedding_reports_the_weight_gradient():
+    t, j = pair("Embedding", 5, 3)
+    j.load_state_dict(t.state_dict())
+    tlog, jlog = [], []
+    t.register_backward_hook(recorder(tlog))
+    j.register_backward_hook(recorder(jlog))
+    idx = np.array([[1, 2, 1], [4, 0, 2]])
+    (t(torch.tensor(idx)) ** 2).sum().backward()
+    jaxmodule.grad(lambda m: (m(jnp.asarray(idx)) ** 2).sum())(j)
     compare_logs(tlog, jlog)
 
 

@@ -6,32 +6,21 @@ import pytest
 import torch
 
 from jaxmodule import nn
-from tests.helpers import assert_close, randn, state_dict_shapes, to_torch
+from tests.helpers import (
+    assert_close,
+    assert_forward_and_grads_match,
+    randn,
+    state_dict_shapes,
+)
+from tests.helpers import randomize_torch_module as randomize
 
 GRAD_TOL = dict(rtol=1e-4, atol=1e-5)  # normalization backwards sum over the normalized dims
-
-
-def randomize(tm):
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in tm.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-    return tm
 
 
 def compare(jm, tm, x, rtol=1e-5, atol=1e-6, grad_tol=GRAD_TOL):
     """Load tm's state into jm, then compare forward and gradients (input and parameters)."""
     jm.load_state_dict(tm.state_dict())
-    out, vjp = jax.vjp(lambda m, v: m(v), jm, jnp.asarray(x))
-    g = randn(*out.shape, seed=7)
-    gm, gx = vjp(jnp.asarray(g))
-    tx = to_torch(x, requires_grad=True)
-    tout = tm(tx)
-    tout.backward(torch.from_numpy(g))
-    assert_close(out, tout, rtol, atol)
-    assert_close(gx, tx.grad, **grad_tol)
-    for name, p in tm.named_parameters():
-        assert_close(gm.get_parameter(name)._value, p.grad, **grad_tol)
+    assert_forward_and_grads_match(jm, tm, x, rtol, atol, grad_tol)
 
 
 def check_structure(jm, tm):
