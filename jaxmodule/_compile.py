@@ -20,6 +20,7 @@ those changing retraces, and an unrelated structural change elsewhere reuses the
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -44,11 +45,19 @@ def _is_optimizer(x: Any) -> bool:
     return hasattr(type(x), "_jm_state_get")
 
 
+def _is_stateful(x: Any) -> bool:
+    return isinstance(x, (Module, Generator)) or hasattr(type(x), "_jm_state_get")
+
+
+_value_of = operator.attrgetter("_value")
+
+
 class _Plan:
     """What one compiled call gathers and scatters, for one structure of the arguments."""
 
-    __slots__ = ("version", "grad_version", "amp", "ids", "positions", "live", "cells", "optimizers",
-                 "grad_params", "signature", "mutated", "const", "grads_out", "jitted")
+    __slots__ = ("version", "grad_version", "amp", "ids", "positions", "live", "arg_objs", "cells",
+                 "optimizers", "grad_params", "signature", "mutated", "const", "grads_out", "jitted",
+                 "mutated_cells", "const_cells")
 
     def __init__(self, args: tuple, positions: tuple, ids: tuple) -> None:
         self.version = _structure.VERSION[0]
@@ -57,6 +66,7 @@ class _Plan:
         self.ids = ids
         self.positions = positions
         self.live = {i: args[i] for i in positions}
+        self.arg_objs = tuple(self.live.get(i) for i in range(len(args)))
         cells: list = []
         seen: set[int] = set()
         optimizers: list = []
@@ -111,13 +121,14 @@ class CompiledFunction:
     def _plan_for(self, args: tuple) -> _Plan:
         plan = self._plan
         if plan is not None and plan.version == _structure.VERSION[0] \
-                and plan.grad_version == _structure.GRAD_VERSION[0] and plan.amp == _amp_state():
-            live = plan.live
-            if len(live) == sum(1 for a in args if isinstance(a, (Module, Generator)) or _is_optimizer(a)) \
-                    and all(i < len(args) and args[i] is obj for i, obj in live.items()):
+                and plan.grad_version == _structure.GRAD_VERSION[0] and plan.amp == _amp_state() \
+                and len(args) == len(plan.arg_objs):
+            for a, expected in zip(args, plan.arg_objs):
+                if a is not expected and (expected is not None or _is_stateful(a)):
+                    break
+            else:
                 return plan
-        positions = tuple(i for i, a in enumerate(args)
-                          if isinstance(a, (Module, Generator)) or _is_optimizer(a))
+        positions = tuple(i for i, a in enumerate(args) if _is_stateful(a))
         plan = _Plan(args, positions, tuple(id(args[i]) for i in positions))
         known = self._by_signature.get(plan.signature)
         if known is not None:
@@ -127,6 +138,8 @@ class CompiledFunction:
         else:
             self._discover(plan, args)
             self._by_signature[plan.signature] = plan
+        plan.mutated_cells = [plan.cells[k] for k in plan.mutated]
+        plan.const_cells = [plan.cells[k] for k in plan.const]
         self._plan = plan
         return plan
 
@@ -208,20 +221,21 @@ class CompiledFunction:
     # ---- the call ---------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         plan = self._plan_for(args)
-        cells = plan.cells
+        optimizers = plan.optimizers
         out, new_vals, new_opt, new_grads = plan.jitted(
-            [cells[k]._value for k in plan.mutated],
-            [cells[k]._value for k in plan.const],
-            [o._jm_state_get() for o in plan.optimizers],
-            [p.grad for p in plan.grad_params],
+            list(map(_value_of, plan.mutated_cells)),
+            list(map(_value_of, plan.const_cells)),
+            [o._jm_state_get() for o in optimizers] if optimizers else [],
+            [p.grad for p in plan.grad_params] if plan.grad_params else [],
             _dynamic(plan, args), kwargs)
-        for k, v in zip(plan.mutated, new_vals):
-            cells[k]._value = v
-        for o, s in zip(plan.optimizers, new_opt):
-            o._jm_state_set(s)
+        for c, v in zip(plan.mutated_cells, new_vals):
+            c._value = v
+        for o, st in zip(optimizers, new_opt):
+            o._jm_state_set(st)
         if plan.grad_params or plan.grads_out:
             for p in plan.grad_params:
                 p.grad = None
+            cells = plan.cells
             for k, g in zip(plan.grads_out, new_grads):
                 cells[k].grad = g
         return out
