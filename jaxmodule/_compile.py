@@ -19,12 +19,14 @@ those changing retraces, and an unrelated structural change elsewhere reuses the
 
 from __future__ import annotations
 
+import enum
 import functools
 import operator
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 from . import _structure
 from ._random import Generator, default_generator
@@ -33,13 +35,6 @@ from .nn.modules._pytree import module_cells
 from .nn.modules.module import Module
 
 __all__ = ["compile", "CompiledFunction", "compile_module"]
-
-TRACER_LEAK_HINT = (
-    "a jax tracer was left in {what} after a compiled step. State must be written through "
-    "modules, optimizers or generators passed as ARGUMENTS of the compiled function:\n"
-    "    wrong: step = jaxmodule.compile(lambda x: model(x))\n"
-    "    right: step = jaxmodule.compile(lambda model, x: model(x)); step(model, x)")
-
 
 def _is_optimizer(x: Any) -> bool:
     return hasattr(type(x), "_jm_state_get")
@@ -50,23 +45,52 @@ def _is_stateful(x: Any) -> bool:
 
 
 _value_of = operator.attrgetter("_value")
+_STATIC_SCALARS = frozenset({bool, int, float, complex, str, type(None)})
+_DYN, _LIVE, _STATIC = 0, 1, 2
+
+
+def _is_static(x: Any) -> bool:
+    """Python values that a compiled step treats as constants (as torch.compile specialises on
+    them): scalars, strings, None, dtypes, types, functions, and tuples/lists of those. A change of
+    value retraces. Arrays (and containers of arrays) are traced."""
+    t = type(x)
+    if t in _STATIC_SCALARS:
+        return True
+    if t is tuple or t is list:
+        return all(map(_is_static, x))
+    return isinstance(x, (type, np.dtype, enum.Enum)) or callable(x) and not _is_stateful(x)
+
+
+def _freeze(x: Any) -> Any:
+    return tuple(map(_freeze, x)) if type(x) is list or type(x) is tuple else x
+
+
+def _same_static(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and (a is b or _freeze(a) == _freeze(b))
 
 
 class _Plan:
     """What one compiled call gathers and scatters, for one structure of the arguments."""
 
-    __slots__ = ("version", "grad_version", "amp", "ids", "positions", "live", "arg_objs", "cells",
-                 "optimizers", "grad_params", "signature", "mutated", "const", "grads_out", "jitted",
-                 "mutated_cells", "const_cells")
+    __slots__ = ("version", "grad_version", "amp", "live", "kinds", "values", "static_kwargs",
+                 "dyn_kwargs", "cells", "optimizers", "grad_params", "signature", "mutated", "const",
+                 "grads_out", "jitted", "mutated_cells", "const_cells")
 
-    def __init__(self, args: tuple, positions: tuple, ids: tuple) -> None:
+    def __init__(self, args: tuple, kwargs: dict) -> None:
         self.version = _structure.VERSION[0]
         self.grad_version = _structure.GRAD_VERSION[0]
         self.amp = _amp_state()
-        self.ids = ids
-        self.positions = positions
+        kinds = [_LIVE if _is_stateful(a) else _STATIC if _is_static(a) else _DYN for a in args]
+        self.kinds = tuple(kinds)
+        self.values = tuple(None if k == _DYN else a for k, a in zip(kinds, args))
+        positions = tuple(i for i, k in enumerate(kinds) if k == _LIVE)
         self.live = {i: args[i] for i in positions}
-        self.arg_objs = tuple(self.live.get(i) for i in range(len(args)))
+        self.static_kwargs = {k: v for k, v in kwargs.items() if _is_static(v)}
+        self.dyn_kwargs = tuple(k for k in kwargs if k not in self.static_kwargs)
+        if any(_is_stateful(kwargs[k]) for k in self.dyn_kwargs):
+            raise TypeError("jaxmodule.compile: pass modules, optimizers and generators as positional arguments")
+        statics = (tuple((i, _freeze(args[i])) for i, k in enumerate(kinds) if k == _STATIC),
+                   tuple((k, _freeze(v)) for k, v in self.static_kwargs.items()), self.dyn_kwargs)
         cells: list = []
         seen: set[int] = set()
         optimizers: list = []
@@ -77,8 +101,7 @@ class _Plan:
                 seen.add(id(c))
                 cells.append(c)
 
-        for i in positions:
-            a = args[i]
+        for a in self.live.values():
             if isinstance(a, Module):
                 for c in module_cells(a)[0]:
                     add(c)
@@ -100,7 +123,36 @@ class _Plan:
         self.optimizers = optimizers
         self.grad_params = [c for c in cells if getattr(c, "grad", None) is not None]
         sig.append(tuple(index[id(p)] for p in self.grad_params))
-        self.signature = (positions, ids, self.amp, tuple(sig))
+        ids = tuple(id(a) for a in self.live.values())
+        self.signature = (self.kinds, ids, statics, self.amp, tuple(sig))
+
+    def matches(self, args: tuple, kwargs: dict) -> bool:
+        """Whether this plan serves a call with these arguments (the per-call check)."""
+        if len(args) != len(self.kinds) or len(kwargs) != len(self.static_kwargs) + len(self.dyn_kwargs):
+            return False
+        for a, kind, v in zip(args, self.kinds, self.values):
+            if kind == _LIVE:
+                if a is not v:
+                    return False
+            elif kind == _STATIC:
+                if not _same_static(a, v):
+                    return False
+            elif _is_stateful(a) or _is_static(a):
+                return False
+        for k, v in self.static_kwargs.items():
+            if k not in kwargs or not _same_static(kwargs[k], v):
+                return False
+        return all(k in kwargs for k in self.dyn_kwargs)
+
+    def split(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The traced part of a call: dynamic positional arguments (None elsewhere) and kwargs."""
+        return (tuple(a if k == _DYN else None for a, k in zip(args, self.kinds)),
+                {k: kwargs[k] for k in self.dyn_kwargs})
+
+    def rebuild(self, dyn: tuple, dyn_kwargs: dict) -> tuple[tuple, dict]:
+        """The full call inside the trace: live objects, static values and traced values."""
+        call_args = tuple(d if k == _DYN else v for d, k, v in zip(dyn, self.kinds, self.values))
+        return call_args, {**self.static_kwargs, **dyn_kwargs}
 
 
 class CompiledFunction:
@@ -118,32 +170,27 @@ class CompiledFunction:
         self.trace_count = 0
 
     # ---- planning ---------------------------------------------------------------------------
-    def _plan_for(self, args: tuple) -> _Plan:
+    def _plan_for(self, args: tuple, kwargs: dict) -> _Plan:
         plan = self._plan
         if plan is not None and plan.version == _structure.VERSION[0] \
                 and plan.grad_version == _structure.GRAD_VERSION[0] and plan.amp == _amp_state() \
-                and len(args) == len(plan.arg_objs):
-            for a, expected in zip(args, plan.arg_objs):
-                if a is not expected and (expected is not None or _is_stateful(a)):
-                    break
-            else:
-                return plan
-        positions = tuple(i for i, a in enumerate(args) if _is_stateful(a))
-        plan = _Plan(args, positions, tuple(id(args[i]) for i in positions))
+                and plan.matches(args, kwargs):
+            return plan
+        plan = _Plan(args, kwargs)
         known = self._by_signature.get(plan.signature)
         if known is not None:
             for slot in ("mutated", "const", "grads_out", "jitted"):
                 setattr(plan, slot, getattr(known, slot))
             plan.live = known.live
         else:
-            self._discover(plan, args)
+            self._discover(plan, args, kwargs)
             self._by_signature[plan.signature] = plan
         plan.mutated_cells = [plan.cells[k] for k in plan.mutated]
         plan.const_cells = [plan.cells[k] for k in plan.const]
         self._plan = plan
         return plan
 
-    def _discover(self, plan: _Plan, args: tuple) -> None:
+    def _discover(self, plan: _Plan, args: tuple, kwargs: dict) -> None:
         """Abstractly trace once to learn which cells (and grads) the step writes, then make the
         jitted function for this plan (a fresh closure: jit caches never mix plans)."""
         written: dict[str, Any] = {}
@@ -153,7 +200,7 @@ class CompiledFunction:
 
         jax.eval_shape(probe, [c._value for c in plan.cells],
                        [o._jm_state_get() for o in plan.optimizers],
-                       [p.grad for p in plan.grad_params], _dynamic(plan, args), {})
+                       [p.grad for p in plan.grad_params], *plan.split(args, kwargs))
         plan.mutated = written["mutated"]
         mutated = set(plan.mutated)
         plan.const = [k for k in range(len(plan.cells)) if k not in mutated]
@@ -193,8 +240,8 @@ class CompiledFunction:
             entry_grads = [getattr(c, "grad", None) for c in cells]
             for o, s in zip(plan.optimizers, opt_states):
                 o._jm_state_set(s)
-            call_args = tuple(plan.live[i] if i in plan.live else d for i, d in enumerate(dyn))
-            out = self.fn(*call_args, **kwargs)
+            call_args, call_kwargs = plan.rebuild(dyn, kwargs)
+            out = self.fn(*call_args, **call_kwargs)
             if _structure.VERSION[0] != version:
                 raise RuntimeError(
                     "the structure of a module changed inside a compiled step (a parameter, buffer "
@@ -220,14 +267,14 @@ class CompiledFunction:
 
     # ---- the call ---------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        plan = self._plan_for(args)
+        plan = self._plan_for(args, kwargs)
         optimizers = plan.optimizers
         out, new_vals, new_opt, new_grads = plan.jitted(
             list(map(_value_of, plan.mutated_cells)),
             list(map(_value_of, plan.const_cells)),
             [o._jm_state_get() for o in optimizers] if optimizers else [],
             [p.grad for p in plan.grad_params] if plan.grad_params else [],
-            _dynamic(plan, args), kwargs)
+            *plan.split(args, kwargs))
         for c, v in zip(plan.mutated_cells, new_vals):
             c._value = v
         for o, st in zip(optimizers, new_opt):
@@ -245,20 +292,15 @@ class CompiledFunction:
         return self if obj is None else functools.partial(self, obj)
 
 
-def _dynamic(plan: _Plan, args: tuple) -> tuple:
-    """The arguments that are traced (stateful objects replaced by None placeholders)."""
-    live = plan.live
-    return tuple(None if i in live else a for i, a in enumerate(args))
-
-
 def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: bool = True,
             **jit_kwargs: Any) -> Any:
     """Compile a step function into one XLA program, keeping torch-style mutation.
 
     The function may take modules, optimizers and generators as arguments and mutate them
     (optimizer.step(), BatchNorm statistics, dropout). After each call everything it wrote is
-    in the live objects. Array arguments are traced; other keyword arguments must be hashable
-    only if passed through `static_argnames`.
+    in the live objects. Array arguments (and containers of arrays) are traced; plain Python
+    values (bool, int, float, str, None, dtypes, functions, tuples of those) are constants of the
+    compiled program, as torch.compile specialises on them: a new value retraces.
 
     Args:
         fn: the step function (or use `@jaxmodule.compile(...)` as a decorator factory).

@@ -224,3 +224,40 @@ def test_random_draw_inside_plain_jit_raises_with_the_fix():
     assert jaxmodule.compile(lambda m, x: m(x))(model, jnp.ones((1, 2))).shape == (1, 2)
     model.eval()
     assert jax.jit(lambda m, x: m(x))(model, jnp.ones((1, 2))).shape == (1, 2)
+
+
+def test_python_values_are_static_and_retrace_when_they_change():
+    calls = []
+
+    def fn(m, x, scale, use_tanh=False, mode="sum"):
+        calls.append(1)
+        y = m(x) * scale
+        if use_tanh:  # Python control flow on a flag, as in torch code
+            y = jnp.tanh(y)
+        return y.sum() if mode == "sum" else y.mean()
+
+    model = nn.Linear(2, 2)
+    step = jaxmodule.compile(fn)
+    x = jnp.ones((3, 2))
+    a = step(model, x, 2.0, use_tanh=True)
+    np.testing.assert_allclose(a, jnp.tanh(model(x) * 2.0).sum(), rtol=1e-5)
+    step(model, x, 2.0, use_tanh=True)
+    assert step.trace_count == 1
+    b = step(model, x, 3.0, use_tanh=False, mode="mean")
+    np.testing.assert_allclose(b, (model(x) * 3.0).mean(), rtol=1e-5)
+    assert step.trace_count == 2
+
+
+def test_module_compile_with_keyword_flags():
+    t = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    j = nn.MultiheadAttention(8, 2, batch_first=True)
+    j.load_state_dict(t.state_dict())
+    j.compile()
+    q = randn(2, 3, 8)
+    out, w = j(jnp.asarray(q), jnp.asarray(q), jnp.asarray(q), need_weights=False)
+    tout, tw = t(torch.tensor(q), torch.tensor(q), torch.tensor(q), need_weights=False)
+    assert w is None and tw is None
+    assert_close(out, tout)
+    out2, w2 = j(jnp.asarray(q), jnp.asarray(q), jnp.asarray(q), need_weights=True, average_attn_weights=False)
+    tout2, tw2 = t(torch.tensor(q), torch.tensor(q), torch.tensor(q), need_weights=True, average_attn_weights=False)
+    assert_close(w2, tw2)

@@ -188,6 +188,40 @@ def _cubic_taps(n: int, o: int, scale: float | None, align_corners: bool) -> tup
     return idx, weights
 
 
+def _antialias_taps(n: int, o: int, scale: float | None, align_corners: bool, mode: str) -> tuple:
+    """torch's antialiased (PIL-style) weights: when downsampling, the bilinear/bicubic filter is
+    stretched by the scale so every input pixel contributes; weights are normalised per output."""
+    f32 = np.float32
+    ratio = _scale_f32(n, o, align_corners, scale)
+    size = 2 if mode == "bilinear" else 4
+    support = f32(size * 0.5) * ratio if ratio >= 1 else f32(size * 0.5)
+    invscale = f32(1) / ratio if ratio >= 1 else f32(1)
+    a = f32(-0.5)  # the antialiased bicubic filter uses a = -0.5 (PIL), not -0.75
+
+    def filt(v: np.ndarray) -> np.ndarray:
+        v = np.abs(v)
+        if mode == "bilinear":
+            return np.where(v < 1, 1 - v, 0).astype(f32)
+        return np.where(v < 1, ((a + 2) * v - (a + 3)) * v * v + 1,
+                        np.where(v < 2, (((v - 5) * v + 8) * v - 4) * a, 0)).astype(f32)
+
+    rows = []
+    for i in range(o):
+        center = ratio * f32(i + 0.5)
+        lo = max(int(center - support + f32(0.5)), 0)
+        count = min(int(center + support + f32(0.5)), n) - lo
+        w = filt((np.arange(count, dtype=f32) + f32(lo) - center + f32(0.5)) * invscale)
+        total = w.sum(dtype=f32)
+        rows.append((lo, (w / total).astype(f32) if total != 0 else w))
+    taps = max(len(w) for _, w in rows)
+    idx = np.zeros((o, taps), np.int64)
+    weights = np.zeros((o, taps), np.float32)
+    for i, (lo, w) in enumerate(rows):
+        idx[i] = np.minimum(lo + np.arange(taps), n - 1)
+        weights[i, :len(w)] = w
+    return idx, weights
+
+
 def _resample(x: Any, axis: int, idx: np.ndarray, weights: np.ndarray | None) -> jax.Array:
     if weights is None:
         return jnp.take(x, jnp.asarray(idx[:, 0]), axis=axis)
@@ -218,7 +252,8 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
         align_corners: for the interpolating modes, align the corner pixel centres (default False).
         recompute_scale_factor: compute the sampling scale from the output size instead of
             using the given `scale_factor`.
-        antialias: not implemented (raises NotImplementedError when True).
+        antialias: for 'bilinear' and 'bicubic' on 4D input, widen the filter when downsampling
+            (torch's PIL-style antialiasing).
 
     >>> import jax.numpy as jnp
     >>> interpolate(jnp.arange(4.0).reshape(1, 1, 2, 2), scale_factor=2).shape
@@ -268,11 +303,11 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
         raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
     if mode == "area" or recompute_scale_factor:
         scales = [None] * nd
-    if antialias:
-        if not (mode in ("bilinear", "bicubic") and x.ndim == 4):
-            raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
-                             "and requires a 4-D tensor as input")
-        raise NotImplementedError("interpolate: `antialias=True` is not implemented in jaxmodule")
+    if antialias and not (mode in ("bilinear", "bicubic") and x.ndim == 4):
+        if mode == "lanczos" and x.ndim == 4:
+            raise NotImplementedError("interpolate: `mode='lanczos'` is not implemented in jaxmodule")
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
+                         "and requires a 4-D tensor as input")
     if mode == "lanczos":
         raise NotImplementedError("interpolate: `mode='lanczos'` is not implemented in jaxmodule")
     if mode not in _MODES or x.ndim not in (3, 4, 5):
@@ -294,7 +329,9 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
         x = x.astype(jnp.float32)  # torch interpolates half types in float32
     for i in reversed(range(nd)):  # last dim first, as torch's separable kernels do
         n, o, s = x.shape[2 + i], out_size[i], scales[i]
-        if mode in ("nearest", "nearest-exact"):
+        if antialias:
+            idx, w = _antialias_taps(n, o, s, align_corners, mode)
+        elif mode in ("nearest", "nearest-exact"):
             idx, w = _nearest_taps(n, o, s, mode == "nearest-exact", nd == 2)
         elif mode == "bicubic":
             idx, w = _cubic_taps(n, o, s, align_corners)

@@ -109,6 +109,17 @@ def test_interpolate(shape, mode, align_corners, spec):
            dict(mode=mode, align_corners=align_corners, **spec))
 
 
+@pytest.mark.parametrize("mode, align_corners, spec", [
+    ("bilinear", False, dict(size=(3, 4))),
+    ("bilinear", True, dict(scale_factor=(0.5, 1.7))),
+    ("bicubic", False, dict(scale_factor=0.3)),
+    ("bicubic", True, dict(size=(16, 5))),
+])
+def test_interpolate_antialias(mode, align_corners, spec):
+    _check(F.interpolate, TF.interpolate, randn(2, 3, 10, 8, seed=6),
+           dict(mode=mode, align_corners=align_corners, antialias=True, **spec))
+
+
 def test_interpolate_many_sizes_forward():
     """A sweep of sizes and scales (forward only, one trace each, small arrays)."""
     x = randn(1, 1, 5, 3, seed=4)
@@ -150,8 +161,10 @@ def test_upsample_aliases_warn():
      "Input Error: Only 3D, 4D and 5D input Tensors supported \\(got 4D\\)"),
     (lambda: F.interpolate(jnp.ones((1, 1, 4, 4)), size=(3, 3, 3)), ValueError,
      "Input and output must have the same number of spatial dimensions"),
-    (lambda: F.interpolate(jnp.ones((1, 1, 4, 4)), size=3, mode="bilinear", antialias=True),
-     NotImplementedError, "`antialias=True` is not implemented"),
+    (lambda: F.interpolate(jnp.ones((1, 1, 4)), size=3, mode="linear", antialias=True),
+     ValueError, "Anti-alias option is restricted to bilinear, bicubic, and lanczos modes"),
+    (lambda: F.interpolate(jnp.ones((1, 1, 4, 4)), size=3, mode="lanczos", antialias=True),
+     NotImplementedError, "`mode='lanczos'` is not implemented"),
     (lambda: F.interpolate(jnp.ones((1, 1, 4, 4)), size=3, recompute_scale_factor=True), ValueError,
      "recompute_scale_factor is not meaningful with an explicit size"),
 ])
