@@ -16,13 +16,13 @@ def run(*args):
 
 
 def test_demo_trains_and_round_trips_its_checkpoint():
-    out = run("examples/train_classifier.py", "--epochs", "2", "--train-size", "1024")
+    out = run("examples/train_classifier.py", "--epochs", "2", "--train-size", "2048")
     lines = [line for line in out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2
     losses = [float(line.split("loss ")[1].split()[0]) for line in lines]
     accuracy = float(lines[-1].split("test accuracy ")[1].split()[0])
     assert losses[1] < losses[0]
-    assert accuracy > 0.3  # 10 classes: chance is 0.1; two short epochs reach about 0.5
+    assert accuracy > 0.3  # 10 classes: chance is 0.1; two short epochs reach about 0.47
     assert "outputs equal = True" in out
 
 

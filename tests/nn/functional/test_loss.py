@@ -127,6 +127,15 @@ def test_gaussian_nll_float_var_and_errors():
 CE_SHAPES = [((5,), ()), ((4, 5), (4,)), ((2, 5, 3), (2, 3)), ((2, 5, 2, 3), (2, 2, 3))]
 
 
+def _with_class_weight(kw, c):
+    """`kw` for jaxmodule and a copy for torch, each with a `(c,)` class weight when c is not None."""
+    kw, tkw = dict(kw), dict(kw)
+    if c is not None:
+        w = np.linspace(0.5, 2.0, c).astype(np.float32)
+        kw["weight"], tkw["weight"] = jnp.asarray(w), torch.tensor(w)
+    return kw, tkw
+
+
 def _index_target(tshape, c, seed=0, ignore=None):
     t = np.random.default_rng(seed).integers(0, c, tshape)
     if ignore is not None and t.ndim:
@@ -142,12 +151,8 @@ def test_cross_entropy_indices(shape, tshape, opts, reduction):
     x = randn(*shape, seed=7)
     c = shape[0] if len(shape) == 1 else shape[1]
     t = _index_target(tshape, c, ignore=opts.get("ignore_index"))
-    kw = {k: v for k, v in opts.items() if k != "weight"}
-    kw["reduction"] = reduction
-    tkw = dict(kw)
-    if opts.get("weight"):
-        w = np.linspace(0.5, 2.0, c).astype(np.float32)
-        kw["weight"], tkw["weight"] = jnp.asarray(w), torch.tensor(w)
+    kw, tkw = _with_class_weight({**{k: v for k, v in opts.items() if k != "weight"},
+                                  "reduction": reduction}, c if opts.get("weight") else None)
     _check("cross_entropy", [x, t], kw, tkw=tkw)
 
 
@@ -159,12 +164,8 @@ def test_cross_entropy_probabilities(shape, opts, reduction):
     axis = 0 if len(shape) == 1 else 1
     p = _probs(*shape, seed=9, axis=axis)
     c = shape[axis]
-    kw = {k: v for k, v in opts.items() if k != "weight"}
-    kw["reduction"] = reduction
-    tkw = dict(kw)
-    if opts.get("weight"):
-        w = np.linspace(0.5, 2.0, c).astype(np.float32)
-        kw["weight"], tkw["weight"] = jnp.asarray(w), torch.tensor(w)
+    kw, tkw = _with_class_weight({**{k: v for k, v in opts.items() if k != "weight"},
+                                  "reduction": reduction}, c if opts.get("weight") else None)
     _check("cross_entropy", [x, p], kw, diff=(0, 1), tkw=tkw)
 
 
@@ -174,9 +175,8 @@ def test_nll_loss(shape, tshape, reduction):
     x = randn(*shape, seed=10)
     c = shape[0] if len(shape) == 1 else shape[1]
     t = _index_target(tshape, c, seed=1, ignore=-100)
-    w = np.linspace(0.5, 2.0, c).astype(np.float32)
-    _check("nll_loss", [x, t], {"reduction": reduction, "weight": jnp.asarray(w)},
-           tkw={"reduction": reduction, "weight": torch.tensor(w)})
+    kw, tkw = _with_class_weight({"reduction": reduction}, c)
+    _check("nll_loss", [x, t], kw, tkw=tkw)
     _check("nll_loss", [x, np.where(t == -100, 1, t)], {"reduction": reduction, "ignore_index": 0})
 
 
@@ -313,11 +313,7 @@ def test_soft_margin(reduction):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_multilabel_soft_margin(weighted, reduction):
     t = (SIGNS > 0).astype(np.float32)
-    kw = {"reduction": reduction}
-    tkw = dict(kw)
-    if weighted:
-        w = np.linspace(0.5, 2.0, 5).astype(np.float32)
-        kw["weight"], tkw["weight"] = jnp.asarray(w), torch.tensor(w)
+    kw, tkw = _with_class_weight({"reduction": reduction}, 5 if weighted else None)
     _check("multilabel_soft_margin_loss", [X, t], kw, diff=(0, 1), tkw=tkw)
 
 
@@ -325,11 +321,8 @@ def test_multilabel_soft_margin(weighted, reduction):
 @pytest.mark.parametrize("p,margin,weighted", [(1, 1.0, False), (2, 0.5, False), (1, 2.0, True), (2, 1.0, True)])
 def test_multi_margin(p, margin, weighted, reduction):
     t = np.array([0, 4, 2, 1])
-    kw = {"p": p, "margin": margin, "reduction": reduction}
-    tkw = dict(kw)
-    if weighted:
-        w = np.linspace(0.5, 2.0, 5).astype(np.float32)
-        kw["weight"], tkw["weight"] = jnp.asarray(w), torch.tensor(w)
+    kw, tkw = _with_class_weight({"p": p, "margin": margin, "reduction": reduction},
+                                 5 if weighted else None)
     _check("multi_margin_loss", [X, t], kw, tkw=tkw)
     _check("multi_margin_loss", [X[0], np.array(t[0])], kw, tkw=tkw)  # unbatched
 
