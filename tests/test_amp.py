@@ -81,3 +81,18 @@ def test_grad_scaler_state_dict_round_trip_and_errors():
         jaxmodule.amp.GradScaler(growth_factor=1.0)
     with pytest.raises(RuntimeError, match="empty"):
         sc2.load_state_dict({})
+
+
+@pytest.mark.parametrize("kind", ["conv", "lstm", "mha"])
+def test_autocast_covers_conv_rnn_and_attention(kind):
+    if kind == "conv":
+        layer, args = nn.Conv2d(2, 3, 3), (jnp.ones((1, 2, 5, 5)),)
+    elif kind == "lstm":
+        layer, args = nn.LSTM(4, 6), (jnp.ones((5, 2, 4)),)
+    else:
+        layer, args = nn.MultiheadAttention(8, 2), (jnp.ones((3, 2, 8)),) * 3
+    with jaxmodule.autocast("cpu", dtype=jnp.bfloat16):
+        out = layer(*args)
+    out = out[0] if isinstance(out, tuple) else out
+    assert out.dtype == jnp.bfloat16
+    assert all(p.dtype == jnp.float32 for p in layer.parameters())

@@ -255,21 +255,22 @@ def dirac_(tensor: Any, groups: int = 1) -> Any:
 
 
 # ---- scaled random fills -------------------------------------------------------------------
+def _xavier_std(tensor: Any, gain: float) -> float:
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    return gain * math.sqrt(2.0 / float(fan_in + fan_out))
+
+
 def xavier_uniform_(tensor: Any, gain: float = 1.0, generator: Generator | None = None) -> Any:
     """Glorot uniform: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)). Mirrors `torch.nn.init.xavier_uniform_`."""
     tensor = _check_cell(tensor, "xavier_uniform_")
-    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-    a = math.sqrt(3.0) * std
+    a = math.sqrt(3.0) * _xavier_std(tensor, gain)
     return _uniform(tensor, -a, a, generator)
 
 
 def xavier_normal_(tensor: Any, gain: float = 1.0, generator: Generator | None = None) -> Any:
     """Glorot normal: N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)). Mirrors `torch.nn.init.xavier_normal_`."""
     tensor = _check_cell(tensor, "xavier_normal_")
-    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-    return _normal(tensor, 0.0, std, generator)
+    return _normal(tensor, 0.0, _xavier_std(tensor, gain), generator)
 
 
 def _kaiming_std(tensor: Any, a: float, mode: _FanMode, nonlinearity: _NonlinearityType) -> float:

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ...amp.autocast_mode import autocast_inputs
 from ._utils import unwrap
 from .dropout import dropout as _dropout
 from .linear import linear as _lin
@@ -100,6 +101,8 @@ def _layer(mode: str, x: jax.Array, h0: jax.Array, c0: jax.Array | None,
     `(T, N, D * H_out)`, `h_n`, `c_n` `(D, N, ...)`.
     """
     ndir = len(params)
+    x, h0, c0 = autocast_inputs(x, h0, c0)  # inside `jaxmodule.autocast`, run in its dtype
+    params = [autocast_inputs(*p) for p in params]
     w_ih = jnp.stack([p[0] for p in params])
     w_hh = jnp.stack([p[1] for p in params])
     has_bias = params[0][2] is not None

@@ -181,7 +181,9 @@ class Case:
             "example" vmaps over axis 0 of every input (per-example unbatched calls) and compares
             with the batched eager call; None: not meaningful (documented at the case).
         forward: False for containers without a forward (state_dict and repr only).
-        lazy: a Lazy* layer: both are materialized by one forward before state is copied.
+        lazy: a Lazy* layer: both are materialized by one forward before state is copied. The
+            materialized layer is the concrete class (LazyLinear becomes Linear, as in torch),
+            which has its own cases: a lazy case checks state_dict, repr and the eager forward.
         rtol, atol: tolerance for outputs and gradients; a looser one says why in `why`.
     """
 
@@ -251,8 +253,9 @@ add(Case("Conv1d", (2, 4, 3), inputs=(f(2, 2, 7),), vmap="example", **SUM_TOL),
          inputs=(f(2, 4, 6, 6),), **SUM_TOL),
     Case("Conv2d", (2, 3, 3), dict(padding="same", padding_mode="replicate", bias=False),
          inputs=(f(1, 2, 5, 4),), **SUM_TOL),
-    Case("Conv3d", (2, 3, 2), inputs=(f(2, 2, 4, 4, 3),), **SUM_TOL),
-    Case("Conv3d", (2, 4, 3), dict(padding="same", groups=2, padding_mode="zeros"), inputs=(f(1, 2, 4, 3, 3),), **SUM_TOL),
+    Case("Conv3d", (2, 3, 2), inputs=(f(1, 2, 3, 4, 3),), **SUM_TOL),
+    Case("Conv3d", (2, 4, 3), dict(padding="same", groups=2, padding_mode="zeros"), inputs=(f(1, 2, 3, 3, 3),),
+         vmap=None, **SUM_TOL),
     Case("ConvTranspose1d", (2, 3, 3), dict(stride=2), inputs=(f(2, 2, 5),), vmap="example", **SUM_TOL),
     Case("ConvTranspose1d", (4, 2, 3), dict(stride=2, padding=1, output_padding=1, groups=2, dilation=2, bias=False),
          inputs=(f(2, 4, 5),), **SUM_TOL),
@@ -383,26 +386,30 @@ add(Case("Embedding", (10, 3), inputs=(i(10, 2, 4),), vmap="example"),
     Case("EmbeddingBag", (10, 3), dict(padding_idx=0, include_last_offset=True),
          inputs=(i(4, 7), Fixed(lambda rng: Arr(np.array([0, 3, 3, 7]), False)))))
 
-# recurrent (sums over the hidden size at every step)
+# recurrent (sums over the hidden size at every step). These and the transformers are the
+# slowest cases: each class has one vmap case, the others skip it (vmap=None).
 RNN_TOL = dict(atol=1e-5, why="float32 matmuls repeated over the time steps: summation order differs")
 add(Case("RNN", (3, 4), inputs=(f(5, 2, 3),), **RNN_TOL),
-    Case("RNN", (3, 4), dict(num_layers=2, nonlinearity="relu", batch_first=True, bidirectional=True),
-         inputs=(f(2, 5, 3), f(4, 2, 4)), **RNN_TOL),
-    Case("RNN", (3, 4), dict(bias=False), inputs=(f(5, 3),), id="RNN(3,4,bias=False)-unbatched", **RNN_TOL),
+    Case("RNN", (3, 4), dict(num_layers=2, nonlinearity="relu", batch_first=True, bidirectional=True, bias=False),
+         inputs=(f(2, 5, 3), f(4, 2, 4)), vmap=None, **RNN_TOL),
     Case("LSTM", (3, 4), inputs=(f(5, 2, 3), (f(1, 2, 4), f(1, 2, 4))), **RNN_TOL),
-    Case("LSTM", (3, 4), dict(proj_size=2, batch_first=True), inputs=(f(2, 5, 3),), **RNN_TOL),
-    Case("LSTM", (3, 4), dict(num_layers=2, bidirectional=True), inputs=(f(4, 2, 3),), **RNN_TOL),
-    Case("GRU", (3, 4), dict(num_layers=2, bias=False), inputs=(f(5, 2, 3),), **RNN_TOL),
+    Case("LSTM", (3, 4), dict(proj_size=2, batch_first=True, num_layers=2, bidirectional=True),
+         inputs=(f(2, 4, 3),), vmap=None, **RNN_TOL),
+    Case("LSTM", (3, 4), inputs=(f(5, 3),), vmap=None, id="LSTM(3,4)-unbatched", **RNN_TOL),
+    Case("GRU", (3, 4), dict(num_layers=2, bias=False), inputs=(f(5, 2, 3),), vmap=None, **RNN_TOL),
     Case("GRU", (3, 4), dict(bidirectional=True, batch_first=True), inputs=(f(2, 4, 3), f(2, 2, 4)), **RNN_TOL),
     Case("RNNCell", (3, 4), inputs=(f(2, 3), f(2, 4)), vmap="example", **RNN_TOL),
-    Case("RNNCell", (3, 4), dict(nonlinearity="relu", bias=False), inputs=(f(2, 3),), **RNN_TOL),
+    Case("RNNCell", (3, 4), dict(nonlinearity="relu", bias=False), inputs=(f(2, 3),), vmap=None, **RNN_TOL),
     Case("LSTMCell", (3, 4), inputs=(f(2, 3), (f(2, 4), f(2, 4))), vmap="example", **RNN_TOL),
-    Case("LSTMCell", (3, 4), dict(bias=False), inputs=(f(3,),), id="LSTMCell(3,4,bias=False)-unbatched", **RNN_TOL),
+    Case("LSTMCell", (3, 4), dict(bias=False), inputs=(f(3,),), vmap=None, id="LSTMCell(3,4,bias=False)-unbatched",
+         **RNN_TOL),
     Case("GRUCell", (3, 4), inputs=(f(2, 3), f(2, 4)), vmap="example", **RNN_TOL),
-    Case("GRUCell", (3, 4), inputs=(f(2, 3),), id="GRUCell(3,4)-no_hx", **RNN_TOL))
+    Case("GRUCell", (3, 4), dict(bias=False), inputs=(f(2, 3),), vmap=None, id="GRUCell(3,4,bias=False)-no_hx",
+         **RNN_TOL))
 
-# attention and transformers (dropout=0.0: train mode is deterministic)
-add(Case("MultiheadAttention", (8, 2), inputs=(f(4, 2, 8), f(4, 2, 8), f(4, 2, 8)), **SUM_TOL),
+# attention and transformers (dropout=0.0: train mode is deterministic). Masks are per batch:
+# the cases with masks are not vmapped.
+add(Case("MultiheadAttention", (8, 2), inputs=(f(4, 2, 8), f(4, 2, 8), f(4, 2, 8)), vmap=None, **SUM_TOL),
     Case("MultiheadAttention", (8, 2), dict(batch_first=True, kdim=5, vdim=6, bias=False),
          inputs=(f(2, 4, 8), f(2, 3, 5), f(2, 3, 6)), fwd_kwargs=dict(average_attn_weights=False),
          vmap="example", **SUM_TOL),
@@ -410,33 +417,29 @@ add(Case("MultiheadAttention", (8, 2), inputs=(f(4, 2, 8), f(4, 2, 8), f(4, 2, 8
          inputs=(f(4, 2, 8), f(3, 2, 8), f(3, 2, 8)),
          fwd_kwargs=dict(key_padding_mask=np.array([[False, False, True], [False, True, False]]),
                          attn_mask=np.array([[False, True, False]] * 4), need_weights=False),
-         id="MultiheadAttention(8,2,add_bias_kv,add_zero_attn)-masks", **SUM_TOL),
+         vmap=None, id="MultiheadAttention(8,2,add_bias_kv,add_zero_attn)-masks", **SUM_TOL),
     Case("MultiheadAttention", (8, 2), dict(dropout=0.5), inputs=(f(3, 2, 8), f(3, 2, 8), f(3, 2, 8)),
-         random_train=True, **SUM_TOL))
-add(Case("TransformerEncoderLayer", (8, 2, 16, 0.0), inputs=(f(5, 2, 8),), **DEEP_TOL),
+         random_train=True, vmap=None, **SUM_TOL))
+add(Case("TransformerEncoderLayer", (8, 2, 16, 0.0), inputs=(f(5, 2, 8),), vmap=None, **DEEP_TOL),
     Case("TransformerEncoderLayer", (8, 2, 16, 0.0), dict(batch_first=True, norm_first=True, activation="gelu"),
          inputs=(f(2, 5, 8),), vmap="example", **DEEP_TOL),
-    Case("TransformerEncoderLayer", (8, 2, 16), inputs=(f(4, 2, 8),), random_train=True, **DEEP_TOL),
-    Case("TransformerDecoderLayer", (8, 2, 16, 0.0), inputs=(f(4, 2, 8), f(5, 2, 8)),
-         fwd_kwargs=dict(tgt_mask=causal_mask(4)), **DEEP_TOL),
     Case("TransformerDecoderLayer", (8, 2, 16, 0.0), dict(batch_first=True, norm_first=True, bias=False),
-         inputs=(f(2, 4, 8), f(2, 5, 8)), **DEEP_TOL),
+         inputs=(f(2, 4, 8), f(2, 5, 8)), fwd_kwargs=dict(tgt_mask=causal_mask(4)), vmap="example", **DEEP_TOL),
     Case("TransformerEncoder", build=lambda nn, arr: nn.TransformerEncoder(
         nn.TransformerEncoderLayer(8, 2, 16, 0.0), 2, norm=nn.LayerNorm(8), enable_nested_tensor=False),
          inputs=(f(5, 2, 8),), id="TransformerEncoder(layer,2,norm=LayerNorm)", **DEEP_TOL),
+    # enable_nested_tensor=False: with nested tensors torch's eval fast path writes 0 at padded
+    # positions, where jaxmodule (and torch's own slow path) compute a value
     Case("TransformerEncoder", build=lambda nn, arr: nn.TransformerEncoder(
         nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True), 2, enable_nested_tensor=False),
          inputs=(f(2, 4, 8),), fwd_kwargs=dict(src_key_padding_mask=np.array([[False] * 4, [False, False, False, True]])),
-         id="TransformerEncoder(layer(batch_first),2)-padding_mask", **DEEP_TOL),
+         vmap=None, id="TransformerEncoder(layer(batch_first),2)-padding_mask", **DEEP_TOL),
     Case("TransformerDecoder", build=lambda nn, arr: nn.TransformerDecoder(
         nn.TransformerDecoderLayer(8, 2, 16, 0.0), 2, norm=nn.LayerNorm(8)),
          inputs=(f(4, 2, 8), f(5, 2, 8)), id="TransformerDecoder(layer,2,norm=LayerNorm)", **DEEP_TOL),
     Case("Transformer", (), dict(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
-                                 dim_feedforward=16, dropout=0.0),
-         inputs=(f(5, 2, 8), f(4, 2, 8)), fwd_kwargs=dict(tgt_mask=causal_mask(4)), **DEEP_TOL),
-    Case("Transformer", (), dict(d_model=8, nhead=2, num_encoder_layers=2, num_decoder_layers=1,
-                                 dim_feedforward=8, dropout=0.0, batch_first=True, norm_first=True),
-         inputs=(f(2, 5, 8), f(2, 3, 8)), vmap="example", **DEEP_TOL))
+                                 dim_feedforward=16, dropout=0.0, batch_first=True),
+         inputs=(f(2, 5, 8), f(2, 4, 8)), fwd_kwargs=dict(tgt_mask=causal_mask(4)), vmap="example", **DEEP_TOL))
 
 # shape and vision layers
 add(Case("Flatten", (), inputs=(f(2, 3, 4),)),
