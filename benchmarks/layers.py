@@ -56,35 +56,38 @@ def median_s(fn: Callable[[], Any], n: int) -> float:
     return statistics.median(times)
 
 
+def bench(name: str, tlayer: Any, jlayer: Any, inputs: tuple, first: Callable) -> str:
+    """One markdown row: compiled jaxmodule fwd+bwd vs torch eager with 1 and all threads."""
+    jlayer.load_state_dict(tlayer.state_dict())
+    jin = tuple(jnp.asarray(a) for a in inputs)
+
+    @jaxmodule.compile
+    def step(layer: Any, *xs: Any) -> Any:
+        return jaxmodule.grad(lambda m, *xs: (first(m(*xs)) ** 2).sum(), argnums=(0, 1))(layer, *xs)
+
+    def jrun() -> None:
+        step(jlayer, *jin)[1].block_until_ready()
+
+    tin = [torch.tensor(a, requires_grad=True) for a in inputs]
+
+    def trun() -> None:
+        tlayer.zero_grad()
+        (first(tlayer(*tin)) ** 2).sum().backward()
+
+    jt = median_s(jrun, 20)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t1 = median_s(trun, 10)
+    torch.set_num_threads(threads)
+    tn = median_s(trun, 10)
+    return f"| {name} | {jt * 1e3:.2f} ms | {t1 * 1e3:.2f} ms | {jt / t1:.2f}x | {tn * 1e3:.2f} ms | {jt / tn:.2f}x |"
+
+
 def main() -> None:
     print("| layer | jaxmodule compiled fwd+bwd | torch eager (1 thread) | ratio | torch eager (all threads) | ratio |")
     print("|---|---|---|---|---|---|")
-    for name, (tlayer, jlayer, inputs, first) in cases().items():
-        jlayer.load_state_dict(tlayer.state_dict())
-        jin = tuple(jnp.asarray(a) for a in inputs)
-
-        @jaxmodule.compile
-        def step(layer: Any, *xs: Any) -> Any:
-            return jaxmodule.grad(lambda m, *xs: (first(m(*xs)) ** 2).sum(), argnums=(0, 1))(layer, *xs)
-
-        def jrun() -> None:
-            out = step(jlayer, *jin)
-            out[1].block_until_ready()
-
-        tin = [torch.tensor(a, requires_grad=True) for a in inputs]
-
-        def trun() -> None:
-            tlayer.zero_grad()
-            (first(tlayer(*tin)) ** 2).sum().backward()
-
-        jt = median_s(jrun, 20)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        t1 = median_s(trun, 10)
-        torch.set_num_threads(threads)
-        tn = median_s(trun, 10)
-        print(f"| {name} | {jt * 1e3:.2f} ms | {t1 * 1e3:.2f} ms | {jt / t1:.2f}x | {tn * 1e3:.2f} ms | {jt / tn:.2f}x |",
-              flush=True)
+    for name, case in cases().items():
+        print(bench(name, *case), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,23 +9,57 @@
 """
 
 from . import amp, checkpoint, nn, optim, utils  # noqa: F401
-from .amp import autocast  # noqa: F401
 from ._autograd import backward, grad, value_and_grad  # noqa: F401
 from ._compile import compile  # noqa: F401,A004
-from .checkpoint import load, save  # noqa: F401
 from ._device import resolve_device as device  # noqa: F401
 from ._dtype import (  # noqa: F401
-    bfloat16, bool, complex64, complex128, double, float, float16, float32, float64,
-    get_default_dtype, half, int, int8, int16, int32, int64, long, set_default_dtype, uint8,
+    bfloat16,
+    bool,
+    complex64,
+    complex128,
+    double,
+    float,
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    half,
+    int,
+    int8,
+    int16,
+    int32,
+    int64,
+    long,
+    set_default_dtype,
+    uint8,
 )
 from ._grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 from ._random import (  # noqa: F401
-    Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state,
+    Generator,
+    default_generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    seed,
+    set_rng_state,
 )
 from ._tensor import (  # noqa: F401
-    arange, empty, full, ones, ones_like, rand, rand_like, randint, randn, randn_like, tensor, zeros,
+    arange,
+    empty,
+    full,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
     zeros_like,
 )
+from .amp import autocast  # noqa: F401
+from .checkpoint import load, save  # noqa: F401
+from .utils import summary  # noqa: F401
 
 __version__ = "0.1.0"
-from .utils import summary  # noqa: F401,E402
