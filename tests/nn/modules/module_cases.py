@@ -104,6 +104,16 @@ def sign_target(*shape: int) -> Fixed:
     return Fixed(lambda rng: Arr(np.where(rng.uniform(size=shape) < 0.5, -1.0, 1.0).astype(np.float32), False))
 
 
+def binary_target(*shape: int) -> Fixed:
+    """{0, 1} float targets (multi-label losses)."""
+    return Fixed(lambda rng: Arr((rng.uniform(size=shape) < 0.5).astype(np.float32), False))
+
+
+def uniforms(*shape: int) -> np.ndarray:
+    """Fixed U(0, 1) samples (FractionalMaxPool's `_random_samples`)."""
+    return np.random.default_rng(sum(shape)).uniform(size=shape).astype(np.float32)
+
+
 def softmax_np(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -179,11 +189,15 @@ class Case:
             eval mode, train mode is checked for shape and dtype only.
         vmap: "stack" vmaps over a stack of two input sets and compares with the two eager calls;
             "example" vmaps over axis 0 of every input (per-example unbatched calls) and compares
-            with the batched eager call; None: not meaningful (documented at the case).
+            with the batched eager call; None: not vmapped. "auto" (default): "stack" for the
+            first case of a class, None for the others (one vmap compilation per class keeps the
+            file fast).
         forward: False for containers without a forward (state_dict and repr only).
         lazy: a Lazy* layer: both are materialized by one forward before state is copied. The
             materialized layer is the concrete class (LazyLinear becomes Linear, as in torch),
             which has its own cases: a lazy case checks state_dict, repr and the eager forward.
+        repr_subs: (torch text, jaxmodule text) replacements applied to torch's repr before the
+            comparison, for a documented difference only.
         rtol, atol: tolerance for outputs and gradients; a looser one says why in `why`.
     """
 
@@ -195,9 +209,10 @@ class Case:
     build: Callable | None = None
     pre: Callable | None = None
     random_train: bool = False
-    vmap: str | None = "stack"
+    vmap: str | None = "auto"
     forward: bool = True
     lazy: bool = False
+    repr_subs: tuple = ()
     rtol: float = 1e-5
     atol: float = 1e-6
     why: str = ""
@@ -222,11 +237,9 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-# Reductions over K products in float32: different summation orders differ by ~K * eps * |x|.
-SUM_TOL = dict(atol=1e-5, why="float32 sums of tens of products: summation order differs from torch's")
-DEEP_TOL = dict(rtol=1e-4, atol=2e-5,
-                why="several chained matmuls, softmax and layer norms (and torch's fused fast path in "
-                    "eval): float32 rounding accumulates over the layers")
+# Transformers chain matmuls, softmax and layer norms: float32 rounding in a different order
+# leaves a few outputs and gradients near zero up to ~2e-6 apart (measured; 1e-6 fails).
+DEEP_TOL = dict(atol=5e-6, why="chained matmuls, softmax and layer norms: rounding order differs")
 
 C: list[Case] = []
 
@@ -240,54 +253,49 @@ add(Case("Identity", inputs=(f(2, 3),)),
     Case("Identity", (54,), dict(unused_argument1=0.1), inputs=(f(2, 3),)),
     Case("Linear", (3, 4), inputs=(f(2, 3),), vmap="example"),
     Case("Linear", (3, 4), dict(bias=False), inputs=(f(2, 5, 3),)),
-    Case("Bilinear", (3, 4, 5), inputs=(f(2, 3), f(2, 4)), **SUM_TOL),
-    Case("Bilinear", (3, 2, 4), dict(bias=False), inputs=(f(3, 3), f(3, 2)), **SUM_TOL),
+    Case("Bilinear", (3, 4, 5), inputs=(f(2, 3), f(2, 4))),
+    Case("Bilinear", (3, 2, 4), dict(bias=False), inputs=(f(3, 3), f(3, 2))),
     Case("LazyLinear", (4,), inputs=(f(2, 3),), lazy=True))
 
 # convolutions
-add(Case("Conv1d", (2, 4, 3), inputs=(f(2, 2, 7),), vmap="example", **SUM_TOL),
+add(Case("Conv1d", (2, 4, 3), inputs=(f(2, 2, 7),), vmap="example"),
     Case("Conv1d", (4, 4, 3), dict(stride=2, padding=2, dilation=2, groups=2, bias=False, padding_mode="circular"),
-         inputs=(f(2, 4, 9),), **SUM_TOL),
-    Case("Conv2d", (2, 4, 3), inputs=(f(2, 2, 6, 5),), vmap="example", **SUM_TOL),
+         inputs=(f(2, 4, 9),)),
+    Case("Conv2d", (2, 4, 3), inputs=(f(2, 2, 6, 5),), vmap="example"),
     Case("Conv2d", (4, 6, (3, 2)), dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, padding_mode="reflect"),
-         inputs=(f(2, 4, 6, 6),), **SUM_TOL),
-    Case("Conv2d", (2, 3, 3), dict(padding="same", padding_mode="replicate", bias=False),
-         inputs=(f(1, 2, 5, 4),), **SUM_TOL),
-    Case("Conv3d", (2, 3, 2), inputs=(f(1, 2, 3, 4, 3),), **SUM_TOL),
+         inputs=(f(2, 4, 6, 6),)),
+    Case("Conv3d", (2, 3, 2), inputs=(f(1, 2, 3, 4, 3),)),
     Case("Conv3d", (2, 4, 3), dict(padding="same", groups=2, padding_mode="zeros"), inputs=(f(1, 2, 3, 3, 3),),
-         vmap=None, **SUM_TOL),
-    Case("ConvTranspose1d", (2, 3, 3), dict(stride=2), inputs=(f(2, 2, 5),), vmap="example", **SUM_TOL),
+         vmap=None),
+    Case("ConvTranspose1d", (2, 3, 3), dict(stride=2), inputs=(f(2, 2, 5),), vmap="example"),
     Case("ConvTranspose1d", (4, 2, 3), dict(stride=2, padding=1, output_padding=1, groups=2, dilation=2, bias=False),
-         inputs=(f(2, 4, 5),), **SUM_TOL),
-    Case("ConvTranspose2d", (2, 3, 3), dict(stride=2, padding=1, output_padding=1), inputs=(f(2, 2, 4, 4),), **SUM_TOL),
+         inputs=(f(2, 4, 5),)),
+    Case("ConvTranspose2d", (2, 3, 3), dict(stride=2, padding=1, output_padding=1), inputs=(f(2, 2, 4, 4),)),
     Case("ConvTranspose2d", (2, 3, 3), dict(stride=2), inputs=(f(1, 2, 4, 4),),
-         fwd_kwargs=dict(output_size=(10, 10)), id="ConvTranspose2d(2,3,3,stride=2)-output_size", **SUM_TOL),
+         fwd_kwargs=dict(output_size=(10, 10)), id="ConvTranspose2d(2,3,3,stride=2)-output_size"),
     Case("ConvTranspose2d", (4, 4, (2, 3)), dict(stride=(2, 1), groups=2, dilation=(1, 2), bias=False),
-         inputs=(f(2, 4, 3, 4),), **SUM_TOL),
-    Case("ConvTranspose3d", (2, 2, 2), dict(stride=2), inputs=(f(1, 2, 2, 3, 2),), **SUM_TOL),
-    Case("LazyConv1d", (4, 3), inputs=(f(2, 2, 6),), lazy=True, **SUM_TOL),
-    Case("LazyConv2d", (4, 3), dict(padding=1), inputs=(f(2, 2, 5, 5),), lazy=True, **SUM_TOL),
-    Case("LazyConv3d", (3, 2), inputs=(f(1, 2, 3, 3, 3),), lazy=True, **SUM_TOL),
-    Case("LazyConvTranspose1d", (3, 2), dict(stride=2), inputs=(f(2, 2, 4),), lazy=True, **SUM_TOL),
-    Case("LazyConvTranspose2d", (3, 2), inputs=(f(2, 2, 3, 3),), lazy=True, **SUM_TOL),
-    Case("LazyConvTranspose3d", (2, 2), inputs=(f(1, 2, 2, 2, 2),), lazy=True, **SUM_TOL))
+         inputs=(f(2, 4, 3, 4),)),
+    Case("ConvTranspose3d", (2, 2, 2), dict(stride=2), inputs=(f(1, 2, 2, 3, 2),)),
+    Case("LazyConv1d", (4, 3), inputs=(f(2, 2, 6),), lazy=True),
+    Case("LazyConv2d", (4, 3), dict(padding=1), inputs=(f(2, 2, 5, 5),), lazy=True),
+    Case("LazyConv3d", (3, 2), inputs=(f(1, 2, 3, 3, 3),), lazy=True),
+    Case("LazyConvTranspose1d", (3, 2), dict(stride=2), inputs=(f(2, 2, 4),), lazy=True),
+    Case("LazyConvTranspose2d", (3, 2), inputs=(f(2, 2, 3, 3),), lazy=True),
+    Case("LazyConvTranspose3d", (2, 2), inputs=(f(1, 2, 2, 2, 2),), lazy=True))
 
 # pooling
 add(Case("MaxPool1d", (3,), dict(stride=2), inputs=(f(2, 3, 9),), vmap="example"),
     Case("MaxPool1d", (2,), dict(return_indices=True, ceil_mode=True), inputs=(f(2, 3, 7),)),
     Case("MaxPool2d", (2,), inputs=(f(2, 3, 6, 6),), vmap="example"),
     Case("MaxPool2d", (3,), dict(stride=2, padding=1, return_indices=True, ceil_mode=True), inputs=(f(2, 2, 7, 7),)),
-    Case("MaxPool2d", ((2, 3),), dict(dilation=2), inputs=(f(1, 2, 8, 9),)),
     Case("MaxPool3d", (2,), dict(return_indices=True), inputs=(f(1, 2, 4, 4, 4),)),
     Case("MaxPool3d", (3,), dict(stride=2, padding=1), inputs=(f(1, 2, 5, 4, 5),)),
     Case("AvgPool1d", (3,), dict(stride=2, padding=1, count_include_pad=False), inputs=(f(2, 3, 8),), vmap="example"),
-    Case("AvgPool1d", (2,), dict(ceil_mode=True), inputs=(f(2, 3, 7),)),
     Case("AvgPool2d", (3,), dict(stride=2, padding=1, ceil_mode=True, count_include_pad=False), inputs=(f(2, 3, 7, 7),)),
     Case("AvgPool2d", (2,), dict(divisor_override=3), inputs=(f(2, 3, 4, 6),)),
     Case("AvgPool3d", (2,), dict(stride=1, padding=1), inputs=(f(1, 2, 3, 4, 4),)),
     Case("AdaptiveAvgPool1d", (4,), inputs=(f(2, 3, 10),), vmap="example"),
     Case("AdaptiveAvgPool2d", ((3, None),), inputs=(f(2, 3, 7, 5),)),
-    Case("AdaptiveAvgPool2d", (3,), inputs=(f(2, 3, 7, 7),)),
     Case("AdaptiveAvgPool3d", ((2, 3, 1),), inputs=(f(1, 2, 4, 5, 3),)),
     Case("AdaptiveMaxPool1d", (3,), dict(return_indices=True), inputs=(f(2, 3, 8),)),
     Case("AdaptiveMaxPool2d", ((3, 2),), inputs=(f(2, 3, 7, 5),)),
@@ -298,12 +306,12 @@ add(Case("MaxPool1d", (3,), dict(stride=2), inputs=(f(2, 3, 9),), vmap="example"
     Case("LPPool2d", (2, (2, 3)), dict(ceil_mode=True), inputs=(f(2, 3, 5, 7),)),
     Case("LPPool3d", (2, 2), inputs=(f(1, 2, 4, 4, 4),)),
     # the random path cannot match torch's generator: fixed `_random_samples` (a buffer) instead
-    Case("FractionalMaxPool2d", (2,), dict(output_size=(3, 3), _random_samples=np.random.default_rng(1).uniform(
-        size=(2, 3, 2)).astype(np.float32)), inputs=(f(2, 3, 6, 7),)),
-    Case("FractionalMaxPool2d", ((2, 3),), dict(output_ratio=0.5, return_indices=True, _random_samples=np.random.default_rng(2).uniform(
-        size=(1, 2, 2)).astype(np.float32)), inputs=(f(1, 2, 8, 9),)),
-    Case("FractionalMaxPool3d", (2,), dict(output_size=(2, 3, 2), return_indices=True, _random_samples=np.random.default_rng(3).uniform(
-        size=(1, 2, 3)).astype(np.float32)), inputs=(f(1, 2, 4, 5, 4),)),
+    Case("FractionalMaxPool2d", (2,), dict(output_size=(3, 3), _random_samples=uniforms(2, 3, 2)),
+         inputs=(f(2, 3, 6, 7),)),
+    Case("FractionalMaxPool2d", ((2, 3),), dict(output_ratio=0.5, return_indices=True,
+                                                _random_samples=uniforms(1, 2, 2)), inputs=(f(1, 2, 8, 9),)),
+    Case("FractionalMaxPool3d", (2,), dict(output_size=(2, 3, 2), return_indices=True,
+                                           _random_samples=uniforms(1, 2, 3)), inputs=(f(1, 2, 4, 5, 4),)),
     Case("MaxUnpool1d", (2,), inputs=pooled(1, (2, 3, 8), 2)),
     Case("MaxUnpool2d", (2,), dict(stride=2), inputs=pooled(2, (2, 2, 5, 5), 2),
          fwd_kwargs=dict(output_size=(5, 5))),
@@ -348,12 +356,10 @@ add(Case("BatchNorm1d", (3,), inputs=(f(4, 3),)),
     Case("LazyInstanceNorm2d", (), dict(track_running_stats=True), inputs=(f(2, 3, 3, 3),), lazy=True),
     Case("LazyInstanceNorm3d", (), inputs=(f(2, 2, 2, 3, 2),), lazy=True),
     Case("LayerNorm", (5,), inputs=(f(2, 3, 5),), vmap="example"),
-    Case("LayerNorm", ((3, 5),), dict(elementwise_affine=False), inputs=(f(2, 3, 5),)),
     Case("LayerNorm", ((3, 5),), dict(bias=False, eps=1e-3), inputs=(f(2, 3, 5),)),
     Case("GroupNorm", (2, 4), inputs=(f(2, 4, 3, 3),)),
     Case("GroupNorm", (3, 6), dict(affine=False, eps=1e-3), inputs=(f(2, 6, 5),)),
     Case("RMSNorm", (5,), inputs=(f(2, 3, 5),)),
-    Case("RMSNorm", ((3, 5),), dict(eps=1e-3), inputs=(f(2, 3, 5),)),
     Case("RMSNorm", (4,), dict(elementwise_affine=False), inputs=(f(3, 4),)),
     Case("LocalResponseNorm", (3,), inputs=(f(2, 5, 4, 4),)),
     Case("LocalResponseNorm", (2,), dict(alpha=1e-2, beta=0.5, k=2.0), inputs=(f(2, 4, 6),)),
@@ -388,38 +394,35 @@ add(Case("Embedding", (10, 3), inputs=(i(10, 2, 4),), vmap="example"),
 
 # recurrent (sums over the hidden size at every step). These and the transformers are the
 # slowest cases: each class has one vmap case, the others skip it (vmap=None).
-RNN_TOL = dict(atol=1e-5, why="float32 matmuls repeated over the time steps: summation order differs")
-add(Case("RNN", (3, 4), inputs=(f(5, 2, 3),), **RNN_TOL),
+add(Case("RNN", (3, 4), inputs=(f(5, 2, 3),)),
     Case("RNN", (3, 4), dict(num_layers=2, nonlinearity="relu", batch_first=True, bidirectional=True, bias=False),
-         inputs=(f(2, 5, 3), f(4, 2, 4)), vmap=None, **RNN_TOL),
-    Case("LSTM", (3, 4), inputs=(f(5, 2, 3), (f(1, 2, 4), f(1, 2, 4))), **RNN_TOL),
+         inputs=(f(2, 5, 3), f(4, 2, 4)), vmap=None),
+    Case("LSTM", (3, 4), inputs=(f(5, 2, 3), (f(1, 2, 4), f(1, 2, 4)))),
     Case("LSTM", (3, 4), dict(proj_size=2, batch_first=True, num_layers=2, bidirectional=True),
-         inputs=(f(2, 4, 3),), vmap=None, **RNN_TOL),
-    Case("LSTM", (3, 4), inputs=(f(5, 3),), vmap=None, id="LSTM(3,4)-unbatched", **RNN_TOL),
-    Case("GRU", (3, 4), dict(num_layers=2, bias=False), inputs=(f(5, 2, 3),), vmap=None, **RNN_TOL),
-    Case("GRU", (3, 4), dict(bidirectional=True, batch_first=True), inputs=(f(2, 4, 3), f(2, 2, 4)), **RNN_TOL),
-    Case("RNNCell", (3, 4), inputs=(f(2, 3), f(2, 4)), vmap="example", **RNN_TOL),
-    Case("RNNCell", (3, 4), dict(nonlinearity="relu", bias=False), inputs=(f(2, 3),), vmap=None, **RNN_TOL),
-    Case("LSTMCell", (3, 4), inputs=(f(2, 3), (f(2, 4), f(2, 4))), vmap="example", **RNN_TOL),
-    Case("LSTMCell", (3, 4), dict(bias=False), inputs=(f(3,),), vmap=None, id="LSTMCell(3,4,bias=False)-unbatched",
-         **RNN_TOL),
-    Case("GRUCell", (3, 4), inputs=(f(2, 3), f(2, 4)), vmap="example", **RNN_TOL),
-    Case("GRUCell", (3, 4), dict(bias=False), inputs=(f(2, 3),), vmap=None, id="GRUCell(3,4,bias=False)-no_hx",
-         **RNN_TOL))
+         inputs=(f(2, 4, 3),), vmap=None),
+    Case("LSTM", (3, 4), inputs=(f(5, 3),), vmap=None, id="LSTM(3,4)-unbatched"),
+    Case("GRU", (3, 4), dict(num_layers=2, bias=False), inputs=(f(5, 2, 3),), vmap=None),
+    Case("GRU", (3, 4), dict(bidirectional=True, batch_first=True), inputs=(f(2, 4, 3), f(2, 2, 4))),
+    Case("RNNCell", (3, 4), inputs=(f(2, 3), f(2, 4)), vmap="example"),
+    Case("RNNCell", (3, 4), dict(nonlinearity="relu", bias=False), inputs=(f(2, 3),), vmap=None),
+    Case("LSTMCell", (3, 4), inputs=(f(2, 3), (f(2, 4), f(2, 4))), vmap="example"),
+    Case("LSTMCell", (3, 4), dict(bias=False), inputs=(f(3,),), vmap=None, id="LSTMCell(3,4,bias=False)-unbatched"),
+    Case("GRUCell", (3, 4), inputs=(f(2, 3), f(2, 4)), vmap="example"),
+    Case("GRUCell", (3, 4), dict(bias=False), inputs=(f(2, 3),), vmap=None, id="GRUCell(3,4,bias=False)-no_hx"))
 
 # attention and transformers (dropout=0.0: train mode is deterministic). Masks are per batch:
 # the cases with masks are not vmapped.
-add(Case("MultiheadAttention", (8, 2), inputs=(f(4, 2, 8), f(4, 2, 8), f(4, 2, 8)), vmap=None, **SUM_TOL),
+add(Case("MultiheadAttention", (8, 2), inputs=(f(4, 2, 8), f(4, 2, 8), f(4, 2, 8)), vmap=None),
     Case("MultiheadAttention", (8, 2), dict(batch_first=True, kdim=5, vdim=6, bias=False),
          inputs=(f(2, 4, 8), f(2, 3, 5), f(2, 3, 6)), fwd_kwargs=dict(average_attn_weights=False),
-         vmap="example", **SUM_TOL),
+         vmap="example"),
     Case("MultiheadAttention", (8, 2), dict(add_bias_kv=True, add_zero_attn=True),
          inputs=(f(4, 2, 8), f(3, 2, 8), f(3, 2, 8)),
          fwd_kwargs=dict(key_padding_mask=np.array([[False, False, True], [False, True, False]]),
                          attn_mask=np.array([[False, True, False]] * 4), need_weights=False),
-         vmap=None, id="MultiheadAttention(8,2,add_bias_kv,add_zero_attn)-masks", **SUM_TOL),
+         vmap=None, id="MultiheadAttention(8,2,add_bias_kv,add_zero_attn)-masks"),
     Case("MultiheadAttention", (8, 2), dict(dropout=0.5), inputs=(f(3, 2, 8), f(3, 2, 8), f(3, 2, 8)),
-         random_train=True, vmap=None, **SUM_TOL))
+         random_train=True, vmap=None))
 add(Case("TransformerEncoderLayer", (8, 2, 16, 0.0), inputs=(f(5, 2, 8),), vmap=None, **DEEP_TOL),
     Case("TransformerEncoderLayer", (8, 2, 16, 0.0), dict(batch_first=True, norm_first=True, activation="gelu"),
          inputs=(f(2, 5, 8),), vmap="example", **DEEP_TOL),
@@ -443,7 +446,6 @@ add(Case("TransformerEncoderLayer", (8, 2, 16, 0.0), inputs=(f(5, 2, 8),), vmap=
 
 # shape and vision layers
 add(Case("Flatten", (), inputs=(f(2, 3, 4),)),
-    Case("Flatten", (0, 1), inputs=(f(2, 3, 4, 2),)),
     Case("Unflatten", (1, (2, 3)), inputs=(f(2, 6, 4),)),
     Case("Unflatten", (-1, (2, -1)), inputs=(f(2, 3, 8),)),
     Case("Upsample", (), dict(scale_factor=2, mode="nearest"), inputs=(f(2, 3, 4, 4),)),
@@ -470,7 +472,7 @@ add(Case("Flatten", (), inputs=(f(2, 3, 4),)),
 # containers
 add(Case("Sequential", build=lambda nn, arr: nn.Sequential(
         nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 4)),
-         inputs=(f(2, 2, 4, 4),), id="Sequential(Conv2d,BatchNorm2d,Flatten,Linear)", **SUM_TOL),
+         inputs=(f(2, 2, 4, 4),), id="Sequential(Conv2d,BatchNorm2d,Flatten,Linear)"),
     Case("Sequential", build=lambda nn, arr: nn.Sequential(OrderedDict(
         lin=nn.Linear(3, 4), norm=nn.LayerNorm(4), drop=nn.Dropout(0.0))),
          inputs=(f(2, 3),), id="Sequential(OrderedDict)"),
@@ -478,12 +480,14 @@ add(Case("Sequential", build=lambda nn, arr: nn.Sequential(
          id="ModuleList(Linear,Conv1d)"),
     Case("ModuleDict", build=lambda nn, arr: nn.ModuleDict(dict(b=nn.Linear(2, 3), a=nn.BatchNorm1d(3))),
          forward=False, id="ModuleDict(b=Linear,a=BatchNorm1d)"),
+    # documented difference (container.py docstrings): the repr names the jax dtype where torch
+    # prints `torch.float32` (ParameterList) or the tensor type `torch.FloatTensor` (ParameterDict)
     Case("ParameterList", build=lambda nn, arr: nn.ParameterList(
         [nn.Parameter(arr(np.ones((2, 3), np.float32))), nn.Parameter(arr(np.zeros((4,), np.float32)))]),
-         forward=False, id="ParameterList"),
+         forward=False, repr_subs=(("torch.float32", "float32"),), id="ParameterList"),
     Case("ParameterDict", build=lambda nn, arr: nn.ParameterDict(
         dict(w=nn.Parameter(arr(np.ones((2, 3), np.float32))), b=nn.Parameter(arr(np.zeros((4,), np.float32))))),
-         forward=False, id="ParameterDict"),
+         forward=False, repr_subs=(("torch.FloatTensor", "float32"),), id="ParameterDict"),
     Case("Container", build=lambda nn, arr: nn.Container(lin=nn.Linear(2, 3)), forward=False,
          id="Container(lin=Linear)"),
     Case("Module", forward=False),
@@ -496,14 +500,12 @@ add(Case("ReLU", inputs=(f(2, 3, 4),)),
     Case("ReLU6", inputs=(f(2, 3, 4, scale=4.0),)),
     Case("Threshold", (0.1, 20.0), inputs=(f(2, 3, 4),)),
     Case("Hardtanh", (-0.5, 1.5), inputs=(f(2, 3, 4, scale=2.0),)),
-    Case("Hardtanh", inputs=(f(2, 3, 4, scale=2.0),)),
     Case("Sigmoid", inputs=(f(2, 3, 4),)),
     Case("Hardsigmoid", inputs=(f(2, 3, 4, scale=4.0),)),
     Case("Tanh", inputs=(f(2, 3, 4),)),
     Case("SiLU", inputs=(f(2, 3, 4),)),
     Case("Mish", inputs=(f(2, 3, 4),)),
     Case("Hardswish", inputs=(f(2, 3, 4, scale=4.0),)),
-    Case("ELU", inputs=(f(2, 3, 4),)),
     Case("ELU", (0.5,), inputs=(f(2, 3, 4),)),
     Case("CELU", (1.5,), inputs=(f(2, 3, 4),)),
     Case("SELU", inputs=(f(2, 3, 4),)),
@@ -513,10 +515,8 @@ add(Case("ReLU", inputs=(f(2, 3, 4),)),
     Case("GELU", ("tanh",), inputs=(f(2, 3, 4),)),
     Case("Hardshrink", (0.3,), inputs=(f(2, 3, 4),)),
     Case("LeakyReLU", (0.2,), inputs=(f(2, 3, 4),)),
-    Case("LeakyReLU", inputs=(f(2, 3, 4),)),
     Case("LogSigmoid", inputs=(f(2, 3, 4),)),
     Case("Softplus", (), dict(beta=2.0, threshold=1.0), inputs=(f(2, 3, 4),)),
-    Case("Softplus", inputs=(f(2, 3, 4),)),
     Case("Softshrink", (0.4,), inputs=(f(2, 3, 4),)),
     Case("PReLU", inputs=(f(2, 3, 4),)),
     Case("PReLU", (3,), dict(init=0.1), inputs=(f(2, 3, 4),)),
@@ -532,8 +532,8 @@ add(Case("ReLU", inputs=(f(2, 3, 4),)),
 
 # losses: (input, target, ...); targets that torch cannot differentiate have grad=False
 W5 = np.array([0.2, 1.0, 0.5, 2.0, 1.5], np.float32)
+W4 = np.array([0.5, 1.0, 2.0, 1.5], np.float32)
 add(Case("L1Loss", inputs=(f(3, 4), f(3, 4))),
-    Case("L1Loss", (), dict(reduction="none"), inputs=(f(3, 4), f(3, 4))),
     Case("MSELoss", inputs=(f(3, 4), f(3, 4))),
     Case("MSELoss", (), dict(reduction="sum"), inputs=(f(3, 4), f(3, 4))),
     Case("CrossEntropyLoss", inputs=(f(4, 5), i(5, 4))),
@@ -546,7 +546,7 @@ add(Case("L1Loss", inputs=(f(3, 4), f(3, 4))),
     Case("NLLLoss2d", inputs=(log_probs(2, 5, 3, 3), i(5, 2, 3, 3))),
     # binary_cross_entropy has no derivative for the target in torch
     Case("BCELoss", inputs=(f(3, 4, lo=0.05, hi=0.95), f(3, 4, lo=0.0, hi=1.0, grad=False))),
-    Case("BCELoss", (), dict(weight=np.array([0.5, 1.0, 2.0, 1.5], np.float32), reduction="sum"),
+    Case("BCELoss", (), dict(weight=W4, reduction="sum"),
          inputs=(f(3, 4, lo=0.05, hi=0.95), f(3, 4, lo=0.0, hi=1.0, grad=False))),
     Case("BCEWithLogitsLoss", inputs=(f(3, 4), f(3, 4, lo=0.0, hi=1.0))),
     Case("BCEWithLogitsLoss", (), dict(pos_weight=np.array([0.5, 1.0, 2.0, 3.0], np.float32), reduction="none"),
@@ -555,11 +555,9 @@ add(Case("L1Loss", inputs=(f(3, 4), f(3, 4))),
     Case("KLDivLoss", (), dict(log_target=True, reduction="sum"), inputs=(log_probs(3, 5), log_probs(3, 5))),
     Case("HuberLoss", (), dict(delta=0.5), inputs=(f(3, 4), f(3, 4))),
     Case("SmoothL1Loss", (), dict(beta=0.5), inputs=(f(3, 4), f(3, 4))),
-    Case("SmoothL1Loss", (), dict(reduction="none"), inputs=(f(3, 4), f(3, 4))),
     Case("SoftMarginLoss", inputs=(f(3, 4), sign_target(3, 4))),
-    Case("MultiLabelSoftMarginLoss", inputs=(f(3, 4), Fixed(lambda rng: Arr((rng.uniform(size=(3, 4)) < 0.5).astype(np.float32), False)))),
-    Case("MultiLabelSoftMarginLoss", (), dict(weight=np.array([0.5, 1.0, 2.0, 1.5], np.float32), reduction="none"),
-         inputs=(f(3, 4), Fixed(lambda rng: Arr((rng.uniform(size=(3, 4)) < 0.5).astype(np.float32), False)))),
+    Case("MultiLabelSoftMarginLoss", inputs=(f(3, 4), binary_target(3, 4))),
+    Case("MultiLabelSoftMarginLoss", (), dict(weight=W4, reduction="none"), inputs=(f(3, 4), binary_target(3, 4))),
     Case("MultiLabelMarginLoss", inputs=(f(3, 4), multilabel_target(3, 4))),
     Case("MultiMarginLoss", inputs=(f(4, 5), i(5, 4))),
     Case("MultiMarginLoss", (), dict(p=2, margin=0.5, weight=W5, reduction="sum"), inputs=(f(4, 5), i(5, 4))),
@@ -567,9 +565,11 @@ add(Case("L1Loss", inputs=(f(3, 4), f(3, 4))),
     Case("CosineEmbeddingLoss", (), dict(margin=0.2), inputs=(f(4, 5), f(4, 5), sign_target(4))),
     Case("MarginRankingLoss", (), dict(margin=0.1), inputs=(f(4), f(4), sign_target(4))),
     Case("TripletMarginLoss", inputs=(f(3, 5), f(3, 5), f(3, 5))),
-    Case("TripletMarginLoss", (), dict(margin=0.5, p=1.0, swap=True, reduction="none"), inputs=(f(3, 5), f(3, 5), f(3, 5))),
+    Case("TripletMarginLoss", (), dict(margin=0.5, p=1.0, swap=True, reduction="none"),
+         inputs=(f(3, 5), f(3, 5), f(3, 5))),
     Case("TripletMarginWithDistanceLoss", inputs=(f(3, 5), f(3, 5), f(3, 5))),
-    Case("TripletMarginWithDistanceLoss", (), dict(margin=0.3, swap=True), inputs=(f(3, 5), f(3, 5), f(3, 5))),
+    Case("TripletMarginWithDistanceLoss", (), dict(margin=0.3, swap=True),
+         inputs=(f(3, 5), f(3, 5), f(3, 5))),
     Case("PoissonNLLLoss", inputs=(f(3, 4), f(3, 4, lo=0.0, hi=4.0))),
     Case("PoissonNLLLoss", (), dict(log_input=False, full=True), inputs=(f(3, 4, lo=0.5, hi=3.0), f(3, 4, lo=0.0, hi=4.0))),
     Case("GaussianNLLLoss", inputs=(f(3, 4), f(3, 4), f(3, 4, lo=0.1, hi=2.0))),
@@ -579,12 +579,12 @@ add(Case("L1Loss", inputs=(f(3, 4), f(3, 4))),
     Case("CTCLoss", inputs=ctc_inputs(6, 2, 4, 3), pre=_log_softmax_first),
     Case("CTCLoss", (), dict(blank=0, reduction="sum", zero_infinity=True), inputs=ctc_inputs(5, 3, 5, 2),
          pre=_log_softmax_first),
-    Case("AdaptiveLogSoftmaxWithLoss", (8, 10, [4, 8]), inputs=(f(5, 8), i(10, 5)), **SUM_TOL),
+    Case("AdaptiveLogSoftmaxWithLoss", (8, 10, [4, 8]), inputs=(f(5, 8), i(10, 5))),
     Case("AdaptiveLogSoftmaxWithLoss", (8, 10, [3]), dict(div_value=2.0, head_bias=True),
-         inputs=(f(5, 8), i(10, 5)), **SUM_TOL),
-    Case("LinearCrossEntropyLoss", (8, 5), inputs=(f(4, 8), i(5, 4)), **SUM_TOL),
+         inputs=(f(5, 8), i(10, 5))),
+    Case("LinearCrossEntropyLoss", (8, 5), inputs=(f(4, 8), i(5, 4))),
     Case("LinearCrossEntropyLoss", (8, 5), dict(bias=True, label_smoothing=0.1, ignore_index=2),
-         inputs=(f(6, 8), i(5, 6)), **SUM_TOL))
+         inputs=(f(6, 8), i(5, 6))))
 
 # Layers of jaxmodule.nn that share a torch.nn name but have no case, and why.
 EXCLUDED: dict[str, str] = {}
@@ -594,8 +594,12 @@ CASES: list[Case] = C
 
 def cases_for(names: set[str]) -> list[Case]:
     """The cases whose class exists in both libraries (others arrive later or never)."""
-    out, seen = [], {}
+    out, seen, vmapped = [], {}, set()
     for c in CASES:
+        if c.vmap == "auto":
+            c.vmap = None if c.cls in vmapped else "stack"
+        if c.vmap:
+            vmapped.add(c.cls)
         if c.cls in names:
             n = seen.get(c.id, 0)
             seen[c.id] = n + 1
