@@ -72,13 +72,14 @@ def _same_static(a: Any, b: Any) -> bool:
 class _Plan:
     """What one compiled call gathers and scatters, for one structure of the arguments."""
 
-    __slots__ = ("version", "grad_version", "amp", "live", "kinds", "values", "static_kwargs",
+    __slots__ = ("version", "grad_version", "export_epoch", "amp", "live", "kinds", "values", "static_kwargs",
                  "dyn_kwargs", "cells", "optimizers", "grad_params", "signature", "mutated", "const",
                  "grads_out", "jitted", "mutated_cells", "const_cells")
 
     def __init__(self, args: tuple, kwargs: dict) -> None:
         self.version = _structure.VERSION[0]
         self.grad_version = _structure.GRAD_VERSION[0]
+        self.export_epoch = -1
         self.amp = _amp_state()
         kinds = [_LIVE if _is_stateful(a) else _STATIC if _is_static(a) else _DYN for a in args]
         self.kinds = tuple(kinds)
@@ -268,6 +269,8 @@ class CompiledFunction:
     # ---- the call ---------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         plan = self._plan_for(args, kwargs)
+        if plan.export_epoch != _structure.EXPORT_EPOCH[0] and self.donate:
+            _protect_exported(plan)
         optimizers = plan.optimizers
         out, new_vals, new_opt, new_grads = plan.jitted(
             list(map(_value_of, plan.mutated_cells)),
@@ -292,6 +295,22 @@ class CompiledFunction:
         return self if obj is None else functools.partial(self, obj)
 
 
+def _copy_if_exported(v: Any) -> Any:
+    if _structure.EXPORTED.get(id(v)) is v:
+        return jax.numpy.array(v, copy=True)
+    return v
+
+
+def _protect_exported(plan: _Plan) -> None:
+    """Before donating, replace cell values that a state_dict() handed out by private copies,
+    so the caller's arrays stay valid (the copies are donated instead)."""
+    for c in plan.mutated_cells:
+        c._value = _copy_if_exported(c._value)
+    for o in plan.optimizers:
+        o._jm_state_set(jax.tree_util.tree_map(_copy_if_exported, o._jm_state_get()))
+    plan.export_epoch = _structure.EXPORT_EPOCH[0]
+
+
 def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: bool = True,
             **jit_kwargs: Any) -> Any:
     """Compile a step function into one XLA program, keeping torch-style mutation.
@@ -308,7 +327,8 @@ def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: boo
             afterwards (costs one output buffer per parameter). Gradients present before the
             call (accumulation) are always carried.
         donate: donate the arrays the step replaces, so parameters are not held twice. Arrays
-            you kept from before the call (e.g. an un-copied `state_dict()`) are then invalid.
+            a `state_dict()` handed out are copied first and stay valid; other references to
+            replaced arrays (e.g. `p._value`) become invalid.
         **jit_kwargs: passed to `jax.jit`.
 
     >>> import jax.numpy as jnp, jaxmodule

@@ -7,6 +7,11 @@ module, train/eval, `requires_grad` flips, hook (un)registration. Value changes 
 are rebuilt when it moved, so a call costs one integer comparison when nothing changed.
 """
 
+import weakref
+from typing import Any
+
+import jax
+
 VERSION = [0]
 
 
@@ -16,3 +21,18 @@ def bump() -> None:
 # Bumped when any cell's `.grad` switches between None and an array (compiled steps pass the
 # present gradients in and out, so their presence is part of a compiled plan).
 GRAD_VERSION = [0]
+
+# Arrays handed out by `state_dict()` (module and optimizer). A compiled step donates the arrays it
+# replaces; before it does, it copies any cell value found here (once per EXPORT_EPOCH), so a
+# state_dict taken earlier stays valid, as a torch user expects. Weak: dropping the state_dict
+# drops the entries.
+EXPORTED: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+EXPORT_EPOCH = [0]
+
+
+def export(values: Any) -> None:
+    """Record arrays that now have holders outside their cells (see EXPORTED)."""
+    for v in values:
+        if isinstance(v, jax.Array):
+            EXPORTED[id(v)] = v
+    EXPORT_EPOCH[0] += 1

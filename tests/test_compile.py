@@ -261,3 +261,22 @@ def test_module_compile_with_keyword_flags():
     out2, w2 = j(jnp.asarray(q), jnp.asarray(q), jnp.asarray(q), need_weights=True, average_attn_weights=False)
     tout2, tw2 = t(torch.tensor(q), torch.tensor(q), torch.tensor(q), need_weights=True, average_attn_weights=False)
     assert_close(w2, tw2)
+
+
+def test_state_dicts_taken_before_a_donating_step_stay_valid():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = jaxmodule.compile(mse_step)
+    x, y = jnp.asarray(randn(8, 3)), jnp.zeros((8, 4))
+    step(model, opt, x, y)
+    best_model = model.state_dict()
+    best_opt = opt.state_dict()
+    frozen = {k: np.asarray(v) for k, v in best_model.items()}
+    step(model, opt, x, y)
+    step(model, opt, x, y)
+    for k, v in best_model.items():  # still readable, and still the old values (a snapshot)
+        np.testing.assert_array_equal(np.asarray(v), frozen[k])
+    assert all(not leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(best_opt["state"]))
+    model.load_state_dict(best_model)
+    step(model, opt, x, y)  # the loaded arrays are protected too
+    np.testing.assert_array_equal(np.asarray(best_model["0.weight"]), frozen["0.weight"])

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .. import _structure
 from .._grad_mode import enable_grad
 from .._tensor import as_array
 from ..nn.parameter import Buffer, Parameter
@@ -326,11 +327,13 @@ class Optimizer(HooksMixin):
         """{'state': {index: {key: array}}, 'param_groups': [{options..., 'params': [index]}]}.
 
         Mirrors torch's layout and state keys; arrays are jax arrays. With an optax
-        transformation, 'state' holds {'optax_state': [one optax state per group]}. As in torch,
-        the arrays are the live state, not copies: a compiled step donates them, so save (or
-        copy) a state_dict before the next compiled step.
+        transformation, 'state' holds {'optax_state': [one optax state per group]}. The arrays
+        are the state at this moment (a snapshot); a later compiled step copies before donating
+        them, so the state_dict stays valid.
         """
-        return self._state_dict_with_hooks(self._build_state_dict)
+        sd = self._state_dict_with_hooks(self._build_state_dict)
+        _structure.export(jax.tree_util.tree_leaves(sd["state"]))
+        return sd
 
     def _build_state_dict(self) -> dict[str, Any]:
         groups, state, start = [], {}, 0

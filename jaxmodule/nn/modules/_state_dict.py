@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ... import _structure
 from ..._tensor import as_array, is_torch_tensor
 from ..parameter import _TensorCell, is_lazy
 from ._hooks import RemovableHandle, add_hook
@@ -145,6 +146,8 @@ class StateDictMixin:
         for name, module in self._modules.items():
             if module is not None:
                 module.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
+        if not keep_vars and not prefix:
+            _structure.export(destination.values())
         for hook in self._state_dict_hooks.values():
             result = hook(self, destination, prefix, local_metadata)
             if getattr(hook, "_from_public_api", False):
@@ -276,6 +279,8 @@ class StateDictMixin:
                 _rollback(log)
                 raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
                     self.__class__.__name__, "\n\t".join(error_msgs)))
+        if log:
+            _structure.export(state_dict.values())  # the cells may now hold the caller's arrays
         return _IncompatibleKeys(missing_keys, unexpected_keys)
 
     # ---- hooks ---------------------------------------------------------------------------------
