@@ -65,10 +65,9 @@ def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_length
     Shape:
         Output: scalar, or (N) with reduction='none' (scalar for unbatched input).
 
-    Differs from torch in one way: the gradient w.r.t. `log_probs` is the exact derivative of the
-    loss. torch's kernel returns exp(log_probs) - posterior instead, which is the gradient w.r.t.
-    the logits *before* a log_softmax; both give the same gradient w.r.t. those logits, so a model
-    that applies `log_softmax` before `ctc_loss` trains identically.
+    The gradient w.r.t. `log_probs` follows torch's kernel: exp(log_probs) - posterior (the
+    gradient w.r.t. the logits of a preceding log_softmax, which is how CTC is used), not the
+    plain derivative -posterior; both give the same gradient through `log_softmax`.
     """
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
@@ -109,7 +108,7 @@ def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_length
         raise RuntimeError(f"Expected input_lengths to have value at most {T}, but got value "
                            f"{int(np.max(np.asarray(il)))}")
 
-    nll = _ctc_nll(lp, jnp.asarray(padded), jnp.asarray(il), jnp.asarray(tl), blank)
+    nll = _ctc_nll_torch_grad(lp, jnp.asarray(padded), jnp.asarray(il), jnp.asarray(tl), blank)
     if zero_infinity:
         nll = jnp.where(jnp.isinf(nll), jnp.zeros((), nll.dtype), nll)
     if reduction == "none":
@@ -149,3 +148,25 @@ def _ctc_nll(lp: Array, padded: Array, il: Array, tl: Array, blank: int) -> Arra
     before = jnp.where(tl > 0, before, neg_inf)
     nll = -_lse(end, before)
     return nll
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _ctc_nll_torch_grad(lp: Array, padded: Array, il: Array, tl: Array, blank: int) -> Array:
+    """`_ctc_nll` whose gradient is torch's: exp(lp) - posterior on the valid time steps."""
+    return _ctc_nll(lp, padded, il, tl, blank)
+
+
+def _ctc_fwd(lp: Array, padded: Array, il: Array, tl: Array, blank: int) -> tuple[Array, tuple]:
+    return _ctc_nll(lp, padded, il, tl, blank), (lp, padded, il, tl)
+
+
+def _ctc_bwd(blank: int, res: tuple, ct: Array) -> tuple:
+    lp, padded, il, tl = res
+    _, vjp = jax.vjp(lambda x: _ctc_nll(x, padded, il, tl, blank), lp)
+    (grad,) = vjp(ct)  # -posterior * ct
+    valid = (jnp.arange(lp.shape[0])[:, None] < il[None, :])[..., None]
+    grad = grad + jnp.where(valid, jnp.exp(lp) * ct[None, :, None], 0)
+    return grad, None, None, None
+
+
+_ctc_nll_torch_grad.defvjp(_ctc_fwd, _ctc_bwd)

@@ -486,3 +486,16 @@ def test_signatures_match_torch():
     from tests.nn.functional.test_activation import _signature_mismatches
 
     assert _signature_mismatches(loss) == ([], set())
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_ctc_log_probs_gradient_follows_torchs_kernel(reduction):
+    """torch's CTC backward returns exp(log_probs) - posterior w.r.t. log_probs; so does ours."""
+    lp = np.asarray(jax.nn.log_softmax(jnp.asarray(randn(9, 2, 5, seed=11)), -1))
+    targets, il, tl = np.array([[1, 2, 3], [4, 4, 0]]), np.array([9, 7]), np.array([3, 2])
+    tx = torch.tensor(lp, requires_grad=True)
+    tout = torch.nn.functional.ctc_loss(tx, torch.tensor(targets), torch.tensor(il), torch.tensor(tl),
+                                        reduction=reduction)
+    tout.sum().backward()
+    g = jax.grad(lambda v: F.ctc_loss(v, jnp.asarray(targets), il, tl, reduction=reduction).sum())(jnp.asarray(lp))
+    assert_close(g, tx.grad, rtol=1e-4, atol=1e-5)  # sums over T * L alignment paths

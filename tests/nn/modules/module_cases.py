@@ -574,8 +574,8 @@ add(Case("L1Loss", inputs=(f(3, 4), f(3, 4))),
     Case("PoissonNLLLoss", (), dict(log_input=False, full=True), inputs=(f(3, 4, lo=0.5, hi=3.0), f(3, 4, lo=0.0, hi=4.0))),
     Case("GaussianNLLLoss", inputs=(f(3, 4), f(3, 4), f(3, 4, lo=0.1, hi=2.0))),
     Case("GaussianNLLLoss", (), dict(full=True, eps=1e-3, reduction="sum"), inputs=(f(3, 4), f(3, 4), f(3, 1, lo=0.1, hi=2.0))),
-    # torch's ctc_loss backward returns the gradient w.r.t. the logits of a log_softmax (it adds
-    # exp(log_probs)); through a log_softmax, as CTCLoss is used, the two conventions agree
+    # CTCLoss is used after a log_softmax; the cases feed it one (its log_probs gradient follows
+    # torch's kernel convention and is also compared directly in tests/nn/modules/test_loss.py)
     Case("CTCLoss", inputs=ctc_inputs(6, 2, 4, 3), pre=_log_softmax_first),
     Case("CTCLoss", (), dict(blank=0, reduction="sum", zero_infinity=True), inputs=ctc_inputs(5, 3, 5, 2),
          pre=_log_softmax_first),
