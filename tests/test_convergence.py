@@ -20,6 +20,16 @@ class MyModel(nn.Module):
         return self.fc(x)
 
 
+def make_step(criterion, compiled):
+    def step(model, optimizer, x, y):
+        optimizer.zero_grad()
+        loss = jaxmodule.backward(lambda m: criterion(m(x), y), model)
+        optimizer.step()
+        return loss
+
+    return jaxmodule.compile(step) if compiled else step
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_seed_mse_sgd_example_converges(compiled):
     rng = np.random.default_rng(0)
@@ -30,14 +40,7 @@ def test_seed_mse_sgd_example_converges(compiled):
     optimizer = optim.SGD(model.parameters(), lr=0.01)
     criterion = nn.MSELoss()
 
-    def step(model, optimizer, x, y):
-        optimizer.zero_grad()
-        loss = jaxmodule.backward(lambda m: criterion(m(x), y), model)
-        optimizer.step()
-        return loss
-
-    if compiled:
-        step = jaxmodule.compile(step)
+    step = make_step(criterion, compiled)
     first = float(step(model, optimizer, x, y))
     for _ in range(1499):
         loss = step(model, optimizer, x, y)
@@ -56,14 +59,7 @@ def test_small_classifier_reaches_low_loss(compiled):
     optimizer = optim.Adam(model.parameters(), lr=1e-2)
     criterion = nn.CrossEntropyLoss()
 
-    def step(model, optimizer, x, y):
-        optimizer.zero_grad()
-        loss = jaxmodule.backward(lambda m: criterion(m(x), y), model)
-        optimizer.step()
-        return loss
-
-    if compiled:
-        step = jaxmodule.compile(step)
+    step = make_step(criterion, compiled)
     for _ in range(150):
         loss = step(model, optimizer, x, y)
     assert float(loss) < 0.05

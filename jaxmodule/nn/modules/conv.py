@@ -6,7 +6,6 @@ and repr; the 1d/2d/3d classes only normalise their arguments and call `nn.funct
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -16,8 +15,8 @@ import jax.numpy as jnp
 from ... import _structure
 from ..._dtype import to_dtype
 from .. import functional as F
-from .. import init
 from ..parameter import Parameter, UninitializedParameter
+from .linear import reset_weight_and_bias
 from .module import Module
 
 __all__ = [
@@ -106,11 +105,7 @@ class _ConvNd(Module):
 
     def reset_parameters(self) -> None:
         """kaiming_uniform_(a=sqrt(5)) weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias, as torch."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -17,6 +17,16 @@ from .module import Module
 __all__ = ["Identity", "Linear", "Bilinear", "LazyLinear"]
 
 
+def reset_weight_and_bias(weight: Parameter, bias: Parameter | None) -> None:
+    """torch's default init of Linear and convolutions: kaiming_uniform_(a=sqrt(5)) weight and
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(bias, -bound, bound)
+
+
 class Identity(Module):
     """Returns its input unchanged; accepts and ignores any constructor arguments. Mirrors torch.
 
@@ -62,11 +72,7 @@ class Linear(Module):
 
     def reset_parameters(self) -> None:
         """kaiming_uniform_(a=sqrt(5)) weight, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias, as torch."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, input: Any) -> jax.Array:
         return F.linear(input, self.weight, self.bias)
