@@ -36,10 +36,6 @@ from .nn.modules.module import Module
 
 __all__ = ["compile", "CompiledFunction", "compile_module"]
 
-def _is_optimizer(x: Any) -> bool:
-    return hasattr(type(x), "_jm_state_get")
-
-
 def _is_stateful(x: Any) -> bool:
     return isinstance(x, (Module, Generator)) or hasattr(type(x), "_jm_state_get")
 
