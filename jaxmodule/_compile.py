@@ -36,11 +36,14 @@ from .nn.modules.module import Module
 
 __all__ = ["compile", "CompiledFunction", "compile_module"]
 
+_VERSION, _GRAD_VERSION = _structure.VERSION, _structure.GRAD_VERSION
+
 def _is_stateful(x: Any) -> bool:
     return isinstance(x, (Module, Generator)) or hasattr(type(x), "_jm_state_get")
 
 
 _value_of = operator.attrgetter("_value")
+_ARRAY_TYPE = type(jax.numpy.zeros(()))  # the concrete jax.Array class: always a traced argument
 _STATIC_SCALARS = frozenset({bool, int, float, complex, str, type(None)})
 _DYN, _LIVE, _STATIC = 0, 1, 2
 
@@ -134,8 +137,10 @@ class _Plan:
             elif kind == _STATIC:
                 if not _same_static(a, v):
                     return False
-            elif _is_stateful(a) or _is_static(a):
+            elif type(a) is not _ARRAY_TYPE and (_is_stateful(a) or _is_static(a)):
                 return False
+        if not kwargs:
+            return True
         for k, v in self.static_kwargs.items():
             if k not in kwargs or not _same_static(kwargs[k], v):
                 return False
@@ -169,9 +174,8 @@ class CompiledFunction:
     # ---- planning ---------------------------------------------------------------------------
     def _plan_for(self, args: tuple, kwargs: dict) -> _Plan:
         plan = self._plan
-        if plan is not None and plan.version == _structure.VERSION[0] \
-                and plan.grad_version == _structure.GRAD_VERSION[0] and plan.amp == _amp_state() \
-                and plan.matches(args, kwargs):
+        if plan is not None and plan.version == _VERSION[0] and plan.grad_version == _GRAD_VERSION[0] \
+                and plan.amp == _amp_state() and plan.matches(args, kwargs):
             return plan
         plan = _Plan(args, kwargs)
         known = self._by_signature.get(plan.signature)
