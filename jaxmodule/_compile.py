@@ -225,7 +225,7 @@ class CompiledFunction:
         saved = [c._value for c in cells]
         saved_grads = [getattr(c, "grad", None) for c in cells]
         saved_opt = [o._jm_state_get() for o in plan.optimizers]
-        version = _structure.VERSION[0]
+        version, grad_version = _structure.VERSION[0], _GRAD_VERSION[0]
         try:
             if const_vals is None:  # discovery: every cell is an input
                 for c, v in zip(cells, mutated_vals):
@@ -265,6 +265,9 @@ class CompiledFunction:
                     c.grad = g
             for o, s in zip(plan.optimizers, saved_opt):
                 o._jm_state_set(s)
+            # every grad is back as it was: a trace (e.g. jit retracing for a new optimizer state
+            # structure) must not look like a change of which grads exist
+            _GRAD_VERSION[0] = grad_version
 
     # ---- the call ---------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

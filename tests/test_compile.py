@@ -68,6 +68,28 @@ def test_compiled_batchnorm_training_matches_torch():
         assert_close(jstate[i]["momentum_buffer"], topt.state[tp]["momentum_buffer"])
 
 
+def test_compiled_weight_decay_switched_on_mid_training_matches_torch():
+    """weight_decay 0 is no term at all (torch's `if weight_decay != 0`); turning it on changes
+    the optimizer state's structure, so the compiled step retraces once and matches torch."""
+    tm, jm, topt, jopt = torch_pair()
+    for o in (topt, jopt):
+        o.param_groups[0]["weight_decay"] = 0.0
+    step = jaxmodule.compile(mse_step)
+    for i in range(6):
+        if i == 3:
+            for o in (topt, jopt):
+                o.param_groups[0]["weight_decay"] = 0.05
+        x, y = randn(16, 4, seed=i), randn(16, 2, seed=100 + i)
+        topt.zero_grad()
+        tl = ((tm(torch.tensor(x)) - torch.tensor(y)) ** 2).mean()
+        tl.backward()
+        topt.step()
+        assert_close(step(jm, jopt, jnp.asarray(x), jnp.asarray(y)), tl)
+    assert step.trace_count == 2
+    for (k, tv), jv in zip(tm.state_dict().items(), jm.state_dict().values()):
+        assert_close(jv, tv)
+
+
 def test_writes_back_assigned_buffers_and_generator():
     model = Counter()
     drop_model = nn.Sequential(model, nn.Dropout(0.5))

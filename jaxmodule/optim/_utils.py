@@ -116,11 +116,12 @@ def torch_chain(hp: dict[str, Any], direction: optax.GradientTransformation | No
                 maximize: bool, decoupled: bool = False) -> optax.GradientTransformation:
     """torch's update order as one optax chain: negate the gradient when maximizing, add the L2
     weight decay before `direction` (after it when `decoupled`: the weights decay directly), then
-    scale by -lr. `direction` None leaves the (decayed) gradient as it is."""
-    decay = optax.add_decayed_weights(hp["weight_decay"])
+    scale by -lr. `direction` None leaves the (decayed) gradient as it is. A weight_decay of 0
+    (hp entry None) adds no term, as torch skips it."""
+    decay = [] if hp["weight_decay"] is None else [optax.add_decayed_weights(hp["weight_decay"])]
     core = [] if direction is None else [direction]
     parts = [optax.scale(-1.0)] if maximize else []
-    parts += core + [decay] if decoupled else [decay] + core
+    parts += core + decay if decoupled else decay + core
     parts.append(optax.scale_by_learning_rate(hp["lr"]))
     return optax.chain(*parts)
 

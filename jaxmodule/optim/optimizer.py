@@ -88,6 +88,10 @@ class Optimizer(HooksMixin):
 
     _array_options: tuple[str, ...] = ("lr",)  # group options held as device arrays
     _complement_options: tuple[str, ...] = ()  # also held as `1 - value`, computed in float64
+    # Options whose value 0 removes a term from the update, as torch's `if weight_decay != 0:`
+    # does: their hp entry is None then (no array, no traced op), and a change between zero and
+    # non-zero rebuilds the group's transformation like a static option.
+    _zero_options: tuple[str, ...] = ("weight_decay",)
     _state_names: dict[str, str] = {}  # optax NamedTuple field -> torch state key
     _state_at_init = False  # torch creates the state at construction (Adagrad)
 
@@ -191,6 +195,10 @@ class Optimizer(HooksMixin):
     def _hp_key_of(self, group: dict[str, Any]) -> tuple:
         return tuple(scalar_key(group[k]) for k in self._array_options)
 
+    def _zeros_of(self, key: tuple) -> tuple[bool, ...]:
+        """Which `_zero_options` are zero in an hp key (they shape the transformation)."""
+        return tuple(v == 0 for k, v in zip(self._array_options, key) if k in self._zero_options)
+
     def _make_hp(self, group: dict[str, Any], old: dict[str, Any] | None = None,
                  old_key: tuple | None = None) -> dict[str, Any]:
         """Device arrays of the group's numeric options; with `old`, only changed ones are new."""
@@ -199,8 +207,11 @@ class Optimizer(HooksMixin):
             v = group[k]
             if old is not None and old_key is not None and scalar_key(v) == old_key[j]:
                 hp[k] = old[k]
-                if k in self._complement_options:
+                if "1-" + k in old:
                     hp["1-" + k] = old["1-" + k]
+                continue
+            if k in self._zero_options and scalar_key(v) == 0:
+                hp[k] = None  # no complement either: the term is gone
                 continue
             seq = isinstance(v, (tuple, list))
             hp[k] = tuple(to_scalar_array(x) for x in v) if seq else to_scalar_array(v)
@@ -223,11 +234,13 @@ class Optimizer(HooksMixin):
         if not group._jm_dirty:
             return
         key = self._hp_key_of(group)
+        zeros_moved = False
         if key != self._hp_key[gi]:
+            zeros_moved = self._zeros_of(key) != self._zeros_of(self._hp_key[gi])
             self._hp[gi] = self._make_hp(group, self._hp[gi], self._hp_key[gi])
             self._hp_key[gi] = key
         static = self._static_options(group)
-        if static != self._static[gi]:
+        if static != self._static[gi] or zeros_moved:
             old = [export_state(s, self._state_names) for s in self._states[gi]]
             self._static[gi] = static
             fresh = self._init_states(group, self._hp[gi], static)

@@ -14,18 +14,27 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["SGD"]
 
 
-def _torch_momentum(momentum: jax.Array, dampening: jax.Array, nesterov: bool) -> optax.GradientTransformation:
+def _torch_momentum(momentum: jax.Array, one_minus_dampening: jax.Array | None,
+                    nesterov: bool) -> optax.GradientTransformation:
     """torch's momentum buffer: the first step stores the gradient undampened; later steps
-    `buf = momentum * buf + (1 - dampening) * g` (optax.trace has no dampening)."""
+    `buf = momentum * buf + (1 - dampening) * g` (optax.trace has no dampening). With dampening
+    0 (`one_minus_dampening` None) the zero-initialised buffer gives the first step exactly, so
+    no first-step flag. `1 - dampening` comes from the host in float64, as torch's `alpha`."""
 
     def init(params: Any) -> dict[str, Any]:
+        if one_minus_dampening is None:
+            return {"momentum_buffer": jnp.zeros_like(params)}
         return {"momentum_buffer": jnp.zeros_like(params), "_started": jnp.zeros((), jnp.float32)}
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
         buf = state["momentum_buffer"]
-        buf = jnp.where(state["_started"] > 0, buf * momentum + (1 - dampening) * g, g)
-        out = g + momentum * buf if nesterov else buf
-        return out, {"momentum_buffer": buf, "_started": jnp.ones((), jnp.float32)}
+        if one_minus_dampening is None:
+            buf = buf * momentum + g
+            new_state = {"momentum_buffer": buf}
+        else:
+            buf = jnp.where(state["_started"] > 0, buf * momentum + one_minus_dampening * g, g)
+            new_state = {"momentum_buffer": buf, "_started": jnp.ones((), jnp.float32)}
+        return (g + momentum * buf if nesterov else buf), new_state
 
     return optax.GradientTransformation(init, update)
 
@@ -58,6 +67,8 @@ class SGD(Optimizer):
     """
 
     _array_options = ("lr", "momentum", "dampening", "weight_decay")
+    _complement_options = ("dampening",)
+    _zero_options = ("weight_decay", "dampening")
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
@@ -80,5 +91,5 @@ class SGD(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         nesterov, maximize, has_momentum = static
-        momentum = _torch_momentum(hp["momentum"], hp["dampening"], nesterov) if has_momentum else None
+        momentum = _torch_momentum(hp["momentum"], hp.get("1-dampening"), nesterov) if has_momentum else None
         return torch_chain(hp, momentum, maximize)

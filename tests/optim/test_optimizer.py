@@ -239,6 +239,36 @@ def test_structural_option_change_rebuilds_state_like_torch():
     _compare_state_dicts(jo.state_dict(), to.state_dict())
 
 
+@pytest.mark.parametrize("name,kwargs,changes", [
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, [{"dampening": 0.5}, {"dampening": 0.0, "weight_decay": 0.1}]),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3}, [{"dampening": 0.0}, {"weight_decay": 0.0}]),
+    ("Adam", {"lr": 0.05}, [{"weight_decay": 0.2}, {"weight_decay": 0.0}]),
+    ("AdamW", {"lr": 0.05, "weight_decay": 0.0}, [{"weight_decay": 0.1}]),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5}, [{"weight_decay": 0.1}, {"weight_decay": 0.0}]),
+])
+def test_zero_options_switching_mid_training_match_torch(name, kwargs, changes):
+    """weight_decay / dampening of 0 drop their term (as torch's `if weight_decay != 0`); switching
+    between zero and non-zero mid-training keeps the state and matches torch step for step."""
+    jp, tp = jm_params(), torch_params()
+    jo, to = getattr(optim, name)(jp, **kwargs), getattr(torch.optim, name)(tp, **kwargs)
+
+    def run(start):  # both sides get the same gradient arrays: only the optimizer math differs
+        for k in range(start, start + 3):
+            set_jm_grads(jp, k)
+            for a, b in zip(jp, tp):
+                b.grad = torch.tensor(np.asarray(a.grad))
+            jo.step()
+            to.step()
+            assert_params_close(jp, tp, f"step {k}")
+
+    run(0)
+    for i, change in enumerate(changes):
+        for o in (jo, to):
+            o.param_groups[0].update(change)
+        run(3 + 3 * i)
+    _compare_state_dicts(jo.state_dict(), to.state_dict())
+
+
 def test_low_precision_params_keep_dtype():
     p = Parameter(jnp.ones(3, jnp.bfloat16))
     o = optim.Adam([p], lr=0.1)
