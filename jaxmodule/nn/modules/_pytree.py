@@ -10,10 +10,17 @@ requires_grad/persistence flags, training mode, hooks and every other plain attr
 when hashable, else by identity). Equal signatures mean `jax.jit` reuses its trace; any change
 that could change the computation changes the signature.
 
-Unflattening builds new module objects of the same classes: plain attributes are shallow-copied
-from the template module, so a copy shares hook registries (and other mutable attributes) with
-the module it came from. Cells are new `Parameter`/`Buffer` objects wrapping the leaves; tied
-parameters come back tied.
+Unflattening gives a new module of the same class: plain attributes are shallow-copied from the
+template module, so a copy shares hook registries (and other mutable attributes) with the module
+it came from. Cells are new `Parameter`/`Buffer` objects wrapping the leaves; tied parameters come
+back tied.
+
+Unflattening is lazy: it makes only the root object (its plain attributes copied, plus a
+`_jm_lazy` entry holding the treedef and leaves). Flattening a lazy module returns those leaves
+without building anything, so chains of `jax.tree.map`, jit outputs passed straight back in, or
+gradient modules that are only flattened again never build submodules or cells. The first access
+of anything else (a parameter, a child, `_modules`, any registration or attribute assignment, a
+copy or pickle) builds the whole tree once (`materialize`), exactly as an eager unflatten would.
 """
 
 from __future__ import annotations
@@ -24,10 +31,10 @@ import jax
 
 from ... import _structure
 
-__all__ = ["register", "ModuleTreeDef", "module_cells"]
+__all__ = ["register", "ModuleTreeDef", "module_cells", "materialize"]
 
 _CONTAINERS = ("_parameters", "_buffers", "_modules")
-_SKIP = frozenset(_CONTAINERS + ("_jm_tree", "_compiled_call_impl"))
+_SKIP = frozenset(_CONTAINERS + ("_jm_tree", "_jm_lazy", "_compiled_call_impl"))
 
 
 def _sig(v: Any, depth: int = 0) -> Any:
@@ -83,6 +90,7 @@ class ModuleTreeDef:
 
 
 def _build(root: Any) -> tuple[int, list, ModuleTreeDef]:
+    materialize(root)
     version = _structure.VERSION[0]
     mod_index: dict[int, int] = {}
     order: list[tuple[str, Any]] = []
@@ -134,9 +142,12 @@ def module_cells(m: Any) -> tuple[list, ModuleTreeDef]:
     return cache[1], cache[2]
 
 
-def _flatten(m: Any) -> tuple[list, ModuleTreeDef]:
+def _flatten(m: Any) -> tuple[Any, ModuleTreeDef]:
     cache = m.__dict__.get("_jm_tree")
     if cache is None or cache[0] != _structure.VERSION[0]:
+        lazy = m.__dict__.get("_jm_lazy")
+        if lazy is not None:  # not built yet: nothing can have changed it
+            return lazy[1], lazy[0]
         cache = _build(m)
         m.__dict__["_jm_tree"] = cache
     return [c._value for c in cache[1]], cache[2]
@@ -152,22 +163,37 @@ def _set_dict(obj: Any, d: dict) -> None:
 
 
 def _unflatten(treedef: ModuleTreeDef, leaves: Any) -> Any:
+    recipe = treedef.recipes[0]
+    root = object.__new__(recipe.cls)
+    d = recipe.static.copy()
+    d["_jm_lazy"] = (treedef, leaves)
+    _set_dict(root, d)
+    return root
+
+
+def materialize(root: Any) -> None:
+    """Build the submodules and cells of a lazily unflattened module (no-op otherwise)."""
+    d = root.__dict__
+    lazy = d.pop("_jm_lazy", None)
+    if lazy is None:
+        return
+    treedef, leaves = lazy
     cells = [kind._wrap(v, aux) for (kind, aux), v in zip(treedef.leaf_kinds, leaves)]
     recipes = treedef.recipes
-    mods = [object.__new__(r.cls) for r in recipes]
+    mods = [root] + [object.__new__(r.cls) for r in recipes[1:]]
     cells.append(None)  # index -1: a None entry
     mods.append(None)
-    for r, m in zip(recipes, mods):
-        d = r.static.copy()
+    for k, (r, m) in enumerate(zip(recipes, mods)):
+        md = d if k == 0 else r.static.copy()
         # registration state is per module (hook registries stay shared, see the docstring)
-        d["_non_persistent_buffers_set"] = set(d["_non_persistent_buffers_set"])
-        d["_parameters"] = {k: cells[i] for k, i in r.params}
-        d["_buffers"] = {k: cells[i] for k, i in r.buffers}
-        d["_modules"] = {k: mods[i] for k, i in r.children}
-        _set_dict(m, d)
+        md["_non_persistent_buffers_set"] = set(md["_non_persistent_buffers_set"])
+        md["_parameters"] = {n: cells[i] for n, i in r.params}
+        md["_buffers"] = {n: cells[i] for n, i in r.buffers}
+        md["_modules"] = {n: mods[i] for n, i in r.children}
+        if k:
+            _set_dict(m, md)
     cells.pop()
-    mods[0].__dict__["_jm_tree"] = (_structure.VERSION[0], cells, treedef)
-    return mods[0]
+    d["_jm_tree"] = (_structure.VERSION[0], cells, treedef)
 
 
 def register(cls: type) -> None:

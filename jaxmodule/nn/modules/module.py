@@ -163,10 +163,15 @@ class Module(StateDictMixin, ConversionMixin):
             modules = d["_modules"]
             if name in modules:
                 return modules[name]
+        if "_jm_lazy" in d:  # a lazily unflattened module: build it, then look again
+            _pytree.materialize(self)
+            return getattr(self, name)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
+        if "_jm_lazy" in d:
+            _pytree.materialize(self)
         params = d.get("_parameters")
         if isinstance(value, Parameter):
             if params is None:
@@ -234,6 +239,8 @@ class Module(StateDictMixin, ConversionMixin):
 
     def __delattr__(self, name: str) -> None:
         d = self.__dict__
+        if "_jm_lazy" in d:
+            _pytree.materialize(self)
         if name in d.get("_parameters", ()):
             del d["_parameters"][name]
         elif name in d.get("_buffers", ()):
@@ -246,6 +253,7 @@ class Module(StateDictMixin, ConversionMixin):
         _structure.bump()
 
     def __dir__(self) -> list[str]:
+        _pytree.materialize(self)
         keys = (dir(self.__class__) + list(self.__dict__) + list(self._parameters)
                 + list(self._modules) + list(self._buffers))
         return sorted(k for k in keys if not k[0].isdigit() and k not in TRANSIENT_KEYS)
@@ -266,6 +274,7 @@ class Module(StateDictMixin, ConversionMixin):
 
         `tensor` may be a jax/numpy array, a torch tensor, a `Buffer` or None.
         """
+        _pytree.materialize(self)
         if "_buffers" not in self.__dict__:
             raise AttributeError("cannot assign buffer before Module.__init__() call")
         self._check_new_name(name, "buffer", self._buffers)
@@ -288,6 +297,7 @@ class Module(StateDictMixin, ConversionMixin):
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Add a parameter (or reserve the name with None). Mirrors torch."""
+        _pytree.materialize(self)
         if "_parameters" not in self.__dict__:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._check_new_name(name, "parameter", self._parameters)
@@ -481,6 +491,7 @@ class Module(StateDictMixin, ConversionMixin):
 
     # ---- pickling / copying --------------------------------------------------------------------
     def __getstate__(self) -> dict:
+        _pytree.materialize(self)
         state = self.__dict__.copy()
         for key in TRANSIENT_KEYS:
             state.pop(key, None)

@@ -27,6 +27,7 @@ import numpy as np
 from ... import _structure
 from ..._grad_mode import no_grad
 from ..._tensor import as_array
+from ..modules import _pytree
 from ..modules.container import ModuleDict, ModuleList
 from ..modules.module import TRANSIENT_KEYS, Module
 from ..parameter import Buffer, Parameter, _TensorCell
@@ -177,6 +178,7 @@ def _default_deepcopy(self: Module, memo: dict) -> Module:
         return obj
     replica = self.__new__(self.__class__)
     memo[id(self)] = replica
+    _pytree.materialize(self)
     state = {k: v for k, v in self.__dict__.items() if k not in TRANSIENT_KEYS}
     replica.__dict__.update(copy.deepcopy(state, memo))
     return replica

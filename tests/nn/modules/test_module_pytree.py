@@ -1,10 +1,12 @@
 """Modules as JAX pytrees: leaves, round trips through transforms, trace caching."""
 
+import copy
 import pickle
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 
 import jaxmodule
@@ -293,3 +295,82 @@ def test_registration_on_a_copy_does_not_touch_the_original():
     assert "mask" in j.enc._non_persistent_buffers_set
     c.new_param = nn.Parameter(jnp.ones(1))
     assert "new_param" not in j._parameters
+
+
+def _is_lazy(m):
+    return "_jm_lazy" in m.__dict__
+
+
+def test_unflatten_is_lazy_until_first_use_and_flattening_it_builds_nothing():
+    j = _hooked_rich()
+    leaves, td = jax.tree.flatten(j)
+    c = jax.tree.map(lambda x: x + 1, jax.tree.map(lambda x: x * 2, j))  # a chain of maps
+    assert _is_lazy(c) and type(c) is type(j)
+    c_leaves, c_td = jax.tree.flatten(c)
+    assert c_td == td and _is_lazy(c)
+    for a, b in zip(c_leaves, leaves):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b) * 2 + 1)
+    assert c.training == j.training and c.hidden == 7  # plain attributes need no build
+    assert _is_lazy(c)
+    # first real use builds the tree, exactly as the template's structure
+    assert [n for n, _ in c.named_modules()] == [n for n, _ in j.named_modules()]
+    assert not _is_lazy(c)
+    assert _attrs(c) == _attrs(j)
+    assert repr(c) == repr(j)
+    for (k, v), w in zip(c.state_dict().items(), j.state_dict().values()):
+        np.testing.assert_array_equal(to_numpy(v), to_numpy(w) * 2 + 1, err_msg=k)
+    assert jax.tree.flatten(c)[1] == td
+
+
+class _Shadowed(nn.Module):
+    scale = 1.0  # class attribute overridden per instance
+
+    def __init__(self):
+        super().__init__()
+        self.scale = 2.0
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.fc(x) * self.scale
+
+
+def test_lazy_module_every_entry_point_builds_it():
+    m = _Shadowed()
+    x = jnp.ones((1, 2))
+    uses = {
+        "call": lambda c: assert_close(c(x), m(x)),
+        "parameter": lambda c: assert_close(c.fc.weight, m.fc.weight),
+        "setattr module": lambda c: setattr(c, "extra", nn.Linear(2, 2)) or c.extra,
+        "setattr plain": lambda c: setattr(c, "note", 3) or list(c.state_dict()) == list(m.state_dict())
+        or pytest.fail("state_dict"),
+        "delattr": lambda c: delattr(c, "fc") or "fc" not in c._modules or pytest.fail("del"),
+        "hasattr": lambda c: hasattr(c, "fc") or pytest.fail("hasattr"),
+        "register_buffer": lambda c: c.register_buffer("b", jnp.zeros(1)),
+        "train": lambda c: c.eval(),
+        "dir": lambda c: "fc" in dir(c) or pytest.fail("dir"),
+        "pickle": lambda c: assert_close(pickle.loads(pickle.dumps(c))(x), m(x)),
+        "deepcopy": lambda c: assert_close(copy.deepcopy(c)(x), m(x)),
+        "copy": lambda c: assert_close(copy.copy(c)(x), m(x)),
+        "compile": lambda c: assert_close(jaxmodule.compile(lambda mod, v: mod(v))(c, x), m(x)),
+        "missing attribute": lambda c: pytest.raises(AttributeError, getattr, c, "nope"),
+    }
+    c = jax.tree.map(lambda v: v, m)
+    assert c.scale == 2.0 and _is_lazy(c)  # instance attributes are there before any build
+    for name, use in uses.items():
+        c = jax.tree.map(lambda v: v, m)
+        assert _is_lazy(c), name
+        use(c)
+        assert not _is_lazy(c), name
+        assert c.scale == 2.0 and m.scale == 2.0, name
+        assert list(m._modules) == ["fc"], name  # the template is never touched
+
+
+def test_jit_returning_a_module_stays_lazy_until_used():
+    m = MLP()
+    out = jax.jit(lambda mod: jax.tree.map(lambda v: v + 1, mod))(m)
+    assert _is_lazy(out)
+    out2 = jax.jit(lambda mod: mod)(out)  # flattening the lazy output builds nothing
+    assert _is_lazy(out)
+    x = jnp.ones((1, 3))
+    expected = jax.tree.map(lambda v: v + 1, m)
+    assert_close(out2(x), expected(x))
