@@ -11,8 +11,9 @@ as torch code does (optimizer steps, BatchNorm statistics, dropout's generator).
    user's function runs unchanged, and every cell's final value is returned.
 4. Scatter the outputs into the cells. Nothing waits for the device: dispatch stays asynchronous.
 
-Which cells a step writes is discovered once per plan by an abstract trace (`jax.eval_shape`), so
-a forward-only compile neither copies nor donates parameters. The plan is keyed on the
+Which cells a step writes is discovered once per plan by tracing it with every cell as an input
+and an output (`jax.make_jaxpr`), so a forward-only compile neither copies nor donates parameters;
+the jitted function then replays that recorded jaxpr instead of tracing the user's code again. The plan is keyed on the
 structural signature of the modules (classes, names, train/eval, hooks, attributes), so any of
 those changing retraces, and an unrelated structural change elsewhere reuses the trace.
 """
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.extend
 import numpy as np
 
 from . import _structure
@@ -43,6 +45,10 @@ def _is_stateful(x: Any) -> bool:
 
 
 _value_of = operator.attrgetter("_value")
+
+
+def _same_type(x: Any, aval: Any) -> bool:
+    return jax.typeof(x) == aval
 _ARRAY_TYPE = type(jax.numpy.zeros(()))  # the concrete jax.Array class: always a traced argument
 _STATIC_SCALARS = frozenset({bool, int, float, complex, str, type(None)})
 _DYN, _LIVE, _STATIC = 0, 1, 2
@@ -192,25 +198,46 @@ class CompiledFunction:
         return plan
 
     def _discover(self, plan: _Plan, args: tuple, kwargs: dict) -> None:
-        """Abstractly trace once to learn which cells (and grads) the step writes, then make the
-        jitted function for this plan (a fresh closure: jit caches never mix plans)."""
+        """Trace the step once, with every cell as an input and an output, to learn which cells
+        (and grads) it writes; then make the jitted function for this plan (a fresh closure:
+        jit caches never mix plans).
+
+        That one trace is also the program: when `jax.jit` traces the plan's function for the
+        same input types, it replays the recorded jaxpr (cheap) instead of running the user's
+        Python again, so a new plan costs one trace of user code, as plain `jax.jit` does. Other
+        input shapes or dtypes trace the user's function as usual."""
         written: dict[str, Any] = {}
 
         def probe(state: list, opt_states: list, grads: list, dyn: tuple, kwargs: dict) -> Any:
+            self.trace_count += 1
             return self._run_traced(plan, state, None, opt_states, grads, dyn, kwargs, record=written)
 
-        jax.eval_shape(probe, [c._value for c in plan.cells],
-                       [o._jm_state_get() for o in plan.optimizers],
-                       [p.grad for p in plan.grad_params], *plan.split(args, kwargs))
+        inputs = ([c._value for c in plan.cells], [o._jm_state_get() for o in plan.optimizers],
+                  [p.grad for p in plan.grad_params], *plan.split(args, kwargs))
+        recorded, out_shape = jax.make_jaxpr(probe, return_shape=True)(*inputs)
         plan.mutated = written["mutated"]
         mutated = set(plan.mutated)
         plan.const = [k for k in range(len(plan.cells)) if k not in mutated]
         plan.grads_out = written["grads"]
+        replay = jax.extend.core.jaxpr_as_fun(recorded)
+        in_tree, in_avals = jax.tree.structure(inputs), recorded.in_avals
+        out_tree = jax.tree.structure(out_shape)
+        n_cells = len(plan.cells)
 
         def pure(mutated_vals: list, const_vals: list, opt_states: list, grad_vals: list,
                  dyn: tuple, kwargs: dict) -> Any:
+            current = self._plan  # the plan being called (its cells may be new objects)
+            state: list = [None] * n_cells
+            for k, v in zip(current.mutated, mutated_vals):
+                state[k] = v
+            for k, v in zip(current.const, const_vals):
+                state[k] = v
+            flat, tree = jax.tree.flatten((state, opt_states, grad_vals, dyn, kwargs))
+            if tree == in_tree and all(map(_same_type, flat, in_avals)):
+                out, final, new_opt, new_grads = jax.tree.unflatten(out_tree, replay(*flat))
+                return out, [final[k] for k in current.mutated], new_opt, new_grads
             self.trace_count += 1
-            return self._run_traced(plan, mutated_vals, const_vals, opt_states, grad_vals, dyn, kwargs)
+            return self._run_traced(current, mutated_vals, const_vals, opt_states, grad_vals, dyn, kwargs)
 
         donate = (0, 2, 3) if self.donate else ()
         plan.jitted = jax.jit(pure, donate_argnums=donate, **self.jit_kwargs)
@@ -248,14 +275,17 @@ class CompiledFunction:
                     "the structure of a module changed inside a compiled step (a parameter, buffer "
                     "or submodule was registered, a hook added, or an attribute assigned). Make "
                     "structural changes outside the compiled function.")
-            if record is not None:
+            if record is not None:  # discovery: every cell's final value is an output
                 record["mutated"] = [k for k, c in enumerate(cells) if c._value is not entry[k]]
                 record["grads"] = [k for k, c in enumerate(cells)
                                    if getattr(c, "grad", None) is not None
                                    and (self.keep_grads or entry_grads[k] is not None)]
-                return out
-            new_vals = [cells[k]._value for k in plan.mutated]
-            new_grads = [cells[k].grad for k in plan.grads_out]
+                new_vals = [c._value for c in cells]
+                grads_out = record["grads"]
+            else:
+                new_vals = [cells[k]._value for k in plan.mutated]
+                grads_out = plan.grads_out
+            new_grads = [cells[k].grad for k in grads_out]
             new_opt = [o._jm_state_get() for o in plan.optimizers]
             return out, new_vals, new_opt, new_grads
         finally:

@@ -302,3 +302,27 @@ def test_state_dicts_taken_before_a_donating_step_stay_valid():
     model.load_state_dict(best_model)
     step(model, opt, x, y)  # the loaded arrays are protected too
     np.testing.assert_array_equal(np.asarray(best_model["0.weight"]), frozen["0.weight"])
+
+
+def test_user_code_is_traced_once_per_plan_and_again_only_for_new_input_types():
+    """The discovery trace is also the program: jit replays it, so Python side effects of the
+    step run once per new plan, like plain jax.jit; a new batch shape traces the user code."""
+    traced = []
+
+    def step(model, opt, x, y):
+        traced.append(x.shape)
+        return mse_step(model, opt, x, y)
+
+    tm, jm, topt, jopt = torch_pair()
+    compiled = jaxmodule.compile(step)
+    for i, n in enumerate((16, 16, 16, 5, 5, 16)):
+        x, y = randn(n, 4, seed=i), randn(n, 2, seed=50 + i)
+        topt.zero_grad()
+        tl = ((tm(torch.tensor(x)) - torch.tensor(y)) ** 2).mean()
+        tl.backward()
+        topt.step()
+        assert_close(compiled(jm, jopt, jnp.asarray(x), jnp.asarray(y)), tl)
+    assert traced == [(16, 4), (5, 4)]
+    assert compiled.trace_count == 2
+    for (k, tv), jv in zip(tm.state_dict().items(), jm.state_dict().values()):
+        assert_close(jv, tv)

@@ -13,12 +13,16 @@ from .._dtype import to_dtype
 
 __all__ = ["autocast", "is_autocast_enabled", "get_autocast_dtype", "autocast_inputs", "state"]
 
-_local = threading.local()
+class _Local(threading.local):
+    state: tuple = (False, None)  # the default in every thread (no exception on first read)
+
+
+_local = _Local()
 
 
 def state() -> tuple:
-    """The current (enabled, dtype) pair; part of every compiled plan's key."""
-    return getattr(_local, "state", (False, None))
+    """The current (enabled, dtype) pair; part of every compiled plan's key (read per call)."""
+    return _local.state
 
 
 def is_autocast_enabled(device_type: str | None = None) -> bool:
