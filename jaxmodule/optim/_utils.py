@@ -114,16 +114,32 @@ def check_flags(foreach: Any, fused: Any, differentiable: bool) -> None:
 
 def torch_chain(hp: dict[str, Any], direction: optax.GradientTransformation | None,
                 maximize: bool, decoupled: bool = False) -> optax.GradientTransformation:
-    """torch's update order as one optax chain: negate the gradient when maximizing, add the L2
-    weight decay before `direction` (after it when `decoupled`: the weights decay directly), then
-    scale by -lr. `direction` None leaves the (decayed) gradient as it is. A weight_decay of 0
-    (hp entry None) adds no term, as torch skips it."""
+    """torch's update order as one chain of optax transformations: negate the gradient when
+    maximizing, add the L2 weight decay before `direction` (after it when `decoupled`: the
+    weights decay directly), then scale by -lr. `direction` None leaves the (decayed) gradient as
+    it is. A weight_decay of 0 (hp entry None) adds no term, as torch skips it.
+
+    Unlike `optax.chain`, the state is `direction`'s alone (`()` without one): the other parts
+    are stateless, and their `EmptyState`s would be Python objects rebuilt for every parameter on
+    every compiled step."""
     decay = [] if hp["weight_decay"] is None else [optax.add_decayed_weights(hp["weight_decay"])]
     core = [] if direction is None else [direction]
     parts = [optax.scale(-1.0)] if maximize else []
     parts += core + decay if decoupled else decay + core
     parts.append(optax.scale_by_learning_rate(hp["lr"]))
-    return optax.chain(*parts)
+
+    def init(params: Any) -> Any:
+        return () if direction is None else direction.init(params)
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        for part in parts:
+            if part is direction:
+                updates, state = part.update(updates, state, params)
+            else:
+                updates, _ = part.update(updates, optax.EmptyState(), params)
+        return updates, state
+
+    return optax.GradientTransformation(init, update)
 
 
 # ---- torch-layout state conversion ---------------------------------------------------------
