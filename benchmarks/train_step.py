@@ -6,7 +6,13 @@ Every (workload, implementation) runs in its own process (clean compile caches, 
 memory). Per step: call, then block on the loss ("sync"); the table shows the median over the
 timed steps and its ratio to raw JAX measured in the same run, the mean per step when steps are
 dispatched back to back and synchronised once at the end ("async"), the first call (trace +
-compile) and the peak resident memory added by building and training the model.
+compile) and the peak resident memory added by building and training the model. Each row is run
+`--repeat` times (processes interleaved across implementations) and every column is the median
+over the repeats: on a noisy 2-core machine single processes differ by 10-30%.
+
+"paired" (jaxmodule rows): raw JAX and jaxmodule built in one process, their steps alternated one
+by one, median step time of jaxmodule over raw JAX's. Machine drift hits both equally, so this
+is the most precise ratio the machine gives.
 """
 
 from __future__ import annotations
@@ -85,6 +91,31 @@ def run_one(impl: str, workload: str, steps: int) -> dict:
             "compile_s": compile_s, "peak_mb": peak - base}
 
 
+def run_paired(workload: str, steps: int) -> dict:
+    from workloads import build_jaxmodule, build_raw
+
+    impls = {"raw": build_raw(workload), "jaxmodule": build_jaxmodule(workload)}
+    times: dict[str, list[float]] = {k: [] for k in impls}
+    for _ in range(3):
+        for step, batch in impls.values():
+            _sync(step(*batch))
+    for _ in range(steps):
+        for k, (step, batch) in impls.items():
+            t = time.perf_counter()
+            _sync(step(*batch))
+            times[k].append(time.perf_counter() - t)
+    return {"ratio": statistics.median(times["jaxmodule"]) / statistics.median(times["raw"])}
+
+
+def _subprocess(args: list[str]) -> dict | str:
+    """Run this script with `args` in a fresh process: its JSON result, or the error line."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return proc.stderr.strip().splitlines()[-1][:80]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--one", nargs=2, metavar=("IMPL", "WORKLOAD"))
@@ -92,34 +123,47 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="few steps (smoke run)")
     ap.add_argument("--impls", default=",".join(IMPLS))
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--repeat", type=int, default=3, help="processes per row (median reported)")
+    ap.add_argument("--pair", metavar="WORKLOAD", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         impl, wl = args.one
         print(json.dumps(run_one(impl, wl, args.steps or STEPS[wl])))
         return
+    if args.pair:
+        print(json.dumps(run_paired(args.pair, args.steps or 4 * STEPS[args.pair])))
+        return
     impls = args.impls.split(",")
-    print("| workload | impl | median/step | ratio to raw JAX | async/step | first call | peak memory |")
-    print("|---|---|---|---|---|---|---|")
+    repeat = 1 if args.quick else args.repeat
+    print("| workload | impl | median/step | ratio to raw JAX | paired | async/step | first call | peak memory |")
+    print("|---|---|---|---|---|---|---|---|")
     for wl in args.workloads.split(","):
         steps = 5 if args.quick else STEPS[wl]
-        results = {}
-        for impl in impls:
-            env = dict(os.environ, JAX_PLATFORMS="cpu")
-            proc = subprocess.run([sys.executable, __file__, "--one", impl, wl, "--steps", str(steps)],
-                                  capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                results[impl] = None
-                print(f"| {wl} | {impl} | failed: {proc.stderr.strip().splitlines()[-1][:80]} | | | | |")
-                continue
-            results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs: dict[str, list[dict]] = {impl: [] for impl in impls}
+        failed: dict[str, str] = {}
+        for _ in range(repeat):
+            for impl in impls:
+                r = _subprocess(["--one", impl, wl, "--steps", str(steps)])
+                if isinstance(r, str):
+                    failed[impl] = r
+                else:
+                    runs[impl].append(r)
+        paired = None
+        if "raw_jax" in impls and "jaxmodule" in impls:
+            r = _subprocess(["--pair", wl, "--steps", str(steps if args.quick else 4 * steps)])
+            paired = None if isinstance(r, str) else r["ratio"]
+        results = {impl: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+                   for impl, rs in runs.items() if rs and impl not in failed}
         raw = results.get("raw_jax")
         for impl in impls:
-            r = results.get(impl)
-            if r is None:
+            if impl in failed:
+                print(f"| {WORKLOADS[wl][3]} | {impl} | failed: {failed[impl]} | | | | | |")
                 continue
+            r = results[impl]
             ratio = f"{r['median_us'] / raw['median_us']:.2f}x" if raw else "n/a"
-            print(f"| {WORKLOADS[wl][3]} | {impl} | {_fmt(r['median_us'])} | {ratio} | {_fmt(r['async_us'])} | "
-                  f"{r['compile_s'] * 1e3:.0f} ms | {r['peak_mb']:.0f} MB |", flush=True)
+            pair = f"{paired:.2f}x" if impl == "jaxmodule" and paired is not None else ""
+            print(f"| {WORKLOADS[wl][3]} | {impl} | {_fmt(r['median_us'])} | {ratio} | {pair} | "
+                  f"{_fmt(r['async_us'])} | {r['compile_s'] * 1e3:.0f} ms | {r['peak_mb']:.0f} MB |", flush=True)
 
 
 def _fmt(us: float) -> str:

@@ -148,7 +148,9 @@ def build_raw(name: str) -> tuple[Any, tuple]:
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), st
 
     def _step(p: Any, o: Any, st: Any, key: Any, x: Any, y: Any) -> Any:
-        key, sub = jax.random.split(key)
+        sub = None
+        if kind == "bn":  # only the dropout workload draws random numbers
+            key, sub = jax.random.split(key)
         (loss, st), g = jax.value_and_grad(loss_fn, has_aux=True)(p, st, x, y, sub)
         updates, o = tx.update(g, o, p)
         return optax.apply_updates(p, updates), o, st, key, loss

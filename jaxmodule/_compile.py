@@ -11,11 +11,15 @@ as torch code does (optimizer steps, BatchNorm statistics, dropout's generator).
    user's function runs unchanged, and every cell's final value is returned.
 4. Scatter the outputs into the cells. Nothing waits for the device: dispatch stays asynchronous.
 
+Steps 1-4 also exist as one generated function per plan (`_fast_path`: checks, gather, call and
+scatter unrolled), tried first; it hands any call it does not cover to the general path.
+
 Which cells a step writes is discovered once per plan by tracing it with every cell as an input
-and an output (`jax.make_jaxpr`), so a forward-only compile neither copies nor donates parameters;
-the jitted function then replays that recorded jaxpr instead of tracing the user's code again. The plan is keyed on the
-structural signature of the modules (classes, names, train/eval, hooks, attributes), so any of
-those changing retraces, and an unrelated structural change elsewhere reuses the trace.
+and an output (`jax.make_jaxpr`), so a forward-only compile neither copies nor donates
+parameters; the jitted function then replays that recorded jaxpr instead of tracing the user's
+code again. The plan is keyed on the structural signature of the modules (classes, names,
+train/eval, hooks, attributes), so any of those changing retraces, and an unrelated structural
+change elsewhere reuses the trace.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 
 from . import _structure
 from ._random import Generator, default_generator
+from .amp.autocast_mode import _local as _amp_local
 from .amp.autocast_mode import state as _amp_state
 from .nn.modules._pytree import module_cells
 from .nn.modules.module import Module
@@ -79,7 +84,7 @@ class _Plan:
 
     __slots__ = ("version", "grad_version", "export_epoch", "amp", "live", "kinds", "values", "static_kwargs",
                  "dyn_kwargs", "cells", "optimizers", "grad_params", "signature", "mutated", "const",
-                 "grads_out", "jitted", "mutated_cells", "const_cells")
+                 "grads_out", "jitted", "mutated_cells", "const_cells", "fast")
 
     def __init__(self, args: tuple, kwargs: dict) -> None:
         self.version = _structure.VERSION[0]
@@ -174,6 +179,7 @@ class CompiledFunction:
         self.donate = donate
         self.jit_kwargs = jit_kwargs
         self._plan: _Plan | None = None
+        self._fast: Callable | None = None  # the current plan's generated fast path
         self._by_signature: dict = {}
         self.trace_count = 0
 
@@ -194,6 +200,7 @@ class CompiledFunction:
             self._by_signature[plan.signature] = plan
         plan.mutated_cells = [plan.cells[k] for k in plan.mutated]
         plan.const_cells = [plan.cells[k] for k in plan.const]
+        plan.fast = _fast_path(plan)
         self._plan = plan
         return plan
 
@@ -234,8 +241,8 @@ class CompiledFunction:
                 state[k] = v
             flat, tree = jax.tree.flatten((state, opt_states, grad_vals, dyn, kwargs))
             if tree == in_tree and all(map(_same_type, flat, in_avals)):
-                out, final, new_opt, new_grads = jax.tree.unflatten(out_tree, replay(*flat))
-                return out, [final[k] for k in current.mutated], new_opt, new_grads
+                final, new_opt, new_grads, out = jax.tree.unflatten(out_tree, replay(*flat))
+                return [final[k] for k in current.mutated], new_opt, new_grads, out
             self.trace_count += 1
             return self._run_traced(current, mutated_vals, const_vals, opt_states, grad_vals, dyn, kwargs)
 
@@ -287,7 +294,9 @@ class CompiledFunction:
                 grads_out = plan.grads_out
             new_grads = [cells[k].grad for k in grads_out]
             new_opt = [o._jm_state_get() for o in plan.optimizers]
-            return out, new_vals, new_opt, new_grads
+            # the step's own output last: jit pairs donated inputs with outputs of the same type
+            # in order, so the state outputs line up with the buffers they replace
+            return new_vals, new_opt, new_grads, out
         finally:
             for c, v, g in zip(cells, saved, saved_grads):
                 c._value = v
@@ -301,11 +310,16 @@ class CompiledFunction:
 
     # ---- the call ---------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fast = self._fast
+        if fast is not None:
+            out = fast(args, kwargs)
+            if out is not _MISS:
+                return out
         plan = self._plan_for(args, kwargs)
         if plan.export_epoch != _structure.EXPORT_EPOCH[0] and self.donate:
             _protect_exported(plan)
         optimizers = plan.optimizers
-        out, new_vals, new_opt, new_grads = plan.jitted(
+        new_vals, new_opt, new_grads, out = plan.jitted(
             list(map(_value_of, plan.mutated_cells)),
             list(map(_value_of, plan.const_cells)),
             [o._jm_state_get() for o in optimizers] if optimizers else [],
@@ -321,11 +335,68 @@ class CompiledFunction:
             cells = plan.cells
             for k, g in zip(plan.grads_out, new_grads):
                 cells[k].grad = g
+        self._fast = plan.fast
         return out
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         # Decorating a method: bind like a function would.
         return self if obj is None else functools.partial(self, obj)
+
+
+_MISS = object()
+_UNROLL_CELLS = 256  # above this many cells the fast path loops (keeps the generated code small)
+
+
+def _fast_path(plan: _Plan) -> Callable | None:
+    """The per-call work of `plan` as one generated function with everything unrolled: its
+    checks (structure, grad and export versions, autocast state, the identity of the stateful
+    arguments, exact jax.Array types of the traced ones), the gather, the jitted call and the
+    scatter, with no loops or helper calls. Returns `_MISS` when any check fails (the general
+    path then decides). None for plans it does not cover: static or keyword arguments, or
+    gradients carried in or out. A dispatch-bound step spends most of its Python time here."""
+    if plan.static_kwargs or plan.dyn_kwargs or plan.grad_params or plan.grads_out \
+            or any(k == _STATIC for k in plan.kinds):
+        return None
+    env: dict[str, Any] = {"VERSION": _VERSION, "GRAD_VERSION": _GRAD_VERSION, "MISS": _MISS,
+                           "EXPORT_EPOCH": _structure.EXPORT_EPOCH, "amp_local": _amp_local,
+                           "ARRAY": _ARRAY_TYPE, "plan": plan, "jitted": plan.jitted, "amp": plan.amp}
+    checks = [f"VERSION[0] != {plan.version}", f"GRAD_VERSION[0] != {plan.grad_version}",
+              "EXPORT_EPOCH[0] != plan.export_epoch", "amp_local.state != amp", "kwargs",
+              f"len(args) != {len(plan.kinds)}"]
+    for i, kind in enumerate(plan.kinds):
+        if kind == _LIVE:
+            env[f"a{i}"] = plan.values[i]
+            checks.append(f"args[{i}] is not a{i}")
+        else:
+            checks.append(f"type(args[{i}]) is not ARRAY")
+    dyn = "".join(f"args[{i}], " if k == _DYN else "None, " for i, k in enumerate(plan.kinds))
+    env.update(M=plan.mutated_cells, C=plan.const_cells, value_of=_value_of)
+    unroll = len(plan.mutated_cells) + len(plan.const_cells) <= _UNROLL_CELLS
+    if unroll:
+        env.update({f"m{j}": c for j, c in enumerate(plan.mutated_cells)})
+        env.update({f"c{j}": c for j, c in enumerate(plan.const_cells)})
+    for j, o in enumerate(plan.optimizers):  # optimizers offer copy-free get/set for this path
+        env[f"o{j}_get"] = getattr(o, "_jm_state_view", o._jm_state_get)
+        env[f"o{j}_set"] = getattr(o, "_jm_state_install", o._jm_state_set)
+    mut = [f"m{j}._value" for j in range(len(plan.mutated_cells))]
+    const = ", ".join(f"c{j}._value" for j in range(len(plan.const_cells)))
+    opts = [f"o{j}" for j in range(len(plan.optimizers))]
+    lines = [
+        "def fast(args, kwargs):",
+        "    if " + " or ".join(checks) + ":",
+        "        return MISS",
+        "    new_vals, new_opt, _, out = jitted("
+        + (f"[{', '.join(mut)}], [{const}], " if unroll else "list(map(value_of, M)), list(map(value_of, C)), ")
+        + "[" + ", ".join(f"{o}_get()" for o in opts) + "], [], (" + dyn + "), {})",
+    ]
+    if mut and unroll:
+        lines.append("    " + ", ".join(mut) + ", = new_vals")
+    elif mut:
+        lines += ["    for c, v in zip(M, new_vals):", "        c._value = v"]
+    lines += [f"    {o}_set(new_opt[{j}])" for j, o in enumerate(opts)]
+    lines.append("    return out")
+    exec("\n".join(lines), env)  # noqa: S102 - generated from the plan, no user text
+    return env["fast"]
 
 
 def _copy_if_exported(v: Any) -> Any:

@@ -326,3 +326,61 @@ def test_user_code_is_traced_once_per_plan_and_again_only_for_new_input_types():
     assert compiled.trace_count == 2
     for (k, tv), jv in zip(tm.state_dict().items(), jm.state_dict().values()):
         assert_close(jv, tv)
+
+
+def test_generated_fast_path_matches_the_general_path_and_steps_aside(monkeypatch):
+    """The per-plan generated fast path gives the same results as the general path, and any
+    failed check (new array type, mode change, exported state, autocast) falls back to it."""
+    import jaxmodule._compile as compile_mod
+
+    def run(fast):
+        if not fast:
+            monkeypatch.setattr(compile_mod, "_fast_path", lambda plan: None)
+        jaxmodule.manual_seed(0)
+        torch.manual_seed(0)
+        tm, jm, topt, jopt = torch_pair()
+        model = nn.Sequential(jm, nn.Dropout(0.2))
+        step = jaxmodule.compile(mse_step)
+        losses = []
+        for i in range(6):
+            x, y = randn(16, 4, seed=i), randn(16, 2, seed=100 + i)
+            if i == 2:
+                x = np.asarray(x)  # a numpy array: not the fast path's exact type
+            if i == 3:
+                jopt.state_dict()  # exported state: must be copied before donation
+            if i == 4:
+                model.eval()
+            with jaxmodule.amp.autocast("cpu", dtype=jnp.bfloat16, enabled=(i == 5)):
+                losses.append(np.asarray(step(model, jopt, x if i == 2 else jnp.asarray(x), jnp.asarray(y))))
+        assert (step._fast is not None) == fast
+        monkeypatch.undo()
+        return losses, {k: np.asarray(v) for k, v in model.state_dict().items()}
+
+    fast_losses, fast_state = run(True)
+    slow_losses, slow_state = run(False)
+    for a, b in zip(fast_losses, slow_losses):
+        np.testing.assert_array_equal(a, b)
+    for k in slow_state:
+        np.testing.assert_array_equal(fast_state[k], slow_state[k], err_msg=k)
+
+
+def test_fast_path_for_many_cells_loops_and_matches_the_general_path(monkeypatch):
+    import jaxmodule._compile as compile_mod
+
+    def run(fast):
+        if not fast:
+            monkeypatch.setattr(compile_mod, "_fast_path", lambda plan: None)
+        jaxmodule.manual_seed(1)
+        model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(compile_mod._UNROLL_CELLS // 2 + 5)])
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
+        step = jaxmodule.compile(mse_step)
+        losses = [np.asarray(step(model, opt, jnp.asarray(randn(4, 3, seed=i)), jnp.zeros((4, 3))))
+                  for i in range(3)]
+        assert (step._fast is not None) == fast
+        monkeypatch.undo()
+        return losses, [np.asarray(p) for p in model.parameters()]
+
+    (fl, fp), (sl, sp) = run(True), run(False)
+    np.testing.assert_array_equal(np.array(fl), np.array(sl))
+    for a, b in zip(fp, sp):
+        np.testing.assert_array_equal(a, b)

@@ -261,6 +261,18 @@ class Optimizer(HooksMixin):
         self._hp = list(state["hp"])
         self._states = [s if self._tx is not None else list(s) for s in state["state"]]
 
+    def _jm_state_view(self) -> dict[str, Any]:
+        """`_jm_state_get` without copying the containers: for handing straight to a jitted call
+        (which only reads them), the per-call path of `jaxmodule.compile`."""
+        for g in self.param_groups:
+            if type(g) is not ParamGroup or g._jm_dirty:
+                return self._jm_state_get()
+        return {"hp": self._hp, "state": self._states}
+
+    def _jm_state_install(self, state: dict[str, Any]) -> None:
+        """`_jm_state_set` for a state that nothing else holds (a jitted call's fresh output)."""
+        self._hp, self._states = state["hp"], state["state"]
+
     # ---- step --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset gradients to None (default) or to zeros. Mirrors torch."""
