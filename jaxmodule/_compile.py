@@ -222,7 +222,10 @@ class CompiledFunction:
         inputs = ([c._value for c in plan.cells], [o._jm_state_get() for o in plan.optimizers],
                   [p.grad for p in plan.grad_params], *plan.split(args, kwargs))
         recorded, out_shape = jax.make_jaxpr(probe, return_shape=True)(*inputs)
-        plan.mutated = written["mutated"]
+        # Donated buffers go smallest first. Same program either way, but XLA:CPU runs it
+        # measurably faster with this argument order: state_dict order (weight before bias) made
+        # the CNN benchmark step 5-8% slower than raw JAX, size order brings it to parity.
+        plan.mutated = sorted(written["mutated"], key=lambda k: plan.cells[k]._value.size)
         mutated = set(plan.mutated)
         plan.const = [k for k in range(len(plan.cells)) if k not in mutated]
         plan.grads_out = written["grads"]

