@@ -121,6 +121,26 @@ def _zero_like(ct: Any, primal_aval: Any) -> Any:
     return ct
 
 
+
+def _output_gate(ys: tuple, on_grad_output: Callable[[tuple], tuple]) -> tuple:
+    """Identity on `ys` whose backward hands the output cotangents (zeros made dense, in the
+    outputs' shapes) to `on_grad_output` and propagates what it returns."""
+    avals: list = []
+
+    @jax.custom_vjp
+    def gate(*ys: Any) -> tuple:
+        return ys
+
+    def fwd(*ys: Any) -> tuple:
+        avals[:] = [_aval(y.value) for y in ys]
+        return tuple(y.value for y in ys), ()
+
+    def bwd(_: tuple, cts: tuple) -> tuple:
+        return on_grad_output(tuple(_zero_like(c, a) for c, a in zip(cts, avals)))
+
+    gate.defvjp(fwd, bwd, symbolic_zeros=True)
+    return gate(*ys)
+
 class _Session:
     """State shared by the input gate and output gate of one hooked call."""
 
@@ -175,17 +195,7 @@ class _Session:
 
     # ---- output gate: runs the pre-hooks (and full hooks when no input is differentiated) ----
     def output_gate(self, leaves: tuple) -> tuple:
-        @jax.custom_vjp
-        def gate(*ys: Any) -> tuple:
-            return ys
-
-        def fwd(*ys: Any) -> tuple:
-            self.out_avals = tuple(_aval(y.value) for y in ys)
-            return tuple(y.value for y in ys), ()
-
-        def bwd(_: tuple, cts: tuple) -> tuple:
-            avals = self.out_avals
-            grad_output = tuple(_zero_like(c, a) for c, a in zip(cts, avals))
+        def on_grad_output(grad_output: tuple) -> tuple:
             if self.pre:
                 grad_output = _host_call(lambda go: _run_pre_hooks(self.module, self.pre, go),
                                          (grad_output,), grad_output)
@@ -208,8 +218,7 @@ class _Session:
                 self.grad_output = grad_output
             return grad_output
 
-        gate.defvjp(fwd, bwd, symbolic_zeros=True)
-        return gate(*leaves)
+        return _output_gate(leaves, on_grad_output)
 
 
 
@@ -277,20 +286,11 @@ class _LegacySession:
         if not idx:
             return result
 
-        @jax.custom_vjp
-        def gate(*ys: Any) -> tuple:
-            return ys
+        def record(grad_output: tuple) -> tuple:
+            self.grad_output = grad_output
+            return grad_output
 
-        def fwd(*ys: Any) -> tuple:
-            self.out_avals = tuple(_aval(y.value) for y in ys)
-            return tuple(y.value for y in ys), ()
-
-        def bwd(_: tuple, cts: tuple) -> tuple:
-            self.grad_output = tuple(_zero_like(c, a) for c, a in zip(cts, self.out_avals))
-            return self.grad_output
-
-        gate.defvjp(fwd, bwd, symbolic_zeros=True)
-        for k, g in zip(idx, gate(*(_unwrap(leaves[k]) for k in idx))):
+        for k, g in zip(idx, _output_gate(tuple(_unwrap(leaves[k]) for k in idx), record)):
             leaves[k] = g
         return jax.tree_util.tree_unflatten(treedef, leaves)
 
