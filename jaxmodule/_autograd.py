@@ -17,6 +17,7 @@ from typing import Any
 import jax
 
 from ._random import default_generator
+from ._swap import recording, swapped
 from .nn.modules._pytree import module_cells
 from .nn.modules.module import Module
 from .nn.parameter import Parameter
@@ -56,12 +57,11 @@ def _differentiate(fn: Callable, diff_cells: list, side_cells: list, plain: dict
         written = [None if c._value is v else jax.lax.stop_gradient(c._value) for c, v in zip(diff_cells, values)]
         return value, (aux, [c._value for c in side_cells], written)
 
-    try:
+    # `inner` puts tracers into the cells; everything is restored on the way out (also when fn
+    # raises), then the side cells receive their new concrete values
+    with swapped([*diff_cells, *side_cells], [*originals, *(c._value for c in side_cells)]):
         (value, (aux, side_values, written)), (g_cells, g_plain) = jax.value_and_grad(
             inner, argnums=(0, 1), has_aux=True)(originals, plain)
-    finally:
-        for c, v in zip(diff_cells, originals):
-            c._value = v
     for c, v in zip(side_cells, side_values):
         c._value = v
     for c, v in zip(diff_cells, written):
@@ -145,23 +145,64 @@ def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) 
     return wrapper
 
 
-def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None, **kwargs: Any) -> Any:
+def _read_parameters(fn: Callable, args: tuple, kwargs: dict) -> tuple[list, list]:
+    """The trainable parameters `fn(*args, **kwargs)` reads, and the other cells it writes, found
+    by tracing it once abstractly (`jax.eval_shape`) with cell reads recorded. Every cell is
+    restored afterwards."""
+    with recording(every=True) as rec:
+        try:
+            jax.eval_shape(lambda: fn(*args, **kwargs))
+        finally:
+            for c, old in rec.written.values():
+                c._value = old
+    params = [c for c in rec.touched.values() if isinstance(c, Parameter) and c.requires_grad]
+    taken = {id(p) for p in params}
+    side = [c for c, _ in rec.written.values() if id(c) not in taken]
+    if not any(c is default_generator for c in side):
+        side.append(default_generator)
+    return params, side
+
+
+def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None,
+             has_aux: bool = False, **kwargs: Any) -> Any:
     """Torch-style backward: compute `fn(*args, **kwargs)` and add its gradient to each
     trainable parameter's `.grad` (accumulating until `zero_grad`, as torch does).
 
-    `loss = jaxmodule.backward(loss_fn, model, x, y)` is the counterpart of
-    `loss = loss_fn(model, x, y); loss.backward()`. The parameters are those of every Module
-    argument (or `inputs=`, torch's `backward(inputs=...)`). Returns the value of `fn`.
+    `loss = jaxmodule.backward(lambda: criterion(model(x), y))` is the counterpart of
+    `loss = criterion(model(x), y); loss.backward()`: with no Module argument (and no
+    `inputs=`), every trainable Parameter the computation reads is differentiated, wherever it
+    comes from (globals, closures, several models); frozen parameters keep `grad=None`. With
+    Module arguments (`jaxmodule.backward(loss_fn, model, x, y)`) the parameters are those of
+    the Module arguments; `inputs=` names them explicitly, as torch's `backward(inputs=...)`.
+
+    Args:
+        fn: the loss function; returns a scalar, or `(loss, aux)` with `has_aux=True`.
+        *args, **kwargs: passed to `fn`.
+        inputs: the parameters to differentiate (default: see above).
+        has_aux: `fn` returns `(loss, aux)`; aux (logits, a new hidden state, ...) is returned
+            alongside the loss, concrete, never a tracer.
+
+    Returns:
+        The loss, or `(loss, aux)` with `has_aux=True`.
+
+    The zero-argument form finds the parameters by tracing `fn` once abstractly before
+    differentiating it, so Python side effects in `fn` (a print, appending to a list) happen
+    twice per call eagerly; under `jaxmodule.compile` both happen at trace time only.
 
     >>> import jax.numpy as jnp, jaxmodule
     >>> from jaxmodule import nn
     >>> model = nn.Linear(2, 1)
-    >>> loss = jaxmodule.backward(lambda m: m(jnp.ones((4, 2))).sum(), model)
+    >>> loss = jaxmodule.backward(lambda: model(jnp.ones((4, 2))).sum())
     >>> model.bias.grad.tolist()
     [4.0]
+    >>> loss, out = jaxmodule.backward(lambda m: (m(jnp.ones((1, 2))).sum(), "aux"), model, has_aux=True)
+    >>> out
+    'aux'
     """
     modules = [a for a in args if isinstance(a, Module)]
-    if inputs is None:
+    if inputs is None and not modules:
+        params, side = _read_parameters(fn, args, kwargs)
+    elif inputs is None:
         seen: set[int] = set()
         params = []
         for m in modules:
@@ -169,11 +210,11 @@ def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None
                 if p.requires_grad and id(p) not in seen:
                     seen.add(id(p))
                     params.append(p)
+        side = _side_cells(modules, {id(p) for p in params})
     else:
         params = [p for p in inputs if p.requires_grad]
-    side = _side_cells(modules, {id(p) for p in params})
-    value, _, grads, _ = _differentiate(fn, params, side, {}, args, kwargs, has_aux=False)
+        side = _side_cells(modules, {id(p) for p in params})
+    value, aux, grads, _ = _differentiate(fn, params, side, {}, args, kwargs, has_aux=has_aux)
     for p, g in zip(params, grads):
         p.grad = g if p.grad is None else p.grad + g
-    return value
-
+    return (value, aux) if has_aux else value

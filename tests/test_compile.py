@@ -331,11 +331,9 @@ def test_user_code_is_traced_once_per_plan_and_again_only_for_new_input_types():
 def test_generated_fast_path_matches_the_general_path_and_steps_aside(monkeypatch):
     """The per-plan generated fast path gives the same results as the general path, and any
     failed check (new array type, mode change, exported state, autocast) falls back to it."""
-    import jaxmodule._compile as compile_mod
-
     def run(fast):
         if not fast:
-            monkeypatch.setattr(compile_mod, "_fast_path", lambda plan: None)
+            monkeypatch.setenv("JAXMODULE_FAST_PATH", "0")
         jaxmodule.manual_seed(0)
         torch.manual_seed(0)
         tm, jm, topt, jopt = torch_pair()
@@ -365,13 +363,13 @@ def test_generated_fast_path_matches_the_general_path_and_steps_aside(monkeypatc
 
 
 def test_fast_path_for_many_cells_loops_and_matches_the_general_path(monkeypatch):
-    import jaxmodule._compile as compile_mod
+    from jaxmodule._compile import _fast_path
 
     def run(fast):
         if not fast:
-            monkeypatch.setattr(compile_mod, "_fast_path", lambda plan: None)
+            monkeypatch.setenv("JAXMODULE_FAST_PATH", "0")
         jaxmodule.manual_seed(1)
-        model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(compile_mod._UNROLL_CELLS // 2 + 5)])
+        model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(_fast_path.UNROLL_CELLS // 2 + 5)])
         opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
         step = jaxmodule.compile(mse_step)
         losses = [np.asarray(step(model, opt, jnp.asarray(randn(4, 3, seed=i)), jnp.zeros((4, 3))))

@@ -7,6 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._swap import report
+
 __all__ = ["GradScaler"]
 
 
@@ -63,6 +65,7 @@ class GradScaler:
 
     def scale(self, outputs: Any) -> Any:
         """Multiply outputs (an array or a pytree of arrays) by the scale."""
+        report(self)
         if not self._enabled:
             return outputs
         return jax.tree_util.tree_map(lambda o: o * self._scale.astype(jnp.result_type(o)), outputs)
@@ -72,6 +75,7 @@ class GradScaler:
 
     def unscale_(self, optimizer: Any) -> None:
         """Divide the optimizer's gradients by the scale and record whether any is inf/NaN."""
+        report(self)
         if not self._enabled:
             return
         if id(optimizer) in self._found_inf:
@@ -86,6 +90,7 @@ class GradScaler:
 
     def step(self, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
         """Unscale (if not done) and step, keeping the old values when gradients were not finite."""
+        report(self)
         if not self._enabled:
             return optimizer.step(*args, **kwargs)
         if id(optimizer) not in self._found_inf:
@@ -104,6 +109,7 @@ class GradScaler:
 
     def update(self, new_scale: float | None = None) -> None:
         """Adapt the scale: back off after inf/NaN, grow after `growth_interval` clean steps."""
+        report(self)
         if not self._enabled:
             return
         if new_scale is not None:

@@ -26,6 +26,7 @@ import optax
 
 from .. import _structure
 from .._grad_mode import enable_grad
+from .._swap import report
 from .._tensor import as_array
 from ..nn.parameter import Buffer, Parameter
 from ._hooks import HooksMixin, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
@@ -261,6 +262,20 @@ class Optimizer(HooksMixin):
         self._hp = list(state["hp"])
         self._states = [s if self._tx is not None else list(s) for s in state["state"]]
 
+    def _jm_host_state(self) -> tuple:
+        """The Python-side state a step changes: torch's "state exists" flags per parameter and
+        whether `step()` was called. A compiled program discovered on one optimizer replays the
+        change onto another instance that runs it (`_jm_host_update`)."""
+        return (self._opt_called, tuple(map(tuple, self._started)))
+
+    def _jm_host_update(self, before: tuple, after: tuple) -> None:
+        """Apply the change `before -> after` of `_jm_host_state` (flags only ever turn on)."""
+        self._opt_called = self._opt_called or (after[0] and not before[0])
+        for gi, (b, a) in enumerate(zip(before[1], after[1])):
+            for i, (was, now) in enumerate(zip(b, a)):
+                if now and not was:
+                    self._started[gi][i] = True
+
     def _jm_state_view(self) -> dict[str, Any]:
         """`_jm_state_get` without copying the containers: for handing straight to a jitted call
         (which only reads them), the per-call path of `jaxmodule.compile`."""
@@ -276,6 +291,7 @@ class Optimizer(HooksMixin):
     # ---- step --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset gradients to None (default) or to zeros. Mirrors torch."""
+        report(self)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
@@ -286,6 +302,7 @@ class Optimizer(HooksMixin):
 
         Traceable: under `jaxmodule.compile` / `jax.jit` the gradients may be tracers.
         """
+        report(self)
         return self._call_with_step_hooks(self._step, (closure,) if closure is not None else (), {})
 
     def _step(self, closure: Callable[[], Any] | None = None) -> Any:

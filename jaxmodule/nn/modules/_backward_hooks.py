@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
+from ..._swap import swapped
 from ..parameter import _TensorCell
 from . import _hooks
 
@@ -369,21 +370,10 @@ def _gate_view(sessions: list, y: Any, shape: tuple) -> Any:
     return g
 
 
-class _swapped:
+def _swap_gated(pairs: tuple) -> Any:
     """Temporarily hold gated values in parameter cells (restored unless forward wrote the cell)."""
-
-    def __init__(self, pairs: tuple) -> None:
-        self.pairs = [(c, v) for c, v in pairs if c is not None]
-
-    def __enter__(self) -> None:
-        self.saved = [c._value for c, _ in self.pairs]
-        for c, v in self.pairs:
-            c._value = v
-
-    def __exit__(self, *exc: object) -> None:
-        for (c, v), old in zip(self.pairs, self.saved):
-            if c._value is v:
-                c._value = old
+    pairs = [(c, v) for c, v in pairs if c is not None]
+    return swapped([c for c, _ in pairs], [v for _, v in pairs], keep_written=True)
 
 
 _TRANSPOSE = (lambda g: g.T, lambda g: g.T)
@@ -401,7 +391,7 @@ def _linear_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
         bg = None
     else:  # addmm(bias, input, weight.T)
         bg, xg, wg = _gate(sessions, (m.bias, x, m.weight), (None, None, _TRANSPOSE))
-    with _swapped(((m.weight, wg), (m.bias, bg))):
+    with _swap_gated(((m.weight, wg), (m.bias, bg))):
         return m.forward(xg), True
 
 
@@ -427,7 +417,7 @@ def _conv_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
             return type(m)._conv(pg, wg, bg, m.stride, tuple(t // 2 for t in totals), m.dilation,
                                  m.groups), True
     xg, wg, bg = _gate(sessions, (x, m.weight, m.bias))
-    with _swapped(((m.weight, wg), (m.bias, bg))):
+    with _swap_gated(((m.weight, wg), (m.bias, bg))):
         return m.forward(xg, *args[1:], **kwargs), True
 
 
@@ -439,7 +429,7 @@ def _input_and_params_rule(names: tuple, go_extra: int = 0) -> Callable:
             return NotImplemented
         params = tuple(getattr(m, n) for n in names)
         xg, *pg = _gate(sessions, (args[0], *params), go_extra=go_extra)
-        with _swapped(tuple(zip(params, pg))):
+        with _swap_gated(tuple(zip(params, pg))):
             return m.forward(xg), True
 
     return rule
@@ -449,7 +439,7 @@ def _embedding_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
     if len(args) != 1 or kwargs or m.max_norm is not None:
         return NotImplemented
     (wg,) = _gate(sessions, (m.weight,))
-    with _swapped(((m.weight, wg),)):
+    with _swap_gated(((m.weight, wg),)):
         return m.forward(args[0]), True
 
 
@@ -469,7 +459,7 @@ def _prelu_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
     shape[1] = int(np.prod(m.weight.shape))
     to_torch = (lambda g: g.reshape(shape), lambda g: g.reshape(m.weight.shape))
     xg, wg = _gate(sessions, (x, m.weight), (None, to_torch))
-    with _swapped(((m.weight, wg),)):
+    with _swap_gated(((m.weight, wg),)):
         return m.forward(xg), True
 
 

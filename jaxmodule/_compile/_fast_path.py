@@ -1,0 +1,121 @@
+"""Generated per-call code: the guard check of a layout and the fast path of a compiled call.
+
+A dispatch-bound step spends most of its Python time deciding that nothing changed and moving
+arrays in and out, so for each call layout that needs nothing special jaxmodule generates one
+flat function from `FAST_PATH_TEMPLATE`: every check (structure, gradient and export versions,
+autocast, argument identities and types, the capture guards of `_reach.py`), the gather, the
+jitted call and the scatter, unrolled. Any failed check returns `MISS` and the general path in
+`_function.py` decides. The source is registered with `linecache` under a readable file name,
+so tracebacks show it, and kept on the function as `__jm_source__`.
+
+`JAXMODULE_FAST_PATH=0` in the environment turns generation off (every call takes the general
+path, with identical results).
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .. import _structure
+from ..amp.autocast_mode import _local as amp_local
+from ._layout import ARRAY_TYPE, DYN, HOLDER, LIVE, Layout
+
+__all__ = ["MISS", "FAST_PATH_TEMPLATE", "GUARD_TEMPLATE", "build_fast_path", "guard_function", "enabled"]
+
+MISS = object()
+UNROLL_CELLS = 256  # above this many cells the fast path loops (keeps the generated code small)
+
+GUARD_TEMPLATE = """\
+def guards(args):
+    try:
+{guards}
+    except Exception:
+        return MISS
+    return True
+"""
+
+FAST_PATH_TEMPLATE = """\
+def fast(args, kwargs):
+    if {checks}:
+        return MISS
+    try:
+{guards}
+    except Exception:
+        return MISS
+    new_vals, new_states, _, _, out = jitted(KEY, {mutated}, {const}, [{states}], [], ({dyn}), {{}})
+{scatter}
+    return out
+"""
+
+
+def enabled() -> bool:
+    return os.environ.get("JAXMODULE_FAST_PATH", "1") not in ("0", "false", "False", "off")
+
+
+def _define(template_name: str, source: str, env: dict, name: str, label: str) -> Callable:
+    filename = f"<jaxmodule.compile {template_name} for {label}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), env)  # noqa: S102 - generated from a template, no user text
+    fn = env[name]
+    fn.__jm_source__ = source
+    return fn
+
+
+def _guards(layout: Layout) -> str:
+    return "\n".join(layout.reach.guard_lines("        ") or ["        pass"])
+
+
+def guard_function(layout: Layout) -> Callable[[tuple], bool]:
+    """`guards(args) -> bool`: whether every capture guard of `layout` still holds."""
+    env = dict(layout.reach.env, MISS=False)
+    return _define("guards", GUARD_TEMPLATE.format(guards=_guards(layout)), env, "guards",
+                   getattr(layout, "label", "a step"))
+
+
+def build_fast_path(entry: Any, label: str) -> Callable | None:
+    """The generated fast path of `entry` (a layout with its program), or None when the call
+    needs the general path (static or keyword arguments, gradients carried in or out, module
+    attributes written back)."""
+    layout, program = entry.layout, entry.program
+    if not enabled() or layout.static_kwargs or layout.dyn_kwargs or layout.grad_params \
+            or program.grads_out or program.attr_outputs or any(k not in (DYN, LIVE, HOLDER) for k in layout.kinds):
+        return None
+    env: dict[str, Any] = dict(layout.reach.env)
+    env.update(VERSION=_structure.VERSION, GRAD_VERSION=_structure.GRAD_VERSION, MISS=MISS,
+               EXPORT_EPOCH=_structure.EXPORT_EPOCH, amp_local=amp_local, ARRAY=ARRAY_TYPE,
+               entry=entry, jitted=program.jitted, amp=layout.amp, KEY=entry.key,
+               M=entry.mutated_cells, C=entry.const_cells)
+    checks = [f"VERSION[0] != {layout.version}", f"GRAD_VERSION[0] != {layout.grad_version}",
+              "EXPORT_EPOCH[0] != entry.export_epoch", "amp_local.state != amp", "kwargs",
+              f"len(args) != {len(layout.kinds)}"]
+    for i, kind in enumerate(layout.kinds):
+        if kind == DYN:
+            checks.append(f"(type(args[{i}]) is not ARRAY and type(args[{i}]) is not float)")
+        else:
+            env[f"a{i}"] = layout.values[i]
+            checks.append(f"args[{i}] is not a{i}")
+    dyn = "".join(f"args[{i}], " if k == DYN else "None, " for i, k in enumerate(layout.kinds))
+    mutated_cells, const_cells = entry.mutated_cells, entry.const_cells
+    unroll = len(mutated_cells) + len(const_cells) <= UNROLL_CELLS
+    if unroll:
+        env.update({f"m{j}": c for j, c in enumerate(mutated_cells)})
+        env.update({f"c{j}": c for j, c in enumerate(const_cells)})
+        mut = [f"m{j}._value" for j in range(len(mutated_cells))]
+        mutated = "[" + ", ".join(mut) + "]"
+        const = "[" + ", ".join(f"c{j}._value" for j in range(len(const_cells))) + "]"
+        scatter = ["    " + ", ".join(mut) + ", = new_vals"] if mut else []
+    else:
+        mutated, const = "[c._value for c in M]", "[c._value for c in C]"
+        scatter = ["    for c, v in zip(M, new_vals):", "        c._value = v"]
+    for j, o in enumerate(layout.states):  # optimizers offer copy-free get/set for this path
+        env[f"o{j}_get"] = getattr(o, "_jm_state_view", o._jm_state_get)
+        env[f"o{j}_set"] = getattr(o, "_jm_state_install", o._jm_state_set)
+        scatter.append(f"    o{j}_set(new_states[{j}])")
+    source = FAST_PATH_TEMPLATE.format(
+        checks=" or ".join(checks), guards=_guards(layout), mutated=mutated, const=const,
+        states=", ".join(f"o{j}_get()" for j in range(len(layout.states))), dyn=dyn,
+        scatter="\n".join(scatter) if scatter else "    pass")
+    return _define("fast path", source, env, "fast", label)

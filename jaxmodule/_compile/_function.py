@@ -1,0 +1,215 @@
+"""`CompiledFunction`: the object `jaxmodule.compile` returns, and its call path.
+
+Per call:
+
+1. The generated fast path of the last entry (`_fast_path.py`) checks that nothing changed and
+   runs the call; otherwise
+2. `_entry_for`: a recent entry whose layout still matches (versions, argument identities and
+   statics, capture guards), else a new `Layout` (`_layout.py`) for this call, with the
+   `Program` of an equal signature if one exists (no tracing), else a newly discovered one
+   (`_program.py`, one trace of the user's function).
+3. Gather the arrays of the program's written and read cells, the optimizers' states and the
+   gradients carried in; call the program's `jax.jit` function; scatter the outputs into the
+   cells, optimizers and gradients, and write back module attributes the step assigned. Nothing
+   waits for the device.
+
+Caches are bounded: `KEEP_ENTRIES` recent layouts (each holds its objects, so a stream of new
+models is not kept alive) and `KEEP_PROGRAMS` programs per function (which hold no objects).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from .. import _structure
+from . import _log
+from ._fast_path import MISS, build_fast_path
+from ._layout import Layout
+from ._program import CallKey, Program, Restart, discover
+
+__all__ = ["CompiledFunction"]
+
+KEEP_ENTRIES = 4
+KEEP_PROGRAMS = 32
+_MAX_RESTARTS = 4
+
+
+class _Entry:
+    """A layout with its program and the per-call bookkeeping the fast path needs."""
+
+    __slots__ = ("layout", "program", "key", "export_epoch", "fast", "mutated_cells", "const_cells",
+                 "host_pending")
+
+    def __init__(self, layout: Layout, program: Program, reused: bool) -> None:
+        self.layout = layout
+        self.program = program
+        self.key = CallKey(layout)
+        self.export_epoch = -1
+        self.fast: Callable | None = None
+        self.mutated_cells = [layout.cells[k] for k in program.mutated]
+        self.const_cells = [layout.cells[k] for k in program.const]
+        # a program discovered on other objects: their Python-side changes (an optimizer's
+        # "state exists" flags) are replayed onto these after the first call
+        self.host_pending = reused and any(h is not None for h in program.host)
+
+
+class CompiledFunction:
+    """A step function compiled with `jaxmodule.compile`; call it like the original."""
+
+    def __init__(self, fn: Callable, *, keep_grads: bool = False, donate: bool = True,
+                 **jit_kwargs: Any) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.keep_grads = keep_grads
+        self.donate = donate
+        self.jit_kwargs = jit_kwargs
+        self._entries: list[_Entry] = []
+        self._programs: OrderedDict[tuple, Program] = OrderedDict()
+        self._fast: Callable | None = None
+        self.trace_count = 0
+
+    # ---- finding the entry ------------------------------------------------------------------
+    def _entry_for(self, args: tuple, kwargs: dict) -> _Entry:
+        for i, e in enumerate(self._entries):
+            if e.layout.current() and e.layout.matches(args, kwargs):
+                if i:
+                    self._entries.insert(0, self._entries.pop(i))
+                return e
+        return self._new_entry(args, kwargs)
+
+    def _new_entry(self, args: tuple, kwargs: dict, extra: tuple = (),
+                   force_read: frozenset = frozenset()) -> _Entry:
+        for _ in range(_MAX_RESTARTS):
+            layout = Layout(self.fn, args, kwargs, extra)
+            layout.label = self._name()
+            program = None if force_read else self._programs.get(layout.signature)
+            reused = program is not None
+            if reused:
+                self._programs.move_to_end(layout.signature)
+                break
+            previous = self._entries[0].layout if self._entries else None
+            try:
+                program = discover(self.fn, layout, args, kwargs, keep_grads=self.keep_grads,
+                                   donate=self.donate, jit_kwargs=self.jit_kwargs, counter=self,
+                                   force_read=force_read)
+            except Restart as r:
+                extra, force_read = _widen(layout, extra, force_read, r)
+                continue
+            if self.trace_count > 1:
+                _log.retrace(self, self._reasons(previous, layout))
+            self._programs[layout.signature] = program
+            if len(self._programs) > KEEP_PROGRAMS:
+                self._programs.popitem(last=False)
+            break
+        else:
+            raise RuntimeError(f"jaxmodule.compile: {self._name()} kept reaching new state while "
+                               "tracing; pass the modules and optimizers it uses as arguments")
+        entry = _Entry(layout, program, reused)
+        self._entries.insert(0, entry)
+        del self._entries[KEEP_ENTRIES:]
+        return entry
+
+    def _reasons(self, previous: Layout | None, layout: Layout) -> list[str]:
+        if not (_log.settings.recompiles or self.trace_count > _log.RETRACE_WARNING_LIMIT):
+            return []
+        if previous is None:
+            return ["a new call layout"]
+        return _log.diff(previous.describe(), layout.describe()) or ["new objects with another structure"]
+
+    def _name(self) -> str:
+        return getattr(self.fn, "__qualname__", None) or type(self.fn).__name__
+
+    # ---- the call ---------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fast = self._fast
+        if fast is not None:
+            out = fast(args, kwargs)
+            if out is not MISS:
+                return out
+        entry = self._entry_for(args, kwargs)
+        for _ in range(_MAX_RESTARTS):
+            try:
+                return self._run(entry, args, kwargs)
+            except Restart as r:  # a new input type took a path that reached more state
+                extra, force_read = _widen(entry.layout, entry.layout.extra, entry.program.read, r)
+                self._entries.remove(entry)
+                self._programs.pop(entry.layout.signature, None)
+                entry = self._new_entry(args, kwargs, extra, force_read)
+        return self._run(entry, args, kwargs)
+
+    def _run(self, entry: _Entry, args: tuple, kwargs: dict) -> Any:
+        layout, program = entry.layout, entry.program
+        if entry.export_epoch != _structure.EXPORT_EPOCH[0] and self.donate:
+            _protect_exported(entry)
+        states = layout.states
+        new_vals, new_states, new_grads, attr_vals, out = program.jitted(
+            entry.key,
+            [c._value for c in entry.mutated_cells],
+            [c._value for c in entry.const_cells],
+            [o._jm_state_get() for o in states],
+            [p.grad for p in layout.grad_params],
+            *layout.split(args, kwargs))
+        for c, v in zip(entry.mutated_cells, new_vals):
+            c._value = v
+        for o, st in zip(states, new_states):
+            o._jm_state_set(st)
+        if layout.grad_params or program.grads_out:
+            for p in layout.grad_params:
+                p.grad = None
+            cells = layout.cells
+            for k, g in zip(program.grads_out, new_grads):
+                cells[k].grad = g
+        for (i, name), v in zip(program.attr_outputs, attr_vals):
+            setattr(layout.modules[i], name, v)  # a structural change: the next call re-plans
+        if entry.host_pending:
+            for o, change in zip(states, program.host):
+                if change is not None:
+                    o._jm_host_update(*change)
+            entry.host_pending = False
+        if entry.fast is None and not program.attr_outputs:
+            entry.fast = build_fast_path(entry, self._name())
+        self._fast = entry.fast
+        return out
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        # Decorating a method: bind like a function would.
+        return self if obj is None else functools.partial(self, obj)
+
+
+def _widen(layout: Layout, extra: tuple, force_read: frozenset, r: Restart) -> tuple[tuple, frozenset]:
+    """The extra objects and forced reads of the next attempt after a `Restart`: objects outside
+    the layout join it (held by identity; a fresh discovery then finds the reads), cells of the
+    layout that were skipped become read. A restart naming nothing (forward took another path
+    for a new input type) makes every cell read."""
+    outside = tuple(c for c in r.cells if id(c) not in layout.index and not _in(c, layout.states))
+    if outside:
+        return tuple(extra) + outside, frozenset()
+    reads = set(force_read) | {layout.index[id(c)] for c in r.cells if id(c) in layout.index}
+    if not r.cells:
+        reads |= set(range(len(layout.cells)))
+    return tuple(extra), frozenset(reads)
+
+
+def _in(x: Any, seq: list) -> bool:
+    return any(x is s for s in seq)
+
+
+def _copy_if_exported(v: Any) -> Any:
+    if _structure.EXPORTED.get(id(v)) is v:
+        return jax.numpy.array(v, copy=True)
+    return v
+
+
+def _protect_exported(entry: _Entry) -> None:
+    """Before donating, replace cell values that a state_dict() handed out by private copies,
+    so the caller's arrays stay valid (the copies are donated instead)."""
+    for c in entry.mutated_cells:
+        c._value = _copy_if_exported(c._value)
+    for o in entry.layout.states:
+        o._jm_state_set(jax.tree_util.tree_map(_copy_if_exported, o._jm_state_get()))
+    entry.export_epoch = _structure.EXPORT_EPOCH[0]

@@ -1,0 +1,256 @@
+"""What a step function reaches besides its arguments, and the guards that keep that valid.
+
+torch users compile steps that use `model` and `optimizer` as globals or closure variables, or a
+`Trainer` whose method is compiled. `reach(fn, args)` walks, once per layout, what the function
+can see: its closure cells, the globals its code names (nested functions and lambdas included),
+its defaults, a bound method's `__self__`, `functools.partial` arguments, and, below those, plain
+containers and plain objects (a `Trainer.__dict__`), other user functions it names, and user
+modules' attributes it names. It collects:
+
+- the *stateful* objects found (modules, cells, generators, optimizers, GradScalers), each once;
+- *guards*: one check per link from a root to what was found (`G0['model'] is R3`,
+  `R5.__dict__['optimizer'] is R6`), and for plain values the step reads from globals, closures
+  or holders (Python numbers, strings, arrays), an equality or identity check, since those values
+  are baked into the compiled program. A failed guard makes the next call re-plan.
+
+Modules are not walked into (their structure version covers their insides), nor are library
+objects (jax, numpy, optax, torch, jaxmodule itself, the standard library). The walk is bounded
+in depth and breadth; state found only past those bounds is still caught while tracing (the
+cells report being read, see `jaxmodule/_swap.py`) and then held by identity.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import sys
+import types
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["Reach", "reach", "is_stateful", "MISSING"]
+
+_LIBRARIES = frozenset({"jax", "jaxlib", "numpy", "optax", "orbax", "jaxmodule", "torch", "flax",
+                        "equinox", "ml_dtypes", "scipy", "pytest", "_pytest", "hypothesis"}) \
+    | frozenset(sys.stdlib_module_names)
+_SCALARS = (bool, int, float, complex, str, type(None))
+_MAX_DEPTH = 4
+_MAX_ITEMS = 64
+
+
+class _Missing:
+    """What a guard's lookup gives when a name or key is gone (never identical to anything)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+
+
+def is_stateful(x: Any) -> bool:
+    """Modules, cells, generators and objects with array state (optimizers, GradScaler)."""
+    from .._random import Generator
+    from ..nn.modules.module import Module
+    from ..nn.parameter import _TensorCell
+
+    return isinstance(x, (Module, Generator, _TensorCell)) or hasattr(type(x), "_jm_state_get")
+
+
+def _library(module_name: str | None) -> bool:
+    return module_name is None or module_name.partition(".")[0] in _LIBRARIES
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _code_names(c)
+    return names
+
+
+def _static_scalar(v: Any) -> bool:
+    t = type(v)
+    if t in _SCALARS:
+        return True
+    if t is tuple:
+        return len(v) <= _MAX_ITEMS and all(map(_static_scalar, v))
+    return isinstance(v, (np.dtype, enum.Enum))
+
+
+class Reach:
+    """The result of a walk: stateful objects, the environment of names, and guard lines."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, Any] = {"MISSING": MISSING}
+        self.stateful: list[Any] = []
+        self.paths: list[str] = []  # a readable path to each stateful object (for messages)
+        self.guards: list[tuple[str, str, str]] = []  # (expression, op, env name)
+        self.described: dict[str, Any] = {}  # readable path -> plain value guarded
+        self._named: dict[int, str] = {}
+        self._walked_fns: set[int] = set()
+        self._holders: set[int] = set()
+
+    # ---- naming ---------------------------------------------------------------------------------
+    def _name(self, obj: Any, prefix: str = "R") -> str:
+        name = self._named.get(id(obj))
+        if name is None:
+            name = f"{prefix}{len(self.env)}"
+            self.env[name] = obj
+            self._named[id(obj)] = name
+        return name
+
+    def guard_lines(self, indent: str) -> list[str]:
+        """Python lines that `return MISS` (the caller's name for failure) when a guard fails."""
+        lines = []
+        for expr, op, name in self.guards:
+            if op == "is":
+                lines.append(f"{indent}if {expr} is not {name}: return MISS")
+            else:
+                lines.append(f"{indent}_g = {expr}")
+                lines.append(f"{indent}if type(_g) is not type({name}) or _g != {name}: return MISS")
+        return lines
+
+    # ---- walking --------------------------------------------------------------------------------
+    def function(self, f: Any, readable: str, depth: int = 0) -> bool:
+        """Walk what function `f` can see. Returns whether anything relevant was found."""
+        if depth > _MAX_DEPTH or id(f) in self._walked_fns:
+            return False
+        self._walked_fns.add(id(f))
+        from ._function import CompiledFunction
+
+        if isinstance(f, CompiledFunction):
+            f = f.fn
+        if isinstance(f, functools.partial):
+            fname = self._name(f, "P")
+            found = self.function(f.func, readable, depth + 1)
+            for i, a in enumerate(f.args):
+                found |= self.value(a, f"{fname}.args[{i}]", f"{readable}.args[{i}]", depth + 1)
+            for k, a in f.keywords.items():
+                found |= self.value(a, f"{fname}.keywords[{k!r}]", f"{readable}.keywords[{k!r}]", depth + 1)
+            return found
+        if isinstance(f, types.MethodType):
+            mname = self._name(f, "F")
+            found = self.value(f.__self__, f"{mname}.__self__", "self", depth + 1)
+            return self.function(f.__func__, readable, depth + 1) or found
+        if not isinstance(f, types.FunctionType):
+            if callable(f) and not isinstance(f, type) and not _library(type(f).__module__):
+                return self.value(f, self._name(f, "F"), readable, depth + 1)
+            return False
+        code = f.__code__
+        fname = self._name(f, "F")
+        found = False
+        if f.__closure__:
+            for var, cell in zip(code.co_freevars, f.__closure__):
+                try:
+                    v = cell.cell_contents
+                except ValueError:
+                    continue
+                found |= self.value(v, f"{self._name(cell, 'K')}.cell_contents", var, depth)
+        g = f.__globals__
+        gname = None
+        for n in sorted(_code_names(code)):
+            if n in g:
+                v = g[n]
+                if gname is None:
+                    gname = self._name(g, "G")
+                found |= self.value(v, f"{gname}.get({n!r}, MISSING)", n, depth)
+        for i, d in enumerate(f.__defaults__ or ()):
+            found |= self.value(d, f"{fname}.__defaults__[{i}]", f"default {i}", depth)
+        for k, d in (f.__kwdefaults__ or {}).items():
+            found |= self.value(d, f"{fname}.__kwdefaults__[{k!r}]", f"default {k}", depth)
+        return found
+
+    def value(self, v: Any, expr: str, readable: str, depth: int) -> bool:
+        """Walk one value reached through `expr`; add guards for it when relevant."""
+        mark = len(self.guards)
+        if id(v) in self._named and (is_stateful(v) or id(v) in self._holders):
+            self.guards.append((expr, "is", self._named[id(v)]))
+            return True
+        if is_stateful(v):
+            name = self._name(v)
+            self.stateful.append(v)
+            self.paths.append(readable)
+            self.guards.append((expr, "is", name))
+            return True
+        if _static_scalar(v):
+            if depth <= 2:
+                name = f"C{len(self.env)}"  # constants are compared by value, never shared
+                self.env[name] = v
+                self.guards.append((expr, "==", name))
+                self.described[readable] = v
+            return False
+        if isinstance(v, (jax.Array, np.ndarray)):
+            if depth <= 2:
+                self.guards.append((expr, "is", self._name(v, "A")))
+                self.described[readable] = f"array {tuple(v.shape)} {v.dtype}"
+            return False
+        if depth >= _MAX_DEPTH:
+            return False
+        if isinstance(v, (types.FunctionType, types.MethodType, functools.partial)):
+            if isinstance(v, types.FunctionType) and _library(v.__module__):
+                return False
+            name = self._name(v, "F")
+            found = self.function(v, readable, depth + 1)
+            if found:
+                self.guards.insert(mark, (expr, "is", name))
+            return found
+        if isinstance(v, types.ModuleType):
+            return False  # only through `_module_attrs` (attributes the code names)
+        items = self._items(v)
+        if items is None:
+            return False
+        name = self._name(v, "H")
+        self._holders.add(id(v))
+        found = False
+        for accessor, label, item in items:
+            found |= self.value(item, f"{name}{accessor}", f"{readable}{label}", depth + 1)
+        if found:
+            self.guards.insert(mark, (expr, "is", name))
+        else:
+            del self.guards[mark:]
+        return found
+
+    def _items(self, v: Any) -> list[tuple[str, str, Any]] | None:
+        t = type(v)
+        if t is dict:
+            if len(v) > _MAX_ITEMS:
+                return None
+            return [(f".get({k!r}, MISSING)", f"[{k!r}]", x) for k, x in v.items()
+                    if type(k) in (str, int)]
+        if t is list or t is tuple:  # a shorter list fails the guard with IndexError: re-plan
+            if len(v) > _MAX_ITEMS:
+                return None
+            return [(f"[{i}]", f"[{i}]", x) for i, x in enumerate(v)]
+        if isinstance(v, type) or _library(t.__module__):
+            return None
+        d = getattr(v, "__dict__", None)
+        if not isinstance(d, dict) or len(d) > _MAX_ITEMS:
+            return None
+        return [(f".__dict__.get({k!r}, MISSING)", f".{k}", x) for k, x in d.items() if type(k) is str]
+
+
+def module_attrs(r: Reach, f: Any) -> None:
+    """Walk attributes of user modules that `f`'s code names (`import config; config.model`)."""
+    if not isinstance(f, types.FunctionType):
+        return
+    names = _code_names(f.__code__)
+    g = f.__globals__
+    for n in sorted(names):
+        m = g.get(n)
+        if isinstance(m, types.ModuleType) and not _library(getattr(m, "__name__", None)):
+            mname = r._name(m, "M")
+            for attr in sorted(names & set(vars(m))):
+                r.value(vars(m)[attr], f"{mname}.__dict__.get({attr!r}, MISSING)", f"{n}.{attr}", 1)
+
+
+def reach(fn: Any, holders: dict[int, Any]) -> Reach:
+    """Walk `fn` and the plain-object arguments `holders` (position -> object)."""
+    r = Reach()
+    r.function(fn, getattr(fn, "__qualname__", "fn"))
+    module_attrs(r, getattr(fn, "__func__", fn))
+    for i, h in holders.items():
+        r.value(h, f"args[{i}]", f"argument {i}", 1)
+    return r
