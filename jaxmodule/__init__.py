@@ -58,6 +58,10 @@ from ._tensor import (  # noqa: F401
     zeros,
     zeros_like,
 )
+# torch's tensor functions (jaxmodule.cat, jaxmodule.topk, ...) and jaxmodule.Tensor's methods
+from ._functions import *  # noqa: F401,F403,A001,A004 - torch's names (max, sum, abs, round, ...)
+from ._tensor import as_tensor, empty_like, eye, from_numpy, full_like, linspace, logspace  # noqa: F401
+from ._tensor_type import Size, Tensor, is_tensor  # noqa: F401
 from .amp import autocast  # noqa: F401
 from .checkpoint import load, save  # noqa: F401
 from .utils import summary  # noqa: F401

@@ -12,8 +12,9 @@ import numpy as np
 from ._dtype import get_default_dtype, to_dtype
 from ._random import Generator, next_key
 
-__all__ = ["as_array", "is_torch_tensor", "tensor", "zeros", "ones", "empty", "full",
-           "randn", "rand", "randint", "arange", "zeros_like", "ones_like", "randn_like", "rand_like"]
+__all__ = ["as_array", "is_torch_tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones",
+           "empty", "full", "randn", "rand", "randint", "arange", "linspace", "logspace", "eye",
+           "zeros_like", "ones_like", "empty_like", "full_like", "randn_like", "rand_like"]
 
 
 def is_torch_tensor(x: Any) -> bool:
@@ -148,3 +149,56 @@ def randn_like(x: Any, dtype: Any = None, generator: Generator | None = None) ->
 def rand_like(x: Any, dtype: Any = None, generator: Generator | None = None) -> jax.Array:
     a = as_array(x)
     return jax.random.uniform(next_key(generator), a.shape, a.dtype if dtype is None else to_dtype(dtype))
+
+
+# ---- more creation functions (issue 10) ----------------------------------------------------------
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Mirrors `torch.as_tensor`: arrays of the right dtype pass through, other data converts."""
+    return tensor(data, dtype, device)
+
+
+def from_numpy(ndarray: np.ndarray) -> jax.Array:
+    """Mirrors `torch.from_numpy`: the numpy dtype is kept (64-bit becomes 32-bit while x64 is off)."""
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    return jnp.asarray(ndarray)
+
+
+def _float_or(dtype: Any) -> Any:
+    return get_default_dtype() if dtype is None else to_dtype(dtype)
+
+
+def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, device: Any = None) -> jax.Array:
+    """`steps` evenly spaced values from start to end inclusive. Mirrors `torch.linspace`.
+
+    Computed as torch does: from `start` for the first half, from `end` for the second.
+    """
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    dt = _float_or(dtype)
+    i = jnp.arange(steps, dtype=jnp.float32)
+    step = (end - start) / max(steps - 1, 1)
+    vals = jnp.where(i < steps // 2, start + step * i, end - step * (steps - 1 - i))
+    return _on(vals.astype(dt), device)
+
+
+def logspace(start: Any, end: Any, steps: int, base: float = 10.0, *, dtype: Any = None,
+             device: Any = None) -> jax.Array:
+    """base ** linspace(start, end, steps). Mirrors `torch.logspace`."""
+    return _on(jnp.power(base, linspace(start, end, steps)).astype(_float_or(dtype)), device)
+
+
+def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None) -> jax.Array:
+    """An n x m matrix with ones on the diagonal. Mirrors `torch.eye`."""
+    return _on(jnp.eye(n, n if m is None else m, dtype=_float_or(dtype)), device)
+
+
+def empty_like(input: Any, *, dtype: Any = None, device: Any = None) -> jax.Array:
+    """Mirrors `torch.empty_like`; JAX has no uninitialised memory, so the values are zeros."""
+    return _on(zeros_like(input, dtype), device)
+
+
+def full_like(input: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> jax.Array:
+    """An array shaped like `input` filled with `fill_value` (input's dtype by default). Mirrors `torch.full_like`."""
+    a = as_array(input)
+    return _on(jnp.full(a.shape, fill_value, a.dtype if dtype is None else to_dtype(dtype)), device)

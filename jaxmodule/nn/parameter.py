@@ -11,7 +11,6 @@ eagerly and inside `jax.jit`. `jax.lax` primitives do not accept them: use `p.da
 
 from __future__ import annotations
 
-import builtins
 import operator
 from typing import Any
 
@@ -112,83 +111,8 @@ class _TensorCell:
     def is_leaf(self) -> bool:
         return True
 
-    def size(self, dim: int | None = None) -> Any:
-        """torch's `size()`: the shape, or one dimension of it."""
-        return self._value.shape if dim is None else self._value.shape[dim]
-
-    def dim(self) -> int:
-        return self._value.ndim
-
-    def numel(self) -> int:
-        return int(self._value.size)
-
-    def nelement(self) -> int:
-        return int(self._value.size)
-
-    def element_size(self) -> int:
-        return self._value.dtype.itemsize
-
-    def item(self) -> Any:
-        return self._value.item()
-
-    def tolist(self) -> Any:
-        return self._value.tolist()
-
-    def numpy(self) -> np.ndarray:
-        return np.asarray(self._value)
-
-    def detach(self) -> jax.Array:
-        return jax.lax.stop_gradient(self._value)
-
-    def clone(self) -> jax.Array:
-        return jnp.array(self._value, copy=True)
-
-    # torch.Tensor conversions: return plain jax arrays, the cell is unchanged.
-    def float(self) -> jax.Array:
-        return self._value.astype(jnp.float32)
-
-    def double(self) -> jax.Array:
-        return self._value.astype(jnp.float64)
-
-    def half(self) -> jax.Array:
-        return self._value.astype(jnp.float16)
-
-    def bfloat16(self) -> jax.Array:
-        return self._value.astype(jnp.bfloat16)
-
-    def int(self) -> jax.Array:
-        return self._value.astype(jnp.int32)
-
-    def long(self) -> jax.Array:
-        return self._value.astype(jnp.int64)
-
-    def bool(self) -> jax.Array:
-        return self._value.astype(jnp.bool_)
-
-    def cpu(self) -> jax.Array:
-        return jax.device_put(self._value, jax.devices("cpu")[0])
-
-    def t(self) -> jax.Array:
-        if self._value.ndim > 2:
-            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self._value.ndim}D")
-        return self._value.T
-
-    def to(self, *args: Any, **kwargs: Any) -> jax.Array:
-        """torch's `Tensor.to(dtype)` / `to(device)` / `to(device, dtype)`, returning an array."""
-        from .._device import is_device_spec, resolve_device
-
-        v = self._value
-        for a in (*args, kwargs.get("device"), kwargs.get("dtype")):
-            if a is None or isinstance(a, builtins.bool):
-                continue
-            if isinstance(a, jax.sharding.Sharding) or isinstance(a, jax.Device) or is_device_spec(a):
-                v = jax.device_put(v, a if isinstance(a, (jax.sharding.Sharding, jax.Device)) else resolve_device(a))
-            else:
-                v = v.astype(to_dtype(a))
-        return v
-
-    def is_floating_point(self) -> bool:
-        return bool(jnp.issubdtype(self._value.dtype, jnp.floating))
+    # torch.Tensor's methods (size, dim, view, transpose, sum, to, float, ...): installed from
+    # jaxmodule.Tensor, see the "torch.Tensor methods" block at the end of this file.
 
     def __getitem__(self, idx: Any) -> jax.Array:
         return self._value[_unwrap(idx)]
@@ -593,3 +517,45 @@ _register(Parameter)
 _register(Buffer)
 jax.tree_util.register_pytree_node(_DataView, lambda c: ((c._value,), None),
                                    lambda aux, ch: Buffer._wrap(ch[0]))
+
+
+# ---- torch.Tensor methods (issue 10) ----------------------------------------------------------------
+# Cells answer torch.Tensor's methods as torch does (`p.transpose(0, 1)`, `p.view(2, 3)`,
+# `p.sum(dim=1)`, `p.max(0)`), returning plain arrays, by sharing `jaxmodule.Tensor`'s functions:
+# one implementation. Those functions sit above the cells in the import order, so
+# jaxmodule/_tensor_type.py hands them over once, when it is imported by jaxmodule/__init__.py.
+# Names the cell defines itself (in-place methods, properties) are kept.
+def install_tensor_methods(methods: dict[str, Any]) -> None:
+    """Give `_TensorCell` each of torch.Tensor's methods that it does not define itself."""
+    for name, fn in methods.items():
+        if name not in _TensorCell.__dict__:
+            setattr(_TensorCell, name, fn)
+
+
+def _torch_function(cls: type, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+    """torch.overrides hook: a torch function given a cell fails with a message saying what to use."""
+    name = getattr(func, "__name__", repr(func))
+    kind = cls.__name__
+    if (getattr(func, "__module__", "") or "").startswith("torch.nn.init"):
+        from . import init
+
+        use = f"jaxmodule.nn.init.{name}(param, ...)" if hasattr(init, name) else "jaxmodule.nn.init"
+        raise TypeError(f"torch.nn.init.{name} cannot initialise a jaxmodule {kind}: use {use}, which "
+                        f"fills the {kind} in place from jaxmodule's generator")
+    raise TypeError(f"torch function {name} was given a jaxmodule {kind}: use jaxmodule.{name} or jax.numpy "
+                    f"on it, or convert it first with torch.from_numpy(numpy.asarray(p))")
+
+
+def _dlpack(self: _TensorCell, *args: Any, **kwargs: Any) -> Any:
+    """What `torch.tensor(p)` / `torch.as_tensor(p)` read (torch skips `__array__` for objects with
+    `__torch_function__`): a host copy, never the live buffer a compiled step may donate."""
+    return np.array(self._value).__dlpack__(*args, **kwargs)
+
+
+def _dlpack_device(self: _TensorCell) -> tuple[int, int]:
+    return (1, 0)  # DLPack's CPU device: the copy above lives in host memory
+
+
+_TensorCell.__torch_function__ = classmethod(_torch_function)  # type: ignore[attr-defined]
+_TensorCell.__dlpack__ = _dlpack  # type: ignore[attr-defined]
+_TensorCell.__dlpack_device__ = _dlpack_device  # type: ignore[attr-defined]

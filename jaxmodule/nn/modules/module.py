@@ -123,13 +123,19 @@ class Module(StateDictMixin, ConversionMixin):
 
     # ---- calling -------------------------------------------------------------------------------
     def _call_impl(self, *args: Any, **kwargs: Any) -> Any:
-        compiled = self._compiled_call_impl
-        if compiled is not None:
-            return compiled(*args, **kwargs)
-        if not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
-                or self._backward_pre_hooks or _hooks.any_global_call_hooks()):
-            return self.forward(*args, **kwargs)
-        return _hooks.call_with_hooks(self, args, kwargs)
+        try:
+            compiled = self._compiled_call_impl
+            if compiled is not None:
+                return compiled(*args, **kwargs)
+            if not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+                    or self._backward_pre_hooks or _hooks.any_global_call_hooks()):
+                return self.forward(*args, **kwargs)
+            return _hooks.call_with_hooks(self, args, kwargs)
+        except Exception as e:  # issue 10: a torch.Tensor argument gets a clear error (no cost unless raised)
+            from ._torch_inputs import raise_if_torch_input
+
+            raise_if_torch_input(self, args, kwargs, e)
+            raise
 
     __call__: Callable[..., Any] = _call_impl
 
