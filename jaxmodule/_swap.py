@@ -193,14 +193,18 @@ class Transaction:
 
     Args:
         cells: Parameter/Buffer cells (value, grad and class are kept) and Generators.
+        containers: plain lists, dicts and sets whose contents are kept.
         objects: modules, optimizers, schedulers, scalers and plain holders: their `__dict__` and
             the lists, dicts and sets inside it (to a small depth) are kept and refilled in
             place, so objects that hold references to those containers keep seeing them.
     """
 
-    def __init__(self, cells: Iterable[Any], objects: Iterable[Any]) -> None:
+    def __init__(self, cells: Iterable[Any], objects: Iterable[Any], containers: Iterable[Any] = ()) -> None:
         self.cells = [(c, c._value, getattr(c, "_grad", None), type(c), getattr(c, "_seed", None))
                       for c in cells]
+        self.containers: list = []
+        for c in containers:
+            _containers(c, 0, self.containers)
         self.objects: list[tuple[Any, dict, list]] = []
         for o in objects:
             d = getattr(o, "__dict__", None)
@@ -231,6 +235,8 @@ class Transaction:
             current.update(d)
             for container, contents in nested:
                 _refill(container, contents)
+        for container, contents in self.containers:
+            _refill(container, contents)
         self.restore_cells()
 
     def changed_attributes(self) -> list[tuple[Any, str, Any]]:

@@ -70,7 +70,7 @@ class CompiledFunction:
         self.jit_kwargs = jit_kwargs
         self._entries: list[_Entry] = []
         self._programs: OrderedDict[tuple, Program] = OrderedDict()
-        self._fast: Callable | None = None
+        self._fast: Callable | None = None  # the generated fast path of `_entries[0]`
         self.trace_count = 0
 
     # ---- finding the entry ------------------------------------------------------------------
@@ -128,19 +128,32 @@ class CompiledFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fast = self._fast
         if fast is not None:
-            out = fast(args, kwargs)
+            try:
+                out = fast(args, kwargs)
+            except Restart as r:  # a new input type took a path that reached more state
+                return self._restart(self._entries[0], r, args, kwargs)
             if out is not MISS:
                 return out
         entry = self._entry_for(args, kwargs)
+        try:
+            return self._run(entry, args, kwargs)
+        except Restart as r:
+            return self._restart(entry, r, args, kwargs)
+
+    def _restart(self, entry: _Entry, r: Restart, args: tuple, kwargs: dict) -> Any:
+        """Re-plan after a retrace (new input types) reached state its program skipped."""
         for _ in range(_MAX_RESTARTS):
+            extra, force_read = _widen(entry.layout, entry.layout.extra, entry.program.read, r)
+            if entry in self._entries:
+                self._entries.remove(entry)
+            self._programs.pop(entry.layout.signature, None)
+            entry = self._new_entry(args, kwargs, extra, force_read)
             try:
                 return self._run(entry, args, kwargs)
-            except Restart as r:  # a new input type took a path that reached more state
-                extra, force_read = _widen(entry.layout, entry.layout.extra, entry.program.read, r)
-                self._entries.remove(entry)
-                self._programs.pop(entry.layout.signature, None)
-                entry = self._new_entry(args, kwargs, extra, force_read)
-        return self._run(entry, args, kwargs)
+            except Restart as again:
+                r = again
+        raise RuntimeError(f"jaxmodule.compile: {self._name()} kept reaching new state while "
+                           "tracing; pass the modules and optimizers it uses as arguments")
 
     def _run(self, entry: _Entry, args: tuple, kwargs: dict) -> Any:
         layout, program = entry.layout, entry.program
@@ -173,7 +186,7 @@ class CompiledFunction:
             entry.host_pending = False
         if entry.fast is None and not program.attr_outputs:
             entry.fast = build_fast_path(entry, self._name())
-        self._fast = entry.fast
+        self._fast = entry.fast if self._entries and self._entries[0] is entry else None
         return out
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:

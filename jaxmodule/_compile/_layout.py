@@ -99,6 +99,19 @@ class Layout:
         self.extra = tuple(extra)
         self._collect(roots)
         self.signature = self._signature()
+        self._refuse_lazy()
+
+    def _refuse_lazy(self) -> None:
+        from ..nn.parameter import is_lazy
+
+        lazy = [k for k, c in enumerate(self.cells) if is_lazy(c)]
+        if lazy:
+            name = self.cell_names()[lazy[0]]
+            raise RuntimeError(
+                f"jaxmodule.compile: `{name}` is not initialized (a lazy module): its shape is "
+                "decided by the first input, which would change the model's structure inside "
+                "the compiled step. Call the model once eagerly (a dry run, as torch recommends "
+                "before building optimizers) and then compile.")
 
     # ---- what the roots hold ----------------------------------------------------------------
     def _collect(self, roots: list) -> None:

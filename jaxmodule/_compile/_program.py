@@ -99,14 +99,15 @@ def _refuse_structure(txn: Transaction) -> None:
 
 
 def _escaped(txn: Transaction, modules: set[int]) -> str | None:
-    for o, name, v in txn.changed_attributes():
-        if id(o) not in modules and v is not DELETED and holds_tracer(v):
-            return f"{type(o).__name__}.{name}"
+    """Where a traced value was left in a reached object other than a module, if anywhere."""
     for o, _, _ in txn.objects:
         if id(o) not in modules and not isinstance(o, Module):
             for k, v in o.__dict__.items():
                 if holds_tracer(v):
-                    return f"{type(o).__name__}.{k}"
+                    return f"`{type(o).__name__}.{k}`"
+    for c, _ in txn.containers:
+        if holds_tracer(list(c.values()) if isinstance(c, dict) else list(c)):
+            return f"a {type(c).__name__} the step reached"
     return None
 
 
@@ -121,12 +122,17 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     cells = layout.cells
     used = [k for k, v in enumerate(values) if v is not None]
     module_ids = {id(m) for m in layout.modules}
-    txn = Transaction(cells, [*layout.modules, *layout.states, *_holders(layout)])
+    visited = layout.reach.visited
+    txn = Transaction(cells, [*layout.modules, *layout.states,
+                              *(v for v in visited if type(v) not in (list, dict, tuple))],
+                      [v for v in visited if type(v) in (list, dict)])
     saved_states = [o._jm_state_get() for o in layout.states]
     host_before = [_host_state(o) for o in layout.states]
     # every grad is put back as it was, so the trace must not look like a change of which grads
     # exist (that would re-plan the next call)
     grad_version = _structure.GRAD_VERSION[0]
+    inside = {id(cells[k]) for k in used} | {id(o) for o in layout.states}
+    rec = None
     try:
         with recording(every=found is not None) as rec, swapped([cells[k] for k in used], [values[k] for k in used]):
             for p, g in zip(layout.grad_params, grads):
@@ -158,7 +164,6 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
                     raise Restart([], {})  # a new shape took another path through forward
             new_grads = [cells[k]._grad for k in grads_out]
             new_states = [o._jm_state_get() for o in layout.states]
-        inside = {id(cells[k]) for k in used} | {id(o) for o in layout.states}
         if rec.touched.keys() - inside:
             rec.restore_outside(inside)
             raise Restart([c for i, c in rec.touched.items() if i not in inside], rec.written)
@@ -167,6 +172,8 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
                              zip(host_before, map(_host_state, layout.states))]
             found["read"] = frozenset(layout.index[i] for i in rec.touched if i in layout.index)
     except BaseException:
+        if rec is not None:  # state reached only while tracing, the layout's own snapshot misses
+            rec.restore_outside(inside)
         txn.restore()
         for o, s in zip(layout.states, saved_states):
             o._jm_state_set(s)
@@ -190,20 +197,16 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     if leaked is not None:
         txn.restore()
         raise RuntimeError(
-            f"jaxmodule.compile: the step left a traced value in `{leaked}`, which compile does not "
-            "write back. Keep array state in modules (buffers), optimizers or a GradScaler, or "
-            "return the value from the step; every object is back as it was before the call.")
+            f"jaxmodule.compile: the step stored a traced value in {leaked}, which compile does "
+            "not write back (only modules, optimizers, GradScalers and generators are). Return "
+            "the value from the step instead (e.g. `return loss, logits`), or keep it in a module "
+            "buffer; every object is back as it was before the call.")
     return new_vals, new_states, new_grads, attr_vals, out
 
 
 def _host_state(o: Any) -> Any:
     get = getattr(o, "_jm_host_state", None)
     return None if get is None else get()
-
-
-def _holders(layout: Layout) -> list:
-    env = layout.reach.env
-    return [env[n] for n in env if n.startswith("H")]
 
 
 def _reads(recorded: Any, n_cells: int) -> frozenset[int]:

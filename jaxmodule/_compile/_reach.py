@@ -91,7 +91,9 @@ class Reach:
         self.described: dict[str, Any] = {}  # readable path -> plain value guarded
         self._named: dict[int, str] = {}
         self._walked_fns: set[int] = set()
-        self._holders: set[int] = set()
+        self._holders: set[int] = set()  # plain objects and containers that lead to state
+        self._visited_ids: set[int] = set()
+        self.visited: list[Any] = []  # every plain object and container walked (for escapes)
 
     # ---- naming ---------------------------------------------------------------------------------
     def _name(self, obj: Any, prefix: str = "R") -> str:
@@ -169,6 +171,8 @@ class Reach:
         if id(v) in self._named and (is_stateful(v) or id(v) in self._holders):
             self.guards.append((expr, "is", self._named[id(v)]))
             return True
+        if id(v) in self._visited_ids:
+            return False
         if is_stateful(v):
             name = self._name(v)
             self.stateful.append(v)
@@ -202,12 +206,14 @@ class Reach:
         items = self._items(v)
         if items is None:
             return False
+        self._visited_ids.add(id(v))
+        self.visited.append(v)
         name = self._name(v, "H")
-        self._holders.add(id(v))
         found = False
         for accessor, label, item in items:
             found |= self.value(item, f"{name}{accessor}", f"{readable}{label}", depth + 1)
         if found:
+            self._holders.add(id(v))
             self.guards.insert(mark, (expr, "is", name))
         else:
             del self.guards[mark:]
@@ -224,7 +230,7 @@ class Reach:
             if len(v) > _MAX_ITEMS:
                 return None
             return [(f"[{i}]", f"[{i}]", x) for i, x in enumerate(v)]
-        if isinstance(v, type) or _library(t.__module__):
+        if isinstance(v, type) or (_library(t.__module__) and t is not types.SimpleNamespace):
             return None
         d = getattr(v, "__dict__", None)
         if not isinstance(d, dict) or len(d) > _MAX_ITEMS:
