@@ -87,6 +87,8 @@ class CompiledFunction:
         for _ in range(_MAX_RESTARTS):
             layout = Layout(self.fn, args, kwargs, extra)
             layout.label = self._name()
+            if _log.settings.recompiles or self.trace_count >= _log.RETRACE_WARNING_LIMIT:
+                layout.description = layout.describe()  # as it is now, for the next reason
             program = None if force_read else self._programs.get(layout.signature)
             reused = program is not None
             if reused:
@@ -117,9 +119,10 @@ class CompiledFunction:
     def _reasons(self, previous: Layout | None, layout: Layout) -> list[str]:
         if not (_log.settings.recompiles or self.trace_count > _log.RETRACE_WARNING_LIMIT):
             return []
-        if previous is None:
+        before = getattr(previous, "description", None)
+        if before is None:
             return ["a new call layout"]
-        return _log.diff(previous.describe(), layout.describe()) or ["new objects with another structure"]
+        return _log.diff(before, layout.description) or ["new objects with another structure"]
 
     def _name(self) -> str:
         return getattr(self.fn, "__qualname__", None) or type(self.fn).__name__

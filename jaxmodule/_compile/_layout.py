@@ -241,15 +241,20 @@ class Layout:
                 d[f"static argument {i}"] = v
         for k, v in self.static_kwargs.items():
             d[f"static argument `{k}`"] = v
-        for root, path in self._root_paths():
+        roots = self._root_paths()
+        n_modules = sum(isinstance(r, Module) for r, _ in roots)
+        for root, path in roots:
             if isinstance(root, Module):
+                # a single module argument is named by its own module paths (`encoder.layers.0`),
+                # captured ones by where they were found (`model.encoder`)
+                prefix = "" if path.startswith("argument") and n_modules == 1 else path
                 for name, m in root.named_modules():
-                    label = f"module `{path}{'.' + name if name else ''}`"
-                    d[label] = "train" if m.training else "eval"
+                    full = ".".join(p for p in (prefix, name) if p) or type(root).__name__
+                    d[f"module `{full}`"] = "train" if m.training else "eval"
                     hooks = sum(len(getattr(m, h)) for h in ("_forward_hooks", "_forward_pre_hooks",
                                                              "_backward_hooks", "_backward_pre_hooks"))
                     if hooks:
-                        d[f"hooks of {label}"] = hooks
+                        d[f"hooks of module `{full}`"] = hooks
                 d[f"structure of `{path}`"] = hash(module_cells(root)[1])
             else:
                 d[f"`{path}`"] = type(root).__name__
