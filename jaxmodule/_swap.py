@@ -23,7 +23,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["swapped", "recording", "Recording", "report", "Transaction", "holds_tracer"]
+__all__ = ["swapped", "recording", "Recording", "report", "defer", "Transaction", "holds_tracer"]
 
 _Tracer = jax.core.Tracer
 
@@ -55,10 +55,12 @@ class Recording:
     maps each cell assigned during the block to its value before the first assignment.
     """
 
-    __slots__ = ("every", "touched", "written", "saved", "thread")
+    __slots__ = ("every", "compiling", "touched", "written", "saved", "deferred", "thread")
 
-    def __init__(self, every: bool) -> None:
+    def __init__(self, every: bool, compiling: bool = False) -> None:
         self.every = every
+        self.compiling = compiling  # a compiled step's trace (host effects are deferred)
+        self.deferred: list[tuple[Any, Any, tuple, dict]] = []
         self.touched: dict[int, Any] = {}
         self.written: dict[int, tuple[Any, Any]] = {}
         self.saved: dict[int, tuple[Any, Transaction, Any]] = {}  # reported objects, as first seen
@@ -75,11 +77,19 @@ class Recording:
                 c._value = old
 
 
-def report(obj: Any) -> None:
+def report(obj: Any, stepping: bool = False) -> None:
     """Called by objects with array state (optimizers, GradScaler) when they are used: inside a
-    recording they count as touched, and their state as first seen is kept for undoing."""
+    recording they count as touched, and their state as first seen is kept for undoing.
+    `stepping`: an optimizer step, which must not follow a deferred scheduler step."""
     if not _active:
         return
+    if stepping:
+        rec = _compiling()
+        if rec is not None and rec.deferred:
+            raise RuntimeError(
+                "lr_scheduler.step() was called before optimizer.step() inside a compiled step. "
+                "Call optimizer.step() first, then scheduler.step(), as torch expects (it warns "
+                "about the other order); compile runs the scheduler step after each call.")
     for rec in _active:
         if rec.thread == threading.get_ident() and id(obj) not in rec.touched:
             rec.touched[id(obj)] = obj
@@ -131,10 +141,33 @@ def _cell_classes() -> list[type]:
     return [_TensorCell, Generator]
 
 
+def _compiling() -> Recording | None:
+    for rec in reversed(_active):
+        if rec.compiling and rec.thread == threading.get_ident():
+            return rec
+    return None
+
+
+def defer(obj: Any, method: Any, args: tuple, kwargs: dict) -> bool:
+    """Inside a compiled step's trace, record the host-side call `method(obj, *args, **kwargs)`
+    (an LR scheduler step: plain Python state) to run after every call of the compiled step
+    instead of once at trace time. Returns False (run it now) outside a compiled trace."""
+    rec = _compiling()
+    if rec is None:
+        return False
+    if holds_tracer((args, kwargs)):
+        raise RuntimeError(
+            f"{type(obj).__name__}.{method.__name__}() received a traced value inside a compiled "
+            "step (e.g. ReduceLROnPlateau.step(loss)): return the value from the step and call "
+            "it after the compiled call.")
+    rec.deferred.append((obj, method, args, kwargs))
+    return True
+
+
 @contextmanager
-def recording(every: bool = False) -> Iterator[Recording]:
+def recording(every: bool = False, compiling: bool = False) -> Iterator[Recording]:
     """Record the cells this thread reads or writes inside the block (see `Recording`)."""
-    rec = Recording(every)
+    rec = Recording(every, compiling)
     with _lock:
         if not _active:
             for cls in _cell_classes():

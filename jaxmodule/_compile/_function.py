@@ -104,7 +104,8 @@ class CompiledFunction:
                 continue
             if self.trace_count > 1:
                 _log.retrace(self, self._reasons(previous, layout))
-            self._programs[layout.signature] = program
+            if not program.deferred:
+                self._programs[layout.signature] = program
             if len(self._programs) > KEEP_PROGRAMS:
                 self._programs.popitem(last=False)
             break
@@ -182,12 +183,14 @@ class CompiledFunction:
                 cells[k].grad = g
         for (i, name), v in zip(program.attr_outputs, attr_vals):
             setattr(layout.modules[i], name, v)  # a structural change: the next call re-plans
+        for obj, method, a, kw in program.deferred:
+            method(obj, *a, **kw)
         if entry.host_pending:
             for o, change in zip(states, program.host):
                 if change is not None:
                     o._jm_host_update(*change)
             entry.host_pending = False
-        if entry.fast is None and not program.attr_outputs:
+        if entry.fast is None and not program.attr_outputs and not program.deferred:
             entry.fast = build_fast_path(entry, self._name())
         self._fast = entry.fast if self._entries and self._entries[0] is entry else None
         return out

@@ -79,7 +79,8 @@ class Program:
     """The outcome of discovery for one layout signature (see the module docstring)."""
 
     def __init__(self, mutated: list[int], const: list[int], unused: list[int], grads_out: list[int],
-                 attr_outputs: list[tuple[int, str]], read: frozenset[int], host: list) -> None:
+                 attr_outputs: list[tuple[int, str]], read: frozenset[int], host: list,
+                 deferred: list) -> None:
         self.mutated = mutated
         self.const = const
         self.unused = unused
@@ -87,6 +88,9 @@ class Program:
         self.attr_outputs = attr_outputs
         self.read = read
         self.host = host  # per state object: (before, after) of its Python-side state, or None
+        # host-side calls (scheduler steps) to run after every call; they name the objects of
+        # the discovering layout, so such a program is not shared with other layouts
+        self.deferred = deferred
         self.jitted: Callable[..., Any] | None = None
 
 
@@ -134,7 +138,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     inside = {id(cells[k]) for k in used} | {id(o) for o in layout.states}
     rec = None
     try:
-        with recording(every=found is not None) as rec, swapped([cells[k] for k in used], [values[k] for k in used]):
+        with recording(every=found is not None, compiling=True) as rec, swapped([cells[k] for k in used], [values[k] for k in used]):
             for p, g in zip(layout.grad_params, grads):
                 p.grad = g
             entry = [c._value for c in cells]
@@ -168,6 +172,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
             rec.restore_outside(inside)
             raise Restart([c for i, c in rec.touched.items() if i not in inside], rec.written)
         if found is not None:
+            found["deferred"] = list(rec.deferred)
             found["host"] = [None if b == a else (b, a) for b, a in
                              zip(host_before, map(_host_state, layout.states))]
             found["read"] = frozenset(layout.index[i] for i in rec.touched if i in layout.index)
@@ -248,7 +253,8 @@ def discover(fn: Callable, layout: Layout, args: tuple, kwargs: dict, *, keep_gr
     written = set(mutated)
     const = [k for k in range(n) if k not in written and k in read]
     unused = [k for k in range(n) if k not in written and k not in read]
-    program = Program(mutated, const, unused, found["grads"], found["attrs"], read, found["host"])
+    program = Program(mutated, const, unused, found["grads"], found["attrs"], read, found["host"],
+                      found["deferred"])
     program.jitted = _jit(fn, program, recorded, inputs, out_shape, donate, jit_kwargs, counter)
     return program
 

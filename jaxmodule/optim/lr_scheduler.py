@@ -19,6 +19,7 @@ new value without recompiling.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import warnings
@@ -30,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._swap import defer
 from .optimizer import Optimizer
 
 __all__ = [
@@ -67,6 +69,18 @@ def _set_group_value(group: dict[str, Any], key: str, value: Any) -> None:
     group[key] = jnp.asarray(value, old.dtype) if isinstance(old, jax.Array) else value
 
 
+def _deferred_in_compile(step: Callable) -> Callable:
+    """Make a scheduler's `step` run after each compiled call when called inside one."""
+
+    @functools.wraps(step)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if defer(self, wrapper, args, kwargs):
+            return None
+        return step(self, *args, **kwargs)
+
+    return wrapper
+
+
 class LRScheduler:
     """Base class of the schedulers. Mirrors `torch.optim.lr_scheduler.LRScheduler`.
 
@@ -75,11 +89,19 @@ class LRScheduler:
         last_epoch: index of the last epoch (-1 starts fresh and records 'initial_lr').
 
     Differences from torch: `optimizer.step` is not patched; the optimizer records its own calls
-    for the "scheduler stepped before optimizer" warning.
+    for the "scheduler stepped before optimizer" warning. Inside a `jaxmodule.compile`d step,
+    `step()` is deferred: it runs after every call of the compiled step (it only changes Python
+    numbers, which the optimizer turns into traced values), exactly where torch's
+    `optimizer.step(); scheduler.step()` order puts it.
     """
 
     _get_lr_called_within_step = False
     _is_initial = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = _deferred_in_compile(cls.__dict__["step"])
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
@@ -152,6 +174,8 @@ class LRScheduler:
             _set_group_value(group, "lr", lr)
         self._last_lr = _group_values(self.optimizer, "lr")
 
+
+LRScheduler.step = _deferred_in_compile(LRScheduler.step)  # type: ignore[method-assign]
 
 class _LambdaStateMixin:
     """state_dict handling of torch's lambda schedulers (callable objects keep their __dict__)."""

@@ -302,7 +302,7 @@ class Optimizer(HooksMixin):
 
         Traceable: under `jaxmodule.compile` / `jax.jit` the gradients may be tracers.
         """
-        report(self)
+        report(self, stepping=True)
         return self._call_with_step_hooks(self._step, (closure,) if closure is not None else (), {})
 
     def _step(self, closure: Callable[[], Any] | None = None) -> Any:

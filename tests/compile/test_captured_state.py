@@ -286,3 +286,50 @@ def test_no_tracer_is_left_in_captured_objects():
     assert np.isfinite(np.asarray(jm[0].weight)).all()
     assert not any(isinstance(leaf, jax.core.Tracer)
                    for leaf in jax.tree_util.tree_leaves(jopt.state_dict()["state"]))
+
+
+@pytest.mark.parametrize("sched", ["step", "onecycle"])
+def test_scheduler_stepped_inside_the_compiled_step_matches_torch(sched):
+    """Per-batch schedulers (OneCycleLR) step inside the training step in torch code."""
+    tm, jm, topt, jopt = pair("sgd_momentum")
+    if sched == "step":
+        ts = torch.optim.lr_scheduler.StepLR(topt, step_size=2, gamma=0.3)
+        js = optim.lr_scheduler.StepLR(jopt, step_size=2, gamma=0.3)
+    else:
+        ts = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.5, total_steps=10)
+        js = optim.lr_scheduler.OneCycleLR(jopt, max_lr=0.5, total_steps=10)
+
+    @jaxmodule.compile
+    def step(x, y):
+        jopt.zero_grad()
+        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
+        jopt.step()
+        js.step()
+        return loss
+
+    for i in range(6):
+        x, y = batch(i)
+        tl = torch_step(tm, topt, x, y)
+        ts.step()
+        assert_close(step(jnp.asarray(x), jnp.asarray(y)), tl)
+        assert js.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-6)
+        assert_same_state(tm, jm, topt, jopt)
+    assert step.trace_count == 1
+
+
+def test_scheduler_stepped_before_the_optimizer_in_a_compiled_step_is_refused():
+    _, jm, _, jopt = pair("sgd_momentum")
+    js = optim.lr_scheduler.StepLR(jopt, step_size=1)
+
+    @jaxmodule.compile
+    def step(x, y):
+        jopt.zero_grad()
+        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
+        js.step()
+        jopt.step()
+        return loss
+
+    x, y = batch(0)
+    with pytest.raises(RuntimeError, match=r"lr_scheduler.step\(\) was called before optimizer.step\(\)"):
+        step(jnp.asarray(x), jnp.asarray(y))
+    assert js.last_epoch == 0 and jopt.param_groups[0]["lr"] == 0.1
