@@ -32,14 +32,17 @@ sys.path.insert(0, HERE)
 
 from workloads import WORKLOADS  # noqa: E402
 
-IMPLS = ["raw_jax", "jaxmodule", "nnx", "equinox", "torch"]
+IMPLS = ["raw_jax", "jaxmodule", "jaxmodule_captured", "nnx", "equinox", "torch"]
+JAXMODULE = ("jaxmodule", "jaxmodule_captured")  # model passed as arguments / captured
 STEPS = {"mlp_tiny": 400, "mlp_784": 60, "cnn": 8, "stack64": 150, "mlp_bn_dropout": 60}
 
 
 def _builder(impl: str):  # noqa: ANN202
-    if impl == "jaxmodule":
+    if impl in JAXMODULE:
+        import functools
+
         from workloads import build_jaxmodule
-        return build_jaxmodule
+        return functools.partial(build_jaxmodule, captured=impl == "jaxmodule_captured")
     if impl == "raw_jax":
         from workloads import build_raw
         return build_raw
@@ -92,10 +95,10 @@ def run_one(impl: str, workload: str, steps: int) -> dict:
             "compile_s": compile_s, "peak_mb": peak - base}
 
 
-def run_paired(workload: str, steps: int) -> dict:
-    from workloads import build_jaxmodule, build_raw
+def run_paired(workload: str, steps: int, impl: str = "jaxmodule") -> dict:
+    from workloads import build_raw
 
-    impls = {"raw": build_raw(workload), "jaxmodule": build_jaxmodule(workload)}
+    impls = {"raw": build_raw(workload), "jaxmodule": _builder(impl)(workload)}
     times: dict[str, list[float]] = {k: [] for k in impls}
     for _ in range(3):
         for step, batch in impls.values():
@@ -128,14 +131,15 @@ def main() -> None:
     ap.add_argument("--impls", default=",".join(IMPLS))
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--repeat", type=int, default=3, help="processes per row (median reported)")
-    ap.add_argument("--pair", metavar="WORKLOAD", help=argparse.SUPPRESS)
+    ap.add_argument("--pair", nargs=2, metavar=("IMPL", "WORKLOAD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         impl, wl = args.one
         print(json.dumps(run_one(impl, wl, args.steps or STEPS[wl])))
         return
     if args.pair:
-        print(json.dumps(run_paired(args.pair, args.steps or 4 * STEPS[args.pair])))
+        impl, wl = args.pair
+        print(json.dumps(run_paired(wl, args.steps or 4 * STEPS[wl], impl)))
         return
     impls = args.impls.split(",")
     repeat = 1 if args.quick else args.repeat
@@ -152,10 +156,11 @@ def main() -> None:
                     failed[impl] = r
                 else:
                     runs[impl].append(r)
-        paired = None
-        if "raw_jax" in impls and "jaxmodule" in impls:
-            r = _subprocess(["--pair", wl, "--steps", str(steps if args.quick else 4 * steps)])
-            paired = None if isinstance(r, str) else r["ratio"]
+        paired: dict[str, float] = {}
+        for jm in (i for i in JAXMODULE if i in impls and "raw_jax" in impls):
+            r = _subprocess(["--pair", jm, wl, "--steps", str(steps if args.quick else 4 * steps)])
+            if not isinstance(r, str):
+                paired[jm] = r["ratio"]
         results = {impl: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                    for impl, rs in runs.items() if rs and impl not in failed}
         raw = results.get("raw_jax")
@@ -165,7 +170,7 @@ def main() -> None:
                 continue
             r = results[impl]
             ratio = f"{r['median_us'] / raw['median_us']:.2f}x" if raw else "n/a"
-            pair = f"{paired:.2f}x" if impl == "jaxmodule" and paired is not None else ""
+            pair = f"{paired[impl]:.2f}x" if impl in paired else ""
             print(f"| {WORKLOADS[wl][3]} | {impl} | {_fmt(r['median_us'])} | {ratio} | {pair} | "
                   f"{_fmt(r['async_us'])} | {r['compile_s'] * 1e3:.0f} ms | {r['peak_mb']:.0f} MB |", flush=True)
 

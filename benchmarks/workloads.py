@@ -36,7 +36,10 @@ def data(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- jaxmodule --------------------------------------------------------------------------------
-def build_jaxmodule(name: str) -> tuple[Any, tuple]:
+def build_jaxmodule(name: str, captured: bool = False) -> tuple[Any, tuple]:
+    """The README's compiled step. `captured=True`: written as a torch script is, with the model
+    and optimizer as closure variables and `jaxmodule.backward(lambda: ...)` (torch's
+    `loss.backward()`); otherwise passed as arguments."""
     import jax.numpy as jnp
 
     import jaxmodule
@@ -60,6 +63,17 @@ def build_jaxmodule(name: str) -> tuple[Any, tuple]:
         model = nn.Sequential(nn.Linear(s[0], s[1]), nn.BatchNorm1d(s[1]), nn.ReLU(), nn.Dropout(0.1),
                               nn.Linear(s[1], s[2]))
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    x, y = data(name)
+
+    if captured:
+        @jaxmodule.compile
+        def train_step(x, y):
+            opt.zero_grad()
+            loss = jaxmodule.backward(lambda: F.cross_entropy(model(x), y))
+            opt.step()
+            return loss
+
+        return train_step, (jnp.asarray(x), jnp.asarray(y))
 
     @jaxmodule.compile
     def step(model, opt, x, y):
@@ -68,7 +82,6 @@ def build_jaxmodule(name: str) -> tuple[Any, tuple]:
         opt.step()
         return loss
 
-    x, y = data(name)
     return (lambda x, y: step(model, opt, x, y)), (jnp.asarray(x), jnp.asarray(y))
 
 
