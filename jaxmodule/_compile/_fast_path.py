@@ -41,11 +41,7 @@ FAST_PATH_TEMPLATE = """\
 def fast(args, kwargs):
     if {checks}:
         return MISS
-    try:
-{guards}
-    except Exception:
-        return MISS
-    new_vals, new_states, _, _, out = jitted(KEY, {mutated}, {const}, [{states}], [], ({dyn}), {{}})
+{guard_block}    new_vals, new_states, _, _, out = jitted(KEY, {mutated}, {const}, [{states}], [], ({dyn}), {{}})
 {scatter}
     return out
 """
@@ -114,8 +110,10 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
         env[f"o{j}_get"] = getattr(o, "_jm_state_view", o._jm_state_get)
         env[f"o{j}_set"] = getattr(o, "_jm_state_install", o._jm_state_set)
         scatter.append(f"    o{j}_set(new_states[{j}])")
+    guard_block = f"    try:\n{_guards(layout)}\n    except Exception:\n        return MISS\n" \
+        if layout.reach.guards else ""
     source = FAST_PATH_TEMPLATE.format(
-        checks=" or ".join(checks), guards=_guards(layout), mutated=mutated, const=const,
+        checks=" or ".join(checks), guard_block=guard_block, mutated=mutated, const=const,
         states=", ".join(f"o{j}_get()" for j in range(len(layout.states))), dyn=dyn,
         scatter="\n".join(scatter) if scatter else "    pass")
     return _define("fast path", source, env, "fast", label)
