@@ -52,8 +52,9 @@ class _WrappedHook:
         return self.hook(*args)
 
 
-# The undo log of the load in progress (None outside load_state_dict): (cell, old_value) pairs
-# and (module, old_extra_state) pairs.
+# The undo log of the load in progress (None outside load_state_dict): ("cell", cell,
+# (old_value, old_class)) entries (materializing a lazy cell changes its class) and ("extra",
+# module, old_extra_state) entries.
 _undo: list[list] | None = None
 
 
@@ -71,7 +72,9 @@ def _transaction() -> Iterator[list]:
 def _rollback(log: list) -> None:
     for kind, target, old in reversed(log):
         if kind == "cell":
-            target._value = old
+            value, cls = old
+            target.__class__ = cls  # a lazy cell materialized by the load becomes lazy again
+            target._value = value
         else:
             target.set_extra_state(old)
 
@@ -188,7 +191,7 @@ class StateDictMixin:
                 continue
             try:
                 new = as_array(value)
-                old = cell._value
+                old, old_cls = cell._value, type(cell)
                 if lazy:
                     cell.materialize(new.shape, dtype=new.dtype)
                 elif not assign and new.dtype != old.dtype:
@@ -202,7 +205,7 @@ class StateDictMixin:
                                   f"an exception occurred : {ex.args}.")
                 continue
             if _undo is not None:
-                _undo.append(("cell", cell, old))
+                _undo.append(("cell", cell, (old, old_cls)))
             cell._value = new
         extra_key = prefix + _EXTRA_STATE_KEY_SUFFIX
         if self._has_extra_state("set_extra_state"):
