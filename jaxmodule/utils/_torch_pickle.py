@@ -9,15 +9,27 @@ Both of torch's formats are read:
   of storage keys) followed by each storage as an int64 element count and its bytes.
 
 Tensors are rebuilt as `torch._utils._rebuild_tensor_v2` does: a view of the storage at
-`storage_offset` with `size` and `stride` (in elements), copied into a contiguous array. Only
-the globals that `torch.load(weights_only=True)` allows are resolved; anything else raises
-`pickle.UnpicklingError`, so no code from the file ever runs.
+`storage_offset` with `size` and `stride` (in elements), copied into a contiguous array.
+
+The pickle is read by the pure-Python unpickler with torch's weights-only rules: only the globals
+that `torch.load(weights_only=True)` allows are resolved, and the BUILD opcode (which sets
+attributes) applies only to the dicts the reader itself created, never to a function or class
+(`setattr(_rebuild_tensor_v2, '__defaults__', ...)` would poison every later load). Anything
+else raises `UnsafePickleError`, so no code from the file runs and nothing outside the file's own
+objects changes.
+
+Limits: a zip file's records are checked against their CRC-32 as they are read; the tensors of
+one file may together take at most `MAX_EXPANSION` (64) times the file's size plus 1 MiB, so a
+few bytes of stride-0 or overlapping views cannot expand into gigabytes. Every failure is a
+RuntimeError naming the file.
 """
 
 from __future__ import annotations
 
 import codecs
 import io
+import math
+import os
 import pickle
 import struct
 import zipfile
@@ -28,7 +40,10 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-__all__ = ["read_torch_file"]
+__all__ = ["read_torch_file", "verify_zip", "ExpansionBudget", "UnsafePickleError", "MAX_EXPANSION"]
+
+MAX_EXPANSION = 64
+_EXPANSION_ALLOWANCE = 1 << 20
 
 _DTYPES: dict[str, Any] = {
     "float32": np.float32, "float": np.float32, "float64": np.float64, "double": np.float64,
@@ -48,6 +63,33 @@ _STORAGES: dict[str, Any] = {
     "ComplexDoubleStorage": np.complex128, "UntypedStorage": np.uint8,
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+class UnsafePickleError(pickle.UnpicklingError, RuntimeError):
+    """The file asks for what a weights-only reader refuses (a global, or state for an object
+    the reader did not create). Both a `pickle.UnpicklingError` and a RuntimeError."""
+
+
+class _Damaged(RuntimeError):
+    """A damaged-file error whose message already names the file."""
+
+
+class ExpansionBudget:
+    """How many bytes the arrays read from one torch file may take together: `MAX_EXPANSION`
+    times the file's size, plus 1 MiB."""
+
+    def __init__(self, file_bytes: int, where: str) -> None:
+        self.left = MAX_EXPANSION * max(int(file_bytes), 0) + _EXPANSION_ALLOWANCE
+        self.file_bytes, self.where = file_bytes, where
+
+    def take(self, nbytes: int, key: str) -> None:
+        """Account for an array of `nbytes`; RuntimeError when it does not fit."""
+        if nbytes > self.left:
+            raise _Damaged(
+                f"{self.where}: tensor {key!r} would expand to {nbytes} bytes, more than a file of "
+                f"{self.file_bytes} bytes may expand to ({MAX_EXPANSION}x its size plus 1 MiB, in all); "
+                "it is a stride-0 or overlapping view of a small storage; refusing to expand it")
+        self.left -= nbytes
 
 
 class _StorageType:
@@ -73,19 +115,22 @@ class _Tensor:
         self.dtype = dtype
         self.metadata = metadata or {}
 
-    def materialize(self, where: str) -> np.ndarray:
+    def materialize(self, where: str, budget: ExpansionBudget, key: str) -> np.ndarray:
         base = self.storage.data
         if base is None:
-            raise RuntimeError(f"{where}: storage {self.storage.key!r} has no data")
+            raise _Damaged(f"{where}: storage {self.storage.key!r} has no data")
         if self.dtype is not None and self.dtype != base.dtype:
             base = base.view(self.dtype)
-        if any(s == 0 for s in self.size):
+        if len(self.size) != len(self.stride) or any(n < 0 for n in self.size):
+            raise _Damaged(f"{where}: tensor {key!r} has an invalid size {self.size} / stride {self.stride}")
+        if any(n == 0 for n in self.size):
             return np.zeros(self.size, base.dtype)
         last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride))
         if self.offset < 0 or any(st < 0 for st in self.stride) or last >= base.size:
-            raise RuntimeError(f"{where}: tensor view (offset {self.offset}, size {self.size}, stride "
-                               f"{self.stride}) reaches past its storage of {base.size} elements; "
-                               "the file is truncated or damaged")
+            raise _Damaged(f"{where}: tensor view (offset {self.offset}, size {self.size}, stride "
+                           f"{self.stride}) reaches past its storage of {base.size} elements; "
+                           "the file is truncated or damaged")
+        budget.take(math.prod(self.size) * base.dtype.itemsize, key)
         if not self.size:
             out = np.array(base[self.offset], copy=True).reshape(())
             return self._apply_bits(out)
@@ -157,7 +202,17 @@ def _allowed(module: str, name: str) -> Any:
     return None
 
 
-class _Unpickler(pickle.Unpickler):
+def _describe(x: Any) -> str:
+    if isinstance(x, type) or callable(x):
+        return f"{getattr(x, '__module__', '?')}.{getattr(x, '__qualname__', type(x).__name__)}"
+    return f"an object of type {type(x).__name__}"
+
+
+class _Unpickler(pickle._Unpickler):
+    """The pure-Python unpickler with torch's weights-only rules for globals and BUILD."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
     def __init__(self, fh: Any, storage_for: Any, where: str) -> None:
         super().__init__(fh)
         self._storage_for = storage_for
@@ -166,43 +221,65 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         found = _allowed(module, name)
         if found is None:
-            raise pickle.UnpicklingError(
+            raise UnsafePickleError(
                 f"{self._where}: refusing to load global {module}.{name} (only tensors, containers and "
                 "plain Python values are read, as torch.load(weights_only=True) does)")
         return found
 
     def persistent_load(self, pid: Any) -> Any:
-        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
-            raise pickle.UnpicklingError(f"{self._where}: unknown persistent id {pid!r:.80}")
+        if not isinstance(pid, tuple) or len(pid) < 3 or pid[0] != "storage":
+            raise _Damaged(f"{self._where}: unknown persistent id {pid!r:.80}")
         storage_type, key = pid[1], str(pid[2])
-        dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else np.dtype(storage_type)
+        if isinstance(storage_type, _StorageType):
+            dtype = storage_type.dtype
+        elif isinstance(storage_type, np.dtype):
+            dtype = storage_type
+        else:
+            raise _Damaged(f"{self._where}: storage {key!r} has no storage type")
         return self._storage_for(key, dtype)
 
+    def _build(self) -> None:
+        """BUILD: attributes only for the OrderedDicts and Counters this reader created."""
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if type(inst) not in (OrderedDict, Counter):
+            raise UnsafePickleError(
+                f"{self._where}: refusing BUILD on {_describe(inst)}: state may only be set on the "
+                "dicts the file itself creates, as torch.load(weights_only=True) does")
+        if isinstance(state, tuple) and len(state) == 2 and state[1] is None:
+            state = state[0]
+        if not isinstance(state, dict) or not all(isinstance(k, str) and not k.startswith("__") for k in state):
+            raise UnsafePickleError(f"{self._where}: refusing BUILD on {type(inst).__name__} with state "
+                                    f"of type {type(state).__name__} (attribute names only)")
+        inst.__dict__.update(state)
 
-def _finish(obj: Any, where: str) -> Any:
+    dispatch[pickle.BUILD[0]] = _build
+
+
+def _finish(obj: Any, where: str, budget: ExpansionBudget, parts: tuple = ()) -> Any:
     """Replace every pending `_Tensor` in `obj` by its numpy array."""
     if isinstance(obj, _Tensor):
-        return obj.materialize(where)
+        return obj.materialize(where, budget, "/".join(str(p) for p in parts))
     if isinstance(obj, OrderedDict):
-        out = OrderedDict((k, _finish(v, where)) for k, v in obj.items())
+        out = OrderedDict((k, _finish(v, where, budget, (*parts, k))) for k, v in obj.items())
         for name, value in getattr(obj, "__dict__", {}).items():
-            setattr(out, name, value)
+            setattr(out, name, _finish(value, where, budget, (*parts, name)))
         return out
     if isinstance(obj, dict):
-        return {k: _finish(v, where) for k, v in obj.items()}
+        return {k: _finish(v, where, budget, (*parts, k)) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_finish(v, where) for v in obj]
+        return [_finish(v, where, budget, (*parts, i)) for i, v in enumerate(obj)]
     if isinstance(obj, tuple):
-        return tuple(_finish(v, where) for v in obj)
+        return tuple(_finish(v, where, budget, (*parts, i)) for i, v in enumerate(obj))
     return obj
 
 
-def _read_zip(path: Path, where: str) -> Any:
+def _read_zip(path: Path, where: str, budget: ExpansionBudget) -> Any:
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
         if not pkl:
-            raise RuntimeError(f"{where}: zip archive without a data.pkl record; not a torch.save file")
+            raise _Damaged(f"{where}: zip archive without a data.pkl record; not a torch.save file")
         prefix = pkl[0][: -len("data.pkl")]
         big = prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() == b"big"
         storages: dict[str, _Storage] = {}
@@ -213,28 +290,28 @@ def _read_zip(path: Path, where: str) -> Any:
                 try:
                     raw = zf.read(f"{prefix}data/{key}")
                 except KeyError:
-                    raise RuntimeError(f"{where}: storage record data/{key} is missing; the file is "
-                                       "truncated or damaged") from None
+                    raise _Damaged(f"{where}: storage record data/{key} is missing; the file is "
+                                   "truncated or damaged") from None
                 if len(raw) % dtype.itemsize:
-                    raise RuntimeError(f"{where}: storage data/{key} has {len(raw)} bytes, not a whole "
-                                       f"number of {dtype} elements")
+                    raise _Damaged(f"{where}: storage data/{key} has {len(raw)} bytes, not a whole "
+                                   f"number of {dtype} elements")
                 arr = np.frombuffer(raw, dtype.newbyteorder(">") if big and dtype.itemsize > 1 else dtype)
                 s.data = arr.astype(dtype) if big else arr
                 storages[key] = s
             return storages[key]
 
         obj = _Unpickler(io.BytesIO(zf.read(pkl[0])), storage_for, where).load()
-    return _finish(obj, where)
+    return _finish(obj, where, budget)
 
 
-def _read_legacy(path: Path, where: str) -> Any:
+def _read_legacy(path: Path, where: str, budget: ExpansionBudget) -> Any:
     with open(path, "rb") as fh:
         def nothing(key: str, dtype: np.dtype) -> Any:
-            raise pickle.UnpicklingError(f"{where}: storage reference in the header")
+            raise _Damaged(f"{where}: storage reference in the header")
 
         magic = _Unpickler(fh, nothing, where).load()
         if magic != _LEGACY_MAGIC:
-            raise RuntimeError(f"{where}: a pickle file that is not a torch.save file (wrong magic number)")
+            raise _Damaged(f"{where}: a pickle file that is not a torch.save file (wrong magic number)")
         _Unpickler(fh, nothing, where).load()  # protocol version
         _Unpickler(fh, nothing, where).load()  # sys info
         storages: dict[str, _Storage] = {}
@@ -244,32 +321,58 @@ def _read_legacy(path: Path, where: str) -> Any:
 
         obj = _Unpickler(fh, storage_for, where).load()
         keys = _Unpickler(fh, nothing, where).load()
+        if not isinstance(keys, list):
+            raise _Damaged(f"{where}: the storage key list is missing")
         for key in keys:
+            if str(key) not in storages:
+                raise _Damaged(f"{where}: storage {key!r} is listed but never used")
             s = storages[str(key)]
             head = fh.read(8)
             if len(head) != 8:
-                raise RuntimeError(f"{where}: the file ends before storage {key!r}; it is truncated")
+                raise _Damaged(f"{where}: the file ends before storage {key!r}; it is truncated")
             (numel,) = struct.unpack("<q", head)
+            if numel < 0:
+                raise _Damaged(f"{where}: storage {key!r} has a negative size")
             raw = fh.read(numel * s.dtype.itemsize)
             if len(raw) != numel * s.dtype.itemsize:
-                raise RuntimeError(f"{where}: the file ends inside storage {key!r}; it is truncated")
+                raise _Damaged(f"{where}: the file ends inside storage {key!r}; it is truncated")
             s.data = np.frombuffer(raw, s.dtype)
-    return _finish(obj, where)
+    return _finish(obj, where, budget)
+
+
+def verify_zip(path: Path, where: str) -> None:
+    """RuntimeError unless every record of the zip archive at `path` passes its CRC-32 check
+    (torch's own reader does not check them)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except Exception as e:  # noqa: BLE001 - zipfile, zlib and OSError all mean the same here
+        raise RuntimeError(f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}") from None
+    if bad is not None:
+        raise RuntimeError(f"{where} is damaged: its record {bad} fails its CRC-32 check")
 
 
 def read_torch_file(path: str | Path) -> Any:
-    """The object in a `torch.save` file, with tensors as numpy arrays (no torch needed)."""
+    """The object in a `torch.save` file, with tensors as numpy arrays (no torch needed).
+
+    Raises:
+        UnsafePickleError: the file holds what a weights-only reader refuses.
+        RuntimeError: the file is truncated, damaged, or expands too far (the message names it).
+    """
     path = Path(path)
     where = f"torch file {path}"
+    budget = ExpansionBudget(os.path.getsize(path), where)
     with open(path, "rb") as fh:
         head = fh.read(4)
     try:
         if head == b"PK\x03\x04":
-            return _read_zip(path, where)
+            return _read_zip(path, where, budget)
         if head[:1] == b"\x80":
-            return _read_legacy(path, where)
-    except (pickle.UnpicklingError, RuntimeError):
+            return _read_legacy(path, where, budget)
+    except (UnsafePickleError, _Damaged):
         raise
-    except (EOFError, zipfile.BadZipFile, struct.error, ValueError, KeyError, IndexError) as e:
-        raise RuntimeError(f"{where} is truncated or damaged: {type(e).__name__}: {e}") from None
+    except RecursionError:
+        raise RuntimeError(f"{where} is damaged: its objects are nested too deeply") from None
+    except Exception as e:  # noqa: BLE001 - a malformed pickle fails in many ways; all mean damage
+        raise RuntimeError(f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}") from None
     raise RuntimeError(f"{where} is neither torch's zip format nor its legacy pickle format")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -33,20 +34,22 @@ def _tensor_to_numpy(t: Any) -> np.ndarray:
     return t.numpy().copy()
 
 
-def _torch_to_numpy_tree(obj: Any) -> Any:
+def _torch_to_numpy_tree(obj: Any, budget: Any, parts: tuple = ()) -> Any:
+    """torch tensors -> numpy arrays, each first accounted for in `budget` (an ExpansionBudget)."""
     from .._tensor import is_torch_tensor
 
     if is_torch_tensor(obj):
+        budget.take(obj.numel() * obj.element_size(), "/".join(str(p) for p in parts))
         return _tensor_to_numpy(obj)
     if isinstance(obj, OrderedDict):
-        out = OrderedDict((k, _torch_to_numpy_tree(v)) for k, v in obj.items())
+        out = OrderedDict((k, _torch_to_numpy_tree(v, budget, (*parts, k))) for k, v in obj.items())
         for name, value in getattr(obj, "__dict__", {}).items():
             setattr(out, name, value)
         return out
     if isinstance(obj, dict):
-        return {k: _torch_to_numpy_tree(v) for k, v in obj.items()}
+        return {k: _torch_to_numpy_tree(v, budget, (*parts, k)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_torch_to_numpy_tree(v) for v in obj)
+        return type(obj)(_torch_to_numpy_tree(v, budget, (*parts, i)) for i, v in enumerate(obj))
     if type(obj).__module__.startswith("torch") and type(obj).__name__ == "device":
         return str(obj)
     if type(obj).__module__.startswith("torch") and type(obj).__name__ == "dtype":
@@ -101,13 +104,19 @@ def load_torch_state_dict(path: str | os.PathLike, map_location: Any = None, *,
 
     Raises:
         FileNotFoundError: the file does not exist.
-        RuntimeError: the file is truncated or damaged.
+        IsADirectoryError: `path` is a directory.
+        RuntimeError: the file is truncated or damaged (a zip file's records are checked against
+            their CRC-32 first), or its tensors would expand to more than 64 times the file's
+            size plus 1 MiB (stride-0 views); the message names the file.
         pickle.UnpicklingError: the file holds objects other than tensors, containers and plain
-            Python values.
+            Python values (this error is also a RuntimeError).
     """
     from ..checkpoint._placement import Placer
+    from ._torch_pickle import ExpansionBudget, UnsafePickleError, read_torch_file, verify_zip
 
     p = Path(os.fspath(path))
+    if p.is_dir():
+        raise IsADirectoryError(f"load_torch_state_dict: {p} is a directory, not a torch.save file")
     if not p.is_file():
         raise FileNotFoundError(f"load_torch_state_dict: no file at {p}")
     if use_torch is None:
@@ -115,14 +124,20 @@ def load_torch_state_dict(path: str | os.PathLike, map_location: Any = None, *,
     if use_torch:
         import torch
 
+        where = f"torch file {p}"
+        with open(p, "rb") as fh:
+            if fh.read(4) == b"PK\x03\x04":
+                verify_zip(p, where)
         try:
             obj = torch.load(p, weights_only=True, map_location="cpu")
-        except (EOFError, RuntimeError) as e:
-            raise RuntimeError(f"torch file {p} is truncated or damaged: {e}") from e
-        obj = _torch_to_numpy_tree(obj)
+        except pickle.UnpicklingError as e:
+            lines = [ln for ln in str(e).splitlines() if "WeightsUnpickler error" in ln] or str(e).splitlines()
+            reason = lines[0].strip()[:300] if lines else type(e).__name__
+            raise UnsafePickleError(f"{where}: refusing to load it ({reason})") from e
+        except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, OSError, EOFError, ...
+            raise RuntimeError(f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}") from e
+        obj = _torch_to_numpy_tree(obj, ExpansionBudget(p.stat().st_size, where))
     else:
-        from ._torch_pickle import read_torch_file
-
         obj = read_torch_file(p)
     placer = Placer(map_location, _array_keys(obj), str(p))
     return _place_tree(obj, placer)
