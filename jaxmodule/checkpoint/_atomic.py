@@ -1,17 +1,22 @@
-"""Crash-safe replacement of a checkpoint directory.
+"""Crash-safe replacement of a checkpoint directory, and the clean-up of what crashes leave.
 
-`save` writes the whole checkpoint into a hidden sibling `.{name}.jmtmp-<id>`, flushes every file
-to disk, writes the manifest last (its presence marks the directory complete), then swaps the
-sibling into place:
+`save` (holding the path's `WriterLock`) writes the whole checkpoint into a hidden sibling
+`.{name}.jmtmp-<token>` (12 hex digits), flushes every file to disk, writes the manifest last,
+then swaps the sibling into place:
 
 * Linux `renameat2(RENAME_EXCHANGE)` swaps the two directories in one atomic step, so the path
   always holds a complete checkpoint (the old one before, the new one after);
-* elsewhere, the old directory is renamed to `.{name}.jmold-<id>` and the new one renamed into
+* elsewhere, the old directory is renamed to `.{name}.jmold-<token>` and the new one renamed into
   place. A crash between those two renames leaves the path missing but both complete copies as
   siblings; `find_recoverable` lets `load` use the newest of them.
 
-Leftover siblings are removed by the next successful save to the same path. Two processes
-saving to one path at the same time is not supported.
+Ownership markers make every sibling jaxmodule may delete provably its own: a temporary directory
+holds `.jaxmodule-writing` (token, pid, host) from its creation until its manifest is written,
+and a directory being deleted holds `.jaxmodule-discard`, removed last. `remove_stale_siblings`
+runs under the writer lock (so no other writer of this path is alive) and deletes a sibling only
+when its name is exactly jaxmodule's and it is (a) marked with its own token by a process that is
+not alive here, (b) empty, or (c) a complete checkpoint whose manifest lists everything in it.
+Anything else with a similar name is the user's and stays.
 """
 
 from __future__ import annotations
@@ -20,16 +25,22 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
+import socket
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST", "temp_sibling", "fsync_tree", "write_json", "read_json", "replace_dir",
-           "find_recoverable", "remove_siblings"]
+from ._manifest import MANIFEST, check_files, read, unaccounted
 
-MANIFEST = "jaxmodule.json"
+__all__ = ["MANIFEST", "WRITING", "DISCARD", "temp_sibling", "lock_path", "make_temp", "finish_temp",
+           "fsync_tree", "write_json", "replace_dir", "discard", "find_recoverable",
+           "remove_stale_siblings"]
+
+WRITING = ".jaxmodule-writing"
+DISCARD = ".jaxmodule-discard"
 _TMP = ".jmtmp-"
 _OLD = ".jmold-"
 _RENAME_EXCHANGE = 2
@@ -37,7 +48,40 @@ _AT_FDCWD = -100
 
 
 def temp_sibling(path: Path, tag: str = _TMP) -> Path:
+    """A fresh sibling name `.{name}{tag}<token>` (not created)."""
     return path.parent / f".{path.name}{tag}{uuid.uuid4().hex[:12]}"
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of the writers of `path`."""
+    return path.parent / f".{path.name}.jmlock"
+
+
+def _token(child: Path, final: Path) -> str | None:
+    """The token of a sibling named exactly as jaxmodule names those of `final`, else None."""
+    m = re.fullmatch(re.escape(f".{final.name}") + r"\.jm(?:tmp|old)-([0-9a-f]{12})", child.name)
+    return m.group(1) if m else None
+
+
+def _write_marker(directory: Path, name: str) -> None:
+    token = directory.name[-12:]
+    text = json.dumps({"token": token, "pid": os.getpid(), "host": socket.gethostname()})
+    with open(directory / name, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def make_temp(final: Path) -> Path:
+    """Create the temporary sibling a save writes into, marked as this process's."""
+    tmp = temp_sibling(final)
+    tmp.mkdir()
+    _write_marker(tmp, WRITING)
+    return tmp
+
+
+def finish_temp(tmp: Path) -> None:
+    """Drop the writing marker of a complete temporary directory (it is then a checkpoint)."""
+    os.unlink(tmp / WRITING)
+    _fsync_path(tmp, directory=True)
 
 
 def _fsync_path(p: Path, directory: bool) -> None:
@@ -73,11 +117,6 @@ def write_json(path: Path, obj: Any) -> None:
     _fsync_path(path.parent, directory=True)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2). False when the platform cannot."""
     if not sys.platform.startswith("linux"):
@@ -97,14 +136,29 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, f"renameat2({a}, {b}, RENAME_EXCHANGE) failed: {os.strerror(err)}")
 
 
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
+def discard(p: Path) -> None:
+    """Delete a file, link or one of jaxmodule's own directories; a directory is marked first
+    and its marker removed last, so a crash midway leaves something `remove_stale_siblings`
+    recognises."""
+    if not os.path.lexists(p):
+        return
+    if p.is_symlink() or not p.is_dir():
+        p.unlink(missing_ok=True)
+        return
+    if not (p / DISCARD).exists():
+        _write_marker(p, DISCARD)
+    for child in p.iterdir():
+        if child.name == DISCARD:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    (p / DISCARD).unlink(missing_ok=True)
+    try:
+        p.rmdir()
+    except OSError:
+        pass  # something appeared meanwhile; it stays
 
 
 def replace_dir(new: Path, final: Path) -> None:
@@ -113,40 +167,81 @@ def replace_dir(new: Path, final: Path) -> None:
     if not os.path.lexists(final):
         os.rename(new, final)
     elif _exchange(new, final):
-        _remove(new)  # `new` now holds the previous checkpoint
+        discard(new)  # `new` now holds the previous checkpoint (or file)
     else:
         old = temp_sibling(final, _OLD)
         os.rename(final, old)
         os.rename(new, final)
-        _remove(old)
+        discard(old)
     _fsync_path(final.parent, directory=True)
 
 
-def _is_complete(p: Path) -> bool:
+def _complete(p: Path) -> dict | None:
+    """The manifest of a complete checkpoint directory `p` (every listed file present), else None."""
     try:
-        return read_json(p / MANIFEST).get("format") == "jaxmodule.checkpoint"
-    except (OSError, ValueError, AttributeError):
-        return False
+        if (p / DISCARD).exists():
+            return None
+        manifest = read(p / MANIFEST, str(p))
+        check_files(p, manifest, str(p))
+        return manifest
+    except (OSError, RuntimeError):
+        return None
 
 
 def find_recoverable(final: Path) -> Path | None:
     """For a missing `final`: the newest complete sibling left by an interrupted replace."""
-    parent = final.parent
-    if not parent.is_dir():
+    if not final.parent.is_dir():
         return None
-    prefix = f".{final.name}"
     found = []
-    for child in parent.iterdir():
-        rest = child.name[len(prefix):] if child.name.startswith(prefix) else ""
-        if (rest.startswith(_TMP) or rest.startswith(_OLD)) and _is_complete(child):
-            found.append((read_json(child / MANIFEST).get("created_ns", 0), child))
-    return max(found)[1] if found else None
-
-
-def remove_siblings(final: Path, keep: Path | None = None) -> None:
-    """Delete temporary/old siblings of `final` left by interrupted saves."""
-    prefix = f".{final.name}"
     for child in final.parent.iterdir():
-        rest = child.name[len(prefix):] if child.name.startswith(prefix) else ""
-        if (rest.startswith(_TMP) or rest.startswith(_OLD)) and child != keep:
-            _remove(child)
+        if _token(child, final) is not None and child.is_dir() and not child.is_symlink():
+            manifest = _complete(child)
+            if manifest is not None:
+                found.append((manifest.get("created_ns", 0), child.name, child))
+    return max(found)[2] if found else None
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _abandoned(d: Path, token: str) -> bool:
+    """Whether jaxmodule's sibling `d` is provably its own and its writer gone (the caller holds
+    the writer lock, so no live writer of this path uses it)."""
+    for name in (WRITING, DISCARD):
+        try:
+            marker = json.loads((d / name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return False
+        if not isinstance(marker, dict) or marker.get("token") != token:
+            return False
+        same_host = marker.get("host") == socket.gethostname()
+        return not (same_host and marker.get("pid") != os.getpid() and _pid_alive(marker.get("pid")))
+    if not any(d.iterdir()):
+        return True
+    manifest = _complete(d)
+    return manifest is not None and not unaccounted(d, manifest)
+
+
+def remove_stale_siblings(final: Path) -> None:
+    """Delete what interrupted saves of `final` left beside it (call with the writer lock held)."""
+    for child in final.parent.iterdir():
+        token = _token(child, final)
+        if token is None or child.is_symlink() or not child.is_dir():
+            continue
+        try:
+            stale = _abandoned(child, token)
+        except OSError:
+            stale = False
+        if stale:
+            discard(child)

@@ -1,8 +1,9 @@
 """The on-disk format shared by `save`/`load` and `CheckpointManager`.
 
-A checkpoint is a JSON manifest (see `_tree`) plus an orbax PyTree checkpoint holding every
-non-empty array under the key `a<index>`. Zero-size arrays (orbax refuses them) live only in the
-manifest as dtype and shape.
+A checkpoint is a JSON manifest (see `_tree` for the object tree, `_manifest` for its checksum
+and schema) plus an orbax PyTree checkpoint holding every non-empty array under the key
+`a<index>`. Zero-size arrays (orbax refuses them) live only in the manifest as dtype and shape.
+Every array's bytes carry a CRC32 that `assemble` checks after reading.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._manifest import FORMAT, VERSION
 from ._placement import Placer, location_of
 from ._tree import ArrayRecord, crc32_of, decode, encode
 
-__all__ = ["FORMAT", "VERSION", "ocp", "build", "check_manifest", "restore_args", "assemble", "records_keys"]
-
-FORMAT = "jaxmodule.checkpoint"
-VERSION = 1
+__all__ = ["ocp", "build", "restore_args", "assemble", "records_keys"]
 
 
 def ocp() -> Any:
@@ -31,8 +30,8 @@ def ocp() -> Any:
     return _ocp
 
 
-def build(obj: Any, kind: str, checksums: bool = True) -> tuple[dict, dict[str, Any]]:
-    """Return (manifest, orbax tree of the arrays to store) for `obj`."""
+def build(obj: Any, kind: str) -> tuple[dict, dict[str, Any]]:
+    """Return (manifest, orbax tree of the arrays to store) for `obj` (the manifest not sealed)."""
     records: list[ArrayRecord] = []
     tree = encode(obj, records)
     stored: dict[str, Any] = {}
@@ -49,7 +48,7 @@ def build(obj: Any, kind: str, checksums: bool = True) -> tuple[dict, dict[str, 
             if isinstance(value, jax.Array) and value.is_deleted():
                 raise RuntimeError(f"jaxmodule.save: array {r.key!r} has been deleted (donated to a "
                                    "jitted call); save the value returned by that call instead")
-            if checksums and (not isinstance(value, jax.Array) or value.is_fully_addressable):
+            if not isinstance(value, jax.Array) or value.is_fully_addressable:
                 entry["crc32"] = crc32_of(np.asarray(value))
             stored[f"a{i}"] = value
         else:
@@ -58,18 +57,6 @@ def build(obj: Any, kind: str, checksums: bool = True) -> tuple[dict, dict[str, 
     manifest = {"format": FORMAT, "version": VERSION, "kind": kind, "created_ns": time.time_ns(),
                 "tree": tree, "arrays": entries}
     return manifest, stored
-
-
-def check_manifest(manifest: Any, path: str) -> None:
-    """Raise RuntimeError when the manifest is not one this version can read."""
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise RuntimeError(f"jaxmodule.load: {path} has a damaged manifest (no '{FORMAT}' format tag)")
-    if manifest.get("version") != VERSION:
-        raise RuntimeError(f"jaxmodule.load: {path} was written with checkpoint format version "
-                           f"{manifest.get('version')!r}; this jaxmodule reads version {VERSION}")
-    for field in ("tree", "arrays"):
-        if field not in manifest:
-            raise RuntimeError(f"jaxmodule.load: {path} has a damaged manifest (field '{field}' missing)")
 
 
 def _meta(entry: dict) -> jax.ShapeDtypeStruct:
@@ -143,8 +130,12 @@ def assemble(manifest: dict, restored: dict[str, Any], placements: dict[int, Any
         arrays.append(value)
     try:
         return decode(manifest["tree"], arrays)
-    except (ValueError, KeyError, IndexError, TypeError) as e:
-        raise RuntimeError(f"jaxmodule.load: {path} has a damaged manifest: {e}") from None
+    except RecursionError:
+        raise RuntimeError(f"jaxmodule.load: {path} has a damaged manifest: its object tree is "
+                           "nested too deeply") from None
+    except Exception as e:  # noqa: BLE001 - any failure to rebuild means the tree is not one save wrote
+        raise RuntimeError(f"jaxmodule.load: {path} has a damaged manifest: {type(e).__name__}: "
+                           f"{str(e)[:200]}") from e
 
 
 def records_keys(manifest: dict) -> list[str]:

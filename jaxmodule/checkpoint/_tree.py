@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["encode", "decode", "ArrayRecord", "crc32_of"]
+__all__ = ["encode", "decode", "ArrayRecord", "crc32_of", "storable"]
 
 
 class ArrayRecord:
@@ -44,7 +44,7 @@ def crc32_of(arr: np.ndarray) -> int:
     return zlib.crc32(flat.view(np.uint8).data) & 0xFFFFFFFF
 
 
-def _storable(dtype: np.dtype) -> bool:
+def storable(dtype: np.dtype) -> bool:
     """Numeric and bool dtypes, including ml_dtypes' (bfloat16, float8_*)."""
     return dtype.kind in "biufc" or (dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes"))
 
@@ -64,7 +64,7 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
     path = "obj" + "".join(f"[{p!r}]" for p in parts)
 
     if isinstance(obj, np.generic):  # before the Python scalars: np.float64 subclasses float
-        if not _storable(obj.dtype):
+        if not storable(obj.dtype):
             raise TypeError(f"jaxmodule.save: {path} is a numpy scalar of dtype {obj.dtype}, which cannot be stored")
         arrays.append(ArrayRecord(np.asarray(obj), "npscalar", key))
         return {"A": len(arrays) - 1}
@@ -84,7 +84,7 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
         arrays.append(ArrayRecord(obj, "jax", key))
         return {"A": len(arrays) - 1}
     if isinstance(obj, np.ndarray):
-        if not _storable(obj.dtype):
+        if not storable(obj.dtype):
             raise TypeError(f"jaxmodule.save: {path} is a numpy array of dtype {obj.dtype}, which cannot be "
                             "stored; only numeric and bool arrays are supported")
         arrays.append(ArrayRecord(np.array(obj, copy=True), "numpy", key))
@@ -119,46 +119,84 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
         "set, None, bool, int, float, complex, str, bytes and jaxmodule.Generator")
 
 
+def _index(i: Any, arrays: list[Any]) -> int:
+    if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(arrays):
+        raise ValueError(f"array reference {i!r:.40} out of range")
+    return i
+
+
+def _pairs(items: Any) -> list:
+    if not isinstance(items, list) or not all(isinstance(p, list) and len(p) == 2 for p in items):
+        raise ValueError("a mapping node is not a list of [key, value] pairs")
+    return items
+
+
+def _items(node: Any) -> list:
+    if not isinstance(node, list):
+        raise ValueError(f"a container node is not a list: {node!r:.60}")
+    return node
+
+
+def _attrs(node: Any, arrays: list[Any]) -> dict:
+    attrs = decode(node, arrays)
+    if not isinstance(attrs, dict) or not all(isinstance(k, str) and k.isidentifier() and not k.startswith("__")
+                                              for k in attrs):
+        raise ValueError("OrderedDict attributes must map plain attribute names to values")
+    return attrs
+
+
 def decode(node: Any, arrays: list[Any]) -> Any:
-    """Inverse of `encode`; `arrays` holds the restored array for each index."""
+    """Inverse of `encode`; `arrays` holds the restored array for each index.
+
+    Raises ValueError (or TypeError, RecursionError) for a node that `encode` cannot have written.
+    """
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
     if not isinstance(node, dict) or len(node) == 0:
         raise ValueError(f"malformed manifest node {node!r:.80}")
     if "A" in node:
-        return arrays[node["A"]]
+        return arrays[_index(node["A"], arrays)]
     if "D" in node:
-        return {_key(decode(k, arrays)): decode(v, arrays) for k, v in node["D"]}
+        return {_key(decode(k, arrays)): decode(v, arrays) for k, v in _pairs(node["D"])}
     if "O" in node:
-        od = OrderedDict((_key(decode(k, arrays)), decode(v, arrays)) for k, v in node["O"])
+        od = OrderedDict((_key(decode(k, arrays)), decode(v, arrays)) for k, v in _pairs(node["O"]))
         if "attrs" in node:
-            for name, value in decode(node["attrs"], arrays).items():
+            for name, value in _attrs(node["attrs"], arrays).items():
                 setattr(od, name, value)
         return od
     if "L" in node:
-        return [decode(v, arrays) for v in node["L"]]
+        return [decode(v, arrays) for v in _items(node["L"])]
     if "T" in node:
-        return tuple(decode(v, arrays) for v in node["T"])
+        return tuple(decode(v, arrays) for v in _items(node["T"]))
     if "S" in node:
-        return {_key(decode(v, arrays)) for v in node["S"]}
+        return {_key(decode(v, arrays)) for v in _items(node["S"])}
     if "FS" in node:
-        return frozenset(_key(decode(v, arrays)) for v in node["FS"])
+        return frozenset(_key(decode(v, arrays)) for v in _items(node["FS"]))
     if "F" in node:
+        if not isinstance(node["F"], str):
+            raise ValueError("a non-finite float node does not hold a string")
         return float(node["F"])
     if "C" in node:
-        re, im = node["C"]
-        return complex(decode(re, arrays), decode(im, arrays))
+        real, imag = (decode(x, arrays) for x in _items(node["C"]))
+        if not all(isinstance(x, (int, float)) for x in (real, imag)):
+            raise ValueError("a complex node does not hold two numbers")
+        return complex(real, imag)
     if "B" in node:
-        raw = base64.b64decode(node["B"])
+        if not isinstance(node["B"], str):
+            raise ValueError("a bytes node does not hold base64 text")
+        raw = base64.b64decode(node["B"], validate=True)
         return bytearray(raw) if node.get("ba") else raw
     if "G" in node:
         from .._random import Generator
 
+        spec = node["G"]
+        if not isinstance(spec, dict) or not isinstance(spec.get("seed"), int):
+            raise ValueError("a Generator node has no integer seed")
         g = Generator()
-        g._seed = int(node["G"]["seed"])
-        g.set_state(decode(node["G"]["key"], arrays))
+        g._seed = spec["seed"]
+        g.set_state(decode(spec.get("key"), arrays))
         return g
-    raise ValueError(f"malformed manifest node with unknown tag {sorted(node)!r}")
+    raise ValueError(f"malformed manifest node with unknown tag {sorted(node)!r:.80}")
 
 
 def _key(k: Any) -> Any:

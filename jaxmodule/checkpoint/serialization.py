@@ -3,27 +3,37 @@
 A checkpoint is a directory (named as you like, `model.pth` included):
 
     model.pth/
-      jaxmodule.json   manifest: containers, key order, Python leaves, array records (written last)
+      jaxmodule.json   manifest: containers, key order, Python leaves, array records with CRC32s,
+                       the list of files, and its own checksum (written last)
       arrays/          orbax PyTree checkpoint of the arrays; sharded arrays are written shard by shard
 
 `load` also reads files written by `torch.save` (zip or legacy format) and `.safetensors` files,
 so `jaxmodule.load('torch_model.pth')` returns a state_dict ready for `load_state_dict`.
+What is and is not promised: docs/checkpoint_guarantees.md.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from . import _atomic
-from ._format import assemble, build, check_manifest, ocp, records_keys, restore_args
+from ._format import assemble, build, ocp, records_keys, restore_args
+from ._lock import WriterLock
+from ._manifest import MANIFEST, check_files, inventory, parse, seal, unaccounted
 from ._placement import Placer
 
 __all__ = ["save", "load"]
 
 _ARRAYS = "arrays"
+_READ_ATTEMPTS = 8
+
+
+class _NotACheckpoint(ValueError, RuntimeError):
+    """`load` was given something that is not a checkpoint (a ValueError, and a RuntimeError as
+    every other load failure is)."""
 
 
 def _as_path(f: Any, fn: str) -> Path:
@@ -35,16 +45,56 @@ def _as_path(f: Any, fn: str) -> Path:
     return Path(os.path.abspath(os.fspath(f)))
 
 
+def _file_ancestor(path: Path) -> Path | None:
+    """The nearest ancestor of `path` that exists and is not a directory, if any."""
+    for parent in path.parents:
+        if os.path.exists(parent):
+            return None if parent.is_dir() else parent
+    return None
+
+
+def _check_replaceable(path: Path) -> None:
+    """IsADirectoryError unless `path` may be replaced: missing, a file (as torch.save
+    overwrites), an empty directory, or a jaxmodule checkpoint that holds nothing else."""
+    if not os.path.lexists(path) or path.is_symlink() or not path.is_dir():
+        return
+    if not any(path.iterdir()):
+        return
+    reason, manifest = "", None
+    if not (path / MANIFEST).is_file():
+        reason = f"no {MANIFEST}"
+    else:
+        try:
+            manifest = parse((path / MANIFEST).read_bytes(), str(path))
+        except RuntimeError as e:
+            reason = f"its manifest cannot be read: {e}"
+    extra = unaccounted(path, manifest)
+    if manifest is not None and not extra:
+        return
+    reason = reason or "it holds entries its manifest does not list"
+    shown = ", ".join(repr(x) for x in extra[:10]) + (" ..." if len(extra) > 10 else "")
+    raise IsADirectoryError(f"jaxmodule.save: {path} is an existing directory that is not a jaxmodule "
+                            f"checkpoint; refusing to replace it ({reason}; unexpected entries: [{shown}]); "
+                            "move or delete them first")
+
+
 def save(obj: Any, f: str | os.PathLike) -> None:
     """Save an object (state_dict, optimizer state, nested containers of arrays) to a checkpoint.
 
     Mirrors `torch.save`. The write is atomic: the checkpoint is assembled in a hidden sibling
     directory and swapped into place, so a crash never leaves `f` damaged or half-written.
+    Writers to one path take turns: a second `save` to the same path (another thread or
+    process) waits until the first one has finished.
 
     Args:
         obj: arrays (jax, numpy, Parameter, Buffer, torch tensors), dict, OrderedDict, list, tuple,
             set, None, bool, int, float, complex, str, bytes, or `jaxmodule.Generator`, nested.
         f: the checkpoint path (a directory is created there).
+
+    Raises:
+        IsADirectoryError: `f` is a directory that is not a jaxmodule checkpoint holding nothing
+            but its own files (it is left untouched).
+        RuntimeError: the parent directory does not exist or is a file.
 
     >>> import jax.numpy as jnp, tempfile, os
     >>> d = tempfile.mkdtemp()
@@ -54,30 +104,34 @@ def save(obj: Any, f: str | os.PathLike) -> None:
 
     Differences from torch: `f` must be a path (a checkpoint is a directory, not a file);
     arbitrary Python objects (classes, functions) cannot be stored, as with
-    `torch.load(weights_only=True)`; torch tensors come back as jax arrays.
+    `torch.load(weights_only=True)`; torch tensors come back as jax arrays; a directory that is
+    not a checkpoint is never replaced.
     """
     path = _as_path(f, "save")
     if not path.parent.is_dir():
+        blocker = _file_ancestor(path)
+        if blocker is not None:
+            raise RuntimeError(f"jaxmodule.save: cannot create {path}: its parent {blocker} is a file, "
+                               "not a directory")
         raise RuntimeError(f"Parent directory {path.parent} does not exist.")
-    if path.is_dir() and not (path / _atomic.MANIFEST).is_file() and any(path.iterdir()):
-        raise IsADirectoryError(
-            f"jaxmodule.save: {path} is an existing directory that is not a jaxmodule checkpoint; "
-            "refusing to replace it")
     manifest, stored = build(obj, kind="save")
-    tmp = _atomic.temp_sibling(path)
-    try:
-        tmp.mkdir()
-        if stored:
-            o = ocp()
-            with o.Checkpointer(o.PyTreeCheckpointHandler()) as ck:
-                ck.save(tmp / _ARRAYS, args=o.args.PyTreeSave(stored))
-        _atomic.fsync_tree(tmp)
-        _atomic.write_json(tmp / _atomic.MANIFEST, manifest)  # its presence marks `tmp` complete
-        _atomic.replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _atomic.remove_siblings(path)
+    with WriterLock(_atomic.lock_path(path)):
+        _check_replaceable(path)
+        tmp = _atomic.make_temp(path)
+        try:
+            if stored:
+                o = ocp()
+                with o.Checkpointer(o.PyTreeCheckpointHandler()) as ck:
+                    ck.save(tmp / _ARRAYS, args=o.args.PyTreeSave(stored))
+            _atomic.fsync_tree(tmp)
+            manifest["files"], manifest["dirs"] = inventory(tmp, skip=(_atomic.WRITING, _atomic.DISCARD))
+            _atomic.write_json(tmp / MANIFEST, seal(manifest))  # its presence marks `tmp` complete
+            _atomic.finish_temp(tmp)
+            _atomic.replace_dir(tmp, path)
+        except BaseException:
+            _atomic.discard(tmp)
+            raise
+        _atomic.remove_stale_siblings(path)
 
 
 def _locate(path: Path) -> Path:
@@ -86,6 +140,9 @@ def _locate(path: Path) -> Path:
     recovered = _atomic.find_recoverable(path)
     if recovered is not None:
         return recovered
+    blocker = _file_ancestor(path)
+    if blocker is not None:
+        raise FileNotFoundError(f"jaxmodule.load: no checkpoint at {path}: {blocker} is a file, not a directory")
     raise FileNotFoundError(f"jaxmodule.load: no checkpoint at {path}: the path does not exist")
 
 
@@ -101,39 +158,39 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
-def _describe_directory(path: Path) -> str:
+def _manifest_file(path: Path) -> Path | None:
+    """The manifest of a `save` checkpoint or of one CheckpointManager step, if present."""
+    for candidate in (path / MANIFEST, path / "manifest" / MANIFEST):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _not_a_checkpoint(path: Path, shown: Path) -> Exception:
     names = {p.name for p in path.iterdir()}
+    if _ARRAYS in names or MANIFEST + ".part" in names:
+        return RuntimeError(f"jaxmodule.load: {shown} is damaged: its manifest {MANIFEST} is missing")
     if not names:
-        return "an empty directory"
-    if any((path / n / _atomic.MANIFEST).is_file() or (path / n / "manifest").is_dir()
-           for n in names if n.isdigit()):
-        return ("a jaxmodule.checkpoint.CheckpointManager directory (one checkpoint per step); "
+        what = "an empty directory"
+    elif any((path / n / "manifest" / MANIFEST).is_file() for n in names if n.isdigit()):
+        what = ("a jaxmodule.checkpoint.CheckpointManager directory (one checkpoint per step); "
                 "open it with CheckpointManager(path).restore(step) or load(path / '<step>')")
-    if "_CHECKPOINT_METADATA" in names or "_METADATA" in names:
-        return "an orbax checkpoint without a jaxmodule manifest; read it with orbax directly"
-    return f"a directory without a {_atomic.MANIFEST} manifest"
-
-
-def read_manifest(path: Path, where: Path) -> dict:
-    try:
-        manifest = _atomic.read_json(path)
-    except ValueError as e:
-        raise RuntimeError(f"jaxmodule.load: {where} has a damaged manifest ({path.name} is not valid "
-                           f"JSON: {e}); the checkpoint is incomplete or corrupted") from None
-    check_manifest(manifest, str(where))
-    return manifest
-
-
-def _load_dir(path: Path, shown: Path, map_location: Any, verify: bool) -> Any:
-    if (path / _atomic.MANIFEST).is_file():
-        manifest_file, arrays_dir = path / _atomic.MANIFEST, path / _ARRAYS
-    elif (path / "manifest" / _atomic.MANIFEST).is_file():  # one step of a CheckpointManager
-        manifest_file, arrays_dir = path / "manifest" / _atomic.MANIFEST, path / _ARRAYS
+    elif "_CHECKPOINT_METADATA" in names or "_METADATA" in names:
+        what = "an orbax checkpoint without a jaxmodule manifest; read it with orbax directly"
     else:
-        raise ValueError(f"jaxmodule.load: {shown} is not a jaxmodule checkpoint: it is "
-                         f"{_describe_directory(path)}")
-    manifest = read_manifest(manifest_file, shown)
+        what = f"a directory without a {MANIFEST} manifest"
+    return _NotACheckpoint(f"jaxmodule.load: {shown} is not a jaxmodule checkpoint: it is {what}")
+
+
+def _load_dir(path: Path, shown: Path, map_location: Any, verify: bool, raw: bytes | None = None) -> Any:
+    """Read the checkpoint directory `path` (`raw`: its manifest bytes, when already read)."""
+    manifest_file = _manifest_file(path)
+    if manifest_file is None:
+        raise _not_a_checkpoint(path, shown)
+    manifest = parse(manifest_file.read_bytes() if raw is None else raw, str(shown))
+    check_files(path, manifest, str(shown))
     placer = Placer(map_location, records_keys(manifest), str(shown))
+    arrays_dir = path / _ARRAYS
     o = ocp()
     restored: dict[str, Any] = {}
     with o.Checkpointer(o.PyTreeCheckpointHandler()) as ck:
@@ -157,11 +214,59 @@ def _load_dir(path: Path, shown: Path, map_location: Any, verify: bool) -> Any:
     return assemble(manifest, dict(restored), placements, str(shown), verify)
 
 
+def _stamp(shown: Path) -> tuple:
+    """What `shown` holds right now: the directory found there (or recovered beside it), its
+    inode, and its manifest bytes. Equal stamps before and after a read mean one checkpoint."""
+    try:
+        path = _locate(shown)
+        st = os.stat(path)
+        manifest_file = _manifest_file(path) if path.is_dir() else None
+        raw = manifest_file.read_bytes() if manifest_file is not None else None
+    except OSError:
+        return (None,)
+    return (path, st.st_dev, st.st_ino, raw)
+
+
+def _load_stable(shown: Path, map_location: Any, verify: bool) -> Any:
+    """Read the directory checkpoint at `shown`, again if a writer replaced it meanwhile."""
+    for attempt in range(_READ_ATTEMPTS):
+        before = _stamp(shown)
+        path = _locate(shown) if before[0] is None else before[0]
+        if not path.is_dir():
+            return _load_file(path, shown, map_location)
+        try:
+            out = _load_dir(path, shown, map_location, verify, before[-1])
+        except (RuntimeError, OSError, ValueError):
+            if _stamp(shown) == before:
+                raise
+        else:
+            if _stamp(shown) == before:
+                return out
+        time.sleep(0.01 * (attempt + 1))
+    raise RuntimeError(f"jaxmodule.load: {shown} was replaced {_READ_ATTEMPTS} times while being read; "
+                       "try again when its writer pauses")
+
+
+def _load_file(path: Path, shown: Path, map_location: Any) -> Any:
+    kind = _sniff(path)
+    if kind == "torch":
+        from ..utils import load_torch_state_dict
+
+        return load_torch_state_dict(path, map_location=map_location)
+    if kind == "safetensors":
+        from ..utils import load_safetensors
+
+        return load_safetensors(path, map_location=map_location)
+    raise _NotACheckpoint(f"jaxmodule.load: {shown} is not a jaxmodule checkpoint (a directory), a "
+                          "torch.save file or a safetensors file")
+
+
 def load(f: str | os.PathLike, map_location: Any = None, *, weights_only: bool | None = None,
          mmap: bool | None = None, verify: bool = True) -> Any:
     """Load an object saved by `save`, or a file written by `torch.save` or safetensors.
 
-    Mirrors `torch.load`.
+    Mirrors `torch.load`. A checkpoint that a concurrent `save` replaces while it is being read
+    is read again: the result is always one whole checkpoint, the old or the new one.
 
     Args:
         f: the checkpoint path.
@@ -172,12 +277,15 @@ def load(f: str | os.PathLike, map_location: Any = None, *, weights_only: bool |
             `jaxmodule.checkpoint._placement`.
         weights_only: accepted for torch compatibility; loading never runs pickled code.
         mmap: not supported (True raises NotImplementedError).
-        verify: check every array against the CRC32 recorded when it was saved.
+        verify: check every array against the CRC32 recorded when it was saved (the manifest's
+            own checksum and the file sizes are always checked).
 
     Raises:
         FileNotFoundError: `f` does not exist.
-        ValueError: `f` is not a jaxmodule checkpoint (or is a CheckpointManager directory).
-        RuntimeError: the checkpoint is damaged or truncated.
+        ValueError: `f` is not a jaxmodule checkpoint (or is a CheckpointManager directory);
+            this error is also a RuntimeError.
+        RuntimeError: the checkpoint is damaged or truncated (the message names the path and
+            what is wrong).
 
     Differences from torch: numpy arrays come back as numpy arrays; 64-bit torch tensors stay
     numpy unless JAX's x64 mode is on; a device that does not exist here falls back to the
@@ -187,16 +295,6 @@ def load(f: str | os.PathLike, map_location: Any = None, *, weights_only: bool |
         raise NotImplementedError("jaxmodule.load: mmap=True is not supported")
     shown = _as_path(f, "load")
     path = _locate(shown)
-    if path.is_dir():
-        return _load_dir(path, shown, map_location, verify)
-    kind = _sniff(path)
-    if kind == "torch":
-        from ..utils import load_torch_state_dict
-
-        return load_torch_state_dict(path, map_location=map_location)
-    if kind == "safetensors":
-        from ..utils import load_safetensors
-
-        return load_safetensors(path, map_location=map_location)
-    raise ValueError(f"jaxmodule.load: {shown} is not a jaxmodule checkpoint (a directory), a "
-                     "torch.save file or a safetensors file")
+    if not path.is_dir():
+        return _load_file(path, shown, map_location)
+    return _load_stable(shown, map_location, verify)
