@@ -52,6 +52,7 @@ class _Plan:
 
     backward: int            # index of the `.backward()` statement
     included: list[int]      # indices of the forward slice, in order
+    anchor: int              # where the new statements go (the backward or the last slice line)
     new: list[cst.BaseStatement]
 
 
@@ -98,13 +99,17 @@ class TrainingPass(PortPass):
         if not plans:
             return new
         out: list = []
-        replace = {(p.included[-1] if p.included else p.backward): p for p in plans}
-        dropped = {i for p in plans if p.included for i in [p.backward, *p.included[:-1]]}
+        replace = {p.anchor: p for p in plans}
+        dropped = {i for p in plans for i in [p.backward, *p.included] if i != p.anchor}
         backwards = {p.backward for p in plans}
         carry: list[cst.EmptyLine] = []
         for i, stmt in enumerate(new):
             if i in replace:
-                out.extend(replace[i].new)
+                stmts = list(replace[i].new)
+                if i in backwards and replace[i].included:  # keep the comments of `.backward()`
+                    extra = _leading_comments(stmt) + _trailing_comment(stmt)
+                    stmts[-1] = stmts[-1].with_changes(leading_lines=[*stmts[-1].leading_lines, *extra])
+                out.extend(stmts)
             elif i in dropped:
                 if i in backwards:
                     carry.extend(_leading_comments(stmt) + _trailing_comment(stmt))
@@ -133,15 +138,16 @@ class TrainingPass(PortPass):
             needed = (needed - _definite(old[k])) | _free_reads(old[k])
         if not included and self._touches_model(loss_expr):
             fn = cst.Lambda(params=cst.Parameters(), body=bare(_backward_call(new[b]).func.value))
-            return _Plan(b, [], [new[b].with_changes(body=[cst.Expr(_jm_backward(fn, kwargs))])])
+            return _Plan(b, [], b, [new[b].with_changes(body=[cst.Expr(_jm_backward(fn, kwargs))])])
         loss_names = names_read(loss_expr) & set().union(*[names_assigned(old[k]) for k in included])
         if not included or not loss_names:
             raise _Unconvertible("`.backward()` on a loss not computed in this block (a function "
                                  "argument, an outer block or a previous loop iteration): compute it "
                                  "in a function and call `jaxmodule.backward(fn)`")
-        self._check_between(old, included, b)
+        anchor = self._anchor(old, included, b)
         outside = self._reads_outside(block, [old[k] for k in included] + [old[b]])
-        return _Plan(b, included, self._emit(block, old, new, included, b, loss_expr, kwargs, outside))
+        return _Plan(b, included, anchor,
+                     self._emit(block, old, new, included, b, loss_expr, kwargs, outside))
 
     def _backward_kwargs(self, call: cst.Call) -> list[cst.Arg]:
         kept = []
@@ -246,19 +252,40 @@ class TrainingPass(PortPass):
             raise _Unconvertible("the loss is computed in a compound statement: compute it in a "
                                  "function and call `jaxmodule.backward(fn)`")
 
-    def _check_between(self, old: list, included: list[int], b: int) -> None:
-        """Statements left between the slice's statements must not need its values, nor
-        rebind what the slice reads (the slice moves down to its last statement)."""
-        last = included[-1]
-        for k in range(included[0], last):
+    def _anchor(self, old: list, included: list[int], b: int) -> int:
+        """Where `jaxmodule.backward(...)` goes: at the `.backward()` line, or at the slice's
+        last line when statements before `.backward()` read the loss (`loss.item()`) and none of
+        them touches gradients (`zero_grad`, `step`, `.grad`, the model)."""
+        readers: list[int] = []
+        for k in range(included[0], b):
             if k in included:
                 continue
             before = [old[j] for j in included if j < k]
             made = set().union(*[names_assigned(s) for s in before]) if before else set()
-            read = set().union(*[names_read(s) for s in before]) if before else set()
-            if names_read(old[k]) & made or names_assigned(old[k]) & read:
-                raise _Unconvertible("a statement between the forward pass and `.backward()` uses "
-                                     "its intermediate values: move it after `.backward()`")
+            read = set().union(*[_free_reads(s) for s in before]) if before else set()
+            if names_assigned(old[k]) & read:
+                raise _Unconvertible("a statement inside the forward pass rebinds a value it reads: "
+                                     "move it before the forward pass")
+            if names_read(old[k]) & made:
+                readers.append(k)
+        if not readers:
+            return b
+        last = included[-1]
+        if readers[0] > last and not any(self._touches_grads(old[k]) for k in range(last + 1, b)):
+            return last
+        raise _Unconvertible("a statement between the forward pass and `.backward()` uses its "
+                             "intermediate values: move it after `.backward()`")
+
+    def _touches_grads(self, stmt: cst.CSTNode) -> bool:
+        class _Find(cst.CSTVisitor):
+            found = False
+
+            def visit_Attribute(self, n: cst.Attribute) -> None:
+                if n.attr.value in ("grad", "zero_grad", "step", "backward"):
+                    _Find.found = True
+
+        stmt.visit(_Find())
+        return _Find.found or self._touches_model(stmt)
 
     def _scope(self, block: cst.CSTNode) -> cst.CSTNode:
         """The function (or file) a block belongs to."""
@@ -282,8 +309,9 @@ class TrainingPass(PortPass):
               loss_expr: cst.BaseExpression, kwargs: list[cst.Arg], outside: set[str]) -> list:
         loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else None
         made = assigned_in_order(cst.IndentedBlock(body=[old[k] for k in included]))
-        aux = [n for n in made if n in outside and n != loss_name]
         params = _params([old[k] for k in included], set(made))
+        # read afterwards, or carried to the next iteration of a loop (a parameter it rebinds)
+        aux = [n for n in made if (n in outside or n in params) and n != loss_name]
         new_loss = _backward_call(new[b]).func.value
         first = new[included[0]]
         if not aux and not params and self._inlinable(old, included, loss_expr, outside):

@@ -1,0 +1,1 @@
+"""torch model and training files the porting tests convert (written for these tests)."""
