@@ -33,6 +33,7 @@ from ._dtype import (  # noqa: F401
     set_default_dtype,
     uint8,
 )
+from ._functions import *  # noqa: F401,F403 - torch's tensor functions (cat, topk, max, sum, ...)
 from ._grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 from ._random import (  # noqa: F401
     Generator,
@@ -45,8 +46,15 @@ from ._random import (  # noqa: F401
 )
 from ._tensor import (  # noqa: F401
     arange,
+    as_tensor,
     empty,
+    empty_like,
+    eye,
+    from_numpy,
     full,
+    full_like,
+    linspace,
+    logspace,
     ones,
     ones_like,
     rand,
@@ -58,10 +66,7 @@ from ._tensor import (  # noqa: F401
     zeros,
     zeros_like,
 )
-# torch's tensor functions (jaxmodule.cat, jaxmodule.topk, ...) and jaxmodule.Tensor's methods
-from ._functions import *  # noqa: F401,F403,A001,A004 - torch's names (max, sum, abs, round, ...)
-from ._tensor import as_tensor, empty_like, eye, from_numpy, full_like, linspace, logspace  # noqa: F401
-from ._tensor_type import Size, Tensor, is_tensor  # noqa: F401
+from ._tensor_type import Size, Tensor, is_tensor  # noqa: F401 - Tensor's methods, installed on cells too
 from .amp import autocast  # noqa: F401
 from .checkpoint import load, save  # noqa: F401
 from .utils import summary  # noqa: F401

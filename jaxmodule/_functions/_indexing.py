@@ -279,7 +279,8 @@ def take_along_dim(input: Any, indices: Any, dim: int | None = None) -> jax.Arra
 
 
 def take(input: Any, index: Any) -> jax.Array:
-    """Elements of the flattened input at `index`, shaped like `index`. Mirrors `torch.take`."""
+    """Elements of the flattened input at `index` (negative counts from the end), shaped like
+    `index`. Mirrors `torch.take`."""
     x, idx = arr(input), _index("take", index)
-    return jnp.take(x.reshape(-1), idx, mode="clip")
+    return jnp.take(x.reshape(-1), jnp.where(idx < 0, idx + x.size, idx), mode="clip")
 

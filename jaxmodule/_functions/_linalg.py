@@ -12,7 +12,15 @@ import jax
 import jax.numpy as jnp
 
 from ..nn.functional.distance import _p_norm
-from ._common import arr, canon_dtype, check_floating, is_int_or_bool, promote, same_dtype, wrap_dims
+from ._common import (
+    arr,
+    canon_dtype,
+    check_floating,
+    is_int_or_bool,
+    promote,
+    same_dtype,
+    wrap_dims,
+)
 
 __all__ = ["matmul", "mm", "bmm", "mv", "baddbmm", "addmm", "addmv", "addbmm", "einsum", "outer",
            "ger", "dot", "inner", "tensordot", "kron", "cross", "norm", "dist", "cdist"]

@@ -7,6 +7,7 @@ and indices are int32 where torch gives int64.
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 from typing import Any
 
@@ -278,15 +279,12 @@ def cumprod(input: Any, dim: int, *, dtype: Any = None) -> jax.Array:
     return _scan(jnp.cumprod, input, dim, dtype)
 
 
-def _cum_extreme(name: str, better: Any, input: Any, dim: int) -> Any:
-    """Running max/min with the index of the last element that reached it (torch's `>=`/`<=`).
-
-    A NaN wins and stays, and a later NaN takes the index, as in torch's kernel.
-    """
-    x = arr(input)
-    d = wrap_dim(dim, x.ndim)
-    if x.ndim == 0:
-        return getattr(rt, name)(x, jnp.zeros((), long_dtype()))
+@functools.partial(jax.jit, static_argnames=("d", "is_max"))
+def _cum_scan(x: jax.Array, d: int, is_max: bool) -> tuple[jax.Array, jax.Array]:
+    """Running max/min with the index of the last element that reached it (torch's `>=`/`<=`);
+    a NaN wins and stays, and a later NaN takes the index, as in torch's kernel. Jitted: eagerly
+    the scan would dispatch dozens of small ops."""
+    better = jnp.greater_equal if is_max else jnp.less_equal
     idx = jax.lax.broadcasted_iota(long_dtype(), x.shape, d)
 
     def combine(a: tuple, b: tuple) -> tuple:
@@ -296,18 +294,25 @@ def _cum_extreme(name: str, better: Any, input: Any, dim: int) -> Any:
             take_b = jnp.isnan(vb) | (~jnp.isnan(va) & take_b)
         return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
 
-    values, indices = jax.lax.associative_scan(combine, (x, idx), axis=d)
-    return getattr(rt, name)(values, indices)
+    return jax.lax.associative_scan(combine, (x, idx), axis=d)
+
+
+def _cum_extreme(name: str, input: Any, dim: int) -> Any:
+    x = arr(input)
+    d = wrap_dim(dim, x.ndim)
+    if x.ndim == 0:
+        return getattr(rt, name)(x, jnp.zeros((), long_dtype()))
+    return getattr(rt, name)(*_cum_scan(x, d, name == "cummax"))
 
 
 def cummax(input: Any, dim: int) -> Any:
     """`(values, indices)` of the running maximum along `dim`. Mirrors `torch.cummax`."""
-    return _cum_extreme("cummax", jnp.greater_equal, input, dim)
+    return _cum_extreme("cummax", input, dim)
 
 
 def cummin(input: Any, dim: int) -> Any:
     """`(values, indices)` of the running minimum along `dim`. Mirrors `torch.cummin`."""
-    return _cum_extreme("cummin", jnp.less_equal, input, dim)
+    return _cum_extreme("cummin", input, dim)
 
 
 # ---- order statistics ----------------------------------------------------------------------

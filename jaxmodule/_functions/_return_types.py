@@ -18,7 +18,7 @@ __all__ = ["max", "min", "sort", "topk", "kthvalue", "median", "nanmedian", "mod
 
 
 def _values_indices(name: str) -> type:
-    cls = NamedTuple(name, [("values", jax.Array), ("indices", jax.Array)])
+    cls = NamedTuple(name, [("values", jax.Array), ("indices", jax.Array)])  # noqa: UP014 - named at runtime
     cls.__module__ = __name__
     return cls
 
@@ -33,5 +33,8 @@ nanmedian = _values_indices("nanmedian")
 mode = _values_indices("mode")
 cummax = _values_indices("cummax")
 cummin = _values_indices("cummin")
-aminmax = NamedTuple("aminmax", [("min", jax.Array), ("max", jax.Array)])
-aminmax.__module__ = __name__
+
+
+class aminmax(NamedTuple):  # noqa: N801 - torch's name
+    min: jax.Array  # noqa: A003
+    max: jax.Array  # noqa: A003

@@ -12,6 +12,7 @@ eagerly and inside `jax.jit`. `jax.lax` primitives do not accept them: use `p.da
 from __future__ import annotations
 
 import operator
+import sys
 from typing import Any
 
 import jax
@@ -404,6 +405,7 @@ class Parameter(_TensorCell):
 
     def _check_inplace(self) -> None:
         if self._requires_grad and is_grad_enabled():
+            raise_if_torch_init(type(self).__name__)  # issue 10: torch.nn.init.xavier_uniform_(p) & co.
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
 
     def __repr__(self) -> str:
@@ -532,18 +534,32 @@ def install_tensor_methods(methods: dict[str, Any]) -> None:
             setattr(_TensorCell, name, fn)
 
 
-def _torch_function(cls: type, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-    """torch.overrides hook: a torch function given a cell fails with a message saying what to use."""
-    name = getattr(func, "__name__", repr(func))
-    kind = cls.__name__
-    if (getattr(func, "__module__", "") or "").startswith("torch.nn.init"):
+def raise_if_torch_init(kind: str) -> None:
+    """Raise a TypeError pointing to jaxmodule.nn.init if torch.nn.init is on the call stack.
+
+    torch.nn.init's functions either dispatch through `__torch_function__` or call the cell's
+    in-place methods under `torch.no_grad()`, which jaxmodule cannot see; both failures come here
+    (error paths only, so the stack walk costs nothing otherwise).
+    """
+    frame, name = sys._getframe(1), None
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "torch.nn.init" and not frame.f_code.co_name.startswith("_"):
+            name = frame.f_code.co_name  # the outermost public one: xavier_uniform_, not _no_grad_uniform_
+        frame = frame.f_back
+    if name is not None:
         from . import init
 
         use = f"jaxmodule.nn.init.{name}(param, ...)" if hasattr(init, name) else "jaxmodule.nn.init"
         raise TypeError(f"torch.nn.init.{name} cannot initialise a jaxmodule {kind}: use {use}, which "
                         f"fills the {kind} in place from jaxmodule's generator")
-    raise TypeError(f"torch function {name} was given a jaxmodule {kind}: use jaxmodule.{name} or jax.numpy "
-                    f"on it, or convert it first with torch.from_numpy(numpy.asarray(p))")
+
+
+def _torch_function(cls: type, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+    """torch.overrides hook: a torch function given a cell fails with a message saying what to use."""
+    raise_if_torch_init(cls.__name__)
+    name = getattr(func, "__name__", repr(func))
+    raise TypeError(f"torch function {name} was given a jaxmodule {cls.__name__}: use jaxmodule.{name} or "
+                    f"jax.numpy on it, or convert it first with torch.from_numpy(numpy.asarray(p))")
 
 
 def _dlpack(self: _TensorCell, *args: Any, **kwargs: Any) -> Any:
@@ -556,6 +572,13 @@ def _dlpack_device(self: _TensorCell) -> tuple[int, int]:
     return (1, 0)  # DLPack's CPU device: the copy above lives in host memory
 
 
+def _is_meta(self: _TensorCell) -> bool:
+    """torch's `is_meta` (never true here); torch.nn.init reads it first, so it gets the hint."""
+    raise_if_torch_init(type(self).__name__)
+    return False
+
+
 _TensorCell.__torch_function__ = classmethod(_torch_function)  # type: ignore[attr-defined]
+_TensorCell.is_meta = property(_is_meta)  # type: ignore[attr-defined]
 _TensorCell.__dlpack__ = _dlpack  # type: ignore[attr-defined]
 _TensorCell.__dlpack_device__ = _dlpack_device  # type: ignore[attr-defined]

@@ -141,6 +141,11 @@ def assert_same(got: Any, want: Any, where: str = "result") -> None:
         else:
             np.testing.assert_array_equal(g, w, err_msg=where)
         return
+    if isinstance(want, np.ndarray):  # Tensor.numpy()
+        assert isinstance(got, np.ndarray), f"{where}: expected a numpy array, got {type(got).__name__}"
+        assert got.dtype.name == _X64_OFF.get(want.dtype.name, want.dtype.name), f"{where}: dtype {got.dtype}"
+        np.testing.assert_array_equal(got, want, err_msg=where)
+        return
     if isinstance(want, torch.Size):
         assert isinstance(got, tuple) and tuple(got) == tuple(want), f"{where}: {got} != {want}"
         return
@@ -220,12 +225,12 @@ _EAGER_SEEN: set = set()
 
 def check(case: Case, table: list) -> None:
     """Compare one case with torch: under jax.jit (batched with its table) when marked, and
-    eagerly when not jittable or the first case of its function (eager and traced runs share
-    all code; running every case eagerly would compile each small op separately)."""
+    eagerly when not jittable or the first case of its name (eager and traced runs share all
+    code, and a method is its function; running every case eagerly would compile each small op
+    separately, several times slower)."""
     want = case.torch_fn()(*to_torch(case.args), **to_torch(case.kwargs))
-    key = (case.method, case.name)
-    if not case.jit or key not in _EAGER_SEEN:
-        _EAGER_SEEN.add(key)
+    if not case.jit or case.name not in _EAGER_SEEN:  # a method shares the function's code
+        _EAGER_SEEN.add(case.name)
         for how, got in _calls(case, to_jax(case.args), to_jax(case.kwargs)).items():
             assert_same(got, want, f"eager {how}")
     if case.jit:

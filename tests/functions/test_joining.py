@@ -8,15 +8,15 @@ from tests.functions._harness import C, E, check, check_error, randint, randn
 
 A = randn(2, 3)
 B = randn(4, 3, seed=1)
-I = randint(0, 9, 2, 3)
+INTS = randint(0, 9, 2, 3)
 V = randn(5, seed=2)
 X = randn(7, 4, 3, seed=3)
 EMPTY = np.zeros((0,), np.float32)
 
 CASES = [
-    C("cat", [A, B]), C("cat", (A, A), 1), C("cat", [A, A], -1), C("cat", [A, I]), C("cat", [I, I.astype(np.int8)]),
+    C("cat", [A, B]), C("cat", (A, A), 1), C("cat", [A, A], -1), C("cat", [A, INTS]), C("cat", [INTS, INTS.astype(np.int8)]),
     C("cat", [EMPTY, A]), C("cat", [A]), C("concat", [A, B], dim=0), C("concatenate", [A, A], axis=1),
-    C("stack", [A, A]), C("stack", [A, A], 1), C("stack", [A, A], -1), C("stack", [A, I], 2),
+    C("stack", [A, A]), C("stack", [A, A], 1), C("stack", [A, A], -1), C("stack", [A, INTS], 2),
     C("stack", [np.array(1.0, np.float32), np.array(2.0, np.float32)]),
     C("hstack", [A, A]), C("hstack", [V, V]), C("vstack", [A, B]), C("vstack", [V, V]), C("row_stack", [V, V]),
     C("dstack", [A, A]), C("dstack", [V, V]), C("column_stack", [V, V]), C("column_stack", [A, A[:, :1].copy()]),

@@ -10,7 +10,7 @@ X = randn(2, 3, 4)
 S = randn(1, 3, 1, 2, seed=1)
 V = randn(5, seed=2)
 Z = np.array(1.5, np.float32)
-I = randint(0, 9, 2, 3)
+INTS = randint(0, 9, 2, 3)
 
 CASES = [
     C("reshape", X, (6, 4)), C("reshape", X, (-1,)), C("reshape", X, [4, -1]), C("reshape", Z, (1, 1)),
@@ -22,22 +22,22 @@ CASES = [
     C("unsqueeze", X, 0), C("unsqueeze", X, -1), C("unsqueeze", X, 3), C("unsqueeze", X, -4), C("unsqueeze", Z, 0),
     C("permute", X, (2, 0, 1)), C("permute", X, [-1, 1, 0]),
     C("transpose", X, 0, 2), C("transpose", X, -1, -2), C("transpose", X, 1, 1), C("swapaxes", X, 0, 1),
-    C("swapdims", X, 2, 0), C("t", I), C("t", V), C("t", Z), C("adjoint", X),
+    C("swapdims", X, 2, 0), C("t", INTS), C("t", V), C("t", Z), C("adjoint", X),
     C("movedim", X, 0, -1), C("movedim", X, (0, 1), (2, 0)), C("moveaxis", X, -1, 0),
-    C("flip", X, (0,)), C("flip", X, (0, 2)), C("flip", X, [-1]), C("fliplr", I), C("flipud", V),
+    C("flip", X, (0,)), C("flip", X, (0, 2)), C("flip", X, [-1]), C("fliplr", INTS), C("flipud", V),
     C("roll", X, 1), C("roll", X, -2, 1), C("roll", X, (1, 2), (0, -1)), C("roll", V, 7, 0),
-    C("rot90", I), C("rot90", X, 2, (1, 2)), C("rot90", I, -1, [0, 1]),
+    C("rot90", INTS), C("rot90", X, 2, (1, 2)), C("rot90", INTS, -1, [0, 1]),
     C("repeat_interleave", X, 2), C("repeat_interleave", X, 2, 1), C("repeat_interleave", X, 3, dim=-1),
-    C("repeat_interleave", I, np.array([1, 0, 2], np.int64), 1, jit=False),
-    C("repeat_interleave", I, np.array([1, 0, 2], np.int64), 1, output_size=3),
+    C("repeat_interleave", INTS, np.array([1, 0, 2], np.int64), 1, jit=False),
+    C("repeat_interleave", INTS, np.array([1, 0, 2], np.int64), 1, output_size=3),
     C("repeat_interleave", np.array([2, 0, 1], np.int64), jit=False),
     C("repeat_interleave", V, np.array(2, np.int64), 0, jit=False),
-    C("tile", X, (2,)), C("tile", X, (2, 1, 1)), C("tile", I, (1, 2, 2)), C("tile", V, [3]),
+    C("tile", X, (2,)), C("tile", X, (2, 1, 1)), C("tile", INTS, (1, 2, 2)), C("tile", V, [3]),
     C("broadcast_to", V, (3, 5)), C("broadcast_to", S, (2, 1, 3, 4, 2)), C("broadcast_to", S, (-1, 3, 5, -1)),
     C("broadcast_to", Z, (2, 2)),
     C("broadcast_tensors", V, randn(3, 1, seed=3)),
     C("broadcast_shapes", (2, 1), (3,), 1, jit=False, tfn=lambda *a: __import__("torch").broadcast_shapes(*a)),
-    C("atleast_1d", Z), C("atleast_2d", V), C("atleast_3d", I), C("atleast_3d", V), C("atleast_2d", [Z, V]),
+    C("atleast_1d", Z), C("atleast_2d", V), C("atleast_3d", INTS), C("atleast_3d", V), C("atleast_2d", [Z, V]),
 ]
 
 
