@@ -16,11 +16,17 @@ from ._methods import MethodsPass
 from ._report import Issue, line_map, merge
 from ._training import TrainingPass
 
-__all__ = ["PortResult", "port_source", "port_file", "port_path", "PASSES"]
+__all__ = ["PortResult", "port_source", "port_file", "port_path", "PASSES", "TensorPass"]
+
+
+
+class TensorPass(InplacePass, MethodsPass):
+    """The in-place and tensor-method rules in one traversal (they share one scope analysis)."""
+
 
 # Order matters: the training pass moves statements before expressions are rewritten; imports
 # come last, once it is known which torch references remain.
-PASSES = (TrainingPass, InplacePass, MethodsPass, CallsPass, ImportsPass)
+PASSES = (TrainingPass, TensorPass, CallsPass, ImportsPass)
 
 
 @dataclass

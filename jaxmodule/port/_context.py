@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider, ScopeProvider
+from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
 __all__ = ["LIBS", "LibRef", "Aliases", "PortState", "PortPass", "dotted", "expr", "bare",
            "parenthesize", "names_read", "name_counts", "assigned_in_order", "names_assigned", "statements"]
@@ -54,26 +54,7 @@ class Aliases:
 
     def __init__(self, module: cst.Module) -> None:
         self.names: dict[str, LibRef] = {"jaxmodule": LibRef("jaxmodule", "")}
-        for node in _walk(module):
-            if isinstance(node, cst.Import):
-                for alias in node.names:
-                    full = dotted(alias.name) or ""
-                    root, _, rest = full.partition(".")
-                    if root not in LIBS:
-                        continue
-                    if alias.asname is not None:
-                        self.names[alias.asname.name.value] = LibRef(root, rest)
-                    else:
-                        self.names[root] = LibRef(root, "")
-            elif isinstance(node, cst.ImportFrom) and not node.relative and node.module is not None:
-                full = dotted(node.module) or ""
-                root, _, rest = full.partition(".")
-                if root not in LIBS or isinstance(node.names, cst.ImportStar):
-                    continue
-                for alias in node.names:
-                    name = alias.name.value if isinstance(alias.name, cst.Name) else ""
-                    local = alias.asname.name.value if alias.asname is not None else name
-                    self.names[local] = LibRef(root, rest).child(name)
+        module.visit(_ImportCollector(self.names))
 
     def resolve(self, node: cst.CSTNode) -> LibRef | None:
         """The torch/jaxmodule object a Name/Attribute chain names, else None."""
@@ -89,10 +70,42 @@ class Aliases:
         return {n for n, ref in self.names.items() if ref == LibRef("torch", "")}
 
 
-def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
+class _ImportCollector(cst.CSTVisitor):
+    """Record what each import binds to a torch or jaxmodule name."""
+
+    def __init__(self, names: dict[str, LibRef]) -> None:
+        super().__init__()
+        self.names = names
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        for alias in node.names:
+            full = dotted(alias.name) or ""
+            root, _, rest = full.partition(".")
+            if root not in LIBS:
+                continue
+            if alias.asname is not None:
+                self.names[alias.asname.name.value] = LibRef(root, rest)
+            else:
+                self.names[root] = LibRef(root, "")
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+            return False
+        full = dotted(node.module) or ""
+        root, _, rest = full.partition(".")
+        if root in LIBS:
+            for alias in node.names:
+                name = alias.name.value if isinstance(alias.name, cst.Name) else ""
+                local = alias.asname.name.value if alias.asname is not None else name
+                self.names[local] = LibRef(root, rest).child(name)
+        return False
+
+    def visit_Expr(self, node: cst.Expr) -> bool:
+        return False  # no imports inside expressions: skip the subtree
+
+    def visit_Assign(self, node: cst.Assign) -> bool:
+        return False
 
 
 @dataclass
@@ -105,17 +118,25 @@ class PortState:
 class PortPass(cst.CSTTransformer):
     """Base of the porting passes: metadata access, kinds, and issue recording."""
 
-    METADATA_DEPENDENCIES = (PositionProvider, ParentNodeProvider, ScopeProvider)
+    METADATA_DEPENDENCIES = (PositionProvider, ParentNodeProvider)
 
     def __init__(self, wrapper: MetadataWrapper, state: PortState) -> None:
-        from ._kinds import Kinds  # kinds build on this module
-
         super().__init__()
         self.wrapper = wrapper
         self.state = state
         self.aliases = Aliases(wrapper.module)
-        self.kinds = Kinds(wrapper, self.aliases)
         self.issues: list[tuple[int, str]] = []
+        self._kinds = None
+
+    @property
+    def kinds(self):
+        """Value classification (`_kinds.Kinds`), built on first use: scope analysis is the
+        costliest metadata, and some passes rarely need it."""
+        if self._kinds is None:
+            from ._kinds import Kinds  # kinds build on this module
+
+            self._kinds = Kinds(self.wrapper, self.aliases)
+        return self._kinds
 
     def report(self, node: cst.CSTNode, reason: str) -> None:
         """Record that the line of `node` (in this pass's input) is left unconverted."""

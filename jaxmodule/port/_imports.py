@@ -76,7 +76,8 @@ class ImportsPass(PortPass):
             touched = True
             bound = local or "torch"
             if not rest:
-                if "jaxmodule" not in self.imported:
+                needed = "jaxmodule" in self.referenced or bound not in self.referenced
+                if needed and "jaxmodule" not in self.imported:
                     out.append("import jaxmodule")
                 if bound in self.referenced:
                     kept.append(spelled)

@@ -101,14 +101,19 @@ class Kinds:
 
     # ---- file-level facts ---------------------------------------------------------------
     def _collect_defs(self, module: cst.Module) -> None:
-        stack: list[cst.CSTNode] = [module]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, cst.ClassDef):
-                self.classes.setdefault(node.name.value, node)
-            elif isinstance(node, cst.FunctionDef):
-                self.functions.setdefault(node.name.value, node)
-            stack.extend(node.children)
+        classes, functions = self.classes, self.functions
+
+        class _Defs(cst.CSTVisitor):
+            def visit_ClassDef(self, node: cst.ClassDef) -> None:
+                classes.setdefault(node.name.value, node)
+
+            def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+                functions.setdefault(node.name.value, node)
+
+            def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+                return False  # definitions are compound statements
+
+        module.visit(_Defs())
 
     def _find_module_classes(self) -> set[str]:
         found: set[str] = set()

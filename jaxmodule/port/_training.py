@@ -277,15 +277,21 @@ class TrainingPass(PortPass):
                              "intermediate values: move it after `.backward()`")
 
     def _touches_grads(self, stmt: cst.CSTNode) -> bool:
+        """Reads or changes gradients or parameters: `.grad`, `zero_grad`, `step`, an in-place
+        method, or a method of a module."""
+        kinds = self.kinds
+
         class _Find(cst.CSTVisitor):
             found = False
 
             def visit_Attribute(self, n: cst.Attribute) -> None:
-                if n.attr.value in ("grad", "zero_grad", "step", "backward"):
+                name = n.attr.value
+                if name in ("grad", "zero_grad", "step", "backward") or (
+                        name.endswith("_") and not name.endswith("__")) or kinds.of(n.value) is Kind.MODULE:
                     _Find.found = True
 
         stmt.visit(_Find())
-        return _Find.found or self._touches_model(stmt)
+        return _Find.found
 
     def _scope(self, block: cst.CSTNode) -> cst.CSTNode:
         """The function (or file) a block belongs to."""
