@@ -16,7 +16,8 @@ and a directory being deleted holds `.jaxmodule-discard`, removed last. `remove_
 runs under the writer lock (so no other writer of this path is alive) and deletes a sibling only
 when its name is exactly jaxmodule's and it is (a) marked with its own token by a process that is
 not alive here, (b) empty, or (c) a complete checkpoint whose manifest lists everything in it.
-Anything else with a similar name is the user's and stays.
+Anything else with a similar name is the user's and stays. A directory is deleted only after
+its readers are done (see `_lock.exclusive`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ._lock import exclusive
 from ._manifest import MANIFEST, check_files, read, unaccounted
 
 __all__ = ["MANIFEST", "WRITING", "DISCARD", "temp_sibling", "lock_path", "make_temp", "finish_temp",
@@ -136,29 +138,37 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, f"renameat2({a}, {b}, RENAME_EXCHANGE) failed: {os.strerror(err)}")
 
 
-def discard(p: Path) -> None:
-    """Delete a file, link or one of jaxmodule's own directories; a directory is marked first
-    and its marker removed last, so a crash midway leaves something `remove_stale_siblings`
-    recognises."""
-    if not os.path.lexists(p):
-        return
-    if p.is_symlink() or not p.is_dir():
-        p.unlink(missing_ok=True)
-        return
-    if not (p / DISCARD).exists():
-        _write_marker(p, DISCARD)
-    for child in p.iterdir():
-        if child.name == DISCARD:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
-    (p / DISCARD).unlink(missing_ok=True)
+def discard(p: Path) -> bool:
+    """Delete a file, link or one of jaxmodule's own directories; returns whether it is gone.
+
+    A directory is deleted only once its readers are done (`exclusive`; after a minute of
+    waiting it is left for a later clean-up). It is marked first and its marker removed last,
+    so a crash midway leaves something `remove_stale_siblings` recognises. Best effort: errors
+    leave the rest in place.
+    """
     try:
-        p.rmdir()
+        if not os.path.lexists(p):
+            return True
+        if p.is_symlink() or not p.is_dir():
+            p.unlink(missing_ok=True)
+            return True
+        with exclusive(p) as taken:
+            if not taken:
+                return False
+            if not (p / DISCARD).exists():
+                _write_marker(p, DISCARD)
+            for child in p.iterdir():
+                if child.name == DISCARD:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+            (p / DISCARD).unlink(missing_ok=True)
+            p.rmdir()
+        return True
     except OSError:
-        pass  # something appeared meanwhile; it stays
+        return False
 
 
 def replace_dir(new: Path, final: Path) -> None:

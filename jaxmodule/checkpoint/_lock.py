@@ -1,4 +1,4 @@
-"""`WriterLock`: one writer at a time per checkpoint path, across threads and processes.
+"""Locks: `WriterLock` (one writer per checkpoint path) and directory pins (readers vs deletion).
 
 An exclusive advisory lock (`fcntl.flock`) on a lock file. `save` locks `.{name}.jmlock` beside
 the checkpoint for the whole write and waits while another writer holds it; a
@@ -10,14 +10,23 @@ The lock file is removed on release, and only by its holder, while it still hold
 that finds the path no longer names the file it locked (a holder removed it meanwhile) starts
 over. So two writers can never hold locks on two different files at one path.
 
+Readers never take the writer lock. A reader `pinned`s the checkpoint directory it reads: a
+shared flock on the directory itself, and (Linux) a path through `/proc/self/fd` that keeps
+naming that very directory even after a writer swaps a new checkpoint into its place. Before
+deleting a checkpoint directory, jaxmodule takes an `exclusive` flock on it, which waits (up to
+a minute) for its readers; so a reader never sees files vanish or change under it.
+
 flock works on local file systems and, on Linux, on NFS (as a POSIX lock). Where `fcntl` does not
-exist (Windows), the lock does nothing and concurrent writers are not detected.
+exist (Windows), the locks do nothing and concurrent writers are not detected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 try:
@@ -25,7 +34,10 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["WriterLock", "LockedError"]
+__all__ = ["WriterLock", "LockedError", "pinned", "exclusive"]
+
+_PROC_FD = "/proc/self/fd"
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class LockedError(RuntimeError):
@@ -100,3 +112,66 @@ class WriterLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def pinned(path: Path) -> Iterator[Path | None]:
+    """Pin the directory `path` while reading it (see the module docstring).
+
+    Yields a path that names this very directory for as long as the pin is held
+    (`/proc/self/fd/N` on Linux); `path` itself where pinning is not available; None when `path`
+    was replaced between opening and locking it (look it up again).
+    """
+    if fcntl is None or not os.path.isdir(_PROC_FD):
+        yield path
+        return
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        yield path  # vanished or unreadable: the read itself reports it
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            st, fst = os.stat(path), os.fstat(fd)
+        except FileNotFoundError:
+            yield None
+            return
+        except OSError:  # a file system without flock on directories
+            yield path
+            return
+        yield Path(f"{_PROC_FD}/{fd}") if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino) else None
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, timeout: float = 60.0) -> Iterator[bool]:
+    """Hold an exclusive flock on the directory `path`, waiting up to `timeout` seconds for its
+    readers. Yields whether it was taken (True where locking is not available)."""
+    if fcntl is None:
+        yield True
+        return
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        yield True
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                taken = True
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    taken = False
+                    break
+                time.sleep(0.01)
+            except OSError:
+                taken = True
+                break
+        yield taken
+    finally:
+        os.close(fd)

@@ -26,9 +26,9 @@ from typing import Any
 
 from ._exit import PENDING
 from ._format import build, ocp
-from ._lock import LockedError, WriterLock
+from ._lock import LockedError, WriterLock, exclusive
 from ._manifest import MANIFEST, seal
-from .serialization import _load_dir
+from .serialization import read_checkpoint
 
 __all__ = ["CheckpointManager"]
 
@@ -227,7 +227,9 @@ class CheckpointManager:
         if doomed and not set(doomed) <= set(self._mngr.all_steps()):
             self._mngr.reload()
         for s in doomed:
-            self._mngr.delete(s)
+            with exclusive(self.directory / str(s)) as readers_done:
+                if readers_done:  # else a reader still holds it: the next rotation deletes it
+                    self._mngr.delete(s)
 
     # ---- reading ---------------------------------------------------------------------------------
     def restore(self, step: int | None = None, map_location: Any = None) -> Any:
@@ -247,8 +249,7 @@ class CheckpointManager:
         elif step not in steps:
             raise FileNotFoundError(f"CheckpointManager: no checkpoint for step {step} in "
                                     f"{self.directory}; saved steps: {steps}")
-        step_dir = self.directory / str(step)
-        return _load_dir(step_dir, step_dir, map_location, verify=True)
+        return read_checkpoint(self.directory / str(step), map_location, verify=True)
 
     def all_steps(self) -> list[int]:
         """The committed steps on disk, oldest first (folders that are not steps never count)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _atomic
 from ._format import assemble, build, ocp, records_keys, restore_args
-from ._lock import WriterLock
+from ._lock import WriterLock, pinned
 from ._manifest import MANIFEST, check_files, inventory, parse, seal, unaccounted
 from ._placement import Placer
 
@@ -84,7 +84,8 @@ def save(obj: Any, f: str | os.PathLike) -> None:
     Mirrors `torch.save`. The write is atomic: the checkpoint is assembled in a hidden sibling
     directory and swapped into place, so a crash never leaves `f` damaged or half-written.
     Writers to one path take turns: a second `save` to the same path (another thread or
-    process) waits until the first one has finished.
+    process) waits until the first one has finished. The replaced checkpoint is deleted once
+    any `load` still reading it is done. Guarantees: docs/checkpoint_guarantees.md.
 
     Args:
         obj: arrays (jax, numpy, Parameter, Buffer, torch tensors), dict, OrderedDict, list, tuple,
@@ -182,12 +183,12 @@ def _not_a_checkpoint(path: Path, shown: Path) -> Exception:
     return _NotACheckpoint(f"jaxmodule.load: {shown} is not a jaxmodule checkpoint: it is {what}")
 
 
-def _load_dir(path: Path, shown: Path, map_location: Any, verify: bool, raw: bytes | None = None) -> Any:
-    """Read the checkpoint directory `path` (`raw`: its manifest bytes, when already read)."""
+def _load_dir(path: Path, shown: Path, map_location: Any, verify: bool) -> Any:
+    """Read the checkpoint directory `path` (`shown` in messages)."""
     manifest_file = _manifest_file(path)
     if manifest_file is None:
         raise _not_a_checkpoint(path, shown)
-    manifest = parse(manifest_file.read_bytes() if raw is None else raw, str(shown))
+    manifest = parse(manifest_file.read_bytes(), str(shown))
     check_files(path, manifest, str(shown))
     placer = Placer(map_location, records_keys(manifest), str(shown))
     arrays_dir = path / _ARRAYS
@@ -214,34 +215,39 @@ def _load_dir(path: Path, shown: Path, map_location: Any, verify: bool, raw: byt
     return assemble(manifest, dict(restored), placements, str(shown), verify)
 
 
-def _stamp(shown: Path) -> tuple:
-    """What `shown` holds right now: the directory found there (or recovered beside it), its
-    inode, and its manifest bytes. Equal stamps before and after a read mean one checkpoint."""
+def _stamp(path: Path) -> tuple:
+    """The directory at `path` and its manifest bytes, now. Equal stamps before and after a read
+    mean that one checkpoint was read."""
     try:
-        path = _locate(shown)
         st = os.stat(path)
-        manifest_file = _manifest_file(path) if path.is_dir() else None
-        raw = manifest_file.read_bytes() if manifest_file is not None else None
+        manifest_file = _manifest_file(path)
+        return (st.st_dev, st.st_ino, manifest_file.read_bytes() if manifest_file is not None else None)
     except OSError:
         return (None,)
-    return (path, st.st_dev, st.st_ino, raw)
 
 
-def _load_stable(shown: Path, map_location: Any, verify: bool) -> Any:
-    """Read the directory checkpoint at `shown`, again if a writer replaced it meanwhile."""
+def read_checkpoint(shown: Path, map_location: Any, verify: bool) -> Any:
+    """Read what is at `shown`, whole. A checkpoint directory is pinned while it is read (see
+    `_lock.pinned`); where pinning is not available, it is read again if a writer replaced it
+    meanwhile."""
     for attempt in range(_READ_ATTEMPTS):
-        before = _stamp(shown)
-        path = _locate(shown) if before[0] is None else before[0]
+        path = _locate(shown)
         if not path.is_dir():
             return _load_file(path, shown, map_location)
-        try:
-            out = _load_dir(path, shown, map_location, verify, before[-1])
-        except (RuntimeError, OSError, ValueError):
-            if _stamp(shown) == before:
-                raise
-        else:
-            if _stamp(shown) == before:
-                return out
+        with pinned(path) as stable:
+            if stable is None:
+                continue  # replaced between opening and pinning: look again
+            if stable != path:  # a view of this one directory that no writer can change
+                return _load_dir(stable, shown, map_location, verify)
+            before = _stamp(path)
+            try:
+                out = _load_dir(path, shown, map_location, verify)
+            except (RuntimeError, OSError, ValueError):
+                if _stamp(path) == before:
+                    raise
+            else:
+                if _stamp(path) == before:
+                    return out
         time.sleep(0.01 * (attempt + 1))
     raise RuntimeError(f"jaxmodule.load: {shown} was replaced {_READ_ATTEMPTS} times while being read; "
                        "try again when its writer pauses")
@@ -265,8 +271,8 @@ def load(f: str | os.PathLike, map_location: Any = None, *, weights_only: bool |
          mmap: bool | None = None, verify: bool = True) -> Any:
     """Load an object saved by `save`, or a file written by `torch.save` or safetensors.
 
-    Mirrors `torch.load`. A checkpoint that a concurrent `save` replaces while it is being read
-    is read again: the result is always one whole checkpoint, the old or the new one.
+    Mirrors `torch.load`. A `save` racing this read never mixes two checkpoints: the result is
+    the old one or the new one, whole.
 
     Args:
         f: the checkpoint path.
@@ -293,8 +299,4 @@ def load(f: str | os.PathLike, map_location: Any = None, *, weights_only: bool |
     """
     if mmap:
         raise NotImplementedError("jaxmodule.load: mmap=True is not supported")
-    shown = _as_path(f, "load")
-    path = _locate(shown)
-    if not path.is_dir():
-        return _load_file(path, shown, map_location)
-    return _load_stable(shown, map_location, verify)
+    return read_checkpoint(_as_path(f, "load"), map_location, verify)

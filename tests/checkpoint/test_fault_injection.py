@@ -30,6 +30,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
@@ -277,24 +278,38 @@ def test_manager_refuses_a_foreign_directory_and_counts_only_real_steps(tmp_path
 
 # ---- 4. concurrent writers and readers ---------------------------------------------------------
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 @pytest.mark.parametrize("verify", [True, False])
 def test_a_reader_racing_a_writer_gets_one_whole_checkpoint(tmp_path, monkeypatch, verify):
     from jaxmodule.checkpoint import serialization
 
     p = tmp_path / "ck"
     save(make(1), p)
-    fired = []
+    first = (p / "jaxmodule.json").read_bytes()
+    writer = threading.Thread(target=save, args=(make(2), p))
 
     class RacingPlacer(serialization.Placer):
         def __init__(self, *args, **kwargs):
-            if not fired:  # between the reader's manifest and its arrays, a writer replaces `p`
-                fired.append(True)
-                save(make(2), p)
+            if writer.ident is None:  # between the reader's manifest and its arrays, `p` is replaced
+                writer.start()
+                deadline = time.monotonic() + 60
+                while _read_or_none(p / "jaxmodule.json") in (first, None) and time.monotonic() < deadline:
+                    time.sleep(0.005)
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(serialization, "Placer", RacingPlacer)
     got = load(p, verify=verify)
-    assert fired and _consistent(got) and got["index"] in (1, 2)
+    writer.join(120)
+    assert writer.ident is not None and not writer.is_alive()
+    assert _consistent(got) and got["index"] in (1, 2)
+    assert _same(load(p), make(2))
+    assert sorted(os.listdir(tmp_path)) == ["ck"]
 
 
 def _concurrent_writers(tmp_path: Path, saves: int) -> None:
