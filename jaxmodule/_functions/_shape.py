@@ -83,10 +83,10 @@ def squeeze(input: Any, dim: int | Shape | None = None) -> jax.Array:
     Mirrors `torch.squeeze`.
     """
     x = arr(input)
-    dims = wrap_dims(dim, x.ndim) if dim is not None else None
-    if dims is None:
-        return jnp.squeeze(x) if dim is None else x
-    return jnp.squeeze(x, tuple(d for d in dims if x.shape[d] == 1)) if x.ndim else x
+    if dim is None:
+        return jnp.squeeze(x)
+    dims = wrap_dims(dim, x.ndim) or ()  # an empty tuple squeezes nothing
+    return jnp.squeeze(x, tuple(d for d in dims if x.shape[d] == 1))
 
 
 def unsqueeze(input: Any, dim: int) -> jax.Array:

@@ -192,6 +192,8 @@ def _calls(case: Case, args: tuple, kwargs: dict) -> dict[str, Any]:
     if case.method:
         cell = as_cell(args[0])
         out[type(cell).__name__] = getattr(cell, case.name)(*args[1:], **kwargs)
+    elif args and isinstance(args[0], jax.Array):  # the function given a Parameter/Buffer
+        out["cell argument"] = case.jax_fn()(as_cell(args[0]), *args[1:], **kwargs)
     return out
 
 
