@@ -174,6 +174,20 @@ class _Marker:
     """Stands for torch.Tensor / torch.nn.Parameter classes named in a pickle."""
 
 
+def _bytearray(*args: Any) -> bytearray:
+    """bytearray from bytes or text only (`bytearray(10**12)` in a pickle would exhaust memory)."""
+    if any(isinstance(a, int) for a in args):
+        raise ValueError("refusing bytearray(<int>) from a pickle (it allocates that many bytes)")
+    return bytearray(*args)
+
+
+def _encode(obj: Any, encoding: str = "utf-8") -> bytes:
+    """codecs.encode as pickles use it (text -> bytes); other codecs are refused."""
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "ascii"):
+        raise ValueError(f"refusing codecs.encode with codec {encoding!r:.40} from a pickle")
+    return codecs.encode(obj, encoding)
+
+
 def _device(spec: str, index: Any = None) -> str:
     return spec if index is None else f"{spec}:{index}"
 
@@ -190,8 +204,8 @@ def _allowed(module: str, name: str) -> Any:
         ("torch.nn.parameter", "Parameter"): _Marker, ("torch", "Tensor"): _Marker,
         ("torch", "Size"): tuple, ("torch", "device"): _device,
         ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
-        ("builtins", "complex"): complex, ("builtins", "bytearray"): bytearray,
-        ("_codecs", "encode"): codecs.encode,
+        ("builtins", "complex"): complex, ("builtins", "bytearray"): _bytearray,
+        ("_codecs", "encode"): _encode,
     }
     if (module, name) in table:
         return table[(module, name)]

@@ -162,6 +162,15 @@ def test_poisoning_pickle_is_refused_and_later_loads_stay_clean(tmp_path, poison
     assert collections.Counter("aab") == {"a": 2, "b": 1}
 
 
+def test_a_pickle_cannot_allocate_unbounded_memory(tmp_path):
+    f = tmp_path / "alloc.pth"
+    with zipfile.ZipFile(f, "w") as zf:  # bytearray(2**44): 16 TB from a 100-byte file
+        zf.writestr("archive/data.pkl", b"\x80\x02" + _op_global("builtins", "bytearray")
+                    + b"\x8a\x06" + (2**44).to_bytes(6, "little") + b"\x85R.")
+    with pytest.raises(RuntimeError, match=r"alloc\.pth .*bytearray"):
+        load_torch_state_dict(f, use_torch=False)
+
+
 def test_build_on_the_readers_own_ordered_dict_still_works(tmp_path):
     sd = torch.nn.Linear(2, 3).state_dict()  # an OrderedDict carrying _metadata (set by BUILD)
     torch.save(sd, tmp_path / "m.pth")
