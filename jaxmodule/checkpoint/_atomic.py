@@ -223,24 +223,34 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
+def _read_marker(path: Path) -> dict | None:
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # missing, or cut short by a crash while it was written
+    return marker if isinstance(marker, dict) else None
+
+
 def _abandoned(d: Path, token: str) -> bool:
     """Whether jaxmodule's sibling `d` is provably its own and its writer gone (the caller holds
     the writer lock, so no live writer of this path uses it)."""
-    for name in (WRITING, DISCARD):
-        try:
-            marker = json.loads((d / name).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError):
-            return False
-        if not isinstance(marker, dict) or marker.get("token") != token:
+    names = set(os.listdir(d))
+    markers = names & {WRITING, DISCARD}
+    if names <= {WRITING, DISCARD}:
+        return True  # empty, or nothing but jaxmodule's markers
+    for name in sorted(markers):
+        marker = _read_marker(d / name)
+        if marker is None:
+            continue  # judged by its contents below
+        if marker.get("token") != token:
             return False
         same_host = marker.get("host") == socket.gethostname()
         return not (same_host and marker.get("pid") != os.getpid() and _pid_alive(marker.get("pid")))
-    if not any(d.iterdir()):
-        return True
-    manifest = _complete(d)
-    return manifest is not None and not unaccounted(d, manifest)
+    try:
+        manifest = read(d / MANIFEST, str(d))
+    except (OSError, RuntimeError):
+        return False
+    return not unaccounted(d, manifest, extra=tuple(markers))
 
 
 def remove_stale_siblings(final: Path) -> None:

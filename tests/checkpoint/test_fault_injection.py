@@ -26,6 +26,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -266,6 +267,44 @@ def test_save_keeps_user_directories_named_like_its_temporaries(tmp_path):
     save({"a": 2}, tmp_path / "ck")
     assert load(tmp_path / "ck") == {"a": 2}
     assert _intact(planted)
+
+
+def test_save_removes_exactly_what_dead_writers_left(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid now names no process
+    host = socket.gethostname()
+
+    def leftover(token: str, marker: str | None = None, pid: int = dead.pid, text: str | None = None) -> Path:
+        d = tmp_path / f".ck.jmtmp-{token}"
+        d.mkdir()
+        if marker:
+            (d / marker).write_text(text if text is not None else json.dumps({"token": token, "pid": pid, "host": host}))
+        return d
+
+    save({"v": 1}, tmp_path / "ck")
+    gone = [leftover("a" * 12)]  # empty: killed right after mkdir
+    gone.append(leftover("b" * 12, ".jaxmodule-writing", text='{"tok'))  # killed writing its marker
+    d = leftover("c" * 12, ".jaxmodule-writing")  # killed while orbax wrote its arrays
+    (d / "arrays.orbax-checkpoint-tmp").mkdir()
+    (d / "arrays.orbax-checkpoint-tmp" / "_METADATA").write_text("{")
+    gone.append(d)
+    d = leftover("d" * 12, ".jaxmodule-discard")  # killed while deleting a replaced checkpoint
+    (d / "arrays").mkdir()
+    gone.append(d)
+    d = tmp_path / ".ck.jmold-eeeeeeeeeeee"  # a complete copy (the fallback rename's old one)
+    shutil.copytree(tmp_path / "ck", d)
+    gone.append(d)
+    kept = [leftover("f" * 12), leftover("0" * 12, ".jaxmodule-writing", pid=os.getppid())]
+    (kept[0] / "mine.txt").write_text("user file, no marker")
+    (kept[1] / "partial").write_text("a live writer's file (its process is alive)")
+    d = tmp_path / ".ck.jmold-111111111111"  # a complete copy with a user file added
+    shutil.copytree(tmp_path / "ck", d)
+    (d / "notes.txt").write_text("mine")
+    kept.append(d)
+    save({"v": 2}, tmp_path / "ck")
+    assert load(tmp_path / "ck") == {"v": 2}
+    assert [p.name for p in gone if p.exists()] == []
+    assert all(p.is_dir() and any(p.iterdir()) for p in kept)
 
 
 def test_manager_refuses_a_foreign_directory_and_counts_only_real_steps(tmp_path):
