@@ -77,6 +77,16 @@ class MethodsPass(PortPass):
         call = tensor_method_call(method, new_receiver, updated_node.args)
         return call.with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)
 
+    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+        """`out.data` on an activation (old torch code) -> `jaxmodule.Tensor.detach(out)`."""
+        if original_node.attr.value != "data" or self.kinds.of(original_node.value) is not Kind.TENSOR:
+            return updated_node
+        parent = self.parent(original_node)
+        if isinstance(parent, (cst.AssignTarget, cst.AugAssign)) or (
+                isinstance(parent, cst.Attribute) and _names.inplace_base(parent.attr.value)):
+            return updated_node
+        return tensor_method_call("detach", updated_node.value, [])
+
     def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
                                   updated_node: cst.SimpleStatementLine):
         """Drop assignments that only moved values to a device (`x, y = x.to(dev), y.to(dev)`)."""

@@ -31,6 +31,8 @@ def body(code: str) -> str:
     ("y = x.to(device)", "y = x"),
     ("y = x.cuda()", "y = x"),
     ("y = x.cpu().numpy()", "y = jaxmodule.Tensor.numpy(x)"),
+    ("def f(model, x):\n    return model(x).data.max(1)[1]",
+     "def f(model, x):\n    return jaxmodule.Tensor.max(jaxmodule.Tensor.detach(model(x)), 1)[1]"),
     ("ok = pred.eq(target.view_as(pred)).sum().item()",
      "ok = jaxmodule.Tensor.item(jaxmodule.Tensor.sum(jaxmodule.Tensor.eq(pred, jaxmodule.Tensor.view_as(target, pred))))"),
 ])
