@@ -149,9 +149,13 @@ def _read_parameters(fn: Callable, args: tuple, kwargs: dict) -> tuple[list, lis
     """The trainable parameters `fn(*args, **kwargs)` reads, and the other cells it writes, found
     by tracing it once abstractly (`jax.eval_shape`) with cell reads recorded. Every cell is
     restored afterwards."""
+    def probe(key: Any) -> Any:
+        default_generator._value = key  # traced, so random draws (dropout) are allowed
+        return fn(*args, **kwargs)
+
     with recording(every=True) as rec:
         try:
-            jax.eval_shape(lambda: fn(*args, **kwargs))
+            jax.eval_shape(probe, default_generator._value)
         finally:
             for c, old in rec.written.values():
                 c._value = old

@@ -133,8 +133,13 @@ class Tensor(metaclass=_TensorMeta):
         """view(other.shape). Mirrors `torch.Tensor.view_as`."""
         return F.reshape(self, arr(other).shape)
 
-    def reshape(self, *shape: Any) -> jax.Array:
-        """Reshape (`reshape(2, 3)` or `reshape((2, 3))`). Mirrors `torch.Tensor.reshape`."""
+    def reshape(self, *shape: Any, order: str = "C") -> jax.Array:
+        """Reshape (`reshape(2, 3)` or `reshape((2, 3))`). Mirrors `torch.Tensor.reshape`.
+
+        `order` exists because `jnp.reshape(cell, shape)` forwards to this method; only torch's
+        row-major order "C" is supported."""
+        if order != "C":
+            raise ValueError(f"reshape: only order='C' is supported, got order={order!r}")
         return F.reshape(self, int_list(shape))
 
     def reshape_as(self, other: Any) -> jax.Array:

@@ -112,3 +112,23 @@ def test_has_aux_with_module_arguments_returns_the_rnn_state():
     assert_close(h, th)
     for (n, tp), jp in zip(trnn.named_parameters(), jrnn.parameters()):
         assert_close(jp.grad, tp.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_zero_argument_backward_with_dropout_in_training_mode(compiled):
+    """Dropout draws from the global generator: the pass that finds the parameters must not trip
+    the guard against draws inside plain jax tracing, and the generator advances exactly once."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    x = jnp.ones((8, 4))
+    gen = jaxmodule.default_generator
+    key_before = np.array(gen.get_state())
+
+    def step(x):
+        return jaxmodule.backward(lambda: model(x).sum())
+
+    loss = (jaxmodule.compile(step, keep_grads=True) if compiled else step)(x)
+    key_after = np.array(gen.get_state())
+    gen.set_state(key_before)  # replaying from the same key gives backward's draw
+    assert_close(loss, model(x).sum())
+    np.testing.assert_array_equal(np.array(gen.get_state()), key_after)
+    assert model[0].weight.grad is not None
