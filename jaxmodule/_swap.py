@@ -173,7 +173,7 @@ def recording(every: bool = False, compiling: bool = False) -> Iterator[Recordin
             for cls in _cell_classes():
                 slot = cls.__dict__["_value"]
                 _patched.append((cls, slot))
-                setattr(cls, "_value", _RecordingSlot(slot))
+                cls._value = _RecordingSlot(slot)
         _active.append(rec)
     try:
         yield rec
@@ -182,7 +182,7 @@ def recording(every: bool = False, compiling: bool = False) -> Iterator[Recordin
             _active.remove(rec)
             if not _active:
                 for cls, slot in _patched:
-                    setattr(cls, "_value", slot)
+                    cls._value = slot
                 _patched.clear()
 
 

@@ -66,8 +66,8 @@ def test_zero_argument_backward_accumulates_like_torch():
     for i in range(2):
         x, y = randn(4, 5, seed=i), np.array([0, 2, 1, 2])
         torch_grads(tenc, thead, x, y)
-        jaxmodule.backward(lambda: nn.functional.cross_entropy(
-            jhead(jnp.tanh(jenc(jnp.asarray(x)))), jnp.asarray(y)))
+        xj, yj = jnp.asarray(x), jnp.asarray(y)
+        jaxmodule.backward(lambda xj=xj, yj=yj: nn.functional.cross_entropy(jhead(jnp.tanh(jenc(xj))), yj))
     for tp, jp in zip([*tenc.parameters()], [*jenc.parameters()]):
         assert_close(jp.grad, tp.grad)
 
@@ -110,7 +110,7 @@ def test_has_aux_with_module_arguments_returns_the_rnn_state():
     step = jaxmodule.compile(lambda m, x: jaxmodule.backward(loss_fn, m, x, has_aux=True), keep_grads=True)
     loss, h = step(jrnn, jnp.asarray(x))
     assert_close(h, th)
-    for (n, tp), jp in zip(trnn.named_parameters(), jrnn.parameters()):
+    for tp, jp in zip(trnn.parameters(), jrnn.parameters()):
         assert_close(jp.grad, tp.grad, rtol=1e-5, atol=1e-6)
 
 

@@ -48,7 +48,7 @@ def test_five_float_learning_rates_match_torch_with_at_most_two_traces(as_keywor
             train_step(jnp.asarray(x), jnp.asarray(y), lr)
         assert_close(jl, tl)
         lr /= 4.0
-    for (k, tv), jv in zip(tm.state_dict().items(), jm.state_dict().values()):
+    for tv, jv in zip(tm.state_dict().values(), jm.state_dict().values()):
         assert_close(jv, tv, rtol=1e-5, atol=1e-5)  # 5 steps at lr up to 20: absolute error grows
     assert train_step.trace_count <= 2
 
