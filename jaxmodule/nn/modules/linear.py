@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from ..._dtype import to_dtype
 from .. import functional as F
 from .. import init
-from ..parameter import Parameter, UninitializedParameter
+from ..parameter import Parameter, UninitializedParameter, is_lazy
 from .module import Module
 
 __all__ = ["Identity", "Linear", "Bilinear", "LazyLinear"]
@@ -145,7 +145,9 @@ class LazyLinear(Linear):
         self.reset_parameters()
 
     def forward(self, input: Any) -> jax.Array:
-        if self.in_features == 0:
+        if is_lazy(self.weight):
             self.initialize_parameters(input)
-            self.__class__ = self.cls_to_become
+        elif self.in_features == 0:  # parameters came from load_state_dict, as torch allows
+            self.in_features = self.weight.shape[-1]
+        self.__class__ = self.cls_to_become
         return F.linear(input, self.weight, self.bias)
