@@ -67,20 +67,22 @@ def run_both(tm, jm, topt, jopt, jstep, steps=4, between=None):
         assert_same_state(tm, jm, topt, jopt)
 
 
+def make_step(model, optimizer, after=lambda x: None):
+    """The torch habit: the model and optimizer are closure variables; `after(x)` runs after the
+    update (a scheduler step, or an error)."""
+    def train_step(x, y):
+        optimizer.zero_grad()
+        loss = jaxmodule.backward(lambda: ((model(x) - y) ** 2).mean())
+        optimizer.step()
+        after(x)
+        return loss
+    return train_step
+
+
 @pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
 def test_closure_captured_model_and_optimizer_match_torch(opt_name):
     tm, jm, topt, jopt = pair(opt_name)
-
-    def make_step(model, optimizer):
-        @jaxmodule.compile
-        def train_step(x, y):
-            optimizer.zero_grad()
-            loss = jaxmodule.backward(lambda: ((model(x) - y) ** 2).mean())
-            optimizer.step()
-            return loss
-        return train_step
-
-    step = make_step(jm, jopt)
+    step = jaxmodule.compile(make_step(jm, jopt))
     run_both(tm, jm, topt, jopt, step)
     assert step.trace_count == 1
 
@@ -270,14 +272,7 @@ def test_state_reached_only_through_an_unwalked_path_is_found_while_tracing():
 
 def test_no_tracer_is_left_in_captured_objects():
     _, jm, _, jopt = pair("adam")
-
-    @jaxmodule.compile
-    def step(x, y):
-        jopt.zero_grad()
-        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
-        jopt.step()
-        return loss
-
+    step = jaxmodule.compile(make_step(jm, jopt))
     x, y = batch(0)
     step(jnp.asarray(x), jnp.asarray(y))
     for m in jm.modules():
@@ -299,14 +294,7 @@ def test_scheduler_stepped_inside_the_compiled_step_matches_torch(sched):
         ts = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.5, total_steps=10)
         js = optim.lr_scheduler.OneCycleLR(jopt, max_lr=0.5, total_steps=10)
 
-    @jaxmodule.compile
-    def step(x, y):
-        jopt.zero_grad()
-        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
-        jopt.step()
-        js.step()
-        return loss
-
+    step = jaxmodule.compile(make_step(jm, jopt, after=lambda x: js.step()))
     for i in range(6):
         x, y = batch(i)
         tl = torch_step(tm, topt, x, y)
