@@ -244,7 +244,16 @@ def discover(fn: Callable, layout: Layout, args: tuple, kwargs: dict, *, keep_gr
 
     inputs = ([c._value for c in layout.cells], [o._jm_state_get() for o in layout.states],
               [p.grad for p in layout.grad_params], *layout.split(args, kwargs))
-    recorded, out_shape = jax.make_jaxpr(probe, return_shape=True)(*inputs)
+    try:
+        recorded, out_shape = jax.make_jaxpr(probe, return_shape=True)(*inputs)
+    except jax.errors.ConcretizationTypeError as e:
+        floats = [f"argument {i}" for i, a in enumerate(args) if type(a) is float]
+        floats += [f"argument `{k}`" for k, v in kwargs.items() if type(v) is float]
+        if floats and hasattr(e, "add_note"):
+            e.add_note(f"jaxmodule.compile traces Python floats ({', '.join(floats)}), so they "
+                       "cannot decide Python control flow; pass an int or bool for values that "
+                       "choose a branch or a shape, or use jnp.where.")
+        raise
     read = found["read"] | _reads(recorded, n) | force_read
     # Donated buffers go smallest first. Same program either way, but XLA:CPU runs it
     # measurably faster with this argument order: state_dict order (weight before bias) made

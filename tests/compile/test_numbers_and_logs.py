@@ -3,6 +3,7 @@ recompile log (`JAXMODULE_LOGS=recompiles` / `jaxmodule.set_logs`)."""
 
 import logging
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -140,3 +141,15 @@ def test_environment_variable_turns_the_log_on(monkeypatch):
     assert _log._Settings().recompiles
     monkeypatch.setenv("JAXMODULE_LOGS", "")
     assert not _log._Settings().recompiles
+
+
+def test_float_deciding_control_flow_gets_a_hint():
+    lin = nn.Linear(2, 2)
+
+    @jaxmodule.compile
+    def f(x, p):
+        return lin(x) if p > 0.5 else x
+
+    with pytest.raises(jax.errors.ConcretizationTypeError) as info:
+        f(jnp.ones((1, 2)), 0.7)
+    assert "traces Python floats (argument 1)" in "".join(getattr(info.value, "__notes__", []))
