@@ -67,8 +67,10 @@ from ._tensor import (  # noqa: F401
     zeros_like,
 )
 from ._tensor_type import Size, Tensor, is_tensor  # noqa: F401 - Tensor's methods, installed on cells too
+from ._xla_cache import enable_default_cache as _enable_default_cache
 from .amp import autocast  # noqa: F401
 from .checkpoint import load, save  # noqa: F401
 from .utils import summary  # noqa: F401
 
+_enable_default_cache()  # a persistent XLA compilation cache by default; see _xla_cache.py
 __version__ = "0.1.0"
