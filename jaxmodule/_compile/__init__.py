@@ -57,7 +57,9 @@ def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: boo
     function log a warning.
 
     Args:
-        fn: the step function (or use `@jaxmodule.compile(...)` as a decorator factory).
+        fn: the step function (or use `@jaxmodule.compile(...)` as a decorator factory). A
+            Module is compiled in place, as `Module.compile`, and returned (torch's
+            `model = torch.compile(model)` habit; no `_orig_mod.` prefix on state_dict keys).
         keep_grads: leave the gradients computed inside the step in each `Parameter.grad`
             afterwards (costs one output buffer per parameter). Gradients present before the
             call (accumulation) are always carried.
@@ -79,7 +81,13 @@ def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: boo
     >>> loss = step(jnp.ones((4, 3)), jnp.zeros((4, 1)))
     """
     if fn is None:
-        return lambda f: CompiledFunction(f, keep_grads=keep_grads, donate=donate, **jit_kwargs)
+        return lambda f: compile(f, keep_grads=keep_grads, donate=donate, **jit_kwargs)
+    if isinstance(fn, Module):
+        # torch's `model = torch.compile(model)`: here the module's forward is compiled in place
+        # (as `Module.compile`) and the module itself comes back, so `state_dict()` keys keep
+        # their names (torch's wrapper prefixes them with `_orig_mod.`)
+        compile_module(fn, **jit_kwargs)
+        return fn
     return CompiledFunction(fn, keep_grads=keep_grads, donate=donate, **jit_kwargs)
 
 

@@ -63,7 +63,7 @@ class CompiledFunction:
 
     def __init__(self, fn: Callable, *, keep_grads: bool = False, donate: bool = True,
                  **jit_kwargs: Any) -> None:
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn, updated=())  # name and docstring, not fn's __dict__
         self.fn = fn
         self.keep_grads = keep_grads
         self.donate = donate

@@ -137,9 +137,12 @@ class Reach:
             mname = self._name(f, "F")
             found = self.value(f.__self__, f"{mname}.__self__", "self", depth + 1)
             return self.function(f.__func__, readable, depth + 1) or found
-        if not isinstance(f, types.FunctionType):
-            if callable(f) and not isinstance(f, type) and not _library(type(f).__module__):
-                return self.value(f, self._name(f, "F"), readable, depth + 1)
+        if not isinstance(f, types.FunctionType):  # a callable object (a module, a Trainer)
+            if is_stateful(f) or (callable(f) and not isinstance(f, type)
+                                  and not _library(type(f).__module__)):
+                name = f"X{len(self.env)}"  # the object itself: fixed, its guard always holds
+                self.env[name] = f
+                return self.value(f, name, readable, depth + 1)
             return False
         code = f.__code__
         fname = self._name(f, "F")

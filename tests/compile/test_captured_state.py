@@ -321,3 +321,19 @@ def test_scheduler_stepped_before_the_optimizer_in_a_compiled_step_is_refused():
     with pytest.raises(RuntimeError, match=r"lr_scheduler.step\(\) was called before optimizer.step\(\)"):
         step(jnp.asarray(x), jnp.asarray(y))
     assert js.last_epoch == 0 and jopt.param_groups[0]["lr"] == 0.1
+
+
+def test_compiling_a_module_object_as_torch_compile_does():
+    """`model = jaxmodule.compile(model)`, torch's habit: the module is compiled in place and
+    returned, trains with BatchNorm statistics written back, and keeps its state_dict keys."""
+    tm, jm, topt, jopt = pair("sgd_momentum")
+    compiled = jaxmodule.compile(jm)
+    assert compiled is jm
+    for i in range(3):
+        x, y = batch(i)
+        torch_step(tm, topt, x, y)
+        jopt.zero_grad()
+        jaxmodule.backward(lambda: ((compiled(jnp.asarray(x)) - jnp.asarray(y)) ** 2).mean())
+        jopt.step()
+        assert_same_state(tm, jm, topt, jopt)
+    assert list(jm.state_dict()) == list(tm.state_dict())
