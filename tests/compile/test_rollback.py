@@ -279,3 +279,23 @@ def test_failed_call_does_not_poison_the_next_one():
     assert calls == {"n": 0}
     step(jnp.ones((2, 3)))
     np.testing.assert_allclose(np.asarray(model.weight), w - 0.1 * 2.0, rtol=1e-6)
+
+
+def test_traced_learning_rate_written_into_a_param_group_is_refused_with_the_fix():
+    _, jm, _, jopt = pair("sgd_momentum")
+
+    @jaxmodule.compile
+    def step(x, y, lr):
+        for g in jopt.param_groups:
+            g["lr"] = lr
+        jopt.zero_grad()
+        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
+        jopt.step()
+        return loss
+
+    before = snapshot(jm, jopt)
+    x, y = batch(0)
+    with pytest.raises(RuntimeError, match=r"traced value in `SGD.param_groups`.*outside the compiled step"):
+        step(jnp.asarray(x), jnp.asarray(y), 0.05)
+    assert_snapshot_equal(before, snapshot(jm, jopt))
+    assert jopt.param_groups[0]["lr"] == 0.1
