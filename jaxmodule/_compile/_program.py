@@ -201,8 +201,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     leaked = _escaped(txn, module_ids)
     if leaked is not None:
         txn.restore()
-        if leaked.endswith(".param_groups`"):
-            raise RuntimeError(
+        raise RuntimeError(
                 f"jaxmodule.compile: the step set a traced value in {leaked} (e.g. "
                 "`group['lr'] = lr` with a float argument). Set param-group options outside the "
                 "compiled step, between calls (they never recompile), or use an LR scheduler "

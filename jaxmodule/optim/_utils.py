@@ -34,6 +34,13 @@ class ParamGroup(dict):
         self._jm_dirty = True
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(value, jax.core.Tracer):
+            raise RuntimeError(
+                f"param_groups[...][{key!r}] was set to a traced value (inside jaxmodule.compile "
+                "or jax.jit, e.g. `group['lr'] = lr` with a float argument of the step). Set "
+                "param-group options outside the compiled step, between calls (a new value never "
+                "recompiles), or use an LR scheduler (its step() inside a compiled step runs "
+                "after each call).")
         super().__setitem__(key, value)
         self._jm_dirty = True
 
