@@ -1,12 +1,13 @@
 """`jaxmodule.nn.utils`: torch.nn.utils' gradient clipping, parameter/vector conversion and
-parametrizations.
+parametrizations,
+and `kv_cache` (a static key/value cache for generation, which torch.nn does not have).
 
 The deprecated hook-based `weight_norm`/`spectral_norm` (and their `remove_*`) raise
 NotImplementedError pointing at `parametrizations.weight_norm` / `parametrizations.spectral_norm`,
 which torch recommends (one way to do each thing).
 """
 
-from . import parametrizations, parametrize  # noqa: F401
+from . import kv_cache, parametrizations, parametrize  # noqa: F401
 from .clip_grad import (  # noqa: F401
     clip_grad_norm,
     clip_grad_norm_,
@@ -24,6 +25,7 @@ __all__ = [
     "clip_grad_value_",
     "clip_grads_with_norm_",
     "get_total_norm",
+    "kv_cache",
     "parameters_to_vector",
     "parametrizations",
     "parametrize",
