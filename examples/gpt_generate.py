@@ -247,7 +247,7 @@ def main() -> None:
     args = parser.parse_args()
     jaxmodule.manual_seed(0)
     if args.tiny:
-        config, steps, new = GPTConfig(block_size=48, n_layer=2, n_head=2, n_embd=32), 20, 20
+        config, steps, new = GPTConfig(block_size=48, n_layer=2, n_head=2, n_embd=32), 10, 20
     else:
         config, steps, new = GPTConfig(), args.steps, args.max_new_tokens
     model = GPT(config)
@@ -264,7 +264,7 @@ def main() -> None:
     sampled = model.generate(prompt, new, temperature=0.8, top_k=20)
     print("greedy: ", repr(bytes(out[0].tolist()).decode(errors="replace")))
     print("sampled:", repr(bytes(sampled[0].tolist()).decode(errors="replace")))
-    check = 6 if args.tiny else new
+    check = 4 if args.tiny else new
     same = bool((generate_recompute(model, prompt, check) == out[:, :prompt.shape[1] + check]).all())
     print(f"cached == recompute ({check} tokens): {same}")
     print(f"traces: prefill {prefill.trace_count}, decode {decode.trace_count} "

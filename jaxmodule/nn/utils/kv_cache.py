@@ -179,7 +179,7 @@ def multihead_attention_with_cache(mha: MultiheadAttention, x: Any,
     >>> multihead_attention_with_cache(mha, jnp.ones((1, 5, 8)), cache).shape
     (1, 5, 8)
     """
-    cache = mha.kv_cache if cache is None else cache
+    cache = getattr(mha, "kv_cache", None) if cache is None else cache
     if not isinstance(cache, StaticKVCache):
         raise ValueError("multihead_attention_with_cache: no cache given and `mha.kv_cache` is "
                          f"{type(cache).__name__}; call enable_kv_cache(model, ...) first")
