@@ -24,58 +24,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 _spec = importlib.util.spec_from_file_location("gpt_generate", os.path.join(ROOT, "examples", "gpt_generate.py"))
 gg = sys.modules.setdefault("gpt_generate", importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(gg)
+_spec = importlib.util.spec_from_file_location("gpt_torch", os.path.join(ROOT, "benchmarks", "gpt_torch.py"))
+gpt_torch = sys.modules.setdefault("gpt_torch", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(gpt_torch)
 
 CONFIG = gg.GPTConfig(block_size=24, vocab_size=64, n_layer=2, n_head=2, n_embd=16)
 PROMPTS = [[5, 17, 3, 42], [60, 1, 9, 33], [7, 7, 21, 50, 2, 11, 40]]
 NEW = 8
-
-
-# ---- a torch twin of the example's GPT (same module names, so the same state_dict keys) -------
-class TorchAttention(torch.nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.c_attn = torch.nn.Linear(c.n_embd, 3 * c.n_embd)
-        self.c_proj = torch.nn.Linear(c.n_embd, c.n_embd)
-        self.n_head = c.n_head
-
-    def forward(self, x):
-        b, t, e = x.shape
-        q, k, v = (a.view(b, t, self.n_head, e // self.n_head).transpose(1, 2)
-                   for a in self.c_attn(x).split(e, dim=2))
-        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).reshape(b, t, e))
-
-
-class TorchBlock(torch.nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.ln_1 = torch.nn.LayerNorm(c.n_embd)
-        self.attn = TorchAttention(c)
-        self.ln_2 = torch.nn.LayerNorm(c.n_embd)
-        self.mlp = torch.nn.Module()
-        self.mlp.c_fc = torch.nn.Linear(c.n_embd, 4 * c.n_embd)
-        self.mlp.c_proj = torch.nn.Linear(4 * c.n_embd, c.n_embd)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        h = self.ln_2(x)
-        return x + self.mlp.c_proj(torch.nn.functional.gelu(self.mlp.c_fc(h)))
-
-
-class TorchGPT(torch.nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.transformer = torch.nn.ModuleDict(dict(
-            wte=torch.nn.Embedding(c.vocab_size, c.n_embd), wpe=torch.nn.Embedding(c.block_size, c.n_embd),
-            h=torch.nn.ModuleList([TorchBlock(c) for _ in range(c.n_layer)]), ln_f=torch.nn.LayerNorm(c.n_embd)))
-        self.lm_head = torch.nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight
-
-    def forward(self, idx):
-        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1]))
-        for block in self.transformer.h:
-            x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +38,7 @@ def models():
     """The torch twin with random weights large enough to separate the greedy choices, and the
     jaxmodule GPT loaded from its state_dict."""
     torch.manual_seed(0)
-    reference = TorchGPT(CONFIG).eval()
+    reference = gpt_torch.TorchGPT(CONFIG).eval()
     with torch.no_grad():
         for p in reference.parameters():
             p.normal_(0.0, 0.3)
