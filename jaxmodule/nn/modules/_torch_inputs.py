@@ -41,9 +41,10 @@ def raise_if_torch_input(module: Any, args: tuple, kwargs: dict, error: BaseExce
     """Raise TorchInputError (from `error`) if an argument is a torch.Tensor; else return.
 
     An error already raised for an inner layer passes through unchanged, so the innermost layer
-    that received the tensor is the one named.
+    that received the tensor is the one named; so does jaxmodule's own, more precise message
+    for a torch object it recognised (e.g. a torch PackedSequence given to an RNN).
     """
-    if isinstance(error, TorchInputError):
+    if isinstance(error, TorchInputError) or "jaxmodule" in str(error):
         return
     where = next((p for i, a in enumerate(args) if (p := _find(a, f"argument {i}"))), None)
     if where is None:
