@@ -202,12 +202,6 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     if leaked is not None:
         txn.restore()
         raise RuntimeError(
-                f"jaxmodule.compile: the step set a traced value in {leaked} (e.g. "
-                "`group['lr'] = lr` with a float argument). Set param-group options outside the "
-                "compiled step, between calls (they never recompile), or use an LR scheduler "
-                "(its step() inside a compiled step runs after each call); every object is back "
-                "as it was before the call.")
-        raise RuntimeError(
             f"jaxmodule.compile: the step stored a traced value in {leaked}, which compile does "
             "not write back (only modules, optimizers, GradScalers and generators are). Return "
             "the value from the step instead (e.g. `return loss, logits`), or keep it in a module "
