@@ -3,7 +3,7 @@
 Structural: registering/removing parameters, buffers or submodules, plain attribute assignment on a
 module, train/eval, `requires_grad` flips, hook (un)registration. Value changes (an optimizer step,
 `fill_`, assigning an array to an existing buffer) are not structural. Caches of pytree structure
-(`_pytree.py`) and compiled plans (`_compile.py`) store the counter value they were built at and
+(`_pytree.py`) and compiled layouts (`_compile/`) store the counter value they were built at and
 are rebuilt when it moved, so a call costs one integer comparison when nothing changed.
 """
 
