@@ -253,20 +253,24 @@ def test_a_stream_of_new_models_is_not_kept_alive():
     assert compiled.trace_count == 1
 
 
-def test_state_reached_only_through_an_unwalked_path_is_found_while_tracing():
-    """A model behind a path the walk does not follow (a module-level registry object's method
-    result) is caught by the cells reporting reads while tracing, and trained correctly."""
-    tm, jm, topt, jopt = pair("sgd_momentum")
-    registry = type("Registry", (), {"get": staticmethod(lambda: (jm, jopt))})  # a class attribute
+def make_registry_step(model, optimizer, after=lambda x: None):
+    """A step that reaches its model through a class attribute's function, a path the walk does
+    not follow: only the cells and the optimizer reporting their use while tracing find it."""
+    registry = type("Registry", (), {"get": staticmethod(lambda: (model, optimizer))})
 
-    @jaxmodule.compile
     def step(x, y):
         m, o = registry.get()
         o.zero_grad()
         loss = jaxmodule.backward(lambda: ((m(x) - y) ** 2).mean())
         o.step()
+        after(x)
         return loss
+    return step
 
+
+def test_state_reached_only_through_an_unwalked_path_is_found_while_tracing():
+    tm, jm, topt, jopt = pair("sgd_momentum")
+    step = jaxmodule.compile(make_registry_step(jm, jopt))
     run_both(tm, jm, topt, jopt, step, steps=3)
 
 

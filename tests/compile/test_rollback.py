@@ -11,7 +11,14 @@ import torch
 
 import jaxmodule
 from jaxmodule import nn, optim
-from tests.compile.test_captured_state import assert_same_state, batch, make_step, pair, torch_step
+from tests.compile.test_captured_state import (
+    assert_same_state,
+    batch,
+    make_registry_step,
+    make_step,
+    pair,
+    torch_step,
+)
 from tests.helpers import assert_close
 
 
@@ -236,21 +243,11 @@ def test_torch_checks_the_same_refusal_inputs():
 
 def test_optimizer_reached_only_while_tracing_is_restored_when_the_step_fails():
     tm, jm, topt, jopt = pair("adam")
-    registry = type("Registry", (), {"get": staticmethod(lambda: (jm, jopt))})
-
-    @jaxmodule.compile
-    def step(x, y):
-        m, o = registry.get()
-        o.zero_grad()
-        loss = jaxmodule.backward(lambda: ((m(x) - y) ** 2).mean())
-        o.step()
-        if x.shape[0] == 7:
-            raise ValueError("boom")
-        return loss
+    step = jaxmodule.compile(make_registry_step(jm, jopt, raise_if(lambda x: x.shape[0] == 7)))
 
     before = snapshot(jm, jopt)
     x, y = batch(0, n=7)
-    with pytest.raises(ValueError, match="boom"):
+    with pytest.raises(ValueError, match="user error after the update"):
         step(jnp.asarray(x), jnp.asarray(y))
     assert_snapshot_equal(before, snapshot(jm, jopt))
     assert_no_tracer_anywhere(jm, jopt)
