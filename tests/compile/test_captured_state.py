@@ -337,7 +337,7 @@ def test_compiling_a_module_object_as_torch_compile_does():
         x, y = batch(i)
         torch_step(tm, topt, x, y)
         jopt.zero_grad()
-        jaxmodule.backward(lambda: ((compiled(jnp.asarray(x)) - jnp.asarray(y)) ** 2).mean())
+        jaxmodule.backward(lambda m, x, y: ((m(x) - y) ** 2).mean(), compiled, jnp.asarray(x), jnp.asarray(y))
         jopt.step()
         assert_same_state(tm, jm, topt, jopt)
     assert list(jm.state_dict()) == list(tm.state_dict())
