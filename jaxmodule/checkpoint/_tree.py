@@ -113,10 +113,29 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
     if type(obj) in (list, tuple, set, frozenset):
         tag = {list: "L", tuple: "T", set: "S", frozenset: "FS"}[type(obj)]
         return {tag: [encode(v, arrays, (*parts, i)) for i, v in enumerate(obj)]}
+    if callable(getattr(obj, "state_dict", None)):
+        raise TypeError(_WHOLE_OBJECT.format(path=path, cls=type(obj).__name__, name=_role(obj)))
     raise TypeError(
         f"jaxmodule.save: cannot store {path} of type {type(obj).__module__}.{type(obj).__qualname__}; "
         "supported: arrays (jax, numpy, Parameter, Buffer, torch), dict, OrderedDict, list, tuple, "
         "set, None, bool, int, float, complex, str, bytes and jaxmodule.Generator")
+
+
+_WHOLE_OBJECT = (
+    "jaxmodule.save: {path} is a {cls}; a checkpoint stores state, not objects (torch.save pickles "
+    "the whole object, jaxmodule stores no classes or code). Save its state_dict:\n"
+    "    jaxmodule.save({name}.state_dict(), path)\n"
+    "and restore it into a freshly built one:\n"
+    "    {name}.load_state_dict(jaxmodule.load(path))")
+
+
+def _role(obj: Any) -> str:
+    """The variable name a torch user would write for `obj` in the suggested fix."""
+    from ..nn.modules.module import Module
+
+    if isinstance(obj, Module):
+        return "model"
+    return "optimizer" if hasattr(obj, "param_groups") else "obj"
 
 
 def _index(i: Any, arrays: list[Any]) -> int:

@@ -96,6 +96,8 @@ def save(obj: Any, f: str | os.PathLike) -> None:
         IsADirectoryError: `f` is a directory that is not a jaxmodule checkpoint holding nothing
             but its own files (it is left untouched).
         RuntimeError: the parent directory does not exist or is a file.
+        TypeError: `obj` holds something that cannot be stored (a Module or optimizer: the
+            message shows how to save its `state_dict()`).
 
     >>> import jax.numpy as jnp, tempfile, os
     >>> d = tempfile.mkdtemp()
@@ -103,7 +105,10 @@ def save(obj: Any, f: str | os.PathLike) -> None:
     >>> load(os.path.join(d, 'ckpt.pth'))['step']
     7
 
-    Differences from torch: `f` must be a path (a checkpoint is a directory, not a file);
+    Differences from torch: `f` must be a path (a checkpoint is a directory, not a file, even
+    when named `model.pth`: `jaxmodule.load` reads it, `torch.load` cannot; for a file torch
+    reads, `torch.save(jaxmodule.utils.to_torch_state_dict(model), 'model.pth')`); a Module or
+    optimizer is refused with the fix (save its `state_dict()`, as torch recommends);
     arbitrary Python objects (classes, functions) cannot be stored, as with
     `torch.load(weights_only=True)`; torch tensors come back as jax arrays; a directory that is
     not a checkpoint is never replaced.

@@ -90,12 +90,32 @@ def _nbytes(x: Any) -> int:
                if hasattr(leaf, "shape") and hasattr(leaf, "dtype"))
 
 
-def summary(model: Any, *example_inputs: Any, depth: int = 3, **forward_kwargs: Any) -> ModelSummary:
+def _is_shape(x: Any) -> bool:
+    return isinstance(x, (tuple, list)) and len(x) > 0 and all(
+        isinstance(d, int) and not isinstance(d, bool) for d in x)
+
+
+def _inputs_from_size(input_size: Any) -> tuple:
+    """torchinfo's `input_size`: one shape, or a list of shapes (one per forward argument)."""
+    import jax.numpy as jnp
+
+    shapes = [input_size] if _is_shape(input_size) else input_size
+    if not isinstance(shapes, (tuple, list)) or not shapes or not all(_is_shape(s) for s in shapes):
+        raise TypeError(f"summary: `input_size` must be a shape such as (1, 3, 28, 28) or a list of "
+                        f"shapes, got {input_size!r}")
+    return tuple(jnp.zeros(tuple(s), jnp.float32) for s in shapes)
+
+
+def summary(model: Any, *example_inputs: Any, input_size: Any = None, depth: int = 3,
+            **forward_kwargs: Any) -> ModelSummary:
     """Run `model(*example_inputs, **forward_kwargs)` once and tabulate every module call.
 
     Args:
         model: a `jaxmodule.nn.Module`.
-        *example_inputs: the forward arguments (arrays of the real shapes; batch included).
+        *example_inputs: the forward arguments (arrays of the real shapes; batch included), or, as
+            in torchinfo, one shape (`summary(model, (1, 1, 28, 28))`): float32 zeros of that shape.
+        input_size: torchinfo's keyword: a shape, or a list of shapes (one per forward argument);
+            the model is run on float32 zeros of those shapes.
         depth: deepest nesting level shown (the model itself is depth 0).
         **forward_kwargs: keyword arguments for the forward call.
 
@@ -109,6 +129,12 @@ def summary(model: Any, *example_inputs: Any, depth: int = 3, **forward_kwargs: 
     """
     from .._random import default_generator
 
+    if input_size is not None:
+        if example_inputs:
+            raise TypeError("summary: pass example inputs or `input_size`, not both")
+        example_inputs = _inputs_from_size(input_size)
+    elif len(example_inputs) == 1 and _is_shape(example_inputs[0]):
+        example_inputs = _inputs_from_size(example_inputs[0])
     rows: list[LayerInfo] = []
     stack: list[LayerInfo] = []
     counters: dict[int, int] = {}

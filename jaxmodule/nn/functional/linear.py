@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -20,10 +21,23 @@ def linear(input: Any, weight: Any, bias: Any = None) -> jax.Array:
         input (*, in), weight (out, in), bias (out) -> (*, out)
     """
     x, w, b = autocast_inputs(unwrap(input), unwrap(weight), unwrap(bias))
-    out = jnp.matmul(x, w.T)
+    try:
+        out = jnp.matmul(x, w.T)
+    except TypeError as e:
+        raise _shape_mismatch(x, w) or e from None
     if b is not None:
         out = out + b
     return out
+
+
+def _shape_mismatch(x: Any, w: Any) -> RuntimeError | None:
+    """torch's error for an input whose last dimension is not the weight's in_features (error path
+    only), or None when that is not what went wrong."""
+    xs, ws = getattr(x, "shape", None), getattr(w, "shape", None)
+    if xs is None or ws is None or len(ws) != 2 or not xs or xs[-1] == ws[1]:
+        return None
+    rows = math.prod(xs[:-1])
+    return RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{xs[-1]} and {ws[1]}x{ws[0]})")
 
 
 def bilinear(input1: Any, input2: Any, weight: Any, bias: Any = None) -> jax.Array:

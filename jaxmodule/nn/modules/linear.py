@@ -75,7 +75,13 @@ class Linear(Module):
         reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, input: Any) -> jax.Array:
-        return F.linear(input, self.weight, self.bias)
+        try:
+            return F.linear(input, self.weight, self.bias)
+        except RuntimeError as e:  # error path only: name the layer under torch's message
+            if str(e).startswith("mat1 and mat2") and hasattr(e, "add_note"):
+                e.add_note(f"in {self!r}: the input's last dimension ({input.shape[-1]}) must be "
+                           f"in_features ({self.in_features})")
+            raise
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
