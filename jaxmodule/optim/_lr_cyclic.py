@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, SupportsFloat
 
-from .lr_scheduler import (
+from ._lr_base import (
     EPOCH_DEPRECATION_WARNING,
     LRScheduler,
     _format_param,
