@@ -104,9 +104,8 @@ class StateDictMixin:
                            "to report this bug.")
 
     def _has_extra_state(self, method: str) -> bool:
-        from .module import Module
-
-        return getattr(type(self), method) is not getattr(Module, method)
+        # overridden by a subclass (Module defines neither method; this mixin does)
+        return getattr(type(self), method) is not getattr(StateDictMixin, method)
 
     def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
         for name, param in self._parameters.items():
