@@ -48,3 +48,29 @@ def test_compiling_section_code_runs_and_trains():
     assert namespace["logits"].shape == (8, 2) and step.trace_count == 1
     assert opt.state_dict()["state"][0]["step"] == 3
     assert namespace["scheduler"].last_epoch == 3
+
+
+def python_blocks(text):
+    """Every ```python block of `text`, with the line it starts on."""
+    return [(text.count("\n", 0, m.start()) + 2, m.group(1))
+            for m in re.finditer(r"```python\n(.*?)```", text, re.S)]
+
+
+def test_python_blocks_are_found():
+    blocks = python_blocks("a\n```python\nx = 1\n```\n```bash\nls\n```\n```python\ny = 2\n```\n")
+    assert blocks == [(3, "x = 1\n"), (9, "y = 2\n")]
+
+
+def test_every_readme_python_block_runs_on_its_own(capsys):
+    """Each ```python block runs in a fresh namespace, in order: no block leans on an earlier one,
+    and the quick start prints its loss."""
+    blocks = python_blocks(read("README.md"))
+    assert len(blocks) >= 5
+    for line, code in blocks:
+        namespace: dict = {"__name__": f"readme_block_{line}"}
+        try:
+            exec(compile(code, f"README.md block at line {line}", "exec"), namespace)
+        except Exception as e:
+            raise AssertionError(f"README.md python block at line {line} fails on its own: {e!r}") from e
+        if line == blocks[0][0]:
+            assert re.fullmatch(r"loss \d+\.\d{4}\n", capsys.readouterr().out)
