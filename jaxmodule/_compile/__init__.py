@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ..nn.modules.module import Module
+from ..nn.modules.module import COMPILE_IMPLEMENTATION, Module
 from ._function import CompiledFunction
 from ._log import set_logs
 
@@ -106,3 +106,6 @@ def compile_module(module: Module, *args: Any, **jit_kwargs: Any) -> None:
         jit_kwargs.pop(torch_only, None)
     cf = CompiledFunction(_uncompiled_call, donate=True, **jit_kwargs)
     module.__dict__["_compiled_call_impl"] = functools.partial(cf, module)
+
+
+COMPILE_IMPLEMENTATION.compile_module = compile_module  # what Module.compile calls

@@ -40,6 +40,17 @@ _ARRAY_TYPES = (jax.Array, np.ndarray, np.generic)
 TRANSIENT_KEYS = ("_jm_tree", "_compiled_call_impl")
 
 
+class _CompileImplementation:
+    """What `Module.compile` calls. Compile sits above modules, so modules do not import it:
+    `jaxmodule._compile` installs `compile_module` here when it is imported (`import jaxmodule.nn`
+    runs the `jaxmodule` package first, which imports `_compile`)."""
+
+    compile_module: Callable[..., None] | None = None
+
+
+COMPILE_IMPLEMENTATION = _CompileImplementation()
+
+
 def typename(x: Any) -> str:
     """torch.typename's role: 'jax.Array', 'numpy.ndarray', 'int', 'mypkg.MyClass'."""
     if isinstance(x, jax.Array):
@@ -150,8 +161,9 @@ class Module(StateDictMixin, ConversionMixin):
         written back after each call, and the program is retraced when structure, mode or hooks
         change.
         """
-        from ..._compile import compile_module
-
+        compile_module = COMPILE_IMPLEMENTATION.compile_module
+        if compile_module is None:
+            raise RuntimeError("Module.compile: jaxmodule._compile is not imported; import jaxmodule first")
         compile_module(self, *args, **kwargs)
 
     # ---- attribute protocol --------------------------------------------------------------------
