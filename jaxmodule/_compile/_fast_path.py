@@ -23,7 +23,7 @@ from .. import _structure
 from ..amp.autocast_mode import _local as amp_local
 from ._layout import ARRAY_TYPE, DYN, HOLDER, LIVE, Layout
 
-__all__ = ["MISS", "FAST_PATH_TEMPLATE", "GUARD_TEMPLATE", "build_fast_path", "guard_function", "enabled"]
+__all__ = ["MISS", "FAST_PATH_TEMPLATE", "GUARD_TEMPLATE", "build_fast_path", "guard_function", "guards_pass", "enabled"]
 
 MISS = object()
 UNROLL_CELLS = 256  # above this many cells the fast path loops (keeps the generated code small)
@@ -69,6 +69,14 @@ def guard_function(layout: Layout) -> Callable[[tuple], bool]:
     env = dict(layout.reach.env, MISS=False)
     return _define("guards", GUARD_TEMPLATE.format(guards=_guards(layout)), env, "guards",
                    getattr(layout, "label", "a step"))
+
+
+def guards_pass(layout: Layout, args: tuple) -> bool:
+    """Whether every capture guard of `layout` holds (its guard function is built once)."""
+    check = layout.__dict__.get("_guard_fn")
+    if check is None:
+        check = layout._guard_fn = guard_function(layout)
+    return check(args)
 
 
 def build_fast_path(entry: Any, label: str) -> Callable | None:

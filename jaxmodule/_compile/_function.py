@@ -28,7 +28,7 @@ import jax
 
 from .. import _structure
 from . import _log
-from ._fast_path import MISS, build_fast_path
+from ._fast_path import MISS, build_fast_path, guards_pass
 from ._layout import Layout
 from ._program import CallKey, Program, Restart, discover
 
@@ -61,6 +61,8 @@ class _Entry:
 class CompiledFunction:
     """A step function compiled with `jaxmodule.compile`; call it like the original."""
 
+    _jm_compiled_step = True  # `_reach` walks `self.fn` instead (it does not import this file)
+
     def __init__(self, fn: Callable, *, keep_grads: bool = False, donate: bool = True,
                  **jit_kwargs: Any) -> None:
         functools.update_wrapper(self, fn, updated=())  # name and docstring, not fn's __dict__
@@ -76,7 +78,7 @@ class CompiledFunction:
     # ---- finding the entry ------------------------------------------------------------------
     def _entry_for(self, args: tuple, kwargs: dict) -> _Entry:
         for i, e in enumerate(self._entries):
-            if e.layout.current() and e.layout.matches(args, kwargs):
+            if e.layout.current() and e.layout.matches(args, kwargs) and guards_pass(e.layout, args):
                 if i:
                     self._entries.insert(0, self._entries.pop(i))
                 return e

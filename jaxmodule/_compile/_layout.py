@@ -177,7 +177,8 @@ class Layout:
                 and self.amp == amp_state())
 
     def matches(self, args: tuple, kwargs: dict) -> bool:
-        """Whether this layout serves a call with these arguments (identities, statics, guards)."""
+        """Whether this layout serves a call with these arguments (identities, statics); the
+        capture guards are checked next, by `_fast_path.guards_pass`."""
         if len(args) != len(self.kinds) or len(kwargs) != len(self.static_kwargs) + len(self.dyn_kwargs):
             return False
         for a, kind, v in zip(args, self.kinds, self.values):
@@ -193,17 +194,7 @@ class Layout:
         for k, v in self.static_kwargs.items():
             if k not in kwargs or not same_static(kwargs[k], v):
                 return False
-        if not all(k in kwargs for k in self.dyn_kwargs):
-            return False
-        return self.guards_pass(args)
-
-    def guards_pass(self, args: tuple) -> bool:
-        check = self.__dict__.get("_guard_fn")
-        if check is None:
-            from ._fast_path import guard_function
-
-            check = self._guard_fn = guard_function(self)
-        return check(args)
+        return all(k in kwargs for k in self.dyn_kwargs)
 
     def split(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """The traced part of a call: dynamic positional arguments (None elsewhere) and kwargs."""

@@ -121,9 +121,7 @@ class Reach:
         if depth > _MAX_DEPTH or id(f) in self._walked_fns:
             return False
         self._walked_fns.add(id(f))
-        from ._function import CompiledFunction
-
-        if isinstance(f, CompiledFunction):
+        if getattr(type(f), "_jm_compiled_step", False):  # a CompiledFunction: walk its step
             f = f.fn
         if isinstance(f, functools.partial):
             fname = self._name(f, "P")
