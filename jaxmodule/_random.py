@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._swap import register_cell_class
+
 __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
            "get_rng_state", "set_rng_state"]
 
@@ -33,6 +35,7 @@ def _key_from_seed(seed: int) -> jax.Array:
     return jnp.asarray(np.array([s >> 32, s & 0xFFFFFFFF], dtype=np.uint32))
 
 
+@register_cell_class
 class Generator:
     """A JAX PRNG key with torch's `Generator` API.
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import jax
 
-__all__ = ["swapped", "recording", "Recording", "report", "defer", "Transaction", "holds_tracer"]
+__all__ = ["swapped", "recording", "Recording", "report", "defer", "Transaction", "holds_tracer",
+           "register_cell_class"]
 
 _Tracer = jax.core.Tracer
 
@@ -134,11 +135,15 @@ class _RecordingSlot:
         self.slot.__set__(obj, value)
 
 
-def _cell_classes() -> list[type]:
-    from ._random import Generator
-    from .nn.parameter import _TensorCell
+# The classes whose instances hold a value in a `_value` slot (the cells, the generator): each
+# declares itself with `@register_cell_class`, so this low-level file imports neither.
+_cell_classes: list[type] = []
 
-    return [_TensorCell, Generator]
+
+def register_cell_class(cls: type) -> type:
+    """Class decorator: `recording()` reports reads and writes of `cls`'s `_value` slot."""
+    _cell_classes.append(cls)
+    return cls
 
 
 def _compiling() -> Recording | None:
@@ -170,7 +175,7 @@ def recording(every: bool = False, compiling: bool = False) -> Iterator[Recordin
     rec = Recording(every, compiling)
     with _lock:
         if not _active:
-            for cls in _cell_classes():
+            for cls in _cell_classes:
                 slot = cls.__dict__["_value"]
                 _patched.append((cls, slot))
                 cls._value = _RecordingSlot(slot)

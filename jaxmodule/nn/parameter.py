@@ -23,6 +23,7 @@ from .. import _structure
 from .._dtype import to_dtype
 from .._grad_mode import is_grad_enabled
 from .._random import Generator, next_key
+from .._swap import register_cell_class
 from .._tensor import as_array
 
 __all__ = ["Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer", "is_lazy"]
@@ -41,6 +42,7 @@ def _unwrap(x: Any) -> Any:
     return x._value if isinstance(x, _TensorCell) else x
 
 
+@register_cell_class
 class _TensorCell:
     """Shared array behaviour of Parameter and Buffer (torch.Tensor's role)."""
 
