@@ -59,10 +59,6 @@ KNOWN_BACK_EDGES = {
         "loading torch / safetensors files goes through utils, which uses checkpoint's Placer",
     ("jaxmodule.nn.modules._hooks", "jaxmodule.nn.modules._backward_hooks"):
         "the hooked call dispatches to backward hooks, which read _hooks' global registries",
-    **{("jaxmodule.nn.modules._backward_hooks", f"jaxmodule.nn.modules.{layer}"):
-       "legacy backward-hook rules keyed by layer class: each layer should register its own"
-       for layer in ("activation", "batchnorm", "container", "conv", "dropout", "instancenorm",
-                     "linear", "normalization", "sparse")},
     ("jaxmodule.port._context", "jaxmodule.port._kinds"): "deferred import both ways",
     ("jaxmodule.port._methods", "jaxmodule.port._inplace"): "deferred import both ways",
 }

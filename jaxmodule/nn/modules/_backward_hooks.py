@@ -14,10 +14,11 @@ return replaces the gradients in the compiled program.
 
 Legacy hooks (`register_backward_hook`, `register_module_backward_hook`) get, as in torch, the
 gradients of the module's last operation (torch registers them on the output's `grad_fn`).
-A registry of rules keyed by the class that defines `forward` gates the operands of that
-operation: `grad_input` is their cotangents in torch's layout (None where an operand needs no
-gradient), `grad_output` the gradients w.r.t. the module's outputs, and what the hooks return
-replaces those cotangents, so it reaches the inputs and parameters as in torch. Rules:
+A rule per class that defines `forward`, registered by the layer's own file beside that forward
+(`register_last_operation`), gates the operands of that operation: `grad_input` is their
+cotangents in torch's layout (None where an operand needs no gradient), `grad_output` the
+gradients w.r.t. the module's outputs, and what the hooks return replaces those cotangents, so
+it reaches the inputs and parameters as in torch. Rules:
   - Linear: 2-D input `addmm(bias, input, weight.T)` / `mm(input, weight.T)`; other ranks a view
     of the matmul, grad_input `(grad_output.reshape(-1, out_features),)` (`(1, out)` for 1-D).
   - Conv*d / ConvTranspose*d: `(grad_input, grad_weight, grad_bias)`, grad_bias None without bias;
@@ -59,10 +60,11 @@ from ..._swap import swapped
 from ..parameter import _TensorCell
 from . import _hooks
 
-__all__ = ["forward_with_backward_hooks"]
+__all__ = ["forward_with_backward_hooks", "register_last_operation", "gate", "gate_view",
+           "swap_gated", "input_and_params_rule", "call_last_child", "is_array"]
 
 
-def _is_array(x: Any) -> bool:
+def is_array(x: Any) -> bool:
     return isinstance(x, (jax.Array, _TensorCell))
 
 
@@ -120,7 +122,6 @@ def _zero_like(ct: Any, primal_aval: Any) -> Any:
             return np.zeros(primal_aval.shape, jax.dtypes.float0)
         return jnp.zeros(primal_aval.shape, primal_aval.dtype)
     return ct
-
 
 
 def _output_gate(ys: tuple, on_grad_output: Callable[[tuple], tuple]) -> tuple:
@@ -222,7 +223,6 @@ class _Session:
         return _output_gate(leaves, on_grad_output)
 
 
-
 # ---- legacy hooks (`register_backward_hook`): the gradients of the module's last operation ----
 _MULTI_NODE_WARNING = (
     "Using a non-full backward hook when the forward contains multiple autograd Nodes is deprecated "
@@ -268,7 +268,7 @@ def _run_legacy_hooks(module: Any, hooks: list, grad_input: tuple, grad_output: 
 def _inexact_leaves(result: Any) -> tuple[list, Any, list[int]]:
     leaves, treedef = jax.tree_util.tree_flatten(result, is_leaf=lambda x: isinstance(x, _TensorCell))
     idx = [k for k, x in enumerate(leaves)
-           if _is_array(x) and jnp.issubdtype(jnp.result_type(_unwrap(x)), jnp.inexact)]
+           if is_array(x) and jnp.issubdtype(jnp.result_type(_unwrap(x)), jnp.inexact)]
     return leaves, treedef, idx
 
 
@@ -347,7 +347,7 @@ class _LegacySession:
         return tuple(result)
 
 
-def _gate(sessions: list, operands: tuple, transforms: tuple | None = None, go_extra: int = 0) -> tuple:
+def gate(sessions: list, operands: tuple, transforms: tuple | None = None, go_extra: int = 0) -> tuple:
     """Gate the last operation's operands for every session. `sessions[0]` is the innermost module
     (its hooks run first, as torch runs a Node's hooks in registration order), so it is applied last."""
     transforms = transforms or (None,) * len(operands)
@@ -359,153 +359,38 @@ def _gate(sessions: list, operands: tuple, transforms: tuple | None = None, go_e
 def _gate_outputs(sessions: list, result: Any) -> Any:
     """The last operation is an identity over the outputs (torch's BackwardHookFunction)."""
     leaves, treedef, idx = _inexact_leaves(result)
-    for k, g in zip(idx, _gate(sessions, tuple(_unwrap(leaves[k]) for k in idx))):
+    for k, g in zip(idx, gate(sessions, tuple(_unwrap(leaves[k]) for k in idx))):
         leaves[k] = g
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def _gate_view(sessions: list, y: Any, shape: tuple) -> Any:
+def gate_view(sessions: list, y: Any, shape: tuple) -> Any:
     """The last operation is a view of `y` with torch's `shape` (e.g. Linear on 3-D input)."""
-    (g,) = _gate(sessions, (y,), ((lambda c: c.reshape(shape), lambda c: c.reshape(jnp.shape(y))),))
+    (g,) = gate(sessions, (y,), ((lambda c: c.reshape(shape), lambda c: c.reshape(jnp.shape(y))),))
     return g
 
 
-def _swap_gated(pairs: tuple) -> Any:
+def swap_gated(pairs: tuple) -> Any:
     """Temporarily hold gated values in parameter cells (restored unless forward wrote the cell)."""
     pairs = [(c, v) for c, v in pairs if c is not None]
     return swapped([c for c, _ in pairs], [v for _, v in pairs], keep_written=True)
 
 
-_TRANSPOSE = (lambda g: g.T, lambda g: g.T)
-
-
-def _linear_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    if len(args) != 1 or kwargs or not _is_array(args[0]):
-        return NotImplemented
-    x = args[0]
-    if jnp.ndim(x) != 2:  # torch: addmm/mm on the flattened input, then a view
-        y = m.forward(x)
-        return _gate_view(sessions, y, (int(np.prod(jnp.shape(y)[:-1])), jnp.shape(y)[-1])), True
-    if m.bias is None:  # mm(input, weight.T)
-        xg, wg = _gate(sessions, (x, m.weight), (None, _TRANSPOSE))
-        bg = None
-    else:  # addmm(bias, input, weight.T)
-        bg, xg, wg = _gate(sessions, (m.bias, x, m.weight), (None, None, _TRANSPOSE))
-    with _swap_gated(((m.weight, wg), (m.bias, bg))):
-        return m.forward(xg), True
-
-
-def _conv_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    from .. import functional as F
-    from .conv import _ConvTransposeNd
-
-    if not args or not _is_array(args[0]):
-        return NotImplemented
-    x, nd = args[0], len(m.kernel_size)
-    if jnp.ndim(x) == nd + 1:  # unbatched: convolution on input[None], then a squeeze
-        y = m.forward(*args, **kwargs)
-        return _gate_view(sessions, y, (1, *jnp.shape(y))), True
-    if not isinstance(m, _ConvTransposeNd) and m.padding_mode != "zeros":  # convolution(pad(input))
-        padded = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
-        pg, wg, bg = _gate(sessions, (padded, m.weight, m.bias))
-        return type(m)._conv(pg, wg, bg, m.stride, 0, m.dilation, m.groups), True
-    if m.padding == "same":
-        totals = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
-        if any(t % 2 for t in totals):  # torch pads the odd extra on the right, then convolves
-            extra = [(0, 0), (0, 0)] + [(0, t % 2) for t in totals]
-            pg, wg, bg = _gate(sessions, (jnp.pad(_unwrap(x), extra), m.weight, m.bias))
-            return type(m)._conv(pg, wg, bg, m.stride, tuple(t // 2 for t in totals), m.dilation,
-                                 m.groups), True
-    xg, wg, bg = _gate(sessions, (x, m.weight, m.bias))
-    with _swap_gated(((m.weight, wg), (m.bias, bg))):
-        return m.forward(xg, *args[1:], **kwargs), True
-
-
-def _input_and_params_rule(names: tuple, go_extra: int = 0) -> Callable:
+def input_and_params_rule(names: tuple, go_extra: int = 0) -> Callable:
     """The last operation takes (input, *parameters) (batch_norm, layer_norm, group_norm)."""
 
     def rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-        if len(args) != 1 or kwargs or not _is_array(args[0]):
+        if len(args) != 1 or kwargs or not is_array(args[0]):
             return NotImplemented
         params = tuple(getattr(m, n) for n in names)
-        xg, *pg = _gate(sessions, (args[0], *params), go_extra=go_extra)
-        with _swap_gated(tuple(zip(params, pg))):
+        xg, *pg = gate(sessions, (args[0], *params), go_extra=go_extra)
+        with swap_gated(tuple(zip(params, pg))):
             return m.forward(xg), True
 
     return rule
 
 
-def _embedding_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    if len(args) != 1 or kwargs or m.max_norm is not None:
-        return NotImplemented
-    (wg,) = _gate(sessions, (m.weight,))
-    with _swap_gated(((m.weight, wg),)):
-        return m.forward(args[0]), True
-
-
-def _instance_norm_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    if len(args) != 1 or kwargs or jnp.ndim(args[0]) != m._no_batch_dim + 1:
-        return NotImplemented
-    y = m.forward(args[0])  # batch_norm on input viewed as (1, N * C, ...), then a view back
-    shape = jnp.shape(y)
-    return _gate_view(sessions, y, (1, shape[0] * shape[1], *shape[2:])), True
-
-
-def _prelu_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    if len(args) != 1 or kwargs or jnp.ndim(args[0]) < 2:
-        return NotImplemented
-    x = args[0]
-    shape = [1] * jnp.ndim(x)
-    shape[1] = int(np.prod(m.weight.shape))
-    to_torch = (lambda g: g.reshape(shape), lambda g: g.reshape(m.weight.shape))
-    xg, wg = _gate(sessions, (x, m.weight), (None, to_torch))
-    with _swap_gated(((m.weight, wg),)):
-        return m.forward(xg), True
-
-
-def _softmin_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    if len(args) != 1 or kwargs or not _is_array(args[0]):
-        return NotImplemented
-    neg = (lambda g: -g, lambda g: -g)  # softmax(-input): the operand is -input
-    (xg,) = _gate(sessions, (args[0],), (neg,))
-    return m.forward(xg), True
-
-
-def _softsign_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    if len(args) != 1 or kwargs or not _is_array(args[0]):
-        return NotImplemented
-    x = _unwrap(args[0])
-    a, b = _gate(sessions, (x, 1 + jnp.abs(x)))  # div(input, 1 + |input|)
-    return a / b, True
-
-
-def _tanhshrink_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    if len(args) != 1 or kwargs or not _is_array(args[0]):
-        return NotImplemented
-    x = _unwrap(args[0])
-    a, b = _gate(sessions, (x, jnp.tanh(x)))  # sub(input, tanh(input))
-    return a - b, True
-
-
-def _dropout_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    if len(args) != 1 or kwargs or not m.training or not _is_array(args[0]):
-        return NotImplemented
-    xg, _ = _gate(sessions, (args[0], None))  # mul(input, mask): the mask needs no gradient
-    return m.forward(xg), True
-
-
-def _sequential_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
-    children = list(m._modules.values())
-    if len(args) != 1 or kwargs or not children:
-        return NotImplemented
-    x = args[0]
-    for child in children[:-1]:
-        x = child(x)
-    y, warn = _call_last_child(children[-1], x, sessions)
-    return y, warn or x is not args[0]
-
-
-def _call_last_child(child: Any, x: Any, sessions: list) -> tuple:
+def call_last_child(child: Any, x: Any, sessions: list) -> tuple:
     """Call a container's last child so that the container's hooks see the child's last operation."""
     full, pre, legacy = _split_hooks(child)
     if full or pre:  # the child's outputs pass through its BackwardHookFunction last
@@ -527,41 +412,32 @@ def _call_last_child(child: Any, x: Any, sessions: list) -> tuple:
 def _fallback_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> tuple:
     """No rule: the gradients w.r.t. the module's positional inputs (torch's answer whenever the
     forward is one operation on its inputs, e.g. activations, pooling, dropout, `x * 2`, `a + b`)."""
-    gated = _gate(sessions, tuple(a if _is_array(a) else None for a in args))
+    gated = gate(sessions, tuple(a if is_array(a) else None for a in args))
     args = tuple(a if g is None else g for a, g in zip(args, gated))
     composite = bool(m._modules) or next(iter(m.parameters()), None) is not None
     return m.forward(*args, **kwargs), composite
 
 
-_RULES: dict | None = None
+_LAST_OPERATION_RULES: dict[type, Callable] = {}
+
+
+def register_last_operation(cls: type, rule: Callable) -> None:
+    """Declare the legacy-hook rule of the modules whose `forward` is defined by `cls`.
+
+    `rule(module, args, kwargs, sessions)` runs the forward with the operands of torch's last
+    operation passed through `gate(sessions, operands, ...)` and returns `(output, warns)` (warns:
+    whether torch's operation has operands other than the module's inputs), or NotImplemented
+    for the fallback (the gradients w.r.t. the positional inputs). Each layer file registers its
+    rule beside the forward it mirrors.
+    """
+    _LAST_OPERATION_RULES[cls] = rule
 
 
 def _rule_for(module: Any) -> Callable | None:
     """The legacy rule of the class that defines `module.forward`, or None."""
-    global _RULES
-    if _RULES is None:
-        from .activation import PReLU, Softmin, Softsign, Tanhshrink
-        from .batchnorm import _BatchNorm
-        from .container import Sequential
-        from .conv import _ConvForward, _ConvTransposeNd
-        from .dropout import Dropout
-        from .instancenorm import _InstanceNorm
-        from .linear import Linear
-        from .normalization import GroupNorm, LayerNorm
-        from .sparse import Embedding
-
-        _RULES = {
-            Linear: _linear_rule, _ConvForward: _conv_rule, _ConvTransposeNd: _conv_rule,
-            _BatchNorm: _input_and_params_rule(("weight", "bias")),
-            LayerNorm: _input_and_params_rule(("weight", "bias")),
-            GroupNorm: _input_and_params_rule(("weight", "bias"), go_extra=2),  # + mean, rstd
-            _InstanceNorm: _instance_norm_rule, Embedding: _embedding_rule, PReLU: _prelu_rule,
-            Softmin: _softmin_rule, Softsign: _softsign_rule, Tanhshrink: _tanhshrink_rule,
-            Dropout: _dropout_rule, Sequential: _sequential_rule,
-        }
     for cls in type(module).__mro__:
         if "forward" in cls.__dict__:
-            return _RULES.get(cls)
+            return _LAST_OPERATION_RULES.get(cls)
     return None
 
 
@@ -600,7 +476,7 @@ def _differentiated(module: Any, args: tuple, kwargs: dict) -> bool:
 def _full_hooks_forward(module: Any, args: tuple, kwargs: dict, full: list, pre: list,
                         forward: Callable) -> Any:
     """`forward(*args, **kwargs)` between the input gate (full hooks) and output gate (pre-hooks)."""
-    in_index = [i for i, a in enumerate(args) if _is_array(a)]
+    in_index = [i for i, a in enumerate(args) if is_array(a)]
     session = _Session(module, full, pre, len(args), in_index)
     if in_index:
         gated = session.input_gate(tuple(_unwrap(args[i]) for i in in_index))

@@ -12,11 +12,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..._dtype import to_dtype
 from .. import functional as F
 from .. import init
+from ..functional._utils import unwrap
 from ..parameter import Parameter
+from ._backward_hooks import gate, is_array, register_last_operation, swap_gated
 from .module import Module
 
 __all__ = [
@@ -381,6 +384,22 @@ class PReLU(Module):
         return f"num_parameters={self.num_parameters}"
 
 
+# legacy backward hooks: torch's last operation of PReLU.forward (see _backward_hooks.py)
+def _prelu_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or jnp.ndim(args[0]) < 2:
+        return NotImplemented
+    x = args[0]
+    shape = [1] * jnp.ndim(x)
+    shape[1] = int(np.prod(m.weight.shape))
+    to_torch = (lambda g: g.reshape(shape), lambda g: g.reshape(m.weight.shape))
+    xg, wg = gate(sessions, (x, m.weight), (None, to_torch))
+    with swap_gated(((m.weight, wg),)):
+        return m.forward(xg), True
+
+
+register_last_operation(PReLU, _prelu_rule)
+
+
 class Softsign(Module):
     """x / (1 + |x|). Mirrors `torch.nn.Softsign`."""
 
@@ -388,11 +407,35 @@ class Softsign(Module):
         return F.softsign(input)
 
 
+# legacy backward hooks: torch's last operation of Softsign.forward (see _backward_hooks.py)
+def _softsign_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not is_array(args[0]):
+        return NotImplemented
+    x = unwrap(args[0])
+    a, b = gate(sessions, (x, 1 + jnp.abs(x)))  # div(input, 1 + |input|)
+    return a / b, True
+
+
+register_last_operation(Softsign, _softsign_rule)
+
+
 class Tanhshrink(Module):
     """x - tanh(x). Mirrors `torch.nn.Tanhshrink`."""
 
     def forward(self, input: Array) -> Array:
         return F.tanhshrink(input)
+
+
+# legacy backward hooks: torch's last operation of Tanhshrink.forward (see _backward_hooks.py)
+def _tanhshrink_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not is_array(args[0]):
+        return NotImplemented
+    x = unwrap(args[0])
+    a, b = gate(sessions, (x, jnp.tanh(x)))  # sub(input, tanh(input))
+    return a - b, True
+
+
+register_last_operation(Tanhshrink, _tanhshrink_rule)
 
 
 class Softmin(Module):
@@ -407,6 +450,18 @@ class Softmin(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+# legacy backward hooks: torch's last operation of Softmin.forward (see _backward_hooks.py)
+def _softmin_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not is_array(args[0]):
+        return NotImplemented
+    neg = (lambda g: -g, lambda g: -g)  # softmax(-input): the operand is -input
+    (xg,) = gate(sessions, (args[0],), (neg,))
+    return m.forward(xg), True
+
+
+register_last_operation(Softmin, _softmin_rule)
 
 
 class Softmax(Module):

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from ..._dtype import to_dtype
 from ..functional.normalization import _batch_norm_and_stats
 from ..parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+from ._backward_hooks import input_and_params_rule, register_last_operation
 from .module import Module
 from .normalization import _init_affine, _reset_affine
 
@@ -129,6 +130,10 @@ class _BatchNorm(_NormBase):
         if bn_training and running_var is not None:
             self.running_var = new_var
         return out
+
+
+# legacy backward hooks: torch's last operation of _BatchNorm.forward (see _backward_hooks.py)
+register_last_operation(_BatchNorm, input_and_params_rule(("weight", "bias")))
 
 
 class _LazyNormBase(_NormBase):

@@ -20,6 +20,7 @@ import numpy as np
 from ... import _structure
 from ..._tensor import as_array, is_torch_tensor
 from ..parameter import Buffer, Parameter, _TensorCell
+from ._backward_hooks import call_last_child, register_last_operation
 from .module import Module, _addindent
 
 __all__ = ["Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
@@ -182,6 +183,21 @@ class Sequential(Module):
         for layer in sequential:
             self.append(layer)
         return self
+
+
+# legacy backward hooks: torch's last operation of Sequential.forward (see _backward_hooks.py)
+def _sequential_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    children = list(m._modules.values())
+    if len(args) != 1 or kwargs or not children:
+        return NotImplemented
+    x = args[0]
+    for child in children[:-1]:
+        x = child(x)
+    y, warn = call_last_child(children[-1], x, sessions)
+    return y, warn or x is not args[0]
+
+
+register_last_operation(Sequential, _sequential_rule)
 
 
 class ModuleList(Module):

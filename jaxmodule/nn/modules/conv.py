@@ -15,7 +15,9 @@ import jax.numpy as jnp
 from ... import _structure
 from ..._dtype import to_dtype
 from .. import functional as F
+from ..functional._utils import unwrap
 from ..parameter import Parameter, UninitializedParameter
+from ._backward_hooks import gate, gate_view, is_array, register_last_operation, swap_gated
 from .linear import reset_weight_and_bias
 from .module import Module
 
@@ -266,6 +268,34 @@ class _ConvTransposeNd(_ConvNd):
                                               self.padding, self.kernel_size, nd, self.dilation)
         return type(self)._conv(input, self.weight, self.bias, self.stride, self.padding,
                                 output_padding, self.groups, self.dilation)
+
+
+# legacy backward hooks: torch's last operation of the conv and conv-transpose forwards (see _backward_hooks.py)
+def _conv_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if not args or not is_array(args[0]):
+        return NotImplemented
+    x, nd = args[0], len(m.kernel_size)
+    if jnp.ndim(x) == nd + 1:  # unbatched: convolution on input[None], then a squeeze
+        y = m.forward(*args, **kwargs)
+        return gate_view(sessions, y, (1, *jnp.shape(y))), True
+    if not isinstance(m, _ConvTransposeNd) and m.padding_mode != "zeros":  # convolution(pad(input))
+        padded = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+        pg, wg, bg = gate(sessions, (padded, m.weight, m.bias))
+        return type(m)._conv(pg, wg, bg, m.stride, 0, m.dilation, m.groups), True
+    if m.padding == "same":
+        totals = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        if any(t % 2 for t in totals):  # torch pads the odd extra on the right, then convolves
+            extra = [(0, 0), (0, 0)] + [(0, t % 2) for t in totals]
+            pg, wg, bg = gate(sessions, (jnp.pad(unwrap(x), extra), m.weight, m.bias))
+            return type(m)._conv(pg, wg, bg, m.stride, tuple(t // 2 for t in totals), m.dilation,
+                                 m.groups), True
+    xg, wg, bg = gate(sessions, (x, m.weight, m.bias))
+    with swap_gated(((m.weight, wg), (m.bias, bg))):
+        return m.forward(xg, *args[1:], **kwargs), True
+
+
+register_last_operation(_ConvForward, _conv_rule)
+register_last_operation(_ConvTransposeNd, _conv_rule)
 
 
 class ConvTranspose1d(_ConvTransposeNd):

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 
 from .. import functional as F
+from ._backward_hooks import gate, is_array, register_last_operation
 from .module import Module
 
 __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"]
@@ -53,6 +54,17 @@ class Dropout(_DropoutNd):
 
     def forward(self, input: Any) -> jax.Array:
         return F.dropout(input, self.p, self.training, self.inplace)
+
+
+# legacy backward hooks: torch's last operation of Dropout.forward (see _backward_hooks.py)
+def _dropout_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not m.training or not is_array(args[0]):
+        return NotImplemented
+    xg, _ = gate(sessions, (args[0], None))  # mul(input, mask): the mask needs no gradient
+    return m.forward(xg), True
+
+
+register_last_operation(Dropout, _dropout_rule)
 
 
 class Dropout1d(_DropoutNd):

@@ -11,8 +11,10 @@ import warnings
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from ..functional.normalization import _instance_norm_and_stats
+from ._backward_hooks import gate_view, register_last_operation
 from .batchnorm import _LazyNormBase, _NormBase
 
 __all__ = ["InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LazyInstanceNorm1d",
@@ -93,6 +95,18 @@ class _InstanceNorm(_NormBase):
         if input.ndim == self._no_batch_dim:
             return self._apply_instance_norm(input[None])[0]
         return self._apply_instance_norm(input)
+
+
+# legacy backward hooks: torch's last operation of _InstanceNorm.forward (see _backward_hooks.py)
+def _instance_norm_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or jnp.ndim(args[0]) != m._no_batch_dim + 1:
+        return NotImplemented
+    y = m.forward(args[0])  # batch_norm on input viewed as (1, N * C, ...), then a view back
+    shape = jnp.shape(y)
+    return gate_view(sessions, y, (1, shape[0] * shape[1], *shape[2:])), True
+
+
+register_last_operation(_InstanceNorm, _instance_norm_rule)
 
 
 class InstanceNorm1d(_InstanceNorm):

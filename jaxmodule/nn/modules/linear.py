@@ -7,11 +7,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..._dtype import to_dtype
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter, UninitializedParameter, is_lazy
+from ._backward_hooks import gate, gate_view, is_array, register_last_operation, swap_gated
 from .module import Module
 
 __all__ = ["Identity", "Linear", "Bilinear", "LazyLinear"]
@@ -85,6 +87,29 @@ class Linear(Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+# legacy backward hooks: torch's last operation of Linear.forward (see _backward_hooks.py)
+_TRANSPOSE = (lambda g: g.T, lambda g: g.T)
+
+
+def _linear_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or not is_array(args[0]):
+        return NotImplemented
+    x = args[0]
+    if jnp.ndim(x) != 2:  # torch: addmm/mm on the flattened input, then a view
+        y = m.forward(x)
+        return gate_view(sessions, y, (int(np.prod(jnp.shape(y)[:-1])), jnp.shape(y)[-1])), True
+    if m.bias is None:  # mm(input, weight.T)
+        xg, wg = gate(sessions, (x, m.weight), (None, _TRANSPOSE))
+        bg = None
+    else:  # addmm(bias, input, weight.T)
+        bg, xg, wg = gate(sessions, (m.bias, x, m.weight), (None, None, _TRANSPOSE))
+    with swap_gated(((m.weight, wg), (m.bias, bg))):
+        return m.forward(xg), True
+
+
+register_last_operation(Linear, _linear_rule)
 
 
 class Bilinear(Module):

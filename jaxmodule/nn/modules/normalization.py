@@ -15,6 +15,7 @@ from .. import functional as F
 from .. import init
 from ..functional.normalization import _cross_map_lrn2d
 from ..parameter import Parameter
+from ._backward_hooks import input_and_params_rule, register_last_operation
 from .module import Module
 
 __all__ = ["LocalResponseNorm", "CrossMapLRN2d", "LayerNorm", "GroupNorm", "RMSNorm"]
@@ -153,6 +154,10 @@ class LayerNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
+# legacy backward hooks: torch's last operation of LayerNorm.forward (see _backward_hooks.py)
+register_last_operation(LayerNorm, input_and_params_rule(("weight", "bias")))
+
+
 class GroupNorm(Module):
     """Normalize over groups of channels. Mirrors `torch.nn.GroupNorm`.
 
@@ -203,6 +208,10 @@ class GroupNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
                 f"bias={self.bias is not None}")
+
+
+# legacy backward hooks: torch's last operation of GroupNorm.forward (see _backward_hooks.py)
+register_last_operation(GroupNorm, input_and_params_rule(("weight", "bias"), go_extra=2))  # + mean, rstd
 
 
 class RMSNorm(Module):

@@ -22,6 +22,7 @@ from ..functional.sparse import (
     _normalize_padding_idx,
 )
 from ..parameter import Parameter
+from ._backward_hooks import gate, register_last_operation, swap_gated
 from .module import Module
 
 __all__ = ["Embedding", "EmbeddingBag"]
@@ -153,6 +154,18 @@ class Embedding(_EmbeddingBase):
         return cls(num_embeddings=rows, embedding_dim=cols, _weight=emb, _freeze=freeze,
                    padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
                    scale_grad_by_freq=scale_grad_by_freq, sparse=sparse)
+
+
+# legacy backward hooks: torch's last operation of Embedding.forward (see _backward_hooks.py)
+def _embedding_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
+    if len(args) != 1 or kwargs or m.max_norm is not None:
+        return NotImplemented
+    (wg,) = gate(sessions, (m.weight,))
+    with swap_gated(((m.weight, wg),)):
+        return m.forward(args[0]), True
+
+
+register_last_operation(Embedding, _embedding_rule)
 
 
 class EmbeddingBag(_EmbeddingBase):
