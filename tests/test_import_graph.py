@@ -57,8 +57,6 @@ KNOWN_BACK_EDGES = {
         "PackedSequence lives in nn.utils.rnn, whose package loads parametrize (above modules)",
     ("jaxmodule.checkpoint.serialization", "jaxmodule.utils"):
         "loading torch / safetensors files goes through utils, which uses checkpoint's Placer",
-    ("jaxmodule.nn.modules._hooks", "jaxmodule.nn.modules._backward_hooks"):
-        "the hooked call dispatches to backward hooks, which read _hooks' global registries",
     ("jaxmodule.port._context", "jaxmodule.port._kinds"): "deferred import both ways",
     ("jaxmodule.port._methods", "jaxmodule.port._inplace"): "deferred import both ways",
 }

@@ -22,6 +22,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from ..nn.modules import _call, _hooks
 from ..nn.modules.module import COMPILE_IMPLEMENTATION, Module
 from ._function import CompiledFunction
 from ._log import set_logs
@@ -92,12 +93,10 @@ def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: boo
 
 
 def _uncompiled_call(module: Module, *args: Any, **kwargs: Any) -> Any:
-    from ..nn.modules import _hooks
-
     if not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
             or module._backward_pre_hooks or _hooks.any_global_call_hooks()):
         return module.forward(*args, **kwargs)
-    return _hooks.call_with_hooks(module, args, kwargs)
+    return _call.call_with_hooks(module, args, kwargs)
 
 
 def compile_module(module: Module, *args: Any, **jit_kwargs: Any) -> None:

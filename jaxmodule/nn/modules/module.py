@@ -17,7 +17,7 @@ import numpy as np
 
 from ... import _structure
 from ..parameter import Buffer, Parameter, _TensorCell
-from . import _hooks, _pytree
+from . import _call, _hooks, _pytree
 from ._conversion import ConversionMixin
 from ._hooks import (  # noqa: F401 - re-exported as in torch.nn.modules.module
     RemovableHandle,
@@ -141,7 +141,7 @@ class Module(StateDictMixin, ConversionMixin):
             if not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
                     or self._backward_pre_hooks or _hooks.any_global_call_hooks()):
                 return self.forward(*args, **kwargs)
-            return _hooks.call_with_hooks(self, args, kwargs)
+            return _call.call_with_hooks(self, args, kwargs)
         except Exception as e:  # issue 10: a torch.Tensor argument gets a clear error (no cost unless raised)
             from ._torch_inputs import raise_if_torch_input
 
