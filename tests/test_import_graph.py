@@ -46,8 +46,6 @@ MODULES = _module_files()
 # Back edges not yet removed (issue 15), each with what removing it takes. The graph is checked
 # without them; each must still exist, so fixing one means deleting its line here.
 KNOWN_BACK_EDGES = {
-    ("jaxmodule.nn.parameter", "jaxmodule.nn.init"):
-        "error path names the nn.init function to use; nn.init imports the cells",
     ("jaxmodule.nn.functional.linear", "jaxmodule.amp"):
         "autocast state lives in the amp package, whose __init__ also loads GradScaler (which "
         "uses _swap, above the cells): move the state below nn.functional",

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._random import Generator, next_key
-from .parameter import _TensorCell
+from .parameter import INIT_FUNCTION_NAMES, _TensorCell
 
 __all__ = [
     "calculate_gain",
@@ -390,3 +390,6 @@ kaiming_uniform = _make_deprecate(kaiming_uniform_)
 kaiming_normal = _make_deprecate(kaiming_normal_)
 orthogonal = _make_deprecate(orthogonal_)
 sparse = _make_deprecate(sparse_)
+
+INIT_FUNCTION_NAMES.update(name for name, value in list(globals().items()) if not name.startswith("_")
+                           and callable(value) and getattr(value, "__module__", None) == __name__)

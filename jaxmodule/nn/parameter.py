@@ -536,6 +536,11 @@ def install_tensor_methods(methods: dict[str, Any]) -> None:
             setattr(_TensorCell, name, fn)
 
 
+# The public functions of `jaxmodule.nn.init`, which declares them here when it is imported (it
+# builds on the cells, so this file does not import it); used only by the message below.
+INIT_FUNCTION_NAMES: set[str] = set()
+
+
 def raise_if_torch_init(kind: str) -> None:
     """Raise a TypeError pointing to jaxmodule.nn.init if torch.nn.init is on the call stack.
 
@@ -549,9 +554,7 @@ def raise_if_torch_init(kind: str) -> None:
             name = frame.f_code.co_name  # the outermost public one: xavier_uniform_, not _no_grad_uniform_
         frame = frame.f_back
     if name is not None:
-        from . import init
-
-        use = f"jaxmodule.nn.init.{name}(param, ...)" if hasattr(init, name) else "jaxmodule.nn.init"
+        use = f"jaxmodule.nn.init.{name}(param, ...)" if name in INIT_FUNCTION_NAMES else "jaxmodule.nn.init"
         raise TypeError(f"torch.nn.init.{name} cannot initialise a jaxmodule {kind}: use {use}, which "
                         f"fills the {kind} in place from jaxmodule's generator")
 
