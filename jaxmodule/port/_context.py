@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
+from ._kinds import Kinds
+
 __all__ = ["LIBS", "LibRef", "Aliases", "PortState", "PortPass", "dotted", "expr", "bare",
            "parenthesize", "names_read", "name_counts", "assigned_in_order", "names_assigned", "statements"]
 
@@ -133,8 +135,6 @@ class PortPass(cst.CSTTransformer):
         """Value classification (`_kinds.Kinds`), built on first use: scope analysis is the
         costliest metadata, and some passes rarely need it."""
         if self._kinds is None:
-            from ._kinds import Kinds  # kinds build on this module
-
             self._kinds = Kinds(self.wrapper, self.aliases)
         return self._kinds
 

@@ -19,34 +19,15 @@ from libcst.metadata import Assignment
 
 from . import _names
 from ._context import PortPass, expr, parenthesize
-from ._kinds import Kind, is_no_grad_ref
+from ._kinds import Kind, in_no_grad
 from ._methods import tensor_method_call
 
-__all__ = ["InplacePass", "in_no_grad"]
+__all__ = ["InplacePass"]
 
 _OPERATORS = {"add_": cst.Add, "sub_": cst.Subtract, "mul_": cst.Multiply, "div_": cst.Divide,
               "pow_": cst.Power}
 _AUG_METHODS = {cst.AddAssign: "add", cst.SubtractAssign: "subtract", cst.MultiplyAssign: "multiply",
                 cst.DivideAssign: "divide", cst.PowerAssign: "power"}
-
-
-def in_no_grad(pass_: PortPass, node: cst.CSTNode) -> bool:
-    """True inside `with no_grad():` / `with inference_mode():` or a function decorated so."""
-    for parent in pass_.ancestors(node):
-        if isinstance(parent, cst.With):
-            for item in parent.items:
-                call = item.item
-                ref = pass_.aliases.resolve(call.func if isinstance(call, cst.Call) else call)
-                if ref is not None and is_no_grad_ref(ref.path):
-                    return True
-        if isinstance(parent, (cst.FunctionDef, cst.Lambda)):
-            for deco in getattr(parent, "decorators", ()):
-                d = deco.decorator
-                ref = pass_.aliases.resolve(d.func if isinstance(d, cst.Call) else d)
-                if ref is not None and is_no_grad_ref(ref.path):
-                    return True
-            return False
-    return False
 
 
 class InplacePass(PortPass):

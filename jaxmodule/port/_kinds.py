@@ -22,14 +22,17 @@ docs/porting.md):
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import libcst as cst
 from libcst.metadata import BuiltinAssignment, MetadataWrapper, ParentNodeProvider, ScopeProvider
 
 from . import _names
-from ._context import Aliases
 
-__all__ = ["Kind", "Kinds", "is_no_grad_ref"]
+if TYPE_CHECKING:  # annotations only: _context builds Kinds, so it imports this file
+    from ._context import Aliases, PortPass
+
+__all__ = ["Kind", "Kinds", "is_no_grad_ref", "in_no_grad"]
 
 
 class Kind(enum.Enum):
@@ -82,6 +85,25 @@ def _element(tree: KindTree, index: int) -> KindTree:
 
 def is_no_grad_ref(path: str) -> bool:
     return path in ("no_grad", "inference_mode")
+
+
+def in_no_grad(pass_: PortPass, node: cst.CSTNode) -> bool:
+    """True inside `with no_grad():` / `with inference_mode():` or a function decorated so."""
+    for parent in pass_.ancestors(node):
+        if isinstance(parent, cst.With):
+            for item in parent.items:
+                call = item.item
+                ref = pass_.aliases.resolve(call.func if isinstance(call, cst.Call) else call)
+                if ref is not None and is_no_grad_ref(ref.path):
+                    return True
+        if isinstance(parent, (cst.FunctionDef, cst.Lambda)):
+            for deco in getattr(parent, "decorators", ()):
+                d = deco.decorator
+                ref = pass_.aliases.resolve(d.func if isinstance(d, cst.Call) else d)
+                if ref is not None and is_no_grad_ref(ref.path):
+                    return True
+            return False
+    return False
 
 
 class Kinds:

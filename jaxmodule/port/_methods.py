@@ -12,7 +12,7 @@ import libcst as cst
 
 from . import _names
 from ._context import PortPass, bare, dotted, expr
-from ._kinds import Kind
+from ._kinds import Kind, in_no_grad
 
 __all__ = ["MethodsPass", "tensor_method_call", "is_device_arg"]
 
@@ -105,8 +105,6 @@ class MethodsPass(PortPass):
         return updated_node.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])])
 
     def _inside_no_grad_param(self, receiver: cst.BaseExpression) -> bool:
-        from ._inplace import in_no_grad  # shared rule with the in-place pass
-
         return isinstance(receiver, cst.Attribute) and in_no_grad(self, receiver)
 
     def _only_device(self, call: cst.Call) -> bool:
