@@ -55,7 +55,6 @@ KNOWN_BACK_EDGES = {
         "PackedSequence lives in nn.utils.rnn, whose package loads parametrize (above modules)",
     ("jaxmodule.checkpoint.serialization", "jaxmodule.utils"):
         "loading torch / safetensors files goes through utils, which uses checkpoint's Placer",
-    ("jaxmodule.port._methods", "jaxmodule.port._inplace"): "deferred import both ways",
 }
 
 
