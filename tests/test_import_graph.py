@@ -53,8 +53,6 @@ KNOWN_BACK_EDGES = {
     ("jaxmodule.nn.functional._rnn", "jaxmodule.amp"): "as nn.functional.linear",
     ("jaxmodule.nn.modules.rnn", "jaxmodule.nn.utils"):
         "PackedSequence lives in nn.utils.rnn, whose package loads parametrize (above modules)",
-    ("jaxmodule.checkpoint.serialization", "jaxmodule.utils"):
-        "loading torch / safetensors files goes through utils, which uses checkpoint's Placer",
 }
 
 

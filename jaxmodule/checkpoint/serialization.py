@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,17 @@ from ._lock import WriterLock, pinned
 from ._manifest import MANIFEST, check_files, inventory, parse, seal, unaccounted
 from ._placement import Placer
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "register_file_reader"]
+
+# Readers of the single-file formats `load` accepts ("torch", "safetensors"), keyed by what
+# `_sniff` returns. `jaxmodule.utils` implements them and registers them when it is imported
+# (it sits above checkpoint, so this file does not import it).
+_FILE_READERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_file_reader(kind: str, reader: Callable[..., Any]) -> None:
+    """Make `load` read a file of `kind` with `reader(path, map_location=...)`."""
+    _FILE_READERS[kind] = reader
 
 _ARRAYS = "arrays"
 _READ_ATTEMPTS = 8
@@ -259,15 +270,9 @@ def read_checkpoint(shown: Path, map_location: Any, verify: bool) -> Any:
 
 
 def _load_file(path: Path, shown: Path, map_location: Any) -> Any:
-    kind = _sniff(path)
-    if kind == "torch":
-        from ..utils import load_torch_state_dict
-
-        return load_torch_state_dict(path, map_location=map_location)
-    if kind == "safetensors":
-        from ..utils import load_safetensors
-
-        return load_safetensors(path, map_location=map_location)
+    reader = _FILE_READERS.get(_sniff(path))
+    if reader is not None:
+        return reader(path, map_location=map_location)
     raise _NotACheckpoint(f"jaxmodule.load: {shown} is not a jaxmodule checkpoint (a directory), a "
                           "torch.save file or a safetensors file")
 
