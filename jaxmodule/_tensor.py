@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._device import resolve_device
 from ._dtype import get_default_dtype, to_dtype
 from ._random import Generator, next_key
 
@@ -64,7 +65,6 @@ def _on(arr: jax.Array, device: Any) -> jax.Array:
     """Place `arr` on `device` (any torch-style spelling) when one is given."""
     if device is None:
         return arr
-    from ._device import resolve_device
 
     return jax.device_put(arr, resolve_device(device))
 

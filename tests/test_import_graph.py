@@ -45,12 +45,7 @@ MODULES = _module_files()
 
 # Back edges not yet removed (issue 15), each with what removing it takes. The graph is checked
 # without them; each must still exist, so fixing one means deleting its line here.
-KNOWN_BACK_EDGES = {
-    ("jaxmodule.nn.functional.linear", "jaxmodule.amp"):
-        "autocast state lives in the amp package, whose __init__ also loads GradScaler (which "
-        "uses _swap, above the cells): move the state below nn.functional",
-    ("jaxmodule.nn.functional.conv", "jaxmodule.amp"): "as nn.functional.linear",
-    ("jaxmodule.nn.functional._rnn", "jaxmodule.amp"): "as nn.functional.linear",
+KNOWN_BACK_EDGES: dict[tuple[str, str], str] = {
     ("jaxmodule.nn.modules.rnn", "jaxmodule.nn.utils"):
         "PackedSequence lives in nn.utils.rnn, whose package loads parametrize (above modules)",
 }
@@ -225,3 +220,26 @@ def test_no_import_cycles():
     cycles = import_cycles(graph)
     assert not cycles, "import cycles (each line is one strongly connected component):\n" + "\n".join(
         "  " + " <-> ".join(c) for c in cycles)
+
+
+def _deferred_imports_without_reason() -> list[str]:
+    bare = []
+    for name, path in MODULES.items():
+        source = path.read_text()
+        lines = source.splitlines()
+        for node, in_function in _imports(ast.parse(source, filename=str(path))):
+            if not in_function or not _node_edges(name, node):
+                continue
+            nearby = lines[node.lineno - 2: node.lineno]  # the previous line and the import's own
+            if not any("# deferred:" in line for line in nearby):
+                bare.append(f"{path.relative_to(PACKAGE_DIR.parent)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return bare
+
+
+def test_function_level_imports_say_why():
+    """An import of jaxmodule inside a function needs a `# deferred: why` comment on its line or
+    the line above (an optional dependency, a cost paid only on an error path); with no cycles,
+    everything else belongs at the top of the file."""
+    bare = _deferred_imports_without_reason()
+    assert not bare, "function-level imports without a `# deferred:` reason:\n" + "\n".join(bare)
+

@@ -23,7 +23,7 @@ from .._random import Generator, default_generator
 from ..amp.autocast_mode import state as amp_state
 from ..nn.modules._pytree import module_cells
 from ..nn.modules.module import Module
-from ..nn.parameter import _TensorCell
+from ..nn.parameter import _TensorCell, is_lazy
 from ._reach import Reach, is_stateful, reach
 
 __all__ = ["Layout", "DYN", "LIVE", "STATIC", "HOLDER", "ARRAY_TYPE", "is_static", "same_static",
@@ -102,8 +102,6 @@ class Layout:
         self._refuse_lazy()
 
     def _refuse_lazy(self) -> None:
-        from ..nn.parameter import is_lazy
-
         lazy = [k for k, c in enumerate(self.cells) if is_lazy(c)]
         if lazy:
             name = self.cell_names()[lazy[0]]

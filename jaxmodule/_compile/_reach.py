@@ -30,6 +30,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._random import Generator
+from ..nn.modules.module import Module
+from ..nn.parameter import _TensorCell
+
 __all__ = ["Reach", "reach", "is_stateful", "MISSING"]
 
 _LIBRARIES = frozenset({"jax", "jaxlib", "numpy", "optax", "orbax", "jaxmodule", "torch", "flax",
@@ -52,10 +56,6 @@ MISSING = _Missing()
 
 def is_stateful(x: Any) -> bool:
     """Modules, cells, generators and objects with array state (optimizers, GradScaler)."""
-    from .._random import Generator
-    from ..nn.modules.module import Module
-    from ..nn.parameter import _TensorCell
-
     return isinstance(x, (Module, Generator, _TensorCell)) or hasattr(type(x), "_jm_state_get")
 
 

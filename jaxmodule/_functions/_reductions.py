@@ -26,6 +26,7 @@ from ._common import (
     wrap_dim,
     wrap_dims,
 )
+from ._pointwise import maximum, minimum
 
 __all__ = ["sum", "nansum", "mean", "nanmean", "prod", "std", "var", "std_mean", "var_mean",
            "max", "min", "amax", "amin", "aminmax", "argmax", "argmin", "all", "any",
@@ -180,15 +181,11 @@ def max(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A00
     Mirrors `torch.max`: `max(x)`, `max(x, dim, keepdim=False)`, `max(x, other)`. Among equal
     maxima the first index is returned; NaN counts as the maximum, as in torch.
     """
-    from ._pointwise import maximum
-
     return _extreme("max", jnp.max, jnp.argmax, maximum, input, dim, keepdim)
 
 
 def min(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
     """The minimum; with `dim`, a `(values, indices)` named tuple. Mirrors `torch.min`."""
-    from ._pointwise import minimum
-
     return _extreme("min", jnp.min, jnp.argmin, minimum, input, dim, keepdim)
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..nn.parameter import Buffer, Parameter
 from ._manifest import FORMAT, VERSION
 from ._placement import Placer, location_of
 from ._tree import ArrayRecord, crc32_of, decode, encode
@@ -95,8 +96,6 @@ def restore_args(manifest: dict, placer: Placer,
 def assemble(manifest: dict, restored: dict[str, Any], placements: dict[int, Any], path: str,
              verify: bool = True) -> Any:
     """Check the restored arrays against the manifest and rebuild the saved object."""
-    from ..nn.parameter import Buffer, Parameter
-
     expected = {f"a{i}" for i, e in enumerate(manifest["arrays"]) if e.get("stored")}
     got = set(restored)
     if got != expected:

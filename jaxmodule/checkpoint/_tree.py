@@ -23,6 +23,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._random import Generator
+from .._tensor import _torch_to_numpy, is_torch_tensor
+from ..nn.modules.module import Module
+from ..nn.parameter import Buffer, Parameter
+
 __all__ = ["encode", "decode", "ArrayRecord", "crc32_of", "storable"]
 
 
@@ -50,16 +55,11 @@ def storable(dtype: np.dtype) -> bool:
 
 
 def _is_cell(x: Any) -> bool:
-    from ..nn.parameter import Buffer, Parameter
-
     return isinstance(x, (Parameter, Buffer))
 
 
 def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
     """Return the JSON node for `obj`, appending every array leaf to `arrays`."""
-    from .._random import Generator
-    from .._tensor import _torch_to_numpy, is_torch_tensor
-
     key = "/".join(str(p) for p in parts)
     path = "obj" + "".join(f"[{p!r}]" for p in parts)
 
@@ -90,8 +90,6 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
         arrays.append(ArrayRecord(np.array(obj, copy=True), "numpy", key))
         return {"A": len(arrays) - 1}
     if _is_cell(obj):
-        from ..nn.parameter import Parameter
-
         kind = "Parameter" if isinstance(obj, Parameter) else "Buffer"
         arrays.append(ArrayRecord(obj._value, kind, key, bool(obj._aux())))
         return {"A": len(arrays) - 1}
@@ -131,8 +129,6 @@ _WHOLE_OBJECT = (
 
 def _role(obj: Any) -> str:
     """The variable name a torch user would write for `obj` in the suggested fix."""
-    from ..nn.modules.module import Module
-
     if isinstance(obj, Module):
         return "model"
     return "optimizer" if hasattr(obj, "param_groups") else "obj"
@@ -206,8 +202,6 @@ def decode(node: Any, arrays: list[Any]) -> Any:
         raw = base64.b64decode(node["B"], validate=True)
         return bytearray(raw) if node.get("ba") else raw
     if "G" in node:
-        from .._random import Generator
-
         spec = node["G"]
         if not isinstance(spec, dict) or not isinstance(spec.get("seed"), int):
             raise ValueError("a Generator node has no integer seed")

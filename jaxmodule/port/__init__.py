@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # Loaded on first use, so `python -m jaxmodule.port` can say how to install libcst.
     if name in ("PortResult", "port_source", "port_file", "port_path"):
-        from . import _api
+        from . import _api  # deferred: optional dependency (libcst)
 
         return getattr(_api, name)
     if name in ("Issue", "format_report"):
-        from . import _report
+        from . import _report  # deferred: optional dependency (libcst)
 
         return getattr(_report, name)
     raise AttributeError(f"module 'jaxmodule.port' has no attribute '{name}'")

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("libcst") is None:
         print(MISSING_LIBCST, file=sys.stderr)
         return 2
-    from ._api import port_path
+    from ._api import port_path  # deferred: optional dependency (libcst), checked above
     from ._report import format_report
 
     try:

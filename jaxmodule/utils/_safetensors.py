@@ -11,6 +11,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from ..checkpoint._placement import Placer
+from .torch_interop import _place_tree, to_numpy_state_dict
+
 __all__ = ["load_safetensors", "save_safetensors"]
 
 _ORDER_KEY = "jaxmodule.key_order"
@@ -42,9 +45,6 @@ def load_safetensors(path: str | os.PathLike, map_location: Any = None) -> Order
     `save_safetensors`, else sorted (as `safetensors.torch.load_file` gives them). 64-bit
     integer and float tensors stay numpy arrays unless JAX's x64 mode is on.
     """
-    from ..checkpoint._placement import Placer
-    from .torch_interop import _place_tree
-
     st = _safetensors()
     p = Path(os.fspath(path))
     if not p.is_file():
@@ -80,8 +80,6 @@ def save_safetensors(state_dict: Any, path: str | os.PathLike, metadata: dict[st
 
     Tied weights (two keys holding one array) are written twice, as separate tensors.
     """
-    from .torch_interop import to_numpy_state_dict
-
     st = _safetensors()
     arrays = to_numpy_state_dict(state_dict)
     keep: list[np.ndarray] = []

@@ -8,6 +8,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._random import default_generator
+
 __all__ = ["summary", "ModelSummary", "LayerInfo"]
 
 _WIDTHS = (40, 25, 15)
@@ -127,8 +129,6 @@ def summary(model: Any, *example_inputs: Any, input_size: Any = None, depth: int
     Implemented with forward hooks, removed afterwards. The call does not change the model:
     buffer values (BatchNorm statistics) and the global generator are restored afterwards.
     """
-    from .._random import default_generator
-
     if input_size is not None:
         if example_inputs:
             raise TypeError("summary: pass example inputs or `input_size`, not both")

@@ -12,6 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._tensor import _torch_to_numpy, is_torch_tensor
+from ..checkpoint._placement import Placer
+from ._torch_pickle import ExpansionBudget, UnsafePickleError, read_torch_file, verify_zip
+
 __all__ = ["load_torch_state_dict", "to_torch_state_dict", "to_numpy_state_dict"]
 
 
@@ -36,8 +40,6 @@ def _tensor_to_numpy(t: Any) -> np.ndarray:
 
 def _torch_to_numpy_tree(obj: Any, budget: Any, parts: tuple = ()) -> Any:
     """torch tensors -> numpy arrays, each first accounted for in `budget` (an ExpansionBudget)."""
-    from .._tensor import is_torch_tensor
-
     if is_torch_tensor(obj):
         budget.take(obj.numel() * obj.element_size(), "/".join(str(p) for p in parts))
         return _tensor_to_numpy(obj)
@@ -111,9 +113,6 @@ def load_torch_state_dict(path: str | os.PathLike, map_location: Any = None, *,
         pickle.UnpicklingError: the file holds objects other than tensors, containers and plain
             Python values (this error is also a RuntimeError).
     """
-    from ..checkpoint._placement import Placer
-    from ._torch_pickle import ExpansionBudget, UnsafePickleError, read_torch_file, verify_zip
-
     p = Path(os.fspath(path))
     if p.is_dir():
         raise IsADirectoryError(f"load_torch_state_dict: {p} is a directory, not a torch.save file")
@@ -153,8 +152,6 @@ def to_numpy_state_dict(model: Any) -> OrderedDict[str, np.ndarray]:
 
     bfloat16 values come back as numpy arrays of `ml_dtypes.bfloat16` (jnp.bfloat16).
     """
-    from .._tensor import _torch_to_numpy, is_torch_tensor
-
     out = OrderedDict()
     for k, v in _state_items(model):
         v = v._value if hasattr(v, "_value") and hasattr(v, "__jax_array__") else v

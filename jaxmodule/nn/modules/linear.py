@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ... import _structure
 from ..._dtype import to_dtype
 from .. import functional as F
 from .. import init
@@ -170,7 +171,6 @@ class LazyLinear(Linear):
         self.weight.materialize((self.out_features, self.in_features))
         if self.bias is not None:
             self.bias.materialize((self.out_features,))
-        from ... import _structure
 
         _structure.bump()
         self.reset_parameters()

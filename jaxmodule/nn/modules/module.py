@@ -16,8 +16,9 @@ import jax
 import numpy as np
 
 from ... import _structure
+from ..._tensor import as_array, is_torch_tensor
 from ..parameter import Buffer, Parameter, _TensorCell
-from . import _call, _hooks, _pytree
+from . import _call, _hooks, _pytree, _torch_inputs
 from ._conversion import ConversionMixin
 from ._hooks import (  # noqa: F401 - re-exported as in torch.nn.modules.module
     RemovableHandle,
@@ -63,7 +64,6 @@ def typename(x: Any) -> str:
 def _is_array_like(x: Any) -> bool:
     if isinstance(x, (_TensorCell, *_ARRAY_TYPES)):
         return True
-    from ..._tensor import is_torch_tensor
 
     return is_torch_tensor(x)
 
@@ -143,9 +143,7 @@ class Module(StateDictMixin, ConversionMixin):
                 return self.forward(*args, **kwargs)
             return _call.call_with_hooks(self, args, kwargs)
         except Exception as e:  # issue 10: a torch.Tensor argument gets a clear error (no cost unless raised)
-            from ._torch_inputs import raise_if_torch_input
-
-            raise_if_torch_input(self, args, kwargs, e)
+            _torch_inputs.raise_if_torch_input(self, args, kwargs, e)
             raise
 
     __call__: Callable[..., Any] = _call_impl
@@ -236,8 +234,6 @@ class Module(StateDictMixin, ConversionMixin):
                 return
             if value is not None and current is not None:
                 # Value change of an existing buffer: replace the array in its cell (not structural).
-                from ..._tensor import as_array
-
                 current._value = as_array(value)
                 return
             self.register_buffer(name, value, name not in d["_non_persistent_buffers_set"])
@@ -300,8 +296,6 @@ class Module(StateDictMixin, ConversionMixin):
             raise TypeError(f"cannot assign '{typename(tensor)}' object to buffer '{name}' "
                             "(jaxmodule.nn.Buffer, an array or None required)")
         if tensor is not None and not isinstance(tensor, Buffer):
-            from ..._tensor import as_array
-
             tensor = Buffer(as_array(tensor), persistent=persistent)
         tensor = _hooks.run_registration_hooks(_hooks._global_buffer_registration_hooks, self, name, tensor)
         if isinstance(tensor, Buffer):
