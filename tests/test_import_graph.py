@@ -45,10 +45,7 @@ MODULES = _module_files()
 
 # Back edges not yet removed (issue 15), each with what removing it takes. The graph is checked
 # without them; each must still exist, so fixing one means deleting its line here.
-KNOWN_BACK_EDGES: dict[tuple[str, str], str] = {
-    ("jaxmodule.nn.modules.rnn", "jaxmodule.nn.utils"):
-        "PackedSequence lives in nn.utils.rnn, whose package loads parametrize (above modules)",
-}
+KNOWN_BACK_EDGES: dict[tuple[str, str], str] = {}
 
 
 def _is_package(name: str) -> bool:

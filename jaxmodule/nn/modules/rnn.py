@@ -17,10 +17,10 @@ import numpy as np
 
 from ..._dtype import to_dtype
 from .. import init
+from .._packed_sequence import PackedSequence, _lengths_from_batch_sizes, _pack_indices
 from ..functional import _rnn
 from ..functional._utils import unwrap
 from ..parameter import Parameter
-from ..utils.rnn import PackedSequence, _lengths_from_batch_sizes, _pack_indices
 from .module import Module
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
