@@ -51,7 +51,8 @@ def test_losses_convert_torch_tensors():
 
 
 def test_other_errors_are_untouched():
-    with pytest.raises(TypeError) as info:
+    """A shape mismatch keeps its own (torch-style) error, not the torch-input one."""
+    with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied") as info:
         nn.Linear(3, 2)(jnp.ones((4, 5)))
     assert not isinstance(info.value, _torch_inputs.TorchInputError)
 
