@@ -46,12 +46,7 @@ def call_with_hooks(module: Any, args: tuple, kwargs: dict) -> Any:
             for hook_id, hook in (*_hooks._global_forward_hooks.items(), *module._forward_hooks.items()):
                 if hook_id in module._forward_hooks_always_called or hook_id in _hooks._global_forward_hooks_always_called:
                     called_always.add(hook_id)
-                if hook_id in module._forward_hooks_with_kwargs or hook_id in _hooks._global_forward_hooks_with_kwargs:
-                    out = hook(module, args, kwargs, result)
-                else:
-                    out = hook(module, args, result)
-                if out is not None:
-                    result = out
+                result = _forward_hook(module, hook_id, hook, args, kwargs, result)
         return result
     except Exception:
         for hooks, always, kind in ((_hooks._global_forward_hooks, _hooks._global_forward_hooks_always_called, "global module"),
@@ -59,13 +54,18 @@ def call_with_hooks(module: Any, args: tuple, kwargs: dict) -> Any:
             for hook_id, hook in list(hooks.items()):
                 if hook_id in always and hook_id not in called_always:
                     try:
-                        if hook_id in module._forward_hooks_with_kwargs or hook_id in _hooks._global_forward_hooks_with_kwargs:
-                            out = hook(module, args, kwargs, result)
-                        else:
-                            out = hook(module, args, result)
-                        if out is not None:
-                            result = out
+                        result = _forward_hook(module, hook_id, hook, args, kwargs, result)
                     except Exception as e:
                         warnings.warn(f"{kind} forward hook with ``always_call=True`` raised an exception "
                                       f"that was silenced as another error was raised in forward: {e}", stacklevel=2)
         raise
+
+
+def _forward_hook(module: Any, hook_id: int, hook: Any, args: tuple, kwargs: dict, result: Any) -> Any:
+    """Run one forward hook (with kwargs if it was registered so); its non-None return replaces
+    the result."""
+    if hook_id in module._forward_hooks_with_kwargs or hook_id in _hooks._global_forward_hooks_with_kwargs:
+        out = hook(module, args, kwargs, result)
+    else:
+        out = hook(module, args, result)
+    return result if out is None else out
