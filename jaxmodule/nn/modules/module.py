@@ -32,6 +32,7 @@ from ._hooks import (  # noqa: F401 - re-exported as in torch.nn.modules.module
     register_module_module_registration_hook,
     register_module_parameter_registration_hook,
 )
+from ._placement import PlacementMixin, placement_repr
 from ._state_dict import StateDictMixin
 
 __all__ = ["Module"]
@@ -72,7 +73,7 @@ def _forward_unimplemented(self: Module, *input: Any) -> None:
     raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
 
-class Module(StateDictMixin, ConversionMixin):
+class Module(StateDictMixin, ConversionMixin, PlacementMixin):
     """Base class for all neural network modules. Mirrors `torch.nn.Module`.
 
     Subclass it, assign layers, `Parameter`s and `Buffer`s as attributes in `__init__`, and
@@ -495,6 +496,7 @@ class Module(StateDictMixin, ConversionMixin):
         """Extra text inside this module's repr; override in subclasses. Mirrors torch."""
         return ""
 
+    @placement_repr  # torch's text; plus placements when the arrays span devices (_placement.py)
     def __repr__(self) -> str:
         extra = self.extra_repr()
         extra_lines = extra.split("\n") if extra else []
