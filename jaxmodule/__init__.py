@@ -8,7 +8,7 @@
 (3, 2)
 """
 
-from . import amp, checkpoint, nn, optim, utils  # noqa: F401
+from . import amp, checkpoint, distributed, nn, optim, utils  # noqa: F401
 from ._autograd import backward, grad, value_and_grad  # noqa: F401
 from ._compile import compile, set_logs  # noqa: F401,A004
 from ._device import resolve_device as device  # noqa: F401

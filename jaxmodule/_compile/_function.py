@@ -31,6 +31,7 @@ from . import _log
 from ._fast_path import MISS, build_fast_path, guards_pass
 from ._layout import Layout
 from ._program import CallKey, Program, Restart, discover
+from ._sharding import place_strays
 
 __all__ = ["CompiledFunction"]
 
@@ -89,6 +90,7 @@ class CompiledFunction:
         for _ in range(_MAX_RESTARTS):
             layout = Layout(self.fn, args, kwargs, extra)
             layout.label = self._name()
+            place_strays(layout)  # arrays on a mesh: single-device ones join it (once per layout)
             if _log.settings.recompiles or self.trace_count >= _log.RETRACE_WARNING_LIMIT:
                 layout.description = layout.describe()  # as it is now, for the next reason
             program = None if force_read else self._programs.get(layout.signature)

@@ -35,6 +35,7 @@ from .. import _structure
 from .._swap import DELETED, Transaction, holds_tracer, recording, swapped
 from ..nn.modules.module import Module
 from . import _log
+from ._sharding import constrain_outputs, constrain_prefix
 from ._layout import Layout, describe_inputs
 
 __all__ = ["Program", "discover", "Restart", "CallKey", "STRUCTURE_MESSAGE"]
@@ -290,11 +291,21 @@ def _jit(fn: Callable, program: Program, recorded: Any, inputs: tuple, out_shape
         flat, tree = jax.tree.flatten((full, states, grads, dyn, kwargs))
         if tree == in_tree and all(jax.typeof(x) == a for x, a in zip(flat, in_avals)):
             final, new_states, new_grads, attr_vals, out = jax.tree.unflatten(out_tree, replay(*flat))
-            return [final[k] for k in program.mutated], new_states, new_grads, attr_vals, out
-        counter.trace_count += 1
-        _log.retrace(counter, _input_change(layout, program, flat, tree, in_avals, in_tree, dyn, kwargs))
-        return run_traced(fn, layout, program, values, states, grads, dyn, kwargs)
+            new_vals = [final[k] for k in program.mutated]
+        else:
+            counter.trace_count += 1
+            _log.retrace(counter, _input_change(layout, program, flat, tree, in_avals, in_tree, dyn, kwargs))
+            new_vals, new_states, new_grads, attr_vals, out = run_traced(
+                fn, layout, program, values, states, grads, dyn, kwargs)
+        # written state keeps its placement across devices (no-op on one device)
+        new_vals, new_states, new_grads = constrain_outputs(
+            layout, program.mutated, program.grads_out, new_vals, new_states, new_grads)
+        if out_shardings is not None:  # the user's `out_shardings=` is about the step's result only
+            out = constrain_prefix(out, out_shardings)
+        return new_vals, new_states, new_grads, attr_vals, out
 
+    jit_kwargs = dict(jit_kwargs)
+    out_shardings = jit_kwargs.pop("out_shardings", None)
     donate_argnums = (1, 3, 4) if donate else ()
     return jax.jit(pure, static_argnums=0, donate_argnums=donate_argnums, **jit_kwargs)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,9 +33,37 @@ from ..nn.parameter import Buffer, Parameter
 from ._hooks import HooksMixin, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from ._utils import ParamGroup, export_state, import_state, required, scalar_key, to_scalar_array
 
-__all__ = ["Optimizer", "required", "register_optimizer_step_pre_hook", "register_optimizer_step_post_hook"]
+__all__ = ["Optimizer", "required", "register_optimizer_step_pre_hook", "register_optimizer_step_post_hook",
+           "live_optimizers"]
 
 ParamsT = Iterable[Any]
+
+# Every optimizer alive, so that moving parameters to other devices (`jaxmodule.distributed`)
+# can move their state with them; weak, so it keeps nothing alive.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def live_optimizers() -> list[Optimizer]:
+    """The optimizers that exist now (used to place their state with moved parameters)."""
+    return list(_LIVE)
+
+
+def _spans_devices(x: Any) -> bool:
+    s = getattr(x, "sharding", None)
+    return s is not None and len(s.device_set) > 1
+
+
+def _scalar_sharding(param_sharding: Any) -> Any:
+    """Where a parameter's non-parameter-shaped state (step counts) goes: replicated on its mesh."""
+    if isinstance(param_sharding, jax.sharding.NamedSharding):
+        return jax.sharding.NamedSharding(param_sharding.mesh, jax.sharding.PartitionSpec())
+    return param_sharding
+
+
+def _put(x: Any, sharding: Any) -> Any:
+    if x is None or getattr(x, "sharding", None) == sharding:
+        return x
+    return jax.device_put(x, sharding)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -109,6 +138,7 @@ class Optimizer(HooksMixin):
         self._static: list[tuple] = []
         self._key_order: list[list[str]] = []  # per group: torch's order of the state keys
         self._opt_called = False
+        _LIVE.add(self)
         if isinstance(params, (Parameter, Buffer, jax.Array)):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Parameters or dicts, but got {type(params).__name__}")
@@ -182,6 +212,8 @@ class Optimizer(HooksMixin):
         self._key_order.append(self._order_of(self._states[-1]))
         self._started.append([self._state_at_init] * len(params))
         group._jm_dirty = False
+        if any(_spans_devices(p._value) for p in params):
+            self._jm_place_state()
 
     def _order_of(self, states: Any) -> list[str]:
         return list(export_state(states[0], self._state_names)) if self._tx is None and states else []
@@ -219,6 +251,10 @@ class Optimizer(HooksMixin):
             if k in self._complement_options:
                 c = [to_scalar_array(1.0 - scalar_key(x)) for x in (v if seq else [v])]
                 hp["1-" + k] = tuple(c) if seq else c[0]
+        if old is not None:  # a changed option stays where the group's options live (a mesh)
+            where = next((x.sharding for x in jax.tree.leaves(old) if _spans_devices(x)), None)
+            if where is not None:
+                hp = jax.tree.map(lambda x: _put(x, where), hp)
         return hp
 
     def _init_states(self, group: dict[str, Any], hp: dict[str, Any], static: tuple) -> Any:
@@ -249,6 +285,27 @@ class Optimizer(HooksMixin):
             self._states[gi] = [import_state(f, o, self._state_names, "rebuild", partial=True) if st else f
                                 for f, o, st in zip(fresh, old, self._started[gi])]
         group._jm_dirty = False
+
+    def _jm_place_state(self) -> None:
+        """Put each parameter's state where the parameter is (moments on its sharding, step
+        counts replicated on its mesh) and each group's option arrays replicated on the mesh of
+        its parameters. Called when parameters move (`jaxmodule.distributed`), so an optimizer
+        built before sharding keeps working, and by `add_param_group` for sharded parameters."""
+        for gi, group in enumerate(self.param_groups):
+            params = group["params"]
+            if not params:
+                continue
+            shardings = [p._value.sharding for p in params]
+            scalar = _scalar_sharding(shardings[0])
+            if self._tx is not None:
+                self._states[gi] = optax.tree_map_params(
+                    self._tx, _put, self._states[gi], shardings,
+                    transform_non_params=lambda x: _put(x, scalar))
+            else:
+                self._states[gi] = [
+                    jax.tree.map(lambda x, p=p, s=s: _put(x, s if x.shape == p.shape else _scalar_sharding(s)), st)
+                    for p, s, st in zip(params, shardings, self._states[gi])]
+            self._hp[gi] = jax.tree.map(lambda x: _put(x, scalar), self._hp[gi])
 
     # ---- compile machinery -------------------------------------------------------------------
     def _jm_state_get(self) -> dict[str, Any]:
@@ -434,6 +491,8 @@ class Optimizer(HooksMixin):
             statics.append(static)
         self.param_groups, self._hp, self._hp_key = new_groups, hps, keys
         self._static, self._states, self._started, self._key_order = statics, states, started, orders
+        if any(_spans_devices(p._value) for g in self.param_groups for p in g["params"]):
+            self._jm_place_state()  # loaded state goes where the parameters live
 
     def __repr__(self) -> str:
         s = self.__class__.__name__ + " ("
