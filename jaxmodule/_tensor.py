@@ -13,7 +13,13 @@ from ._device import resolve_device
 from ._dtype import get_default_dtype, to_dtype
 from ._random import Generator, next_key
 
-__all__ = ["as_array", "is_torch_tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones",
+# What reading the data of a meta array (a jax.ShapeDtypeStruct held by a cell) says.
+META_DATA_ERROR = (
+    "this Parameter/Buffer is on the meta device: it has a shape and dtype but no data. "
+    "Allocate it first with module.to_empty(device=...) and then initialise it "
+    "(module.reset_parameters() / nn.init) or module.load_state_dict(...)")
+
+__all__ = ["as_array", "is_tensor_cell", "cell_value", "META_DATA_ERROR", "is_torch_tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones",
            "empty", "full", "randn", "rand", "randint", "arange", "linspace", "logspace", "eye",
            "zeros_like", "ones_like", "empty_like", "full_like", "randn_like", "rand_like"]
 
@@ -32,15 +38,52 @@ def _torch_to_numpy(t: Any) -> np.ndarray:
     return t.numpy()
 
 
+def is_tensor_cell(x: Any) -> bool:
+    """True for a Parameter/Buffer (or its `.data` view): an object holding one array in `_value`.
+
+    Decided from the class, never the instance: `jax.Array` has a `_value` property too, and
+    reading it copies the whole array to the host (and raises for a non-addressable one).
+
+    >>> import jax.numpy as jnp
+    >>> is_tensor_cell(jnp.ones(2))
+    False
+    """
+    if isinstance(x, jax.Array):
+        return False
+    t = type(x)
+    return hasattr(t, "_value") and hasattr(t, "__jax_array__")
+
+
+def cell_value(x: Any) -> Any:
+    """The array a Parameter/Buffer holds; anything else is returned as it is.
+
+    >>> import jax.numpy as jnp
+    >>> a = jnp.ones(2)
+    >>> cell_value(a) is a
+    True
+    """
+    return x._value if is_tensor_cell(x) else x
+
+
 def as_array(x: Any, dtype: Any = None) -> jax.Array:
     """Convert jax/numpy arrays, torch tensors, Parameters/Buffers and Python data to a jax.Array.
 
-    Tracers pass through unchanged, so this is safe inside `jax.jit`.
+    Tracers and jax.Arrays (sharded ones included) pass through unchanged and untouched, so this
+    is safe inside `jax.jit` and never copies an array to the host.
+
+    >>> import jax.numpy as jnp
+    >>> a = jnp.ones(3)
+    >>> as_array(a) is a
+    True
     """
-    if hasattr(x, "_value") and hasattr(x, "__jax_array__"):  # Parameter / Buffer
+    if isinstance(x, jax.Array):
+        return x if dtype is None else jnp.asarray(x, dtype=to_dtype(dtype))
+    if is_tensor_cell(x):  # Parameter / Buffer
         x = x._value
     elif is_torch_tensor(x):
         x = _torch_to_numpy(x)
+    if isinstance(x, jax.ShapeDtypeStruct):
+        raise RuntimeError(META_DATA_ERROR)
     if dtype is not None:
         return jnp.asarray(x, dtype=to_dtype(dtype))
     if isinstance(x, jax.Array):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._tensor import _torch_to_numpy, is_torch_tensor
+from .._tensor import _torch_to_numpy, cell_value, is_torch_tensor
 from ..checkpoint._placement import Placer
 from ._torch_pickle import ExpansionBudget, UnsafePickleError, read_torch_file, verify_zip
 
@@ -154,7 +154,7 @@ def to_numpy_state_dict(model: Any) -> OrderedDict[str, np.ndarray]:
     """
     out = OrderedDict()
     for k, v in _state_items(model):
-        v = v._value if hasattr(v, "_value") and hasattr(v, "__jax_array__") else v
+        v = cell_value(v)
         out[k] = _torch_to_numpy(v) if is_torch_tensor(v) else np.array(v, copy=True)
     return out
 
