@@ -66,16 +66,22 @@ def _put(x: Any, sharding: Any) -> Any:
     return jax.device_put(x, sharding)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _update_params(factory: Callable, static: tuple, hp: dict, params: list, grads: list,
-                   states: list) -> tuple[list, list]:
-    """One group's step over its parameters that have gradients (one XLA call per group)."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _update_params(factory: Callable, static: tuple, placement: tuple | None, hp: dict, params: list,
+                   grads: list, states: list) -> tuple[list, list]:
+    """One group's step over its parameters that have gradients (one XLA call per group).
+    `placement`: the parameters' shardings when they span devices (outputs keep them)."""
     tx = factory(hp, static)
     new_params, new_states = [], []
     for p, g, s in zip(params, grads, states):
         u, s2 = tx.update(g, s, p)
         new_params.append(optax.apply_updates(p, u))
         new_states.append(jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), s2, s))
+    if placement is not None:
+        new_params = [jax.lax.with_sharding_constraint(p, sh) for p, sh in zip(new_params, placement)]
+        new_states = [jax.tree.map(lambda x, p=p, sh=sh: jax.lax.with_sharding_constraint(
+            x, sh if x.shape == p.shape else _scalar_sharding(sh)), st)
+            for p, sh, st in zip(params, placement, new_states)]
     return new_params, new_states
 
 
@@ -138,6 +144,7 @@ class Optimizer(HooksMixin):
         self._static: list[tuple] = []
         self._key_order: list[list[str]] = []  # per group: torch's order of the state keys
         self._opt_called = False
+        self._sharded = False  # some parameter spans several devices: eager steps keep placements
         _LIVE.add(self)
         if isinstance(params, (Parameter, Buffer, jax.Array)):
             raise TypeError("params argument given to the optimizer should be an iterable of "
@@ -291,6 +298,7 @@ class Optimizer(HooksMixin):
         counts replicated on its mesh) and each group's option arrays replicated on the mesh of
         its parameters. Called when parameters move (`jaxmodule.distributed`), so an optimizer
         built before sharding keeps working, and by `add_param_group` for sharded parameters."""
+        self._sharded = any(_spans_devices(p._value) for g in self.param_groups for p in g["params"])
         for gi, group in enumerate(self.param_groups):
             params = group["params"]
             if not params:
@@ -378,7 +386,10 @@ class Optimizer(HooksMixin):
             if not idx:
                 continue
             grads = [self._grad(params[i], i) for i in idx]
-            new_p, new_s = _update_params(type(self)._transformation, self._static[gi], self._hp[gi],
+            placement = None  # eager steps on sharded parameters keep placements (compile does it itself)
+            if self._sharded and not isinstance(params[idx[0]]._value, jax.core.Tracer):
+                placement = tuple(params[i]._value.sharding for i in idx)
+            new_p, new_s = _update_params(type(self)._transformation, self._static[gi], placement, self._hp[gi],
                                           [params[i]._value for i in idx], grads,
                                           [self._states[gi][i] for i in idx])
             for i, v, s in zip(idx, new_p, new_s):
