@@ -409,3 +409,23 @@ def test_summary_column_text_matches_repr_and_single_device_is_unchanged():
     got = summary(plain, jnp.ones((8, 64)))
     assert str(got) == want and not got.sharded and got.param_bytes_per_device == {}
     assert "Sharding" not in want and "per device" not in want and "Mesh" not in want
+
+
+def test_fully_shard_model_is_visible_everywhere():
+    from jaxmodule.distributed import fully_shard, init_device_mesh
+
+    mesh = init_device_mesh("cpu", (4, 2), mesh_dim_names=("dp", "tp"))
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+    fully_shard(model, mesh=mesh)
+    shardings = model.named_shardings()
+    assert list(shardings) == list(model.state_dict())
+    assert all(s == model.state_dict()[k].sharding for k, s in shardings.items())
+    lines = repr(model).split("\n")
+    assert lines[0] == "Sequential(  # mesh: {'dp': 4, 'tp': 2}"
+    specs = {k: repr(s.spec) for k, s in shardings.items()}
+    assert lines[1].endswith(f"[{specs['0.weight']}]" if specs["0.weight"] == specs["0.bias"]
+                             else f"[weight: {specs['0.weight']}, bias: {specs['0.bias']}]")
+    s = summary(model, jnp.ones((8, 16)))
+    assert s.sharded and s.mesh == "{'dp': 4, 'tp': 2}"
+    assert _strip_placements(repr(model)) == repr(torch.nn.Sequential(
+        torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)))
