@@ -14,6 +14,16 @@ docs/scaling.md.
 """
 
 from ._mesh import Placement, Replicate, Shard, distribute_tensor, init_device_mesh
+from ._process_group import (
+    barrier,
+    destroy_process_group,
+    get_backend,
+    get_rank,
+    get_world_size,
+    init_process_group,
+    is_available,
+    is_initialized,
+)
 from ._presets import ColwiseParallel, ParallelStyle, RowwiseParallel, fully_shard, parallelize_module, replicate
 from ._shard import ShardingPlan, shard_module, sharding_plan
 
@@ -32,4 +42,12 @@ __all__ = [
     "ParallelStyle",
     "ColwiseParallel",
     "RowwiseParallel",
+    "init_process_group",
+    "destroy_process_group",
+    "is_available",
+    "is_initialized",
+    "get_rank",
+    "get_world_size",
+    "get_backend",
+    "barrier",
 ]
