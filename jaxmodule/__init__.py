@@ -11,7 +11,7 @@
 from . import amp, checkpoint, distributed, nn, optim, utils  # noqa: F401
 from ._autograd import backward, grad, value_and_grad  # noqa: F401
 from ._compile import compile, set_logs  # noqa: F401,A004
-from ._device import resolve_device as device  # noqa: F401
+from ._device import device  # noqa: F401 - torch.device: a place, and `with device("meta"):`
 from ._dtype import (  # noqa: F401
     bfloat16,
     bool,

@@ -19,7 +19,7 @@ META_DATA_ERROR = (
     "Allocate it first with module.to_empty(device=...) and then initialise it "
     "(module.reset_parameters() / nn.init) or module.load_state_dict(...)")
 
-__all__ = ["as_array", "is_tensor_cell", "cell_value", "META_DATA_ERROR", "is_torch_tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones",
+__all__ = ["as_array", "is_tensor_cell", "cell_value", "META_DATA_ERROR", "MetaArray", "meta_array", "is_torch_tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones",
            "empty", "full", "randn", "rand", "randint", "arange", "linspace", "logspace", "eye",
            "zeros_like", "ones_like", "empty_like", "full_like", "randn_like", "rand_like"]
 
@@ -36,6 +36,56 @@ def _torch_to_numpy(t: Any) -> np.ndarray:
     if name == "torch.bfloat16":
         return t.float().numpy().astype(jnp.bfloat16)
     return t.numpy()
+
+
+class MetaArray(jax.ShapeDtypeStruct):
+    """What a meta Parameter/Buffer holds: a `jax.ShapeDtypeStruct` (shape, dtype, planned
+    sharding) whose data, asked for in any way (`jnp` on it, `.T`, `.sum()`), raises a
+    RuntimeError saying to allocate with `to_empty` first. Any `jax.ShapeDtypeStruct` works as a
+    meta value; this one only makes the error clear.
+
+    >>> import jax.numpy as jnp
+    >>> m = MetaArray((3, 4), jnp.float32)
+    >>> m.shape, m.ndim
+    ((3, 4), 2)
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in _SDS_FIELDS:  # jax's own attributes (read while set up)
+            raise AttributeError(name)
+        raise RuntimeError(META_DATA_ERROR)
+
+    def __jax_array__(self) -> jax.Array:
+        raise RuntimeError(META_DATA_ERROR)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise RuntimeError(META_DATA_ERROR)
+
+
+def _no_data(self: MetaArray, *args: Any) -> Any:
+    raise RuntimeError(META_DATA_ERROR)
+
+
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
+            "lshift", "rshift", "divmod"):
+    setattr(MetaArray, f"__{_op}__", _no_data)
+    setattr(MetaArray, f"__r{_op}__", _no_data)
+for _op in ("lt", "le", "gt", "ge", "neg", "pos", "abs", "invert", "getitem", "iter", "float",
+            "int", "complex", "index", "bool"):
+    setattr(MetaArray, f"__{_op}__", _no_data)
+
+_SDS_FIELDS = frozenset(("shape", "dtype", "sharding", "weak_type", "manual_axis_type", "is_ref",
+                         "format", "size", "ndim"))
+
+
+def meta_array(x: Any, dtype: Any = None, sharding: Any = None) -> MetaArray:
+    """The meta stand-in for `x` (an array, a tracer or a ShapeDtypeStruct): its shape, its dtype
+    (or `dtype`) and its sharding (or `sharding`; a tracer's is dropped)."""
+    if sharding is None and not isinstance(x, jax.core.Tracer):
+        sharding = getattr(x, "sharding", None)
+    return MetaArray(tuple(x.shape), x.dtype if dtype is None else dtype, sharding=sharding)
 
 
 def is_tensor_cell(x: Any) -> bool:

@@ -20,11 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _structure
+from .._device import device as _device_place
 from .._dtype import to_dtype
 from .._grad_mode import is_grad_enabled
 from .._random import Generator, next_key
 from .._swap import register_cell_class
-from .._tensor import as_array
+from .._tensor import META_DATA_ERROR, as_array, cell_value
 
 __all__ = ["Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer", "is_lazy"]
 
@@ -42,6 +43,22 @@ def _unwrap(x: Any) -> Any:
     return x._value if isinstance(x, _TensorCell) else x
 
 
+_Meta = jax.ShapeDtypeStruct  # what a meta cell holds: shape, dtype, planned sharding, no data
+_META_DEVICE = _device_place("meta")
+
+
+def _initial_value(data: Any) -> Any:
+    """A new cell's value: an array, or a ShapeDtypeStruct (a meta cell, as torch's meta tensors)."""
+    v = cell_value(data)
+    return v if isinstance(v, _Meta) else as_array(v)
+
+
+def _meta_repr(v: Any, extra: str = "") -> str:
+    """torch's text for a meta tensor: `tensor(..., device='meta', size=(3, 4))`."""
+    dt = "" if v.dtype == jnp.float32 else f", dtype={v.dtype}"
+    return f"tensor(..., device='meta', size={tuple(v.shape)}{dt}{extra})"
+
+
 @register_cell_class
 class _TensorCell:
     """Shared array behaviour of Parameter and Buffer (torch.Tensor's role)."""
@@ -53,7 +70,10 @@ class _TensorCell:
 
     # ---- array protocol --------------------------------------------------------------------
     def __jax_array__(self) -> jax.Array:
-        return self._value
+        v = self._value
+        if isinstance(v, _Meta):
+            raise RuntimeError(META_DATA_ERROR)
+        return v
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = np.asarray(self._value)
@@ -63,7 +83,10 @@ class _TensorCell:
         # Only reached for names the cell does not define: delegate (reshape, sum, astype, ...).
         if name.startswith("__") or name in ("_value", "_grad"):
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-        return getattr(self._value, name)
+        v = self._value
+        if isinstance(v, _Meta) and not hasattr(v, name):  # `.T` of a meta cell lands here too
+            raise RuntimeError(META_DATA_ERROR)
+        return getattr(v, name)
 
     @property
     def grad(self) -> Any:
@@ -107,6 +130,8 @@ class _TensorCell:
 
     @property
     def device(self) -> Any:
+        if isinstance(self._value, _Meta):
+            return _META_DEVICE
         devs = self._value.devices()
         return next(iter(devs)) if len(devs) == 1 else self._value.sharding
 
@@ -165,6 +190,8 @@ class _TensorCell:
 
     def _store(self, new: Any) -> Any:
         old = self._value
+        if isinstance(old, _Meta):  # as torch: writing into a meta tensor does nothing
+            return self
         new = jnp.asarray(_unwrap(new))
         if new.dtype != old.dtype:
             new = new.astype(old.dtype)
@@ -271,13 +298,15 @@ class _TensorCell:
 
     # ---- pickling ----------------------------------------------------------------------------
     def __reduce_ex__(self, protocol: int) -> Any:
-        return (_rebuild, (type(self), np.asarray(self._value), self._aux(), self.grad,
+        v = self._value
+        return (_rebuild, (type(self), v if isinstance(v, _Meta) else np.asarray(v), self._aux(), self.grad,
                            dict(self.__dict__)))
 
     def __deepcopy__(self, memo: dict) -> Any:
         import copy
 
-        new = type(self)._wrap(jnp.array(self._value, copy=True), self._aux())
+        v = self._value
+        new = type(self)._wrap(v if isinstance(v, _Meta) else jnp.array(v, copy=True), self._aux())
         memo[id(self)] = new
         new.grad = None if self.grad is None else jnp.array(self.grad, copy=True)
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
@@ -298,7 +327,7 @@ def _float(dtype: Any) -> Any:
 
 
 def _rebuild(cls: type, value: np.ndarray, aux: Any, grad: Any, extra: dict) -> Any:
-    cell = cls._wrap(jnp.asarray(value), aux)
+    cell = cls._wrap(value if isinstance(value, _Meta) else jnp.asarray(value), aux)
     cell.grad = grad
     cell.__dict__.update(extra)
     return cell
@@ -377,7 +406,7 @@ class Parameter(_TensorCell):
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         if data is None:
             data = jnp.zeros((0,), jnp.float32)
-        self._value = as_array(data)
+        self._value = _initial_value(data)
         self._grad = None
         self._requires_grad = bool(requires_grad)
 
@@ -411,7 +440,10 @@ class Parameter(_TensorCell):
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
 
     def __repr__(self) -> str:
-        return "Parameter containing:\n" + repr(self._value)
+        v = self._value
+        if isinstance(v, _Meta):
+            return "Parameter containing:\n" + _meta_repr(v, ", requires_grad=True" if self._requires_grad else "")
+        return "Parameter containing:\n" + repr(v)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -435,7 +467,7 @@ class Buffer(_TensorCell):
     def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
         if data is None:
             data = jnp.zeros((0,), jnp.float32)
-        self._value = as_array(data)
+        self._value = _initial_value(data)
         self._grad = None
         self.persistent = persistent
         self._registered = False  # a marker until a module registers it (then it is that module's cell)
@@ -455,7 +487,8 @@ class Buffer(_TensorCell):
     requires_grad = False
 
     def __repr__(self) -> str:
-        return repr(self._value)
+        v = self._value
+        return _meta_repr(v) if isinstance(v, _Meta) else repr(v)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -578,9 +611,10 @@ def _dlpack_device(self: _TensorCell) -> tuple[int, int]:
 
 
 def _is_meta(self: _TensorCell) -> bool:
-    """torch's `is_meta` (never true here); torch.nn.init reads it first, so it gets the hint."""
+    """torch's `is_meta`: the cell holds a `jax.ShapeDtypeStruct` (shape and dtype, no data), as
+    after building under `jaxmodule.device('meta')`; torch.nn.init reads it first, so it gets the hint."""
     raise_if_torch_init(type(self).__name__)
-    return False
+    return isinstance(self._value, _Meta)
 
 
 _TensorCell.__torch_function__ = classmethod(_torch_function)  # type: ignore[attr-defined]

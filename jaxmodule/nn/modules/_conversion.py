@@ -1,21 +1,130 @@
-"""dtype and device conversion of a Module's parameters and buffers (`to`, `half`, `cuda`, ...).
+"""dtype and device conversion of a Module's parameters and buffers (`to`, `half`, `cuda`, ...),
+and building a module in place (`device=`, `with jaxmodule.device(...)`, the meta device).
 
-All of them replace the arrays held in the cells (so optimizers keep their references) and
+All conversions replace the arrays held in the cells (so optimizers keep their references) and
 return the module. Devices map onto `jax.device_put`; see `jaxmodule/_device.py`.
+
+Placement at construction: `Module.__init_subclass__` wraps each subclass's `__init__` with
+`placed_init`. A normal construction pays one attribute check and one dict lookup. When a
+`device=` argument is given or a `jaxmodule.device(...)` context is active, the OUTERMOST
+constructor builds the whole module there (inner constructors run as usual):
+
+- meta: the constructor runs under `jax.eval_shape`, so every jnp operation is traced, not
+  computed, and nothing is allocated; each cell then holds a `jax.ShapeDtypeStruct` (as do module
+  attributes holding arrays made there). The global generator is swapped for a traced copy of
+  its key and restored, so it does not advance (torch does not advance it for meta either).
+- a device: the constructor runs under `jax.default_device(device)`.
+- a Sharding: the constructor runs, then each parameter and buffer is `jax.device_put` on it.
+
+`to_empty` allocates each array directly where it lives: zeros made by a jitted function with
+`out_shardings`, so no device ever holds the whole of a sharded array.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from ..._device import is_device_spec, resolve_device
+from ..._device import META, PLACEMENT, is_device_spec, placement_target, resolve_device
 from ..._dtype import check_x64, is_floating, is_floating_or_complex, to_dtype
+from ..._random import default_generator
+from ..._swap import swapped
+from ..._tensor import meta_array
 
-__all__ = ["ConversionMixin"]
+__all__ = ["ConversionMixin", "placed_init"]
+
+_Meta = jax.ShapeDtypeStruct
+_Tracer = jax.core.Tracer
+_NO_DATA = ("Cannot copy out of meta tensor; no data! Please use jaxmodule.nn.Module.to_empty() instead of "
+            "jaxmodule.nn.Module.to() when moving module from meta to a different device.")
+_REGISTRIES = frozenset(("_parameters", "_buffers", "_modules", "_jm_tree"))
+
+
+# ---- building in place -------------------------------------------------------------------------
+def placed_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a Module subclass's `__init__` so that `device=` and `jaxmodule.device(...)` place it."""
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if PLACEMENT.building or (PLACEMENT.target is None and kwargs.get("device") is None):
+            init(self, *args, **kwargs)
+        else:
+            _build_placed(init, self, args, kwargs)
+
+    return __init__
+
+
+def _build_placed(init: Callable[..., None], module: Any, args: tuple, kwargs: dict) -> None:
+    dev = kwargs.get("device")
+    target = PLACEMENT.target if dev is None else placement_target(dev)
+    PLACEMENT.building = True
+    try:
+        if target is META:
+            _build_meta(init, module, args, kwargs)
+        elif isinstance(target, jax.Device):
+            with jax.default_device(target):
+                init(module, *args, **kwargs)
+        else:  # a Sharding
+            init(module, *args, **kwargs)
+            module.to(target)
+    finally:
+        PLACEMENT.building = False
+
+
+def _build_meta(init: Callable[..., None], module: Any, args: tuple, kwargs: dict) -> None:
+    gen = default_generator
+
+    def build(key: jax.Array) -> None:
+        with swapped([gen], [key]):  # draws advance a traced copy; the real key is put back
+            init(module, *args, **kwargs)
+            for m in module.modules():
+                _meta_values(m)
+
+    jax.eval_shape(build, gen._value)
+
+
+def _meta_values(m: Any) -> None:
+    """Replace the tracers a meta build left in `m`'s cells and attributes by ShapeDtypeStructs."""
+    for cell in (*m._parameters.values(), *m._buffers.values()):
+        if cell is not None and isinstance(cell._value, _Tracer):
+            cell._value = meta_array(cell._value)
+    d = m.__dict__
+    d.pop("_jm_tree", None)  # a pytree cache built during the trace
+    for k, v in list(d.items()):
+        if k not in _REGISTRIES and isinstance(v, _Tracer):
+            d[k] = meta_array(v)
+
+
+def _astype(t: Any, dtype: Any) -> Any:
+    return meta_array(t, dtype) if isinstance(t, _Meta) else t.astype(dtype)
+
+
+def _put(t: Any, where: Any) -> Any:
+    if isinstance(t, _Meta):
+        raise NotImplementedError(_NO_DATA)
+    return jax.device_put(t, where)
+
+
+@functools.lru_cache(maxsize=None)
+def _zeros_fn(shape: tuple[int, ...], dtype: Any, sharding: Any) -> Callable[[], jax.Array]:
+    return jax.jit(functools.partial(jnp.zeros, shape, dtype), out_shardings=sharding)
+
+
+def _empty_on(t: Any, target: Any) -> Any:
+    """An uninitialised (zero) array shaped like `t`, made where it will live (see `to_empty`)."""
+    if target is META:
+        return meta_array(t)
+    planned = t.sharding if isinstance(t, _Meta) else getattr(t, "sharding", None)
+    if isinstance(target, jax.sharding.Sharding):
+        sharding = target
+    elif planned is not None and len(planned.device_set) > 1:
+        sharding = planned  # a planned multi-device layout wins over a device name (torch FSDP2)
+    else:
+        sharding = jax.sharding.SingleDeviceSharding(target)
+    return _zeros_fn(tuple(t.shape), jnp.dtype(t.dtype), sharding)()
 
 
 def _is_dtype_spec(x: Any) -> bool:
@@ -64,12 +173,27 @@ def _parse_to(args: tuple, kwargs: dict) -> tuple[Any, Any]:
         if not is_floating_or_complex(dtype):
             raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got desired dtype={dtype}")
     if device is not None and not isinstance(device, jax.sharding.Sharding):
-        device = resolve_device(device)
+        device = placement_target(device)
     return device, dtype
 
 
 class ConversionMixin:
     """The dtype/device half of `Module` (mixed into it)."""
+
+    def _own_cells(self, recurse: bool = True) -> list[tuple[str, Any]]:
+        """(qualified name, cell) of every parameter and buffer, each shared cell once."""
+        mods = self.named_modules() if recurse else [("", self)]
+        out, seen = [], set()
+        for prefix, m in mods:
+            for name, cell in (*m._parameters.items(), *m._buffers.items()):
+                if cell is not None and id(cell) not in seen:
+                    seen.add(id(cell))
+                    out.append((prefix + ("." if prefix else "") + name, cell))
+        return out
+
+    def _refuse_meta_move(self) -> None:
+        if any(isinstance(c._value, _Meta) for _, c in self._own_cells()):
+            raise NotImplementedError(_NO_DATA)
 
     def _apply(self, fn: Callable[[jax.Array], jax.Array], recurse: bool = True) -> Any:
         """Replace every parameter's and buffer's array (and grad) by `fn(array)`; children first."""
@@ -87,7 +211,7 @@ class ConversionMixin:
     def _cast_floating(self, dtype: Any, what: str) -> Any:
         dt = to_dtype(dtype)
         check_x64(dt, what)
-        return self._apply(lambda t: t.astype(dt) if is_floating(t.dtype) else t)
+        return self._apply(lambda t: _astype(t, dt) if is_floating(t.dtype) else t)
 
     def float(self) -> Any:
         """Cast floating-point parameters and buffers to float32. Mirrors torch."""
@@ -118,7 +242,9 @@ class ConversionMixin:
 
         Accepts `to(device)`, `to(dtype)`, `to(device, dtype)`, `to(array)`, keyword `device=`,
         `dtype=`, and a `jax.sharding.Sharding` in place of a device. Only floating-point and
-        complex arrays are cast.
+        complex arrays are cast. `to('meta')` keeps shapes, dtypes and shardings and frees the
+        data (each cell holds a `jax.ShapeDtypeStruct`); moving a meta module to a device raises
+        NotImplementedError, as torch does: use `to_empty`.
 
         >>> from jaxmodule import nn
         >>> import jax.numpy as jnp
@@ -128,11 +254,15 @@ class ConversionMixin:
         device, dtype = _parse_to(args, kwargs)
         if dtype is not None:
             check_x64(dtype, f"to({dtype})")
+        if device is not None and device is not META:
+            self._refuse_meta_move()
 
         def convert(t: jax.Array) -> jax.Array:
             if dtype is not None and is_floating_or_complex(t.dtype):
-                t = t.astype(dtype)
-            if device is not None:
+                t = _astype(t, dtype)
+            if device is META:
+                t = meta_array(t)
+            elif device is not None:
                 t = jax.device_put(t, device)
             return t
 
@@ -140,7 +270,8 @@ class ConversionMixin:
 
     def _move(self, spec: Any) -> Any:
         dev = resolve_device(spec)
-        return self._apply(lambda t: jax.device_put(t, dev))
+        self._refuse_meta_move()
+        return self._apply(lambda t: _put(t, dev))
 
     def cpu(self) -> Any:
         """Move parameters and buffers to the first CPU device. Mirrors torch."""
@@ -163,9 +294,44 @@ class ConversionMixin:
         return self._move(_indexed("mtia", device))
 
     def to_empty(self, *, device: Any, recurse: bool = True) -> Any:
-        """Replace every array by an uninitialised one (zeros in JAX) on `device`. Mirrors torch."""
-        dev = device if isinstance(device, jax.sharding.Sharding) else resolve_device(device)
-        return self._apply(lambda t: jax.device_put(jnp.zeros(t.shape, t.dtype), dev), recurse=recurse)
+        """Replace every array by an uninitialised one (zeros in JAX) on `device`. Mirrors torch.
+
+        Args:
+            device: a device ('cpu', 'cuda:1', a jax.Device, ...), a `jax.sharding.Sharding`, or
+                'meta'. A cell with a multi-device layout (a sharded array, or a meta cell whose
+                ShapeDtypeStruct carries a planned sharding) keeps that layout when `device` names
+                a device, as torch FSDP2's `to_empty(device="cuda")` keeps DTensor sharding; a
+                Sharding given here applies to every array.
+            recurse: also the submodules' parameters and buffers.
+
+        Each array is made directly with its final sharding (a jitted zeros with
+        `out_shardings`), so no device ever holds the whole of a sharded array. All new arrays
+        are made before any cell changes: on an error (a sharding that does not divide a
+        dimension) every cell keeps its value.
+
+        >>> import jaxmodule
+        >>> from jaxmodule import nn
+        >>> with jaxmodule.device("meta"):
+        ...     layer = nn.Linear(2, 3)
+        >>> layer.to_empty(device="cpu").weight.is_meta
+        False
+        """
+        target = placement_target(device)
+        cells = self._own_cells(recurse)
+        new = []
+        for name, cell in cells:
+            try:
+                value = _empty_on(cell._value, target)
+                grad = None if cell.grad is None else _empty_on(cell.grad, target)
+            except (ValueError, TypeError, RuntimeError) as e:
+                raise type(e)(f"to_empty: cannot make '{name}' (shape {tuple(cell.shape)}, "
+                              f"{jnp.dtype(cell.dtype)}) on {device}: {e}") from e
+            new.append((value, grad))
+        for (_, cell), (value, grad) in zip(cells, new):
+            cell._value = value
+            if grad is not None:
+                cell.grad = grad
+        return self
 
 
 def _indexed(kind: str, device: Any) -> Any:

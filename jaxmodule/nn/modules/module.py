@@ -19,7 +19,7 @@ from ... import _structure
 from ..._tensor import as_array, is_torch_tensor
 from ..parameter import Buffer, Parameter, _TensorCell
 from . import _call, _hooks, _pytree, _torch_inputs
-from ._conversion import ConversionMixin
+from ._conversion import ConversionMixin, placed_init
 from ._hooks import (  # noqa: F401 - re-exported as in torch.nn.modules.module
     RemovableHandle,
     add_hook,
@@ -110,6 +110,8 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _pytree.register(cls)
+        if "__init__" in cls.__dict__:  # `device=` / `with jaxmodule.device(...)`: see _conversion.placed_init
+            cls.__init__ = placed_init(cls.__dict__["__init__"])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if self.call_super_init is False and kwargs:
