@@ -31,8 +31,12 @@ def ocp() -> Any:
     return _ocp
 
 
-def build(obj: Any, kind: str) -> tuple[dict, dict[str, Any]]:
-    """Return (manifest, orbax tree of the arrays to store) for `obj` (the manifest not sealed)."""
+def build(obj: Any, kind: str, local_as_numpy: bool = False) -> tuple[dict, dict[str, Any]]:
+    """Return (manifest, orbax tree of the arrays to store) for `obj` (the manifest not sealed).
+
+    `local_as_numpy` (a multi-process save): a jax array held by this process alone is stored
+    as numpy, which orbax writes from the primary process (it refuses process-local jax arrays).
+    """
     records: list[ArrayRecord] = []
     tree = encode(obj, records)
     stored: dict[str, Any] = {}
@@ -51,6 +55,8 @@ def build(obj: Any, kind: str) -> tuple[dict, dict[str, Any]]:
                                    "jitted call); save the value returned by that call instead")
             if not isinstance(value, jax.Array) or value.is_fully_addressable:
                 entry["crc32"] = crc32_of(np.asarray(value))
+                if local_as_numpy and isinstance(value, jax.Array):
+                    value = np.asarray(value)
             stored[f"a{i}"] = value
         else:
             entry["stored"] = False

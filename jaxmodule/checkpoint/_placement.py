@@ -3,7 +3,7 @@
 Accepted forms (torch's, plus JAX shardings):
 
 * None: each array where it was saved when that device (or sharding's devices) exists here,
-  else on the default device;
+  else on the default device (in a multi-process run, devices of this process only);
 * a device spec ('cpu', 'cuda:0', 'gpu', 'tpu:1', torch.device, jax.Device): every array there;
 * a `jax.sharding.Sharding`: every array restored directly into it;
 * a dict mapping saved locations to new ones (`{'cuda:1': 'cuda:0'}`, torch's remap form), or
@@ -55,7 +55,7 @@ def _saved_device(location: str) -> jax.Device | None:
     platform, _, idx = location.partition(":")
     platform = {"cuda": "gpu"}.get(platform, platform)
     try:
-        devs = jax.devices(platform)
+        devs = jax.local_devices(backend=platform)  # this process's (all of them in a single process)
     except RuntimeError:
         return None
     for d in devs:
@@ -103,7 +103,7 @@ class Placer:
             d = _saved_device(location)
             if d is not None:
                 return jax.sharding.SingleDeviceSharding(d)
-        return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def __call__(self, key: str, meta: jax.ShapeDtypeStruct, location: str,
                  saved_sharding: Callable[[], Any]) -> jax.sharding.Sharding:
@@ -123,7 +123,7 @@ class Placer:
             if out is None:
                 s = self.default(location, saved_sharding)
             elif out is meta:
-                s = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+                s = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
             else:
                 s = _as_sharding(out, f"the value map_location returned for {key!r}")
         try:

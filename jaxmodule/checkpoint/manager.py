@@ -12,11 +12,15 @@ What this layer adds to orbax:
 * rotation runs only after a save is committed, so a failed save never costs an intact step
   (orbax deletes the old steps even when the new one fails);
 * one writer: the first save locks `<directory>/.jaxmodule.lock` until `close()`;
-* pending asynchronous saves are finished at interpreter exit (see `_exit`).
+* pending asynchronous saves are finished at interpreter exit (see `_exit`);
+* a multi-process run (`jaxmodule.distributed.init_process_group`): every process creates the
+  manager and calls `save`/`restore` with the same steps; process 0 holds the lock and decides
+  the rotation, which every process then carries out with orbax (a collective delete).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import _multiprocess
 from ._exit import PENDING
 from ._format import build, ocp
 from ._lock import LockedError, WriterLock, exclusive
@@ -74,7 +79,8 @@ class CheckpointManager:
 
     Only one manager may write to a directory at a time: the first `save` takes a lock that
     `close()` releases, and a second writer's `save` raises RuntimeError. Reading (`restore`,
-    `all_steps`) needs no lock.
+    `all_steps`) needs no lock. In a multi-process run every process creates its manager and
+    makes the same `save`/`restore` calls; process 0 takes the lock for all of them.
 
     >>> import tempfile, jax.numpy as jnp
     >>> with CheckpointManager(tempfile.mkdtemp(), save_interval_steps=2, max_to_keep=2) as mgr:
@@ -114,6 +120,8 @@ class CheckpointManager:
         self._pending: int | None = None
         self._closed = False
         self._lock = WriterLock(self.directory / _LOCK)
+        self._collective = _multiprocess.is_multiprocess()
+        self._writing = False  # this manager has saved (holds the lock, or process 0 does for it)
         o = ocp()
         pp = o.checkpoint_managers
         # Save exactly on multiples of the interval (orbax's default also saves the first step seen).
@@ -151,7 +159,7 @@ class CheckpointManager:
             return False
         self._settle()
         self._take_lock()
-        manifest, stored = build(obj, kind="step")
+        manifest, stored = build(obj, kind="step", local_as_numpy=self._collective)
         o = ocp()
         items = {"manifest": o.args.JsonSave(seal(manifest))}
         if stored:
@@ -170,8 +178,24 @@ class CheckpointManager:
         return wrote
 
     def _take_lock(self) -> None:
-        if self._lock.held:
+        if self._writing:
             return
+        if not self._collective:
+            self._acquire()
+        else:  # process 0 locks for every process and tells them whether it could
+            rv = _multiprocess.Rendezvous("manager-lock", str(self.directory))
+            if rv.primary:
+                try:
+                    self._acquire()
+                except BaseException as e:
+                    rv.publish("lock", error=e)
+                    raise
+                rv.publish("lock")
+            else:
+                rv.fetch("lock")
+        self._writing = True
+
+    def _acquire(self) -> None:
         try:
             self._lock.acquire(wait=False)
         except LockedError:
@@ -198,7 +222,7 @@ class CheckpointManager:
                                f"({cause}); the steps on disk are intact: {self.all_steps()}") from error
         if error is not None:
             raise error
-        if self._lock.held:  # only the writer rotates; a manager that only reads deletes nothing
+        if self._writing:  # only the writer rotates; a manager that only reads deletes nothing
             self._rotate()
 
     def _drop_temporaries(self, step: int) -> None:
@@ -218,18 +242,49 @@ class CheckpointManager:
                 scored.append((float(self._best_fn(m)), s))  # type: ignore[misc]
         return sorted(scored, reverse=self._best_mode == "max")
 
-    def _rotate(self) -> None:
+    def _doomed(self) -> list[int]:
+        """The committed steps the keep rules no longer keep."""
         steps = self.all_steps()
         keep = set(steps if self._max_to_keep is None else steps[-self._max_to_keep:])
         if self._best_fn is not None:
             keep.update(s for _, s in self._scored(steps)[:self._keep_best])
-        doomed = [s for s in steps if s not in keep]
+        return [s for s in steps if s not in keep]
+
+    def _rotate(self) -> None:
+        if self._collective:
+            self._rotate_collective()
+            return
+        doomed = self._doomed()
         if doomed and not set(doomed) <= set(self._mngr.all_steps()):
             self._mngr.reload()
         for s in doomed:
             with exclusive(self.directory / str(s)) as readers_done:
                 if readers_done:  # else a reader still holds it: the next rotation deletes it
                     self._mngr.delete(s)
+
+    def _rotate_collective(self) -> None:
+        """`_rotate` in a multi-process run: process 0 decides which steps go (and waits for its
+        readers of each); every process calls orbax's delete, which is collective."""
+        rv = _multiprocess.Rendezvous("rotate", str(self.directory))
+        if rv.primary:
+            try:
+                doomed = self._doomed()
+            except BaseException as e:
+                rv.publish("doomed", error=e)
+                raise
+            rv.publish("doomed", json.dumps(doomed))
+        else:
+            doomed = json.loads(rv.fetch("doomed"))
+        if doomed and not set(doomed) <= set(self._mngr.all_steps()):
+            self._mngr.reload()
+        for s in doomed:
+            if rv.primary:
+                with exclusive(self.directory / str(s)) as readers_done:
+                    rv.publish(f"delete/{s}", "yes" if readers_done else "")
+                    if readers_done:
+                        self._mngr.delete(s)
+            elif rv.fetch(f"delete/{s}"):
+                self._mngr.delete(s)
 
     # ---- reading ---------------------------------------------------------------------------------
     def restore(self, step: int | None = None, map_location: Any = None) -> Any:

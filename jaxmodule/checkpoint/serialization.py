@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import _atomic
+from . import _atomic, _multiprocess
 from ._format import assemble, build, ocp, records_keys, restore_args
 from ._lock import WriterLock, pinned
 from ._manifest import MANIFEST, check_files, inventory, parse, seal, unaccounted
@@ -125,30 +125,104 @@ def save(obj: Any, f: str | os.PathLike) -> None:
     not a checkpoint is never replaced.
     """
     path = _as_path(f, "save")
+    if _multiprocess.is_multiprocess():
+        _save_collective(obj, path)
+        return
+    _check_parent(path)
+    manifest, stored = build(obj, kind="save")
+    with WriterLock(_atomic.lock_path(path)):
+        _check_replaceable(path)
+        tmp = _atomic.make_temp(path)
+        try:
+            _write_arrays(tmp, stored)
+            _commit(tmp, path, manifest)
+        except BaseException:
+            _atomic.discard(tmp)
+            raise
+        _atomic.remove_stale_siblings(path)
+
+
+def _check_parent(path: Path) -> None:
     if not path.parent.is_dir():
         blocker = _file_ancestor(path)
         if blocker is not None:
             raise RuntimeError(f"jaxmodule.save: cannot create {path}: its parent {blocker} is a file, "
                                "not a directory")
         raise RuntimeError(f"Parent directory {path.parent} does not exist.")
-    manifest, stored = build(obj, kind="save")
-    with WriterLock(_atomic.lock_path(path)):
-        _check_replaceable(path)
-        tmp = _atomic.make_temp(path)
+
+
+def _write_arrays(tmp: Path, stored: dict[str, Any]) -> None:
+    """Write the arrays into `tmp` (collective in a multi-process run: every process writes its
+    shards into the same `tmp`)."""
+    if stored:
+        o = ocp()
+        with o.Checkpointer(o.PyTreeCheckpointHandler()) as ck:
+            ck.save(tmp / _ARRAYS, args=o.args.PyTreeSave(stored))
+
+
+def _commit(tmp: Path, path: Path, manifest: dict) -> None:
+    """Flush `tmp`, write its manifest last (its presence marks `tmp` complete), swap it in."""
+    _atomic.fsync_tree(tmp)
+    manifest["files"], manifest["dirs"] = inventory(tmp, skip=(_atomic.WRITING, _atomic.DISCARD))
+    _atomic.write_json(tmp / MANIFEST, seal(manifest))
+    _atomic.finish_temp(tmp)
+    _atomic.replace_dir(tmp, path)
+
+
+def _step(rv: _multiprocess.Rendezvous, key: str, fn: Callable[[], Any], value: str = "") -> tuple[Any, list[str]]:
+    """Run this process's part `fn` of a collective step, then agree with every process on its
+    outcome: re-raise this process's error, or PeerFailed for another's."""
+    try:
+        out = fn()
+    except BaseException as e:
+        rv.all_ok(key, error=e)
+        raise
+    return out, rv.all_ok(key, value=value)
+
+
+def _save_collective(obj: Any, path: Path) -> None:
+    """`save` called by every process of a multi-process run (same `obj` structure, same path).
+
+    All processes agree on one temporary directory, which process 0 creates (holding the path's
+    writer lock) and publishes; every process writes its shards into it; process 0 alone writes
+    the manifest and swaps the directory into place; the others return once it has. Arrays that
+    live on one process only (numpy, or a jax array on this process's devices) are written from
+    process 0's values."""
+    rv = _multiprocess.Rendezvous("save", str(path))
+    (manifest, stored), paths = _step(rv, "built", lambda: build(obj, kind="save", local_as_numpy=True),
+                                      value=str(path))
+    if len(set(paths)) != 1:
+        raise ValueError(f"jaxmodule.save: every process must save to the same path; the processes "
+                         f"gave {paths}")
+    lock = WriterLock(_atomic.lock_path(path))
+    if rv.primary:
         try:
-            if stored:
-                o = ocp()
-                with o.Checkpointer(o.PyTreeCheckpointHandler()) as ck:
-                    ck.save(tmp / _ARRAYS, args=o.args.PyTreeSave(stored))
-            _atomic.fsync_tree(tmp)
-            manifest["files"], manifest["dirs"] = inventory(tmp, skip=(_atomic.WRITING, _atomic.DISCARD))
-            _atomic.write_json(tmp / MANIFEST, seal(manifest))  # its presence marks `tmp` complete
-            _atomic.finish_temp(tmp)
-            _atomic.replace_dir(tmp, path)
-        except BaseException:
-            _atomic.discard(tmp)
+            _check_parent(path)
+            lock.acquire()
+            _check_replaceable(path)
+            tmp = _atomic.make_temp(path)
+        except BaseException as e:
+            lock.release()
+            rv.publish("tmp", error=e)
             raise
-        _atomic.remove_stale_siblings(path)
+        rv.publish("tmp", tmp.name)
+    else:
+        tmp = path.parent / rv.fetch("tmp")
+    if not rv.primary:
+        _step(rv, "written", lambda: _write_arrays(tmp, stored))
+        rv.fetch("committed")  # process 0 has swapped the checkpoint in and released the lock
+        return
+    try:
+        _step(rv, "written", lambda: _write_arrays(tmp, stored))
+        _commit(tmp, path, manifest)
+    except BaseException as e:
+        _atomic.discard(tmp)
+        lock.release()
+        rv.publish("committed", error=e)
+        raise
+    _atomic.remove_stale_siblings(path)
+    lock.release()
+    rv.publish("committed")
 
 
 def _locate(path: Path) -> Path:
