@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._device import resolve_device
+from ._device import META, PLACEMENT, is_meta_spec, placement_target
 from ._dtype import get_default_dtype, to_dtype
 from ._random import Generator, next_key
 
@@ -155,11 +155,27 @@ def _size(size: Sequence[Any]) -> tuple[int, ...]:
 
 
 def _on(arr: jax.Array, device: Any) -> jax.Array:
-    """Place `arr` on `device` (any torch-style spelling) when one is given."""
-    if device is None:
+    """Place `arr` on `device` (any torch-style spelling, or a Sharding) when one is given."""
+    if device is None or is_meta_spec(device):  # meta: only inside a meta module build (traced)
         return arr
+    return jax.device_put(arr, placement_target(device))
 
-    return jax.device_put(arr, resolve_device(device))
+
+def _meta_wanted(device: Any) -> bool:
+    """`device='meta'`, or no device inside `with jaxmodule.device('meta')`, outside a module
+    build (a meta module build traces the constructor, so its factories make traced arrays)."""
+    if PLACEMENT.building:
+        return False
+    return PLACEMENT.target is META if device is None else is_meta_spec(device)
+
+
+def _made(size: Sequence[Any], dtype: Any, device: Any, make: Any) -> Any:
+    """`make(shape, dtype)` placed on `device`, or a MetaArray when the meta device is asked for:
+    `zeros(2, 3, device='meta')` is torch's `torch.zeros(2, 3, device='meta')`: no data, no draw."""
+    shape, dt = _size(size), to_dtype(dtype)
+    if _meta_wanted(device):
+        return MetaArray(shape, dt)
+    return _on(make(shape, dt), device)
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> jax.Array:
@@ -172,18 +188,19 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
-    """Mirrors `torch.zeros`."""
-    return _on(jnp.zeros(_size(size), to_dtype(dtype)), device)
+    """Mirrors `torch.zeros`; `device='meta'` gives a `MetaArray` (shape and dtype, no data)."""
+    return _made(size, dtype, device, jnp.zeros)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
-    """Mirrors `torch.ones`."""
-    return _on(jnp.ones(_size(size), to_dtype(dtype)), device)
+    """Mirrors `torch.ones`; `device='meta'` gives a `MetaArray` (shape and dtype, no data)."""
+    return _made(size, dtype, device, jnp.ones)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None) -> jax.Array:
-    """Mirrors `torch.empty`; JAX has no uninitialised memory, so the values are zeros."""
-    return _on(jnp.zeros(_size(size), to_dtype(dtype)), device)
+    """Mirrors `torch.empty`; JAX has no uninitialised memory, so the values are zeros.
+    `device='meta'` gives a `MetaArray` (shape and dtype, no data), e.g. for `Parameter(...)`."""
+    return _made(size, dtype, device, jnp.zeros)
 
 
 def full(size: Sequence[int], fill_value: Any, dtype: Any = None, device: Any = None) -> jax.Array:
@@ -194,13 +211,14 @@ def full(size: Sequence[int], fill_value: Any, dtype: Any = None, device: Any = 
 
 
 def randn(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
-    """Standard normal samples from the global (or given) generator. Mirrors `torch.randn`."""
-    return _on(jax.random.normal(next_key(generator), _size(size), to_dtype(dtype)), device)
+    """Standard normal samples from the global (or given) generator. Mirrors `torch.randn`
+    (`device='meta'`: a `MetaArray`, no draw)."""
+    return _made(size, dtype, device, lambda s, d: jax.random.normal(next_key(generator), s, d))
 
 
 def rand(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
-    """Uniform [0, 1) samples. Mirrors `torch.rand`."""
-    return _on(jax.random.uniform(next_key(generator), _size(size), to_dtype(dtype)), device)
+    """Uniform [0, 1) samples. Mirrors `torch.rand` (`device='meta'`: a `MetaArray`, no draw)."""
+    return _made(size, dtype, device, lambda s, d: jax.random.uniform(next_key(generator), s, d))
 
 
 def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,

@@ -13,10 +13,17 @@ from `generator=` when given.
 
 Differences from torch: a plain `jax.Array` cannot be filled in place, so passing one raises
 TypeError; values cannot match torch's bitwise (different random generator), only in distribution.
+
+Meta cells (built under `jaxmodule.device('meta')`) are left as they are and the generator does
+not advance, as in torch. A cell whose array spans several devices (after `to_empty` onto a
+sharding) gets its new value from a jitted function with `out_shardings` = its sharding, so the
+random draw runs sharded (threefry is partitionable) and no device ever holds the whole array;
+single-device cells take the eager path, with the same numbers as always.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -90,15 +97,85 @@ def _store(tensor: _TensorCell, value: Any) -> _TensorCell:
     return tensor
 
 
+def _spread(v: Any) -> Any:
+    """The sharding of a concrete array laid over several devices, else None."""
+    if isinstance(v, jax.core.Tracer):
+        return None
+    s = getattr(v, "sharding", None)
+    return s if s is not None and len(s.device_set) > 1 else None
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded(fn: Callable[..., Any], sharding: Any) -> Callable[..., Any]:
+    return jax.jit(fn, static_argnums=(0, 1), out_shardings=sharding)
+
+
+def _fill(tensor: _TensorCell, fn: Callable[..., Any], dtype: Any, *args: Any, keys: int = 0,
+          generator: Generator | None = None) -> _TensorCell:
+    """Store `fn(shape, dtype, *fresh_keys, *args)` into the cell, where the cell lives.
+
+    Meta cells stay as they are (no key is drawn); a cell spread over several devices gets the
+    value from `fn` jitted with `out_shardings` = its sharding; others call `fn` eagerly.
+    """
+    v = tensor._value
+    if isinstance(v, jax.ShapeDtypeStruct):
+        return tensor
+    drawn = [next_key(generator) for _ in range(keys)]
+    sharding = _spread(v)
+    f = fn if sharding is None else _sharded(fn, sharding)
+    return _store(tensor, f(tuple(v.shape), dtype, *drawn, *args))
+
+
+def _uniform_value(shape: tuple, dt: Any, key: jax.Array, a: float, b: float) -> jax.Array:
+    return a + (b - a) * jax.random.uniform(key, shape, dt)
+
+
+def _normal_value(shape: tuple, dt: Any, key: jax.Array, mean: float, std: float) -> jax.Array:
+    return mean + std * jax.random.normal(key, shape, dt)
+
+
 def _uniform(tensor: _TensorCell, a: float, b: float, generator: Generator | None) -> _TensorCell:
-    shape, dt = tensor.shape, _sample_dtype(tensor.dtype)
-    u = jax.random.uniform(next_key(generator), shape, dt)
-    return _store(tensor, a + (b - a) * u)
+    return _fill(tensor, _uniform_value, _sample_dtype(tensor.dtype), a, b, keys=1, generator=generator)
 
 
 def _normal(tensor: _TensorCell, mean: float, std: float, generator: Generator | None) -> _TensorCell:
-    shape, dt = tensor.shape, _sample_dtype(tensor.dtype)
-    return _store(tensor, mean + std * jax.random.normal(next_key(generator), shape, dt))
+    return _fill(tensor, _normal_value, _sample_dtype(tensor.dtype), mean, std, keys=1, generator=generator)
+
+
+def _trunc_normal_value(shape: tuple, dt: Any, key: jax.Array, mean: float, std: float, a: float,
+                        b: float) -> jax.Array:
+    z = jax.random.truncated_normal(key, (a - mean) / std, (b - mean) / std, shape, dt)
+    # Rounding in mean + std * z can step a hair past a bound: clip to keep [a, b] exact.
+    return jnp.clip(mean + std * z, a, b)
+
+
+def _full_value(shape: tuple, dt: Any, val: Any) -> jax.Array:
+    return jnp.full(shape, val, dt)
+
+
+def _eye_value(shape: tuple, dt: Any) -> jax.Array:
+    return jnp.eye(*shape, dtype=dt)
+
+
+def _orthogonal_value(shape: tuple, dt: Any, key: jax.Array, gain: float) -> jax.Array:
+    rows = shape[0]
+    cols = math.prod(shape) // rows
+    flat = jax.random.normal(key, (rows, cols), dt)
+    if rows < cols:
+        flat = flat.T
+    q, r = jnp.linalg.qr(flat)
+    q = q * jnp.sign(jnp.diagonal(r))  # make the decomposition unique (torch's sign fix)
+    if rows < cols:
+        q = q.T
+    return (gain * q).reshape(shape)
+
+
+def _sparse_value(shape: tuple, dt: Any, key: jax.Array, order_key: jax.Array, std: float,
+                  num_zeros: int) -> jax.Array:
+    values = std * jax.random.normal(key, shape, dt)
+    # A random permutation of the rows per column: rank of i.i.d. uniforms down each column.
+    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(order_key, shape), axis=0), axis=0)
+    return jnp.where(ranks < num_zeros, 0, values)
 
 
 # ---- gains and fans ------------------------------------------------------------------------
@@ -198,29 +275,26 @@ def trunc_normal_(tensor: Any, mean: float = 0.0, std: float = 1.0, a: float = -
     if (mean < a - 2 * std) or (mean > b + 2 * std):
         warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
                       "The distribution of values may be incorrect.", stacklevel=2)
-    dt = _sample_dtype(tensor.dtype)
-    z = jax.random.truncated_normal(next_key(generator), (a - mean) / std, (b - mean) / std,
-                                    tensor.shape, dt)
-    # Rounding in mean + std * z can step a hair past a bound: clip to keep [a, b] exact.
-    return _store(tensor, jnp.clip(mean + std * z, a, b))
+    return _fill(tensor, _trunc_normal_value, _sample_dtype(tensor.dtype), mean, std, a, b, keys=1,
+                 generator=generator)
 
 
 def constant_(tensor: Any, val: float) -> Any:
     """Fill with `val`. Mirrors `torch.nn.init.constant_`."""
     tensor = _check_cell(tensor, "constant_")
-    return _store(tensor, jnp.full(tensor.shape, val, tensor.dtype))
+    return _fill(tensor, _full_value, tensor.dtype, val)
 
 
 def ones_(tensor: Any) -> Any:
     """Fill with 1. Mirrors `torch.nn.init.ones_`."""
     tensor = _check_cell(tensor, "ones_")
-    return _store(tensor, jnp.ones(tensor.shape, tensor.dtype))
+    return _fill(tensor, _full_value, tensor.dtype, 1)
 
 
 def zeros_(tensor: Any) -> Any:
     """Fill with 0. Mirrors `torch.nn.init.zeros_`."""
     tensor = _check_cell(tensor, "zeros_")
-    return _store(tensor, jnp.zeros(tensor.shape, tensor.dtype))
+    return _fill(tensor, _full_value, tensor.dtype, 0)
 
 
 def eye_(tensor: Any) -> Any:
@@ -228,7 +302,7 @@ def eye_(tensor: Any) -> Any:
     tensor = _check_cell(tensor, "eye_")
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    return _store(tensor, jnp.eye(*tensor.shape, dtype=tensor.dtype))
+    return _fill(tensor, _eye_value, tensor.dtype)
 
 
 def dirac_(tensor: Any, groups: int = 1) -> Any:
@@ -246,12 +320,16 @@ def dirac_(tensor: Any, groups: int = 1) -> Any:
         raise ValueError("dim 0 must be divisible by groups")
     out_per_grp = shape[0] // groups
     min_dim = min(out_per_grp, shape[1])
+    if isinstance(tensor._value, jax.ShapeDtypeStruct):
+        return tensor
     w = np.zeros(shape, dtype=np.float32)
     centre = tuple(s // 2 for s in shape[2:])
     for g in range(groups):
         for d in range(min_dim):
             w[(g * out_per_grp + d, d, *centre)] = 1
-    return _store(tensor, jnp.asarray(w, tensor.dtype))
+    sharding = _spread(tensor._value)  # a host array goes to each device as its shard only
+    return _store(tensor, jnp.asarray(w, tensor.dtype) if sharding is None
+                  else jax.device_put(w.astype(tensor.dtype), sharding))
 
 
 # ---- scaled random fills -------------------------------------------------------------------
@@ -330,16 +408,7 @@ def orthogonal_(tensor: Any, gain: float = 1, generator: Generator | None = None
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     if 0 in tensor.shape:
         return tensor
-    rows = tensor.shape[0]
-    cols = math.prod(tensor.shape) // rows
-    flat = jax.random.normal(next_key(generator), (rows, cols), _sample_dtype(tensor.dtype))
-    if rows < cols:
-        flat = flat.T
-    q, r = jnp.linalg.qr(flat)
-    q = q * jnp.sign(jnp.diagonal(r))  # make the decomposition unique (torch's sign fix)
-    if rows < cols:
-        q = q.T
-    return _store(tensor, (gain * q).reshape(tensor.shape))
+    return _fill(tensor, _orthogonal_value, _sample_dtype(tensor.dtype), gain, keys=1, generator=generator)
 
 
 def sparse_(tensor: Any, sparsity: float, std: float = 0.01,
@@ -355,13 +424,8 @@ def sparse_(tensor: Any, sparsity: float, std: float = 0.01,
     tensor = _check_cell(tensor, "sparse_")
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    rows, cols = tensor.shape
-    num_zeros = math.ceil(sparsity * rows)
-    dt = _sample_dtype(tensor.dtype)
-    values = std * jax.random.normal(next_key(generator), (rows, cols), dt)
-    # A random permutation of the rows per column: rank of i.i.d. uniforms down each column.
-    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(next_key(generator), (rows, cols)), axis=0), axis=0)
-    return _store(tensor, jnp.where(ranks < num_zeros, 0, values))
+    num_zeros = math.ceil(sparsity * tensor.shape[0])
+    return _fill(tensor, _sparse_value, _sample_dtype(tensor.dtype), std, num_zeros, keys=2, generator=generator)
 
 
 # ---- deprecated spellings without the trailing underscore (torch keeps them) ----------------

@@ -198,6 +198,8 @@ class StateDictMixin:
                 if not lazy and isinstance(old, jax.Array) and isinstance(new, jax.Array) \
                         and not isinstance(old, jax.core.Tracer) and new.sharding != old.sharding:
                     new = jax.device_put(new, old.sharding)
+                elif isinstance(old, jax.ShapeDtypeStruct) and old.sharding is not None:
+                    new = jax.device_put(new, old.sharding)  # a meta cell: onto its planned sharding
             except Exception as ex:  # noqa: BLE001 - reported with the key, like torch
                 error_msgs.append(f'While copying the parameter named "{key}", whose dimensions in the model are '
                                   f"{_shape(cell)} and whose dimensions in the checkpoint are {_shape(value)}, "
@@ -235,7 +237,10 @@ class StateDictMixin:
         `strict=True` raises RuntimeError listing every missing key, unexpected key and shape
         mismatch at once. Differences: a failed load changes nothing (torch copies what matched
         before raising); `assign=True` keeps the incoming dtype but writes into the existing
-        `Parameter` objects, so optimizers keep working.
+        `Parameter` objects, so optimizers keep working; a meta parameter or buffer (built under
+        `jaxmodule.device('meta')`) takes the loaded value, placed on its planned sharding if it
+        has one (else where the value is: the default device for host data), where torch
+        leaves it meta with a warning unless `assign=True`.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
