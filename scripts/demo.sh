@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sets up .venv, then trains the demo model (examples/train_classifier.py).
+# Sets up .venv with the `examples` extra, then trains the demo CNN on scikit-learn's handwritten
+# digits (examples/train_classifier.py; its options pass through, e.g. --epochs 30 or --resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test
+bash scripts/setup.sh examples
+echo "demo: running examples/train_classifier.py $*"
 exec .venv/bin/python examples/train_classifier.py "$@"
