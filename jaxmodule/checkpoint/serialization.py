@@ -98,6 +98,12 @@ def save(obj: Any, f: str | os.PathLike) -> None:
     process) waits until the first one has finished. The replaced checkpoint is deleted once
     any `load` still reading it is done. Guarantees: docs/checkpoint_guarantees.md.
 
+    In a multi-process run (`jaxmodule.distributed.init_process_group`), every process calls
+    `save` with the same path, as with a collective: each writes the shards of the arrays it
+    holds, process 0 writes the manifest and swaps the checkpoint in, and every process returns
+    once it is in place. Arrays held by one process only (numpy, or on one device) are saved
+    from process 0's values. If any process fails, all of them raise and nothing is replaced.
+
     Args:
         obj: arrays (jax, numpy, Parameter, Buffer, torch tensors), dict, OrderedDict, list, tuple,
             set, None, bool, int, float, complex, str, bytes, or `jaxmodule.Generator`, nested.
@@ -357,6 +363,10 @@ def load(f: str | os.PathLike, map_location: Any = None, *, weights_only: bool |
 
     Mirrors `torch.load`. A `save` racing this read never mixes two checkpoints: the result is
     the old one or the new one, whole.
+
+    In a multi-process run every process may call `load`: a sharded array comes back with the
+    sharding it was saved with (or the one `map_location` gives), an array saved on one device
+    on the matching device of this process, else on this process's default device.
 
     Args:
         f: the checkpoint path.
