@@ -167,7 +167,7 @@ def run_mode(mode: str, rank: int, world: int, workdir: str, out: dict[str, np.n
 
 def main(argv: list[str]) -> None:
     rank, world, port, workdir = int(argv[0]), int(argv[1]), int(argv[2]), argv[3]
-    import jaxmodule.distributed._process_group as dist
+    import jaxmodule.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", world_size=world, rank=rank)
     out: dict[str, np.ndarray] = {"rank": np.array(dist.get_rank()), "world": np.array(dist.get_world_size())}

@@ -158,7 +158,7 @@ def _torch_error(fn):
 def test_missing_rendezvous_information_raises_torchs_error(monkeypatch, init_method, env):
     import torch.distributed as tdist
 
-    from jaxmodule.distributed import _process_group as dist
+    import jaxmodule.distributed as dist
 
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
@@ -174,7 +174,7 @@ def test_missing_rendezvous_information_raises_torchs_error(monkeypatch, init_me
 def test_queries_before_init_raise_torchs_error():
     import torch.distributed as tdist
 
-    from jaxmodule.distributed import _process_group as dist
+    import jaxmodule.distributed as dist
 
     for ours, theirs in [(dist.get_rank, tdist.get_rank), (dist.get_world_size, tdist.get_world_size),
                          (dist.barrier, tdist.barrier), (dist.destroy_process_group, tdist.destroy_process_group)]:
@@ -188,7 +188,7 @@ def test_queries_before_init_raise_torchs_error():
 def test_bad_arguments_are_refused_before_anything_starts():
     import datetime
 
-    from jaxmodule.distributed import _process_group as dist
+    import jaxmodule.distributed as dist
 
     tcp = "tcp://127.0.0.1:29500"
     with pytest.raises(ValueError, match=r"unknown backend 'glooo'; expected one of \['gloo', 'mpi', 'nccl'"):
@@ -207,7 +207,7 @@ def test_bad_arguments_are_refused_before_anything_starts():
 
 def test_init_after_jax_has_computed_is_refused_and_changes_nothing():
     import jaxmodule
-    from jaxmodule.distributed import _process_group as dist
+    import jaxmodule.distributed as dist
 
     keep = jnp.ones(3)  # a live array: JAX has computed in this process
     key = np.asarray(jaxmodule.default_generator.get_state())
@@ -221,7 +221,7 @@ def test_init_after_jax_has_computed_is_refused_and_changes_nothing():
 
 _SOLO = """
 import os, numpy as np, jaxmodule, jax
-import jaxmodule.distributed._process_group as dist
+import jaxmodule.distributed as dist
 jaxmodule.manual_seed(5)
 before = np.asarray(jaxmodule.default_generator.get_state())
 dist.init_process_group()  # env://
