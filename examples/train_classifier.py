@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ import jaxmodule
 from jaxmodule import nn, optim
 from jaxmodule.checkpoint import CheckpointManager
 
-__all__ = ["Net", "load_data", "make_digits", "main"]
+__all__ = ["Net", "load_data", "main", "make_digits"]
 
 DEFAULTS = {"epochs": 20, "batch_size": 64, "lr": 5e-3, "seed": 0, "smoke": False}
 SMOKE_TRAIN_IMAGES = 256  # --smoke trains on this many images (eval stays on the whole held-out set)
@@ -93,16 +92,18 @@ def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- the run folder --------------------------------------------------------------------------------
-def new_run_dir(runs_dir: Path) -> Path:
-    """A new `runs_dir/<timestamp>` folder (a suffix keeps two runs in one second apart)."""
+def new_run_dir(runs_dir: Path, config: dict[str, Any]) -> Path:
+    """A new `runs_dir/<timestamp>` folder holding `config` as config.json (a suffix keeps two
+    runs started in one second apart)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1, 1000):
         path = runs_dir / (stamp if n == 1 else f"{stamp}-{n}")
         try:
             path.mkdir(parents=True)
-            return path
         except FileExistsError:
             continue
+        (path / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+        return path
     raise RuntimeError(f"train_classifier: cannot create a new run folder in {runs_dir}")
 
 
@@ -200,25 +201,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    from tqdm import tqdm  # deferred: an `examples` extra, not needed by `import train_classifier`
-
-    started = time.perf_counter()
-    args = parse_args(argv)
+def settings(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]]:
+    """The run folder --resume names (or the latest) and its settings, or None and the settings
+    of a new run (its folder is made once the settings are known to work: `new_run_dir`)."""
     runs_dir = Path(args.runs_dir)
     if args.resume:
         run_dir = latest_run_dir(runs_dir) if args.resume == "latest" else Path(args.resume)
         if not (run_dir / "config.json").is_file():
             raise SystemExit(f"train_classifier: --resume {args.resume}: {run_dir} is not a run folder "
                              "(it has no config.json)")
-        config = json.loads((run_dir / "config.json").read_text())
-    else:
-        config = {name: getattr(args, name) if getattr(args, name) is not None else default
-                  for name, default in DEFAULTS.items()}
-        if args.smoke and args.epochs is None:
-            config["epochs"] = 2
-        run_dir = new_run_dir(runs_dir)
-        (run_dir / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+        return run_dir, json.loads((run_dir / "config.json").read_text())
+    config = {name: default if getattr(args, name) is None else getattr(args, name)
+              for name, default in DEFAULTS.items()}
+    if args.smoke and args.epochs is None:
+        config["epochs"] = 2
+    return None, config
+
+
+def report(run_dir: Path, config: dict[str, Any], history: dict[str, list[float]], n_test: int,
+           seconds: dict[str, float]) -> None:
+    """Write metrics.json and curves.png; the last lines say where everything is."""
+    done, epochs = len(history["train_loss"]), config["epochs"]
+    metrics = write_metrics(run_dir / "metrics.json", config, history, n_test, seconds)
+    save_plot(history, run_dir / "curves.png")
+    print(f"held-out accuracy {100 * metrics['held_out_accuracy']:.1f}% "
+          f"({metrics['held_out_correct']}/{n_test} images) after epoch {done}/{epochs}; "
+          f"{seconds['total']:.1f} s in this process")
+    if done < epochs:
+        print(f"stopped after epoch {done}; continue with: python {sys.argv[0]} --resume {shown(run_dir)}")
+    print(f"checkpoints: {shown(run_dir / 'checkpoints')}/<epoch> (epochs 1-{done}; "
+          "jaxmodule.checkpoint.CheckpointManager)")
+    print(f"curves:      {shown(run_dir / 'curves.png')}")
+    print(f"metrics:     {shown(run_dir / 'metrics.json')}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tqdm import tqdm  # deferred: an `examples` extra, not needed by `import train_classifier`
+
+    started = time.perf_counter()
+    args = parse_args(argv)
+    run_dir, config = settings(args)
 
     # -- data, model, loss, optimizer, schedule: as in torch
     x_train, y_train, x_test, y_test = load_data(config["seed"])
@@ -229,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     if steps_per_epoch == 0:
         raise SystemExit(f"train_classifier: --batch-size {batch_size} is larger than the "
                          f"{len(x_train)} training images")
+    if run_dir is None:
+        run_dir = new_run_dir(Path(args.runs_dir), config)
     print(f"data: {len(x_train) + len(x_test):,} real 8x8 handwritten digits (scikit-learn load_digits): "
           f"{len(x_train):,} train / {len(x_test):,} held-out, stratified, seed {config['seed']}")
 
@@ -268,22 +292,26 @@ def main(argv: list[str] | None = None) -> None:
             history, start = state["history"], state["epoch"]
             print(f"resumed {shown(run_dir)} from epoch {start} (held-out accuracy "
                   f"{100 * history['held_out_accuracy'][-1]:.1f}%)")
+            if start >= epochs:
+                print(f"this run has finished all its {epochs} epochs: nothing left to train")
         else:
             print(f"run folder: {shown(run_dir)}")
         stop = min(epochs, args.stop_after or epochs)
-        compile_s = 0.0
+        compile_s, first_epoch = 0.0, start + 1  # this process compiles during its first epoch
         epoch, bar = start, None
         try:
-            for epoch in range(start + 1, stop + 1):
+            for epoch in range(first_epoch, stop + 1):
                 model.train()
                 order = np.random.default_rng([config["seed"], epoch]).permutation(len(x_train))
                 bar = tqdm(total=steps_per_epoch * batch_size, desc=f"epoch {epoch}/{epochs}", unit="img",
                            leave=False, disable=None, dynamic_ncols=True)
                 t0 = time.perf_counter()
                 losses = []
-                for s in range(steps_per_epoch):
-                    idx = order[s * batch_size:(s + 1) * batch_size]
-                    first = epoch == start + 1 and s == 0
+                for step in range(steps_per_epoch):
+                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    first = epoch == first_epoch and step == 0
+                    if first and not bar.disable:
+                        bar.set_postfix_str("tracing + XLA compile ...")
                     t_step = time.perf_counter()
                     loss = train_step(jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]))
                     scheduler.step()  # per batch; a new learning rate is a traced float: no recompile
@@ -301,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
                 with jaxmodule.no_grad():
                     test_loss, correct = evaluate(x_test_dev, y_test_dev)
                 test_loss, correct = float(test_loss), int(correct)
-                if epoch == start + 1:
+                if epoch == first_epoch:
                     compile_s += time.perf_counter() - t_eval
                 seconds = time.perf_counter() - t0
                 for key, value in (("train_loss", train_loss), ("held_out_loss", test_loss),
@@ -311,8 +339,9 @@ def main(argv: list[str] | None = None) -> None:
                 manager.save(epoch, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
                                      "rng": jaxmodule.default_generator.get_state()})
-                rate = steps_per_epoch * batch_size / max(seconds - (compile_s if epoch == start + 1 else 0), 1e-9)
-                note = f" (includes XLA compile: {compile_s:.1f} s)" if epoch == start + 1 else ""
+                compiling = compile_s if epoch == first_epoch else 0.0
+                rate = steps_per_epoch * batch_size / max(seconds - compiling, 1e-9)
+                note = f" (includes XLA compile: {compile_s:.1f} s)" if compiling else ""
                 print(f"epoch {epoch:>2}/{epochs}  train loss {train_loss:.4f}  held-out loss {test_loss:.4f}"
                       f"  accuracy {100 * correct / len(x_test):5.1f}%  {rate:,.0f} img/s  {seconds:.1f} s{note}",
                       flush=True)
@@ -320,22 +349,11 @@ def main(argv: list[str] | None = None) -> None:
             if bar is not None:
                 bar.close()
             print(f"\ninterrupted during epoch {epoch}")
-    done = len(history["train_loss"])
-    if done == 0:
+    if not history["train_loss"]:
         print(f"no epoch finished; start again with: python {sys.argv[0]} --resume {shown(run_dir)}")
         return
-    seconds = {"total": round(time.perf_counter() - started, 2), "compile": round(compile_s, 2)}
-    metrics = write_metrics(run_dir / "metrics.json", config, history, len(x_test), seconds)
-    save_plot(history, run_dir / "curves.png")
-    print(f"held-out accuracy {100 * metrics['held_out_accuracy']:.1f}% "
-          f"({metrics['held_out_correct']}/{len(x_test)} images) after epoch {done}/{epochs}; "
-          f"{seconds['total']:.1f} s in this process")
-    if done < epochs:
-        print(f"stopped after epoch {done}; continue with: python {sys.argv[0]} --resume {shown(run_dir)}")
-    print(f"checkpoints: {shown(run_dir / 'checkpoints')}/<epoch> (epochs 1-{done}; "
-          "jaxmodule.checkpoint.CheckpointManager)")
-    print(f"curves:      {shown(run_dir / 'curves.png')}")
-    print(f"metrics:     {shown(run_dir / 'metrics.json')}")
+    report(run_dir, config, history, len(x_test),
+           {"total": round(time.perf_counter() - started, 2), "compile": round(compile_s, 2)})
 
 
 if __name__ == "__main__":
