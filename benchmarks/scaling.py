@@ -14,9 +14,11 @@ cross-entropy through `jaxmodule.compile`:
 
 Each device count runs in its own process (`XLA_FLAGS=--xla_force_host_platform_device_count=N`,
 `JAX_PLATFORMS=cpu`, no persistent compilation cache); the single-device baseline runs in the
-process of the smallest device count. Per (strategy, device count): the first call (trace +
-compile + one step), then 2 more warm-up steps, then the median of `--steps` steps (each
-synchronised on its loss with `block_until_ready`); the bytes of parameters and of optimizer
+process of the smallest device count. Each process first trains the tiny model for a few steps
+(unrecorded), so that no row pays the process's one-time costs. Per (strategy, device count):
+the first call (trace + compile + one step), then 2 more warm-up steps, then the median of `--steps` steps (each
+synchronised on its loss with `block_until_ready`) and the process's CPU time per timed step
+(all threads: the total work, which other jobs on the machine disturb less); the bytes of parameters and of optimizer
 state each device holds (the maximum over devices of the sizes of its `addressable_shards`);
 and the largest relative difference between the strategy's per-step losses and the baseline's
 (every process draws the same model and batches from the same seeds).
@@ -143,17 +145,20 @@ def run_strategy(strategy: str, n: int, size: str, steps: int) -> dict[str, Any]
     t0 = time.perf_counter()
     losses.append(step(*data[0]).block_until_ready())
     first_call = time.perf_counter() - t0
-    for x, y in data[1:]:
+    for i, (x, y) in enumerate(data[1:], start=1):
+        if i == WARMUP:
+            cpu0 = time.process_time()
         t = time.perf_counter()
         losses.append(step(x, y).block_until_ready())
         times.append(time.perf_counter() - t)
+    cpu_per_step = (time.process_time() - cpu0) / steps
     timed = times[WARMUP - 1:]
     opt_arrays = [a for a in jax.tree.leaves(opt._jm_state_get()) if isinstance(a, jax.Array)]
     return {
         "strategy": strategy, "devices": 1 if mesh is None else n,
         "mesh": "-" if mesh is None else ", ".join(f"{k}={v}" for k, v in mesh.shape.items()),
         "params": sum(p.numel() for p in model.parameters()),
-        "step_s": statistics.median(timed), "first_call_s": first_call,
+        "step_s": statistics.median(timed), "cpu_s": cpu_per_step, "first_call_s": first_call,
         "param_bytes": _max_device_bytes([p._value for p in model.parameters()]),
         "opt_bytes": _max_device_bytes(opt_arrays),
         "losses": [float(v) for v in losses], "traces": step.trace_count,
@@ -169,6 +174,7 @@ def run_process(n: int, strategies: list[str], size: str, steps: int) -> list[di
     if jax.device_count() != n:
         raise RuntimeError(f"scaling.py: this process sees {jax.device_count()} devices, expected {n} "
                            "(XLA_FLAGS must be set before jax is imported)")
+    run_strategy("single", n, "quick", 1)  # pay the process's one-time costs before measuring
     out = []
     for strategy in strategies:
         out.append(run_strategy(strategy, n, size, steps))
@@ -181,6 +187,7 @@ def _child_env(n: int) -> dict[str, str]:
     flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
     env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={n}"])
     env["JAX_PLATFORMS"] = "cpu"
+    env["JAXMODULE_CACHE_DIR"] = "off"  # first calls compile: no persistent compilation cache
     return env
 
 
@@ -211,14 +218,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table; ratios and loss differences against the 'single' row."""
     base = next(r for r in rows if r["strategy"] == "single")
     base_mem = base["param_bytes"] + base["opt_bytes"]
-    out = ["| strategy | devices | mesh | step (median) | vs 1 device | first call | params / device | "
+    out = ["| strategy | devices | mesh | step (median) | vs 1 device | CPU time / step | first call | params / device | "
            "optimizer state / device | memory vs 1 device | loss max rel. diff |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mem = r["param_bytes"] + r["opt_bytes"]
         out.append(f"| {r['strategy']} | {r['devices']} | {r['mesh']} | {_ms(r['step_s'])} | "
-                   f"{r['step_s'] / base['step_s']:.2f}x | {_ms(r['first_call_s'])} | {_mb(r['param_bytes'])} | "
-                   f"{_mb(r['opt_bytes'])} | {mem / base_mem:.2f}x | {max_rel_diff(r['losses'], base['losses']):.1e} |")
+                   f"{r['step_s'] / base['step_s']:.2f}x | {_ms(r['cpu_s'])} | {_ms(r['first_call_s'])} | "
+                   f"{_mb(r['param_bytes'])} | {_mb(r['opt_bytes'])} | {mem / base_mem:.2f}x | "
+                   f"{max_rel_diff(r['losses'], base['losses']):.1e} |")
     return "\n".join(out)
 
 

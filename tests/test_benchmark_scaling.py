@@ -20,7 +20,7 @@ _spec.loader.exec_module(scaling)
 
 def _row(strategy, devices, losses, param_bytes=4 * 2**20, opt_bytes=8 * 2**20, step_s=0.01):
     return {"strategy": strategy, "devices": devices, "mesh": "-" if devices == 1 else f"data={devices}",
-            "params": 10, "step_s": step_s, "first_call_s": 1.5, "param_bytes": param_bytes,
+            "params": 10, "step_s": step_s, "cpu_s": 2 * step_s, "first_call_s": 1.5, "param_bytes": param_bytes,
             "opt_bytes": opt_bytes, "losses": losses, "traces": 1}
 
 
@@ -50,7 +50,7 @@ def test_quick_run_two_devices():
 def test_table_and_loss_check_on_made_up_rows(monkeypatch, capsys):
     rows = [_row("single", 1, [2.0, 1.0]), _row("fsdp", 4, [2.0, 1.0 + 1e-7], 2**20, 2**21, 0.02)]
     text = scaling.table(rows)
-    assert text.splitlines()[3] == "| fsdp | 4 | data=4 | 20.0 ms | 2.00x | 1.50 s | 1.0 MB | 2.0 MB | 0.25x | 1.0e-07 |"
+    assert text.splitlines()[3] == "| fsdp | 4 | data=4 | 20.0 ms | 2.00x | 40.0 ms | 1.50 s | 1.0 MB | 2.0 MB | 0.25x | 1.0e-07 |"
     monkeypatch.setattr(scaling, "_spawn", lambda n, strategies, size, steps: rows)
     assert scaling.main(["--devices", "4"]) == 0
     rows[1]["losses"] = [2.0, 1.01]
