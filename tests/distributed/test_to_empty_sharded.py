@@ -156,3 +156,22 @@ def test_meta_build_then_to_empty_then_load_state_dict_round_trip():
     x = jnp.ones((2, 16))
     np.testing.assert_allclose(np.asarray(m.down(m.up(x))), np.asarray(src.down(src.up(x))), rtol=1e-5, atol=1e-6)
     assert m.up.weight._value.sharding == NamedSharding(_mesh(), P("x"))
+
+
+def test_meta_shard_allocate_init_gives_the_values_of_an_eager_build_bit_for_bit():
+    def make():
+        return nn.Sequential(nn.Linear(16, 64), nn.Linear(64, 16), nn.LayerNorm(16), nn.Embedding(32, 8))
+
+    jaxmodule.manual_seed(0)
+    ref = make()
+    with jaxmodule.device("meta"):
+        m = make()
+    _plan(m, _mesh())
+    m.to_empty(device="cpu")
+    jaxmodule.manual_seed(0)
+    for mod in m.modules():
+        if hasattr(mod, "reset_parameters"):
+            mod.reset_parameters()
+    for (name, a), (_, b) in zip(ref.named_parameters(), m.named_parameters()):
+        assert b._value.sharding.spec == P("x"), name
+        np.testing.assert_array_equal(np.asarray(b._value), np.asarray(a._value), err_msg=name)
