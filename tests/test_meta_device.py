@@ -7,13 +7,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxmodule
+from jaxmodule import nn
 from jaxmodule._device import resolve_device
 from jaxmodule._tensor import as_array, cell_value, is_tensor_cell
 from jaxmodule.nn import Buffer, Parameter
+from tests.nn.modules.module_cases import CASES
 
 
 def _mesh() -> Mesh:
@@ -43,12 +46,6 @@ def test_as_array_still_converts_cells_numpy_and_python_data():
 
 
 # ---- every layer of jaxmodule.nn builds under meta as it builds normally --------------------------
-from tests.nn.modules.module_cases import CASES  # noqa: E402
-import torch  # noqa: E402
-
-from jaxmodule import nn  # noqa: E402
-
-
 def _build(case, lib, arr):
     if case.build is not None:
         return case.build(lib, arr)

@@ -105,7 +105,7 @@ def _spread(v: Any) -> Any:
     return s if s is not None and len(s.device_set) > 1 else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sharded(fn: Callable[..., Any], sharding: Any) -> Callable[..., Any]:
     return jax.jit(fn, static_argnums=(0, 1), out_shardings=sharding)
 

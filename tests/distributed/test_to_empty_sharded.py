@@ -35,7 +35,7 @@ class Block(nn.Module):
 
 def _plan(model, mesh) -> None:
     """What the sharding API does: give each meta cell a planned NamedSharding."""
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         spec = P("x") if p.shape[0] % 8 == 0 else P()
         p._value = jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=NamedSharding(mesh, spec))
 

@@ -108,7 +108,7 @@ def _put(t: Any, where: Any) -> Any:
     return jax.device_put(t, where)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zeros_fn(shape: tuple[int, ...], dtype: Any, sharding: Any) -> Callable[[], jax.Array]:
     return jax.jit(functools.partial(jnp.zeros, shape, dtype), out_shardings=sharding)
 
