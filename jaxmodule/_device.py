@@ -93,7 +93,8 @@ def resolve_device(spec: Any, default_kind: str = "gpu") -> jax.Device:
     else:
         raise TypeError(f"expected a device (str, int, torch.device or jax.Device), got {spec!r}")
     try:
-        devs = jax.devices(kind) if kind in ("cpu", "gpu", "tpu") else []
+        # this process's devices: with several processes, 'cuda:0' is each process's first GPU
+        devs = jax.local_devices(backend=kind) if kind in ("cpu", "gpu", "tpu") else []
     except RuntimeError:
         devs = []
     if not devs:

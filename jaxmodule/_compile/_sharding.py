@@ -21,6 +21,8 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._tensor import META_DATA_ERROR
+
 __all__ = ["mesh_of", "place_strays", "constrain_outputs", "constrain", "constrain_prefix"]
 
 
@@ -46,8 +48,12 @@ def _stray(x: Any, mesh: Mesh) -> bool:
 
 
 def place_strays(layout: Any) -> None:
-    """Replicate the layout's single-device arrays on its mesh (see the module docstring)."""
+    """Replicate the layout's single-device arrays on its mesh (see the module docstring).
+    A meta cell (no data) is refused here, once per layout, with what to do about it."""
     cells, states = layout.cells, layout.states
+    for c in cells:
+        if isinstance(c._value, jax.ShapeDtypeStruct):
+            raise RuntimeError(f"jaxmodule.compile: {META_DATA_ERROR}")
     mesh = mesh_of([c._value for c in cells]) or mesh_of([o._jm_state_get() for o in states])
     if mesh is None:
         return

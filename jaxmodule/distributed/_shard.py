@@ -29,6 +29,7 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .. import _structure
+from .._tensor import meta_array
 from ..nn.modules.module import Module
 from ..optim.optimizer import live_optimizers
 from ._mesh import divisibility_problem
@@ -159,7 +160,7 @@ def plan_placements(module: Module, mesh: Mesh, rule: Callable[[str, Any], Any],
 
 def _placed(value: Any, sharding: NamedSharding) -> Any:
     if isinstance(value, jax.ShapeDtypeStruct):  # meta: record the planned placement only
-        return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding)
+        return meta_array(value, sharding=sharding)
     if getattr(value, "sharding", None) == sharding:
         return value
     return jax.device_put(value, sharding)

@@ -47,6 +47,10 @@ _Meta = jax.ShapeDtypeStruct  # what a meta cell holds: shape, dtype, planned sh
 _META_DEVICE = _device_place("meta")
 
 
+def _spans_devices(v: Any) -> bool:
+    return isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer) and len(v.sharding.device_set) > 1
+
+
 def _initial_value(data: Any) -> Any:
     """A new cell's value: an array, or a ShapeDtypeStruct (a meta cell, as torch's meta tensors)."""
     v = cell_value(data)
@@ -197,6 +201,8 @@ class _TensorCell:
             new = new.astype(old.dtype)
         if new.shape != old.shape:
             new = jnp.broadcast_to(new, old.shape)
+        if _spans_devices(old) and not isinstance(new, jax.core.Tracer) and new.sharding != old.sharding:
+            new = jax.device_put(new, old.sharding)  # in place on a sharded cell keeps its placement
         self._value = new
         return self
 
