@@ -85,12 +85,19 @@ def _update_params(factory: Callable, static: tuple, placement: tuple | None, hp
     return new_params, new_states
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _update_generic(tx: optax.GradientTransformation, mask: tuple, lr: jax.Array, params: list,
-                    grads: list, state: Any) -> tuple[list, Any]:
-    """A user optax transformation over a whole group; masked-out parameters keep their value."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _update_generic(tx: optax.GradientTransformation, mask: tuple, placement: tuple | None, lr: jax.Array,
+                    params: list, grads: list, state: Any) -> tuple[list, Any]:
+    """A user optax transformation over a whole group; masked-out parameters keep their value.
+    `placement`: the parameters' shardings when they span devices (outputs keep them)."""
     u, new_state = tx.update(grads, state, params)
     new_params = [jnp.asarray(p + lr * du, p.dtype) if m else p for p, du, m in zip(params, u, mask)]
+    if placement is not None:
+        pin = jax.lax.with_sharding_constraint
+        new_params = [pin(p, sh) for p, sh in zip(new_params, placement)]
+        scalar = _scalar_sharding(placement[0])
+        new_state = optax.tree_map_params(tx, pin, new_state, list(placement),
+                                          transform_non_params=lambda x: pin(x, scalar))
     return new_params, new_state
 
 
@@ -386,9 +393,7 @@ class Optimizer(HooksMixin):
             if not idx:
                 continue
             grads = [self._grad(params[i], i) for i in idx]
-            placement = None  # eager steps on sharded parameters keep placements (compile does it itself)
-            if self._sharded and not isinstance(params[idx[0]]._value, jax.core.Tracer):
-                placement = tuple(params[i]._value.sharding for i in idx)
+            placement = self._placement([params[i] for i in idx])
             new_p, new_s = _update_params(type(self)._transformation, self._static[gi], placement, self._hp[gi],
                                           [params[i]._value for i in idx], grads,
                                           [self._states[gi][i] for i in idx])
@@ -397,6 +402,13 @@ class Optimizer(HooksMixin):
                 self._states[gi][i] = s
                 self._started[gi][i] = True
         return loss
+
+    def _placement(self, params: list[Parameter]) -> tuple | None:
+        """The shardings eager updates of `params` keep, when parameters span devices (None
+        otherwise, and under compile, which keeps placements itself)."""
+        if not self._sharded or isinstance(params[0]._value, jax.core.Tracer):
+            return None
+        return tuple(p._value.sharding for p in params)
 
     @staticmethod
     def _grad(p: Parameter, i: int) -> jax.Array:
@@ -412,7 +424,7 @@ class Optimizer(HooksMixin):
         on = set(idx)
         grads = [self._grad(p, i) if i in on else jnp.zeros_like(p._value) for i, p in enumerate(params)]
         mask = tuple(i in on for i in range(len(params)))
-        new_p, self._states[gi] = _update_generic(self._tx, mask, self._hp[gi]["lr"],
+        new_p, self._states[gi] = _update_generic(self._tx, mask, self._placement(params), self._hp[gi]["lr"],
                                                   [p._value for p in params], grads, self._states[gi])
         for i in idx:
             params[i]._value = new_p[i]

@@ -318,3 +318,21 @@ def test_meta_init_fully_shard_to_empty_then_initialise():
     # in-place writes on a sharded cell keep its placement
     model.fc1.weight.data.fill_(0.5)
     assert model.fc1.weight._value.sharding == NamedSharding(mesh, P("data"))
+
+
+def test_optax_transformation_optimizer_on_a_sharded_model():
+    import optax
+
+    model = Net()
+    mesh = dist.init_device_mesh("cpu", (8,))
+    dist.fully_shard(model, mesh=mesh)
+    opt = optim.Optimizer(model.parameters(), optax.adam(1e-2))
+    placed = _shardings(model.state_dict())
+    x, y = _batch(mesh)
+    for _ in range(2):
+        opt.zero_grad()
+        jm.backward(lambda: nn.functional.cross_entropy(model(x), y))
+        opt.step()
+    assert _shardings(model.state_dict()) == placed
+    mu = opt._states[0][0].mu  # optax.adam's first moments, one per parameter
+    assert [m.sharding for m in mu] == [p._value.sharding for p in model.parameters()]
