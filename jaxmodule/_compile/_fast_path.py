@@ -14,6 +14,7 @@ path, with identical results).
 
 from __future__ import annotations
 
+import functools
 import linecache
 import os
 from collections.abc import Callable
@@ -118,6 +119,9 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
         env[f"o{j}_get"] = getattr(o, "_jm_state_view", o._jm_state_get)
         env[f"o{j}_set"] = getattr(o, "_jm_state_install", o._jm_state_set)
         scatter.append(f"    o{j}_set(new_states[{j}])")
+    for j, (obj, method, a, kw) in enumerate(program.deferred):  # host calls (scheduler steps)
+        env[f"d{j}"] = functools.partial(method, obj, *a, **kw)
+        scatter.append(f"    d{j}()")
     guard_block = f"    try:\n{_guards(layout)}\n    except Exception:\n        return MISS\n" \
         if layout.reach.guards else ""
     source = FAST_PATH_TEMPLATE.format(

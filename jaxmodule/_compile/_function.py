@@ -94,6 +94,8 @@ class CompiledFunction:
             if _log.settings.recompiles or self.trace_count >= _log.RETRACE_WARNING_LIMIT:
                 layout.description = layout.describe()  # as it is now, for the next reason
             program = None if force_read else self._programs.get(layout.signature)
+            if program is not None and program.deferred and not _reaches_deferred(layout, program):
+                program = None  # its host calls name objects this layout does not hold
             reused = program is not None
             if reused:
                 self._programs.move_to_end(layout.signature)
@@ -108,8 +110,7 @@ class CompiledFunction:
                 continue
             if self.trace_count > 1:
                 _log.retrace(self, self._reasons(previous, layout))
-            if not program.deferred:
-                self._programs[layout.signature] = program
+            self._programs[layout.signature] = program
             if len(self._programs) > KEEP_PROGRAMS:
                 self._programs.popitem(last=False)
             break
@@ -194,7 +195,7 @@ class CompiledFunction:
                 if change is not None:
                     o._jm_host_update(*change)
             entry.host_pending = False
-        if entry.fast is None and not program.attr_outputs and not program.deferred:
+        if entry.fast is None and not program.attr_outputs:
             entry.fast = build_fast_path(entry, self._name())
         self._fast = entry.fast if self._entries and self._entries[0] is entry else None
         return out
@@ -216,6 +217,14 @@ def _widen(layout: Layout, extra: tuple, force_read: frozenset, r: Restart) -> t
     if not r.cells:
         reads |= set(range(len(layout.cells)))
     return tuple(extra), frozenset(reads)
+
+
+def _reaches_deferred(layout: Layout, program: Program) -> bool:
+    """Whether every object a program's host calls name (e.g. an LR scheduler) is one this layout
+    reached: a program with host calls is reused only by layouts holding the same objects (after
+    a `model.train()`, say), never by another model's layout of the same structure."""
+    held = {id(o) for o in (*layout.reach.visited, *layout.roots, *layout.states)}
+    return all(id(obj) in held for obj, _, _, _ in program.deferred)
 
 
 def _in(x: Any, seq: list) -> bool:

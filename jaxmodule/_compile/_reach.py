@@ -192,6 +192,11 @@ class Reach:
                 self.guards.append((expr, "is", self._name(v, "A")))
                 self.described[readable] = f"array {tuple(v.shape)} {v.dtype}"
             return False
+        if getattr(type(v), "_jm_host_calls", False):  # a scheduler: its deferred step is in the program
+            self._visited_ids.add(id(v))
+            self.visited.append(v)
+            self.guards.append((expr, "is", self._name(v, "H")))
+            return True
         if depth >= _MAX_DEPTH:
             return False
         if isinstance(v, (types.FunctionType, types.MethodType, functools.partial)):

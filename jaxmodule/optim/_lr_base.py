@@ -72,6 +72,9 @@ class LRScheduler:
 
     _get_lr_called_within_step = False
     _is_initial = False
+    # `jaxmodule.compile` guards a reached scheduler by identity: its deferred `step` is part of
+    # a compiled program, which must not run another scheduler's step after a rebinding
+    _jm_host_calls = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

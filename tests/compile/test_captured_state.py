@@ -309,6 +309,39 @@ def test_scheduler_stepped_inside_the_compiled_step_matches_torch(sched):
     assert step.trace_count == 1
 
 
+def test_scheduler_in_the_step_survives_train_eval_switches_and_notices_a_rebinding():
+    """A program whose scheduler step is deferred is reused after `model.train()` (no retrace,
+    fast path kept), and a new scheduler bound to the same global name is the one stepped."""
+    tm, jm, topt, jopt = pair("sgd_momentum")
+    ts = torch.optim.lr_scheduler.StepLR(topt, step_size=2, gamma=0.3)
+    scheds = {"current": optim.lr_scheduler.StepLR(jopt, step_size=2, gamma=0.3)}
+
+    def train_step(x, y):
+        jopt.zero_grad()
+        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
+        jopt.step()
+        scheds["current"].step()
+        return loss
+
+    step = jaxmodule.compile(train_step)
+    for i in range(6):
+        jm.train()  # a structural no-op that re-plans the layout: the program is reused
+        tm.train()
+        x, y = batch(i)
+        tl = torch_step(tm, topt, x, y)
+        ts.step()
+        assert_close(step(jnp.asarray(x), jnp.asarray(y)), tl)
+        assert jopt.param_groups[0]["lr"] == pytest.approx(ts.get_last_lr()[0], rel=1e-6)
+    assert step.trace_count == 1 and step._fast is not None
+    old = scheds["current"]
+    scheds["current"] = optim.lr_scheduler.ExponentialLR(jopt, gamma=0.5)
+    lr = jopt.param_groups[0]["lr"]
+    x, y = batch(7)
+    step(jnp.asarray(x), jnp.asarray(y))
+    assert jopt.param_groups[0]["lr"] == pytest.approx(lr * 0.5, rel=1e-6)
+    assert old.last_epoch == 6  # the replaced scheduler was not stepped again
+
+
 def test_scheduler_stepped_before_the_optimizer_in_a_compiled_step_is_refused():
     _, jm, _, jopt = pair("sgd_momentum")
     js = optim.lr_scheduler.StepLR(jopt, step_size=1)
