@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import operator
 import sys
-from typing import Any
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, ClassVar, SupportsIndex
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +32,7 @@ from .._tensor import META_DATA_ERROR, as_array, cell_value
 __all__ = ["Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer", "is_lazy"]
 
 
-def _register(cls: type) -> None:
+def _register(cls: type[_TensorCell]) -> None:
     jax.tree_util.register_pytree_node(
         cls,
         lambda c: ((c._value,), c._aux()),
@@ -70,8 +72,11 @@ class _TensorCell:
     __slots__ = ("_value", "_grad", "__dict__", "__weakref__")
     __array_priority__ = 100
 
-    _value: jax.Array
-
+    _value: jax.Array  # on the meta device, a MetaArray stands in (see __jax_array__)
+    _grad: Any
+    # Parameter._wrap / Buffer._wrap: a cell of this class around `value`, without conversion,
+    # given what `_aux()` returned.
+    _wrap: ClassVar[Callable[..., Any]]
     # ---- array protocol --------------------------------------------------------------------
     def __jax_array__(self) -> jax.Array:
         v = self._value
@@ -303,7 +308,7 @@ class _TensorCell:
         return self
 
     # ---- pickling ----------------------------------------------------------------------------
-    def __reduce_ex__(self, protocol: int) -> Any:
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
         v = self._value
         return (_rebuild, (type(self), v if isinstance(v, _Meta) else np.asarray(v), self._aux(), self.grad,
                            dict(self.__dict__)))
@@ -332,7 +337,7 @@ def _float(dtype: Any) -> Any:
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
 
 
-def _rebuild(cls: type, value: np.ndarray, aux: Any, grad: Any, extra: dict) -> Any:
+def _rebuild(cls: type[_TensorCell], value: np.ndarray, aux: Any, grad: Any, extra: dict) -> Any:
     cell = cls._wrap(value if isinstance(value, _Meta) else jnp.asarray(value), aux)
     cell.grad = grad
     cell.__dict__.update(extra)
@@ -365,6 +370,7 @@ def _inplace(fn: Any) -> Any:
     return op
 
 
+_f: Callable[..., Any]  # the loops below pair method names with operator / jnp functions
 for _n, _f in (("iadd", operator.add), ("isub", operator.sub), ("imul", operator.mul),
                ("itruediv", operator.truediv), ("ifloordiv", operator.floordiv),
                ("ipow", operator.pow), ("imod", operator.mod), ("iand", operator.and_),
@@ -510,7 +516,7 @@ class _DataView(_TensorCell):
         object.__setattr__(self, "_owner", owner)
         self._grad = None
 
-    @property  # type: ignore[override]
+    @property
     def _value(self) -> jax.Array:
         return self._owner._value
 
@@ -534,7 +540,7 @@ class UninitializedParameter(Parameter):
 
     def materialize(self, shape: tuple[int, ...], device: Any = None, dtype: Any = None) -> None:
         self._value = jnp.zeros(tuple(shape), to_dtype(dtype) if dtype is not None else self._value.dtype)
-        self.__class__ = Parameter
+        self.__class__ = Parameter  # type: ignore[assignment]  # materialized: a plain cell now, as in torch
 
     def __repr__(self) -> str:
         return "<UninitializedParameter>"
@@ -545,7 +551,7 @@ class UninitializedBuffer(Buffer):
 
     def materialize(self, shape: tuple[int, ...], device: Any = None, dtype: Any = None) -> None:
         self._value = jnp.zeros(tuple(shape), to_dtype(dtype) if dtype is not None else self._value.dtype)
-        self.__class__ = Buffer
+        self.__class__ = Buffer  # type: ignore[assignment]  # materialized: a plain cell now, as in torch
 
     def __repr__(self) -> str:
         return "<UninitializedBuffer>"
@@ -558,8 +564,8 @@ def is_lazy(x: Any) -> bool:
 
 _register(Parameter)
 _register(Buffer)
-jax.tree_util.register_pytree_node(_DataView, lambda c: ((c._value,), None),
-                                   lambda aux, ch: Buffer._wrap(ch[0]))
+jax.tree_util.register_pytree_node(_DataView, lambda c: ((c._value,), None),  # a view comes back
+                                   lambda aux, ch: Buffer._wrap(ch[0]))  # type: ignore[arg-type, return-value]  # as a Buffer
 
 
 # ---- torch.Tensor methods (issue 10) ----------------------------------------------------------------
@@ -587,7 +593,8 @@ def raise_if_torch_init(kind: str) -> None:
     in-place methods under `torch.no_grad()`, which jaxmodule cannot see; both failures come here
     (error paths only, so the stack walk costs nothing otherwise).
     """
-    frame, name = sys._getframe(1), None
+    frame: FrameType | None = sys._getframe(1)
+    name: str | None = None
     while frame is not None:
         if frame.f_globals.get("__name__") == "torch.nn.init" and not frame.f_code.co_name.startswith("_"):
             name = frame.f_code.co_name  # the outermost public one: xavier_uniform_, not _no_grad_uniform_

@@ -23,8 +23,8 @@ constructor builds the whole module there (inner constructors run as usual):
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,10 @@ from ..._dtype import check_x64, is_floating, is_floating_or_complex, to_dtype
 from ..._random import default_generator
 from ..._swap import swapped
 from ..._tensor import meta_array
+from ..parameter import Buffer, Parameter
+
+if TYPE_CHECKING:  # annotations only: module.py builds Module on this mixin
+    from .module import Module
 
 __all__ = ["ConversionMixin", "placed_init"]
 
@@ -180,6 +184,12 @@ def _parse_to(args: tuple, kwargs: dict) -> tuple[Any, Any]:
 class ConversionMixin:
     """The dtype/device half of `Module` (mixed into it)."""
 
+    # Module's registries and traversal, used by the methods below.
+    _parameters: dict[str, Parameter | None]
+    _buffers: dict[str, Buffer | None]
+    named_modules: Callable[..., Iterator[tuple[str, Module]]]
+    children: Callable[[], Iterator[Module]]
+
     def _own_cells(self, recurse: bool = True) -> list[tuple[str, Any]]:
         """(qualified name, cell) of every parameter and buffer, each shared cell once."""
         mods = self.named_modules() if recurse else [("", self)]
@@ -260,9 +270,9 @@ class ConversionMixin:
         def convert(t: jax.Array) -> jax.Array:
             if dtype is not None and is_floating_or_complex(t.dtype):
                 t = _astype(t, dtype)
-            if device is META:
-                t = meta_array(t)
-            elif device is not None:
+            if device is META:  # a meta cell's MetaArray stands in for its array (_TensorCell._value)
+                return meta_array(t)  # type: ignore[return-value]
+            if device is not None:
                 t = jax.device_put(t, device)
             return t
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 
 from ... import _structure
 from ..._tensor import as_array, is_torch_tensor
-from ..parameter import _TensorCell, is_lazy
+from ..parameter import Buffer, Parameter, _TensorCell, is_lazy
 from ._hooks import RemovableHandle, add_hook
+
+if TYPE_CHECKING:  # annotations only: module.py builds Module on this mixin
+    from .module import Module
 
 __all__ = ["StateDictMixin", "_IncompatibleKeys"]
 
@@ -55,13 +58,14 @@ class _WrappedHook:
 # The undo log of the load in progress (None outside load_state_dict): ("cell", cell,
 # (old_value, old_class)) entries (materializing a lazy cell changes its class) and ("extra",
 # module, old_extra_state) entries.
-_undo: list[list] | None = None
+_undo: list[tuple[str, Any, Any]] | None = None
 
 
 @contextlib.contextmanager
-def _transaction() -> Iterator[list]:
+def _transaction() -> Iterator[list[tuple[str, Any, Any]]]:
     global _undo
-    outer, log = _undo, []
+    log: list[tuple[str, Any, Any]] = []
+    outer = _undo
     _undo = log
     try:
         yield log
@@ -69,7 +73,7 @@ def _transaction() -> Iterator[list]:
         _undo = outer
 
 
-def _rollback(log: list) -> None:
+def _rollback(log: list[tuple[str, Any, Any]]) -> None:
     for kind, target, old in reversed(log):
         if kind == "cell":
             value, cls = old
@@ -90,6 +94,16 @@ def _shape(x: Any) -> tuple[int, ...]:
 class StateDictMixin:
     """The state_dict half of `Module` (mixed into it)."""
 
+    # Set by Module.__init__; declared here for the methods below.
+    _version: int
+    _parameters: dict[str, Parameter | None]
+    _buffers: dict[str, Buffer | None]
+    _non_persistent_buffers_set: set[str]
+    _modules: dict[str, Module | None]
+    _state_dict_pre_hooks: OrderedDict[int, Callable]
+    _state_dict_hooks: OrderedDict[int, Callable]
+    _load_state_dict_pre_hooks: OrderedDict[int, Callable]
+    _load_state_dict_post_hooks: OrderedDict[int, Callable]
     # ---- saving --------------------------------------------------------------------------------
     def get_extra_state(self) -> Any:
         """Extra (non-array) state for the state_dict; override with `set_extra_state`."""
@@ -138,7 +152,7 @@ class StateDictMixin:
                 keep_vars = args[2]
         if destination is None:
             destination = OrderedDict()
-            destination._metadata = OrderedDict()  # type: ignore[attr-defined]
+            destination._metadata = OrderedDict()
         local_metadata = dict(version=self._version)
         if hasattr(destination, "_metadata"):
             destination._metadata[prefix[:-1]] = local_metadata

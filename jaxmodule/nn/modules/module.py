@@ -111,7 +111,7 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         super().__init_subclass__(**kwargs)
         _pytree.register(cls)
         if "__init__" in cls.__dict__:  # `device=` / `with jaxmodule.device(...)`: see _conversion.placed_init
-            cls.__init__ = placed_init(cls.__dict__["__init__"])
+            cls.__init__ = placed_init(cls.__dict__["__init__"])  # type: ignore[method-assign]  # wrapping is the point
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if self.call_super_init is False and kwargs:
@@ -232,6 +232,7 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
             if marker:
                 self.register_buffer(name, value, value.persistent)
                 return
+            assert buffers is not None  # not a marker, so `name in buffers` held
             current = buffers.get(name)
             if value is current and value is not None:
                 return
@@ -375,8 +376,9 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
             raise AttributeError("`" + name + "` is not an nn.Parameter")
         return param
 
-    def get_buffer(self, target: str) -> Buffer:
-        """The buffer at dotted path `target`. Mirrors torch, same errors."""
+    def get_buffer(self, target: str) -> Buffer | None:
+        """The buffer at dotted path `target` (None for a buffer registered as None). Mirrors
+        torch, same errors."""
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
         if not hasattr(mod, name):
