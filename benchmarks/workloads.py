@@ -1,8 +1,8 @@
 """The five training-step workloads, written once per implementation.
 
-Each builder returns `(step, batch)` where `step(*batch)` runs one training step (SGD with
-momentum 0.9, lr 0.01, cross-entropy) and returns the loss as an array (not synchronised).
-Shapes: see `WORKLOADS`.
+Each builder returns `(step, batch)` where `step(*batch)` runs one training step (by default SGD
+with momentum 0.9, lr 0.01; `opt=` picks another entry of `OPTIMIZERS`; cross-entropy) and
+returns the loss as an array (not synchronised). Shapes: see `WORKLOADS`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,23 @@ WORKLOADS: dict[str, tuple[str, tuple, int, str]] = {
 }
 LR, MOMENTUM = 0.01, 0.9
 
+# name: (jaxmodule.optim class, its keyword arguments, the optax transformation with torch's
+# numerics and defaults). Every jaxmodule optimizer with an optax equivalent that computes the
+# same update (optax's rmsprop with eps outside the root, as torch; adagrad's accumulator from 0).
+OPTIMIZERS: dict[str, tuple[str, dict, Any]] = {
+    "sgd": ("SGD", {"lr": LR}, lambda optax: optax.sgd(LR)),
+    "sgd_momentum": ("SGD", {"lr": LR, "momentum": MOMENTUM}, lambda optax: optax.sgd(LR, momentum=MOMENTUM)),
+    "sgd_nesterov": ("SGD", {"lr": LR, "momentum": MOMENTUM, "nesterov": True},
+                     lambda optax: optax.sgd(LR, momentum=MOMENTUM, nesterov=True)),
+    "adam": ("Adam", {"lr": 1e-3}, lambda optax: optax.adam(1e-3)),
+    "adamw": ("AdamW", {"lr": 1e-3}, lambda optax: optax.adamw(1e-3, weight_decay=1e-2)),
+    "adamax": ("Adamax", {"lr": 2e-3}, lambda optax: optax.adamax(2e-3)),
+    "rmsprop": ("RMSprop", {"lr": 1e-2}, lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8, eps_in_sqrt=False)),
+    "adagrad": ("Adagrad", {"lr": 1e-2}, lambda optax: optax.adagrad(1e-2, initial_accumulator_value=0.0, eps=1e-10)),
+    "adadelta": ("Adadelta", {"lr": 1.0}, lambda optax: optax.adadelta(1.0, rho=0.9, eps=1e-6)),
+    "lion": ("Lion", {"lr": 1e-4}, lambda optax: optax.lion(1e-4, weight_decay=0.0)),
+}
+
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray]:
     kind, sizes, batch, _ = WORKLOADS[name]
@@ -36,7 +53,7 @@ def data(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- jaxmodule --------------------------------------------------------------------------------
-def build_jaxmodule(name: str, captured: bool = False) -> tuple[Any, tuple]:
+def build_jaxmodule(name: str, captured: bool = False, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
     """The README's compiled step. `captured=True`: written as a torch script is, with the model
     and optimizer as closure variables and `jaxmodule.backward(lambda: ...)` (torch's
     `loss.backward()`); otherwise passed as arguments."""
@@ -62,7 +79,8 @@ def build_jaxmodule(name: str, captured: bool = False) -> tuple[Any, tuple]:
     else:
         model = nn.Sequential(nn.Linear(s[0], s[1]), nn.BatchNorm1d(s[1]), nn.ReLU(), nn.Dropout(0.1),
                               nn.Linear(s[1], s[2]))
-    opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    cls, kwargs, _ = OPTIMIZERS[opt]
+    opt = getattr(optim, cls)(model.parameters(), **kwargs)
     x, y = data(name)
 
     if captured:
@@ -73,7 +91,9 @@ def build_jaxmodule(name: str, captured: bool = False) -> tuple[Any, tuple]:
             opt.step()
             return loss
 
-        return train_step, (jnp.asarray(x), jnp.asarray(y))
+        batch = (jnp.asarray(x), jnp.asarray(y))
+        train_step.lower = lambda: _lower_jaxmodule(train_step, (), batch)
+        return train_step, batch
 
     @jaxmodule.compile
     def step(model, opt, x, y):
@@ -82,11 +102,27 @@ def build_jaxmodule(name: str, captured: bool = False) -> tuple[Any, tuple]:
         opt.step()
         return loss
 
-    return (lambda x, y: step(model, opt, x, y)), (jnp.asarray(x), jnp.asarray(y))
+    def run(x: Any, y: Any) -> Any:
+        return step(model, opt, x, y)
+
+    batch = (jnp.asarray(x), jnp.asarray(y))
+    run.lower = lambda: _lower_jaxmodule(step, (model, opt), batch)
+    return run, batch
+
+
+def _lower_jaxmodule(compiled: Any, state_args: tuple, batch: tuple) -> Any:
+    """The jitted program of a compiled step's current plan, lowered for its next call's
+    arguments (the benchmark's `--hlo` counts read its compiled text)."""
+    entry = compiled._entries[0]
+    layout, args = entry.layout, (*state_args, *batch)
+    return entry.program.jitted.lower(
+        entry.key, [c._value for c in entry.mutated_cells], [c._value for c in entry.const_cells],
+        [o._jm_state_get() for o in layout.states], [p.grad for p in layout.grad_params],
+        *layout.split(args, {}))
 
 
 # ---- raw JAX ----------------------------------------------------------------------------------
-def build_raw(name: str) -> tuple[Any, tuple]:
+def build_raw(name: str, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
     import jax
     import jax.numpy as jnp
     import optax
@@ -153,7 +189,7 @@ def build_raw(name: str) -> tuple[Any, tuple]:
             h = jnp.where(keep, h / 0.9, 0)
             return lin(p[2], h), st
 
-    tx = optax.sgd(LR, momentum=MOMENTUM)
+    tx = OPTIMIZERS[opt][2](optax)
     opt_state = tx.init(params)
 
     def loss_fn(p: Any, st: Any, x: Any, y: Any, key: Any) -> Any:
@@ -176,4 +212,6 @@ def build_raw(name: str) -> tuple[Any, tuple]:
         return loss
 
     x, y = data(name)
-    return step, (jnp.asarray(x), jnp.asarray(y))
+    batch = (jnp.asarray(x), jnp.asarray(y))
+    step.lower = lambda: step_jit.lower(box["p"], box["o"], box["st"], box["key"], *batch)
+    return step, batch

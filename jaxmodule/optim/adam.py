@@ -14,38 +14,44 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["Adam"]
 
 
-def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array,
-                        amsgrad: bool) -> optax.GradientTransformation:
+def adam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+    """The group's steps advanced, and their bias corrections `bc1` and `sqrt(bc2)` (vectors)."""
+    step = scalars["step"] + 1
+    omb1, omb2 = hp["1-betas"]
+    return {"step": step}, {"bc1": bias_correction(step, omb1),
+                            "sqrt_bc2": jnp.sqrt(bias_correction(step, omb2))}
+
+
+def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array, bc1: jax.Array,
+                        sqrt_bc2: jax.Array, amsgrad: bool) -> optax.GradientTransformation:
     """torch's Adam direction `m_hat / (sqrt(v) / sqrt(bc2) + eps)`; amsgrad keeps the running
     max of the raw `v` (optax.scale_by_adam puts eps differently and optax.scale_by_amsgrad
-    maxes the bias-corrected `v`)."""
+    maxes the bias-corrected `v`). The step count lives with the group (`adam_prelude`)."""
     b2 = betas[1]
     omb1, omb2 = one_minus
 
     def init(params: Any) -> dict[str, Any]:
-        s = {"step": jnp.zeros((), jnp.float32), "exp_avg": jnp.zeros_like(params),
-             "exp_avg_sq": jnp.zeros_like(params)}
+        s = {"exp_avg": jnp.zeros_like(params), "exp_avg_sq": jnp.zeros_like(params)}
         if amsgrad:
             s["max_exp_avg_sq"] = jnp.zeros_like(params)
         return s
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
-        step = state["step"] + 1
         m = state["exp_avg"] + omb1 * (g - state["exp_avg"])
         v = state["exp_avg_sq"] * b2 + omb2 * g * g
-        new = {"step": step, "exp_avg": m, "exp_avg_sq": v}
+        new = {"exp_avg": m, "exp_avg_sq": v}
         if amsgrad:
             v = new["max_exp_avg_sq"] = jnp.maximum(state["max_exp_avg_sq"], v)
-        denom = jnp.sqrt(v) / jnp.sqrt(bias_correction(step, omb2)) + eps
-        return m / denom / bias_correction(step, omb1), new
+        denom = jnp.sqrt(v) / sqrt_bc2 + eps
+        return m / denom / bc1, new
 
     return optax.GradientTransformation(init, update)
 
 
 def adam_transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
     amsgrad, maximize, decoupled = static
-    return torch_chain(hp, scale_by_torch_adam(hp["betas"], hp["1-betas"], hp["eps"], amsgrad),
-                       maximize, decoupled)
+    return torch_chain(hp, scale_by_torch_adam(hp["betas"], hp["1-betas"], hp["eps"], hp.get("bc1", 1.0),
+                                               hp.get("sqrt_bc2", 1.0), amsgrad), maximize, decoupled)
 
 
 class Adam(Optimizer):
@@ -78,6 +84,8 @@ class Adam(Optimizer):
 
     _array_options = ("lr", "betas", "eps", "weight_decay")
     _complement_options = ("betas",)
+    _scalar_state = {"step": 0.0}
+    _prelude = staticmethod(adam_prelude)
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,

@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .. import _structure
@@ -66,23 +67,36 @@ def _put(x: Any, sharding: Any) -> Any:
     return jax.device_put(x, sharding)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _update_params(factory: Callable, static: tuple, placement: tuple | None, hp: dict, params: list,
-                   grads: list, states: list) -> tuple[list, list]:
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _update_params(factory: Callable, prelude: Callable, static: tuple, placement: tuple | None,
+                   sel: tuple[int, ...] | None, hp: dict, params: list, grads: list, states: list,
+                   scalars: dict[str, jax.Array]) -> tuple[list, list, dict[str, jax.Array]]:
     """One group's step over its parameters that have gradients (one XLA call per group).
+
+    `scalars`: the group's 0-d state (torch's per-parameter 'step', ...) as one vector per key,
+    one entry per parameter of the group; `sel` the positions of the stepped parameters in it
+    (None: all). `prelude` advances those entries and derives the per-parameter scalars of the
+    update (bias corrections, ...) on the vectors, a few kernels for the whole group however many
+    parameters it has; each parameter's transformation reads its entries from `hp`.
     `placement`: the parameters' shardings when they span devices (outputs keep them)."""
-    tx = factory(hp, static)
+    pick = None if sel is None else np.asarray(sel)
+    mine = {k: v if pick is None else v[pick] for k, v in scalars.items()}
+    advanced, derived = prelude(hp, static, mine)
     new_params, new_states = [], []
-    for p, g, s in zip(params, grads, states):
+    for j, (p, g, s) in enumerate(zip(params, grads, states)):
+        tx = factory({**hp, **{k: d[j] for k, d in derived.items()}} if derived else hp, static)
         u, s2 = tx.update(g, s, p)
         new_params.append(optax.apply_updates(p, u))
         new_states.append(jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), s2, s))
+    new_scalars = {k: advanced[k] if pick is None else v.at[pick].set(advanced[k]) for k, v in scalars.items()}
     if placement is not None:
         new_params = [jax.lax.with_sharding_constraint(p, sh) for p, sh in zip(new_params, placement)]
         new_states = [jax.tree.map(lambda x, p=p, sh=sh: jax.lax.with_sharding_constraint(
             x, sh if x.shape == p.shape else _scalar_sharding(sh)), st)
             for p, sh, st in zip(params, placement, new_states)]
-    return new_params, new_states
+        new_scalars = {k: jax.lax.with_sharding_constraint(v, _scalar_sharding(placement[0]))
+                       for k, v in new_scalars.items()}
+    return new_params, new_states, new_scalars
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -136,6 +150,12 @@ class Optimizer(HooksMixin):
     # non-zero rebuilds the group's transformation like a static option.
     _zero_options: tuple[str, ...] = ("weight_decay",)
     _state_names: dict[str, str] = {}  # optax NamedTuple field -> torch state key
+    # torch's 0-d per-parameter state entries ('step', NAdam's 'mu_product'), with their initial
+    # value. They are equal across a group's parameters whenever all of them step together, so
+    # each is held as one vector per group (`_scalars[gi][key][i]`) and advanced by `_prelude`
+    # once for the whole group: one array argument and a few kernels instead of one count and
+    # its bias corrections per parameter. torch's key order puts them first.
+    _scalar_state: dict[str, float] = {}
     _state_at_init = False  # torch creates the state at construction (Adagrad)
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any] | optax.GradientTransformation) -> None:
@@ -145,6 +165,7 @@ class Optimizer(HooksMixin):
         self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = []
         self._states: list[Any] = []  # per group: list of per-parameter states (or one optax state)
+        self._scalars: list[dict[str, jax.Array]] = []  # per group: `_scalar_state` key -> vector
         self._started: list[list[bool]] = []
         self._hp: list[dict[str, Any]] = []
         self._hp_key: list[Any] = []
@@ -173,6 +194,17 @@ class Optimizer(HooksMixin):
     def _static_options(self, group: dict[str, Any]) -> tuple:
         """The options that decide the update's structure (hashable)."""
         return ()
+
+    @staticmethod
+    def _prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+        """Advance the group's `_scalar_state` vectors (one entry per stepped parameter) and
+        derive the per-parameter scalars the transformation reads from its `hp` (each vector's
+        entry `j` goes to the `j`-th stepped parameter): `(new scalars, derived)`. By default
+        'step' counts and is handed on."""
+        if "step" not in scalars:
+            return scalars, {}
+        new = dict(scalars, step=scalars["step"] + 1)
+        return new, {"step": new["step"]}
 
     # ---- groups --------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -223,6 +255,7 @@ class Optimizer(HooksMixin):
         self._hp_key.append(self._hp_key_of(group))
         self._static.append(static)
         self._states.append(self._init_states(group, hp, static))
+        self._scalars.append(self._init_scalars(len(params)))
         self._key_order.append(self._order_of(self._states[-1]))
         self._started.append([self._state_at_init] * len(params))
         group._jm_dirty = False
@@ -230,14 +263,38 @@ class Optimizer(HooksMixin):
             self._jm_place_state()
 
     def _order_of(self, states: Any) -> list[str]:
-        return list(export_state(states[0], self._state_names)) if self._tx is None and states else []
+        if self._tx is not None or not states:
+            return []
+        return [*self._scalar_state, *export_state(states[0], self._state_names)]
+
+    def _init_scalars(self, n: int) -> dict[str, jax.Array]:
+        return {k: jnp.full((n,), v, jnp.float32) for k, v in self._scalar_state.items()}
 
     def _export(self, gi: int, i: int) -> dict[str, Any]:
         """Parameter `i` of group `gi`'s state in torch's layout and key order ({} when none)."""
         if not self._started[gi][i]:
             return {}
         entry = export_state(self._states[gi][i], self._state_names)
+        entry.update((k, v[i]) for k, v in self._scalars[gi].items())
         return {k: entry[k] for k in self._key_order[gi] if k in entry}
+
+    def _import_scalars(self, saved: list[dict[str, Any] | None], where: list[str]) -> dict[str, jax.Array]:
+        """A group's `_scalar_state` vectors from torch-layout entries (None: no state), the
+        scalar keys popped from each entry. Raises ValueError naming a missing or non-0-d key."""
+        out = {}
+        for k, init in self._scalar_state.items():
+            vals = np.full((len(saved),), init, np.float32)
+            for i, (entry, w) in enumerate(zip(saved, where)):
+                if entry is None:
+                    continue
+                if k not in entry:
+                    raise ValueError(f"{w}: missing state entry '{k}'")
+                v = np.asarray(as_array(entry.pop(k)))
+                if v.shape != ():
+                    raise ValueError(f"{w}: state entry '{k}' has shape {tuple(v.shape)}, expected ()")
+                vals[i] = v
+            out[k] = jnp.asarray(vals)
+        return out
 
     def _hp_key_of(self, group: dict[str, Any]) -> tuple:
         return tuple(scalar_key(group[k]) for k in self._array_options)
@@ -320,6 +377,7 @@ class Optimizer(HooksMixin):
                 self._states[gi] = [
                     jax.tree.map(lambda x, p=p, s=s: _put(x, s if x.shape == p.shape else _scalar_sharding(s)), st)
                     for p, s, st in zip(params, shardings, self._states[gi])]
+                self._scalars[gi] = {k: _put(v, scalar) for k, v in self._scalars[gi].items()}
             self._hp[gi] = jax.tree.map(lambda x: _put(x, scalar), self._hp[gi])
 
     # ---- compile machinery -------------------------------------------------------------------
@@ -327,12 +385,14 @@ class Optimizer(HooksMixin):
         """All mutable array state (group option arrays and optax states) as one pytree."""
         for gi in range(len(self.param_groups)):
             self._refresh(gi)
-        return {"hp": list(self._hp), "state": [s if self._tx is not None else list(s) for s in self._states]}
+        return {"hp": list(self._hp), "state": [s if self._tx is not None else list(s) for s in self._states],
+                "scalars": [dict(v) for v in self._scalars]}
 
     def _jm_state_set(self, state: dict[str, Any]) -> None:
         """Install a pytree of `_jm_state_get`'s structure (values may be tracers)."""
         self._hp = list(state["hp"])
         self._states = [s if self._tx is not None else list(s) for s in state["state"]]
+        self._scalars = [dict(v) for v in state["scalars"]]
 
     def _jm_host_state(self) -> tuple:
         """The Python-side state a step changes: torch's "state exists" flags per parameter and
@@ -354,11 +414,11 @@ class Optimizer(HooksMixin):
         for g in self.param_groups:
             if type(g) is not ParamGroup or g._jm_dirty:
                 return self._jm_state_get()
-        return {"hp": self._hp, "state": self._states}
+        return {"hp": self._hp, "state": self._states, "scalars": self._scalars}
 
     def _jm_state_install(self, state: dict[str, Any]) -> None:
         """`_jm_state_set` for a state that nothing else holds (a jitted call's fresh output)."""
-        self._hp, self._states = state["hp"], state["state"]
+        self._hp, self._states, self._scalars = state["hp"], state["state"], state["scalars"]
 
     # ---- step --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -394,9 +454,11 @@ class Optimizer(HooksMixin):
                 continue
             grads = [self._grad(params[i], i) for i in idx]
             placement = self._placement([params[i] for i in idx])
-            new_p, new_s = _update_params(type(self)._transformation, self._static[gi], placement, self._hp[gi],
-                                          [params[i]._value for i in idx], grads,
-                                          [self._states[gi][i] for i in idx])
+            sel = None if len(idx) == len(params) else tuple(idx)
+            cls = type(self)
+            new_p, new_s, self._scalars[gi] = _update_params(
+                cls._transformation, cls._prelude, self._static[gi], placement, sel, self._hp[gi],
+                [params[i]._value for i in idx], grads, [self._states[gi][i] for i in idx], self._scalars[gi])
             for i, v, s in zip(idx, new_p, new_s):
                 params[i]._value = v
                 self._states[gi][i] = s
@@ -486,7 +548,7 @@ class Optimizer(HooksMixin):
         if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved)):
             raise ValueError("loaded state dict contains a parameter group that doesn't match the "
                              "size of optimizer's group")
-        new_groups, hps, keys, statics, states, started, orders = [], [], [], [], [], [], []
+        new_groups, hps, keys, statics, states, started, orders, scalars = [], [], [], [], [], [], [], []
         for gi, (g, sg) in enumerate(zip(self.param_groups, saved)):
             ng = ParamGroup(sg)
             ng["params"] = g["params"]
@@ -498,15 +560,14 @@ class Optimizer(HooksMixin):
             if self._tx is not None:
                 states.append(_load_optax_state(fresh, saved_state, gi))
                 started.append([False] * len(ng["params"]))
+                scalars.append({})
             else:
-                st, fl = [], []
-                for f, sid in zip(fresh, sg["params"]):
-                    has = sid in saved_state and len(saved_state[sid]) > 0
-                    st.append(import_state(f, dict(saved_state[sid]), self._state_names,
-                                           f"state[{sid}]") if has else f)
-                    fl.append(has)
-                states.append(st)
-                started.append(fl)
+                entries = [dict(saved_state[sid]) if sid in saved_state and len(saved_state[sid]) > 0
+                           else None for sid in sg["params"]]
+                scalars.append(self._import_scalars(entries, [f"state[{sid}]" for sid in sg["params"]]))
+                states.append([f if e is None else import_state(f, e, self._state_names, f"state[{sid}]")
+                               for f, e, sid in zip(fresh, entries, sg["params"])])
+                started.append([e is not None for e in entries])
             ng._jm_dirty = False
             new_groups.append(ng)
             hps.append(hp)
@@ -514,6 +575,7 @@ class Optimizer(HooksMixin):
             statics.append(static)
         self.param_groups, self._hp, self._hp_key = new_groups, hps, keys
         self._static, self._states, self._started, self._key_order = statics, states, started, orders
+        self._scalars = scalars
         if any(_spans_devices(p._value) for g in self.param_groups for p in g["params"]):
             self._jm_place_state()  # loaded state goes where the parameters live
 
