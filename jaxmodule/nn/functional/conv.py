@@ -3,7 +3,8 @@
 Layouts are torch's: inputs are (N, C, *spatial) (or (C, *spatial) unbatched), convolution
 weights are (out, in / groups, *kernel), transposed-convolution weights (in, out / groups, *kernel).
 Everything lowers to `jax.lax.conv_general_dilated`, whose default dimension numbers are exactly
-NC(D)HW / OI(D)HW.
+NC(D)HW / OI(D)HW, except forward convolutions on the CPU backend, which take im2col + one matmul
+where that is faster (small output maps); `JAXMODULE_CPU_CONV=xla` turns that off (`_conv_cpu.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ...amp.autocast_mode import autocast_inputs
+from ._conv_cpu import choose_im2col, conv_im2col
 from ._utils import unwrap
 
 __all__ = [
@@ -125,8 +127,12 @@ def _conv(nd: int, fn: str, input: Any, weight: Any, bias: Any, stride: Any, pad
         raise RuntimeError(
             f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). Kernel "
             f"size: ({' x '.join(map(str, eff))}). Kernel size can't be greater than actual input size")
-    out = lax.conv_general_dilated(x, w, window_strides=stride, padding=pads,
-                                   rhs_dilation=dilation, feature_group_count=groups)
+    out_sizes = [(pz - e) // s + 1 for pz, e, s in zip(padded, eff, stride)]
+    if choose_im2col(x, out_sizes, groups):  # CPU only: see _conv_cpu.py
+        out = conv_im2col(x, w, stride, pads, dilation, groups, out_sizes)
+    else:
+        out = lax.conv_general_dilated(x, w, window_strides=stride, padding=pads,
+                                       rhs_dilation=dilation, feature_group_count=groups)
     out = _add_bias(out, b, nd)
     return out[0] if unbatched else out
 
@@ -201,6 +207,10 @@ def conv1d(input: Any, weight: Any, bias: Any = None, stride: _IntOrSeq = 1,
         bias: optional (C_out,).
         stride, padding, dilation, groups: as in torch; `padding` may be 'valid' or 'same'.
 
+    On the CPU backend small output maps lower to im2col + one matmul (faster there than XLA's
+    convolution); set the environment variable `JAXMODULE_CPU_CONV=xla` to always use
+    `lax.conv_general_dilated`, `=im2col` to always use im2col (read at trace time).
+
     Shape:
         output: (N, C_out, L_out), L_out = floor((L + 2p - d (k - 1) - 1) / s) + 1.
     """
@@ -216,6 +226,10 @@ def conv2d(input: Any, weight: Any, bias: Any = None, stride: _IntOrSeq = 1,
         weight: (C_out, C_in / groups, kH, kW).
         bias: optional (C_out,).
         stride, padding, dilation, groups: as in torch; `padding` may be 'valid' or 'same'.
+
+    On the CPU backend small output maps lower to im2col + one matmul (faster there than XLA's
+    convolution); set the environment variable `JAXMODULE_CPU_CONV=xla` to always use
+    `lax.conv_general_dilated`, `=im2col` to always use im2col (read at trace time).
 
     Shape:
         output: (N, C_out, H_out, W_out).
@@ -236,6 +250,10 @@ def conv3d(input: Any, weight: Any, bias: Any = None, stride: _IntOrSeq = 1,
         weight: (C_out, C_in / groups, kD, kH, kW).
         bias: optional (C_out,).
         stride, padding, dilation, groups: as in torch; `padding` may be 'valid' or 'same'.
+
+    On the CPU backend small output maps lower to im2col + one matmul (faster there than XLA's
+    convolution); set the environment variable `JAXMODULE_CPU_CONV=xla` to always use
+    `lax.conv_general_dilated`, `=im2col` to always use im2col (read at trace time).
     """
     return _conv(3, "conv3d", input, weight, bias, stride, padding, dilation, groups)
 
