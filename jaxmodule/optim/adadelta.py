@@ -19,14 +19,13 @@ def scale_by_torch_adadelta(rho: jax.Array, one_minus_rho: jax.Array,
     """torch's Adadelta direction (same as optax.scale_by_adadelta, with torch's state keys)."""
 
     def init(params: Any) -> dict[str, Any]:
-        return {"step": jnp.zeros((), jnp.float32), "square_avg": jnp.zeros_like(params),
-                "acc_delta": jnp.zeros_like(params)}
+        return {"square_avg": jnp.zeros_like(params), "acc_delta": jnp.zeros_like(params)}
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
         sq = state["square_avg"] * rho + one_minus_rho * g * g
         delta = jnp.sqrt(state["acc_delta"] + eps) / jnp.sqrt(sq + eps) * g
         acc = state["acc_delta"] * rho + one_minus_rho * delta * delta
-        return delta, {"step": state["step"] + 1, "square_avg": sq, "acc_delta": acc}
+        return delta, {"square_avg": sq, "acc_delta": acc}
 
     return optax.GradientTransformation(init, update)
 
@@ -56,6 +55,7 @@ class Adadelta(Optimizer):
 
     _array_options = ("lr", "rho", "eps", "weight_decay")
     _complement_options = ("rho",)
+    _scalar_state = {"step": 0.0}
 
     def __init__(self, params: ParamsT, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0, foreach: bool | None = None, *, capturable: bool = False,

@@ -14,20 +14,24 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["Adagrad"]
 
 
-def scale_by_torch_adagrad(lr_decay: jax.Array, eps: jax.Array,
+def adagrad_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+    """The group's steps advanced and `1 / (1 + (step - 1) * lr_decay)` (vectors)."""
+    step = scalars["step"] + 1
+    return {"step": step}, {"inv_decay": 1 / (1 + (step - 1) * hp["lr_decay"])}
+
+
+def scale_by_torch_adagrad(inv_decay: jax.Array | None, eps: jax.Array,
                            initial_accumulator_value: float) -> optax.GradientTransformation:
     """torch's Adagrad direction `g / (sqrt(sum) + eps) / (1 + (step - 1) * lr_decay)`
-    (optax.scale_by_rss puts eps inside the root and has no lr decay)."""
+    (optax.scale_by_rss puts eps inside the root and has no lr decay); `inv_decay` is this
+    parameter's entry of `adagrad_prelude`'s."""
 
     def init(params: Any) -> dict[str, Any]:
-        return {"step": jnp.zeros((), jnp.float32),
-                "sum": jnp.full_like(params, initial_accumulator_value)}
+        return {"sum": jnp.full_like(params, initial_accumulator_value)}
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
-        step = state["step"] + 1
         total = state["sum"] + g * g
-        out = g / (jnp.sqrt(total) + eps) / (1 + (step - 1) * lr_decay)
-        return out, {"step": step, "sum": total}
+        return g / (jnp.sqrt(total) + eps) * inv_decay, {"sum": total}
 
     return optax.GradientTransformation(init, update)
 
@@ -57,6 +61,8 @@ class Adagrad(Optimizer):
     """
 
     _array_options = ("lr", "lr_decay", "eps", "weight_decay")
+    _scalar_state = {"step": 0.0}
+    _prelude = staticmethod(adagrad_prelude)
     _state_at_init = True
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
@@ -80,5 +86,5 @@ class Adagrad(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         maximize, init_value = static
-        return torch_chain(hp, scale_by_torch_adagrad(hp["lr_decay"], hp["eps"], init_value),
+        return torch_chain(hp, scale_by_torch_adagrad(hp.get("inv_decay"), hp["eps"], init_value),
                            maximize)

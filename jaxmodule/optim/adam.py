@@ -15,15 +15,17 @@ __all__ = ["Adam"]
 
 
 def adam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
-    """The group's steps advanced, and their bias corrections `bc1` and `sqrt(bc2)` (vectors)."""
+    """The group's steps advanced, and the reciprocals of their bias corrections `bc1` and
+    `sqrt(bc2)` (vectors; XLA turns the division by a scalar into this multiplication anyway,
+    and a reciprocal per parameter would be a kernel per parameter)."""
     step = scalars["step"] + 1
     omb1, omb2 = hp["1-betas"]
-    return {"step": step}, {"bc1": bias_correction(step, omb1),
-                            "sqrt_bc2": jnp.sqrt(bias_correction(step, omb2))}
+    return {"step": step}, {"inv_bc1": 1 / bias_correction(step, omb1),
+                            "inv_sqrt_bc2": 1 / jnp.sqrt(bias_correction(step, omb2))}
 
 
-def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array, bc1: jax.Array,
-                        sqrt_bc2: jax.Array, amsgrad: bool) -> optax.GradientTransformation:
+def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array, inv_bc1: jax.Array,
+                        inv_sqrt_bc2: jax.Array, amsgrad: bool) -> optax.GradientTransformation:
     """torch's Adam direction `m_hat / (sqrt(v) / sqrt(bc2) + eps)`; amsgrad keeps the running
     max of the raw `v` (optax.scale_by_adam puts eps differently and optax.scale_by_amsgrad
     maxes the bias-corrected `v`). The step count lives with the group (`adam_prelude`)."""
@@ -42,16 +44,16 @@ def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array, bc1: jax
         new = {"exp_avg": m, "exp_avg_sq": v}
         if amsgrad:
             v = new["max_exp_avg_sq"] = jnp.maximum(state["max_exp_avg_sq"], v)
-        denom = jnp.sqrt(v) / sqrt_bc2 + eps
-        return m / denom / bc1, new
+        denom = jnp.sqrt(v) * inv_sqrt_bc2 + eps
+        return m / denom * inv_bc1, new
 
     return optax.GradientTransformation(init, update)
 
 
 def adam_transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
     amsgrad, maximize, decoupled = static
-    return torch_chain(hp, scale_by_torch_adam(hp["betas"], hp["1-betas"], hp["eps"], hp.get("bc1", 1.0),
-                                               hp.get("sqrt_bc2", 1.0), amsgrad), maximize, decoupled)
+    return torch_chain(hp, scale_by_torch_adam(hp["betas"], hp["1-betas"], hp["eps"], hp.get("inv_bc1"),
+                                               hp.get("inv_sqrt_bc2"), amsgrad), maximize, decoupled)
 
 
 class Adam(Optimizer):

@@ -14,18 +14,23 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["Adamax"]
 
 
-def scale_by_torch_adamax(b2: jax.Array, omb1: jax.Array, eps: jax.Array) -> optax.GradientTransformation:
+def adamax_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+    """The group's steps advanced and `1 / bc1` (vectors; see `adam.adam_prelude`)."""
+    step = scalars["step"] + 1
+    return {"step": step}, {"inv_bc1": 1 / bias_correction(step, hp["1-betas"][0])}
+
+
+def scale_by_torch_adamax(b2: jax.Array, omb1: jax.Array, eps: jax.Array,
+                          inv_bc1: jax.Array | None) -> optax.GradientTransformation:
     """torch's Adamax direction `m / (bc1 * max(b2 * u, |g| + eps))` (optax adds eps after the max)."""
 
     def init(params: Any) -> dict[str, Any]:
-        return {"step": jnp.zeros((), jnp.float32), "exp_avg": jnp.zeros_like(params),
-                "exp_inf": jnp.zeros_like(params)}
+        return {"exp_avg": jnp.zeros_like(params), "exp_inf": jnp.zeros_like(params)}
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
-        step = state["step"] + 1
         m = state["exp_avg"] + omb1 * (g - state["exp_avg"])
         u = jnp.maximum(state["exp_inf"] * b2, jnp.abs(g) + eps)
-        return m / u / bias_correction(step, omb1), {"step": step, "exp_avg": m, "exp_inf": u}
+        return m / u * inv_bc1, {"exp_avg": m, "exp_inf": u}
 
     return optax.GradientTransformation(init, update)
 
@@ -55,6 +60,8 @@ class Adamax(Optimizer):
 
     _array_options = ("lr", "betas", "eps", "weight_decay")
     _complement_options = ("betas",)
+    _scalar_state = {"step": 0.0}
+    _prelude = staticmethod(adamax_prelude)
 
     def __init__(self, params: ParamsT, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
@@ -74,5 +81,5 @@ class Adamax(Optimizer):
 
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
-        return torch_chain(hp, scale_by_torch_adamax(hp["betas"][1], hp["1-betas"][0], hp["eps"]),
+        return torch_chain(hp, scale_by_torch_adamax(hp["betas"][1], hp["1-betas"][0], hp["eps"], hp.get("inv_bc1")),
                            static[0])

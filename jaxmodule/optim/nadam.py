@@ -17,27 +17,36 @@ __all__ = ["NAdam"]
 _LOG_096 = math.log(0.96)
 
 
+def nadam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+    """The group's steps and `mu_product`s advanced, and the update's per-parameter factors
+    (vectors): the gradient's and the average's coefficients and `1 / bc2`."""
+    b1 = hp["betas"][0]
+    step = scalars["step"] + 1
+    decay = hp["momentum_decay"] * _LOG_096
+    mu = b1 * (1.0 - 0.5 * jnp.exp(step * decay))
+    mu_next = b1 * (1.0 - 0.5 * jnp.exp((step + 1) * decay))
+    mu_product = scalars["mu_product"] * mu
+    derived = {"c_grad": (1.0 - mu) / (1.0 - mu_product), "c_avg": mu_next / (1.0 - mu_product * mu_next),
+               "inv_bc2": 1 / bias_correction(step, hp["1-betas"][1])}
+    return {"step": step, "mu_product": mu_product}, derived
+
+
 def scale_by_torch_nadam(betas: tuple, one_minus: tuple, eps: jax.Array,
-                         momentum_decay: jax.Array) -> optax.GradientTransformation:
-    """torch's NAdam direction with the `mu_product` schedule (optax.nadam has no momentum decay)."""
-    b1, b2 = betas
+                         derived: dict[str, Any]) -> optax.GradientTransformation:
+    """torch's NAdam direction with the `mu_product` schedule (optax.nadam has no momentum
+    decay); `derived` holds this parameter's entries of `nadam_prelude`'s factors."""
+    b2 = betas[1]
     omb1, omb2 = one_minus
 
     def init(params: Any) -> dict[str, Any]:
-        return {"step": jnp.zeros((), jnp.float32), "mu_product": jnp.ones((), jnp.float32),
-                "exp_avg": jnp.zeros_like(params), "exp_avg_sq": jnp.zeros_like(params)}
+        return {"exp_avg": jnp.zeros_like(params), "exp_avg_sq": jnp.zeros_like(params)}
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
-        step = state["step"] + 1
-        mu = b1 * (1.0 - 0.5 * jnp.exp(step * momentum_decay * _LOG_096))
-        mu_next = b1 * (1.0 - 0.5 * jnp.exp((step + 1) * momentum_decay * _LOG_096))
-        mu_product = state["mu_product"] * mu
         m = state["exp_avg"] + omb1 * (g - state["exp_avg"])
         v = state["exp_avg_sq"] * b2 + omb2 * g * g
-        denom = jnp.sqrt(v / bias_correction(step, omb2)) + eps
-        out = (g * ((1.0 - mu) / (1.0 - mu_product)) / denom
-               + m * (mu_next / (1.0 - mu_product * mu_next)) / denom)
-        return out, {"step": step, "mu_product": mu_product, "exp_avg": m, "exp_avg_sq": v}
+        denom = jnp.sqrt(v * derived["inv_bc2"]) + eps
+        out = g * derived["c_grad"] / denom + m * derived["c_avg"] / denom
+        return out, {"exp_avg": m, "exp_avg_sq": v}
 
     return optax.GradientTransformation(init, update)
 
@@ -69,6 +78,8 @@ class NAdam(Optimizer):
 
     _array_options = ("lr", "betas", "eps", "weight_decay", "momentum_decay")
     _complement_options = ("betas",)
+    _scalar_state = {"step": 0.0, "mu_product": 1.0}
+    _prelude = staticmethod(nadam_prelude)
 
     def __init__(self, params: ParamsT, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
@@ -92,5 +103,5 @@ class NAdam(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         maximize, decoupled = static
-        return torch_chain(hp, scale_by_torch_nadam(hp["betas"], hp["1-betas"], hp["eps"], hp["momentum_decay"]),
+        return torch_chain(hp, scale_by_torch_nadam(hp["betas"], hp["1-betas"], hp["eps"], hp),
                            maximize, decoupled)

@@ -33,29 +33,36 @@ def _rho_t(step: jax.Array, omb2: jax.Array) -> jax.Array:
     return 2 * (a + b) / ell - 1
 
 
-def scale_by_torch_radam(betas: tuple, one_minus: tuple, eps: jax.Array) -> optax.GradientTransformation:
-    """torch's RAdam direction (optax.scale_by_radam places eps and the threshold differently)."""
+def radam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+    """The group's steps advanced and the update's per-parameter factors (vectors): `1 / bc1`,
+    whether the rectification is on, and `sqrt(bc2) * rect` (1 where it is off)."""
+    omb1, omb2 = hp["1-betas"]
+    step = scalars["step"] + 1
+    rho_inf = 2.0 / omb2 - 1.0
+    rho_t = _rho_t(step, omb2)
+    on = rho_t > 5.0
+    rt = jnp.where(on, rho_t, 6.0)  # keeps the unused branch finite
+    rect = jnp.sqrt((rt - 4) * (rt - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rt))
+    return {"step": step}, {"inv_bc1": 1 / bias_correction(step, omb1), "rect_on": on,
+                            "rect": jnp.sqrt(bias_correction(step, omb2)) * rect}
+
+
+def scale_by_torch_radam(betas: tuple, one_minus: tuple, eps: jax.Array,
+                         derived: dict[str, Any]) -> optax.GradientTransformation:
+    """torch's RAdam direction (optax.scale_by_radam places eps and the threshold differently);
+    `derived` holds this parameter's entries of `radam_prelude`'s factors."""
     b2 = betas[1]
     omb1, omb2 = one_minus
 
     def init(params: Any) -> dict[str, Any]:
-        return {"step": jnp.zeros((), jnp.float32), "exp_avg": jnp.zeros_like(params),
-                "exp_avg_sq": jnp.zeros_like(params)}
+        return {"exp_avg": jnp.zeros_like(params), "exp_avg_sq": jnp.zeros_like(params)}
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
-        step = state["step"] + 1
         m = state["exp_avg"] + omb1 * (g - state["exp_avg"])
         v = state["exp_avg_sq"] * b2 + omb2 * g * g
-        bc2 = bias_correction(step, omb2)
-        m_hat = m / bias_correction(step, omb1)
-        rho_inf = 2.0 / omb2 - 1.0
-        rho_t = _rho_t(step, omb2)
-        on = rho_t > 5.0
-        rt = jnp.where(on, rho_t, 6.0)  # keeps the unused branch finite
-        rect = jnp.sqrt((rt - 4) * (rt - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rt))
-        adaptive = jnp.sqrt(bc2) / (jnp.sqrt(v) + eps)
-        out = jnp.where(on, m_hat * adaptive * rect, m_hat)
-        return out, {"step": step, "exp_avg": m, "exp_avg_sq": v}
+        m_hat = m * derived["inv_bc1"]
+        out = jnp.where(derived["rect_on"], m_hat * derived["rect"] / (jnp.sqrt(v) + eps), m_hat)
+        return out, {"exp_avg": m, "exp_avg_sq": v}
 
     return optax.GradientTransformation(init, update)
 
@@ -86,6 +93,8 @@ class RAdam(Optimizer):
 
     _array_options = ("lr", "betas", "eps", "weight_decay")
     _complement_options = ("betas",)
+    _scalar_state = {"step": 0.0}
+    _prelude = staticmethod(radam_prelude)
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
@@ -107,5 +116,5 @@ class RAdam(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         maximize, decoupled = static
-        return torch_chain(hp, scale_by_torch_radam(hp["betas"], hp["1-betas"], hp["eps"]),
+        return torch_chain(hp, scale_by_torch_radam(hp["betas"], hp["1-betas"], hp["eps"], hp),
                            maximize, decoupled)

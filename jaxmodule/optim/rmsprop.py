@@ -21,7 +21,7 @@ def scale_by_torch_rms(alpha: jax.Array, one_minus_alpha: jax.Array, eps: jax.Ar
     scaled gradient (optax.rmsprop adds eps inside the root)."""
 
     def init(params: Any) -> dict[str, Any]:
-        s = {"step": jnp.zeros((), jnp.float32), "square_avg": jnp.zeros_like(params)}
+        s = {"square_avg": jnp.zeros_like(params)}
         if has_momentum:
             s["momentum_buffer"] = jnp.zeros_like(params)
         if centered:
@@ -30,7 +30,7 @@ def scale_by_torch_rms(alpha: jax.Array, one_minus_alpha: jax.Array, eps: jax.Ar
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
         sq = state["square_avg"] * alpha + one_minus_alpha * g * g
-        new = {"step": state["step"] + 1, "square_avg": sq}
+        new = {"square_avg": sq}
         if centered:
             ga = new["grad_avg"] = state["grad_avg"] + one_minus_alpha * (g - state["grad_avg"])
             avg = jnp.sqrt(sq - ga * ga) + eps
@@ -72,6 +72,7 @@ class RMSprop(Optimizer):
 
     _array_options = ("lr", "alpha", "eps", "weight_decay", "momentum")
     _complement_options = ("alpha",)
+    _scalar_state = {"step": 0.0}
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False,
