@@ -11,7 +11,7 @@ on scikit-learn's 1,797 8x8 digits (shipped with scikit-learn, no download; `pip
 - `model.eval()`: the running statistics are used, so a sample's output no longer depends on
   the rest of its batch; held-out accuracy is measured in this mode.
 
-    .venv/bin/python examples/resnet_batchnorm.py                 # 15 epochs, ~98% held-out accuracy
+    .venv/bin/python examples/resnet_batchnorm.py                 # 15 epochs, about 99.8% held-out accuracy
     .venv/bin/python examples/resnet_batchnorm.py --epochs 30 --width 32
     .venv/bin/python examples/resnet_batchnorm.py --smoke         # seconds: the CI smoke test
 """
