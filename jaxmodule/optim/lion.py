@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from ._utils import check_betas, check_lr, check_nonneg, torch_chain
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Lion"]
+
+
+def _scale_by_lion(b1: jax.Array, b2: jax.Array) -> optax.GradientTransformation:
+    """`optax.scale_by_lion`'s update, without its step count (Lion never reads it, and a count
+    per parameter is one more argument and kernel per parameter of a compiled step)."""
+
+    def init(params: Any) -> dict[str, Any]:
+        return {"exp_avg": jnp.zeros_like(params)}
+
+    def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
+        m = state["exp_avg"]
+        return jnp.sign((1.0 - b1) * g + b1 * m), {"exp_avg": (1.0 - b2) * g + b2 * m}
+
+    return optax.GradientTransformation(init, update)
 
 
 class Lion(Optimizer):
@@ -39,7 +55,6 @@ class Lion(Optimizer):
     """
 
     _array_options = ("lr", "betas", "weight_decay")
-    _state_names = {"mu": "exp_avg"}
 
     def __init__(self, params: ParamsT, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
                  weight_decay: float = 0.0, *, maximize: bool = False) -> None:
@@ -55,4 +70,4 @@ class Lion(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         b1, b2 = hp["betas"]
-        return torch_chain(hp, optax.scale_by_lion(b1, b2), static[0], decoupled=True)
+        return torch_chain(hp, _scale_by_lion(b1, b2), static[0], decoupled=True)
