@@ -79,6 +79,7 @@ def resolve_device(spec: Any, default_kind: str = "gpu") -> jax.Device:
             "module.to_empty(device=...)")
     if type(spec).__module__.startswith("torch"):
         spec = str(spec)
+    kind: str | None
     if isinstance(spec, int) and not isinstance(spec, bool):
         kind, index = default_kind, spec
     elif isinstance(spec, str):

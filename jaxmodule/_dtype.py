@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import jax
@@ -69,16 +70,21 @@ def to_dtype(d: Any) -> np.dtype:
     return jnp.dtype(d)
 
 
-def is_floating(dtype: Any) -> bool:
+def is_floating(dtype: Any) -> builtins.bool:  # this file's `bool` is torch's dtype name
     """True for floating-point dtypes (bfloat16 included)."""
     return jnp.issubdtype(dtype, jnp.floating)
 
 
-def is_floating_or_complex(dtype: Any) -> bool:
+def is_floating_or_complex(dtype: Any) -> builtins.bool:
     return jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.complexfloating)
+
+
+def x64_enabled() -> builtins.bool:
+    """True when JAX's 64-bit mode (`jax_enable_x64`) is on."""
+    return jax.config.jax_enable_x64  # type: ignore[attr-defined]  # jax sets its flags as dynamic attributes
 
 
 def check_x64(dtype: Any, what: str) -> None:
     """Raise RuntimeError if `dtype` is float64/complex128 while JAX's x64 mode is off."""
-    if jnp.dtype(dtype) in (float64, complex128) and not jax.config.jax_enable_x64:
+    if jnp.dtype(dtype) in (float64, complex128) and not x64_enabled():
         raise RuntimeError(X64_HINT.format(what=what))

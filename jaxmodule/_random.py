@@ -62,7 +62,9 @@ class Generator:
 
     def seed(self) -> int:
         """Seed from OS entropy and return the seed, like `torch.Generator.seed`."""
-        s = int(np.random.SeedSequence().entropy) & 0xFFFFFFFFFFFFFFFF
+        entropy = np.random.SeedSequence().entropy
+        assert isinstance(entropy, int)  # drawn from the OS when none is given
+        s = entropy & 0xFFFFFFFFFFFFFFFF
         self.manual_seed(s)
         return s
 

@@ -100,7 +100,7 @@ def report(obj: Any, stepping: bool = False) -> None:
 
 _active: list[Recording] = []
 _lock = threading.Lock()
-_patched: list[tuple[type, Any]] = []
+_patched: list[tuple[type[Any], Any]] = []
 
 
 class _RecordingSlot:
@@ -137,7 +137,7 @@ class _RecordingSlot:
 
 # The classes whose instances hold a value in a `_value` slot (the cells, the generator): each
 # declares itself with `@register_cell_class`, so this low-level file imports neither.
-_cell_classes: list[type] = []
+_cell_classes: list[type[Any]] = []  # Any: recording() swaps their `_value` slot descriptor
 
 
 def register_cell_class(cls: type) -> type:

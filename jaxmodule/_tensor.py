@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._device import META, PLACEMENT, is_meta_spec, placement_target
-from ._dtype import get_default_dtype, to_dtype
+from ._dtype import get_default_dtype, to_dtype, x64_enabled
 from ._random import Generator, next_key
 
 # What reading the data of a meta array (a jax.ShapeDtypeStruct held by a cell) says.
@@ -142,7 +142,7 @@ def as_array(x: Any, dtype: Any = None) -> jax.Array:
         arr = np.asarray(x)
         if arr.dtype == np.float64:
             return jnp.asarray(arr, dtype=get_default_dtype())
-        if arr.dtype == np.int64 and not jax.config.jax_enable_x64:
+        if arr.dtype == np.int64 and not x64_enabled():
             return jnp.asarray(arr, dtype=jnp.int32)
         return jnp.asarray(arr)
     return jnp.asarray(x)

@@ -117,6 +117,7 @@ class CompiledFunction:
         else:
             raise RuntimeError(f"jaxmodule.compile: {self._name()} kept reaching new state while "
                                "tracing; pass the modules and optimizers it uses as arguments")
+        assert program is not None  # the loop above breaks only with one
         entry = _Entry(layout, program, reused)
         self._entries.insert(0, entry)
         del self._entries[KEEP_ENTRIES:]

@@ -13,6 +13,7 @@ signatures (a structurally identical new model instance, say) run the same compi
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -66,6 +67,11 @@ def _is_holder(x: Any) -> bool:
 class Layout:
     """How one call's state is gathered and scattered (see the module docstring)."""
 
+    # Set later, when wanted (read with getattr / __dict__.get): the step's name for messages,
+    # `describe()` as it was when built (retrace reasons), the capture-guard function.
+    label: str
+    description: dict[str, Any]
+    _guard_fn: Callable[[tuple], bool]
     def __init__(self, fn: Any, args: tuple, kwargs: dict, extra: tuple = ()) -> None:
         self.version = _structure.VERSION[0]
         self.grad_version = _structure.GRAD_VERSION[0]

@@ -92,7 +92,11 @@ class Program:
         # host-side calls (scheduler steps) to run after every call; they name the objects of
         # the discovering layout, so such a program is not shared with other layouts
         self.deferred = deferred
-        self.jitted: Callable[..., Any] | None = None
+        self.jitted: Callable[..., Any] = _not_jitted  # discover() sets the jitted program
+
+
+def _not_jitted(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("jaxmodule.compile: a program was called before discovery jitted it")
 
 
 def _refuse_structure(txn: Transaction) -> None:
@@ -161,6 +165,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
                 grads_out = found["grads"]
                 attr_vals = [v for _, _, v in attrs]
             else:
+                assert program is not None  # not discovering: the program is known
                 new_vals = [cells[k]._value for k in program.mutated]
                 grads_out = program.grads_out
                 by_key = {(id(o), name): v for o, name, v in attrs}
@@ -289,11 +294,13 @@ def _jit(fn: Callable, program: Program, recorded: Any, inputs: tuple, out_shape
         for k, aval in unused_avals:  # never read: any value of the right type will do
             full[k] = jnp.zeros(aval.shape, aval.dtype)
         flat, tree = jax.tree.flatten((full, states, grads, dyn, kwargs))
-        if tree == in_tree and all(jax.typeof(x) == a for x, a in zip(flat, in_avals)):
+        same_tree = tree == in_tree  # type: ignore[operator]  # jax's PyTreeDef is opaque to mypy
+        if same_tree and all(jax.typeof(x) == a for x, a in zip(flat, in_avals)):
             final, new_states, new_grads, attr_vals, out = jax.tree.unflatten(out_tree, replay(*flat))
             new_vals = [final[k] for k in program.mutated]
         else:
             counter.trace_count += 1
+            assert layout is not None  # the call being traced holds its layout
             _log.retrace(counter, _input_change(layout, program, flat, tree, in_avals, in_tree, dyn, kwargs))
             new_vals, new_states, new_grads, attr_vals, out = run_traced(
                 fn, layout, program, values, states, grads, dyn, kwargs)

@@ -29,7 +29,8 @@ __all__ = ["mesh_of", "place_strays", "constrain_outputs", "constrain", "constra
 def _mesh_of_value(x: Any) -> Mesh | None:
     s = getattr(x, "sharding", None)
     if isinstance(s, NamedSharding) and len(s.device_set) > 1 and not isinstance(x, jax.core.Tracer):
-        return s.mesh
+        mesh = s.mesh
+        return mesh if isinstance(mesh, Mesh) else None  # an array's mesh is concrete
     return None
 
 
@@ -89,8 +90,8 @@ def constrain(tree: Any, shardings: Any) -> Any:
     targets = jax.tree.leaves(shardings, is_leaf=lambda s: s is None)
     if len(targets) != len(leaves):
         return tree
-    return treedef.unflatten([x if s is None else jax.lax.with_sharding_constraint(x, s)
-                              for x, s in zip(leaves, targets)])
+    return jax.tree.unflatten(treedef, [x if s is None else jax.lax.with_sharding_constraint(x, s)
+                                        for x, s in zip(leaves, targets)])
 
 
 def constrain_outputs(layout: Any, mutated: list[int], grads_out: list[int], new_vals: list,

@@ -137,7 +137,8 @@ def result_type(*operands: Any) -> np.dtype:
         else:
             a = arr(x)
             g, dt = (0 if a.ndim else 1), a.dtype
-        groups[g] = dt if groups[g] is None else jnp.promote_types(groups[g], dt)
+        prev = groups[g]
+        groups[g] = dt if prev is None else jnp.promote_types(prev, dt)
     out = _combine(groups[0], _combine(groups[1], groups[2]))
     return jax.dtypes.canonicalize_dtype(out)
 

@@ -19,6 +19,7 @@ from ._common import (
     is_int_or_bool,
     promote,
     same_dtype,
+    wrap_dim,
     wrap_dims,
 )
 
@@ -168,7 +169,7 @@ def cross(input: Any, other: Any, dim: int | None = None) -> jax.Array:
         dim = next((i for i, s in enumerate(a.shape) if s == 3), None)
         if dim is None:
             raise RuntimeError("no dimension of size 3 in input")
-    d = wrap_dims(dim, a.ndim)[0]
+    d = wrap_dim(dim, a.ndim)
     if a.shape[d] != 3:
         raise RuntimeError(f"linalg.cross: inputs dimension {d} must have length 3. Got {a.shape[d]} and {b.shape[d]}")
     return jnp.cross(a, b, axis=d)
@@ -189,7 +190,7 @@ def norm(input: Any, p: float | str | None = "fro", dim: Any = None, keepdim: bo
         x = x.astype(canon_dtype(dtype))
     check_floating("linalg.vector_norm", x)
     if p == "nuc":
-        axes = wrap_dims(dim, x.ndim) if dim is not None else tuple(range(x.ndim))
+        axes = wrap_dims(dim, x.ndim) or tuple(range(x.ndim))
         if len(axes) != 2:
             raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got {list(axes)}")
         out = jnp.linalg.norm(jnp.moveaxis(x, axes, (-2, -1)), ord="nuc", axis=(-2, -1))
@@ -197,8 +198,8 @@ def norm(input: Any, p: float | str | None = "fro", dim: Any = None, keepdim: bo
     if isinstance(p, str) and p != "fro":
         raise RuntimeError(f"linalg.matrix_norm: Order {p} not supported.")
     order = 2.0 if p in ("fro", None) else float(p)
-    axes = wrap_dims(dim, x.ndim)
-    return _p_norm(jnp.abs(x) if jnp.iscomplexobj(x) else x, order, axes, keepdim)
+    reduced = wrap_dims(dim, x.ndim)
+    return _p_norm(jnp.abs(x) if jnp.iscomplexobj(x) else x, order, reduced, keepdim)
 
 
 def dist(input: Any, other: Any, p: float = 2) -> jax.Array:

@@ -168,6 +168,7 @@ def _extreme(name: str, reduce: Any, arg: Any, pairwise: Any, input: Any, dim: A
     if not isinstance(dim, (builtins.int, np.integer)) or isinstance(dim, builtins.bool):  # max(x, other)
         return pairwise(x, dim)
     wrap_dim(dim, x.ndim)
+    dim = builtins.int(dim)
     idx = _arg_reduce(arg, x, dim, keepdim)
     if x.ndim == 0:
         return getattr(rt, name)(x, idx)

@@ -18,7 +18,7 @@ __all__ = ["max", "min", "sort", "topk", "kthvalue", "median", "nanmedian", "mod
 
 
 def _values_indices(name: str) -> type:
-    cls = NamedTuple(name, [("values", jax.Array), ("indices", jax.Array)])  # noqa: UP014 - named at runtime
+    cls = NamedTuple(name, [("values", jax.Array), ("indices", jax.Array)])  # type: ignore[misc]  # noqa: UP014 - named at runtime
     cls.__module__ = __name__
     return cls
 

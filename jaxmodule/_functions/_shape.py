@@ -189,7 +189,10 @@ def roll(input: Any, shifts: int | Shape, dims: int | Shape | None = None) -> ja
 def rot90(input: Any, k: int = 1, dims: Shape = (0, 1)) -> jax.Array:
     """Rotate by 90 degrees k times in the plane `dims`. Mirrors `torch.rot90`."""
     x = arr(input)
-    return jnp.rot90(x, k, wrap_dims(dims, x.ndim))
+    axes = wrap_dims(dims, x.ndim) or ()
+    if len(axes) != 2:
+        raise RuntimeError(f"expected total rotation dims == 2, but got dims = {len(axes)}")
+    return jnp.rot90(x, k, (axes[0], axes[1]))
 
 
 def repeat_interleave(input: Any, repeats: Any = None, dim: int | None = None, *,

@@ -8,6 +8,7 @@ Every array's bytes carry a CRC32 that `assemble` checks after reading.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._dtype import x64_enabled
 from ..nn.parameter import Buffer, Parameter
 from ._manifest import FORMAT, VERSION
 from ._placement import Placer, location_of
@@ -74,7 +76,7 @@ def _wants_jax(entry: dict) -> bool:
     if entry["kind"] in ("numpy", "npscalar"):
         return False
     # 64-bit data (e.g. int64 from a torch tensor) stays numpy unless JAX's x64 mode is on.
-    return jnp.dtype(entry["dtype"]).itemsize < 8 or jax.config.jax_enable_x64 or entry["kind"] == "jax"
+    return jnp.dtype(entry["dtype"]).itemsize < 8 or x64_enabled() or entry["kind"] == "jax"
 
 
 def restore_args(manifest: dict, placer: Placer,
@@ -91,7 +93,7 @@ def restore_args(manifest: dict, placer: Placer,
             continue
         name = f"a{i}"
         sharding = placer(entry["key"], _meta(entry), entry.get("location", "cpu"),
-                          lambda name=name: saved_sharding(name))
+                          functools.partial(saved_sharding, name))
         placements[i] = sharding
         if entry.get("stored"):
             args[name] = o.ArrayRestoreArgs(sharding=sharding, global_shape=tuple(entry["shape"]),

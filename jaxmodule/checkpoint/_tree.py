@@ -109,7 +109,8 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
             node["attrs"] = encode(dict(attrs), arrays, (*parts, "__dict__"))
         return node
     if type(obj) in (list, tuple, set, frozenset):
-        tag = {list: "L", tuple: "T", set: "S", frozenset: "FS"}[type(obj)]
+        tags: dict[type, str] = {list: "L", tuple: "T", set: "S", frozenset: "FS"}
+        tag = tags[type(obj)]
         return {tag: [encode(v, arrays, (*parts, i)) for i, v in enumerate(obj)]}
     if callable(getattr(obj, "state_dict", None)):
         raise TypeError(_WHOLE_OBJECT.format(path=path, cls=type(obj).__name__, name=_role(obj)))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -27,6 +27,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._device import resolve_device
 from .._tensor import as_array
+
+if TYPE_CHECKING:  # annotations only (jax.sharding.AbstractMesh is newer than jax 0.4.35)
+    from jax.sharding import AbstractMesh
 
 __all__ = ["init_device_mesh", "Shard", "Replicate", "Placement", "distribute_tensor",
            "placements_to_spec", "data_axis", "model_axis"]
@@ -157,7 +160,7 @@ def default_mesh() -> Mesh:
     return Mesh(np.array(devices), ("data",))
 
 
-def axis_sizes(spec: PartitionSpec, mesh: Mesh) -> list[int]:
+def axis_sizes(spec: PartitionSpec, mesh: Mesh | AbstractMesh) -> list[int]:
     """How many pieces each array dimension is cut into under `spec`."""
     out = []
     for entry in spec:
@@ -173,7 +176,7 @@ def check_divisible(fn: str, what: str, shape: tuple, sharding: NamedSharding) -
         raise ValueError(f"{fn}: {what} of shape {tuple(shape)} cannot take {sharding.spec}: {problem}")
 
 
-def divisibility_problem(shape: tuple, spec: PartitionSpec, mesh: Mesh) -> str | None:
+def divisibility_problem(shape: tuple, spec: PartitionSpec, mesh: Mesh | AbstractMesh) -> str | None:
     """Why `spec` cannot split `shape` evenly on `mesh`, or None when it can."""
     if len(spec) > len(shape):
         return f"the spec has {len(spec)} entries but the array has {len(shape)} dimensions"

@@ -226,6 +226,7 @@ class _Unpickler(pickle._Unpickler):
     """The pure-Python unpickler with torch's weights-only rules for globals and BUILD."""
 
     dispatch = dict(pickle._Unpickler.dispatch)
+    stack: list[Any]  # pickle._Unpickler's working stack (typeshed does not list it)
 
     def __init__(self, fh: Any, storage_for: Any, where: str) -> None:
         super().__init__(fh)
@@ -267,7 +268,7 @@ class _Unpickler(pickle._Unpickler):
                                     f"of type {type(state).__name__} (attribute names only)")
         inst.__dict__.update(state)
 
-    dispatch[pickle.BUILD[0]] = _build
+    dispatch[pickle.BUILD[0]] = _build  # type: ignore[assignment]  # typeshed types handlers for the base class only
 
 
 def _finish(obj: Any, where: str, budget: ExpansionBudget, parts: tuple = ()) -> Any:

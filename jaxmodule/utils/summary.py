@@ -126,13 +126,15 @@ def _add_shard_bytes(per_device: dict[str, int], p: Any) -> None:
     """Add the bytes of `p`'s shard to each device holding one (nothing for a placement that
     names no devices: a meta parameter)."""
     s = sharding_of(p)
+    if s is None:
+        return
     try:
-        devices = s.device_set if s is not None else ()
+        devices = s.device_set
     except ValueError:  # planned on an AbstractMesh
         return
     if devices:
         shard = int(np.prod(s.shard_shape(tuple(p.shape)))) * p.dtype.itemsize
-        for d in sorted(devices, key=lambda d: (d.platform, d.id)):
+        for d in sorted(devices, key=lambda d: (d.platform, d.id)):  # type: ignore[attr-defined]  # jaxlib's Device is opaque to mypy
             name = device_text(d)
             per_device[name] = per_device.get(name, 0) + shard
 

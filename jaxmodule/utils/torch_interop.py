@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._dtype import x64_enabled
 from .._tensor import _torch_to_numpy, cell_value, is_torch_tensor
 from ..checkpoint._placement import Placer
 from ._torch_pickle import ExpansionBudget, UnsafePickleError, read_torch_file, verify_zip
@@ -62,7 +63,7 @@ def _torch_to_numpy_tree(obj: Any, budget: Any, parts: tuple = ()) -> Any:
 def _place_tree(obj: Any, placer: Any, parts: tuple = ()) -> Any:
     """numpy arrays -> jax arrays where placer says (64-bit data stays numpy without x64)."""
     if isinstance(obj, np.ndarray):
-        if obj.dtype.itemsize == 8 and obj.dtype.kind in "iuf" and not jax.config.jax_enable_x64:
+        if obj.dtype.itemsize == 8 and obj.dtype.kind in "iuf" and not x64_enabled():
             return obj
         key = "/".join(str(p) for p in parts)
         sharding = placer(key, jax.ShapeDtypeStruct(obj.shape, obj.dtype), "cpu", lambda: None)

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..._dtype import x64_enabled
 from ..._random import next_key
 from ._utils import unwrap
 
@@ -101,7 +102,7 @@ def _fractional(nd: int, fn: str, input: Any, kernel_size: Any, output_size: Any
     am = torch_argmax(vals)[..., None]
     val = jnp.take_along_axis(vals, am, axis=-1)[..., 0]
     idx = jnp.take_along_axis(lin, am, axis=-1)[..., 0]
-    if jax.config.jax_enable_x64:
+    if x64_enabled():
         idx = idx.astype(jnp.int64)
     if unbatched:
         val, idx = val[0], idx[0]

@@ -19,7 +19,7 @@ def _float(x: Any) -> jax.Array:
     return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.float32)
 
 
-def _p_norm(x: Any, p: float, axis: int, keepdim: bool) -> jax.Array:
+def _p_norm(x: Any, p: float, axis: int | tuple[int, ...] | None, keepdim: bool) -> jax.Array:
     """torch's `norm(x, p, dim)`, whose gradient is 0 (not NaN) where the norm is 0."""
     if p == math.inf:
         return jnp.max(jnp.abs(x), axis=axis, keepdims=keepdim)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..._dtype import x64_enabled
 from ._fractional import (
     fractional_max_pool2d,
     fractional_max_pool2d_with_indices,
@@ -116,7 +117,7 @@ def _lowest(dtype: Any) -> Any:
 
 
 def _index_dtype() -> Any:
-    return np.int64 if jax.config.jax_enable_x64 else np.int32
+    return np.int64 if x64_enabled() else np.int32
 
 
 def _lead(x: Any, nd: int) -> int:
