@@ -2,7 +2,7 @@
 
 XLA:CPU's convolution is fast on large feature maps but pathologically slow when the output map is
 tiny and the channels are many (ResNet-18's last stages on 32x32 images: a 2x2 or 1x1 map with 256
-or 512 channels takes 20-50x the time of the same arithmetic as a matmul, forward and backward).
+or 512 channels takes 6-50x the time of the same arithmetic as a matmul, forward and backward).
 im2col gathers the kernel taps with strided slices into (N, C, K, *out) and contracts (C, K) with
 the weight in one `dot_general`; its gradients are jax's autodiff of slices (pads) and a matmul.
 
