@@ -35,8 +35,8 @@ from .. import _structure
 from .._swap import DELETED, Transaction, holds_tracer, recording, swapped
 from ..nn.modules.module import Module
 from . import _log
-from ._sharding import constrain_outputs, constrain_prefix
 from ._layout import Layout, describe_inputs
+from ._sharding import constrain_outputs, constrain_prefix
 
 __all__ = ["Program", "discover", "Restart", "CallKey", "STRUCTURE_MESSAGE"]
 

@@ -14,6 +14,14 @@ docs/scaling.md.
 """
 
 from ._mesh import Placement, Replicate, Shard, distribute_tensor, init_device_mesh
+from ._presets import (
+    ColwiseParallel,
+    ParallelStyle,
+    RowwiseParallel,
+    fully_shard,
+    parallelize_module,
+    replicate,
+)
 from ._process_group import (
     barrier,
     destroy_process_group,
@@ -24,7 +32,6 @@ from ._process_group import (
     is_available,
     is_initialized,
 )
-from ._presets import ColwiseParallel, ParallelStyle, RowwiseParallel, fully_shard, parallelize_module, replicate
 from ._shard import ShardingPlan, shard_module, sharding_plan
 
 __all__ = [

@@ -17,8 +17,8 @@ from typing import Any
 
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ..nn.modules.module import Module
 from ..nn.modules.linear import Linear
+from ..nn.modules.module import Module
 from ..nn.modules.sparse import Embedding
 from ._mesh import Placement, Shard, data_axis, default_mesh, model_axis
 from ._shard import KEEP, apply_placements, exact_rules, named_cells, plan_placements, rule_matcher

@@ -186,7 +186,7 @@ def apply_placements(module: Module, plan: ShardingPlan, moves: list[tuple[Any, 
 
 
 def shard_module(module: Module, mesh: Mesh, rules: Rules | Callable | None = None, *,
-                 default: Any = P()) -> Module:
+                 default: Any = P()) -> Module:  # noqa: B008 - a PartitionSpec is immutable
     """Place `module`'s parameters and buffers on `mesh` by regular expressions over their
     state_dict keys. In place; returns the module.
 

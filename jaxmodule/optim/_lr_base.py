@@ -79,7 +79,7 @@ class LRScheduler:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "step" in cls.__dict__:
-            cls.step = _deferred_in_compile(cls.__dict__["step"])
+            cls.step = _deferred_in_compile(cls.__dict__["step"])  # type: ignore[method-assign]  # wrapping is the point
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):

@@ -127,7 +127,8 @@ def _record(out: dict[str, np.ndarray], tag: str, obj: Any) -> None:
 
 def run_mode(mode: str, rank: int, world: int, workdir: str, out: dict[str, np.ndarray]) -> None:
     import jax
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     import jaxmodule
     from jaxmodule.checkpoint import CheckpointManager

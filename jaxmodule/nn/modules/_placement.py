@@ -120,7 +120,8 @@ class ModelPlacement:
             try:
                 devices |= s.device_set
             except ValueError:  # a NamedSharding over an AbstractMesh (a planned placement)
-                abstract_spread = abstract_spread or s.mesh.size > 1
+                abstract_spread = abstract_spread or (isinstance(s, jax.sharding.NamedSharding)
+                                                      and s.mesh.size > 1)
         self.spread: bool = abstract_spread or len(devices) > 1
         self.mesh: str | None = meshes.most_common(1)[0][0] if meshes else None
 

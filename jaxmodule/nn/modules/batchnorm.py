@@ -188,7 +188,7 @@ class _LazyNormBase(_NormBase):
         # then become `cls_to_become` for good.
         self._check_input_dim(input)
         self.initialize_parameters(input)
-        self.__class__ = self.cls_to_become
+        self.__class__ = self.cls_to_become  # type: ignore[assignment]  # a lazy module becomes its eager class, as in torch
         return self.forward(input)
 
 

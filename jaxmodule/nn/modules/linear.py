@@ -180,5 +180,5 @@ class LazyLinear(Linear):
             self.initialize_parameters(input)
         elif self.in_features == 0:  # parameters came from load_state_dict, as torch allows
             self.in_features = self.weight.shape[-1]
-        self.__class__ = self.cls_to_become
+        self.__class__ = self.cls_to_become  # type: ignore[assignment]  # a lazy module becomes its eager class, as in torch
         return F.linear(input, self.weight, self.bias)
