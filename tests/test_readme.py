@@ -19,7 +19,7 @@ def test_readme_starts_with_demo_and_test_commands_and_ci_runs_the_test_one():
     assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
     assert readme.index("```bash") < 20
     ci = [line for line in read(".ci/run").splitlines() if line.strip() and not line.startswith("#")]
-    assert ci[-1].strip() == "bash scripts/test.sh"
+    assert [line.strip() for line in ci[-2:]] == ["bash scripts/test.sh", "bash scripts/lint.sh"]
 
 
 def test_layer_table_is_fresh():
