@@ -23,11 +23,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from gpt_generate import GPT, GPTConfig, decode, generate_recompute, prefill  # examples/ sibling
 
 import jaxmodule
 import jaxmodule.nn.functional as F
 from jaxmodule import optim
-from gpt_generate import GPT, GPTConfig, decode, generate_recompute, prefill  # examples/gpt_generate.py
 
 __all__ = ["CharTokenizer", "load_text", "main"]
 

@@ -34,7 +34,13 @@ import jaxmodule  # noqa: E402
 import jaxmodule.nn.functional as F  # noqa: E402
 from jaxmodule import nn, optim  # noqa: E402
 from jaxmodule.distributed import (  # noqa: E402
-    Shard, distribute_tensor, fully_shard, init_device_mesh, replicate, sharding_plan)
+    Shard,
+    distribute_tensor,
+    fully_shard,
+    init_device_mesh,
+    replicate,
+    sharding_plan,
+)
 
 __all__ = ["MLP", "per_device_bytes", "train", "main"]
 

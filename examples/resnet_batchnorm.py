@@ -85,7 +85,7 @@ class ResNet(nn.Module):
 def load_digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """scikit-learn's digits as `(N, 1, 8, 8)` float32 in [0, 1]; a shuffled 75/25 split."""
     try:
-        from sklearn.datasets import load_digits  # deferred: optional dependency (the examples extra)
+        from sklearn.datasets import load_digits  # deferred: optional (examples extra)
     except ImportError:
         sys.exit("resnet_batchnorm.py needs scikit-learn: pip install 'jaxmodule[examples]'")
     digits = load_digits()
