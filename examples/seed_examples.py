@@ -33,7 +33,7 @@ class MyModel(nn.Module):
     """The overview's first model: one Linear layer and a forward."""
 
     def __init__(self) -> None:
-        super(MyModel, self).__init__()
+        super(MyModel, self).__init__()  # noqa: UP008 - the overview's spelling
         self.fc = nn.Linear(10, 5)
 
     def forward(self, x):
@@ -44,7 +44,7 @@ class TwoLayer(nn.Module):
     """Submodules registered as attributes form the hierarchy."""
 
     def __init__(self) -> None:
-        super(TwoLayer, self).__init__()
+        super(TwoLayer, self).__init__()  # noqa: UP008 - the overview's spelling
         self.fc1 = nn.Linear(10, 5)
         self.fc2 = nn.Linear(5, 2)
 
@@ -69,7 +69,7 @@ class BufferModel(nn.Module):
     """The four ways of holding state: submodules, a buffer, a parameter, a plain attribute."""
 
     def __init__(self) -> None:
-        super(BufferModel, self).__init__()
+        super(BufferModel, self).__init__()  # noqa: UP008 - the overview's spelling
         self.param_nn = nn.Sequential(OrderedDict([
             ("conv", nn.Conv2d(1, 1, 3, bias=False)),
             ("fc", nn.Linear(1, 2, bias=False)),
