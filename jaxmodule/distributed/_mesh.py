@@ -8,9 +8,9 @@ sharding propagation inserts the collectives torch's DTensor dispatch would run)
 >>> import jax, jax.numpy as jnp
 >>> import jaxmodule.distributed as dist
 >>> mesh = dist.init_device_mesh("cpu", (jax.device_count(),), mesh_dim_names=("data",))
->>> x = dist.distribute_tensor(jnp.ones((4, 3)), mesh, [dist.Shard(0)])
+>>> x = dist.distribute_tensor(jnp.ones((2 * jax.device_count(), 3)), mesh, [dist.Shard(0)])
 >>> x.sharding.spec
-PartitionSpec('data',)
+P('data',)
 """
 
 from __future__ import annotations
@@ -128,7 +128,10 @@ def placements_to_spec(placements: Sequence[Placement], mesh: Mesh, ndim: int) -
             dims[d].append(axis)
         elif not isinstance(p, Replicate):
             raise TypeError(f"distribute_tensor: placements must be Shard(dim) or Replicate(), got {p!r}")
-    return PartitionSpec(*(None if not a else a[0] if len(a) == 1 else tuple(a) for a in dims))
+    entries = [None if not a else a[0] if len(a) == 1 else tuple(a) for a in dims]
+    while entries and entries[-1] is None:  # the form jax.jit gives its outputs
+        entries.pop()
+    return PartitionSpec(*entries)
 
 
 def distribute_tensor(tensor: Any, device_mesh: Mesh | None = None,

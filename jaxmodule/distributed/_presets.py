@@ -88,7 +88,7 @@ def fully_shard(module: Module, *, mesh: Mesh | None = None, reshard_after_forwa
     >>> model = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 10))
     >>> _ = fully_shard(model, mesh=init_device_mesh("cpu", (jax.device_count(),)))
     >>> model[0].weight.sharding.spec
-    PartitionSpec('data', None)
+    P('data',)
     """
     mesh = _check("fully_shard", module, mesh)
     axis = data_axis(mesh)
@@ -222,7 +222,7 @@ def parallelize_module(module: Module, device_mesh: Mesh | None = None, parallel
     >>> mesh = init_device_mesh("cpu", (jax.device_count(),), mesh_dim_names=("tp",))
     >>> _ = parallelize_module(mlp, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
     >>> mlp[0].weight.sharding.spec, mlp[2].weight.sharding.spec
-    (PartitionSpec('tp', None), PartitionSpec(None, 'tp'))
+    (P('tp',), P(None, 'tp'))
     """
     mesh = _check("parallelize_module", module, device_mesh)
     if parallelize_plan is None:

@@ -10,11 +10,12 @@ A JAX process owns all of its host's local devices, so a rank here is a process 
 host), not one per GPU as in torch's usual launch; `get_world_size()` is the number of processes,
 `len(jax.devices())` the number of devices.
 
->>> import jaxmodule.distributed as dist                                  # doctest: +SKIP
->>> dist.init_process_group('gloo', init_method='tcp://10.0.0.1:29500',
-...                         world_size=2, rank=0)                         # doctest: +SKIP
->>> dist.get_rank(), dist.get_world_size()                                # doctest: +SKIP
-(0, 2)
+Example (every process runs the same script; the 2-process loopback test in
+`tests/distributed/test_multiprocess.py` runs exactly this)::
+
+    import jaxmodule.distributed as dist
+    dist.init_process_group('gloo', init_method='tcp://10.0.0.1:29500', world_size=2, rank=0)
+    dist.get_rank(), dist.get_world_size()   # (0, 2)
 """
 
 from __future__ import annotations
@@ -196,11 +197,11 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
         ValueError: called twice; an address, rank or world size is missing or invalid; unknown backend.
         RuntimeError: JAX has already computed something in this process.
 
-    >>> import os                                                             # doctest: +SKIP
-    >>> os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='29500', WORLD_SIZE='1', RANK='0')
-    >>> init_process_group('gloo')                                            # doctest: +SKIP
-    >>> get_world_size()                                                      # doctest: +SKIP
-    1
+    Example (torch's env:// variables; in-process tests run it in `tests/distributed/`)::
+
+        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='29500', WORLD_SIZE='1', RANK='0')
+        init_process_group('gloo')
+        get_world_size()   # 1
     """
     global _backend
     if jax.distributed.is_initialized():

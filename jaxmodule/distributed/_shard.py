@@ -10,11 +10,11 @@ hyperparameters replicated on the mesh, so optimizers built before or after keep
 >>> import jax
 >>> from jaxmodule import nn
 >>> from jaxmodule.distributed import init_device_mesh
->>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+>>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 8))
 >>> rules = [(r"weight$", P("data", None))]   # biases match nothing: replicated
 >>> _ = shard_module(model, init_device_mesh("cpu", (jax.device_count(),)), rules)
 >>> model[0].weight.sharding.spec, model[0].bias.sharding.spec
-(PartitionSpec('data', None), PartitionSpec())
+(P('data',), P())
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def shard_module(module: Module, mesh: Mesh, rules: Rules | Callable | None = No
     >>> mesh = init_device_mesh("cpu", (jax.device_count(),))
     >>> m = shard_module(nn.Linear(4, 16), mesh, [(r"weight", P("data", None))])
     >>> m.weight.sharding.spec
-    PartitionSpec('data', None)
+    P('data',)
     """
     if not isinstance(module, Module):
         raise TypeError(f"shard_module: `module` must be a jaxmodule.nn.Module, got {type(module).__name__}")
