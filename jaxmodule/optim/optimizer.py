@@ -372,13 +372,13 @@ class Optimizer(HooksMixin):
             if self._tx is not None:
                 self._states[gi] = optax.tree_map_params(
                     self._tx, _put, self._states[gi], shardings,
-                    transform_non_params=lambda x: _put(x, scalar))
+                    transform_non_params=lambda x, s=scalar: _put(x, s))
             else:
                 self._states[gi] = [
                     jax.tree.map(lambda x, p=p, s=s: _put(x, s if x.shape == p.shape else _scalar_sharding(s)), st)
                     for p, s, st in zip(params, shardings, self._states[gi])]
                 self._scalars[gi] = {k: _put(v, scalar) for k, v in self._scalars[gi].items()}
-            self._hp[gi] = jax.tree.map(lambda x: _put(x, scalar), self._hp[gi])
+            self._hp[gi] = jax.tree.map(lambda x, s=scalar: _put(x, s), self._hp[gi])
 
     # ---- compile machinery -------------------------------------------------------------------
     def _jm_state_get(self) -> dict[str, Any]:
