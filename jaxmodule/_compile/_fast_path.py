@@ -2,7 +2,7 @@
 
 A dispatch-bound step spends most of its Python time deciding that nothing changed and moving
 arrays in and out, so for each call layout that needs nothing special jaxmodule generates one
-flat function from `FAST_PATH_TEMPLATE`: every check (structure, gradient and export versions,
+flat function from `FAST_PATH_TEMPLATE`: every check (the structure counters of `_structure.py`,
 autocast, argument identities and types, the capture guards of `_reach.py`), the gather, the
 jitted call and the scatter, unrolled. Any failed check returns `MISS` and the general path in
 `_function.py` decides. The source is registered with `linecache` under a readable file name,
@@ -89,12 +89,12 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
             or program.grads_out or program.attr_outputs or any(k not in (DYN, LIVE, HOLDER) for k in layout.kinds):
         return None
     env: dict[str, Any] = dict(layout.reach.env)
-    env.update(VERSION=_structure.VERSION, GRAD_VERSION=_structure.GRAD_VERSION, MISS=MISS,
-               EXPORT_EPOCH=_structure.EXPORT_EPOCH, amp_local=amp_local, ARRAY=ARRAY_TYPE,
+    env.update(COUNTERS=_structure.counters, MISS=MISS, amp_local=amp_local, ARRAY=ARRAY_TYPE,
                entry=entry, jitted=program.jitted, amp=layout.amp, KEY=entry.key,
                M=entry.mutated_cells, C=entry.const_cells)
-    checks = [f"VERSION[0] != {layout.version}", f"GRAD_VERSION[0] != {layout.grad_version}",
-              "EXPORT_EPOCH[0] != entry.export_epoch", "amp_local.state != amp", "kwargs",
+    checks = [f"COUNTERS.structure != {layout.structure_at}",
+              f"COUNTERS.grad_presence != {layout.grad_presence_at}",
+              "COUNTERS.handed_out != entry.handed_out_at", "amp_local.state != amp", "kwargs",
               f"len(args) != {len(layout.kinds)}"]
     for i, kind in enumerate(layout.kinds):
         if kind == DYN:

@@ -43,14 +43,14 @@ _MAX_RESTARTS = 4
 class _Entry:
     """A layout with its program and the per-call bookkeeping the fast path needs."""
 
-    __slots__ = ("layout", "program", "key", "export_epoch", "fast", "mutated_cells", "const_cells",
+    __slots__ = ("layout", "program", "key", "handed_out_at", "fast", "mutated_cells", "const_cells",
                  "host_pending")
 
     def __init__(self, layout: Layout, program: Program, reused: bool) -> None:
         self.layout = layout
         self.program = program
         self.key = CallKey(layout)
-        self.export_epoch = -1
+        self.handed_out_at = -1  # `counters.handed_out` when its cells were last protected
         self.fast: Callable | None = None
         self.mutated_cells = [layout.cells[k] for k in program.mutated]
         self.const_cells = [layout.cells[k] for k in program.const]
@@ -167,7 +167,7 @@ class CompiledFunction:
 
     def _run(self, entry: _Entry, args: tuple, kwargs: dict) -> Any:
         layout, program = entry.layout, entry.program
-        if entry.export_epoch != _structure.EXPORT_EPOCH[0] and self.donate:
+        if entry.handed_out_at != _structure.counters.handed_out and self.donate:
             _protect_exported(entry)
         states = layout.states
         new_vals, new_states, new_grads, attr_vals, out = program.jitted(
@@ -245,4 +245,4 @@ def _protect_exported(entry: _Entry) -> None:
         c._value = _copy_if_exported(c._value)
     for o in entry.layout.states:
         o._jm_state_set(jax.tree_util.tree_map(_copy_if_exported, o._jm_state_get()))
-    entry.export_epoch = _structure.EXPORT_EPOCH[0]
+    entry.handed_out_at = _structure.counters.handed_out

@@ -73,8 +73,8 @@ class Layout:
     description: dict[str, Any]
     _guard_fn: Callable[[tuple], bool]
     def __init__(self, fn: Any, args: tuple, kwargs: dict, extra: tuple = ()) -> None:
-        self.version = _structure.VERSION[0]
-        self.grad_version = _structure.GRAD_VERSION[0]
+        self.structure_at = _structure.counters.structure  # the counters it was built at
+        self.grad_presence_at = _structure.counters.grad_presence
         self.amp = amp_state()
         kinds = []
         for a in args:
@@ -177,7 +177,8 @@ class Layout:
 
     # ---- per call ---------------------------------------------------------------------------
     def current(self) -> bool:
-        return (self.version == _structure.VERSION[0] and self.grad_version == _structure.GRAD_VERSION[0]
+        counters = _structure.counters
+        return (self.structure_at == counters.structure and self.grad_presence_at == counters.grad_presence
                 and self.amp == amp_state())
 
     def matches(self, args: tuple, kwargs: dict) -> bool:

@@ -139,7 +139,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     host_before = [_host_state(o) for o in layout.states]
     # every grad is put back as it was, so the trace must not look like a change of which grads
     # exist (that would re-plan the next call)
-    grad_version = _structure.GRAD_VERSION[0]
+    grad_presence = _structure.counters.grad_presence
     inside = {id(cells[k]) for k in used} | {id(o) for o in layout.states}
     rec = None
     try:
@@ -188,7 +188,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
         txn.restore()
         for o, s in zip(layout.states, saved_states):
             o._jm_state_set(s)
-        _structure.GRAD_VERSION[0] = grad_version
+        _structure.counters.grad_presence = grad_presence
         raise
     # success: arrays go back to what they were (the caller writes the outputs back); plain
     # module attributes that received traced arrays too; other Python-side changes stay, as
@@ -196,7 +196,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     txn.restore_cells()
     for o, s in zip(layout.states, saved_states):
         o._jm_state_set(s)
-    _structure.GRAD_VERSION[0] = grad_version
+    _structure.counters.grad_presence = grad_presence
     old_attrs = {id(o): d for o, d, _ in txn.objects}
     for o, name, _ in attrs:
         before = old_attrs[id(o)]

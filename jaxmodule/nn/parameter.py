@@ -105,7 +105,7 @@ class _TensorCell:
     @grad.setter
     def grad(self, value: Any) -> None:
         if (value is None) != (self._grad is None):
-            _structure.GRAD_VERSION[0] += 1
+            _structure.counters.grad_presence += 1
         self._grad = value
 
     @property

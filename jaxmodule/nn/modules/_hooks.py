@@ -85,12 +85,26 @@ def any_global_call_hooks() -> bool:
 
 
 def add_hook(hooks: OrderedDict, hook: Callable, *, prepend: bool = False,
-             extra: OrderedDict | list | None = None, flags: tuple = ()) -> RemovableHandle:
-    """Store `hook` in `hooks` (first if `prepend`), mark it in each dict of `flags`."""
-    handle = RemovableHandle(hooks, extra_dict=extra)
+             also_remove_from: OrderedDict | list | None = None, mark_in: tuple = ()) -> RemovableHandle:
+    """Store `hook` in `hooks` (first if `prepend`) and return its handle.
+
+    `mark_in`: dicts that record an option of this hook (`..._with_kwargs`, `..._always_called`):
+    each gets `handle.id -> True`. `also_remove_from`: a dict or list of dicts the handle removes
+    the id from as well on `remove()` (torch's `RemovableHandle(extra_dict=...)`); pass every
+    option dict there, marked or not, as torch does.
+
+    >>> from collections import OrderedDict
+    >>> hooks, with_kwargs = OrderedDict(), OrderedDict()
+    >>> h = add_hook(hooks, print, also_remove_from=with_kwargs, mark_in=(with_kwargs,))
+    >>> h.id in hooks and with_kwargs[h.id]
+    True
+    >>> h.remove(); (len(hooks), len(with_kwargs))
+    (0, 0)
+    """
+    handle = RemovableHandle(hooks, extra_dict=also_remove_from)
     hooks[handle.id] = hook
-    for flag_dict in flags:
-        flag_dict[handle.id] = True
+    for option_dict in mark_in:
+        option_dict[handle.id] = True
     if prepend:
         hooks.move_to_end(handle.id, last=False)
     _structure.bump()
@@ -105,14 +119,14 @@ def register_module_forward_pre_hook(hook: Callable) -> RemovableHandle:
 def register_module_forward_hook(hook: Callable, *, with_kwargs: bool = False,
                                  always_call: bool = False) -> RemovableHandle:
     """A forward hook run for every module. Mirrors torch's global `register_module_forward_hook`."""
-    flags = []
+    options = []
     if with_kwargs:
-        flags.append(_global_forward_hooks_with_kwargs)
+        options.append(_global_forward_hooks_with_kwargs)
     if always_call:
-        flags.append(_global_forward_hooks_always_called)
+        options.append(_global_forward_hooks_always_called)
     return add_hook(_global_forward_hooks, hook,
-                    extra=[_global_forward_hooks_always_called, _global_forward_hooks_with_kwargs],
-                    flags=tuple(flags))
+                    also_remove_from=[_global_forward_hooks_always_called, _global_forward_hooks_with_kwargs],
+                    mark_in=tuple(options))
 
 
 def register_module_backward_hook(hook: Callable) -> RemovableHandle:

@@ -91,7 +91,7 @@ class ModuleTreeDef:
 
 def _build(root: Any) -> tuple[int, list, ModuleTreeDef]:
     materialize(root)
-    version = _structure.VERSION[0]
+    version = _structure.counters.structure
     mod_index: dict[int, int] = {}
     order: list[tuple[str, Any]] = []
 
@@ -136,7 +136,7 @@ def _build(root: Any) -> tuple[int, list, ModuleTreeDef]:
 def module_cells(m: Any) -> tuple[list, ModuleTreeDef]:
     """The cached (cells, treedef) of `m`, rebuilt if the structure version moved."""
     cache = m.__dict__.get("_jm_tree")
-    if cache is None or cache[0] != _structure.VERSION[0]:
+    if cache is None or cache[0] != _structure.counters.structure:
         cache = _build(m)
         m.__dict__["_jm_tree"] = cache
     return cache[1], cache[2]
@@ -144,7 +144,7 @@ def module_cells(m: Any) -> tuple[list, ModuleTreeDef]:
 
 def _flatten(m: Any) -> tuple[Any, ModuleTreeDef]:
     cache = m.__dict__.get("_jm_tree")
-    if cache is None or cache[0] != _structure.VERSION[0]:
+    if cache is None or cache[0] != _structure.counters.structure:
         lazy = m.__dict__.get("_jm_lazy")
         if lazy is not None:  # not built yet: nothing can have changed it
             return lazy[1], lazy[0]
@@ -193,7 +193,7 @@ def materialize(root: Any) -> None:
         if k:
             _set_dict(m, md)
     cells.pop()
-    d["_jm_tree"] = (_structure.VERSION[0], cells, treedef)
+    d["_jm_tree"] = (_structure.counters.structure, cells, treedef)
 
 
 def register(cls: type) -> None:

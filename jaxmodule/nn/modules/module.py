@@ -532,8 +532,8 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         Mirrors torch: a non-tuple return value is wrapped into a 1-tuple.
         """
         return add_hook(self._forward_pre_hooks, hook, prepend=prepend,
-                        extra=self._forward_pre_hooks_with_kwargs,
-                        flags=(self._forward_pre_hooks_with_kwargs,) if with_kwargs else ())
+                        also_remove_from=self._forward_pre_hooks_with_kwargs,
+                        mark_in=(self._forward_pre_hooks_with_kwargs,) if with_kwargs else ())
 
     def register_forward_hook(self, hook: Callable, *, prepend: bool = False, with_kwargs: bool = False,
                               always_call: bool = False) -> RemovableHandle:
@@ -541,14 +541,14 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
 
         Mirrors torch, `always_call` included (run even if forward raises).
         """
-        flags = []
+        options = []
         if with_kwargs:
-            flags.append(self._forward_hooks_with_kwargs)
+            options.append(self._forward_hooks_with_kwargs)
         if always_call:
-            flags.append(self._forward_hooks_always_called)
+            options.append(self._forward_hooks_always_called)
         return add_hook(self._forward_hooks, hook, prepend=prepend,
-                        extra=[self._forward_hooks_with_kwargs, self._forward_hooks_always_called],
-                        flags=tuple(flags))
+                        also_remove_from=[self._forward_hooks_with_kwargs, self._forward_hooks_always_called],
+                        mark_in=tuple(options))
 
     def register_full_backward_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
         """`hook(module, grad_output) -> None | new grad_output`, run when the gradient reaches
