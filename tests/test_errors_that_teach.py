@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxmodule
@@ -26,15 +27,17 @@ def test_saving_an_optimizer_or_a_nested_module_names_it(tmp_path):
         jaxmodule.save({"model": model, "step": 3}, tmp_path / "c")
 
 
-def test_pth_named_checkpoint_is_a_directory_and_the_docstring_says_how_to_get_a_torch_file(tmp_path):
-    """Decision: a `.pth` path stays allowed (the porter rewrites `torch.save(sd, 'm.pt')` as is);
-    `jaxmodule.save` documents that the result is a directory and how to write a torch file."""
+def test_pth_path_gets_a_file_torch_loads_and_the_docstring_says_so(tmp_path):
+    """Decision (issue 14): a `.pth`/`.pt`/`.bin` path gets torch's own file format (written
+    without torch), so `torch.load` reads what `jaxmodule.save(sd, 'x.pth')` wrote."""
+    torch = pytest.importorskip("torch")
     sd = nn.Linear(4, 3).state_dict()
     jaxmodule.save(sd, tmp_path / "x.pth")
-    assert (tmp_path / "x.pth").is_dir()
+    assert (tmp_path / "x.pth").is_file()
+    assert np.array_equal(torch.load(tmp_path / "x.pth", weights_only=True)["weight"].numpy(), np.asarray(sd["weight"]))
     assert jnp.array_equal(jaxmodule.load(tmp_path / "x.pth")["weight"], sd["weight"])
     doc = jaxmodule.save.__doc__
-    assert "`torch.load` cannot" in doc and "to_torch_state_dict(model), 'model.pth'" in doc
+    assert "torch.load" in doc and ".pth" in doc
 
 
 def test_to_torch_state_dict_then_torch_save_gives_a_file_torch_loads(tmp_path):

@@ -19,7 +19,8 @@ then the pickle is emitted opcode by opcode, naming torch's globals by text: onl
 `torch.load(weights_only=True)` allows appear. dtypes without one of torch's legacy storage classes
 (uint16/32/64, float8) use `_rebuild_tensor_v3` with `torch.storage.UntypedStorage`, as torch
 does. Parameters and Buffers are stored as plain tensors (a torch state_dict holds tensors).
-A `jaxmodule.Generator` has no torch-file form and is refused.
+A `jaxmodule.Generator` has no torch-file form and a frozenset is refused by torch's weights-only
+reader, so both are refused here, naming where they are.
 
 >>> import io, zipfile, numpy as np
 >>> buf = io.BytesIO()
@@ -88,25 +89,34 @@ def _host_array(record: ArrayRecord) -> np.ndarray:
             raise RuntimeError(f"jaxmodule.save: array {record.key!r} has been deleted (donated to a "
                                "jitted call); save the value returned by that call instead")
         value = np.asarray(value)
-    dtype = value.dtype
+    dtype = value.dtype.newbyteorder("<")  # torch files are little-endian
     if dtype not in _STORAGE and dtype not in _UNTYPED:
-        raise TypeError(f"jaxmodule.save: array {record.key!r} has dtype {dtype}, which torch's file "
+        raise TypeError(f"jaxmodule.save: array {record.key!r} has dtype {value.dtype}, which torch's file "
                         "format cannot hold; save to a path without a .pth/.pt/.bin suffix")
-    return np.asarray(value, dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype, order="C")  # 0-d stays 0-d
+    return np.asarray(value, dtype, order="C")  # contiguous; 0-d stays 0-d
 
 
 def _check_tree(node: Any, where: str = "obj") -> None:
-    """TypeError for what `_tree.encode` stores but torch's format cannot (a Generator)."""
-    if isinstance(node, dict):
-        if "G" in node:
-            raise TypeError(f"jaxmodule.save: {where} is a jaxmodule.Generator, which torch's file format "
-                            "cannot hold; save `gen.get_state()` instead, or save to a path without a "
-                            ".pth/.pt/.bin suffix (a jaxmodule checkpoint directory)")
-        for v in node.values():
-            _check_tree(v, where)
-    elif isinstance(node, list):
-        for v in node:
-            _check_tree(v, where)
+    """TypeError for what `_tree.encode` stores but `torch.load(weights_only=True)` cannot read
+    (a Generator, a frozenset), naming where in `obj` it is."""
+    if not isinstance(node, dict):
+        return
+    tag = next(iter(node), None)
+    if tag == "G":
+        raise TypeError(f"jaxmodule.save: {where} is a jaxmodule.Generator, which torch's file format "
+                        "cannot hold; save `gen.get_state()` instead, or save to a path without a "
+                        ".pth/.pt/.bin suffix (a jaxmodule checkpoint directory)")
+    if tag == "FS":
+        raise TypeError(f"jaxmodule.save: {where} is a frozenset, which torch.load(weights_only=True) "
+                        "refuses; use a set or a tuple, or save to a path without a .pth/.pt/.bin suffix")
+    if tag in ("D", "O"):
+        for k, v in node[tag]:
+            _check_tree(k, f"{where}[<key>]")
+            _check_tree(v, f"{where}[{k!r}]" if not isinstance(k, dict) else f"{where}[...]")
+        _check_tree(node.get("attrs"), f"{where}.__dict__")
+    elif tag in ("L", "T", "S"):
+        for i, v in enumerate(node[tag]):
+            _check_tree(v, f"{where}[{i}]")
 
 
 def prepare(obj: Any) -> TorchPlan:

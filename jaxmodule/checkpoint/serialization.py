@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import _atomic, _multiprocess
+from . import _atomic, _multiprocess, _torch_file
 from ._format import assemble, build, ocp, records_keys, restore_args
 from ._lock import WriterLock, pinned
 from ._manifest import MANIFEST, check_files, inventory, parse, seal, unaccounted
@@ -104,10 +104,19 @@ def save(obj: Any, f: str | os.PathLike) -> None:
     once it is in place. Arrays held by one process only (numpy, or on one device) are saved
     from process 0's values. If any process fails, all of them raise and nothing is replaced.
 
+    A path ending in `.pth`, `.pt` or `.bin` gets torch's own file format instead (the zip that
+    `torch.save` writes, produced without torch), so `torch.load(f, weights_only=True)` reads it
+    and `model.load_state_dict(torch.load(f))` works in torch. It is written atomically (a
+    temporary sibling file, flushed, renamed into place). Arrays become plain tensors (Parameters
+    and Buffers too); numpy vs jax and sharding are not recorded, so `load` gives back jax arrays
+    (64-bit ones as numpy unless x64 is on). A `jaxmodule.Generator` cannot be stored there. In a
+    multi-process run every path, `.pth` included, gets the sharded checkpoint directory (a torch
+    file would need every array whole on one process).
+
     Args:
         obj: arrays (jax, numpy, Parameter, Buffer, torch tensors), dict, OrderedDict, list, tuple,
             set, None, bool, int, float, complex, str, bytes, or `jaxmodule.Generator`, nested.
-        f: the checkpoint path (a directory is created there).
+        f: the checkpoint path (a directory is created there; a file for `.pth`/`.pt`/`.bin`).
 
     Raises:
         IsADirectoryError: `f` is a directory that is not a jaxmodule checkpoint holding nothing
@@ -118,13 +127,15 @@ def save(obj: Any, f: str | os.PathLike) -> None:
 
     >>> import jax.numpy as jnp, tempfile, os
     >>> d = tempfile.mkdtemp()
-    >>> save({'w': jnp.ones(3), 'step': 7}, os.path.join(d, 'ckpt.pth'))
-    >>> load(os.path.join(d, 'ckpt.pth'))['step']
+    >>> save({'w': jnp.ones(3), 'step': 7}, os.path.join(d, 'ckpt'))
+    >>> load(os.path.join(d, 'ckpt'))['step']
     7
+    >>> save({'w': jnp.ones(3), 'step': 7}, os.path.join(d, 'model.pth'))  # torch.load reads it
+    >>> os.path.isfile(os.path.join(d, 'model.pth')), load(os.path.join(d, 'model.pth'))['step']
+    (True, 7)
 
-    Differences from torch: `f` must be a path (a checkpoint is a directory, not a file, even
-    when named `model.pth`: `jaxmodule.load` reads it, `torch.load` cannot; for a file torch
-    reads, `torch.save(jaxmodule.utils.to_torch_state_dict(model), 'model.pth')`); a Module or
+    Differences from torch: `f` must be a path; other than `.pth`/`.pt`/`.bin`, a checkpoint
+    is a directory that `jaxmodule.load` reads and `torch.load` cannot; a Module or
     optimizer is refused with the fix (save its `state_dict()`, as torch recommends);
     arbitrary Python objects (classes, functions) cannot be stored, as with
     `torch.load(weights_only=True)`; torch tensors come back as jax arrays; a directory that is
@@ -135,6 +146,9 @@ def save(obj: Any, f: str | os.PathLike) -> None:
         _save_collective(obj, path)
         return
     _check_parent(path)
+    if _torch_file.wants_torch_file(path):
+        _save_torch_file(obj, path)
+        return
     manifest, stored = build(obj, kind="save")
     with WriterLock(_atomic.lock_path(path)):
         _check_replaceable(path)
@@ -146,6 +160,23 @@ def save(obj: Any, f: str | os.PathLike) -> None:
             _atomic.discard(tmp)
             raise
         _atomic.remove_stale_siblings(path)
+
+
+def _save_torch_file(obj: Any, path: Path) -> None:
+    """Write torch's file format at `path` atomically: a temporary sibling file, flushed, then
+    swapped into place; nothing is touched if `obj` cannot be stored."""
+    plan = _torch_file.prepare(obj)
+    with WriterLock(_atomic.lock_path(path)):
+        _check_replaceable(path)
+        tmp = _atomic.temp_sibling(path)
+        try:
+            _torch_file.write_torch_file_at(plan, tmp)
+            _atomic.replace_dir(tmp, path)  # swaps a file in as it swaps a directory
+        except BaseException:
+            _atomic.discard(tmp)
+            raise
+        _atomic.remove_stale_siblings(path)
+        _torch_file.remove_stale_temp_files(path)
 
 
 def _check_parent(path: Path) -> None:
