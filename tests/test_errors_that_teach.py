@@ -91,3 +91,62 @@ def test_linear_shape_mismatch_under_jit_and_in_functional():
         F.linear(jnp.ones((3, 2)), jnp.ones((6, 4)))
     with pytest.raises(TypeError, match="dot_general"):  # not a linear shape problem: jax's own error
         F.linear(jnp.ones((2, 4)), jnp.ones((3,)))
+
+
+# ---- tracer errors inside jaxmodule.compile name the step, the line and the argument --------------
+
+def _tracer_error(step, *args, **kwargs):
+    with pytest.raises((jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                        jax.errors.TracerIntegerConversionError)) as info:
+        step(*args, **kwargs)
+    return str(info.value), "\n".join(getattr(info.value, "__notes__", []))
+
+
+def _no_internals(text):
+    for internal in ("probe", "_program.py", "dyn[", "values[", "states[", "kw["):
+        assert internal not in text, f"{internal!r} in {text!r}"
+
+
+def test_python_if_on_a_traced_loss_names_the_step_line_and_arguments():
+    model = nn.Linear(3, 1)
+
+    @jaxmodule.compile
+    def train_step(batch, scale):
+        loss = model(batch).sum() * scale
+        if loss > 0:  # the offending line
+            return loss
+        return -loss
+
+    msg, note = _tracer_error(train_step, jnp.ones((2, 3)), jnp.float32(2.0))
+    assert "tracing the step function `" in msg and "train_step` (" in msg and __file__ in msg
+    assert "depends on `model.weight`, `model.bias`, argument `batch` and argument `scale`" in msg
+    assert f"{__file__}:" in note and "(`if loss > 0:  # the offending line`)" in note
+    assert "jnp.where" in note and "jax.lax.cond" in note and "int or bool" in note
+    _no_internals(msg + note)
+
+
+@pytest.mark.parametrize("convert,line", [
+    (lambda x: float(x.sum()), "float(x.sum())"),
+    (lambda x: int(x.sum()), "int(x.sum())"),
+    (lambda x: np.asarray(x), "np.asarray(x)"),
+])
+def test_conversions_to_python_values_name_the_line_and_the_argument(convert, line):
+    @jaxmodule.compile
+    def step(x, *, n):
+        return convert(x * n)
+
+    msg, note = _tracer_error(step, jnp.ones(3), n=jnp.ones(3))
+    assert "depends on argument `x` and argument `n`" in msg
+    assert line in note and "return it from the step" in note
+    _no_internals(msg + note)
+
+
+def test_python_float_argument_deciding_a_branch_keeps_the_float_note():
+    @jaxmodule.compile
+    def step(x, p):
+        return x if p > 0.5 else -x
+
+    msg, note = _tracer_error(step, jnp.ones(2), 0.7)
+    assert "depends on argument `p`" in msg and "(`return x if p > 0.5 else -x`)" in note
+    assert "traces Python floats (argument 1)" in note
+    _no_internals(msg)

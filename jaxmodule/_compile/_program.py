@@ -37,6 +37,7 @@ from ..nn.modules.module import Module
 from . import _log
 from ._layout import Layout, describe_inputs
 from ._sharding import constrain_outputs, constrain_prefix
+from ._teach import TRACER_ERRORS, explain
 
 __all__ = ["Program", "discover", "Restart", "CallKey", "STRUCTURE_MESSAGE"]
 
@@ -136,7 +137,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
                               *(v for v in visited if type(v) not in (list, dict, tuple))],
                       [v for v in visited if type(v) in (list, dict)])
     saved_states = [o._jm_state_get() for o in layout.states]
-    host_before = [_host_state(o) for o in layout.states]
+    host_before = [o._jm_host_state() for o in layout.states]
     # every grad is put back as it was, so the trace must not look like a change of which grads
     # exist (that would re-plan the next call)
     grad_presence = _structure.counters.grad_presence
@@ -180,7 +181,7 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
         if found is not None:
             found["deferred"] = list(rec.deferred)
             found["host"] = [None if b == a else (b, a) for b, a in
-                             zip(host_before, map(_host_state, layout.states))]
+                             zip(host_before, [o._jm_host_state() for o in layout.states])]
             found["read"] = frozenset(layout.index[i] for i in rec.touched if i in layout.index)
     except BaseException:
         if rec is not None:  # state reached only while tracing, the layout's own snapshot misses
@@ -215,11 +216,6 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     return new_vals, new_states, new_grads, attr_vals, out
 
 
-def _host_state(o: Any) -> Any:
-    get = getattr(o, "_jm_host_state", None)
-    return None if get is None else get()
-
-
 def _reads(recorded: Any, n_cells: int) -> frozenset[int]:
     """Cells whose input variable the recorded jaxpr uses (other than passing it through)."""
     jaxpr = recorded.jaxpr
@@ -252,7 +248,8 @@ def discover(fn: Callable, layout: Layout, args: tuple, kwargs: dict, *, keep_gr
               [p.grad for p in layout.grad_params], *layout.split(args, kwargs))
     try:
         recorded, out_shape = jax.make_jaxpr(probe, return_shape=True)(*inputs)
-    except jax.errors.ConcretizationTypeError as e:
+    except TRACER_ERRORS as e:
+        explain(e, fn, layout)  # the user's names, line and fixes instead of jaxmodule's internals
         floats = [f"argument {i}" for i, a in enumerate(args) if type(a) is float]
         floats += [f"argument `{k}`" for k, v in kwargs.items() if type(v) is float]
         if floats and hasattr(e, "add_note"):

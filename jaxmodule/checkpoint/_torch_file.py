@@ -242,7 +242,10 @@ class _Pickle:
             self.call("builtins", "complex", lambda: self.node(body[0]), lambda: self.node(body[1]))
         elif tag == "B":
             text = base64.b64decode(body).decode("latin1")
-            encoded = (lambda: self.call("_codecs", "encode", lambda: self.str_(text), lambda: self.str_("latin1")))
+
+            def encoded() -> None:  # protocol 2 writes bytes as _codecs.encode(latin-1 text, 'latin1')
+                self.call("_codecs", "encode", lambda: self.str_(text), lambda: self.str_("latin1"))
+
             if n.get("ba"):
                 self.call("builtins", "bytearray", encoded)
             else:
