@@ -20,6 +20,7 @@ from .. import init
 from ..functional._utils import unwrap
 from ..parameter import Parameter
 from ._backward_hooks import gate, is_array, register_last_operation, swap_gated
+from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = [
@@ -504,3 +505,11 @@ class LogSoftmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+# eager calls of these run one cached jit program (see _eager.py)
+register_pure_forward(Threshold, ReLU, Hardtanh, ReLU6, Sigmoid, Hardsigmoid, Tanh, SiLU, Mish,
+                      Hardswish, ELU, CELU, SELU, GLU, GELU, Hardshrink, LeakyReLU, LogSigmoid,
+                      Softplus, Softshrink, PReLU, Softsign, Tanhshrink)
+# dim=None warns on every call (torch's implicit dim): only an explicit dim is cached
+register_pure_forward(Softmin, Softmax, LogSoftmax, when=lambda m: m.dim is not None)

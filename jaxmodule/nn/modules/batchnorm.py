@@ -22,6 +22,7 @@ from ..._dtype import to_dtype
 from ..functional.normalization import _batch_norm_and_stats
 from ..parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from ._backward_hooks import input_and_params_rule, register_last_operation
+from ._eager import register_pure_forward
 from .module import Module
 from .normalization import _init_affine, _reset_affine
 
@@ -324,3 +325,9 @@ class SyncBatchNorm(_BatchNorm):
         for name, child in module.named_children():
             out.add_module(name, cls.convert_sync_batchnorm(child, process_group))
         return out
+
+
+# eager calls of these run one cached jit program (see _eager.py)
+# training mode with running statistics writes them: not cached then
+register_pure_forward(BatchNorm1d, BatchNorm2d, BatchNorm3d,
+                      when=lambda m: not (m.training and m.track_running_stats))

@@ -18,6 +18,7 @@ from .. import functional as F
 from ..functional._utils import unwrap
 from ..parameter import Parameter, UninitializedParameter
 from ._backward_hooks import gate, gate_view, is_array, register_last_operation, swap_gated
+from ._eager import register_pure_forward
 from .linear import reset_weight_and_bias
 from .module import Module
 
@@ -449,3 +450,7 @@ LazyConv3d = _lazy(Conv3d, 3, False)
 LazyConvTranspose1d = _lazy(ConvTranspose1d, 1, True)
 LazyConvTranspose2d = _lazy(ConvTranspose2d, 2, True)
 LazyConvTranspose3d = _lazy(ConvTranspose3d, 3, True)
+
+
+# eager calls of these run one cached jit program (see _eager.py)
+register_pure_forward(Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)

@@ -15,6 +15,7 @@ from .. import functional as F
 from .. import init
 from ..parameter import Parameter, UninitializedParameter, is_lazy
 from ._backward_hooks import gate, gate_view, is_array, register_last_operation, swap_gated
+from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = ["Identity", "Linear", "Bilinear", "LazyLinear"]
@@ -182,3 +183,8 @@ class LazyLinear(Linear):
             self.in_features = self.weight.shape[-1]
         self.__class__ = self.cls_to_become  # type: ignore[assignment]  # a lazy module becomes its eager class, as in torch
         return F.linear(input, self.weight, self.bias)
+
+
+# eager calls of these run one cached jit program (see _eager.py)
+# not Identity: it returns its input object itself, as torch's does
+register_pure_forward(Linear, Bilinear)

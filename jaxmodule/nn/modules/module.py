@@ -18,7 +18,7 @@ import numpy as np
 from ... import _structure
 from ..._tensor import as_array, is_torch_tensor
 from ..parameter import Buffer, Parameter, _TensorCell
-from . import _call, _hooks, _pytree, _torch_inputs
+from . import _call, _eager, _hooks, _pytree, _torch_inputs
 from ._conversion import ConversionMixin, placed_init
 from ._hooks import (  # noqa: F401 - re-exported as in torch.nn.modules.module
     RemovableHandle,
@@ -143,6 +143,10 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
                 return compiled(*args, **kwargs)
             if not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
                     or self._backward_pre_hooks or _hooks.any_global_call_hooks()):
+                if _eager.ENABLED[0] and type(self) in _eager.RULES:  # a pure leaf layer: cached jit (_eager.py)
+                    out = _eager.call(self, args, kwargs)
+                    if out is not _eager.SKIP:
+                        return out
                 return self.forward(*args, **kwargs)
             return _call.call_with_hooks(self, args, kwargs)
         except Exception as e:  # issue 10: a torch.Tensor argument gets a clear error (no cost unless raised)

@@ -16,6 +16,7 @@ from .. import init
 from ..functional.normalization import _cross_map_lrn2d
 from ..parameter import Parameter
 from ._backward_hooks import input_and_params_rule, register_last_operation
+from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = ["LocalResponseNorm", "CrossMapLRN2d", "LayerNorm", "GroupNorm", "RMSNorm"]
@@ -260,3 +261,7 @@ class RMSNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}")
+
+
+# eager calls of these run one cached jit program (see _eager.py)
+register_pure_forward(LocalResponseNorm, LayerNorm, GroupNorm, RMSNorm)

@@ -9,6 +9,7 @@ from typing import Any
 import jax
 
 from .. import functional as F
+from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = [
@@ -402,3 +403,9 @@ class FractionalMaxPool3d(_FractionalMaxPoolNd):
 
     _fn = staticmethod(F.fractional_max_pool3d)
     _nd = 3
+
+
+# eager calls of these run one cached jit program (see _eager.py)
+register_pure_forward(MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, LPPool1d, LPPool2d,
+                      LPPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d, AdaptiveAvgPool1d,
+                      AdaptiveAvgPool2d, AdaptiveAvgPool3d)

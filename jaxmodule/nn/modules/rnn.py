@@ -21,6 +21,7 @@ from .._packed_sequence import PackedSequence, _lengths_from_batch_sizes, _pack_
 from ..functional import _rnn
 from ..functional._utils import unwrap
 from ..parameter import Parameter
+from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
@@ -584,3 +585,9 @@ class GRUCell(RNNCellBase):
         self._check_shapes(x, [h])
         out = _rnn.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return out if is_batched else out[0]
+
+
+# eager calls of these run one cached jit program (see _eager.py)
+# between-layer dropout draws only in training with p > 0 and several layers
+register_pure_forward(RNN, GRU, LSTM, when=lambda m: not m.training or m.dropout == 0 or m.num_layers == 1)
+register_pure_forward(RNNCell, LSTMCell, GRUCell)
