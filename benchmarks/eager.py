@@ -11,7 +11,7 @@ Workloads:
   forward, backward, clip_grad_norm_(0.25), SGD step (lr 20); the hidden state is carried.
 
 Each row alternates the implementations call by call (jaxmodule with the eager jit cache on,
-jaxmodule with it off (`jaxmodule.nn.modules.set_eager_jit(False)`), torch) and reports medians.
+jaxmodule with it off (`jaxmodule.nn.modules._eager.set_eager_jit(False)`), torch) and reports medians.
 `--profile` prints a cProfile breakdown of the jaxmodule eager GPT forward, both ways.
 """
 

@@ -59,9 +59,9 @@ ENABLED = [os.environ.get("JAXMODULE_EAGER_JIT", "1") != "0"]
 # What `call` returns when the plain forward must run.
 SKIP = object()
 
-# Exact class -> (its forward function, `when` test or None). Exact, so that a subclass with its
-# own forward (which may print, append, write state) is never cached.
-RULES: dict[type, tuple[Callable, Callable[[Any], bool] | None]] = {}
+# Exact class -> its `when` test, or None (always). Exact, so that a subclass with its own forward
+# (which may print, append, write state) is never cached.
+RULES: dict[type, Callable[[Any], bool] | None] = {}
 
 _AD_TRACES = (_jax_ad.JVPTrace, _jax_ad.LinearizeTrace)
 
@@ -81,12 +81,11 @@ def register_pure_forward(*classes: type, when: Callable[[Any], bool] | None = N
     >>> Scale in _eager.RULES
     True
     """
-    forwards = [getattr(cls, "forward", None) for cls in classes]
-    for cls, forward in zip(classes, forwards):
-        if not isinstance(cls, type) or not callable(forward):
+    for cls in classes:
+        if not isinstance(cls, type) or not callable(getattr(cls, "forward", None)):
             raise TypeError(f"register_pure_forward: expected Module classes with a forward, got {cls!r}")
-    for cls, forward in zip(classes, forwards):
-        RULES[cls] = (forward, when)
+    for cls in classes:
+        RULES[cls] = when
 
 
 def set_eager_jit(enabled: bool) -> bool:
@@ -132,8 +131,9 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
     conditions in the module docstring do not hold; then (and after a failed trace) the caller
     runs the plain forward, which raises a user error as it would eagerly. `Module._call_impl`
     calls this only for a registered class with no hooks registered."""
-    rule = RULES.get(type(module))
-    if (rule is None or (rule[1] is not None and not rule[1](module))
+    cls = type(module)
+    when = RULES.get(cls)
+    if (cls not in RULES or (when is not None and not when(module))
             or "forward" in module.__dict__ or not _eager_trace()
             or not _jittable_leaves((args, kwargs))
             or not all(isinstance(c._value, jax.Array) for c in _pytree.module_cells(module)[0])):

@@ -137,6 +137,10 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
 
     # ---- calling -------------------------------------------------------------------------------
     def _call_impl(self, *args: Any, **kwargs: Any) -> Any:
+        """`module(*args, **kwargs)`: forward with the registered hooks, as torch. Called eagerly
+        with no hooks, a built-in pure layer (Linear, LayerNorm, Conv, LSTM, activations, ...) runs
+        one cached `jax.jit` program instead of op-by-op dispatch; `JAXMODULE_EAGER_JIT=0` or
+        `jaxmodule.nn.modules._eager.set_eager_jit(False)` turns that off (see `_eager.py`)."""
         try:
             compiled = self._compiled_call_impl
             if compiled is not None:
