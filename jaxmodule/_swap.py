@@ -23,6 +23,8 @@ from typing import Any
 
 import jax
 
+from ._stateful import Stateful
+
 __all__ = ["swapped", "recording", "Recording", "report", "defer", "Transaction", "holds_tracer",
            "register_cell_class"]
 
@@ -64,7 +66,7 @@ class Recording:
         self.deferred: list[tuple[Any, Any, tuple, dict]] = []
         self.touched: dict[int, Any] = {}
         self.written: dict[int, tuple[Any, Any]] = {}
-        self.saved: dict[int, tuple[Any, Transaction, Any]] = {}  # reported objects, as first seen
+        self.saved: dict[int, tuple[Stateful, Transaction, Any]] = {}  # reported objects, as first seen
         self.thread = threading.get_ident()
 
     def restore_outside(self, inside: set[int]) -> None:
@@ -78,8 +80,8 @@ class Recording:
                 c._value = old
 
 
-def report(obj: Any, stepping: bool = False) -> None:
-    """Called by objects with array state (optimizers, GradScaler) when they are used: inside a
+def report(obj: Stateful, stepping: bool = False) -> None:
+    """Called by `Stateful` objects (optimizers, GradScaler) when they are used: inside a
     recording they count as touched, and their state as first seen is kept for undoing.
     `stepping`: an optimizer step, which must not follow a deferred scheduler step."""
     if not _active:

@@ -115,9 +115,9 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
     else:
         mutated, const = "[c._value for c in M]", "[c._value for c in C]"
         scatter = ["    for c, v in zip(M, new_vals):", "        c._value = v"]
-    for j, o in enumerate(layout.states):  # optimizers offer copy-free get/set for this path
-        env[f"o{j}_get"] = getattr(o, "_jm_state_view", o._jm_state_get)
-        env[f"o{j}_set"] = getattr(o, "_jm_state_install", o._jm_state_set)
+    for j, o in enumerate(layout.states):  # Stateful's copy-free get/set pair, for this path
+        env[f"o{j}_get"] = o._jm_state_view
+        env[f"o{j}_set"] = o._jm_state_install
         scatter.append(f"    o{j}_set(new_states[{j}])")
     for j, (obj, method, a, kw) in enumerate(program.deferred):  # host calls (scheduler steps)
         env[f"d{j}"] = functools.partial(method, obj, *a, **kw)

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _structure
 from .._random import Generator, default_generator
+from .._stateful import Stateful
 from ..amp.autocast_mode import state as amp_state
 from ..nn.modules._pytree import module_cells
 from ..nn.modules.module import Module
@@ -123,7 +124,7 @@ class Layout:
         index: dict[int, int] = {}
         modules: list = []
         seen_modules: set[int] = set()
-        states: list = []
+        states: list[Stateful] = []  # the roots that are neither modules nor cells
         structure: list = []
 
         def add(c: Any) -> None:

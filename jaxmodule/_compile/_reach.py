@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from .._random import Generator
+from .._stateful import is_stateful_object
 from ..nn.modules.module import Module
 from ..nn.parameter import _TensorCell
 
@@ -55,8 +56,8 @@ MISSING = _Missing()
 
 
 def is_stateful(x: Any) -> bool:
-    """Modules, cells, generators and objects with array state (optimizers, GradScaler)."""
-    return isinstance(x, (Module, Generator, _TensorCell)) or hasattr(type(x), "_jm_state_get")
+    """Modules, cells, generators and `Stateful` objects (optimizers, GradScaler)."""
+    return isinstance(x, (Module, Generator, _TensorCell)) or is_stateful_object(x)
 
 
 def _library(module_name: str | None) -> bool:

@@ -7,12 +7,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._stateful import Stateful
 from .._swap import report
 
 __all__ = ["GradScaler"]
 
 
-class GradScaler:
+class GradScaler(Stateful):
     """Scale the loss up, unscale gradients before the step, skip steps with inf/NaN gradients,
     and adapt the scale. Mirrors `torch.amp.GradScaler`; traceable, so it works inside
     `jaxmodule.compile` (pass the scaler as an argument of the step).
@@ -46,13 +47,15 @@ class GradScaler:
         self._growth_tracker = jnp.asarray(0, jnp.int32)
         self._found_inf: dict[int, Any] = {}
 
-    # ---- jaxmodule.compile protocol ---------------------------------------------------------
-    param_groups: tuple = ()
+    # ---- Stateful (jaxmodule/_stateful.py) ----------------------------------------------------
+    param_groups: tuple = ()  # no cells of its own
 
     def _jm_state_get(self) -> dict:
+        """The scale and the growth tracker, as one pytree."""
         return {"scale": self._scale, "growth_tracker": self._growth_tracker}
 
     def _jm_state_set(self, state: dict) -> None:
+        """Install a pytree of `_jm_state_get`'s structure (values may be tracers)."""
         self._scale = state["scale"]
         self._growth_tracker = state["growth_tracker"]
 
@@ -98,7 +101,7 @@ class GradScaler:
         found = self._found_inf[id(optimizer)]
         params = [p for g in optimizer.param_groups for p in g["params"]]
         old_vals = [p._value for p in params]
-        old_state = optimizer._jm_state_get() if hasattr(optimizer, "_jm_state_get") else None
+        old_state = optimizer._jm_state_get() if isinstance(optimizer, Stateful) else None
         result = optimizer.step(*args, **kwargs)
         for p, old in zip(params, old_vals):
             p._value = jnp.where(found, old, p._value)

@@ -3,7 +3,8 @@
 How state is held: every parameter gets its optax state eagerly at construction (zeros etc.), so
 the state's structure never changes while training. Each group's numeric options (lr, betas,
 weight_decay, ...) are kept as float32 device arrays, rebuilt only when a group dict entry is
-written (param groups are `dict` subclasses that record writes). `_jm_state_get` / `_jm_state_set`
+written (param groups are `dict` subclasses that record writes). The `Stateful` methods
+(`jaxmodule/_stateful.py`: `_jm_state_get` / `_jm_state_set` and their fast-path and host pairs)
 expose both as one pytree; `jaxmodule.compile` threads that pytree through a compiled step, so a
 scheduler changing `group['lr']` changes the computation without recompiling. Which parameters
 have state in torch's sense (torch creates it on the first step) is a Python-side flag.
@@ -28,6 +29,7 @@ import optax
 
 from .. import _structure
 from .._grad_mode import enable_grad
+from .._stateful import Stateful
 from .._swap import report
 from .._tensor import as_array
 from ..nn.parameter import Buffer, Parameter
@@ -115,7 +117,7 @@ def _update_generic(tx: optax.GradientTransformation, mask: tuple, placement: tu
     return new_params, new_state
 
 
-class Optimizer(HooksMixin):
+class Optimizer(HooksMixin, Stateful):
     """Base optimizer holding param groups and per-parameter state. Mirrors `torch.optim.Optimizer`.
 
     Args:
@@ -380,7 +382,7 @@ class Optimizer(HooksMixin):
                 self._scalars[gi] = {k: _put(v, scalar) for k, v in self._scalars[gi].items()}
             self._hp[gi] = jax.tree.map(lambda x, s=scalar: _put(x, s), self._hp[gi])
 
-    # ---- compile machinery -------------------------------------------------------------------
+    # ---- Stateful (jaxmodule/_stateful.py): the compile machinery ------------------------------
     def _jm_state_get(self) -> dict[str, Any]:
         """All mutable array state (group option arrays and optax states) as one pytree."""
         for gi in range(len(self.param_groups)):
