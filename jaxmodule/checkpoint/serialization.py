@@ -1,6 +1,8 @@
 """`save` / `load`: torch.save and torch.load for JAX arrays, backed by orbax.
 
-A checkpoint is a directory (named as you like, `model.pth` included):
+A path ending in `.pth`, `.pt` or `.bin` gets torch's own file format (`_torch_file`: the zip
+`torch.save` writes, produced without torch; `torch.load` reads it). Any other path gets a
+checkpoint directory:
 
     model.pth/
       jaxmodule.json   manifest: containers, key order, Python leaves, array records with CRC32s,
