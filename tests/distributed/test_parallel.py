@@ -144,6 +144,14 @@ def test_fsdp_placement_and_each_device_holds_its_shard():
     assert all(x.sharding == NamedSharding(mesh, P()) for x in jax.tree.leaves(opt._hp))
 
 
+def _eager_steps(model, opt, x, y, steps=2):
+    """Uncompiled torch-style training steps."""
+    for _ in range(steps):
+        opt.zero_grad()
+        jm.backward(lambda: nn.functional.cross_entropy(model(x), y))
+        opt.step()
+
+
 def test_eager_training_on_a_sharded_model_keeps_placements():
     model = Net()
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -151,10 +159,7 @@ def test_eager_training_on_a_sharded_model_keeps_placements():
     dist.fully_shard(model, mesh=mesh)
     placed = _shardings(model.state_dict())
     x, y = _batch(mesh)
-    for _ in range(2):
-        opt.zero_grad()
-        jm.backward(lambda: nn.functional.cross_entropy(model(x), y))
-        opt.step()
+    _eager_steps(model, opt, x, y)
     for k, v in model.state_dict().items():
         assert v.sharding.is_equivalent_to(placed[k], v.ndim), k
 
@@ -329,10 +334,7 @@ def test_optax_transformation_optimizer_on_a_sharded_model():
     opt = optim.Optimizer(model.parameters(), optax.adam(1e-2))
     placed = _shardings(model.state_dict())
     x, y = _batch(mesh)
-    for _ in range(2):
-        opt.zero_grad()
-        jm.backward(lambda: nn.functional.cross_entropy(model(x), y))
-        opt.step()
+    _eager_steps(model, opt, x, y)
     assert _shardings(model.state_dict()) == placed
     mu = opt._states[0][0].mu  # optax.adam's first moments, one per parameter
     assert [m.sharding for m in mu] == [p._value.sharding for p in model.parameters()]
