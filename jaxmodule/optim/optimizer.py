@@ -522,7 +522,9 @@ class Optimizer(HooksMixin, Stateful):
         return sd
 
     def _build_state_dict(self) -> dict[str, Any]:
-        groups, state, start = [], {}, 0
+        groups: list[dict[str, Any]] = []
+        state: dict[int | str, Any] = {}  # {index: entry}, or {'optax_state': [...]}
+        start = 0
         for gi, group in enumerate(self.param_groups):
             self._refresh(gi)
             packed = {k: v for k, v in group.items() if k != "params"}
@@ -550,7 +552,9 @@ class Optimizer(HooksMixin, Stateful):
         if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved)):
             raise ValueError("loaded state dict contains a parameter group that doesn't match the "
                              "size of optimizer's group")
-        new_groups, hps, keys, statics, states, started, orders, scalars = [], [], [], [], [], [], [], []
+        new_groups: list[dict[str, Any]] = []
+        scalars: list[dict[str, jax.Array]] = []
+        hps, keys, statics, states, started, orders = [], [], [], [], [], []
         for gi, (g, sg) in enumerate(zip(self.param_groups, saved)):
             ng = ParamGroup(sg)
             ng["params"] = g["params"]
@@ -603,7 +607,7 @@ def _load_optax_state(fresh: Any, saved_state: dict[str, Any], gi: int) -> Any:
     except (KeyError, IndexError, TypeError):
         raise ValueError(f"loaded state dict has no 'optax_state' for parameter group {gi}") from None
     want, got = jax.tree.structure(fresh), jax.tree.structure(loaded)
-    if want != got:
+    if want != got:  # type: ignore[operator]  # jax's PyTreeDef is opaque to mypy
         raise ValueError(f"optax_state of group {gi} has structure {got}, expected {want}")
     leaves = []
     for f, x in zip(jax.tree.leaves(fresh), jax.tree.leaves(loaded)):
