@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from ..._dtype import to_dtype
 from ..functional.normalization import _batch_norm_and_stats
-from ..parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+from ..parameter import Buffer, UninitializedBuffer, UninitializedParameter, is_lazy
 from ._backward_hooks import input_and_params_rule, register_last_operation
 from ._eager import register_pure_forward
 from .module import Module
@@ -42,6 +42,11 @@ class _NormBase(Module):
     """
 
     _version = 2
+    # Registered by __init__ (None without track_running_stats); annotations only, no class
+    # values, so Module.__getattr__ still finds the buffers.
+    running_mean: Buffer | None
+    running_var: Buffer | None
+    num_batches_tracked: Buffer | None
 
     def __init__(
         self,
@@ -75,10 +80,10 @@ class _NormBase(Module):
 
     def reset_running_stats(self) -> None:
         """Zero `running_mean` and `num_batches_tracked`, fill `running_var` with ones."""
-        if self.track_running_stats:
-            self.running_mean.zero_()
-            self.running_var.fill_(1)
-            self.num_batches_tracked.zero_()
+        if self.track_running_stats:  # then the buffers are registered
+            self.running_mean.zero_()  # type: ignore[union-attr]
+            self.running_var.fill_(1)  # type: ignore[union-attr]
+            self.num_batches_tracked.zero_()  # type: ignore[union-attr]
 
     def reset_parameters(self) -> None:
         """Reset the running statistics; weight to ones, bias to zeros (torch's init)."""
@@ -114,10 +119,13 @@ class _BatchNorm(_NormBase):
     def forward(self, input: Any) -> jax.Array:
         self._check_input_dim(input)
         factor: Any = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked = self.num_batches_tracked + 1
+        nbt = self.num_batches_tracked
+        if self.training and self.track_running_stats and nbt is not None:
+            # Module.__setattr__ puts the new array into the cell `nbt` (a cell's arithmetic is
+            # installed at import time, so mypy does not see Buffer.__add__)
+            self.num_batches_tracked = nbt + 1  # type: ignore[operator, assignment]
             if self.momentum is None:  # cumulative moving average
-                factor = 1.0 / self.num_batches_tracked._value
+                factor = 1.0 / nbt._value
         # Batch statistics in training mode, and in eval mode when there are no running stats.
         bn_training = self.training or (self.running_mean is None and self.running_var is None)
         use_buffers = not self.training or self.track_running_stats
@@ -126,10 +134,11 @@ class _BatchNorm(_NormBase):
         out, new_mean, new_var = _batch_norm_and_stats(
             input, running_mean, running_var, self.weight, self.bias, bn_training, factor,
             self.eps)
+        # Module.__setattr__ puts the new arrays into the buffers' cells
         if bn_training and running_mean is not None:
-            self.running_mean = new_mean
+            self.running_mean = new_mean  # type: ignore[assignment]
         if bn_training and running_var is not None:
-            self.running_var = new_var
+            self.running_var = new_var  # type: ignore[assignment]
         return out
 
 
@@ -158,7 +167,8 @@ class _LazyNormBase(_NormBase):
         if self.track_running_stats:
             self.running_mean = UninitializedBuffer(jnp.zeros((0,), to_dtype(dtype)))
             self.running_var = UninitializedBuffer(jnp.zeros((0,), to_dtype(dtype)))
-            self.num_batches_tracked = jnp.zeros((), _long_dtype())
+            # registers the buffer (Module.__setattr__ takes an array for a None buffer)
+            self.num_batches_tracked = jnp.zeros((), _long_dtype())  # type: ignore[assignment]
 
     def reset_parameters(self) -> None:
         if self.num_features != 0:
@@ -179,9 +189,9 @@ class _LazyNormBase(_NormBase):
             self.weight.materialize(shape)
             if self.bias is not None:
                 self.bias.materialize(shape)
-        if self.track_running_stats:
-            self.running_mean.materialize(shape)
-            self.running_var.materialize(shape)
+        if self.track_running_stats:  # then the buffers are registered UninitializedBuffers
+            self.running_mean.materialize(shape)  # type: ignore[union-attr]
+            self.running_var.materialize(shape)  # type: ignore[union-attr]
         self.reset_parameters()
 
     def forward(self, input: Any) -> jax.Array:

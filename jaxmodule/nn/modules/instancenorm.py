@@ -51,10 +51,11 @@ class _InstanceNorm(_NormBase):
         out, new_mean, new_var = _instance_norm_and_stats(
             input, self.running_mean, self.running_var, self.weight, self.bias, use_input_stats,
             self.momentum if self.momentum is not None else 0.0, self.eps)
+        # Module.__setattr__ puts the new arrays into the buffers' cells
         if use_input_stats and self.running_mean is not None:
-            self.running_mean = new_mean
+            self.running_mean = new_mean  # type: ignore[assignment]
         if use_input_stats and self.running_var is not None:
-            self.running_var = new_var
+            self.running_var = new_var  # type: ignore[assignment]
         return out
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, local_metadata: dict,
