@@ -7,7 +7,7 @@ import types
 import warnings
 from collections.abc import Callable
 from functools import partial
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, TypedDict
 
 from ._lr_base import (
     EPOCH_DEPRECATION_WARNING,
@@ -19,6 +19,16 @@ from ._lr_base import (
 from .optimizer import Optimizer
 
 __all__ = ["ReduceLROnPlateau", "CyclicLR", "CosineAnnealingWarmRestarts", "OneCycleLR"]
+
+
+class _Phase(TypedDict):
+    """One phase of `OneCycleLR`: its last step and the group keys it anneals between."""
+
+    end_step: float
+    start_lr: str
+    end_lr: str
+    start_momentum: str
+    end_momentum: str
 
 
 def _set_momentum(group: dict[str, Any], use_beta1: bool, value: float) -> None:
@@ -262,6 +272,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         last_epoch: index of the last epoch.
     """
 
+    T_cur: float  # epochs since the last restart; fractional after `step(epoch)` with a float
+
     def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0,  # noqa: N803
                  last_epoch: int = -1) -> None:
         if T_0 <= 0 or not isinstance(T_0, int):
@@ -331,6 +343,8 @@ class OneCycleLR(LRScheduler):
         three_phase: use a third phase that annihilates the lr.
         last_epoch: index of the last batch.
     """
+
+    _schedule_phases: list[_Phase]
 
     def __init__(self, optimizer: Optimizer, max_lr: float | list[float], total_steps: int | None = None,
                  epochs: int | None = None, steps_per_epoch: int | None = None, pct_start: float = 0.3,

@@ -140,8 +140,8 @@ def torch_chain(hp: dict[str, Any], direction: optax.GradientTransformation | No
 
     def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         for part in parts:
-            if part is direction:
-                updates, state = part.update(updates, state, params)
+            if direction is not None and part is direction:
+                updates, state = direction.update(updates, state, params)
             else:
                 updates, _ = part.update(updates, optax.EmptyState(), params)
         return updates, state

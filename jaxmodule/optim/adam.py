@@ -24,11 +24,13 @@ def adam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array
                             "inv_sqrt_bc2": 1 / jnp.sqrt(bias_correction(step, omb2))}
 
 
-def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array, inv_bc1: jax.Array,
-                        inv_sqrt_bc2: jax.Array, amsgrad: bool) -> optax.GradientTransformation:
+def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array, inv_bc1: jax.Array | None,
+                        inv_sqrt_bc2: jax.Array | None, amsgrad: bool) -> optax.GradientTransformation:
     """torch's Adam direction `m_hat / (sqrt(v) / sqrt(bc2) + eps)`; amsgrad keeps the running
     max of the raw `v` (optax.scale_by_adam puts eps differently and optax.scale_by_amsgrad
-    maxes the bias-corrected `v`). The step count lives with the group (`adam_prelude`)."""
+    maxes the bias-corrected `v`). The step count lives with the group (`adam_prelude`), which
+    derives `inv_bc1` and `inv_sqrt_bc2`; they are None when the transformation is built only to
+    `init` the state."""
     b2 = betas[1]
     omb1, omb2 = one_minus
 
@@ -39,6 +41,7 @@ def scale_by_torch_adam(betas: tuple, one_minus: tuple, eps: jax.Array, inv_bc1:
         return s
 
     def update(g: Any, state: dict[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
+        assert inv_bc1 is not None and inv_sqrt_bc2 is not None, "adam_prelude derives them for update"
         m = state["exp_avg"] + omb1 * (g - state["exp_avg"])
         v = state["exp_avg_sq"] * b2 + omb2 * g * g
         new = {"exp_avg": m, "exp_avg_sq": v}
