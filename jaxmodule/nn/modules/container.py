@@ -32,6 +32,16 @@ def _renumber(module: Module) -> None:
     _structure.bump()
 
 
+def _check_update_pair(owner: str, j: int, pair: Any) -> None:
+    """torch's checks on element `j` of the sequence given to `<owner>.update`: an iterable of 2."""
+    if not isinstance(pair, container_abcs.Iterable):
+        raise TypeError(f"{owner} update sequence element #{j} should be Iterable; is{type(pair).__name__}")
+    # as torch: an iterable without len() (a generator) raises TypeError here
+    n = len(pair)  # type: ignore[arg-type]
+    if n != 2:
+        raise ValueError(f"{owner} update sequence element #{j} has length {n}; 2 is required")
+
+
 def _abs_index(idx: Any, size: int) -> int:
     idx = operator.index(idx)
     if not -size <= idx < size:
@@ -64,6 +74,10 @@ class Sequential(Module):
     >>> [k for k, _ in model.named_children()]
     ['0', '1']
     """
+
+    # The children are modules (torch's annotation; `add_module(name, None)` can still put a None
+    # there). Annotation only: the dict is the instance's, set by Module.__init__.
+    _modules: dict[str, Module]  # type: ignore[assignment]
 
     def __init__(self, *args: Any) -> None:
         super().__init__()
@@ -212,6 +226,10 @@ class ModuleList(Module):
     (3, ['0.weight', '0.bias'])
     """
 
+    # The children are modules (torch's annotation; `add_module(name, None)` can still put a None
+    # there). Annotation only: the dict is the instance's, set by Module.__init__.
+    _modules: dict[str, Module]  # type: ignore[assignment]
+
     def __init__(self, modules: Iterable[Module] | None = None) -> None:
         super().__init__()
         if modules is not None:
@@ -316,6 +334,10 @@ class ModuleDict(Module):
     (['enc', 'dec'], True)
     """
 
+    # The children are modules (torch's annotation; `add_module(name, None)` can still put a None
+    # there). Annotation only: the dict is the instance's, set by Module.__init__.
+    _modules: dict[str, Module]  # type: ignore[assignment]
+
     def __init__(self, modules: Mapping[str, Module] | Iterable[Any] | None = None) -> None:
         super().__init__()
         if modules is not None:
@@ -370,10 +392,7 @@ class ModuleDict(Module):
                 self[key] = module
             return
         for j, m in enumerate(modules):
-            if not isinstance(m, container_abcs.Iterable):
-                raise TypeError(f"ModuleDict update sequence element #{j} should be Iterable; is{type(m).__name__}")
-            if len(m) != 2:
-                raise ValueError(f"ModuleDict update sequence element #{j} has length {len(m)}; 2 is required")
+            _check_update_pair("ModuleDict", j, m)
             self[m[0]] = m[1]
 
 
@@ -587,10 +606,7 @@ class ParameterDict(Module):
                 self[key] = parameter
         else:
             for j, p in enumerate(parameters):
-                if not isinstance(p, container_abcs.Iterable):
-                    raise TypeError(f"ParameterDict update sequence element #{j} should be Iterable; is{type(p).__name__}")
-                if len(p) != 2:
-                    raise ValueError(f"ParameterDict update sequence element #{j} has length {len(p)}; 2 is required")
+                _check_update_pair("ParameterDict", j, p)
                 self[p[0]] = p[1]
 
     def extra_repr(self) -> str:

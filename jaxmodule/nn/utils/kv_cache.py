@@ -30,6 +30,7 @@ from .. import functional as F
 from ..functional._utils import unwrap
 from ..modules.attention import MultiheadAttention
 from ..modules.module import Module
+from ..parameter import Buffer
 
 __all__ = ["StaticKVCache", "enable_kv_cache", "disable_kv_cache", "multihead_attention_with_cache"]
 
@@ -55,6 +56,13 @@ class StaticKVCache(Module):
     >>> mask[:, :4].astype(int).tolist()      # causal inside the chunk, nothing past it
     [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]
     """
+
+    # Registered by __init__; annotations only, no class values, so Module.__getattr__ still
+    # finds the buffers. The methods assign arrays to them: Module.__setattr__ puts each array
+    # into the buffer's cell, an assignment mypy cannot see (hence the ignores below).
+    k_cache: Buffer
+    v_cache: Buffer
+    pos: Buffer
 
     def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int,
                  dtype: Any = None) -> None:
@@ -88,7 +96,7 @@ class StaticKVCache(Module):
         start = (0, 0, pos, 0)
         k_all = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), start)
         v_all = jax.lax.dynamic_update_slice(unwrap(self.v_cache), v.astype(cache_k.dtype), start)
-        self.k_cache, self.v_cache, self.pos = k_all, v_all, pos + t
+        self.k_cache, self.v_cache, self.pos = k_all, v_all, pos + t  # type: ignore[assignment]
         query_pos = pos + jnp.arange(t, dtype=jnp.int32)[:, None]
         mask = jnp.arange(self.max_len, dtype=jnp.int32)[None, :] <= query_pos
         return k_all, v_all, mask
@@ -99,13 +107,13 @@ class StaticKVCache(Module):
         After a prefill padded to a fixed length, `crop(prompt_length)` makes the next token
         overwrite the first padded position; the padded keys are never attended to.
         """
-        self.pos = jnp.minimum(unwrap(self.pos), jnp.asarray(length, jnp.int32))
+        self.pos = jnp.minimum(unwrap(self.pos), jnp.asarray(length, jnp.int32))  # type: ignore[assignment]
 
     def reset(self) -> None:
         """Empty the cache: zero keys and values and the position."""
-        self.k_cache = jnp.zeros_like(unwrap(self.k_cache))
-        self.v_cache = jnp.zeros_like(unwrap(self.v_cache))
-        self.pos = jnp.zeros((), jnp.int32)
+        self.k_cache = jnp.zeros_like(unwrap(self.k_cache))  # type: ignore[assignment]
+        self.v_cache = jnp.zeros_like(unwrap(self.v_cache))  # type: ignore[assignment]
+        self.pos = jnp.zeros((), jnp.int32)  # type: ignore[assignment]
 
     def extra_repr(self) -> str:
         b, h, n, d = unwrap(self.k_cache).shape
