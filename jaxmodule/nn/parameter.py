@@ -15,7 +15,7 @@ import operator
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, ClassVar, SupportsIndex
+from typing import TYPE_CHECKING, Any, ClassVar, SupportsIndex
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,9 @@ from .._grad_mode import is_grad_enabled
 from .._random import Generator, next_key
 from .._swap import register_cell_class
 from .._tensor import META_DATA_ERROR, as_array, cell_value
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer", "is_lazy"]
 
@@ -307,6 +310,230 @@ class _TensorCell:
     def detach_(self) -> Any:
         return self
 
+    # ---- operators: results are plain jax arrays, as torch's are plain Tensors ---------------
+    # Each calls the held array's own operator, so an unsupported operand still gets
+    # NotImplemented and Python tries the other side, as it would with the array itself.
+    def __add__(self, other: Any) -> jax.Array:
+        return self._value.__add__(_unwrap(other))
+
+    def __radd__(self, other: Any) -> jax.Array:
+        return self._value.__radd__(_unwrap(other))
+
+    def __sub__(self, other: Any) -> jax.Array:
+        return self._value.__sub__(_unwrap(other))
+
+    def __rsub__(self, other: Any) -> jax.Array:
+        return self._value.__rsub__(_unwrap(other))
+
+    def __mul__(self, other: Any) -> jax.Array:
+        return self._value.__mul__(_unwrap(other))
+
+    def __rmul__(self, other: Any) -> jax.Array:
+        return self._value.__rmul__(_unwrap(other))
+
+    def __truediv__(self, other: Any) -> jax.Array:
+        return self._value.__truediv__(_unwrap(other))
+
+    def __rtruediv__(self, other: Any) -> jax.Array:
+        return self._value.__rtruediv__(_unwrap(other))
+
+    def __floordiv__(self, other: Any) -> jax.Array:
+        return self._value.__floordiv__(_unwrap(other))
+
+    def __rfloordiv__(self, other: Any) -> jax.Array:
+        return self._value.__rfloordiv__(_unwrap(other))
+
+    def __mod__(self, other: Any) -> jax.Array:
+        return self._value.__mod__(_unwrap(other))
+
+    def __rmod__(self, other: Any) -> jax.Array:
+        return self._value.__rmod__(_unwrap(other))
+
+    def __divmod__(self, other: Any) -> tuple[jax.Array, jax.Array]:
+        return self._value.__divmod__(_unwrap(other))
+
+    def __rdivmod__(self, other: Any) -> tuple[jax.Array, jax.Array]:
+        return self._value.__rdivmod__(_unwrap(other))  # type: ignore[return-value]  # jax's stub says Array; it is (q, r)
+
+    def __pow__(self, other: Any) -> jax.Array:
+        return self._value.__pow__(_unwrap(other))
+
+    def __rpow__(self, other: Any) -> jax.Array:
+        return self._value.__rpow__(_unwrap(other))
+
+    def __matmul__(self, other: Any) -> jax.Array:
+        return self._value.__matmul__(_unwrap(other))
+
+    def __rmatmul__(self, other: Any) -> jax.Array:
+        return self._value.__rmatmul__(_unwrap(other))
+
+    def __and__(self, other: Any) -> jax.Array:
+        return self._value.__and__(_unwrap(other))
+
+    def __rand__(self, other: Any) -> jax.Array:
+        return self._value.__rand__(_unwrap(other))
+
+    def __or__(self, other: Any) -> jax.Array:
+        return self._value.__or__(_unwrap(other))
+
+    def __ror__(self, other: Any) -> jax.Array:
+        return self._value.__ror__(_unwrap(other))
+
+    def __xor__(self, other: Any) -> jax.Array:
+        return self._value.__xor__(_unwrap(other))
+
+    def __rxor__(self, other: Any) -> jax.Array:
+        return self._value.__rxor__(_unwrap(other))
+
+    def __lshift__(self, other: Any) -> jax.Array:
+        return self._value.__lshift__(_unwrap(other))
+
+    def __rlshift__(self, other: Any) -> jax.Array:
+        return self._value.__rlshift__(_unwrap(other))
+
+    def __rshift__(self, other: Any) -> jax.Array:
+        return self._value.__rshift__(_unwrap(other))
+
+    def __rrshift__(self, other: Any) -> jax.Array:
+        return self._value.__rrshift__(_unwrap(other))
+
+    def __lt__(self, other: Any) -> jax.Array:
+        return self._value.__lt__(_unwrap(other))
+
+    def __le__(self, other: Any) -> jax.Array:
+        return self._value.__le__(_unwrap(other))
+
+    def __gt__(self, other: Any) -> jax.Array:
+        return self._value.__gt__(_unwrap(other))
+
+    def __ge__(self, other: Any) -> jax.Array:
+        return self._value.__ge__(_unwrap(other))
+
+    def __eq__(self, other: Any) -> jax.Array:  # type: ignore[override]  # element-wise, as torch
+        return self._value.__eq__(_unwrap(other))
+
+    def __ne__(self, other: Any) -> jax.Array:  # type: ignore[override]  # element-wise, as torch
+        return self._value.__ne__(_unwrap(other))
+
+    def __neg__(self) -> jax.Array:
+        return self._value.__neg__()
+
+    def __pos__(self) -> jax.Array:
+        return self._value.__pos__()
+
+    def __abs__(self) -> jax.Array:
+        return self._value.__abs__()
+
+    def __invert__(self) -> jax.Array:
+        return self._value.__invert__()
+
+    # ---- in-place operators: `p += x` replaces the held array and keeps the cell, as torch's
+    # in-place ops keep the tensor; a result of a higher dtype kind raises (see `_set_result`).
+    def __iadd__(self, other: Any) -> Self:
+        return self._set_result(self._value + _unwrap(other))
+
+    def __isub__(self, other: Any) -> Self:
+        return self._set_result(self._value - _unwrap(other))
+
+    def __imul__(self, other: Any) -> Self:
+        return self._set_result(self._value * _unwrap(other))
+
+    def __itruediv__(self, other: Any) -> Self:
+        return self._set_result(self._value / _unwrap(other))
+
+    def __ifloordiv__(self, other: Any) -> Self:
+        return self._set_result(self._value // _unwrap(other))
+
+    def __imod__(self, other: Any) -> Self:
+        return self._set_result(self._value % _unwrap(other))
+
+    def __ipow__(self, other: Any) -> Self:
+        return self._set_result(self._value ** _unwrap(other))
+
+    def __iand__(self, other: Any) -> Self:
+        return self._set_result(self._value & _unwrap(other))
+
+    def __ior__(self, other: Any) -> Self:
+        return self._set_result(self._value | _unwrap(other))
+
+    def __ixor__(self, other: Any) -> Self:
+        return self._set_result(self._value ^ _unwrap(other))
+
+    # ---- element-wise in-place methods: the cell holds `f(self)` afterwards and is returned;
+    # an integer cell whose result is float raises, as in torch.
+    def exp_(self) -> Self:
+        """In-place `exp`, as `torch.Tensor.exp_`."""
+        return self._set_result(jnp.exp(self._value))
+
+    def log_(self) -> Self:
+        """In-place `log`, as `torch.Tensor.log_`."""
+        return self._set_result(jnp.log(self._value))
+
+    def sqrt_(self) -> Self:
+        """In-place `sqrt`, as `torch.Tensor.sqrt_`."""
+        return self._set_result(jnp.sqrt(self._value))
+
+    def rsqrt_(self) -> Self:
+        """In-place `rsqrt` (1 / sqrt), as `torch.Tensor.rsqrt_`."""
+        return self._set_result(jax.lax.rsqrt(self._value))
+
+    def neg_(self) -> Self:
+        """In-place `neg`, as `torch.Tensor.neg_`."""
+        return self._set_result(jnp.negative(self._value))
+
+    def abs_(self) -> Self:
+        """In-place `abs`, as `torch.Tensor.abs_`."""
+        return self._set_result(jnp.abs(self._value))
+
+    def sign_(self) -> Self:
+        """In-place `sign`, as `torch.Tensor.sign_`."""
+        return self._set_result(jnp.sign(self._value))
+
+    def sigmoid_(self) -> Self:
+        """In-place `sigmoid`, as `torch.Tensor.sigmoid_`."""
+        v = self._value
+        return self._set_result(jax.nn.sigmoid(v.astype(_float(v.dtype))))
+
+    def tanh_(self) -> Self:
+        """In-place `tanh`, as `torch.Tensor.tanh_`."""
+        return self._set_result(jnp.tanh(self._value))
+
+    def relu_(self) -> Self:
+        """In-place `relu`, as `torch.Tensor.relu_`."""
+        return self._set_result(jax.nn.relu(self._value))
+
+    def floor_(self) -> Self:
+        """In-place `floor`, as `torch.Tensor.floor_`."""
+        return self._set_result(jnp.floor(self._value))
+
+    def ceil_(self) -> Self:
+        """In-place `ceil`, as `torch.Tensor.ceil_`."""
+        return self._set_result(jnp.ceil(self._value))
+
+    def round_(self) -> Self:
+        """In-place `round` (half to even), as `torch.Tensor.round_`."""
+        return self._set_result(jnp.round(self._value))
+
+    def trunc_(self) -> Self:
+        """In-place `trunc`, as `torch.Tensor.trunc_`."""
+        return self._set_result(jnp.trunc(self._value))
+
+    def reciprocal_(self) -> Self:
+        """In-place `reciprocal` (1 / x), as `torch.Tensor.reciprocal_`."""
+        return self._set_result(jnp.reciprocal(self._value))
+
+    def square_(self) -> Self:
+        """In-place `square`, as `torch.Tensor.square_`."""
+        return self._set_result(jnp.square(self._value))
+
+    def sin_(self) -> Self:
+        """In-place `sin`, as `torch.Tensor.sin_`."""
+        return self._set_result(jnp.sin(self._value))
+
+    def cos_(self) -> Self:
+        """In-place `cos`, as `torch.Tensor.cos_`."""
+        return self._set_result(jnp.cos(self._value))
+
     # ---- pickling ----------------------------------------------------------------------------
     def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
         v = self._value
@@ -342,56 +569,6 @@ def _rebuild(cls: type[_TensorCell], value: np.ndarray, aux: Any, grad: Any, ext
     cell.grad = grad
     cell.__dict__.update(extra)
     return cell
-
-
-# Operators: results are plain jax arrays, as torch's are plain Tensors.
-def _binary(name: str) -> Any:
-    def op(self: _TensorCell, other: Any) -> Any:
-        return getattr(self._value, name)(_unwrap(other))
-
-    op.__name__ = name
-    return op
-
-
-for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or",
-           "xor", "lshift", "rshift", "divmod"):
-    setattr(_TensorCell, f"__{_n}__", _binary(f"__{_n}__"))
-    setattr(_TensorCell, f"__r{_n}__", _binary(f"__r{_n}__"))
-for _n in ("lt", "le", "gt", "ge", "eq", "ne"):
-    setattr(_TensorCell, f"__{_n}__", _binary(f"__{_n}__"))
-for _n in ("neg", "pos", "abs", "invert"):
-    setattr(_TensorCell, f"__{_n}__", (lambda n: lambda self: getattr(self._value, n)())(f"__{_n}__"))
-
-
-def _inplace(fn: Any) -> Any:
-    def op(self: _TensorCell, other: Any) -> Any:
-        return self._set_result(fn(self._value, _unwrap(other)))
-
-    return op
-
-
-_f: Callable[..., Any]  # the loops below pair method names with operator / jnp functions
-for _n, _f in (("iadd", operator.add), ("isub", operator.sub), ("imul", operator.mul),
-               ("itruediv", operator.truediv), ("ifloordiv", operator.floordiv),
-               ("ipow", operator.pow), ("imod", operator.mod), ("iand", operator.and_),
-               ("ior", operator.or_), ("ixor", operator.xor)):
-    setattr(_TensorCell, f"__{_n}__", _inplace(_f))
-
-
-def _unary_inplace(fn: Any) -> Any:
-    def op(self: _TensorCell) -> Any:
-        return self._set_result(fn(self._value))
-
-    return op
-
-
-for _n, _f in (("exp_", jnp.exp), ("log_", jnp.log), ("sqrt_", jnp.sqrt), ("rsqrt_", jax.lax.rsqrt),
-               ("neg_", jnp.negative), ("abs_", jnp.abs), ("sign_", jnp.sign),
-               ("sigmoid_", lambda v: jax.nn.sigmoid(v.astype(_float(v.dtype)))), ("tanh_", jnp.tanh), ("relu_", jax.nn.relu),
-               ("floor_", jnp.floor), ("ceil_", jnp.ceil), ("round_", jnp.round),
-               ("trunc_", jnp.trunc), ("reciprocal_", jnp.reciprocal), ("square_", jnp.square),
-               ("sin_", jnp.sin), ("cos_", jnp.cos)):
-    setattr(_TensorCell, _n, _unary_inplace(_f))
 
 
 class Parameter(_TensorCell):
