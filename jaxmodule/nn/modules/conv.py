@@ -7,7 +7,7 @@ and repr; the 1d/2d/3d classes only normalise their arguments and call `nn.funct
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -225,6 +225,7 @@ class _ConvTransposeNd(_ConvNd):
     """Shared forward of the transposed convolutions, with torch's `output_size` argument."""
 
     _conv: Any = None
+    padding: tuple[int, ...]  # no padding string here (as torch); annotation only
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple, stride: tuple,
                  padding: tuple, dilation: tuple, transposed: bool, output_padding: tuple,
@@ -375,10 +376,16 @@ class ConvTranspose3d(_ConvTransposeNd):
 
 # ---- lazy variants ----------------------------------------------------------------------------
 
-class _LazyConvMixin:
+if TYPE_CHECKING:  # the mixin is only ever combined with a _ConvNd subclass (see _lazy)
+    _LazyConvBase = _ConvNd
+else:
+    _LazyConvBase = object
+
+
+class _LazyConvMixin(_LazyConvBase):
     """`in_channels` is inferred from the first input; then the module becomes `cls_to_become`."""
 
-    cls_to_become: type = Module
+    cls_to_become: type[Module] = Module
     _lazy_nd: int = 0
 
     def _lazy_setup(self, out_channels: int, bias: bool, dtype: Any) -> None:
@@ -389,7 +396,7 @@ class _LazyConvMixin:
 
     def reset_parameters(self) -> None:
         if self.in_channels != 0 and not isinstance(self.weight, UninitializedParameter):
-            super().reset_parameters()  # type: ignore[misc]
+            super().reset_parameters()
 
     def initialize_parameters(self, input: Any) -> None:
         nd = self._lazy_nd
@@ -415,11 +422,11 @@ class _LazyConvMixin:
         become = self.cls_to_become
         if isinstance(self.weight, UninitializedParameter):
             self.initialize_parameters(input)
-            self.__class__ = become
+            self.__class__ = become  # type: ignore[assignment]  # a lazy module becomes its eager class, as in torch
         return become.forward(self, input, *args, **kwargs)
 
 
-def _lazy(base: type, nd: int, transposed: bool) -> type:
+def _lazy(base: type[Any], nd: int, transposed: bool) -> type:
     if transposed:
         def __init__(self: Any, out_channels: int, kernel_size: _Size, stride: _Size = 1,
                      padding: _Size = 0, output_padding: _Size = 0, groups: int = 1,
@@ -428,8 +435,8 @@ def _lazy(base: type, nd: int, transposed: bool) -> type:
             base.__init__(self, 0, 0, kernel_size, stride, padding, output_padding, groups, False,
                           dilation, padding_mode, device, dtype)
             self._lazy_setup(out_channels, bias, dtype)
-    else:
-        def __init__(self: Any, out_channels: int, kernel_size: _Size, stride: _Size = 1,
+    else:  # torch's two signatures: ConvTranspose takes output_padding, Conv a padding string
+        def __init__(self: Any, out_channels: int, kernel_size: _Size, stride: _Size = 1,  # type: ignore[misc]
                      padding: str | _Size = 0, dilation: _Size = 1, groups: int = 1,
                      bias: bool = True, padding_mode: _PaddingMode = "zeros", device: Any = None,
                      dtype: Any = None) -> None:
