@@ -37,7 +37,7 @@ from ..nn.modules.module import Module
 from . import _log
 from ._layout import Layout, describe_inputs
 from ._sharding import constrain_outputs, constrain_prefix
-from ._teach import TRACER_ERRORS, explain
+from ._teach import TEACHABLE, teach
 
 __all__ = ["Program", "discover", "Restart", "CallKey", "STRUCTURE_MESSAGE"]
 
@@ -248,14 +248,8 @@ def discover(fn: Callable, layout: Layout, args: tuple, kwargs: dict, *, keep_gr
               [p.grad for p in layout.grad_params], *layout.split(args, kwargs))
     try:
         recorded, out_shape = jax.make_jaxpr(probe, return_shape=True)(*inputs)
-    except TRACER_ERRORS as e:
-        explain(e, fn, layout)  # the user's names, line and fixes instead of jaxmodule's internals
-        floats = [f"argument {i}" for i, a in enumerate(args) if type(a) is float]
-        floats += [f"argument `{k}`" for k, v in kwargs.items() if type(v) is float]
-        if floats and hasattr(e, "add_note"):
-            e.add_note(f"jaxmodule.compile traces Python floats ({', '.join(floats)}), so they "
-                       "cannot decide Python control flow; pass an int or bool for values that "
-                       "choose a branch or a shape, or use jnp.where.")
+    except TEACHABLE as e:
+        teach(e, fn, layout, *inputs[3:])  # the user's names, line and fixes instead of jaxmodule's internals
         raise
     read = found["read"] | _reads(recorded, n) | force_read
     # Donated buffers go smallest first. Same program either way, but XLA:CPU runs it
@@ -299,8 +293,12 @@ def _jit(fn: Callable, program: Program, recorded: Any, inputs: tuple, out_shape
             counter.trace_count += 1
             assert layout is not None  # the call being traced holds its layout
             _log.retrace(counter, _input_change(layout, program, flat, tree, in_avals, in_tree, dyn, kwargs))
-            new_vals, new_states, new_grads, attr_vals, out = run_traced(
-                fn, layout, program, values, states, grads, dyn, kwargs)
+            try:
+                new_vals, new_states, new_grads, attr_vals, out = run_traced(
+                    fn, layout, program, values, states, grads, dyn, kwargs)
+            except TEACHABLE as e:  # named as on the first trace (`discover`)
+                teach(e, fn, layout, dyn, kwargs, program)
+                raise
         # written state keeps its placement across devices (no-op on one device)
         new_vals, new_states, new_grads = constrain_outputs(
             layout, program.mutated, program.grads_out, new_vals, new_states, new_grads)
