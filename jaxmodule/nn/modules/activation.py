@@ -379,7 +379,7 @@ class PReLU(Module):
         init.constant_(self.weight, self.init)
 
     def forward(self, input: Array) -> Array:
-        return F.prelu(input, self.weight)
+        return F.prelu(input, self.weight)  # type: ignore[arg-type]  # F.prelu unwraps a cell; its hint says Array
 
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}"

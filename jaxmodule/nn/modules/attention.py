@@ -56,6 +56,10 @@ class MultiheadAttention(Module):
     ((2, 5, 16), (2, 5, 5))
     """
 
+    # Parameters with add_bias_kv, plain None attributes without (as torch); annotation only
+    bias_k: Parameter | None
+    bias_v: Parameter | None
+
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
                  vdim: int | None = None, batch_first: bool = False, device: Any = None,

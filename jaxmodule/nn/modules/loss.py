@@ -295,8 +295,9 @@ class LinearCrossEntropyLoss(_WeightedLoss):
         self.options = options
 
     def forward(self, input: Array, target: Array) -> Array:
-        w = jnp.reshape(self.linear.weight, (self.num_classes, *self.out_features, self.linear.in_features))
-        b = None if self.linear.bias is None else jnp.reshape(self.linear.bias, (self.num_classes, *self.out_features))
+        # jnp takes a cell through its __jax_array__, which jax's ArrayLike hint does not cover
+        w = jnp.reshape(self.linear.weight, (self.num_classes, *self.out_features, self.linear.in_features))  # type: ignore[arg-type]
+        b = None if self.linear.bias is None else jnp.reshape(self.linear.bias, (self.num_classes, *self.out_features))  # type: ignore[arg-type]
         return F.linear_cross_entropy(input, w, target, linear_bias=b, weight=self.weight,
                                       reduction=self.reduction, ignore_index=self.ignore_index,
                                       label_smoothing=self.label_smoothing, options=self.options)

@@ -27,11 +27,12 @@ class Upsample(Module):
     """
 
     def __init__(self, size: int | Sequence[int] | None = None,
-                 scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
+                 scale_factor: float | tuple[float, ...] | None = None, mode: str = "nearest",
                  align_corners: bool | None = None, recompute_scale_factor: bool | None = None) -> None:
         super().__init__()
         self.name = type(self).__name__
         self.size = size
+        self.scale_factor: float | tuple[float, ...] | None
         if isinstance(scale_factor, tuple):
             self.scale_factor = tuple(float(f) for f in scale_factor)
         else:
@@ -60,7 +61,7 @@ class UpsamplingNearest2d(Upsample):
     """2D nearest-neighbour upsampling. Mirrors `torch.nn.UpsamplingNearest2d`."""
 
     def __init__(self, size: int | Sequence[int] | None = None,
-                 scale_factor: float | Sequence[float] | None = None) -> None:
+                 scale_factor: float | tuple[float, ...] | None = None) -> None:
         super().__init__(size, scale_factor, mode="nearest")
 
 
@@ -68,5 +69,5 @@ class UpsamplingBilinear2d(Upsample):
     """2D bilinear upsampling with `align_corners=True`. Mirrors `torch.nn.UpsamplingBilinear2d`."""
 
     def __init__(self, size: int | Sequence[int] | None = None,
-                 scale_factor: float | Sequence[float] | None = None) -> None:
+                 scale_factor: float | tuple[float, ...] | None = None) -> None:
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
