@@ -179,6 +179,20 @@ def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None
     Module arguments (`jaxmodule.backward(loss_fn, model, x, y)`) the parameters are those of
     the Module arguments; `inputs=` names them explicitly, as torch's `backward(inputs=...)`.
 
+    **There is no `loss.backward()`.** A loss is a plain jax array, which has no `.backward`
+    (JAX differentiates functions, not arrays that remember how they were computed), so torch
+    code that calls it fails with jax's own error, which jaxmodule cannot intercept:
+
+    ```text
+    AttributeError: 'jaxlib._jax.ArrayImpl' object has no attribute 'backward'
+    ```
+
+    (`DynamicJaxprTracer has no attribute backward` under `jax.jit`; under `jaxmodule.compile`
+    the same AttributeError gains a note naming your line and this fix.) Move the forward
+    computation into the function this takes: `loss = criterion(model(x), y); loss.backward()`
+    becomes `loss = jaxmodule.backward(lambda: criterion(model(x), y))`, and
+    `optimizer.step()` follows as before. See docs/coming_from_pytorch.md.
+
     Args:
         fn: the loss function; returns a scalar, or `(loss, aux)` with `has_aux=True`.
         *args, **kwargs: passed to `fn`.
