@@ -71,7 +71,7 @@ def port_source(source: str, path: str = "<string>") -> PortResult:
     return PortResult(path, current, merge(issues))
 
 
-def port_file(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> PortResult:
+def port_file(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None) -> PortResult:
     """Port one file; write the result to `dst` when given."""
     with open(src, encoding="utf-8") as f:
         result = port_source(f.read(), os.fspath(src))
@@ -82,7 +82,8 @@ def port_file(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> P
     return result
 
 
-def port_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> list[PortResult]:
+def port_path(src: str | os.PathLike[str],
+              dst: str | os.PathLike[str] | None = None) -> list[PortResult]:
     """Port a file, or every `.py` file under a directory into the same layout under `dst`."""
     if not os.path.isdir(src):
         return [port_file(src, dst)]

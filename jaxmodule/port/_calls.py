@@ -82,7 +82,7 @@ class CallsPass(PortPass):
         if reason is not None:
             self.report(original_node, reason)
         root = self._chain_root(original_node)
-        if new_path is None or self.aliases.names.get(root.value) != LibRef("torch", ""):
+        if new_path is None or root is None or self.aliases.names.get(root.value) != LibRef("torch", ""):
             return updated_node  # kept, or spelled through an alias the import pass repoints
         return expr(f"jaxmodule.{new_path}").with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)
 

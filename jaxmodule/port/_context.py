@@ -16,8 +16,8 @@ from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvide
 
 from ._kinds import Kinds
 
-__all__ = ["LIBS", "LibRef", "Aliases", "PortState", "PortPass", "dotted", "expr", "bare",
-           "parenthesize", "names_read", "name_counts", "assigned_in_order", "names_assigned", "statements"]
+__all__ = ["LIBS", "LibRef", "Aliases", "PortState", "PortPass", "dotted", "local_name", "expr", "bare",
+           "parenthesize", "assign_target", "names_read", "name_counts", "assigned_in_order", "names_assigned", "statements"]
 
 LIBS = ("torch", "jaxmodule")
 
@@ -45,6 +45,15 @@ def dotted(node: cst.CSTNode) -> str | None:
         head = dotted(node.value)
         return None if head is None else f"{head}.{node.attr.value}"
     return None
+
+
+def local_name(alias: cst.ImportAlias) -> str | None:
+    """The name `import x as NAME` binds; None without `as`.
+
+    >>> local_name(cst.parse_statement("import torch.nn as nn").body[0].names[0])
+    'nn'
+    """
+    return cst.ensure_type(alias.asname.name, cst.Name).value if alias.asname is not None else None
 
 
 class Aliases:
@@ -85,8 +94,9 @@ class _ImportCollector(cst.CSTVisitor):
             root, _, rest = full.partition(".")
             if root not in LIBS:
                 continue
-            if alias.asname is not None:
-                self.names[alias.asname.name.value] = LibRef(root, rest)
+            local = local_name(alias)
+            if local is not None:
+                self.names[local] = LibRef(root, rest)
             else:
                 self.names[root] = LibRef(root, "")
         return False
@@ -99,7 +109,7 @@ class _ImportCollector(cst.CSTVisitor):
         if root in LIBS:
             for alias in node.names:
                 name = alias.name.value if isinstance(alias.name, cst.Name) else ""
-                local = alias.asname.name.value if alias.asname is not None else name
+                local = local_name(alias) or name
                 self.names[local] = LibRef(root, rest).child(name)
         return False
 
@@ -128,10 +138,10 @@ class PortPass(cst.CSTTransformer):
         self.state = state
         self.aliases = Aliases(wrapper.module)
         self.issues: list[tuple[int, str]] = []
-        self._kinds = None
+        self._kinds: Kinds | None = None
 
     @property
-    def kinds(self):
+    def kinds(self) -> Kinds:
         """Value classification (`_kinds.Kinds`), built on first use: scope analysis is the
         costliest metadata, and some passes rarely need it."""
         if self._kinds is None:
@@ -162,6 +172,18 @@ def bare(node: cst.BaseExpression) -> cst.BaseExpression:
     if getattr(node, "lpar", None):
         return node.with_changes(lpar=[], rpar=[])
     return node
+
+
+def assign_target(node: cst.BaseExpression) -> cst.AssignTarget:
+    """`node` as the target of an assignment; TypeError when it cannot be one.
+
+    >>> cst.Module([]).code_for_node(assign_target(expr("a, b")))
+    'a, b = '
+    """
+    if not isinstance(node, cst.BaseAssignTargetExpression):
+        raise TypeError(f"assign_target: expected a name, attribute, subscript, tuple or list, "
+                        f"got `{cst.Module([]).code_for_node(node)}`")
+    return cst.AssignTarget(node)
 
 
 _ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.Imaginary,

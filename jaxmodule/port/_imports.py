@@ -9,20 +9,19 @@ added when the converted code needs them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeGuard
+
 import libcst as cst
 
 from ._calls import translate
-from ._context import LibRef, PortPass, dotted
+from ._context import LibRef, PortPass, dotted, local_name
 
 __all__ = ["ImportsPass"]
 
 
 def _line(code: str) -> cst.SimpleStatementLine:
     return cst.parse_statement(code + "\n")  # type: ignore[return-value]
-
-
-def _local(alias: cst.ImportAlias) -> str | None:
-    return alias.asname.name.value if alias.asname is not None else None
 
 
 class ImportsPass(PortPass):
@@ -68,7 +67,7 @@ class ImportsPass(PortPass):
         for alias in node.names:
             full = dotted(alias.name) or ""
             root, _, rest = full.partition(".")
-            local = _local(alias)
+            local = local_name(alias)
             spelled = full + (f" as {local}" if local else "")
             if root != "torch":
                 kept.append(spelled)
@@ -83,12 +82,11 @@ class ImportsPass(PortPass):
                     kept.append(spelled)
                 continue
             new_path, reason = translate(LibRef("torch", rest))
-            if new_path is None:
-                self.report(node, reason)
-                kept.append(spelled)
-                continue
             if reason is not None:
                 self.report(node, reason)
+            if new_path is None:
+                kept.append(spelled)
+                continue
             out.append(f"import jaxmodule.{new_path}" + (f" as {local}" if local else ""))
             if local is None and "torch" in self.referenced:
                 kept.append(spelled)
@@ -109,8 +107,8 @@ class ImportsPass(PortPass):
         groups: dict[str, list[str]] = {}
         kept: list[str] = []
         for alias in node.names:
-            name = alias.name.value
-            local = _local(alias) or name
+            name = cst.ensure_type(alias.name, cst.Name).value
+            local = local_name(alias) or name
             new_path, reason = translate(LibRef("torch", rest).child(name))
             if reason is not None:
                 self.report(node, reason)
@@ -170,30 +168,30 @@ def _referenced_roots(module: cst.Module) -> set[str]:
     return found
 
 
-def _is_import_line(stmt: cst.BaseStatement) -> bool:
+def _is_import_line(stmt: cst.BaseStatement) -> TypeGuard[cst.SimpleStatementLine]:
     return isinstance(stmt, cst.SimpleStatementLine) and all(
         isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body)
 
 
-def _import_lines(body: list[cst.BaseStatement]):
+def _import_lines(body: Sequence[cst.BaseStatement]) -> list[tuple[int, cst.SimpleStatementLine]]:
     return [(i, stmt) for i, stmt in enumerate(body) if _is_import_line(stmt)]
 
 
 def _import_root(stmt: cst.SimpleStatementLine) -> str:
     small = stmt.body[0]
-    module = small.module if isinstance(small, cst.ImportFrom) else small.names[0].name
+    module = small.module if isinstance(small, cst.ImportFrom) else cst.ensure_type(small, cst.Import).names[0].name
     return (dotted(module) or "").split(".")[0] if module is not None else ""
 
 
-def _bound_roots(body: list[cst.BaseStatement]) -> set[str]:
+def _bound_roots(body: Sequence[cst.BaseStatement]) -> set[str]:
     bound: set[str] = set()
     for _, stmt in _import_lines(body):
         for small in stmt.body:
             if isinstance(small, cst.Import):
                 for alias in small.names:
-                    bound.add(_local(alias) or (dotted(alias.name) or "").split(".")[0])
-            elif not isinstance(small.names, cst.ImportStar):
-                bound.update(_local(a) or a.name.value for a in small.names)
+                    bound.add(local_name(alias) or (dotted(alias.name) or "").split(".")[0])
+            elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+                bound.update(local_name(a) or cst.ensure_type(a.name, cst.Name).value for a in small.names)
     return bound
 
 
@@ -215,8 +213,8 @@ def _is_docstring(stmt: cst.BaseStatement) -> bool:
 
 def _import_position(body: list[cst.BaseStatement]) -> int:
     """Before the first jaxmodule import, else after the file's leading docstring and imports."""
-    for i, stmt in _import_lines(body):
-        if _import_root(stmt) == "jaxmodule":
+    for i, line in _import_lines(body):
+        if _import_root(line) == "jaxmodule":
             return i
     position = 0
     for i, stmt in enumerate(body):
@@ -231,7 +229,8 @@ def _insert_line(body: list[cst.BaseStatement], code: str) -> None:
     """Insert an import line, taking over the comments above the line it goes before."""
     i = _import_position(body)
     line = _line(code)
-    if i < len(body) and _is_import_line(body[i]):
-        line = line.with_changes(leading_lines=body[i].leading_lines)
-        body[i] = body[i].with_changes(leading_lines=[])
+    after = body[i] if i < len(body) else None
+    if after is not None and _is_import_line(after):
+        line = line.with_changes(leading_lines=after.leading_lines)
+        body[i] = after.with_changes(leading_lines=[])
     body.insert(i, line)

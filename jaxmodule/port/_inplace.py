@@ -14,17 +14,19 @@ and any attribute receiver inside `with torch.no_grad()` or a `@torch.no_grad()`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libcst as cst
 from libcst.metadata import Assignment
 
 from . import _names
-from ._context import PortPass, expr, parenthesize
+from ._context import PortPass, assign_target, expr, parenthesize
 from ._kinds import Kind, in_no_grad
 from ._methods import tensor_method_call
 
 __all__ = ["InplacePass"]
 
-_OPERATORS = {"add_": cst.Add, "sub_": cst.Subtract, "mul_": cst.Multiply, "div_": cst.Divide,
+_OPERATORS: dict[str, Callable[[], cst.BaseBinaryOp]] = {"add_": cst.Add, "sub_": cst.Subtract, "mul_": cst.Multiply, "div_": cst.Divide,
               "pow_": cst.Power}
 _AUG_METHODS = {cst.AddAssign: "add", cst.SubtractAssign: "subtract", cst.MultiplyAssign: "multiply",
                 cst.DivideAssign: "divide", cst.PowerAssign: "power"}
@@ -51,11 +53,12 @@ class InplacePass(PortPass):
             self.report(original_node, f"in-place `{method}` on a function argument: the caller's value "
                                        f"cannot be updated in JAX; return the new value instead")
             return updated_node
-        new_call = updated_node.value
-        value = self._out_of_place(original_node, method, base, new_call.func.value, list(new_call.args))
+        new_call = cst.ensure_type(updated_node.value, cst.Call)
+        new_receiver = cst.ensure_type(new_call.func, cst.Attribute).value
+        value = self._out_of_place(original_node, method, base, new_receiver, list(new_call.args))
         if value is None:
             return updated_node
-        return cst.Assign(targets=[cst.AssignTarget(new_call.func.value)], value=value)
+        return cst.Assign(targets=[assign_target(new_receiver)], value=value)
 
     def _is_activation(self, receiver: cst.BaseExpression) -> bool:
         kind = self.kinds.of(receiver)
@@ -119,7 +122,8 @@ class InplacePass(PortPass):
             if decision:
                 self.report(original_node, decision)
             return updated_node
-        return self._index_update(updated_node.targets[0].target, "set", updated_node.value)
+        return self._index_update(cst.ensure_type(updated_node.targets[0].target, cst.Subscript), "set",
+                                  updated_node.value)
 
     def leave_AugAssign(self, original_node: cst.AugAssign,
                         updated_node: cst.AugAssign) -> cst.BaseSmallStatement:
@@ -135,7 +139,7 @@ class InplacePass(PortPass):
             self.report(original_node, "this augmented assignment into an indexed tensor has no `.at[]` "
                                        "method: write `x = x.at[i].set(x[i] <op> v)`")
             return updated_node
-        return self._index_update(updated_node.target, method, updated_node.value)
+        return self._index_update(cst.ensure_type(updated_node.target, cst.Subscript), method, updated_node.value)
 
     def _decide(self, target: cst.Subscript) -> bool | str:
         """True to rewrite; a reason to report; '' to leave silently (not a tensor)."""
@@ -157,7 +161,7 @@ class InplacePass(PortPass):
     def _index_update(self, target: cst.Subscript, method: str, value: cst.BaseExpression) -> cst.Assign:
         ref = cst.Subscript(value=cst.Attribute(target.value, cst.Name("at")), slice=target.slice)
         call = cst.Call(func=cst.Attribute(ref, cst.Name(method)), args=[cst.Arg(value)])
-        return cst.Assign(targets=[cst.AssignTarget(target.value)], value=call)
+        return cst.Assign(targets=[assign_target(target.value)], value=call)
 
 
 def _comma() -> cst.Comma:

@@ -22,7 +22,8 @@ docs/porting.md):
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import libcst as cst
 from libcst.metadata import BuiltinAssignment, MetadataWrapper, ParentNodeProvider, ScopeProvider
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # annotations only: _context builds Kinds, so it imports this
     from ._context import Aliases, PortPass
 
 __all__ = ["Kind", "Kinds", "is_no_grad_ref", "in_no_grad"]
+
+_Node = TypeVar("_Node", bound=cst.CSTNode)
 
 
 class Kind(enum.Enum):
@@ -167,7 +170,7 @@ class Kinds:
         self._attrs[id(cls)] = attrs
         return attrs
 
-    def enclosing(self, node: cst.CSTNode, kind: type) -> cst.CSTNode | None:
+    def enclosing(self, node: cst.CSTNode, kind: type[_Node] | tuple[type[_Node], ...]) -> _Node | None:
         parent = self.parents.get(node)
         while parent is not None and not isinstance(parent, kind):
             parent = self.parents.get(parent)
@@ -235,7 +238,7 @@ class Kinds:
             return Kind.PY
         return Kind.UNKNOWN
 
-    def _operands(self, nodes: list[cst.CSTNode]) -> Kind:
+    def _operands(self, nodes: Sequence[cst.CSTNode]) -> Kind:
         kinds = [self.of(n) for n in nodes]
         if any(k in _TENSORISH for k in kinds):
             return Kind.TENSOR
@@ -268,8 +271,7 @@ class Kinds:
                 path.append(next(i for i, e in enumerate(parent.elements) if e is node))
             node, parent = parent, self.parents.get(parent)
         if isinstance(parent, cst.AssignTarget):
-            assign = self.parents.get(parent)
-            tree = self.tree(assign.value)
+            tree = self.tree(cst.ensure_type(self.parents[parent], cst.Assign).value)
         elif isinstance(parent, cst.AnnAssign):
             tree = self.tree(parent.value) if parent.value is not None else self._annotation(parent.annotation.annotation)
         elif isinstance(parent, cst.AugAssign):
@@ -300,7 +302,7 @@ class Kinds:
                     return tuple(self.element_of(a) for a in args)
             if isinstance(func, cst.Attribute):
                 method = func.attr.value
-                per_method = {"parameters": Kind.PARAM, "named_parameters": (Kind.PY, Kind.PARAM),
+                per_method: dict[str, KindTree] = {"parameters": Kind.PARAM, "named_parameters": (Kind.PY, Kind.PARAM),
                               "buffers": Kind.TENSOR, "named_buffers": (Kind.PY, Kind.TENSOR),
                               "modules": Kind.MODULE, "children": Kind.MODULE,
                               "named_modules": (Kind.PY, Kind.MODULE),
@@ -360,11 +362,12 @@ class Kinds:
         if not isinstance(node.value, cst.Name):
             return None
         fn = self.enclosing(node, cst.FunctionDef)
-        while fn is not None and self.method_class(fn) is None:
+        cls = None
+        while fn is not None and (cls := self.method_class(fn)) is None:
             fn = self.enclosing(fn, cst.FunctionDef)
-        if fn is None or not fn.params.params or fn.params.params[0].name.value != node.value.value:
+        if fn is None or cls is None or not fn.params.params or fn.params.params[0].name.value != node.value.value:
             return None
-        return self.class_attrs(self.method_class(fn)).get(node.attr.value)
+        return self.class_attrs(cls).get(node.attr.value)
 
     def _attribute(self, node: cst.Attribute) -> KindTree:
         attr = node.attr.value
@@ -471,8 +474,9 @@ class _SelfAttrs(cst.CSTVisitor):
             return
         kind = {"register_buffer": Kind.TENSOR, "register_parameter": Kind.PARAM,
                 "add_module": Kind.MODULE, "register_module": Kind.MODULE}.get(func.attr.value)
-        if kind is not None:
-            self.attrs.setdefault(first.evaluated_value, []).append(kind)
+        name = first.evaluated_value  # bytes for a b'' literal, which names no attribute
+        if kind is not None and isinstance(name, str):
+            self.attrs.setdefault(name, []).append(kind)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         return False

@@ -8,17 +8,19 @@ dropped: JAX places arrays itself. Which calls are rewritten is decided by the r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from . import _names
-from ._context import PortPass, bare, dotted, expr
+from ._context import Aliases, PortPass, bare, dotted, expr
 from ._kinds import Kind, in_no_grad
 
 __all__ = ["MethodsPass", "tensor_method_call", "is_device_arg"]
 
 
 def tensor_method_call(method: str, receiver: cst.BaseExpression,
-                       args: list[cst.Arg] | tuple[cst.Arg, ...]) -> cst.Call:
+                       args: Sequence[cst.Arg]) -> cst.Call:
     """`jaxmodule.Tensor.<method>(receiver, *args)`."""
     first = cst.Arg(bare(receiver))
     if args:
@@ -26,10 +28,11 @@ def tensor_method_call(method: str, receiver: cst.BaseExpression,
     return cst.Call(func=expr(f"jaxmodule.Tensor.{method}"), args=[first, *args])
 
 
-def is_device_arg(node: cst.BaseExpression, aliases) -> bool:
+def is_device_arg(node: cst.BaseExpression, aliases: Aliases) -> bool:
     """A device spelling: 'cuda', torch.device(...), `device`, `args.device`, `x.device`."""
     if isinstance(node, cst.SimpleString):
-        return node.evaluated_value.split(":")[0] in ("cpu", "cuda", "mps", "xpu", "gpu", "tpu")
+        value = node.evaluated_value  # bytes for a b'' literal, never a device
+        return isinstance(value, str) and value.split(":")[0] in ("cpu", "cuda", "mps", "xpu", "gpu", "tpu")
     if isinstance(node, cst.Call):
         ref = aliases.resolve(node.func)
         return ref is not None and ref.path == "device"
@@ -70,7 +73,7 @@ class MethodsPass(PortPass):
         if method in _names.NOT_PORTABLE:
             self.report(original_node, _names.NOT_PORTABLE[method])
             return updated_node
-        new_receiver = updated_node.func.value
+        new_receiver = cst.ensure_type(updated_node.func, cst.Attribute).value
         if method in ("cuda", "cpu") or (method == "to" and self._only_device(original_node)):
             return bare(new_receiver).with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)
         self._check_exists(original_node, method)

@@ -30,6 +30,7 @@ from libcst.metadata import Assignment, BuiltinAssignment
 from . import _names
 from ._context import (
     PortPass,
+    assign_target,
     assigned_in_order,
     bare,
     expr,
@@ -44,6 +45,8 @@ __all__ = ["TrainingPass"]
 
 _DROPPED_KWARGS = ("retain_graph",)
 _KEPT_KWARGS = ("inputs",)
+# A statement with its `leading_lines` (libcst's BaseStatement has exactly these two kinds).
+_Statement = cst.SimpleStatementLine | cst.BaseCompoundStatement
 
 
 @dataclass
@@ -53,7 +56,7 @@ class _Plan:
     backward: int            # index of the `.backward()` statement
     included: list[int]      # indices of the forward slice, in order
     anchor: int              # where the new statements go (the backward or the last slice line)
-    new: list[cst.BaseStatement]
+    new: list[_Statement]
 
 
 class _Unconvertible(Exception):
@@ -122,7 +125,7 @@ class TrainingPass(PortPass):
 
     def _plan(self, block: cst.CSTNode, old: list, new: list, b: int, call: cst.Call) -> _Plan:
         kwargs = self._backward_kwargs(call)
-        loss_expr = call.func.value
+        loss_expr = _backward_loss(old[b])
         diff = self._diff_flags(old[:b])
         needed = names_read(loss_expr)
         included: list[int] = []
@@ -137,7 +140,7 @@ class TrainingPass(PortPass):
             included.insert(0, k)
             needed = (needed - _definite(old[k])) | _free_reads(old[k])
         if not included and self._touches_model(loss_expr):
-            fn = cst.Lambda(params=cst.Parameters(), body=bare(_backward_call(new[b]).func.value))
+            fn = cst.Lambda(params=cst.Parameters(), body=bare(_backward_loss(new[b])))
             return _Plan(b, [], b, [new[b].with_changes(body=[cst.Expr(_jm_backward(fn, kwargs))])])
         loss_names = names_read(loss_expr) & set().union(*[names_assigned(old[k]) for k in included])
         if not included or not loss_names:
@@ -164,7 +167,8 @@ class TrainingPass(PortPass):
 
     # ---- which statements run the model -------------------------------------------------------
     def _diff_flags(self, stmts: list) -> list[bool]:
-        flags, produced = [], set()
+        flags: list[bool] = []
+        produced: set[str] = set()
         for stmt in stmts:
             flag = bool(names_read(stmt) & produced) or self._touches_model(stmt)
             if flag:
@@ -318,11 +322,11 @@ class TrainingPass(PortPass):
         params = _params([old[k] for k in included], set(made))
         # read afterwards, or carried to the next iteration of a loop (a parameter it rebinds)
         aux = [n for n in made if (n in outside or n in params) and n != loss_name]
-        new_loss = _backward_call(new[b]).func.value
+        new_loss = _backward_loss(new[b])
         first = new[included[0]]
         if not aux and not params and self._inlinable(old, included, loss_expr, outside):
-            body = self._inline([new[k] for k in included], new_loss, loss_name)
-            call = _jm_backward(cst.Lambda(params=cst.Parameters(), body=body), kwargs)
+            inlined = self._inline([new[k] for k in included], new_loss, loss_name)
+            call = _jm_backward(cst.Lambda(params=cst.Parameters(), body=inlined), kwargs)
             small = cst.Assign([cst.AssignTarget(cst.Name(loss_name))], call) if loss_name else cst.Expr(call)
             line = new[included[-1]].with_changes(body=[small])
             leading = [*first.leading_lines,
@@ -341,19 +345,20 @@ class TrainingPass(PortPass):
                              body=cst.IndentedBlock(body), leading_lines=first.leading_lines)
         ref = cst.Name(fn_name) if not params else expr(f"lambda: {fn_name}({', '.join(params)})")
         call = _jm_backward(ref, [*kwargs, *([_kwarg("has_aux", "True")] if aux else [])])
+        target: str | None
         if loss_name is not None:
             target = f"{loss_name}, {_names_code(aux)}" if aux else loss_name
         else:
             target = f"_, {_names_code(aux)}" if aux else None
-        small = cst.Expr(call) if target is None else cst.Assign([cst.AssignTarget(expr(target))], call)
+        small = cst.Expr(call) if target is None else cst.Assign([assign_target(expr(target))], call)
         return [fn, cst.SimpleStatementLine([small])]
 
     def _inlinable(self, old: list, included: list[int], loss_expr: cst.BaseExpression,
                    outside: set[str]) -> bool:
         stmts = [old[k] for k in included]
-        if not all(_single_name_assign(s) for s in stmts):
+        targets = [t for t in map(_single_name_assign, stmts) if t is not None]
+        if len(targets) != len(stmts):
             return False
-        targets = [_single_name_assign(s) for s in stmts]
         if isinstance(loss_expr, cst.Name):
             if loss_expr.value != targets[-1]:
                 return False
@@ -373,7 +378,7 @@ class TrainingPass(PortPass):
         return True
 
     def _inline(self, stmts: list, loss_expr: cst.BaseExpression, loss_name: str | None) -> cst.BaseExpression:
-        values = {_single_name_assign(s): s.body[0].value for s in stmts}
+        values = {name: s.body[0].value for s in stmts if (name := _single_name_assign(s)) is not None}
         result = values.pop(loss_name) if loss_name is not None else loss_expr
         for _ in range(len(values) + 1):
             result = result.visit(_Substitute(values))
@@ -431,6 +436,14 @@ def _backward_call(stmt: cst.CSTNode) -> cst.Call | None:
     if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and call.func.attr.value == "backward":
         return call
     return None
+
+
+def _backward_loss(stmt: cst.CSTNode) -> cst.BaseExpression:
+    """`E` of the statement `E.backward(...)` (one `_backward_call` accepts)."""
+    call = _backward_call(stmt)
+    if call is None:
+        raise ValueError(f"_backward_loss: expected an `E.backward(...)` statement, got {type(stmt).__name__}")
+    return cst.ensure_type(call.func, cst.Attribute).value
 
 
 def _branches(stmt: cst.CSTNode) -> list[list]:
@@ -492,7 +505,7 @@ def _is_assignment_line(stmt: cst.CSTNode) -> bool:
         isinstance(s, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Pass)) for s in stmt.body)
 
 
-def _inner_statements(stmt: cst.CSTNode) -> list:
+def _inner_statements(stmt: cst.If | cst.With) -> list:
     out = []
     blocks = [stmt.body]
     orelse = getattr(stmt, "orelse", None)
