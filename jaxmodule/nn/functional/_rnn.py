@@ -38,9 +38,8 @@ def _step(mode: str, xi: jax.Array, hh: jax.Array, h: jax.Array, c: jax.Array | 
     if mode == "RNN_RELU":
         return jax.nn.relu(xi + hh), None
     if mode == "LSTM":
-        i, f, g, o = jnp.split(xi + hh, 4, axis=-1)
-        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new
+        assert c is not None, "an LSTM step needs the cell state"
+        return _lstm_step(xi, hh, c)
     # GRU
     xr, xz, xn = jnp.split(xi, 3, axis=-1)
     hr, hz, hn = jnp.split(hh, 3, axis=-1)
@@ -48,6 +47,13 @@ def _step(mode: str, xi: jax.Array, hh: jax.Array, h: jax.Array, c: jax.Array | 
     z = jax.nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * hn)
     return (1 - z) * n + z * h, None
+
+
+def _lstm_step(xi: jax.Array, hh: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`_step` for LSTM (gates i, f, g, o): the new hidden and cell states."""
+    i, f, g, o = jnp.split(xi + hh, 4, axis=-1)
+    c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new
 
 
 def rnn_tanh_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None) -> jax.Array:
@@ -66,8 +72,7 @@ def lstm_cell(input: Any, hx: Sequence[Any], w_ih: Any, w_hh: Any, b_ih: Any = N
               b_hh: Any = None) -> tuple[jax.Array, jax.Array]:
     """One LSTM step (gates i, f, g, o); `hx = (h, c)`; returns `(h', c')`."""
     x, h, c = unwrap(input), unwrap(hx[0]), unwrap(hx[1])
-    h_new, c_new = _step("LSTM", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, c)
-    return h_new, c_new
+    return _lstm_step(_lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), c)
 
 
 def gru_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None) -> jax.Array:
@@ -191,7 +196,8 @@ def rnn_forward(
             f"{ndir} direction(s), got {len(weights)}")
 
     lens = None if lengths is None else jnp.asarray(unwrap(lengths))
-    h_n, c_n = [], []
+    h_n: list[jax.Array] = []
+    c_n: list[jax.Array] = []
     for layer in range(num_layers):
         params = []
         for d in range(ndir):
@@ -201,9 +207,9 @@ def rnn_forward(
             w_hr = ws[-1] if proj_size > 0 else None
             params.append((w_ih, w_hh, b_ih, b_hh, w_hr))
         sl = slice(layer * ndir, (layer + 1) * ndir)
-        x, hl, cl = _layer(mode, x, h0[sl], c0[sl] if lstm else None, params, lens)
+        x, hl, cl = _layer(mode, x, h0[sl], c0[sl] if c0 is not None else None, params, lens)
         h_n.append(hl)
-        if lstm:
+        if cl is not None:  # LSTM
             c_n.append(cl)
         if train and dropout > 0.0 and layer < num_layers - 1:
             x = _dropout(x, float(dropout))

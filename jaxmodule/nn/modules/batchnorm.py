@@ -121,9 +121,8 @@ class _BatchNorm(_NormBase):
         factor: Any = 0.0 if self.momentum is None else self.momentum
         nbt = self.num_batches_tracked
         if self.training and self.track_running_stats and nbt is not None:
-            # Module.__setattr__ puts the new array into the cell `nbt` (a cell's arithmetic is
-            # installed at import time, so mypy does not see Buffer.__add__)
-            self.num_batches_tracked = nbt + 1  # type: ignore[operator, assignment]
+            # Module.__setattr__ puts the new array into the cell `nbt`
+            self.num_batches_tracked = nbt + 1  # type: ignore[assignment]
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / nbt._value
         # Batch statistics in training mode, and in eval mode when there are no running stats.

@@ -110,7 +110,8 @@ class RNNBase(Module):
             layer_input = input_size if layer == 0 else real_hidden * num_directions
             for direction in range(num_directions):
                 suffix = "_reverse" if direction == 1 else ""
-                shapes = [("weight_ih", (gate_size, layer_input)), ("weight_hh", (gate_size, real_hidden))]
+                shapes: list[tuple[str, tuple[int, ...]]] = [
+                    ("weight_ih", (gate_size, layer_input)), ("weight_hh", (gate_size, real_hidden))]
                 if bias:
                     shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
                 if proj_size > 0:
@@ -146,7 +147,7 @@ class RNNBase(Module):
             init.uniform_(weight, -stdv, stdv)
 
     def check_input(self, input: Any, batch_sizes: Any) -> None:
-        w_dtype = self._flat_weights[0].dtype
+        w_dtype = self._flat_weights[0].dtype  # type: ignore[union-attr]  # weight_ih_l0 is always there
         if input.dtype != w_dtype:
             raise ValueError(
                 f"RNN input dtype ({input.dtype}) does not match weight dtype ({w_dtype}). "
@@ -366,14 +367,14 @@ class LSTM(RNNBase):
         num_directions = 2 if self.bidirectional else 1
         return (self.num_layers * num_directions, mini_batch, self.hidden_size)
 
-    def check_forward_args(self, input: Any, hidden: Any, batch_sizes: Any) -> None:  # type: ignore[override]
+    def check_forward_args(self, input: Any, hidden: Any, batch_sizes: Any) -> None:
         self.check_input(input, batch_sizes)
         self.check_hidden_size(hidden[0], self.get_expected_hidden_size(input, batch_sizes),
                                "Expected hidden[0] size {}, got {}")
         self.check_hidden_size(hidden[1], self.get_expected_cell_size(input, batch_sizes),
                                "Expected hidden[1] size {}, got {}")
 
-    def permute_hidden(self, hx: Any, permutation: Any) -> Any:  # type: ignore[override]
+    def permute_hidden(self, hx: Any, permutation: Any) -> Any:
         if permutation is None:
             return hx
         return jnp.take(hx[0], permutation, axis=1), jnp.take(hx[1], permutation, axis=1)
