@@ -8,8 +8,10 @@ flattened input, so gradients reach both the input and the grid.
 
 from __future__ import annotations
 
+import functools
+import operator
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -119,15 +121,17 @@ def _pad_coords(coord: Any, size: int, padding_mode: str, align_corners: bool) -
     return coord
 
 
+def _fold(op: Callable[[Any, Any], Any], terms: Sequence[Any]) -> Any:
+    """`op` applied left to right over `terms` (at least one), with no neutral start value."""
+    return functools.reduce(op, terms)
+
+
 def _gather(flat: Any, sizes: Sequence[int], idx: Sequence[Any]) -> tuple[jax.Array, jax.Array]:
     """Values of flat (N, C, P) at integer coords idx (each (N, Q), spatial order) and an in-bounds mask."""
-    inside = None
-    lin = None
-    for n, i in zip(sizes, idx):
-        ok = (i >= 0) & (i < n)
-        inside = ok if inside is None else inside & ok
-        ic = jnp.clip(i, 0, n - 1)
-        lin = ic if lin is None else lin * n + ic
+    inside = _fold(operator.and_, [(i >= 0) & (i < n) for n, i in zip(sizes, idx)])
+    lin = jnp.clip(idx[0], 0, sizes[0] - 1)
+    for n, i in zip(sizes[1:], idx[1:]):
+        lin = lin * n + jnp.clip(i, 0, n - 1)
     vals = jnp.take_along_axis(flat, lin[:, None, :], axis=2)
     return vals, inside[:, None, :]
 
@@ -192,17 +196,16 @@ def grid_sample(input: Any, grid: Any, mode: str = "bilinear", padding_mode: str
         h, w = sizes
         y0, x0 = jnp.floor(coords[0]), jnp.floor(coords[1])
         wy, wx = _cubic_weights(coords[0] - y0), _cubic_weights(coords[1] - x0)
-        out = None
+        rows = []
         for i in range(4):
             yi = _pad_coords(y0 - 1 + i, h, padding_mode, align_corners)
-            row = None
+            terms = []
             for j in range(4):
                 xj = _pad_coords(x0 - 1 + j, w, padding_mode, align_corners)
                 vals, ok = _gather(flat, sizes, [yi.astype(jnp.int32), xj.astype(jnp.int32)])
-                term = jnp.where(ok, vals, 0) * wx[j][:, None, :]
-                row = term if row is None else row + term
-            out = row * wy[i][:, None, :] if out is None else out + row * wy[i][:, None, :]
-        return out.reshape(n, c, *out_shape)
+                terms.append(jnp.where(ok, vals, 0) * wx[j][:, None, :])
+            rows.append(_fold(operator.add, terms) * wy[i][:, None, :])
+        return _fold(operator.add, rows).reshape(n, c, *out_shape)
     coords = [_pad_coords(co, s, padding_mode, align_corners) for co, s in zip(coords, sizes)]
     if mode == "nearest":
         idx = [jnp.round(co).astype(jnp.int32) for co in coords]  # round half to even, as nearbyint
@@ -210,14 +213,10 @@ def grid_sample(input: Any, grid: Any, mode: str = "bilinear", padding_mode: str
         return jnp.where(ok, vals, 0).reshape(n, c, *out_shape)
     lows = [jnp.floor(co) for co in coords]
     fracs = [co - lo for co, lo in zip(coords, lows)]
-    out = None
+    terms = []
     for corner in np.ndindex(*(2,) * nd):
         idx = [(lo + k).astype(jnp.int32) for lo, k in zip(lows, corner)]
-        weight = None
-        for fr, k in zip(fracs, corner):
-            wd = fr if k else 1 - fr
-            weight = wd if weight is None else weight * wd
+        weight = _fold(operator.mul, [fr if k else 1 - fr for fr, k in zip(fracs, corner)])
         vals, ok = _gather(flat, sizes, idx)
-        term = jnp.where(ok, vals, 0) * weight[:, None, :]
-        out = term if out is None else out + term
-    return out.reshape(n, c, *out_shape)
+        terms.append(jnp.where(ok, vals, 0) * weight[:, None, :])
+    return _fold(operator.add, terms).reshape(n, c, *out_shape)
