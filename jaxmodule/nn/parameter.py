@@ -32,6 +32,12 @@ from .._tensor import META_DATA_ERROR, as_array, cell_value
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from ._cell_methods import CellTensorMethods as _TensorMethods
+else:
+    # torch.Tensor's methods are installed on _TensorCell at import (install_tensor_methods, at
+    # the end of this file); _cell_methods.py declares them for the type checker only.
+    _TensorMethods = object
+
 __all__ = ["Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer", "is_lazy"]
 
 
@@ -69,7 +75,7 @@ def _meta_repr(v: Any, extra: str = "") -> str:
 
 
 @register_cell_class
-class _TensorCell:
+class _TensorCell(_TensorMethods):
     """Shared array behaviour of Parameter and Buffer (torch.Tensor's role)."""
 
     __slots__ = ("_value", "_grad", "__dict__", "__weakref__")
@@ -152,7 +158,8 @@ class _TensorCell:
         return True
 
     # torch.Tensor's methods (size, dim, view, transpose, sum, to, float, ...): installed from
-    # jaxmodule.Tensor, see the "torch.Tensor methods" block at the end of this file.
+    # jaxmodule.Tensor, see the "torch.Tensor methods" block at the end of this file; the type
+    # checker reads their declarations in nn/_cell_methods.py (the base class, for it only).
 
     def __getitem__(self, idx: Any) -> jax.Array:
         return self._value[_unwrap(idx)]
@@ -313,6 +320,7 @@ class _TensorCell:
     # ---- operators: results are plain jax arrays, as torch's are plain Tensors ---------------
     # Each calls the held array's own operator, so an unsupported operand still gets
     # NotImplemented and Python tries the other side, as it would with the array itself.
+
     def __add__(self, other: Any) -> jax.Array:
         return self._value.__add__(_unwrap(other))
 
@@ -429,6 +437,7 @@ class _TensorCell:
 
     # ---- in-place operators: `p += x` replaces the held array and keeps the cell, as torch's
     # in-place ops keep the tensor; a result of a higher dtype kind raises (see `_set_result`).
+
     def __iadd__(self, other: Any) -> Self:
         return self._set_result(self._value + _unwrap(other))
 
@@ -461,6 +470,7 @@ class _TensorCell:
 
     # ---- element-wise in-place methods: the cell holds `f(self)` afterwards and is returned;
     # an integer cell whose result is float raises, as in torch.
+
     def exp_(self) -> Self:
         """In-place `exp`, as `torch.Tensor.exp_`."""
         return self._set_result(jnp.exp(self._value))
@@ -756,6 +766,12 @@ def install_tensor_methods(methods: dict[str, Any]) -> None:
     for name, fn in methods.items():
         if name not in _TensorCell.__dict__:
             setattr(_TensorCell, name, fn)
+            INSTALLED_TENSOR_METHODS[name] = fn
+
+
+# What was installed, by name: the type checker's declarations in nn/_cell_methods.py are generated
+# from it (scripts/gen_cell_methods.py) and tests/nn/test_parameter_methods_visible.py compares the two.
+INSTALLED_TENSOR_METHODS: dict[str, Callable[..., Any]] = {}
 
 
 # The public functions of `jaxmodule.nn.init`, which declares them here when it is imported (it
