@@ -87,14 +87,16 @@ def _fractional(nd: int, fn: str, input: Any, kernel_size: Any, output_size: Any
                            f"got {list(u.shape)}")
     # torch's sample order: 2D uses [0] for width and [1] for height; 3D uses (T, H, W)
     order = (1, 0) if nd == 2 else (0, 1, 2)
-    lin = None
+    positions = []
     for d in range(nd):
         st = _starts(u[..., order[d]], size[d], out[d], k[d])  # (N, C, o_d)
         pos = st[..., :, None] + jnp.arange(k[d])  # (N, C, o_d, k_d)
         shape = [batch, planes] + [1] * (2 * nd)
         shape[2 + d], shape[2 + nd + d] = out[d], k[d]
-        pos = pos.reshape(shape)
-        lin = pos if lin is None else lin * size[d] + pos
+        positions.append(pos.reshape(shape))
+    lin = positions[0]
+    for d in range(1, nd):
+        lin = lin * size[d] + positions[d]
     lin = jnp.broadcast_to(lin, (batch, planes, *out, *k)).reshape(batch, planes, -1)
     vals = jnp.take_along_axis(x.reshape(batch, planes, -1), lin, axis=2)
     vals = vals.reshape(batch, planes, *out, -1)

@@ -7,6 +7,8 @@ unchanged and doubled sizes), then applied one spatial dimension at a time with 
 
 from __future__ import annotations
 
+import functools
+import operator
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -227,19 +229,17 @@ def _resample(x: Any, axis: int, idx: np.ndarray, weights: np.ndarray | None) ->
         return jnp.take(x, jnp.asarray(idx[:, 0]), axis=axis)
     shape = [1] * x.ndim
     shape[axis] = idx.shape[0]
-    out = None
-    for t in range(idx.shape[1]):
-        term = jnp.take(x, jnp.asarray(idx[:, t]), axis=axis) * jnp.asarray(weights[:, t], x.dtype).reshape(shape)
-        out = term if out is None else out + term
-    return out
+    terms = [jnp.take(x, jnp.asarray(idx[:, t]), axis=axis) * jnp.asarray(weights[:, t], x.dtype).reshape(shape)
+             for t in range(idx.shape[1])]
+    return functools.reduce(operator.add, terms)  # t = 0, 1, ... summed left to right
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def interpolate(input: Any, size: int | Sequence[int] | None = None,
-                scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
+def interpolate(input: Any, size: int | list[int] | tuple[int, ...] | None = None,
+                scale_factor: float | list[float] | tuple[float, ...] | None = None, mode: str = "nearest",
                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
                 antialias: bool = False) -> jax.Array:
     """Resample the spatial dims to `size` or by `scale_factor`. Mirrors `torch.nn.functional.interpolate`.
@@ -264,8 +264,7 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
         if align_corners is not None:
             raise ValueError("align_corners option can only be set with the interpolating modes: "
                              "linear | bilinear | bicubic | trilinear")
-    elif align_corners is None:
-        align_corners = False
+    aligned = bool(align_corners)  # None (the default) is False
     nd = x.ndim - 2
     if size is not None and scale_factor is not None:
         raise ValueError("only one of size or scale_factor should be defined")
@@ -284,7 +283,7 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
             out_size = [int(v) for v in size]
         else:
             out_size = [int(size)] * nd
-        scales: list[float | None] = [None] * nd
+        scales: Sequence[float | None] = [None] * nd
     elif scale_factor is not None:
         if isinstance(scale_factor, (list, tuple)):
             if len(scale_factor) != nd:
@@ -293,10 +292,11 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
                     f"input with spatial dimensions of {list(x.shape[2:])} and scale_factor of shape "
                     f"{scale_factor}. Please provide input tensor in (N, C, d1, d2, ...,dK) format and "
                     "scale_factor in (s1, s2, ...,sK) format.")
-            scales = [float(s) for s in scale_factor]
+            factors = [float(s) for s in scale_factor]
         else:
-            scales = [float(scale_factor)] * nd
-        out_size = [int(n * s) for n, s in zip(x.shape[2:], scales)]
+            factors = [float(scale_factor)] * nd
+        out_size = [int(n * s) for n, s in zip(x.shape[2:], factors)]
+        scales = factors
     else:
         raise ValueError("either size or scale_factor should be defined")
     if recompute_scale_factor and size is not None:
@@ -330,19 +330,19 @@ def interpolate(input: Any, size: int | Sequence[int] | None = None,
     for i in reversed(range(nd)):  # last dim first, as torch's separable kernels do
         n, o, s = x.shape[2 + i], out_size[i], scales[i]
         if antialias:
-            idx, w = _antialias_taps(n, o, s, align_corners, mode)
+            idx, w = _antialias_taps(n, o, s, aligned, mode)
         elif mode in ("nearest", "nearest-exact"):
             idx, w = _nearest_taps(n, o, s, mode == "nearest-exact", nd == 2)
         elif mode == "bicubic":
-            idx, w = _cubic_taps(n, o, s, align_corners)
+            idx, w = _cubic_taps(n, o, s, aligned)
         else:
-            idx, w = _linear_taps(n, o, s, align_corners)
+            idx, w = _linear_taps(n, o, s, aligned)
         x = _resample(x, 2 + i, idx, w)
     return x.astype(dtype)
 
 
-def upsample(input: Any, size: int | Sequence[int] | None = None,
-             scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
+def upsample(input: Any, size: int | list[int] | tuple[int, ...] | None = None,
+             scale_factor: float | list[float] | tuple[float, ...] | None = None, mode: str = "nearest",
              align_corners: bool | None = None) -> jax.Array:
     """Deprecated alias of `interpolate` (warns, as torch does). Mirrors `torch.nn.functional.upsample`."""
     warnings.warn("`nn.functional.upsample` is deprecated. Use `nn.functional.interpolate` instead.",
@@ -350,7 +350,7 @@ def upsample(input: Any, size: int | Sequence[int] | None = None,
     return interpolate(input, size, scale_factor, mode, align_corners)
 
 
-def upsample_nearest(input: Any, size: int | Sequence[int] | None = None,
+def upsample_nearest(input: Any, size: int | list[int] | tuple[int, ...] | None = None,
                      scale_factor: float | None = None) -> jax.Array:
     """Deprecated: `interpolate(..., mode='nearest')`. Mirrors torch."""
     warnings.warn("`nn.functional.upsample_nearest` is deprecated. Use `nn.functional.interpolate` instead.",
@@ -358,8 +358,8 @@ def upsample_nearest(input: Any, size: int | Sequence[int] | None = None,
     return interpolate(input, size, scale_factor, mode="nearest")
 
 
-def upsample_bilinear(input: Any, size: int | Sequence[int] | None = None,
-                      scale_factor: float | Sequence[float] | None = None) -> jax.Array:
+def upsample_bilinear(input: Any, size: int | list[int] | tuple[int, ...] | None = None,
+                      scale_factor: float | list[float] | tuple[float, ...] | None = None) -> jax.Array:
     """Deprecated: `interpolate(..., mode='bilinear', align_corners=True)`. Mirrors torch."""
     warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use `nn.functional.interpolate` instead.",
                   stacklevel=2)

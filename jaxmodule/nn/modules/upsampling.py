@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -26,7 +25,7 @@ class Upsample(Module):
     (1, 1, 4, 4)
     """
 
-    def __init__(self, size: int | Sequence[int] | None = None,
+    def __init__(self, size: int | list[int] | tuple[int, ...] | None = None,
                  scale_factor: float | tuple[float, ...] | None = None, mode: str = "nearest",
                  align_corners: bool | None = None, recompute_scale_factor: bool | None = None) -> None:
         super().__init__()
@@ -60,7 +59,7 @@ class Upsample(Module):
 class UpsamplingNearest2d(Upsample):
     """2D nearest-neighbour upsampling. Mirrors `torch.nn.UpsamplingNearest2d`."""
 
-    def __init__(self, size: int | Sequence[int] | None = None,
+    def __init__(self, size: int | list[int] | tuple[int, ...] | None = None,
                  scale_factor: float | tuple[float, ...] | None = None) -> None:
         super().__init__(size, scale_factor, mode="nearest")
 
@@ -68,6 +67,6 @@ class UpsamplingNearest2d(Upsample):
 class UpsamplingBilinear2d(Upsample):
     """2D bilinear upsampling with `align_corners=True`. Mirrors `torch.nn.UpsamplingBilinear2d`."""
 
-    def __init__(self, size: int | Sequence[int] | None = None,
+    def __init__(self, size: int | list[int] | tuple[int, ...] | None = None,
                  scale_factor: float | tuple[float, ...] | None = None) -> None:
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
