@@ -17,7 +17,8 @@ from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvide
 from ._kinds import Kinds
 
 __all__ = ["LIBS", "LibRef", "Aliases", "PortState", "PortPass", "dotted", "local_name", "expr", "bare",
-           "parenthesize", "assign_target", "names_read", "name_counts", "assigned_in_order", "names_assigned", "statements"]
+           "parenthesize", "assign_target", "names_read", "name_counts", "assigned_in_order",
+           "names_assigned", "statements"]
 
 LIBS = ("torch", "jaxmodule")
 

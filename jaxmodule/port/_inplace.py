@@ -26,8 +26,8 @@ from ._methods import tensor_method_call
 
 __all__ = ["InplacePass"]
 
-_OPERATORS: dict[str, Callable[[], cst.BaseBinaryOp]] = {"add_": cst.Add, "sub_": cst.Subtract, "mul_": cst.Multiply, "div_": cst.Divide,
-              "pow_": cst.Power}
+_OPERATORS: dict[str, Callable[[], cst.BaseBinaryOp]] = {
+    "add_": cst.Add, "sub_": cst.Subtract, "mul_": cst.Multiply, "div_": cst.Divide, "pow_": cst.Power}
 _AUG_METHODS = {cst.AddAssign: "add", cst.SubtractAssign: "subtract", cst.MultiplyAssign: "multiply",
                 cst.DivideAssign: "divide", cst.PowerAssign: "power"}
 

@@ -302,7 +302,8 @@ class Kinds:
                     return tuple(self.element_of(a) for a in args)
             if isinstance(func, cst.Attribute):
                 method = func.attr.value
-                per_method: dict[str, KindTree] = {"parameters": Kind.PARAM, "named_parameters": (Kind.PY, Kind.PARAM),
+                per_method: dict[str, KindTree]
+                per_method = {"parameters": Kind.PARAM, "named_parameters": (Kind.PY, Kind.PARAM),
                               "buffers": Kind.TENSOR, "named_buffers": (Kind.PY, Kind.TENSOR),
                               "modules": Kind.MODULE, "children": Kind.MODULE,
                               "named_modules": (Kind.PY, Kind.MODULE),
