@@ -19,6 +19,7 @@ from ..._random import next_key
 from .. import functional as F
 from ..functional._utils import unwrap
 from ..modules.module import Module
+from ..parameter import Buffer
 from . import parametrize
 
 __all__ = ["orthogonal", "spectral_norm", "weight_norm"]
@@ -82,6 +83,11 @@ def weight_norm(module: Module, name: str = "weight", dim: int = 0) -> Module:
 class _SpectralNorm(Module):
     """`weight / sigma`, sigma estimated by power iteration on the buffers `_u` and `_v`."""
 
+    # Registered by __init__ for a weight of 2+ dims; annotations only, no class values, so
+    # Module.__getattr__ still finds the buffers.
+    _u: Buffer
+    _v: Buffer
+
     def __init__(self, weight: Any, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12) -> None:
         super().__init__()
         w = unwrap(weight)
@@ -116,8 +122,9 @@ class _SpectralNorm(Module):
         for _ in range(n_power_iterations):
             u = F.normalize(weight_mat @ v, dim=0, eps=self.eps)
             v = F.normalize(jnp.conj(weight_mat).T @ u, dim=0, eps=self.eps)
-        self._u = u
-        self._v = v
+        # Module.__setattr__ puts the new arrays into the buffers' cells
+        self._u = u  # type: ignore[assignment]
+        self._v = v  # type: ignore[assignment]
 
     def forward(self, weight: Any) -> jax.Array:
         w = unwrap(weight)
@@ -208,13 +215,13 @@ def _householder_product(a: jax.Array, tau: jax.Array) -> jax.Array:
     return jax.lax.fori_loop(0, k, apply_reflector, q0)
 
 
-def _geqrf(a: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+def _geqrf(q: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """LAPACK geqrf (real): R on and above the diagonal, Householder vectors below, and the taus.
 
     Eager numpy (used only in `right_inverse`, which torch also runs without gradient); JAX has
     no public geqrf.
     """
-    a = np.array(a, dtype=np.float64)
+    a = np.array(q, dtype=np.float64)
     m, n = a.shape[-2], a.shape[-1]
     taus = np.zeros((*a.shape[:-2], min(m, n)))
     for b in np.ndindex(*a.shape[:-2]):
@@ -296,8 +303,8 @@ class _Orthogonal(Module):
             idx = np.arange(min(n, k))
             diag = np.sign(a[..., idx, idx])
             a[..., idx, idx] = np.where(tau == 0.0, -diag, diag)
-            a = jnp.asarray(a, q.dtype)
-            return jnp.swapaxes(a, -1, -2) if transpose else a
+            r = jnp.asarray(a, q.dtype)
+            return jnp.swapaxes(r, -1, -2) if transpose else r
         if n == k:
             q = q if _is_orthogonal(q) else _make_orthogonal(q)
         else:

@@ -19,7 +19,7 @@ import collections.abc
 import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeGuard
 
 import jax
 import numpy as np
@@ -52,7 +52,7 @@ def cached() -> Iterator[None]:
             _cache = {}
 
 
-def _is_tensor(x: Any) -> bool:
+def _is_tensor(x: Any) -> TypeGuard[jax.Array | _TensorCell | np.ndarray]:
     """torch's `isinstance(x, Tensor)`: a jax array (tracers included) or a Parameter/Buffer."""
     return isinstance(x, (jax.Array, _TensorCell, np.ndarray))
 
@@ -102,7 +102,7 @@ class ParametrizationList(ModuleList):
                              f"Got {type(new).__name__}")
         self.is_tensor = _is_tensor(new)
         self.ntensors = 1 if self.is_tensor else len(new)
-        if self.is_tensor:
+        if _is_tensor(new):  # self.is_tensor, written so that mypy narrows `new`
             if original.dtype != new.dtype:
                 raise ValueError("When `right_inverse` outputs one tensor, it may not change the dtype.\n"
                                  f"original.dtype: {original.dtype}\nright_inverse(original).dtype: {new.dtype}")
