@@ -153,8 +153,9 @@ def _full_value(shape: tuple, dt: Any, val: Any) -> jax.Array:
     return jnp.full(shape, val, dt)
 
 
-def _eye_value(shape: tuple, dt: Any) -> jax.Array:
-    return jnp.eye(*shape, dtype=dt)
+def _eye_value(shape: tuple[int, int], dt: Any) -> jax.Array:
+    rows, cols = shape
+    return jnp.eye(rows, cols, dtype=dt)
 
 
 def _orthogonal_value(shape: tuple, dt: Any, key: jax.Array, gain: float) -> jax.Array:
