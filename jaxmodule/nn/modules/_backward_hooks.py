@@ -171,6 +171,7 @@ class _Session:
             if self.grad_output is None or not self.full:
                 return tuple(_zero_like(c, a) for c, a in zip(cts, avals))
             packed: list = [None] * self.n_inputs
+            assert self.perturbed is not None  # set by fwd, which always runs before bwd
             for pos, ct, pert in zip(self.in_index, cts, self.perturbed):
                 if pert and not isinstance(ct, jax.custom_derivatives.SymbolicZero):
                     packed[pos] = ct
@@ -249,7 +250,7 @@ def _run_legacy_hooks(module: Any, hooks: list, grad_input: tuple, grad_output: 
         if len(out) != len(grad_input):
             raise RuntimeError(f"hook '{_hook_name(hook)}' has returned an incorrect number of values "
                                f"(got {len(out)}, but expected {len(grad_input)})")
-        new = []
+        new: list[jax.Array | None] = []
         for o, g in zip(out, grad_input):
             if g is None or o is None:
                 new.append(None)
@@ -328,8 +329,9 @@ class _LegacySession:
                 gi = tuple(next(it) if m else None for m in mask)
                 go = tuple(grad_output) + (None,) * go_extra
                 res = _run_legacy_hooks(self.module, self.hooks, gi, go)
+                # the present gradients: exactly the non-None `gi` (see `mask`)
                 return tuple(jnp.zeros_like(g) if r is None else r
-                             for r, g, m in zip(res, gi, mask) if m)
+                             for r, g in zip(res, gi) if g is not None)
 
             new = iter(_host_call(host, (present, self.grad_output), present))
             out = list(zeros)
@@ -372,8 +374,8 @@ def gate_view(sessions: list, y: Any, shape: tuple) -> Any:
 
 def swap_gated(pairs: tuple) -> Any:
     """Temporarily hold gated values in parameter cells (restored unless forward wrote the cell)."""
-    pairs = [(c, v) for c, v in pairs if c is not None]
-    return swapped([c for c, _ in pairs], [v for _, v in pairs], keep_written=True)
+    kept = [(c, v) for c, v in pairs if c is not None]
+    return swapped([c for c, _ in kept], [v for _, v in kept], keep_written=True)
 
 
 def input_and_params_rule(names: tuple, go_extra: int = 0) -> Callable:
@@ -480,10 +482,10 @@ def _full_hooks_forward(module: Any, args: tuple, kwargs: dict, full: list, pre:
     session = _Session(module, full, pre, len(args), in_index)
     if in_index:
         gated = session.input_gate(tuple(_unwrap(args[i]) for i in in_index))
-        args = list(args)
+        arg_list = list(args)
         for i, g in zip(in_index, gated):
-            args[i] = g
-        args = tuple(args)
+            arg_list[i] = g
+        args = tuple(arg_list)
     result = forward(*args, **kwargs)
     leaves, treedef, idx = _inexact_leaves(result)
     if not idx:
