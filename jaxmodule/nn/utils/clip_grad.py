@@ -35,7 +35,8 @@ def _value(x: Any) -> jax.Array:
 
 def _vector_norm(x: jax.Array, p: float) -> jax.Array:
     """torch.linalg.vector_norm over all elements (p = inf, -inf, 0 and any real p)."""
-    return jnp.linalg.vector_norm(jnp.ravel(x), ord=p)
+    # jax's hint says int | str, but vector_norm takes any real ord (inf, 2.5, ...) as torch does
+    return jnp.linalg.vector_norm(jnp.ravel(x), ord=p)  # type: ignore[arg-type]
 
 
 def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: bool = False,
