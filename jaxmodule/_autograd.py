@@ -11,13 +11,16 @@ parameters. Buffers, integer buffers and frozen parameters are constants. Works 
 from __future__ import annotations
 
 import functools
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
 
 from ._random import default_generator
-from ._swap import recording, swapped
+from ._swap import Recording, recording, swapped
+from .nn.functional._eager_jit import eager_trace
 from .nn.modules._pytree import module_cells
 from .nn.modules.module import Module
 from .nn.parameter import Parameter
@@ -167,6 +170,80 @@ def _read_parameters(fn: Callable, args: tuple, kwargs: dict) -> tuple[list, lis
     return params, side
 
 
+# Zero-argument `backward`, eagerly: the trainable parameters each loss function (keyed by its
+# code object, so a lambda written in a loop is one key) read on its last call. The next call
+# differentiates w.r.t. them in one pass while recording reads and writes, and keeps the result
+# only if the loss read no other trainable parameter; otherwise it runs the two-pass form (probe,
+# then differentiate). Weak references: the table keeps no parameter alive. Bounded, oldest out.
+_LAST_READ: OrderedDict[Any, list[weakref.ref]] = OrderedDict()
+_LAST_READ_SIZE = 256
+
+
+def _code_key(fn: Callable) -> Any:
+    code = getattr(fn, "__code__", None)
+    return code if code is not None else getattr(getattr(fn, "__func__", None), "__code__", None)
+
+
+def _remember(key: Any, params: list) -> None:
+    if key is None:
+        return
+    _LAST_READ[key] = [weakref.ref(p) for p in params]
+    _LAST_READ.move_to_end(key)
+    while len(_LAST_READ) > _LAST_READ_SIZE:
+        _LAST_READ.popitem(last=False)
+
+
+def _read_params(rec: Recording) -> list:
+    """The trainable parameters from outside the block that a recording saw read."""
+    return [c for i, c in rec.touched.items()
+            if isinstance(c, Parameter) and c.requires_grad and i not in rec.created]
+
+
+def _backward_one_pass(fn: Callable, guess: list, args: tuple, kwargs: dict,
+                       has_aux: bool) -> tuple[Any, Any, list, list] | None:
+    """Differentiate `fn` w.r.t. the parameters `guess`, recording what it reads and writes.
+
+    Returns (value, aux, parameters read, their gradients) with the written cells updated, or
+    None, with every cell as it was, when `fn` read a trainable parameter outside `guess`."""
+    diff_ids = {id(p) for p in guess}
+    originals = [p._value for p in guess]
+    found: dict[str, Any] = {}
+
+    def inner(values: list) -> tuple:
+        for c, v in zip(guess, values):
+            c._value = v
+        with recording(every=True) as rec:
+            found["rec"] = rec
+            out = fn(*args, **kwargs)
+            found["read"] = _read_params(rec)
+        value, aux = out if has_aux else (out, None)
+        side = [c for i, (c, _) in rec.written.items() if i not in diff_ids]
+        found["side"] = side
+        written = [None if c._value is v else jax.lax.stop_gradient(c._value) for c, v in zip(guess, values)]
+        return value, (aux, [c._value for c in side], written)
+
+    try:
+        (value, (aux, side_values, written)), grads = jax.value_and_grad(inner, has_aux=True)(originals)
+    finally:  # every cell as on entry; the new values are committed below once accepted
+        rec = found.get("rec")
+        for i, (c, old) in (rec.written.items() if rec is not None else ()):
+            if i not in diff_ids:
+                c._value = old
+        for c, v in zip(guess, originals):
+            c._value = v
+    read = found["read"]
+    if any(id(p) not in diff_ids for p in read):
+        return None
+    for c, v in zip(found["side"], side_values):
+        c._value = v
+    for c, v in zip(guess, written):
+        if v is not None:
+            c._value = v
+    read_ids = {id(p) for p in read}
+    kept = [(p, g) for p, g in zip(guess, grads) if id(p) in read_ids]
+    return value, aux, [p for p, _ in kept], [g for _, g in kept]
+
+
 def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None,
              has_aux: bool = False, **kwargs: Any) -> Any:
     """Torch-style backward: compute `fn(*args, **kwargs)` and add its gradient to each
@@ -204,8 +281,12 @@ def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None
         The loss, or `(loss, aux)` with `has_aux=True`.
 
     The zero-argument form finds the parameters by tracing `fn` once abstractly before
-    differentiating it, so Python side effects in `fn` (a print, appending to a list) happen
-    twice per call eagerly; under `jaxmodule.compile` both happen at trace time only.
+    differentiating it. Eagerly it then remembers them per loss function (its code, so a
+    `lambda` written inside the training loop counts as one): later calls differentiate w.r.t.
+    the remembered parameters in one pass and check, by recording reads, that `fn` read no other
+    (else the two passes run again). So Python side effects in `fn` (a print, appending to a
+    list) happen twice on the first call of a loss function and whenever the parameters it reads
+    change, once otherwise; under `jaxmodule.compile` they happen at trace time only.
 
     >>> import jax.numpy as jnp, jaxmodule
     >>> from jaxmodule import nn
@@ -219,7 +300,16 @@ def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None
     """
     modules = [a for a in args if isinstance(a, Module)]
     if inputs is None and not modules:
+        key = _code_key(fn) if eager_trace() else None  # traced (compile): one trace, no memory
+        refs = _LAST_READ.get(key) if key is not None else None
+        guess = [p for p in (r() for r in refs) if p is not None and p.requires_grad] if refs else None
+        done = _backward_one_pass(fn, guess, args, kwargs, has_aux) if guess is not None else None
+        if done is not None:
+            value, aux, params, grads = done
+            _accumulate(params, grads)
+            return (value, aux) if has_aux else value
         params, side = _read_parameters(fn, args, kwargs)
+        _remember(key, params)
     elif inputs is None:
         seen: set[int] = set()
         params = []
@@ -233,6 +323,11 @@ def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None
         params = [p for p in inputs if p.requires_grad]
         side = _side_cells(modules, {id(p) for p in params})
     value, aux, grads, _ = _differentiate(fn, params, side, {}, args, kwargs, has_aux=has_aux)
+    _accumulate(params, grads)
+    return (value, aux) if has_aux else value
+
+
+def _accumulate(params: list, grads: list) -> None:
+    """Add each gradient to its parameter's `.grad`, as torch's backward does."""
     for p, g in zip(params, grads):
         p.grad = g if p.grad is None else p.grad + g
-    return (value, aux) if has_aux else value

@@ -55,10 +55,11 @@ class Recording:
 
     `touched` holds cells whose array was concrete when read or written (state the traced code
     reached from outside its inputs); with `every=True` also cells holding tracers. `written`
-    maps each cell assigned during the block to its value before the first assignment.
+    maps each cell assigned during the block to its value before the first assignment; `created`
+    holds the ids of cells made inside the block (e.g. a jitted layer's unflattened copy).
     """
 
-    __slots__ = ("every", "compiling", "touched", "written", "saved", "deferred", "thread")
+    __slots__ = ("every", "compiling", "touched", "written", "created", "saved", "deferred", "thread")
 
     def __init__(self, every: bool, compiling: bool = False) -> None:
         self.every = every
@@ -66,6 +67,7 @@ class Recording:
         self.deferred: list[tuple[Any, Any, tuple, dict]] = []
         self.touched: dict[int, Any] = {}
         self.written: dict[int, tuple[Any, Any]] = {}
+        self.created: set[int] = set()
         self.saved: dict[int, tuple[Stateful, Transaction, Any]] = {}  # reported objects, as first seen
         self.thread = threading.get_ident()
 
@@ -126,6 +128,9 @@ class _RecordingSlot:
                 old = self.slot.__get__(obj, type(obj))
             except AttributeError:  # a cell being constructed: not state from outside
                 old = None
+                for rec in _active:
+                    if rec.thread == threading.get_ident():
+                        rec.created.add(id(obj))
             if old is not None:
                 for rec in _active:
                     if rec.thread != threading.get_ident():

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from ..._dtype import to_dtype
 from ..._random import next_key
+from ._eager_jit import jit_when_eager
 from ._utils import unwrap
 
 __all__ = [
@@ -319,13 +320,17 @@ def _softmax_impl(name: str, fn: Any, input: Array, dim: int | None, stacklevel:
         raise NotImplementedError(f"{name}: expected a floating-point input (or pass dtype=), got {x.dtype}")
     if dim is None:
         dim = _softmax_dim(name, x.ndim, stacklevel + 1)
-    d = _canonical_dim(dim, x.ndim)
+    return _softmax_apply(x, fn=fn, axis=_canonical_dim(dim, x.ndim))
+
+
+@jit_when_eager(static_argnames=("fn", "axis"))
+def _softmax_apply(x: Array, *, fn: Any, axis: int) -> Array:
+    """`fn(x, axis=axis)` (a softmax-family function), half precision accumulated in float32."""
     if x.ndim == 0:
         return fn(x[None], axis=0)[0]
-    out_dtype = x.dtype
-    if out_dtype in (jnp.float16, jnp.bfloat16):  # torch accumulates half precision in float32
-        return fn(x.astype(jnp.float32), axis=d).astype(out_dtype)
-    return fn(x, axis=d)
+    if x.dtype in (jnp.float16, jnp.bfloat16):  # torch accumulates half precision in float32
+        return fn(x.astype(jnp.float32), axis=axis).astype(x.dtype)
+    return fn(x, axis=axis)
 
 
 def softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
@@ -340,8 +345,11 @@ def softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: A
 
 def softmin(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
     """softmax(-x) along `dim`. Mirrors `torch.nn.functional.softmin`."""
-    return _softmax_impl("softmin", lambda v, axis: jax.nn.softmax(-v, axis=axis), input, dim,
-                         _stacklevel, dtype)
+    return _softmax_impl("softmin", _softmin, input, dim, _stacklevel, dtype)
+
+
+def _softmin(v: Array, axis: int) -> Array:  # module level: a static argument of a cached program
+    return jax.nn.softmax(-v, axis=axis)
 
 
 def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:

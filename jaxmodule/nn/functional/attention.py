@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._eager_jit import jit_when_eager
 from ._utils import unwrap
 from .dropout import dropout
 from .linear import linear
@@ -104,29 +105,38 @@ def scaled_dot_product_attention(
         if v.shape[-3] != hq:
             v = jnp.repeat(v, hq // v.shape[-3], axis=-3)
 
-    L, S = q.shape[-2], k.shape[-2]
+    mask = None if attn_mask is None else unwrap(attn_mask)
+    if mask is not None and mask.dtype != jnp.bool_ and mask.dtype != q.dtype:
+        raise RuntimeError(
+            "Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+            f"attn_mask.dtype: {mask.dtype} and query.dtype: {q.dtype} instead.")
     scale_f = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2)) * jnp.asarray(scale_f, q.dtype)
+    if dropout_p > 0.0:  # draws from the global generator: not one cached program
+        weights = _attention_weights(q, k, mask, is_causal=bool(is_causal), scale=scale_f)
+        return jnp.matmul(dropout(weights, float(dropout_p)), v)
+    return _attention(q, k, v, mask, is_causal=bool(is_causal), scale=scale_f)
 
+
+@jit_when_eager(static_argnames=("is_causal", "scale"))
+def _attention_weights(q: jax.Array, k: jax.Array, mask: jax.Array | None, *, is_causal: bool,
+                       scale: float) -> jax.Array:
+    """softmax(q @ k^T * scale + mask), masked rows 0; one cached program when eager."""
+    L, S = q.shape[-2], k.shape[-2]
+    scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2)) * jnp.asarray(scale, q.dtype)
     neg_inf = jnp.asarray(-jnp.inf, scores.dtype)
-    if attn_mask is not None:
-        mask = unwrap(attn_mask)
-        if mask.dtype == jnp.bool_:
-            scores = jnp.where(mask, scores, neg_inf)
-        elif mask.dtype == q.dtype:
-            scores = scores + mask
-        else:
-            raise RuntimeError(
-                "Expected attn_mask dtype to be bool or float or to match query dtype, but got "
-                f"attn_mask.dtype: {mask.dtype} and query.dtype: {q.dtype} instead.")
+    if mask is not None:
+        scores = jnp.where(mask, scores, neg_inf) if mask.dtype == jnp.bool_ else scores + mask
     if is_causal:
         causal = jnp.tril(jnp.ones((L, S), jnp.bool_))
         scores = jnp.where(causal, scores, neg_inf)
+    return _masked_softmax(scores)
 
-    weights = _masked_softmax(scores)
-    if dropout_p > 0.0:
-        weights = dropout(weights, float(dropout_p))
-    return jnp.matmul(weights, v)
+
+@jit_when_eager(static_argnames=("is_causal", "scale"))
+def _attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, *, is_causal: bool,
+               scale: float) -> jax.Array:
+    """The attention output without dropout; one cached program when eager."""
+    return jnp.matmul(_attention_weights(q, k, mask, is_causal=is_causal, scale=scale), v)
 
 
 def _canonical_mask(mask: Any, mask_name: str, other: Any, other_name: str, target_dtype: Any,

@@ -25,6 +25,7 @@ import numpy as np
 from jax.scipy.special import xlogy
 
 from ._ctc import ctc_loss
+from ._eager_jit import jit_when_eager
 from ._utils import reduce_loss, unwrap
 from .activation import log_softmax
 from .distance import pairwise_distance
@@ -295,6 +296,14 @@ def _reduce_nll(loss: Array, tw: Array, reduction: str, squeeze: bool) -> Array:
     return loss.sum() / tw.sum()
 
 
+@jit_when_eager(static_argnames=("ignore_index", "reduction", "squeeze"))
+def _nll_reduced(logp: Array, t: Array, w: Array | None, *, ignore_index: int, reduction: str,
+                 squeeze: bool) -> Array:
+    """The reduced NLL of checked (N, C, ...) log-probabilities; one cached program when eager."""
+    loss, tw, _ = _nll(logp, t, w, ignore_index, reduction)
+    return _reduce_nll(loss, tw, reduction, squeeze)
+
+
 def nll_loss(input: Array, target: Array, weight: Array | None = None,
              size_average: bool | None = None, ignore_index: int = -100,
              reduce: bool | None = None, reduction: str = "mean") -> Array:
@@ -316,8 +325,7 @@ def nll_loss(input: Array, target: Array, weight: Array | None = None,
         x, t = x[None], t.reshape(1)
     w = _class_weight(weight, x.shape[1])
     _check_targets_in_range(t, x.shape[1], ignore_index)
-    loss, tw, _ = _nll(x, t, w, ignore_index, reduction)
-    return _reduce_nll(loss, tw, reduction, squeeze)
+    return _nll_reduced(x, t, w, ignore_index=int(ignore_index), reduction=reduction, squeeze=squeeze)
 
 
 def cross_entropy(input: Array, target: Array, weight: Array | None = None,
@@ -366,9 +374,9 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None,
     if squeeze:
         logp, t = logp[None], t.reshape(1)
     _check_targets_in_range(t, n_classes, ignore_index)
-    loss, tw, valid = _nll(logp, t, w, ignore_index, reduction)
     if label_smoothing == 0:
-        return _reduce_nll(loss, tw, reduction, squeeze)
+        return _nll_reduced(logp, t, w, ignore_index=int(ignore_index), reduction=reduction, squeeze=squeeze)
+    loss, tw, valid = _nll(logp, t, w, ignore_index, reduction)
 
     # Label smoothing: (1 - ls) * nll + ls / C * (sum over classes of -w_c log p_c).
     lw = logp if w is None else logp * w.reshape((n_classes,) + (1,) * (logp.ndim - 2))

@@ -1,4 +1,4 @@
-"""Fast eager mode: a leaf layer's uncompiled call runs one cached `jax.jit` program.
+"""Fast eager mode: an uncompiled call of a pure layer runs one cached `jax.jit` program.
 
 Eagerly, every `jax.numpy` op in a forward is a separate dispatch (tens of microseconds each), and
 under eager autodiff (`jaxmodule.backward`, `jaxmodule.grad`) some ops (`lax.scan` in the RNNs)
@@ -10,20 +10,33 @@ attributes such as `training` or `eps`, parameter flags: `_pytree.ModuleTreeDef`
 shapes and dtypes, and the autocast state (a static argument). The module itself is never stored:
 the cache keeps no module alive.
 
+Your own module classes can declare themselves too (`@jaxmodule.nn.utils.pure_forward`, the same
+function): then a whole block (attention, MLP, the model) is one program per input shape, as long
+as every module inside it is declared pure as well (the built-in layers are). Python side effects
+in such a forward (a print, appending to a list) then happen only when a new program is traced:
+declare only forwards without them.
+
 The cached program is used only when all of these hold, else the plain forward runs:
 
 - the switch is on: `JAXMODULE_EAGER_JIT=0` in the environment (read at import) turns it off,
   `set_eager_jit(False)` at runtime;
 - the exact class registered (a subclass that overrides `forward` is not trusted) and its `when`
-  test passes (Dropout only when it draws nothing, BatchNorm only when it updates no statistics);
-- `forward` is not replaced on the instance;
+  test passes (Dropout only when it draws nothing, BatchNorm only when it updates no statistics),
+  and the same for every submodule, none of which has hooks (value checks of a submodule's
+  arguments, such as Embedding's index range, are skipped inside the parent's program, as in a
+  compiled step);
+- `forward` is not replaced on the instance (nor on a submodule);
 - the call is eager, or eager autodiff over eager values (`jax.grad` of a function calling the
   layer): under `jax.jit`, `jaxmodule.compile`, `vmap` or `eval_shape` the outer trace takes the
   layer as it always did;
 - every array leaf of the arguments is a `jax.Array` (Python numbers, numpy arrays and other
   objects keep their eager meaning) and every cell holds a real array (not the meta device).
 
-A trace failure falls back to the plain forward (which raises a user error as it always did); a
+Declarations are checked when a program is traced: a forward that writes any cell (a buffer, a
+KV cache), draws random numbers (the generator is a cell) or reads a cell that is not its own (a
+global Parameter, which the program would freeze) is not a pure forward; its class is dropped
+from the registry (with a warning for classes declared outside jaxmodule) and runs plainly. A
+trace failure falls back to the plain forward (which raises a user error as it always did); a
 class whose forward reads concrete values (a JAX tracer error) is not tried again.
 
 >>> import jax.numpy as jnp
@@ -40,21 +53,30 @@ False
 
 from __future__ import annotations
 
-import os
+import warnings
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
-from jax._src import core as _jax_core  # the current trace: eager or not (no public API)
-from jax._src.interpreters import ad as _jax_ad
 
+from ... import _structure
+from ..._swap import recording
 from ...amp import autocast_mode
+from ..functional._eager_jit import (
+    ENABLED,
+    all_arrays,
+    eager_trace,
+    is_eager_jit_enabled,
+    set_eager_jit,
+)
 from . import _pytree
 
-__all__ = ["ENABLED", "RULES", "SKIP", "register_pure_forward", "set_eager_jit", "is_eager_jit_enabled", "call"]
+__all__ = ["ENABLED", "RULES", "TREE_ONLY", "CHECKS", "SKIP", "register_pure_forward", "pure_forward", "set_eager_jit",
+           "is_eager_jit_enabled", "call"]
 
-# One flag read by `Module._call_impl` per call: a list so the hot path indexes, never calls.
-ENABLED = [os.environ.get("JAXMODULE_EAGER_JIT", "1") != "0"]
+# `ENABLED` (one flag `Module._call_impl` reads per call), `set_eager_jit` and
+# `is_eager_jit_enabled` are the switch shared with the functionals (`nn/functional/_eager_jit.py`).
 
 # What `call` returns when the plain forward must run.
 SKIP = object()
@@ -63,14 +85,32 @@ SKIP = object()
 # (which may print, append, write state) is never cached.
 RULES: dict[type, Callable[[Any], bool] | None] = {}
 
-_AD_TRACES = (_jax_ad.JVPTrace, _jax_ad.LinearizeTrace)
+# Registered classes cached only as part of a declared-pure parent, never called alone: Identity
+# (returns its input object itself, as torch's does) and holders without a forward (ModuleList).
+TREE_ONLY: set[type] = set()
+
+# Class -> the eager argument check its forward makes on concrete values (Embedding's index range),
+# run before the cached program of a call of that module itself (inside a declared-pure parent's
+# program such checks are skipped, as in a compiled step).
+CHECKS: dict[type, Callable[[Any, tuple, dict], None]] = {}
+
+# Modules with submodules whose whole tree passed the checks, with the structure counter then (any
+# hook, mode, attribute or registration change moves it). Weak: keeps no module alive.
+_VERIFIED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+T = TypeVar("T", bound=type)
 
 
-def register_pure_forward(*classes: type, when: Callable[[Any], bool] | None = None) -> None:
+def register_pure_forward(*classes: type, when: Callable[[Any], bool] | None = None,
+                          alone: bool = True,
+                          check: Callable[[Any, tuple, dict], None] | None = None) -> None:
     """Declare each class's `forward` (its own or inherited) a pure function of the module's
-    arrays, its inputs and its plain attributes: it writes no cell, draws no random numbers and
-    reads no concrete values; optionally only while `when(module)` is true. Subclasses are not
-    covered: each class registers itself.
+    arrays, its inputs and its plain attributes: it writes no cell, draws no random numbers, reads
+    no concrete values and has no Python side effects; optionally only while `when(module)` is
+    true. Subclasses are not covered: each class registers itself. `alone=False`: pure inside a
+    declared-pure parent, but a call of the module itself is never cached. `check(module, args,
+    kwargs)`: the forward's checks of concrete argument values, run eagerly before the cached
+    program (they raise the forward's error).
 
     >>> from jaxmodule.nn.modules import _eager
     >>> from jaxmodule import nn
@@ -86,44 +126,83 @@ def register_pure_forward(*classes: type, when: Callable[[Any], bool] | None = N
             raise TypeError(f"register_pure_forward: expected Module classes with a forward, got {cls!r}")
     for cls in classes:
         RULES[cls] = when
+        if not alone:
+            TREE_ONLY.add(cls)
+        if check is not None:
+            CHECKS[cls] = check
 
 
-def set_eager_jit(enabled: bool) -> bool:
-    """Turn the eager jit cache on or off for every layer; returns the previous setting.
+def pure_forward(cls: T) -> T:
+    """Class decorator: eager calls of this module run one cached `jax.jit` program per input
+    shape (see `register_pure_forward` for what "pure" promises, and the module docstring).
 
-    >>> from jaxmodule.nn.modules import _eager
-    >>> previous = _eager.set_eager_jit(False)
-    >>> _eager.set_eager_jit(previous)
-    False
+    >>> import jax.numpy as jnp
+    >>> from jaxmodule import nn
+    >>> @nn.utils.pure_forward
+    ... class Block(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = nn.Linear(4, 4)
+    ...     def forward(self, x):
+    ...         return x + jnp.tanh(self.fc(x))
+    >>> Block()(jnp.ones((2, 4))).shape
+    (2, 4)
     """
-    previous = ENABLED[0]
-    ENABLED[0] = bool(enabled)
-    return previous
+    register_pure_forward(cls)
+    return cls
 
 
-def is_eager_jit_enabled() -> bool:
-    """Whether uncompiled calls of registered layers use the eager jit cache."""
-    return ENABLED[0]
+class _NotPure(Exception):
+    """Raised while tracing a declared-pure forward that reached state outside its own arrays."""
 
 
 def _apply(module: Any, args: tuple, kwargs: dict, autocast_state: tuple) -> Any:
     del autocast_state  # static: only keys the cache (the forward reads the live state)
-    return module.forward(*args, **kwargs)
+    own = {id(c) for c in _pytree.module_cells(module)[0]}
+    with recording(every=True) as rec:  # runs only while jit traces: the check costs no call
+        try:
+            out = module.forward(*args, **kwargs)
+        except Exception as e:  # e.g. the generator refusing a draw inside jit
+            _check_pure(module, rec, own, e)
+            raise
+    _check_pure(module, rec, own, None)
+    return out
+
+
+def _check_pure(module: Any, rec: Any, own: set[int], cause: Exception | None) -> None:
+    """Raise `_NotPure` if the traced forward wrote a cell or read one outside the module."""
+    foreign = [c for i, c in rec.touched.items() if i not in own and i not in rec.created]
+    if rec.written or foreign:
+        kinds = {type(c).__name__ for c in foreign}
+        what = ("draws random numbers" if "Generator" in kinds else "writes state" if rec.written
+                else f"reads a {type(foreign[0]).__name__} that is not its own")
+        raise _NotPure(f"{type(module).__qualname__}.forward {what}") from cause
 
 
 _JITTED = jax.jit(_apply, static_argnums=(3,))
 
 
-def _eager_trace() -> bool:
-    """True when ops would run now (no trace), or under autodiff directly over eager values."""
-    trace = _jax_core.trace_ctx.trace
-    if type(trace) is _jax_core.EvalTrace:
+def _tree_ok(module: Any) -> bool:
+    """Every submodule registered (its `when` passing), without hooks or an instance forward;
+    cached per structure version."""
+    if _VERIFIED.get(module) == _structure.counters.structure:
         return True
-    return type(trace) in _AD_TRACES and type(trace.parent_trace) is _jax_core.EvalTrace
+    for m in module.modules():
+        cls = type(m)
+        when = RULES.get(cls)
+        if (cls not in RULES or (when is not None and not when(m)) or "forward" in m.__dict__
+                or (m is not module and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                                         or m._backward_pre_hooks))):
+            return False
+    _VERIFIED[module] = _structure.counters.structure
+    return True
 
 
-def _jittable_leaves(tree: Any) -> bool:
-    return all(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(tree))
+def _drop(cls: type, reason: str) -> None:
+    RULES.pop(cls, None)
+    if not cls.__module__.startswith("jaxmodule."):
+        warnings.warn(f"{reason}: it is not a pure forward, so its eager calls run op by op "
+                      "(see jaxmodule.nn.utils.pure_forward)", stacklevel=4)
 
 
 def call(module: Any, args: tuple, kwargs: dict) -> Any:
@@ -132,16 +211,26 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
     runs the plain forward, which raises a user error as it would eagerly. `Module._call_impl`
     calls this only for a registered class with no hooks registered."""
     cls = type(module)
-    when = RULES.get(cls)
-    if (cls not in RULES or (when is not None and not when(module))
-            or "forward" in module.__dict__ or not _eager_trace()
-            or not _jittable_leaves((args, kwargs))
+    if module._modules:
+        if cls in TREE_ONLY or not _tree_ok(module):
+            return SKIP
+    else:
+        when = RULES.get(cls)
+        if (cls not in RULES or cls in TREE_ONLY or (when is not None and not when(module))
+                or "forward" in module.__dict__):
+            return SKIP
+    if (not eager_trace() or not all_arrays((args, kwargs))
             or not all(isinstance(c._value, jax.Array) for c in _pytree.module_cells(module)[0])):
         return SKIP
+    check = CHECKS.get(cls)
+    if check is not None:
+        check(module, args, kwargs)
     try:
         return _JITTED(module, args, kwargs, autocast_mode.state())
+    except _NotPure as e:
+        _drop(cls, str(e))
     except jax.errors.JAXTypeError:  # the forward reads concrete values: never try this class again
-        RULES.pop(type(module), None)
+        RULES.pop(cls, None)
     except Exception:  # noqa: S110 - the plain forward raises the user's error with its eager traceback
         pass
     return SKIP

@@ -21,6 +21,7 @@ from ... import _structure
 from ..._tensor import as_array, is_torch_tensor
 from ..parameter import Buffer, Parameter, _TensorCell
 from ._backward_hooks import call_last_child, register_last_operation
+from ._eager import register_pure_forward
 from .module import Module, _addindent
 
 __all__ = ["Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
@@ -628,3 +629,9 @@ class ParameterDict(Module):
     def __ior__(self, other: ParameterDict) -> ParameterDict:
         self.update(other)
         return self
+
+
+# Sequential's forward calls its children: pure when they are (checked per tree, see _eager.py).
+# The holders have no forward: pure parts of a declared-pure parent, never called alone.
+register_pure_forward(Sequential)
+register_pure_forward(ModuleList, ModuleDict, ParameterList, ParameterDict, alone=False)

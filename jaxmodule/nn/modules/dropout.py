@@ -16,6 +16,7 @@ import jax
 
 from .. import functional as F
 from ._backward_hooks import gate, is_array, register_last_operation
+from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"]
@@ -107,3 +108,8 @@ class FeatureAlphaDropout(_DropoutNd):
 
     def forward(self, input: Any) -> jax.Array:
         return F.feature_alpha_dropout(input, self.p, self.training)
+
+
+# eager calls of these run one cached jit program while they draw nothing (see _eager.py)
+register_pure_forward(Dropout, Dropout1d, Dropout2d, Dropout3d, AlphaDropout, FeatureAlphaDropout,
+                      when=lambda m: not m.training or m.p == 0)

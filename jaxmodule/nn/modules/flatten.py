@@ -7,6 +7,7 @@ from typing import Any
 import jax
 
 from ..functional._utils import unwrap
+from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = ["Flatten", "Unflatten"]
@@ -62,3 +63,7 @@ class Unflatten(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+# eager calls of these run one cached jit program (see _eager.py)
+register_pure_forward(Flatten, Unflatten)

@@ -186,5 +186,6 @@ class LazyLinear(Linear):
 
 
 # eager calls of these run one cached jit program (see _eager.py)
-# not Identity: it returns its input object itself, as torch's does
 register_pure_forward(Linear, Bilinear)
+# Identity returns its input object itself, as torch's does: cached only inside a pure parent
+register_pure_forward(Identity, alone=False)

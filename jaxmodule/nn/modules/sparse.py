@@ -17,12 +17,15 @@ from ..._dtype import to_dtype
 from ..._tensor import as_array
 from .. import init
 from ..functional.sparse import (
+    _check_range,
     _embedding_and_weight,
     _embedding_bag_and_weight,
+    _indices,
     _normalize_padding_idx,
 )
 from ..parameter import Parameter
 from ._backward_hooks import gate, register_last_operation, swap_gated
+from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = ["Embedding", "EmbeddingBag"]
@@ -267,3 +270,13 @@ class EmbeddingBag(_EmbeddingBase):
                   padding_idx=padding_idx)
         bag.weight.requires_grad = not freeze
         return bag
+
+
+# eager calls run one cached jit program unless max_norm renormalises the weight (a write)
+def _check_indices(module: Embedding, args: tuple, kwargs: dict) -> None:
+    """Embedding's eager index-range check (IndexError), kept when the cached program runs."""
+    x = args[0] if args else kwargs["input"]
+    _check_range(_indices(x, "embedding"), module.weight.shape[0], "embedding")
+
+
+register_pure_forward(Embedding, when=lambda m: m.max_norm is None, check=_check_indices)

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..functional._eager_jit import jit_when_eager
 from ..parameter import _TensorCell
 
 __all__ = ["clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm"]
@@ -37,6 +38,21 @@ def _vector_norm(x: jax.Array, p: float) -> jax.Array:
     """torch.linalg.vector_norm over all elements (p = inf, -inf, 0 and any real p)."""
     # jax's hint says int | str, but vector_norm takes any real ord (inf, 2.5, ...) as torch does
     return jnp.linalg.vector_norm(jnp.ravel(x), ord=p)  # type: ignore[arg-type]
+
+
+@jit_when_eager(static_argnames=("norm_type",))
+def _total_norm(arrays: list[jax.Array], *, norm_type: float) -> jax.Array:
+    """The norm of the arrays' norms; one cached program when eager."""
+    norms = [_vector_norm(a, norm_type) for a in arrays]
+    dtype = jnp.result_type(*norms)  # torch.stack promotes mixed dtypes the same way
+    return _vector_norm(jnp.stack([n.astype(dtype) for n in norms]), norm_type)
+
+
+@jit_when_eager(static_argnames=("max_norm",))
+def _scaled(grads: list[jax.Array], total_norm: jax.Array, *, max_norm: float) -> list[jax.Array]:
+    """Each gradient times `min(max_norm / (total_norm + 1e-6), 1)`, in its own dtype."""
+    coef = jnp.minimum(max_norm / (total_norm + 1e-6), 1.0)
+    return [(g * coef).astype(g.dtype) for g in grads]
 
 
 def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: bool = False,
@@ -59,9 +75,7 @@ def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: boo
     norm_type = float(norm_type)
     if not arrays:
         return jnp.asarray(0.0, jnp.float32)
-    norms = [_vector_norm(a, norm_type) for a in arrays]
-    dtype = jnp.result_type(*norms)  # torch.stack promotes mixed dtypes the same way
-    total = _vector_norm(jnp.stack([n.astype(dtype) for n in norms]), norm_type)
+    total = _total_norm(arrays, norm_type=norm_type)
     if error_if_nonfinite:
         if isinstance(total, jax.core.Tracer):
             raise NotImplementedError("get_total_norm: error_if_nonfinite=True needs concrete values and cannot "
@@ -89,10 +103,9 @@ def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Any,
     max_norm = float(max_norm)
     if not params:
         return
-    coef = jnp.minimum(max_norm / (_value(total_norm) + 1e-6), 1.0)
-    for p in params:
-        g = p.grad
-        p.grad = (g * coef).astype(g.dtype)
+    scaled = _scaled([p.grad for p in params], _value(total_norm), max_norm=max_norm)
+    for p, g in zip(params, scaled):
+        p.grad = g
 
 
 def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,

@@ -1,0 +1,225 @@
+"""Declared-pure user modules (`nn.utils.pure_forward`): a whole block runs as one cached program.
+
+Outputs and gradients match the plain eager path; the declaration is checked when a program is
+traced (writes, random draws and foreign cells drop the class with a warning); hooks and
+state-writing children keep the plain path; Embedding's index check survives the cached call.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmodule
+from jaxmodule import nn
+from jaxmodule.nn import functional as F
+from jaxmodule.nn.modules import _eager
+from tests.helpers import assert_close
+
+
+class _Spy:
+    def __init__(self, jitted: Any) -> None:
+        self.jitted, self.calls = jitted, 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.jitted(*args)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
+    s = _Spy(_eager._JITTED)
+    monkeypatch.setattr(_eager, "_JITTED", s)
+    monkeypatch.setattr(_eager, "RULES", dict(_eager.RULES))  # declarations made here stay here
+    previous = _eager.set_eager_jit(True)
+    yield s
+    _eager.set_eager_jit(previous)
+
+
+def _plain(fn: Any, *args: Any) -> Any:
+    previous = _eager.set_eager_jit(False)
+    try:
+        return fn(*args)
+    finally:
+        _eager.set_eager_jit(previous)
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x: jax.Array) -> jax.Array:
+        b, t, c = x.shape
+        q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
+        q, k, v = (a.reshape(b, t, self.heads, c // self.heads).swapaxes(1, 2) for a in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.drop(self.proj(y.swapaxes(1, 2).reshape(b, t, c)))
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(8)
+        self.attn = Attention()
+        self.mlp = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8))
+
+    def forward(self, x: jax.Array) -> jax.Array:
+        x = x + self.attn(self.ln(x))
+        return x + self.mlp(x)
+
+
+class Model(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 8)
+        self.blocks = nn.ModuleList([Block(), Block()])
+        self.head = nn.Linear(8, 11)
+
+    def forward(self, idx: jax.Array) -> jax.Array:
+        x = self.emb(idx)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def _declare() -> None:
+    for cls in (Attention, Block, Model):
+        nn.utils.pure_forward(cls)
+
+
+IDX = jnp.asarray(np.random.default_rng(0).integers(0, 11, (2, 5)))
+
+
+def test_a_declared_model_is_one_program_with_the_plain_results(spy: _Spy) -> None:
+    jaxmodule.manual_seed(0)
+    model = Model().eval()
+    want = _plain(model, IDX)
+    _declare()
+    got = model(IDX)
+    assert spy.calls == 1
+    assert_close(got, want)
+
+
+def test_gradients_through_a_declared_model_match(spy: _Spy) -> None:
+    jaxmodule.manual_seed(0)
+    model = Model().eval()
+    y = jnp.asarray(np.random.default_rng(1).integers(0, 11, (10,)))
+
+    def step() -> tuple:
+        model.zero_grad()
+        loss = jaxmodule.backward(lambda: F.cross_entropy(model(IDX).reshape(-1, 11), y))
+        return loss, [p.grad for p in model.parameters()]
+
+    want_loss, want = _plain(step)
+    _declare()
+    for _ in range(2):  # the second call: the remembered parameters, one pass
+        loss, got = step()
+        assert_close(loss, want_loss)
+        for g, w in zip(got, want):
+            assert_close(g, w)
+    assert spy.calls == 2
+
+
+def test_training_dropout_inside_keeps_the_plain_path(spy: _Spy) -> None:
+    model = Model().train()  # Dropout(0.1) draws: the tree is not pure
+    _declare()
+    model(IDX)
+    assert Model in _eager.RULES
+    assert not _eager._tree_ok(model)
+    model.eval()
+    before = spy.calls
+    model(IDX)
+    assert spy.calls == before + 1
+
+
+def test_a_hook_on_a_child_runs_every_call(spy: _Spy) -> None:
+    model = Model().eval()
+    _declare()
+    seen: list = []
+    model.blocks[1].mlp[0].register_forward_hook(lambda m, a, out: seen.append(out.shape))
+    model(IDX)
+    model(IDX)
+    assert seen == [(2, 5, 16)] * 2
+
+
+class DrawsNoise(nn.Module):
+    def forward(self, x: jax.Array) -> jax.Array:
+        return F.dropout(x, 0.5, training=True)
+
+
+class ReadsAGlobal(nn.Module):
+    def forward(self, x: jax.Array) -> jax.Array:
+        return x * SCALE
+
+
+class CountsCalls(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("count", jnp.zeros((), jnp.int32))
+
+    def forward(self, x: jax.Array) -> jax.Array:
+        self.count = self.count + 1
+        return x
+
+
+SCALE = nn.Parameter(jnp.asarray(2.0))
+
+
+@pytest.mark.parametrize("cls, what", [(DrawsNoise, "draws random numbers"), (ReadsAGlobal, "reads a Parameter"),
+                                       (CountsCalls, "writes state")])
+def test_a_wrong_declaration_is_found_and_dropped(spy: _Spy, cls: type, what: str) -> None:
+    nn.utils.pure_forward(cls)
+    m, x = cls(), jnp.ones((4, 4))
+    with pytest.warns(UserWarning, match=f"{cls.__qualname__}.forward {what}.*not a pure forward"):
+        m(x)
+    assert cls not in _eager.RULES
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outs = [np.asarray(m(x)) for _ in range(2)]
+    if cls is DrawsNoise:
+        assert not np.array_equal(outs[0], outs[1])  # fresh draws each call, as eagerly
+    if cls is ReadsAGlobal:
+        with jaxmodule.no_grad():
+            SCALE.fill_(3.0)
+        assert float(m(x)[0, 0]) == 3.0  # the global's current value, not a frozen one
+    if cls is CountsCalls:
+        assert int(m.count) == 3
+
+
+def test_embedding_checks_its_indices_on_the_cached_path(spy: _Spy) -> None:
+    emb = nn.Embedding(5, 3)
+    emb(jnp.asarray([0, 4]))
+    assert spy.calls == 1
+    with pytest.raises(IndexError, match="index out of range in self"):
+        emb(jnp.asarray([0, 5]))
+
+
+def test_not_used_inside_a_compiled_step(spy: _Spy) -> None:
+    model = Model().eval()
+    _declare()
+    out = jaxmodule.compile(lambda m, i: m(i))(model, IDX)
+    assert spy.calls == 0
+    assert_close(out, _plain(model, IDX))
+
+
+def test_pure_forward_returns_the_class_and_refuses_non_classes() -> None:
+    class Local(nn.Module):
+        def forward(self, x: jax.Array) -> jax.Array:
+            return x
+
+    try:
+        assert nn.utils.pure_forward(Local) is Local
+    finally:
+        _eager.RULES.pop(Local, None)
+    with pytest.raises(TypeError, match="register_pure_forward: expected Module classes"):
+        nn.utils.pure_forward(lambda x: x)  # type: ignore[type-var]
