@@ -10,9 +10,17 @@ Workloads:
   2-layer LSTM(16, 16), tied Linear decoder, log_softmax + NLL), batch 4, bptt 8: zero_grad,
   forward, backward, clip_grad_norm_(0.25), SGD step (lr 20); the hidden state is carried.
 
-Each row alternates the implementations call by call (jaxmodule with the eager jit cache on,
-jaxmodule with it off (`jaxmodule.nn.modules._eager.set_eager_jit(False)`), torch) and reports medians.
-`--profile` prints a cProfile breakdown of the jaxmodule eager GPT forward, both ways.
+Each workload alternates its implementations call by call and reports medians:
+
+- jaxmodule eager, as written: the user's classes run op by op, the built-in layers and the
+  attention / loss / softmax / clipping functionals as cached programs;
+- jaxmodule eager, user classes declared `@nn.utils.pure_forward`: the same code with the user's
+  module classes declared pure (one line each), so a whole block is one cached program;
+- jaxmodule eager, cache off (`set_eager_jit(False)`): every op dispatched on its own;
+- jaxmodule compiled: the same step through `jaxmodule.compile` (one program);
+- torch eager, 1 thread.
+
+`--profile` prints a cProfile breakdown of the jaxmodule eager GPT forward, as written.
 """
 
 from __future__ import annotations
@@ -75,7 +83,7 @@ class TorchLSTMLM(torch.nn.Module):
         return torch.log_softmax(self.decoder(out).reshape(-1, NTOKEN), dim=1), hidden
 
 
-def gpt_pair() -> tuple[Callable, Callable]:
+def gpt_pair() -> tuple[Callable, Callable, Callable, tuple[type, ...]]:
     config = gg.GPTConfig()
     reference = TorchGPT(config).eval()
     model = gg.GPT(config).eval()
@@ -91,12 +99,18 @@ def gpt_pair() -> tuple[Callable, Callable]:
         with torch.no_grad():
             reference(tidx)
 
+    compiled = jaxmodule.compile(lambda m, i: m(i))
+
+    def jc() -> None:
+        with jaxmodule.no_grad():
+            compiled(model, idx).block_until_ready()
+
     with torch.no_grad():
         np.testing.assert_allclose(np.asarray(model(idx)), reference(tidx).numpy(), rtol=1e-4, atol=1e-4)
-    return jm, tc
+    return jm, tc, jc, (gg.CausalSelfAttention, gg.MLP, gg.Block, gg.GPT)
 
 
-def lstm_pair() -> tuple[Callable, Callable]:
+def lstm_pair() -> tuple[Callable, Callable, Callable, tuple[type, ...]]:
     torch.manual_seed(0)
     reference = TorchLSTMLM()
     model = LSTMLM()
@@ -105,7 +119,7 @@ def lstm_pair() -> tuple[Callable, Callable]:
     x, y = jnp.asarray(tokens[:-1]), jnp.asarray(tokens[1:].reshape(-1))
     tx, ty = torch.from_numpy(tokens[:-1]), torch.from_numpy(tokens[1:].reshape(-1))
     opt = jaxmodule.optim.SGD(model.parameters(), lr=LR)
-    state = {"h": (jnp.zeros((NLAYERS, BSZ, NINP)),) * 2,
+    state = {"h": (jnp.zeros((NLAYERS, BSZ, NINP)),) * 2, "hc": (jnp.zeros((NLAYERS, BSZ, NINP)),) * 2,
              "th": (torch.zeros(NLAYERS, BSZ, NINP),) * 2}
 
     def loss_fn() -> tuple:
@@ -120,6 +134,20 @@ def lstm_pair() -> tuple[Callable, Callable]:
         opt.step()
         loss.block_until_ready()
 
+    def step(h: tuple) -> tuple:
+        opt.zero_grad()
+        loss, hidden = jaxmodule.backward(lambda: (lambda o: (F.nll_loss(o[0], y), o[1]))(model(x, h)),
+                                          has_aux=True)
+        nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        opt.step()
+        return loss, tuple(jax.lax.stop_gradient(v) for v in hidden)
+
+    compiled = jaxmodule.compile(step)
+
+    def jc() -> None:
+        loss, state["hc"] = compiled(state["hc"])
+        loss.block_until_ready()
+
     def tc() -> None:
         reference.zero_grad()
         out, hidden = reference(tx, tuple(h.detach() for h in state["th"]))
@@ -132,30 +160,41 @@ def lstm_pair() -> tuple[Callable, Callable]:
                 p.add_(p.grad, alpha=-LR)
         loss.item()
 
-    return jm, tc
+    return jm, tc, jc, (LSTMLM,)
 
 
-def paired(fns: dict[str, Callable], reps: int) -> dict[str, float]:
+EAGER = "jaxmodule eager, as written"
+DECLARED = "jaxmodule eager, user classes declared @nn.utils.pure_forward"
+OFF = "jaxmodule eager, cache off"
+COMPILED = "jaxmodule compiled (jaxmodule.compile)"
+TORCH = "torch eager, 1 thread"
+
+
+def paired(fns: dict[str, Callable], reps: int, declared: tuple[type, ...]) -> dict[str, float]:
     """Median seconds per call of each function, calls interleaved, after warm-up calls."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for k, fn in fns.items():  # warm-up (compiles) outside the timing
-        with_cache(k, fn)
-        with_cache(k, fn)
+        in_mode(k, fn, declared)
+        in_mode(k, fn, declared)
     for _ in range(reps):
         for k, fn in fns.items():
             t0 = time.perf_counter()
-            with_cache(k, fn)
+            in_mode(k, fn, declared)
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def with_cache(key: str, fn: Callable) -> None:
-    """Run fn with the eager jit cache on unless the key says 'off'."""
-    previous = _eager.set_eager_jit("off" not in key)
+def in_mode(key: str, fn: Callable, declared: tuple[type, ...]) -> None:
+    """Run fn with the eager jit cache off for OFF, and the user's classes declared for DECLARED."""
+    previous = _eager.set_eager_jit(key != OFF)
+    if key == DECLARED:
+        _eager.register_pure_forward(*declared)
     try:
         fn()
     finally:
         _eager.set_eager_jit(previous)
+        for cls in declared:
+            _eager.RULES.pop(cls, None)
 
 
 def profile(fn: Callable, label: str, n: int = 50) -> None:
@@ -177,14 +216,12 @@ def main() -> None:
     rows = []
     for name, make in (("GPT forward (batch 1, 16 tokens)", gpt_pair),
                        ("LSTM LM training step (batch 4, bptt 8)", lstm_pair)):
-        jm, tc = make()
-        med = paired({"jaxmodule eager, jit cache on": jm, "jaxmodule eager, jit cache off": jm,
-                      "torch eager, 1 thread": tc}, args.reps)
-        ref = med["torch eager, 1 thread"]
+        jm, tc, jc, declared = make()
+        med = paired({EAGER: jm, DECLARED: jm, OFF: jm, COMPILED: jc, TORCH: tc}, args.reps, declared)
+        ref = med[TORCH]
         rows += [(name, k, v, v / ref) for k, v in med.items()]
         if args.profile and name.startswith("GPT"):
-            for key in ("jaxmodule eager, jit cache off", "jaxmodule eager, jit cache on"):
-                profile(lambda key=key, jm=jm: with_cache(key, jm), f"{name}, {key}")
+            profile(lambda jm=jm, declared=declared: in_mode(EAGER, jm, declared), f"{name}, {EAGER}")
     print("\n| workload | implementation | median | vs torch eager |")
     print("|---|---|---|---|")
     for name, k, v, r in rows:

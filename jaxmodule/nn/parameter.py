@@ -317,6 +317,18 @@ class _TensorCell(_TensorMethods):
     def detach_(self) -> Any:
         return self
 
+    def detach(self) -> jax.Array:
+        """The held array with gradients stopped. Mirrors `torch.Tensor.detach`.
+
+        torch's result shares the parameter's memory, so it shows later in-place updates; JAX
+        arrays are immutable, so here it keeps the values of the moment of the call. It stays
+        readable after later steps: the array is recorded as handed out (as `state_dict()`
+        values are), so a compiled step copies it before donating the parameter's buffer.
+        """
+        v = self._value
+        _structure.export((v,))
+        return jax.lax.stop_gradient(v)
+
     # ---- operators: results are plain jax arrays, as torch's are plain Tensors ---------------
     # Each calls the held array's own operator, so an unsupported operand still gets
     # NotImplemented and Python tries the other side, as it would with the array itself.

@@ -296,3 +296,35 @@ def test_traced_learning_rate_written_into_a_param_group_is_refused_with_the_fix
         step(jnp.asarray(x), jnp.asarray(y), 0.05)
     assert_snapshot_equal(before, snapshot(jm, jopt))
     assert jopt.param_groups[0]["lr"] == 0.1
+
+
+def test_a_detached_parameter_outlives_a_donating_compiled_step() -> None:
+    """`before = p.detach()` then compiled steps: torch's `before` stays readable (it shares
+    memory); here it keeps the values of the moment (arrays are immutable) instead of being a
+    donated, deleted buffer. Compared with torch through the values after one step."""
+
+
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(3, 2)
+    model = jaxmodule.nn.Linear(3, 2)
+    model.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    opt = jaxmodule.optim.SGD(model.parameters(), lr=0.1)
+    topt = torch.optim.SGD(ref.parameters(), lr=0.1)
+
+    @jaxmodule.compile
+    def step(x):
+        opt.zero_grad()
+        jaxmodule.backward(lambda: model(x).sum())
+        opt.step()
+
+    x = np.ones((4, 3), np.float32)
+    step(jnp.asarray(x))
+    topt.zero_grad()
+    ref(torch.from_numpy(x)).sum().backward()
+    topt.step()
+    before = model.weight.detach()
+    want = ref.weight.detach().numpy().copy()
+    step(jnp.asarray(x))
+    step(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(before), want, rtol=1e-6)
+    assert not np.allclose(np.asarray(model.weight), want)

@@ -69,7 +69,8 @@ def _any_eager(cond: Callable[[np.ndarray], np.ndarray], x: Array) -> bool:
 
 
 def _arr(x: Any) -> Array:
-    return jnp.asarray(unwrap(x))
+    x = unwrap(x)
+    return x if isinstance(x, jax.Array) else jnp.asarray(x)  # an array (or tracer) as it is: no op
 
 
 def _warn_size(input: Array, target: Array) -> None:
