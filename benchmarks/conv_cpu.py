@@ -43,8 +43,9 @@ def resnet18(nn: Any, num_classes: int = 10) -> Any:
             self.bn2 = nn.BatchNorm2d(c_out)
             self.downsample = None
             if stride != 1 or c_in != c_out:
-                self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                                nn.BatchNorm2d(c_out))
+                self.downsample = nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+                )
 
         def forward(self, x: Any) -> Any:
             identity = x if self.downsample is None else self.downsample(x)
@@ -55,20 +56,43 @@ def resnet18(nn: Any, num_classes: int = 10) -> Any:
     for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
         layers += [BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)]
         c_in = c_out
-    return nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                         nn.MaxPool2d(3, 2, 1), *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(512, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+        *layers,
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(512, num_classes),
+    )
 
 
 def digits_net(nn: Any, num_classes: int = 10) -> Any:
     """The torch twin of `examples/train_classifier.py`'s `Net` (main() checks the shapes agree)."""
     return nn.Sequential(
         nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2)),
-        nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * 2 * 2, 128), nn.ReLU(),
-                      nn.Dropout(0.3), nn.Linear(128, num_classes)))
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ),
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(64 * 2 * 2, 128),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Linear(128, num_classes),
+        ),
+    )
 
 
 def _example_net() -> Any:
@@ -79,8 +103,16 @@ def _example_net() -> Any:
 
 
 WORKLOADS = {  # name: (builder of the jaxmodule net, builder of the torch net, input shape)
-    "ResNet-18, batch 16, 3x32x32": (lambda nn: resnet18(nn), lambda nn: resnet18(nn), (16, 3, 32, 32)),
-    "digits CNN (examples/), batch 64, 1x8x8": (lambda nn: _example_net(), digits_net, (64, 1, 8, 8)),
+    "ResNet-18, batch 16, 3x32x32": (
+        lambda nn: resnet18(nn),
+        lambda nn: resnet18(nn),
+        (16, 3, 32, 32),
+    ),
+    "digits CNN (examples/), batch 64, 1x8x8": (
+        lambda nn: _example_net(),
+        digits_net,
+        (64, 1, 8, 8),
+    ),
 }
 
 
@@ -88,7 +120,6 @@ def _jaxmodule_fns(build: Callable, shape: tuple, mode: str) -> tuple[Callable, 
     """(train step, forward) of a fresh jaxmodule net, traced and compiled under lowering `mode`."""
     import jax
     import jax.numpy as jnp
-
     import jaxmodule
     from jaxmodule import nn, optim
     from jaxmodule.nn import functional as F
@@ -147,13 +178,17 @@ def _torch_fns(build: Callable, shape: tuple, threads: int) -> tuple[Callable, C
 def _check_twin() -> None:
     """The torch twin of the example net has the example's state_dict keys and shapes."""
     import torch
-
     from jaxmodule import nn
 
-    jm = {k: tuple(v.shape) for k, v in WORKLOADS["digits CNN (examples/), batch 64, 1x8x8"][0](nn).state_dict().items()}
+    jm = {
+        k: tuple(v.shape)
+        for k, v in WORKLOADS["digits CNN (examples/), batch 64, 1x8x8"][0](nn).state_dict().items()
+    }
     tt = {k: tuple(v.shape) for k, v in digits_net(torch.nn).state_dict().items()}
     strip = lambda d: sorted((k.split(".", 1)[1], s) for k, s in d.items())  # noqa: E731
-    assert strip(jm) == strip(tt), "benchmarks/conv_cpu.py: digits_net no longer mirrors examples' Net"
+    assert strip(jm) == strip(tt), (
+        "benchmarks/conv_cpu.py: digits_net no longer mirrors examples' Net"
+    )
 
 
 def _time(fns: dict[str, Callable], steps: int, warmup: int) -> dict[str, float]:
@@ -184,17 +219,23 @@ def main() -> None:
     for workload, (jm_build, t_build, shape) in WORKLOADS.items():
         impls: dict[str, tuple[Callable, Callable]] = {}
         for mode in LOWERINGS:
-            impls[f"jaxmodule {mode}" + (" (default)" if mode == "auto" else "")] = \
-                _jaxmodule_fns(jm_build, shape, mode)
+            impls[f"jaxmodule {mode}" + (" (default)" if mode == "auto" else "")] = _jaxmodule_fns(
+                jm_build, shape, mode
+            )
         impls["torch eager, 1 thread"] = _torch_fns(t_build, shape, 1)
-        impls[f"torch eager, {default_threads} threads"] = _torch_fns(t_build, shape, default_threads)
+        impls[f"torch eager, {default_threads} threads"] = _torch_fns(
+            t_build, shape, default_threads
+        )
         for what, index in (("train step", 0), ("forward", 1)):
             med = _time({k: v[index] for k, v in impls.items()}, args.steps, args.warmup)
             ref_t = med[f"torch eager, {default_threads} threads"]
             ref_x = med["jaxmodule xla"]
             for name, m in med.items():
-                print(f"| {workload} | {what} | {name} | {m * 1e3:.1f} ms | {m / ref_t:.2f}x | "
-                      f"{m / ref_x:.2f}x |", flush=True)
+                print(
+                    f"| {workload} | {what} | {name} | {m * 1e3:.1f} ms | {m / ref_t:.2f}x | "
+                    f"{m / ref_x:.2f}x |",
+                    flush=True,
+                )
     os.environ.pop("JAXMODULE_CPU_CONV", None)
     torch.set_num_threads(default_threads)
 

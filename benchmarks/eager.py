@@ -42,13 +42,13 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "examples")]
 
-import gpt_generate as gg  # noqa: E402
-from gpt_torch import TorchGPT  # noqa: E402
-
 import jaxmodule  # noqa: E402
 from jaxmodule import nn  # noqa: E402
 from jaxmodule.nn import functional as F  # noqa: E402
 from jaxmodule.nn.modules import _eager  # noqa: E402
+
+import gpt_generate as gg  # noqa: E402
+from gpt_torch import TorchGPT  # noqa: E402
 
 __all__ = ["LSTMLM", "TorchLSTMLM", "main"]
 
@@ -106,7 +106,9 @@ def gpt_pair() -> tuple[Callable, Callable, Callable, tuple[type, ...]]:
             compiled(model, idx).block_until_ready()
 
     with torch.no_grad():
-        np.testing.assert_allclose(np.asarray(model(idx)), reference(tidx).numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            np.asarray(model(idx)), reference(tidx).numpy(), rtol=1e-4, atol=1e-4
+        )
     return jm, tc, jc, (gg.CausalSelfAttention, gg.MLP, gg.Block, gg.GPT)
 
 
@@ -119,8 +121,11 @@ def lstm_pair() -> tuple[Callable, Callable, Callable, tuple[type, ...]]:
     x, y = jnp.asarray(tokens[:-1]), jnp.asarray(tokens[1:].reshape(-1))
     tx, ty = torch.from_numpy(tokens[:-1]), torch.from_numpy(tokens[1:].reshape(-1))
     opt = jaxmodule.optim.SGD(model.parameters(), lr=LR)
-    state = {"h": (jnp.zeros((NLAYERS, BSZ, NINP)),) * 2, "hc": (jnp.zeros((NLAYERS, BSZ, NINP)),) * 2,
-             "th": (torch.zeros(NLAYERS, BSZ, NINP),) * 2}
+    state = {
+        "h": (jnp.zeros((NLAYERS, BSZ, NINP)),) * 2,
+        "hc": (jnp.zeros((NLAYERS, BSZ, NINP)),) * 2,
+        "th": (torch.zeros(NLAYERS, BSZ, NINP),) * 2,
+    }
 
     def loss_fn() -> tuple:
         out, hidden = model(x, state["h"])
@@ -136,8 +141,9 @@ def lstm_pair() -> tuple[Callable, Callable, Callable, tuple[type, ...]]:
 
     def step(h: tuple) -> tuple:
         opt.zero_grad()
-        loss, hidden = jaxmodule.backward(lambda: (lambda o: (F.nll_loss(o[0], y), o[1]))(model(x, h)),
-                                          has_aux=True)
+        loss, hidden = jaxmodule.backward(
+            lambda: (lambda o: (F.nll_loss(o[0], y), o[1]))(model(x, h)), has_aux=True
+        )
         nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         opt.step()
         return loss, tuple(jax.lax.stop_gradient(v) for v in hidden)
@@ -214,14 +220,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
-    for name, make in (("GPT forward (batch 1, 16 tokens)", gpt_pair),
-                       ("LSTM LM training step (batch 4, bptt 8)", lstm_pair)):
+    for name, make in (
+        ("GPT forward (batch 1, 16 tokens)", gpt_pair),
+        ("LSTM LM training step (batch 4, bptt 8)", lstm_pair),
+    ):
         jm, tc, jc, declared = make()
-        med = paired({EAGER: jm, DECLARED: jm, OFF: jm, COMPILED: jc, TORCH: tc}, args.reps, declared)
+        med = paired(
+            {EAGER: jm, DECLARED: jm, OFF: jm, COMPILED: jc, TORCH: tc}, args.reps, declared
+        )
         ref = med[TORCH]
         rows += [(name, k, v, v / ref) for k, v in med.items()]
         if args.profile and name.startswith("GPT"):
-            profile(lambda jm=jm, declared=declared: in_mode(EAGER, jm, declared), f"{name}, {EAGER}")
+            profile(
+                lambda jm=jm, declared=declared: in_mode(EAGER, jm, declared), f"{name}, {EAGER}"
+            )
     print("\n| workload | implementation | median | vs torch eager |")
     print("|---|---|---|---|")
     for name, k, v, r in rows:

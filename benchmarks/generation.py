@@ -72,23 +72,29 @@ def main() -> None:
 
     first, cached = timed(lambda: model.generate(idx, n, temperature=0.0).block_until_ready())
     steady = statistics.median(
-        timed(lambda: model.generate(idx, n, temperature=0.0).block_until_ready())[0] for _ in range(3))
+        timed(lambda: model.generate(idx, n, temperature=0.0).block_until_ready())[0]
+        for _ in range(3)
+    )
     torch_time = statistics.median(timed(torch_recompute, reference, tidx, n)[0] for _ in range(3))
     assert np.array_equal(np.asarray(cached), torch_recompute(reference, tidx, n).numpy())
     m = args.eager_tokens
     cold, _ = timed(jax_recompute, model, idx, m)
     warm, eager = timed(jax_recompute, model, idx, m)
-    assert np.array_equal(np.asarray(eager), np.asarray(cached)[:, :PROMPT_LEN + m])
+    assert np.array_equal(np.asarray(eager), np.asarray(cached)[:, : PROMPT_LEN + m])
 
-    print(f"GPT 4x128, prompt {PROMPT_LEN}, greedy; traces: prefill {gg.prefill.trace_count}, "
-          f"decode {gg.decode.trace_count}\n")
+    print(
+        f"GPT 4x128, prompt {PROMPT_LEN}, greedy; traces: prefill {gg.prefill.trace_count}, "
+        f"decode {gg.decode.trace_count}\n"
+    )
     print("| generation | tokens | per token | vs torch eager |")
     print("|---|---|---|---|")
-    rows = [("jaxmodule, KV cache, compiled (first, compiles included)", n, first / n),
-            ("jaxmodule, KV cache, compiled (steady)", n, steady / n),
-            ("jaxmodule eager full recompute (cold: new lengths)", m, cold / m),
-            ("jaxmodule eager full recompute (warm: lengths seen)", m, warm / m),
-            ("torch eager full recompute, 1 thread", n, torch_time / n)]
+    rows = [
+        ("jaxmodule, KV cache, compiled (first, compiles included)", n, first / n),
+        ("jaxmodule, KV cache, compiled (steady)", n, steady / n),
+        ("jaxmodule eager full recompute (cold: new lengths)", m, cold / m),
+        ("jaxmodule eager full recompute (warm: lengths seen)", m, warm / m),
+        ("torch eager full recompute, 1 thread", n, torch_time / n),
+    ]
     for name, tokens, per in rows:
         print(f"| {name} | {tokens} | {per * 1e3:.2f} ms | {per / (torch_time / n):.2f}x |")
 

@@ -22,8 +22,10 @@ class TorchAttention(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, e = x.shape
-        q, k, v = (a.view(b, t, self.n_head, e // self.n_head).transpose(1, 2)
-                   for a in self.c_attn(x).split(e, dim=2))
+        q, k, v = (
+            a.view(b, t, self.n_head, e // self.n_head).transpose(1, 2)
+            for a in self.c_attn(x).split(e, dim=2)
+        )
         y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.c_proj(y.transpose(1, 2).reshape(b, t, e))
 
@@ -49,9 +51,14 @@ class TorchGPT(torch.nn.Module):
 
     def __init__(self, c: Any) -> None:
         super().__init__()
-        self.transformer = torch.nn.ModuleDict(dict(
-            wte=torch.nn.Embedding(c.vocab_size, c.n_embd), wpe=torch.nn.Embedding(c.block_size, c.n_embd),
-            h=torch.nn.ModuleList([TorchBlock(c) for _ in range(c.n_layer)]), ln_f=torch.nn.LayerNorm(c.n_embd)))
+        self.transformer = torch.nn.ModuleDict(
+            dict(
+                wte=torch.nn.Embedding(c.vocab_size, c.n_embd),
+                wpe=torch.nn.Embedding(c.block_size, c.n_embd),
+                h=torch.nn.ModuleList([TorchBlock(c) for _ in range(c.n_layer)]),
+                ln_f=torch.nn.LayerNorm(c.n_embd),
+            )
+        )
         self.lm_head = torch.nn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight
 

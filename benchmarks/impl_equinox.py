@@ -37,24 +37,44 @@ def build_equinox(name: str) -> tuple[Any, tuple]:
                     x = jnp.tanh(jax.vmap(layer)(x))
                 return x, state
             h = jax.vmap(self.layers[0])(x)
-            h, state = jax.vmap(self.bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))(h, state)
+            h, state = jax.vmap(self.bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))(
+                h, state
+            )
             h = self.drop(jax.nn.relu(h), key=key)
             return jax.vmap(self.layers[1])(h), state
 
     if kind == "mlp":
-        net, state = Net([eqx.nn.Linear(s[0], s[1], key=next(keys)), eqx.nn.Linear(s[1], s[2], key=next(keys)),
-                          eqx.nn.Linear(s[2], s[3], key=next(keys))]), None
+        net, state = (
+            Net(
+                [
+                    eqx.nn.Linear(s[0], s[1], key=next(keys)),
+                    eqx.nn.Linear(s[1], s[2], key=next(keys)),
+                    eqx.nn.Linear(s[2], s[3], key=next(keys)),
+                ]
+            ),
+            None,
+        )
     elif kind == "cnn":
-        net, state = Net([eqx.nn.Conv2d(s[0], 16, 3, padding=1, key=next(keys)),
-                          eqx.nn.Conv2d(16, 32, 3, padding=1, key=next(keys)),
-                          eqx.nn.MaxPool2d(2, 2), eqx.nn.Linear(32 * 14 * 14, 128, key=next(keys)),
-                          eqx.nn.Linear(128, s[2], key=next(keys))]), None
+        net, state = (
+            Net(
+                [
+                    eqx.nn.Conv2d(s[0], 16, 3, padding=1, key=next(keys)),
+                    eqx.nn.Conv2d(16, 32, 3, padding=1, key=next(keys)),
+                    eqx.nn.MaxPool2d(2, 2),
+                    eqx.nn.Linear(32 * 14 * 14, 128, key=next(keys)),
+                    eqx.nn.Linear(128, s[2], key=next(keys)),
+                ]
+            ),
+            None,
+        )
     elif kind == "stack":
         net, state = Net([eqx.nn.Linear(s[0], s[1], key=next(keys)) for _ in range(64)]), None
     else:
         net, state = eqx.nn.make_with_state(Net)(
             [eqx.nn.Linear(s[0], s[1], key=next(keys)), eqx.nn.Linear(s[1], s[2], key=next(keys))],
-            eqx.nn.BatchNorm(s[1], axis_name="batch", momentum=0.9, mode="batch"), eqx.nn.Dropout(0.1))
+            eqx.nn.BatchNorm(s[1], axis_name="batch", momentum=0.9, mode="batch"),
+            eqx.nn.Dropout(0.1),
+        )
     tx = optax.sgd(LR, momentum=MOMENTUM)
     opt_state = tx.init(eqx.filter(net, eqx.is_array))
 
@@ -73,7 +93,9 @@ def build_equinox(name: str) -> tuple[Any, tuple]:
     box = {"net": net, "st": state, "o": opt_state, "key": jax.random.PRNGKey(1)}
 
     def run(x: Any, y: Any) -> Any:
-        box["net"], box["st"], box["o"], box["key"], loss = step(box["net"], box["st"], box["o"], box["key"], x, y)
+        box["net"], box["st"], box["o"], box["key"], loss = step(
+            box["net"], box["st"], box["o"], box["key"], x, y
+        )
         return loss
 
     x, y = data(name)

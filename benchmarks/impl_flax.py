@@ -19,8 +19,13 @@ def build_nnx(name: str) -> tuple[Any, tuple]:
     class Net(nnx.Module):
         def __init__(self) -> None:
             if kind == "mlp":
-                self.layers = nnx.List([nnx.Linear(s[0], s[1], rngs=rngs), nnx.Linear(s[1], s[2], rngs=rngs),
-                                        nnx.Linear(s[2], s[3], rngs=rngs)])
+                self.layers = nnx.List(
+                    [
+                        nnx.Linear(s[0], s[1], rngs=rngs),
+                        nnx.Linear(s[1], s[2], rngs=rngs),
+                        nnx.Linear(s[2], s[3], rngs=rngs),
+                    ]
+                )
             elif kind == "cnn":
                 self.c1 = nnx.Conv(s[0], 16, (3, 3), padding=1, rngs=rngs)
                 self.c2 = nnx.Conv(16, 32, (3, 3), padding=1, rngs=rngs)

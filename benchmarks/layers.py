@@ -15,10 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import torch
-
-import jaxmodule
 from jaxmodule import nn
 
 
@@ -30,18 +29,36 @@ def cases() -> dict[str, tuple[Any, Any, tuple, Callable]]:
 
     first = lambda out: out[0] if isinstance(out, tuple) else out  # noqa: E731
     return {
-        "Conv2d(32, 64, 3), x 16x32x32x32": (torch.nn.Conv2d(32, 64, 3, padding=1), nn.Conv2d(32, 64, 3, padding=1),
-                                             (x(16, 32, 32, 32),), first),
-        "LSTM(64, 128, 2 layers), x 32x16x64": (torch.nn.LSTM(64, 128, 2, batch_first=True),
-                                                nn.LSTM(64, 128, 2, batch_first=True), (x(16, 32, 64),), first),
-        "MultiheadAttention(128, 8), x 16x64x128": (torch.nn.MultiheadAttention(128, 8, batch_first=True),
-                                                    nn.MultiheadAttention(128, 8, batch_first=True),
-                                                    (x(16, 64, 128),) * 3, first),
+        "Conv2d(32, 64, 3), x 16x32x32x32": (
+            torch.nn.Conv2d(32, 64, 3, padding=1),
+            nn.Conv2d(32, 64, 3, padding=1),
+            (x(16, 32, 32, 32),),
+            first,
+        ),
+        "LSTM(64, 128, 2 layers), x 32x16x64": (
+            torch.nn.LSTM(64, 128, 2, batch_first=True),
+            nn.LSTM(64, 128, 2, batch_first=True),
+            (x(16, 32, 64),),
+            first,
+        ),
+        "MultiheadAttention(128, 8), x 16x64x128": (
+            torch.nn.MultiheadAttention(128, 8, batch_first=True),
+            nn.MultiheadAttention(128, 8, batch_first=True),
+            (x(16, 64, 128),) * 3,
+            first,
+        ),
         "TransformerEncoder(128, 4 heads, 2 layers)": (
-            torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(128, 4, 256, 0.0, batch_first=True), 2,
-                                        enable_nested_tensor=False),
-            nn.TransformerEncoder(nn.TransformerEncoderLayer(128, 4, 256, 0.0, batch_first=True), 2),
-            (x(16, 64, 128),), first),
+            torch.nn.TransformerEncoder(
+                torch.nn.TransformerEncoderLayer(128, 4, 256, 0.0, batch_first=True),
+                2,
+                enable_nested_tensor=False,
+            ),
+            nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(128, 4, 256, 0.0, batch_first=True), 2
+            ),
+            (x(16, 64, 128),),
+            first,
+        ),
     }
 
 
@@ -84,7 +101,9 @@ def bench(name: str, tlayer: Any, jlayer: Any, inputs: tuple, first: Callable) -
 
 
 def main() -> None:
-    print("| layer | jaxmodule compiled fwd+bwd | torch eager (1 thread) | ratio | torch eager (all threads) | ratio |")
+    print(
+        "| layer | jaxmodule compiled fwd+bwd | torch eager (1 thread) | ratio | torch eager (all threads) | ratio |"
+    )
     print("|---|---|---|---|---|---|")
     for name, case in cases().items():
         print(bench(name, *case), flush=True)

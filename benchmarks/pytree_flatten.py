@@ -64,7 +64,9 @@ def models(n_layers: int) -> dict[str, Any]:
     from jaxmodule import nn
 
     out: dict[str, Any] = {
-        "raw dict": {f"l{i}": {"weight": jnp.zeros((64, 64)), "bias": jnp.zeros(64)} for i in range(n_layers)},
+        "raw dict": {
+            f"l{i}": {"weight": jnp.zeros((64, 64)), "bias": jnp.zeros(64)} for i in range(n_layers)
+        },
         "jaxmodule": nn.Sequential(*[nn.Linear(64, 64) for _ in range(n_layers)]),
     }
     try:
@@ -85,19 +87,27 @@ def models(n_layers: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    print("| model | leaves | flatten | flatten+unflatten | per leaf | ratio to raw dict | "
-          "round trip + first use | ratio to raw dict |")
+    print(
+        "| model | leaves | flatten | flatten+unflatten | per leaf | ratio to raw dict | "
+        "round trip + first use | ratio to raw dict |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n_layers in (64, 100):
         results = {}
         for name, tree in models(n_layers).items():
             n_leaves = len(jax.tree_util.tree_leaves(tree))
-            results[name] = (n_leaves, _median_us(_flatten_only(tree)), _median_us(_round_trip(tree)),
-                             _median_us(_round_trip_used(tree)))
+            results[name] = (
+                n_leaves,
+                _median_us(_flatten_only(tree)),
+                _median_us(_round_trip(tree)),
+                _median_us(_round_trip_used(tree)),
+            )
         raw = results["raw dict"][2]
         for name, (n_leaves, flat, rt, used) in results.items():
-            print(f"| {name} ({n_layers} Linear) | {n_leaves} | {flat:.1f} us | {rt:.1f} us | "
-                  f"{rt / n_leaves:.2f} us | {rt / raw:.2f}x | {used:.1f} us | {used / raw:.2f}x |")
+            print(
+                f"| {name} ({n_layers} Linear) | {n_leaves} | {flat:.1f} us | {rt:.1f} us | "
+                f"{rt / n_leaves:.2f} us | {rt / raw:.2f}x | {used:.1f} us | {used / raw:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

@@ -82,7 +82,10 @@ def _batches(width: int, classes: int, batch: int, n: int) -> list[tuple[Any, An
     import numpy as np
 
     rng = np.random.RandomState(0)
-    return [(rng.randn(batch, width).astype(np.float32), rng.randint(0, classes, batch)) for _ in range(n)]
+    return [
+        (rng.randn(batch, width).astype(np.float32), rng.randint(0, classes, batch))
+        for _ in range(n)
+    ]
 
 
 def _max_device_bytes(arrays: list[Any]) -> int:
@@ -103,8 +106,11 @@ def _place(strategy: str, model: Any, n: int) -> tuple[Any, Any]:
         return None, None
     if strategy == "tp":
         mesh = dist.init_device_mesh("cpu", (n,), mesh_dim_names=("tp",))
-        dist.parallelize_module(model, mesh, {"blocks.*.up": dist.ColwiseParallel(),
-                                              "blocks.*.down": dist.RowwiseParallel()})
+        dist.parallelize_module(
+            model,
+            mesh,
+            {"blocks.*.up": dist.ColwiseParallel(), "blocks.*.down": dist.RowwiseParallel()},
+        )
         return mesh, [dist.Replicate()]
     mesh = dist.init_device_mesh("cpu", (n,))
     if strategy == "dp":
@@ -112,7 +118,9 @@ def _place(strategy: str, model: Any, n: int) -> tuple[Any, Any]:
     elif strategy == "fsdp":
         dist.fully_shard(model, mesh=mesh)
     else:
-        raise ValueError(f"scaling.py: unknown strategy {strategy!r}; expected single or one of {STRATEGIES}")
+        raise ValueError(
+            f"scaling.py: unknown strategy {strategy!r}; expected single or one of {STRATEGIES}"
+        )
     return mesh, [dist.Shard(0)]
 
 
@@ -120,7 +128,6 @@ def run_strategy(strategy: str, n: int, size: str, steps: int) -> dict[str, Any]
     """Train one strategy on `n` devices; timings, per-device bytes and per-step losses."""
     import jax
     import jax.numpy as jnp
-
     import jaxmodule as jm
     import jaxmodule.distributed as dist
     from jaxmodule import nn, optim
@@ -130,9 +137,15 @@ def run_strategy(strategy: str, n: int, size: str, steps: int) -> dict[str, Any]
     model = build_model(width, hidden, depth, classes)
     opt = optim.AdamW(model.parameters(), lr=1e-3)
     mesh, placements = _place(strategy, model, n)
-    data = [(jnp.asarray(x), jnp.asarray(y)) if mesh is None else
-            (dist.distribute_tensor(x, mesh, placements), dist.distribute_tensor(y, mesh, placements))
-            for x, y in _batches(width, classes, batch, WARMUP + steps)]
+    data = [
+        (jnp.asarray(x), jnp.asarray(y))
+        if mesh is None
+        else (
+            dist.distribute_tensor(x, mesh, placements),
+            dist.distribute_tensor(y, mesh, placements),
+        )
+        for x, y in _batches(width, classes, batch, WARMUP + steps)
+    ]
 
     @jm.compile
     def step(x: Any, y: Any) -> Any:
@@ -152,16 +165,20 @@ def run_strategy(strategy: str, n: int, size: str, steps: int) -> dict[str, Any]
         losses.append(step(x, y).block_until_ready())
         times.append(time.perf_counter() - t)
     cpu_per_step = (time.process_time() - cpu0) / steps
-    timed = times[WARMUP - 1:]
+    timed = times[WARMUP - 1 :]
     opt_arrays = [a for a in jax.tree.leaves(opt._jm_state_get()) if isinstance(a, jax.Array)]
     return {
-        "strategy": strategy, "devices": 1 if mesh is None else n,
+        "strategy": strategy,
+        "devices": 1 if mesh is None else n,
         "mesh": "-" if mesh is None else ", ".join(f"{k}={v}" for k, v in mesh.shape.items()),
         "params": sum(p.numel() for p in model.parameters()),
-        "step_s": statistics.median(timed), "cpu_s": cpu_per_step, "first_call_s": first_call,
+        "step_s": statistics.median(timed),
+        "cpu_s": cpu_per_step,
+        "first_call_s": first_call,
         "param_bytes": _max_device_bytes([p._value for p in model.parameters()]),
         "opt_bytes": _max_device_bytes(opt_arrays),
-        "losses": [float(v) for v in losses], "traces": step.trace_count,
+        "losses": [float(v) for v in losses],
+        "traces": step.trace_count,
     }
 
 
@@ -172,8 +189,10 @@ def run_process(n: int, strategies: list[str], size: str, steps: int) -> list[di
     import jax
 
     if jax.device_count() != n:
-        raise RuntimeError(f"scaling.py: this process sees {jax.device_count()} devices, expected {n} "
-                           "(XLA_FLAGS must be set before jax is imported)")
+        raise RuntimeError(
+            f"scaling.py: this process sees {jax.device_count()} devices, expected {n} "
+            "(XLA_FLAGS must be set before jax is imported)"
+        )
     run_strategy("single", n, "quick", 1)  # pay the process's one-time costs before measuring
     out = []
     for strategy in strategies:
@@ -183,8 +202,16 @@ def run_process(n: int, strategies: list[str], size: str, steps: int) -> list[di
 
 
 def _child_env(n: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))
+    }
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if "xla_force_host_platform_device_count" not in f
+    ]
     env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={n}"])
     env["JAX_PLATFORMS"] = "cpu"
     env["JAXMODULE_CACHE_DIR"] = "off"  # first calls compile: no persistent compilation cache
@@ -192,14 +219,25 @@ def _child_env(n: int) -> dict[str, str]:
 
 
 def _spawn(n: int, strategies: list[str], size: str, steps: int) -> list[dict[str, Any]]:
-    args = [sys.executable, os.path.abspath(__file__), "--child", str(n), "--steps", str(steps),
-            "--strategies", *strategies, *(["--quick"] if size == "quick" else [])]
+    args = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        str(n),
+        "--steps",
+        str(steps),
+        "--strategies",
+        *strategies,
+        *(["--quick"] if size == "quick" else []),
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, env=_child_env(n))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"scaling.py: the {n}-device process failed (exit {proc.returncode}):\n{tail}")
-    return json.loads(lines[-1][len(MARK):])
+        raise RuntimeError(
+            f"scaling.py: the {n}-device process failed (exit {proc.returncode}):\n{tail}"
+        )
+    return json.loads(lines[-1][len(MARK) :])
 
 
 def _mb(b: int) -> str:
@@ -218,15 +256,19 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table; ratios and loss differences against the 'single' row."""
     base = next(r for r in rows if r["strategy"] == "single")
     base_mem = base["param_bytes"] + base["opt_bytes"]
-    out = ["| strategy | devices | mesh | step (median) | vs 1 device | CPU time / step | first call | params / device | "
-           "optimizer state / device | memory vs 1 device | loss max rel. diff |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| strategy | devices | mesh | step (median) | vs 1 device | CPU time / step | first call | params / device | "
+        "optimizer state / device | memory vs 1 device | loss max rel. diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         mem = r["param_bytes"] + r["opt_bytes"]
-        out.append(f"| {r['strategy']} | {r['devices']} | {r['mesh']} | {_ms(r['step_s'])} | "
-                   f"{r['step_s'] / base['step_s']:.2f}x | {_ms(r['cpu_s'])} | {_ms(r['first_call_s'])} | "
-                   f"{_mb(r['param_bytes'])} | {_mb(r['opt_bytes'])} | {mem / base_mem:.2f}x | "
-                   f"{max_rel_diff(r['losses'], base['losses']):.1e} |")
+        out.append(
+            f"| {r['strategy']} | {r['devices']} | {r['mesh']} | {_ms(r['step_s'])} | "
+            f"{r['step_s'] / base['step_s']:.2f}x | {_ms(r['cpu_s'])} | {_ms(r['first_call_s'])} | "
+            f"{_mb(r['param_bytes'])} | {_mb(r['opt_bytes'])} | {mem / base_mem:.2f}x | "
+            f"{max_rel_diff(r['losses'], base['losses']):.1e} |"
+        )
     return "\n".join(out)
 
 
@@ -234,36 +276,54 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a tiny model (smoke run)")
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=("single", *STRATEGIES))
+    ap.add_argument(
+        "--strategies", nargs="+", default=list(STRATEGIES), choices=("single", *STRATEGIES)
+    )
     ap.add_argument("--steps", type=int, default=10, help="timed steps after the warm-up")
-    ap.add_argument("--rtol", type=float, default=1e-5, help="largest accepted loss difference vs the baseline")
+    ap.add_argument(
+        "--rtol", type=float, default=1e-5, help="largest accepted loss difference vs the baseline"
+    )
     ap.add_argument("--json", action="store_true", help="also print every row as JSON")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     size = "quick" if args.quick else "full"
     if args.child is not None:
-        print(MARK + json.dumps(run_process(args.child, args.strategies, size, args.steps)), flush=True)
+        print(
+            MARK + json.dumps(run_process(args.child, args.strategies, size, args.steps)),
+            flush=True,
+        )
         return 0
     if any(n < 1 for n in args.devices):
         ap.error(f"--devices must be positive, got {args.devices}")
     devices = sorted(set(args.devices))
     strategies = [s for s in args.strategies if s != "single"]
     width, hidden, depth, classes, batch = SIZES[size]
-    print(f"model: {depth} blocks {width}->{hidden}->{width}, {classes}-way head, batch {batch}, AdamW; "
-          f"{WARMUP} warm-up steps, median of {args.steps}", flush=True)
+    print(
+        f"model: {depth} blocks {width}->{hidden}->{width}, {classes}-way head, batch {batch}, AdamW; "
+        f"{WARMUP} warm-up steps, median of {args.steps}",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for i, n in enumerate(devices):
         rows += _spawn(n, (["single"] if i == 0 else []) + strategies, size, args.steps)
-        print(f"  {n} device(s) done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"  {n} device(s) done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True
+        )
     print(f"parameters: {rows[0]['params']:,}\n")
     print(table(rows))
     if args.json:
         print(json.dumps(rows))
     base = rows[0]["losses"]
-    bad = [f"{r['strategy']} x{r['devices']}" for r in rows if max_rel_diff(r["losses"], base) > args.rtol]
+    bad = [
+        f"{r['strategy']} x{r['devices']}"
+        for r in rows
+        if max_rel_diff(r["losses"], base) > args.rtol
+    ]
     if bad:
-        print(f"\nlosses differ from the single-device run by more than {args.rtol:g}: {', '.join(bad)}")
+        print(
+            f"\nlosses differ from the single-device run by more than {args.rtol:g}: {', '.join(bad)}"
+        )
         return 1
     return 0
 

@@ -50,21 +50,27 @@ WITH_OPTS = ("raw_jax", *JAXMODULE)  # the implementations that take `opt=`
 
 def _builder(impl: str, opt: str = DEFAULT_OPT):  # noqa: ANN202
     import functools
+
     if impl in JAXMODULE:
         from workloads import build_jaxmodule
+
         return functools.partial(build_jaxmodule, captured=impl == "jaxmodule_captured", opt=opt)
     if impl == "raw_jax":
         from workloads import build_raw
+
         return functools.partial(build_raw, opt=opt)
     if opt != DEFAULT_OPT:
         raise ValueError(f"{impl} runs only {DEFAULT_OPT}")
     if impl == "nnx":
         from impl_flax import build_nnx
+
         return build_nnx
     if impl == "equinox":
         from impl_equinox import build_equinox
+
         return build_equinox
     from impl_torch import build_torch
+
     return build_torch
 
 
@@ -103,8 +109,12 @@ def run_one(impl: str, workload: str, steps: int, opt: str = DEFAULT_OPT) -> dic
     _sync(out)
     async_s = (time.perf_counter() - t) / steps
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"median_us": statistics.median(times) * 1e6, "async_us": async_s * 1e6,
-            "compile_s": compile_s, "peak_mb": peak - base}
+    return {
+        "median_us": statistics.median(times) * 1e6,
+        "async_us": async_s * 1e6,
+        "compile_s": compile_s,
+        "peak_mb": peak - base,
+    }
 
 
 def run_paired(workload: str, steps: int, impl: str = "jaxmodule", opt: str = DEFAULT_OPT) -> dict:
@@ -129,7 +139,9 @@ def run_paired(workload: str, steps: int, impl: str = "jaxmodule", opt: str = DE
 def _subprocess(args: list[str]) -> dict | str:
     """Run this script with `args` in a fresh process: its JSON result, or the error line."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
         return proc.stderr.strip().splitlines()[-1][:80]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -137,17 +149,22 @@ def _subprocess(args: list[str]) -> dict | str:
 
 def hlo_counts(text: str) -> dict[str, int]:
     """Kernels, copies and arguments of a compiled HLO module's entry computation."""
-    entry = text[text.index("\nENTRY "):]
-    entry = entry[:entry.index("\n}")]
+    entry = text[text.index("\nENTRY ") :]
+    entry = entry[: entry.index("\n}")]
     free = ("parameter", "tuple", "get-tuple-element", "constant", "bitcast")
     ops = [m.group(1) for m in re.finditer(r"^\s*(?:ROOT )?%\S+ = .*? ([\w-]+)\(", entry, re.M)]
-    return {"kernels": sum(op not in free for op in ops), "copies": sum(op == "copy" for op in ops)
-            + text.count("copy_fusion"), "args": ops.count("parameter")}
+    return {
+        "kernels": sum(op not in free for op in ops),
+        "copies": sum(op == "copy" for op in ops) + text.count("copy_fusion"),
+        "args": ops.count("parameter"),
+    }
 
 
 def run_hlo(workloads: list[str], opts: list[str]) -> None:
     """Print the kernel/copy/argument counts of raw JAX's and jaxmodule's compiled programs."""
-    print("| workload | optimizer | kernels raw / jaxmodule | copies raw / jaxmodule | arguments raw / jaxmodule |")
+    print(
+        "| workload | optimizer | kernels raw / jaxmodule | copies raw / jaxmodule | arguments raw / jaxmodule |"
+    )
     print("|---|---|---|---|---|")
     for wl in workloads:
         for opt in opts:
@@ -156,7 +173,9 @@ def run_hlo(workloads: list[str], opts: list[str]) -> None:
                 step, batch = _builder(impl, opt)(wl)
                 _sync(step(*batch))
                 counts.append(hlo_counts(step.lower().compile().as_text()))
-            cols = " | ".join(f"{counts[0][k]} / {counts[1][k]}" for k in ("kernels", "copies", "args"))
+            cols = " | ".join(
+                f"{counts[0][k]} / {counts[1][k]}" for k in ("kernels", "copies", "args")
+            )
             print(f"| {WORKLOADS[wl][3]} | {opt} | {cols} |", flush=True)
 
 
@@ -189,12 +208,20 @@ def main() -> None:
         run_hlo(args.workloads.split(","), opts)
         return
     repeat = 1 if args.quick else args.repeat
-    print("| workload | optimizer | impl | median/step | ratio to raw JAX | paired | async/step | first call | peak memory |")
+    print(
+        "| workload | optimizer | impl | median/step | ratio to raw JAX | paired | async/step | first call | peak memory |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for wl in args.workloads.split(","):
         for opt in opts:
-            _table_rows(wl, opt, [i for i in args.impls.split(",") if opt == DEFAULT_OPT or i in WITH_OPTS],
-                        5 if args.quick else STEPS[wl], repeat, args.quick)
+            _table_rows(
+                wl,
+                opt,
+                [i for i in args.impls.split(",") if opt == DEFAULT_OPT or i in WITH_OPTS],
+                5 if args.quick else STEPS[wl],
+                repeat,
+                args.quick,
+            )
 
 
 def _table_rows(wl: str, opt: str, impls: list[str], steps: int, repeat: int, quick: bool) -> None:
@@ -210,11 +237,16 @@ def _table_rows(wl: str, opt: str, impls: list[str], steps: int, repeat: int, qu
                 runs[impl].append(r)
     paired: dict[str, float] = {}
     for jm in (i for i in JAXMODULE if i in impls and "raw_jax" in impls):
-        r = _subprocess(["--pair", jm, wl, "--steps", str(steps if quick else 4 * steps), "--opt", opt])
+        r = _subprocess(
+            ["--pair", jm, wl, "--steps", str(steps if quick else 4 * steps), "--opt", opt]
+        )
         if not isinstance(r, str):
             paired[jm] = r["ratio"]
-    results = {impl: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-               for impl, rs in runs.items() if rs and impl not in failed}
+    results = {
+        impl: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        for impl, rs in runs.items()
+        if rs and impl not in failed
+    }
     raw = results.get("raw_jax")
     for impl in impls:
         if impl in failed:
@@ -223,8 +255,11 @@ def _table_rows(wl: str, opt: str, impls: list[str], steps: int, repeat: int, qu
         r = results[impl]
         ratio = f"{r['median_us'] / raw['median_us']:.2f}x" if raw else "n/a"
         pair = f"{paired[impl]:.2f}x" if impl in paired else ""
-        print(f"| {WORKLOADS[wl][3]} | {opt} | {impl} | {_fmt(r['median_us'])} | {ratio} | {pair} | "
-              f"{_fmt(r['async_us'])} | {r['compile_s'] * 1e3:.0f} ms | {r['peak_mb']:.0f} MB |", flush=True)
+        print(
+            f"| {WORKLOADS[wl][3]} | {opt} | {impl} | {_fmt(r['median_us'])} | {ratio} | {pair} | "
+            f"{_fmt(r['async_us'])} | {r['compile_s'] * 1e3:.0f} ms | {r['peak_mb']:.0f} MB |",
+            flush=True,
+        )
 
 
 def _fmt(us: float) -> str:

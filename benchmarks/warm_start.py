@@ -34,10 +34,10 @@ def child() -> None:
     jax.monitoring.register_event_listener(lambda name, **_: events.append(name))
     sys.path.insert(0, os.path.join(ROOT, "examples"))
     import jax.numpy as jnp
-    from train_classifier import DigitNet, make_digits
-
     import jaxmodule
     from jaxmodule import nn, optim
+
+    from train_classifier import DigitNet, make_digits
 
     jaxmodule.manual_seed(0)
     model = DigitNet()
@@ -56,20 +56,25 @@ def child() -> None:
     t0 = time.perf_counter()
     float(train_step(model, optimizer, x, y))
     first = time.perf_counter() - t0
-    print(json.dumps({
-        "first_step_s": first,
-        "process_s": time.perf_counter() - start,
-        "hits": events.count("/jax/compilation_cache/cache_hits"),
-        "writes": events.count("/jax/compilation_cache/cache_misses"),
-    }))
+    print(
+        json.dumps(
+            {
+                "first_step_s": first,
+                "process_s": time.perf_counter() - start,
+                "hits": events.count("/jax/compilation_cache/cache_hits"),
+                "writes": events.count("/jax/compilation_cache/cache_misses"),
+            }
+        )
+    )
 
 
 def run_child(cache_dir: str) -> dict[str, float]:
     """One child process with `cache_dir` as jaxmodule's cache; its JSON report."""
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env["JAXMODULE_CACHE_DIR"] = cache_dir
-    out = subprocess.run([sys.executable, __file__, "--child"], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--child"], env=env, check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -86,13 +91,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             runs["cold"].append(run_child(tmp))
             runs["warm"].append(run_child(tmp))
-    med = {kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
-           for kind, rs in runs.items()}
+    med = {
+        kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+        for kind, rs in runs.items()
+    }
     print("| run | first step | whole process | cache hits | cache writes |")
     print("|---|---|---|---|---|")
     for kind, m in med.items():
-        print(f"| {kind} | {m['first_step_s'] * 1e3:.0f} ms | {m['process_s']:.2f} s "
-              f"| {m['hits']:.0f} | {m['writes']:.0f} |")
+        print(
+            f"| {kind} | {m['first_step_s'] * 1e3:.0f} ms | {m['process_s']:.2f} s "
+            f"| {m['hits']:.0f} | {m['writes']:.0f} |"
+        )
     ratio = {key: med["warm"][key] / med["cold"][key] for key in ("first_step_s", "process_s")}
     print(f"| warm / cold | {ratio['first_step_s']:.2f}x | {ratio['process_s']:.2f}x | | |")
 

@@ -26,14 +26,29 @@ LR, MOMENTUM = 0.01, 0.9
 # same update (optax's rmsprop with eps outside the root, as torch; adagrad's accumulator from 0).
 OPTIMIZERS: dict[str, tuple[str, dict, Any]] = {
     "sgd": ("SGD", {"lr": LR}, lambda optax: optax.sgd(LR)),
-    "sgd_momentum": ("SGD", {"lr": LR, "momentum": MOMENTUM}, lambda optax: optax.sgd(LR, momentum=MOMENTUM)),
-    "sgd_nesterov": ("SGD", {"lr": LR, "momentum": MOMENTUM, "nesterov": True},
-                     lambda optax: optax.sgd(LR, momentum=MOMENTUM, nesterov=True)),
+    "sgd_momentum": (
+        "SGD",
+        {"lr": LR, "momentum": MOMENTUM},
+        lambda optax: optax.sgd(LR, momentum=MOMENTUM),
+    ),
+    "sgd_nesterov": (
+        "SGD",
+        {"lr": LR, "momentum": MOMENTUM, "nesterov": True},
+        lambda optax: optax.sgd(LR, momentum=MOMENTUM, nesterov=True),
+    ),
     "adam": ("Adam", {"lr": 1e-3}, lambda optax: optax.adam(1e-3)),
     "adamw": ("AdamW", {"lr": 1e-3}, lambda optax: optax.adamw(1e-3, weight_decay=1e-2)),
     "adamax": ("Adamax", {"lr": 2e-3}, lambda optax: optax.adamax(2e-3)),
-    "rmsprop": ("RMSprop", {"lr": 1e-2}, lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8, eps_in_sqrt=False)),
-    "adagrad": ("Adagrad", {"lr": 1e-2}, lambda optax: optax.adagrad(1e-2, initial_accumulator_value=0.0, eps=1e-10)),
+    "rmsprop": (
+        "RMSprop",
+        {"lr": 1e-2},
+        lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8, eps_in_sqrt=False),
+    ),
+    "adagrad": (
+        "Adagrad",
+        {"lr": 1e-2},
+        lambda optax: optax.adagrad(1e-2, initial_accumulator_value=0.0, eps=1e-10),
+    ),
     "adadelta": ("Adadelta", {"lr": 1.0}, lambda optax: optax.adadelta(1.0, rho=0.9, eps=1e-6)),
     "lion": ("Lion", {"lr": 1e-4}, lambda optax: optax.lion(1e-4, weight_decay=0.0)),
 }
@@ -53,37 +68,57 @@ def data(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- jaxmodule --------------------------------------------------------------------------------
-def build_jaxmodule(name: str, captured: bool = False, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
+def build_jaxmodule(
+    name: str, captured: bool = False, opt: str = "sgd_momentum"
+) -> tuple[Any, tuple]:
     """The README's compiled step. `captured=True`: written as a torch script is, with the model
     and optimizer as closure variables and `jaxmodule.backward(lambda: ...)` (torch's
     `loss.backward()`); otherwise passed as arguments."""
     import jax.numpy as jnp
-
     import jaxmodule
     from jaxmodule import nn, optim
     from jaxmodule.nn import functional as F
 
     kind, s, _, _ = WORKLOADS[name]
     if kind == "mlp":
-        model = nn.Sequential(nn.Linear(s[0], s[1]), nn.ReLU(), nn.Linear(s[1], s[2]), nn.ReLU(),
-                              nn.Linear(s[2], s[3]))
+        model = nn.Sequential(
+            nn.Linear(s[0], s[1]),
+            nn.ReLU(),
+            nn.Linear(s[1], s[2]),
+            nn.ReLU(),
+            nn.Linear(s[2], s[3]),
+        )
     elif kind == "cnn":
-        model = nn.Sequential(nn.Conv2d(s[0], 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1),
-                              nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 14 * 14, 128),
-                              nn.ReLU(), nn.Linear(128, s[2]))
+        model = nn.Sequential(
+            nn.Conv2d(s[0], 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 14 * 14, 128),
+            nn.ReLU(),
+            nn.Linear(128, s[2]),
+        )
     elif kind == "stack":
         layers = []
         for _ in range(64):
             layers += [nn.Linear(s[0], s[1]), nn.Tanh()]
         model = nn.Sequential(*layers)
     else:
-        model = nn.Sequential(nn.Linear(s[0], s[1]), nn.BatchNorm1d(s[1]), nn.ReLU(), nn.Dropout(0.1),
-                              nn.Linear(s[1], s[2]))
+        model = nn.Sequential(
+            nn.Linear(s[0], s[1]),
+            nn.BatchNorm1d(s[1]),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Linear(s[1], s[2]),
+        )
     cls, kwargs, _ = OPTIMIZERS[opt]
     opt = getattr(optim, cls)(model.parameters(), **kwargs)
     x, y = data(name)
 
     if captured:
+
         @jaxmodule.compile
         def train_step(x, y):
             opt.zero_grad()
@@ -116,9 +151,13 @@ def _lower_jaxmodule(compiled: Any, state_args: tuple, batch: tuple) -> Any:
     entry = compiled._entries[0]
     layout, args = entry.layout, (*state_args, *batch)
     return entry.program.jitted.lower(
-        entry.key, [c._value for c in entry.mutated_cells], [c._value for c in entry.const_cells],
-        [o._jm_state_get() for o in layout.states], [p.grad for p in layout.grad_params],
-        *layout.split(args, {}))
+        entry.key,
+        [c._value for c in entry.mutated_cells],
+        [c._value for c in entry.const_cells],
+        [o._jm_state_get() for o in layout.states],
+        [p.grad for p in layout.grad_params],
+        *layout.split(args, {}),
+    )
 
 
 # ---- raw JAX ----------------------------------------------------------------------------------
@@ -132,8 +171,10 @@ def build_raw(name: str, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
 
     def linear(i: int, o: int) -> dict:
         b = 1 / np.sqrt(i)
-        return {"w": jax.random.uniform(next(keys), (o, i), minval=-b, maxval=b),
-                "b": jax.random.uniform(next(keys), (o,), minval=-b, maxval=b)}
+        return {
+            "w": jax.random.uniform(next(keys), (o, i), minval=-b, maxval=b),
+            "b": jax.random.uniform(next(keys), (o,), minval=-b, maxval=b),
+        }
 
     def lin(p: dict, x: Any) -> Any:
         return x @ p["w"].T + p["b"]
@@ -147,16 +188,20 @@ def build_raw(name: str, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
             x = jax.nn.relu(lin(p[1], x))
             return lin(p[2], x), st
     elif kind == "cnn":
+
         def conv(i: int, o: int) -> dict:
             b = 1 / np.sqrt(i * 9)
-            return {"w": jax.random.uniform(next(keys), (o, i, 3, 3), minval=-b, maxval=b),
-                    "b": jax.random.uniform(next(keys), (o,), minval=-b, maxval=b)}
+            return {
+                "w": jax.random.uniform(next(keys), (o, i, 3, 3), minval=-b, maxval=b),
+                "b": jax.random.uniform(next(keys), (o,), minval=-b, maxval=b),
+            }
 
         params = [conv(s[0], 16), conv(16, 32), linear(32 * 14 * 14, 128), linear(128, s[2])]
 
         def c2d(p: dict, x: Any) -> Any:
-            y = jax.lax.conv_general_dilated(x, p["w"], (1, 1), ((1, 1), (1, 1)),
-                                             dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            y = jax.lax.conv_general_dilated(
+                x, p["w"], (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW")
+            )
             return y + p["b"][None, :, None, None]
 
         def forward(p: Any, st: Any, x: Any, key: Any) -> Any:
@@ -174,15 +219,22 @@ def build_raw(name: str, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
                 x = jnp.tanh(lin(layer, x))
             return x, st
     else:
-        params = [linear(s[0], s[1]), {"g": jnp.ones(s[1]), "b": jnp.zeros(s[1])}, linear(s[1], s[2])]
+        params = [
+            linear(s[0], s[1]),
+            {"g": jnp.ones(s[1]), "b": jnp.zeros(s[1])},
+            linear(s[1], s[2]),
+        ]
         state = {"mean": jnp.zeros(s[1]), "var": jnp.ones(s[1]), "n": jnp.zeros((), jnp.int32)}
 
         def forward(p: Any, st: Any, x: Any, key: Any) -> Any:
             h = lin(p[0], x)
             mean, var = h.mean(0), h.var(0)
             n = h.shape[0]
-            st = {"mean": 0.9 * st["mean"] + 0.1 * mean, "var": 0.9 * st["var"] + 0.1 * var * n / (n - 1),
-                  "n": st["n"] + 1}
+            st = {
+                "mean": 0.9 * st["mean"] + 0.1 * mean,
+                "var": 0.9 * st["var"] + 0.1 * var * n / (n - 1),
+                "n": st["n"] + 1,
+            }
             h = (h - mean) / jnp.sqrt(var + 1e-5) * p[1]["g"] + p[1]["b"]
             h = jax.nn.relu(h)
             keep = jax.random.bernoulli(key, 0.9, h.shape)
@@ -208,7 +260,9 @@ def build_raw(name: str, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
     box = {"p": params, "o": opt_state, "st": state, "key": jax.random.PRNGKey(1)}
 
     def step(x: Any, y: Any) -> Any:
-        box["p"], box["o"], box["st"], box["key"], loss = step_jit(box["p"], box["o"], box["st"], box["key"], x, y)
+        box["p"], box["o"], box["st"], box["key"], loss = step_jit(
+            box["p"], box["o"], box["st"], box["key"], x, y
+        )
         return loss
 
     x, y = data(name)

@@ -22,12 +22,12 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from gpt_generate import GPT, GPTConfig, decode, generate_recompute, prefill  # examples/ sibling
-
 import jaxmodule
 import jaxmodule.nn.functional as F
+import numpy as np
 from jaxmodule import optim
+
+from gpt_generate import GPT, GPTConfig, decode, generate_recompute, prefill  # examples/ sibling
 
 __all__ = ["CharTokenizer", "load_text", "main"]
 
@@ -53,7 +53,9 @@ class CharTokenizer:
     def encode(self, text: str) -> list[int]:
         missing = sorted(set(text) - set(self.index))
         if missing:
-            raise ValueError(f"CharTokenizer.encode: characters {missing} are not in the training text")
+            raise ValueError(
+                f"CharTokenizer.encode: characters {missing} are not in the training text"
+            )
         return [self.index[c] for c in text]
 
     def decode(self, ids: list[int]) -> str:
@@ -88,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="a tiny model and few steps (the CI smoke test)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny model and few steps (the CI smoke test)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.batch_size, args.block_size = 60, 16, 48
@@ -100,24 +104,37 @@ def main(argv: list[str] | None = None) -> None:
     data = np.asarray(tok.encode(text), np.int32)
     split = int(0.9 * len(data))
     train_data, val_data = data[:split], data[split:]
-    print(f"text: {os.path.relpath(DATA)}, {len(text)} characters, vocabulary {tok.vocab_size}; "
-          f"train {len(train_data)}, validation {len(val_data)}")
+    print(
+        f"text: {os.path.relpath(DATA)}, {len(text)} characters, vocabulary {tok.vocab_size}; "
+        f"train {len(train_data)}, validation {len(val_data)}"
+    )
 
-    config = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
-                       n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
+    config = GPTConfig(
+        block_size=args.block_size,
+        vocab_size=tok.vocab_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dropout=args.dropout,
+    )
     model = GPT(config)
     n_params = sum(p.numel() for p in model.parameters())  # the tied head counts once
-    print(f"model: {n_params:,} parameters, {config.n_layer} layers, {config.n_head} heads, "
-          f"n_embd {config.n_embd}, block {config.block_size}")
+    print(
+        f"model: {n_params:,} parameters, {config.n_layer} layers, {config.n_head} heads, "
+        f"n_embd {config.n_embd}, block {config.block_size}"
+    )
 
     optimizer = optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.1)
-    scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps, eta_min=args.lr / 10)
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=args.steps, eta_min=args.lr / 10
+    )
 
     @jaxmodule.compile
     def train_step(x: jax.Array, y: jax.Array) -> jax.Array:
         optimizer.zero_grad()
         loss = jaxmodule.backward(
-            lambda: F.cross_entropy(model(x).reshape(-1, config.vocab_size), y.reshape(-1)))
+            lambda: F.cross_entropy(model(x).reshape(-1, config.vocab_size), y.reshape(-1))
+        )
         jaxmodule.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
@@ -135,9 +152,13 @@ def main(argv: list[str] | None = None) -> None:
         model.train()
         return loss
 
-    print(f"before training: validation loss {validation_loss():.3f} (uniform guess: "
-          f"{np.log(tok.vocab_size):.3f})")
-    train_batches = batches(train_data, args.block_size, args.batch_size, np.random.default_rng(args.seed))
+    print(
+        f"before training: validation loss {validation_loss():.3f} (uniform guess: "
+        f"{np.log(tok.vocab_size):.3f})"
+    )
+    train_batches = batches(
+        train_data, args.block_size, args.batch_size, np.random.default_rng(args.seed)
+    )
     report = max(1, args.steps // 5)
     t0 = time.perf_counter()
     first = None
@@ -145,13 +166,17 @@ def main(argv: list[str] | None = None) -> None:
         loss = train_step(*next(train_batches))
         if first is None:
             first = float(loss)
-            print(f"step 1: train loss {first:.3f} (includes XLA compile: {time.perf_counter() - t0:.1f} s)")
+            print(
+                f"step 1: train loss {first:.3f} (includes XLA compile: {time.perf_counter() - t0:.1f} s)"
+            )
         if step % report == 0 or step == args.steps:
             print(f"step {step}: train loss {float(loss):.3f}, lr {scheduler.get_last_lr()[0]:.2e}")
     elapsed = time.perf_counter() - t0
     final = float(loss)
-    print(f"trained {args.steps} steps in {elapsed:.1f} s: train loss {first:.3f} -> {final:.3f}, "
-          f"validation loss {validation_loss():.3f}")
+    print(
+        f"trained {args.steps} steps in {elapsed:.1f} s: train loss {first:.3f} -> {final:.3f}, "
+        f"validation loss {validation_loss():.3f}"
+    )
 
     model.eval()
     prompt = args.prompt[: config.block_size - 1]
@@ -164,18 +189,25 @@ def main(argv: list[str] | None = None) -> None:
     again = model.generate(idx, new, temperature=args.temperature, top_k=args.top_k)
     again.block_until_ready()
     t2 = time.perf_counter()
-    print(f"sampled (temperature {args.temperature}, top_k {args.top_k}, {new} new characters, "
-          f"block {config.block_size}):")
+    print(
+        f"sampled (temperature {args.temperature}, top_k {args.top_k}, {new} new characters, "
+        f"block {config.block_size}):"
+    )
     print(tok.decode(sample[0].tolist()))
-    print(f"first generate {t1 - t0:.2f} s (compiles), the second {1e3 * (t2 - t1) / new:.2f} ms/character")
+    print(
+        f"first generate {t1 - t0:.2f} s (compiles), the second {1e3 * (t2 - t1) / new:.2f} ms/character"
+    )
     greedy = model.generate(idx, new, temperature=0.0)
     print("greedy:")
     print(tok.decode(greedy[0].tolist()))
     check = min(new, 2 if args.smoke else 8)
     same = bool((generate_recompute(model, idx, check) == greedy[:, : idx.shape[1] + check]).all())
     print(f"KV-cached greedy == recomputed without cache ({check} tokens): {same}")
-    print(f"compiled programs: prefill {prefill.trace_count}, decode {decode.trace_count} "
-          f"(sampled and greedy: one each, for any number of tokens)")
+    print(
+        f"compiled programs: prefill {prefill.trace_count}, decode {decode.trace_count} "
+        f"(sampled and greedy: one each, for any number of tokens)"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import jaxmodule
 import jaxmodule.nn.functional as F
+import numpy as np
 from jaxmodule import nn, optim
 from jaxmodule.checkpoint import CheckpointManager
 
@@ -62,9 +61,16 @@ def main() -> None:
         for step in range(start, args.steps):
             loss = train_step(model, opt, *batch(step))
             sched.step()
-            if mgr.save(step + 1, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "scheduler": sched.state_dict(), "step": step + 1,
-                                   "rng": jaxmodule.default_generator.get_state()}):
+            if mgr.save(
+                step + 1,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "step": step + 1,
+                    "rng": jaxmodule.default_generator.get_state(),
+                },
+            ):
                 print(f"step {step + 1}: loss {float(loss):.4f} (saved)")
     print("final fc2.bias:", np.asarray(model.fc2.bias))
 

@@ -28,10 +28,9 @@ if "XLA_FLAGS" not in os.environ:  # before jax is imported: 8 simulated CPU dev
 import argparse  # noqa: E402
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
 import jaxmodule  # noqa: E402
 import jaxmodule.nn.functional as F  # noqa: E402
+import numpy as np  # noqa: E402
 from jaxmodule import nn, optim  # noqa: E402
 from jaxmodule.distributed import (  # noqa: E402
     Shard,
@@ -96,18 +95,26 @@ def train(model: nn.Module, batches: list, mesh=None, log_every: int = 0) -> lis
         if log_every and (i % log_every == 0 or i == len(batches) - 1):
             print(f"step {i:3d}: loss {losses[-1]:.5f}")
     if mesh is not None:
-        print(f"compiled once for all {len(batches)} steps: {train_step.trace_count} trace(s); the batch "
-              f"x is {x.sharding.spec} over the mesh")
+        print(
+            f"compiled once for all {len(batches)} steps: {train_step.trace_count} trace(s); the batch "
+            f"x is {x.sharding.spec} over the mesh"
+        )
     return losses
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fsdp", action="store_true", help="fully_shard (FSDP) instead of replicate (DDP)")
+    parser.add_argument(
+        "--fsdp", action="store_true", help="fully_shard (FSDP) instead of replicate (DDP)"
+    )
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=64, help="the global batch (divisible by the devices)")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="the global batch (divisible by the devices)"
+    )
     parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--smoke", action="store_true", help="10 steps, a narrow model (the CI smoke test)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="10 steps, a narrow model (the CI smoke test)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.width = 10, 64
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{n} {jax.devices()[0].platform} devices: {[str(d) for d in jax.devices()]}")
     batches = make_data(args.steps, args.batch_size)
 
-    mesh = init_device_mesh(jax.devices()[0].platform, (n,))   # one axis, named 'data'
+    mesh = init_device_mesh(jax.devices()[0].platform, (n,))  # one axis, named 'data'
     jaxmodule.manual_seed(0)
     model = MLP(args.width)
     single_bytes = sum(p.numel() * p.dtype.itemsize for p in model.parameters())
@@ -130,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     print(model)
     per_device = per_device_bytes(model)
     sizes = sorted(set(per_device.values()))
-    shown = f"{sizes[0]:,} on each of {len(per_device)} devices" if len(sizes) == 1 else str(per_device)
+    shown = (
+        f"{sizes[0]:,} on each of {len(per_device)} devices" if len(sizes) == 1 else str(per_device)
+    )
     print(f"parameter bytes per device: {shown} (the whole model: {single_bytes:,})")
     sharded = train(model, batches, mesh, log_every=max(1, args.steps // 5))
 
@@ -138,8 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     jaxmodule.manual_seed(0)
     single = train(MLP(args.width), batches)
     gap = abs(sharded[-1] - single[-1]) / abs(single[-1])
-    print(f"final loss: {strategy} {sharded[-1]:.6f}, one device {single[-1]:.6f}, "
-          f"relative difference {gap:.1e} (float summation order)")
+    print(
+        f"final loss: {strategy} {sharded[-1]:.6f}, one device {single[-1]:.6f}, "
+        f"relative difference {gap:.1e} (float summation order)"
+    )
     print(f"loss {sharded[0]:.4f} -> {sharded[-1]:.4f}")
 
 

@@ -26,17 +26,27 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-
 import jaxmodule
 from jaxmodule import nn, optim
 from jaxmodule.nn import functional as F
 from jaxmodule.nn.utils.kv_cache import StaticKVCache, disable_kv_cache, enable_kv_cache
 
-__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "prefill", "decode", "forward",
-           "generate_recompute"]
+__all__ = [
+    "GPTConfig",
+    "CausalSelfAttention",
+    "MLP",
+    "Block",
+    "GPT",
+    "prefill",
+    "decode",
+    "forward",
+    "generate_recompute",
+]
 
-TEXT = ("the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun. "
-        "a small model learns to repeat what it reads, one byte at a time. ")
+TEXT = (
+    "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun. "
+    "a small model learns to repeat what it reads, one byte at a time. "
+)
 
 
 @dataclass
@@ -111,13 +121,15 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
         self.apply(self._init_weights)
@@ -144,19 +156,28 @@ class GPT(nn.Module):
             x = block(x)
         return self.lm_head(self.transformer.ln_f(x))
 
-    def stream(self, idx: jax.Array, max_new_tokens: int, temperature: float = 1.0,
-               top_k: int | None = None) -> Iterator[tuple[jax.Array, jax.Array]]:
+    def stream(
+        self,
+        idx: jax.Array,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ) -> Iterator[tuple[jax.Array, jax.Array]]:
         """Yield `(next_token (B, 1), logits (B, vocab_size))` for each new token, KV-cached."""
         b, t = idx.shape
         if t + max_new_tokens > self.config.block_size:
-            raise ValueError(f"GPT.generate: prompt length {t} + max_new_tokens {max_new_tokens} "
-                             f"exceeds block_size={self.config.block_size}")
+            raise ValueError(
+                f"GPT.generate: prompt length {t} + max_new_tokens {max_new_tokens} "
+                f"exceeds block_size={self.config.block_size}"
+            )
         greedy = temperature == 0.0
         temperature = 1.0 if greedy else float(temperature)
         enable_kv_cache(self, b, self.config.block_size, CausalSelfAttention)
         try:
             padded = jnp.pad(jnp.asarray(idx, jnp.int32), ((0, 0), (0, self.config.block_size - t)))
-            tok, logits = prefill(self, padded, jnp.asarray(t, jnp.int32), temperature, top_k, greedy)
+            tok, logits = prefill(
+                self, padded, jnp.asarray(t, jnp.int32), temperature, top_k, greedy
+            )
             yield tok, logits
             for _ in range(max_new_tokens - 1):
                 tok, logits = decode(self, tok, temperature, top_k, greedy)
@@ -164,8 +185,13 @@ class GPT(nn.Module):
         finally:
             disable_kv_cache(self)
 
-    def generate(self, idx: jax.Array, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None) -> jax.Array:
+    def generate(
+        self,
+        idx: jax.Array,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ) -> jax.Array:
         """Append `max_new_tokens` tokens to `idx` `(B, T)`; `temperature=0.0` is greedy."""
         new = [tok for tok, _ in self.stream(idx, max_new_tokens, temperature, top_k)]
         return jnp.concatenate([jnp.asarray(idx, jnp.int32), *new], axis=1)
@@ -184,8 +210,14 @@ def _pick(logits: jax.Array, temperature: float, top_k: int | None, greedy: bool
 
 
 @jaxmodule.compile
-def prefill(model: GPT, padded: jax.Array, length: jax.Array, temperature: float,
-            top_k: int | None, greedy: bool) -> tuple[jax.Array, jax.Array]:
+def prefill(
+    model: GPT,
+    padded: jax.Array,
+    length: jax.Array,
+    temperature: float,
+    top_k: int | None,
+    greedy: bool,
+) -> tuple[jax.Array, jax.Array]:
     """Run the right-padded prompt through the cached model; crop the caches to `length`."""
     logits = model(padded)
     for module in model.modules():
@@ -196,8 +228,9 @@ def prefill(model: GPT, padded: jax.Array, length: jax.Array, temperature: float
 
 
 @jaxmodule.compile
-def decode(model: GPT, tok: jax.Array, temperature: float, top_k: int | None,
-           greedy: bool) -> tuple[jax.Array, jax.Array]:
+def decode(
+    model: GPT, tok: jax.Array, temperature: float, top_k: int | None, greedy: bool
+) -> tuple[jax.Array, jax.Array]:
     """One token `(B, 1)` through the cached model: the next token and its logits."""
     logits = model(tok)[:, -1]
     return _pick(logits, temperature, top_k, greedy), logits
@@ -213,7 +246,9 @@ def generate_recompute(model: GPT, idx: jax.Array, max_new_tokens: int) -> jax.A
     """Greedy generation without a cache: the whole grown sequence each step, one compile each."""
     for _ in range(max_new_tokens):
         logits = forward(model, idx)[:, -1]
-        idx = jnp.concatenate([idx, jnp.argmax(logits, axis=-1, keepdims=True).astype(idx.dtype)], axis=1)
+        idx = jnp.concatenate(
+            [idx, jnp.argmax(logits, axis=-1, keepdims=True).astype(idx.dtype)], axis=1
+        )
     return idx
 
 
@@ -227,7 +262,8 @@ def train(model: GPT, steps: int, batch_size: int, lr: float) -> float:
     def step(x: jax.Array, y: jax.Array) -> jax.Array:
         optimizer.zero_grad()
         loss = jaxmodule.backward(
-            lambda: F.cross_entropy(model(x).reshape(-1, model.config.vocab_size), y.reshape(-1)))
+            lambda: F.cross_entropy(model(x).reshape(-1, model.config.vocab_size), y.reshape(-1))
+        )
         optimizer.step()
         return loss
 
@@ -241,7 +277,9 @@ def train(model: GPT, steps: int, batch_size: int, lr: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a tiny model and few steps (smoke test)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a tiny model and few steps (smoke test)"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--max-new-tokens", type=int, default=60)
     args = parser.parse_args()
@@ -265,10 +303,14 @@ def main() -> None:
     print("greedy: ", repr(bytes(out[0].tolist()).decode(errors="replace")))
     print("sampled:", repr(bytes(sampled[0].tolist()).decode(errors="replace")))
     check = 4 if args.tiny else new
-    same = bool((generate_recompute(model, prompt, check) == out[:, :prompt.shape[1] + check]).all())
+    same = bool(
+        (generate_recompute(model, prompt, check) == out[:, : prompt.shape[1] + check]).all()
+    )
     print(f"cached == recompute ({check} tokens): {same}")
-    print(f"traces: prefill {prefill.trace_count}, decode {decode.trace_count} "
-          f"(greedy and sampled: two programs each)")
+    print(
+        f"traces: prefill {prefill.trace_count}, decode {decode.trace_count} "
+        f"(greedy and sampled: two programs each)"
+    )
     print(f"first generate {t1 - t0:.2f} s (compiles), second {1e3 * (t2 - t1) / new:.2f} ms/token")
 
 

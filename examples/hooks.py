@@ -27,10 +27,9 @@ from __future__ import annotations
 import argparse
 
 import jax.numpy as jnp
-import numpy as np
-
 import jaxmodule
 import jaxmodule.nn.functional as F
+import numpy as np
 from jaxmodule import nn, optim
 
 __all__ = ["Net", "main"]
@@ -42,8 +41,12 @@ class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
         )
         self.fc1 = nn.Linear(16, 32)
         self.fc2 = nn.Linear(32, 10)
@@ -59,7 +62,9 @@ def norm(x) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5, help="compiled training steps with a backward hook")
+    parser.add_argument(
+        "--steps", type=int, default=5, help="compiled training steps with a backward hook"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--smoke", action="store_true", help="3 steps (the CI smoke test)")
     args = parser.parse_args(argv)
@@ -77,17 +82,25 @@ def main(argv: list[str] | None = None) -> None:
     def save_activation(name):
         def hook(module, inputs, output):
             activations[name] = output
+
         return hook
 
-    handles = [model.get_submodule(name).register_forward_hook(save_activation(name))
-               for name in ("features.1", "features.4", "features.5", "fc1")]
-    handles.append(model.fc1.register_forward_pre_hook(
-        lambda module, inputs: print(f"pre-hook fc1: input {tuple(inputs[0].shape)}")))
+    handles = [
+        model.get_submodule(name).register_forward_hook(save_activation(name))
+        for name in ("features.1", "features.4", "features.5", "fc1")
+    ]
+    handles.append(
+        model.fc1.register_forward_pre_hook(
+            lambda module, inputs: print(f"pre-hook fc1: input {tuple(inputs[0].shape)}")
+        )
+    )
     with jaxmodule.no_grad():
         logits = model(x)
     for name, act in activations.items():
-        print(f"activation {name:<11} {type(model.get_submodule(name)).__name__:<17} shape {tuple(act.shape)}, "
-              f"mean {float(jnp.mean(act)):.4f}")
+        print(
+            f"activation {name:<11} {type(model.get_submodule(name)).__name__:<17} shape {tuple(act.shape)}, "
+            f"mean {float(jnp.mean(act)):.4f}"
+        )
     print(f"logits {tuple(logits.shape)}")
     for handle in handles:
         handle.remove()
@@ -102,26 +115,33 @@ def main(argv: list[str] | None = None) -> None:
         def hook(module, grad_input, grad_output):
             gin = grad_input[0]
             gin = "None" if gin is None else f"{tuple(gin.shape)} norm {norm(gin):.4f}"
-            grads_seen.append(f"{name}: grad_output {tuple(grad_output[0].shape)} "
-                              f"norm {norm(grad_output[0]):.4f}, grad_input {gin}")
+            grads_seen.append(
+                f"{name}: grad_output {tuple(grad_output[0].shape)} "
+                f"norm {norm(grad_output[0]):.4f}, grad_input {gin}"
+            )
+
         return hook
 
     def grad_pre_hook(module, grad_output):
         grads_seen.append(f"fc2 pre-hook: grad_output norm {norm(grad_output[0]):.4f}")
 
-    back = [model.fc2.register_full_backward_pre_hook(grad_pre_hook),
-            model.fc2.register_full_backward_hook(grad_hook("fc2")),
-            model.fc1.register_full_backward_hook(grad_hook("fc1"))]
-    loss = jaxmodule.backward(lambda m: criterion(m(x), y), model)   # loss.backward()
+    back = [
+        model.fc2.register_full_backward_pre_hook(grad_pre_hook),
+        model.fc2.register_full_backward_hook(grad_hook("fc2")),
+        model.fc1.register_full_backward_hook(grad_hook("fc1")),
+    ]
+    loss = jaxmodule.backward(lambda m: criterion(m(x), y), model)  # loss.backward()
     print(f"loss {float(loss):.4f}; hooks fired in backward order:")
     for line in grads_seen:
         print("  " + line)
     print("parameter gradient norms (.grad after backward):")
     for name, p in model.named_parameters():
         print(f"  {name:<20} {tuple(p.shape)!s:<16} grad norm {norm(p.grad):.4f}")
-    total = jnp.sqrt(sum(jnp.sum(p.grad ** 2) for p in model.parameters()))
-    print(f"total grad norm {float(total):.4f} "
-          f"(clip_grad_norm_ returns the same: {float(nn.utils.clip_grad_norm_(model.parameters(), 1e9)):.4f})")
+    total = jnp.sqrt(sum(jnp.sum(p.grad**2) for p in model.parameters()))
+    print(
+        f"total grad norm {float(total):.4f} "
+        f"(clip_grad_norm_ returns the same: {float(nn.utils.clip_grad_norm_(model.parameters(), 1e9)):.4f})"
+    )
     model.zero_grad()
 
     print("--- a backward hook inside a compiled training step ---")
@@ -129,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         handle.remove()
     fc1_grad_norms: list[float] = []
     handle = model.fc1.register_full_backward_hook(
-        lambda module, grad_input, grad_output: fc1_grad_norms.append(norm(grad_output[0])))
+        lambda module, grad_input, grad_output: fc1_grad_norms.append(norm(grad_output[0]))
+    )
     optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     @jaxmodule.compile
@@ -141,12 +162,16 @@ def main(argv: list[str] | None = None) -> None:
 
     losses = [float(train_step(x, y)) for _ in range(args.steps)]
     print(f"{args.steps} compiled steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}")
-    print(f"fc1 grad_output norm per step (the hook ran on every call, with real values): "
-          f"{np.round(fc1_grad_norms, 4).tolist()}")
+    print(
+        f"fc1 grad_output norm per step (the hook ran on every call, with real values): "
+        f"{np.round(fc1_grad_norms, 4).tolist()}"
+    )
     handle.remove()
     train_step(x, y)
-    print(f"after handle.remove(): {len(fc1_grad_norms)} hook calls (the step retraced without the hook: "
-          f"{train_step.trace_count} traces)")
+    print(
+        f"after handle.remove(): {len(fc1_grad_norms)} hook calls (the step retraced without the hook: "
+        f"{train_step.trace_count} traces)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,16 +21,17 @@ from __future__ import annotations
 import argparse
 
 import jax.numpy as jnp
-import numpy as np
-
 import jaxmodule
+import numpy as np
 from jaxmodule import nn, optim
 
 __all__ = ["make_model", "train", "main"]
 
 
 def make_model() -> nn.Module:
-    return nn.Sequential(nn.Linear(32, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 10))
+    return nn.Sequential(
+        nn.Linear(32, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 10)
+    )
 
 
 def data(n: int, seed: int = 0) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -41,7 +42,9 @@ def data(n: int, seed: int = 0) -> tuple[jnp.ndarray, jnp.ndarray]:
     return jnp.asarray(x), jnp.asarray(y)
 
 
-def train(dtype, steps: int, batch_size: int, lr: float, init_scale: float, log_every: int) -> list[float]:
+def train(
+    dtype, steps: int, batch_size: int, lr: float, init_scale: float, log_every: int
+) -> list[float]:
     """Train a fresh model (seed 0) with autocast to `dtype` (None: float32); the unscaled losses."""
     jaxmodule.manual_seed(0)
     model = make_model()
@@ -49,8 +52,9 @@ def train(dtype, steps: int, batch_size: int, lr: float, init_scale: float, log_
     criterion = nn.CrossEntropyLoss()
     # float16 needs loss scaling; bfloat16 (float32's exponent range) and float32 do not
     growth_interval = 20  # torch's default is 2000; short here to show the growth
-    scaler = jaxmodule.amp.GradScaler(init_scale=init_scale, growth_interval=growth_interval,
-                                      enabled=dtype == jnp.float16)
+    scaler = jaxmodule.amp.GradScaler(
+        init_scale=init_scale, growth_interval=growth_interval, enabled=dtype == jnp.float16
+    )
     autocast_on = dtype is not None
     x_all, y_all = data(steps * batch_size)
 
@@ -60,12 +64,12 @@ def train(dtype, steps: int, batch_size: int, lr: float, init_scale: float, log_
 
         def loss_fn():
             with jaxmodule.autocast("cpu", dtype=dtype or jnp.bfloat16, enabled=autocast_on):
-                logits = model(x)                     # float16 matmuls under autocast
+                logits = model(x)  # float16 matmuls under autocast
             loss = criterion(logits.astype(jnp.float32), y)
-            return scaler.scale(loss), loss           # backward the scaled loss, keep the real one
+            return scaler.scale(loss), loss  # backward the scaled loss, keep the real one
 
         _, loss = jaxmodule.backward(loss_fn, has_aux=True)
-        scaler.step(optimizer)                        # unscales; skips the step on inf/NaN
+        scaler.step(optimizer)  # unscales; skips the step on inf/NaN
         scaler.update()
         return loss, logits_dtype(x)
 
@@ -77,8 +81,10 @@ def train(dtype, steps: int, batch_size: int, lr: float, init_scale: float, log_
     losses = []
     for step in range(steps):
         scale_before = float(scaler.get_scale())
-        loss, probe = train_step(x_all[step * batch_size:(step + 1) * batch_size],
-                                 y_all[step * batch_size:(step + 1) * batch_size])
+        loss, probe = train_step(
+            x_all[step * batch_size : (step + 1) * batch_size],
+            y_all[step * batch_size : (step + 1) * batch_size],
+        )
         losses.append(float(loss))
         scale = float(scaler.get_scale())
         if step % log_every == 0 or step == steps - 1 or scale != scale_before:
@@ -90,7 +96,9 @@ def train(dtype, steps: int, batch_size: int, lr: float, init_scale: float, log_
             elif scale > scale_before:
                 text += f"; {growth_interval} finite steps: scale grows to {scale:g}"
             print(text)
-    print(f"master weights stay {model[0].weight.dtype}; under autocast Linear computes in {probe.dtype}")
+    print(
+        f"master weights stay {model[0].weight.dtype}; under autocast Linear computes in {probe.dtype}"
+    )
     return losses
 
 
@@ -100,19 +108,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--init-scale", type=float, default=2.0**16, help="GradScaler's initial scale")
+    parser.add_argument(
+        "--init-scale", type=float, default=2.0**16, help="GradScaler's initial scale"
+    )
     parser.add_argument("--smoke", action="store_true", help="30 steps (the CI smoke test)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps = 30
     log_every = max(1, args.steps // 10)
-    print(f"=== autocast to {args.dtype}" + (" with GradScaler ===" if args.dtype == "float16" else " ==="))
-    mixed = train(getattr(jnp, args.dtype), args.steps, args.batch_size, args.lr, args.init_scale, log_every)
+    print(
+        f"=== autocast to {args.dtype}"
+        + (" with GradScaler ===" if args.dtype == "float16" else " ===")
+    )
+    mixed = train(
+        getattr(jnp, args.dtype), args.steps, args.batch_size, args.lr, args.init_scale, log_every
+    )
     print("=== float32 reference ===")
     full = train(None, args.steps, args.batch_size, args.lr, args.init_scale, args.steps)
     gap = float(np.abs(np.asarray(mixed) - np.asarray(full)).max())
-    print(f"final loss: {args.dtype} {mixed[-1]:.4f}, float32 {full[-1]:.4f} (first {mixed[0]:.4f}); "
-          f"the loss curves differ by at most {gap:.1e}")
+    print(
+        f"final loss: {args.dtype} {mixed[-1]:.4f}, float32 {full[-1]:.4f} (first {mixed[0]:.4f}); "
+        f"the loss curves differ by at most {gap:.1e}"
+    )
 
 
 if __name__ == "__main__":

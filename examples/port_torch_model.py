@@ -25,11 +25,10 @@ import argparse
 import sys
 
 import jax.numpy as jnp
-import numpy as np
-
 import jaxmodule
 import jaxmodule.nn as jnn
 import jaxmodule.nn.functional as JF
+import numpy as np
 from jaxmodule.utils import to_torch_state_dict
 
 try:
@@ -80,14 +79,18 @@ def check(what: str, diff: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="jaxmodule training steps after the shared one")
+    parser.add_argument(
+        "--steps", type=int, default=20, help="jaxmodule training steps after the shared one"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--smoke", action="store_true", help="few steps (the CI smoke test)")
     args = parser.parse_args(argv)
     if torch is None:
-        sys.exit("port_torch_model.py needs PyTorch, which is in the test extra: "
-                 "pip install 'jaxmodule[test]' (or pip install torch)")
+        sys.exit(
+            "port_torch_model.py needs PyTorch, which is in the test extra: "
+            "pip install 'jaxmodule[test]' (or pip install torch)"
+        )
     if args.smoke:
         args.steps, args.batch_size = 3, 16
 
@@ -99,15 +102,20 @@ def main(argv: list[str] | None = None) -> None:
 
     # 1-2. torch weights into jaxmodule; same outputs
     result = jax_model.load_state_dict(torch_model.state_dict())
-    print(f"load_state_dict(torch_model.state_dict()): {result}; {len(jax_model.state_dict())} "
-          f"entries, keys equal: {list(jax_model.state_dict()) == list(torch_model.state_dict())}")
+    print(
+        f"load_state_dict(torch_model.state_dict()): {result}; {len(jax_model.state_dict())} "
+        f"entries, keys equal: {list(jax_model.state_dict()) == list(torch_model.state_dict())}"
+    )
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch_size, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, args.batch_size)
     torch_model.eval()
     jax_model.eval()
     with torch.no_grad():
-        check("eval outputs, torch weights", max_abs_diff(jax_model(jnp.asarray(x)), torch_model(torch.from_numpy(x))))
+        check(
+            "eval outputs, torch weights",
+            max_abs_diff(jax_model(jnp.asarray(x)), torch_model(torch.from_numpy(x))),
+        )
 
     # 3. one identical SGD step in both (BatchNorm uses batch statistics, Dropout is off)
     torch_model.train()
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     @jaxmodule.compile
     def train_step(model, optimizer, x, y):
         optimizer.zero_grad()
-        loss = jaxmodule.backward(lambda m: criterion(m(x), y), model)   # loss.backward()
+        loss = jaxmodule.backward(lambda m: criterion(m(x), y), model)  # loss.backward()
         optimizer.step()
         return loss
 
@@ -132,23 +140,34 @@ def main(argv: list[str] | None = None) -> None:
     jax_loss = train_step(jax_model, jax_opt, jnp.asarray(x), jnp.asarray(y))
     print(f"one SGD step: loss torch {torch_loss.item():.6f}, jaxmodule {float(jax_loss):.6f}")
     torch_sd = torch_model.state_dict()
-    check("weights and running statistics after the step", max(
-        max_abs_diff(v, torch_sd[k].float()) for k, v in jax_model.state_dict().items()))
+    check(
+        "weights and running statistics after the step",
+        max(max_abs_diff(v, torch_sd[k].float()) for k, v in jax_model.state_dict().items()),
+    )
 
     # 4. more training in jaxmodule only, Dropout on: fit the batch (random images, random labels)
     jax_model.dropout.train()
-    losses = [float(train_step(jax_model, jax_opt, jnp.asarray(x), jnp.asarray(y))) for _ in range(args.steps)]
-    print(f"{args.steps} more jaxmodule steps on the batch (Dropout on): loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    losses = [
+        float(train_step(jax_model, jax_opt, jnp.asarray(x), jnp.asarray(y)))
+        for _ in range(args.steps)
+    ]
+    print(
+        f"{args.steps} more jaxmodule steps on the batch (Dropout on): loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+    )
 
     # 5. back to torch
     torch_model.load_state_dict(to_torch_state_dict(jax_model))
     torch_model.eval()
     jax_model.eval()
     with torch.no_grad():
-        check("eval outputs after jaxmodule training, weights back in torch",
-              max_abs_diff(jax_model(jnp.asarray(x)), torch_model(torch.from_numpy(x))))
-    print(f"torch's bn2.num_batches_tracked: {int(torch_model.bn2.num_batches_tracked)} "
-          f"(1 shared step + {args.steps} jaxmodule steps)")
+        check(
+            "eval outputs after jaxmodule training, weights back in torch",
+            max_abs_diff(jax_model(jnp.asarray(x)), torch_model(torch.from_numpy(x))),
+        )
+    print(
+        f"torch's bn2.num_batches_tracked: {int(torch_model.bn2.num_batches_tracked)} "
+        f"(1 shared step + {args.steps} jaxmodule steps)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
 import jaxmodule
 import jaxmodule.nn.functional as F
+import numpy as np
 from jaxmodule import nn, optim
 
 __all__ = ["BasicBlock", "ResNet", "load_digits_split", "main"]
@@ -47,8 +46,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -69,7 +69,9 @@ class ResNet(nn.Module):
         self.conv1 = nn.Conv2d(1, width, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.layer1 = nn.Sequential(BasicBlock(width, width), BasicBlock(width, width))
-        self.layer2 = nn.Sequential(BasicBlock(width, 2 * width, stride=2), BasicBlock(2 * width, 2 * width))
+        self.layer2 = nn.Sequential(
+            BasicBlock(width, 2 * width, stride=2), BasicBlock(2 * width, 2 * width)
+        )
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(2 * width, num_classes)
         for m in self.modules():
@@ -98,11 +100,14 @@ def load_digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def describe_bn(name: str, bn: nn.BatchNorm2d) -> str:
     mean, var = np.asarray(bn.running_mean), np.asarray(bn.running_var)
+
     def first4(a: np.ndarray) -> str:
         return "[" + ", ".join(f"{v:.3f}" for v in a[:4]) + "]"
 
-    return (f"{name}: num_batches_tracked={int(bn.num_batches_tracked)}, "
-            f"running_mean[:4]={first4(mean)}, running_var[:4]={first4(var)}")
+    return (
+        f"{name}: num_batches_tracked={int(bn.num_batches_tracked)}, "
+        f"running_mean[:4]={first4(mean)}, running_var[:4]={first4(var)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=16, help="channels of the first stage")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="a narrow model, 3 epochs (the CI smoke test)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a narrow model, 3 epochs (the CI smoke test)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.epochs, args.width = 3, 8
@@ -122,14 +129,20 @@ def main(argv: list[str] | None = None) -> None:
 
     model = ResNet(width=args.width)
     print(model.layer2[0])
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, "
-          f"{sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))} BatchNorm2d layers; "
-          f"buffers of bn1: {[n for n, _ in model.bn1.named_buffers()]}")
+    print(
+        f"{sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"{sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))} BatchNorm2d layers; "
+        f"buffers of bn1: {[n for n, _ in model.bn1.named_buffers()]}"
+    )
     print("before training ", describe_bn("bn1", model.bn1))
 
     steps_per_epoch = len(x_train) // args.batch_size  # drop the last partial batch, one shape
-    optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    scheduler = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch)
+    optimizer = optim.SGD(
+        model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4, nesterov=True
+    )
+    scheduler = optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch
+    )
     criterion = nn.CrossEntropyLoss()
 
     @jaxmodule.compile
@@ -157,14 +170,18 @@ def main(argv: list[str] | None = None) -> None:
         order = rng.permutation(len(x_train))
         losses = []
         for i in range(steps_per_epoch):
-            idx = order[i * args.batch_size:(i + 1) * args.batch_size]
+            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
             losses.append(train_step(jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx])))
-        print(f"epoch {epoch}/{args.epochs}: train loss {float(np.mean([float(v) for v in losses])):.4f}, "
-              f"held-out accuracy {accuracy():.3f} ({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"epoch {epoch}/{args.epochs}: train loss {float(np.mean([float(v) for v in losses])):.4f}, "
+            f"held-out accuracy {accuracy():.3f} ({time.perf_counter() - t0:.1f} s)"
+        )
 
     print("after training  ", describe_bn("bn1", model.bn1))
-    print(f"num_batches_tracked counts the training steps: {int(model.bn1.num_batches_tracked)} == "
-          f"{args.epochs} epochs x {steps_per_epoch} steps")
+    print(
+        f"num_batches_tracked counts the training steps: {int(model.bn1.num_batches_tracked)} == "
+        f"{args.epochs} epochs x {steps_per_epoch} steps"
+    )
 
     sample = jnp.asarray(x_test[:1])
     batch = jnp.asarray(np.concatenate([x_test[:1], x_test[1:32]]))
@@ -176,10 +193,14 @@ def main(argv: list[str] | None = None) -> None:
         model.eval()
         alone, in_batch = model(sample), model(batch)
         eval_gap = float(jnp.abs(alone[0] - in_batch[0]).max())
-    print(f"train() mode: one sample's logits depend on its batch (max diff {train_gap:.3f}); "
-          f"eval() mode: they do not (max diff {eval_gap:.1e})")
-    print(f"the train() forwards of a deepcopy left the model's statistics alone: "
-          f"num_batches_tracked {int(model.bn1.num_batches_tracked)} (the copy's: {int(probe.bn1.num_batches_tracked)})")
+    print(
+        f"train() mode: one sample's logits depend on its batch (max diff {train_gap:.3f}); "
+        f"eval() mode: they do not (max diff {eval_gap:.1e})"
+    )
+    print(
+        f"the train() forwards of a deepcopy left the model's statistics alone: "
+        f"num_batches_tracked {int(model.bn1.num_batches_tracked)} (the copy's: {int(probe.bn1.num_batches_tracked)})"
+    )
     print(f"final held-out accuracy (eval mode): {accuracy():.3f}")
 
 

@@ -20,7 +20,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import jax.numpy as jnp
-
 import jaxmodule
 import jaxmodule.nn as nn
 import jaxmodule.nn.functional as F
@@ -70,13 +69,17 @@ class BufferModel(nn.Module):
 
     def __init__(self) -> None:
         super(BufferModel, self).__init__()  # noqa: UP008 - the overview's spelling
-        self.param_nn = nn.Sequential(OrderedDict([
-            ("conv", nn.Conv2d(1, 1, 3, bias=False)),
-            ("fc", nn.Linear(1, 2, bias=False)),
-        ]))
-        self.register_buffer("param_buf", jaxmodule.randn(1, 2))          # saved, not trained
+        self.param_nn = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv", nn.Conv2d(1, 1, 3, bias=False)),
+                    ("fc", nn.Linear(1, 2, bias=False)),
+                ]
+            )
+        )
+        self.register_buffer("param_buf", jaxmodule.randn(1, 2))  # saved, not trained
         self.register_parameter("param_reg", nn.Parameter(jaxmodule.randn(1, 2)))  # trained
-        self.param_attr = jaxmodule.randn(1, 2)                             # neither
+        self.param_attr = jaxmodule.randn(1, 2)  # neither
 
     def forward(self, x):
         return x
@@ -133,13 +136,15 @@ def section_save_load(args: argparse.Namespace) -> None:
     model = MyModel()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(args.dir or tmp, "my_model.pth")
-        jaxmodule.save(model.state_dict(), path)       # a directory (an orbax checkpoint)
+        jaxmodule.save(model.state_dict(), path)  # a directory (an orbax checkpoint)
         loaded_model = MyModel()
         loaded_model.load_state_dict(jaxmodule.load(path))
         x = jaxmodule.randn(2, 10)
         diff = float(jnp.abs(loaded_model(x) - model(x)).max())
-        print(f"saved and loaded {path!r}: keys {list(loaded_model.state_dict())}, "
-              f"max abs diff {diff}")
+        print(
+            f"saved and loaded {path!r}: keys {list(loaded_model.state_dict())}, "
+            f"max abs diff {diff}"
+        )
 
 
 def section_training(args: argparse.Namespace) -> None:
@@ -151,13 +156,15 @@ def section_training(args: argparse.Namespace) -> None:
     @jaxmodule.compile
     def train_step(x, y):
         optimizer.zero_grad()
-        loss = jaxmodule.backward(lambda: criterion(model(x), y))   # loss.backward()
+        loss = jaxmodule.backward(lambda: criterion(model(x), y))  # loss.backward()
         optimizer.step()
         return loss
 
     losses = [float(train_step(x, y)) for _ in range(args.steps)]
-    print(f"{optimizer.__class__.__name__} + {criterion}: loss {losses[0]:.4f} -> {losses[-1]:.4f} "
-          f"in {len(losses)} steps")
+    print(
+        f"{optimizer.__class__.__name__} + {criterion}: loss {losses[0]:.4f} -> {losses[-1]:.4f} "
+        f"in {len(losses)} steps"
+    )
 
 
 def section_conv(args: argparse.Namespace) -> None:
@@ -193,8 +200,10 @@ def section_modes(args: argparse.Namespace) -> None:
     x = jnp.ones((1, 4))
     print(f"training={net.training}, dropout zeroes some outputs: {bool((net(x) == 0).any())}")
     net.eval()
-    print(f"after eval(): training={net.training}, {[m.training for m in net.modules()]}, "
-          f"same output twice: {bool((net(x) == net(x)).all())}")
+    print(
+        f"after eval(): training={net.training}, {[m.training for m in net.modules()]}, "
+        f"same output twice: {bool((net(x) == net(x)).all())}"
+    )
     net.train()
     print(f"after train(): training={net.training}")
 
@@ -202,10 +211,15 @@ def section_modes(args: argparse.Namespace) -> None:
 def section_hooks(args: argparse.Namespace) -> None:
     net = TwoLayer()
     seen: list[str] = []
-    pre = net.fc1.register_forward_pre_hook(lambda m, inp: seen.append(f"pre fc1 {tuple(inp[0].shape)}"))
-    post = net.fc2.register_forward_hook(lambda m, inp, out: seen.append(f"post fc2 {tuple(out.shape)}"))
+    pre = net.fc1.register_forward_pre_hook(
+        lambda m, inp: seen.append(f"pre fc1 {tuple(inp[0].shape)}")
+    )
+    post = net.fc2.register_forward_hook(
+        lambda m, inp, out: seen.append(f"post fc2 {tuple(out.shape)}")
+    )
     back = net.fc1.register_full_backward_hook(
-        lambda m, gin, gout: seen.append(f"backward fc1 grad_output {tuple(gout[0].shape)}"))
+        lambda m, gin, gout: seen.append(f"backward fc1 grad_output {tuple(gout[0].shape)}")
+    )
     x = jaxmodule.randn(3, 10)
     jaxmodule.backward(lambda m: m(x).sum(), net)
     print("\n".join(seen))
@@ -225,17 +239,25 @@ def section_builtins(args: argparse.Namespace) -> None:
     print("add_module + extra_repr:", net.extra)
     print("children:", [type(m).__name__ for m in net.children()])
     print("get_submodule('param_nn.conv'):", net.get_submodule("param_nn.conv"))
-    print("get_parameter('param_nn.fc.weight'):", tuple(net.get_parameter("param_nn.fc.weight").shape))
+    print(
+        "get_parameter('param_nn.fc.weight'):", tuple(net.get_parameter("param_nn.fc.weight").shape)
+    )
     print("get_buffer('param_buf'):", tuple(net.get_buffer("param_buf").shape))
     net.extra.calls = 7
     sd = net.state_dict()
-    print("get_extra_state in state_dict:", {k: v for k, v in sd.items() if k.endswith("_extra_state")})
+    print(
+        "get_extra_state in state_dict:",
+        {k: v for k, v in sd.items() if k.endswith("_extra_state")},
+    )
     fresh = BufferModel()
     fresh.add_module("extra", CounterModel())
     print("load_state_dict:", fresh.load_state_dict(sd), "extra.calls =", fresh.extra.calls)
     for method in ("half", "bfloat16", "float"):
         getattr(net, method)()
-        print(f"{method}():", sorted({str(v.dtype) for v in net.state_dict().values() if hasattr(v, "dtype")}))
+        print(
+            f"{method}():",
+            sorted({str(v.dtype) for v in net.state_dict().values() if hasattr(v, "dtype")}),
+        )
     net.to(jaxmodule.device("cpu"))
     print("to('cpu'):", net.param_reg.device, "| cpu():", net.cpu() is net)
     net.requires_grad_(False)
@@ -263,11 +285,21 @@ SECTIONS: dict[str, tuple[str, Callable[[argparse.Namespace], None]]] = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--section", action="append", choices=list(SECTIONS),
-                        help="run only this section (repeatable); default: all")
-    parser.add_argument("--steps", type=int, default=20, help="training steps in the training section")
-    parser.add_argument("--dir", default=None, help="where save_load writes (default: a temporary folder)")
-    parser.add_argument("--smoke", action="store_true", help="few training steps (the CI smoke test)")
+    parser.add_argument(
+        "--section",
+        action="append",
+        choices=list(SECTIONS),
+        help="run only this section (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=20, help="training steps in the training section"
+    )
+    parser.add_argument(
+        "--dir", default=None, help="where save_load writes (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="few training steps (the CI smoke test)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps = 5

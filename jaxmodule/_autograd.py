@@ -41,8 +41,15 @@ def _side_cells(modules: Sequence[Module], exclude: set[int]) -> list:
     return out
 
 
-def _differentiate(fn: Callable, diff_cells: list, side_cells: list, plain: dict[int, Any],
-                   args: tuple, kwargs: dict, has_aux: bool) -> tuple[Any, Any, list, dict]:
+def _differentiate(
+    fn: Callable,
+    diff_cells: list,
+    side_cells: list,
+    plain: dict[int, Any],
+    args: tuple,
+    kwargs: dict,
+    has_aux: bool,
+) -> tuple[Any, Any, list, dict]:
     """Run fn with JAX's tracers in `diff_cells` and in the positional arguments `plain`
     (index -> value). Returns (value, aux, cell grads, plain grads)."""
     originals = [c._value for c in diff_cells]
@@ -57,14 +64,18 @@ def _differentiate(fn: Callable, diff_cells: list, side_cells: list, plain: dict
         value, aux = out if has_aux else (out, None)
         # A differentiated cell the function wrote (e.g. Embedding's max_norm renormalisation)
         # keeps the written value, as in torch; its gradient is w.r.t. the value on entry.
-        written = [None if c._value is v else jax.lax.stop_gradient(c._value) for c, v in zip(diff_cells, values)]
+        written = [
+            None if c._value is v else jax.lax.stop_gradient(c._value)
+            for c, v in zip(diff_cells, values)
+        ]
         return value, (aux, [c._value for c in side_cells], written)
 
     # `inner` puts tracers into the cells; everything is restored on the way out (also when fn
     # raises), then the side cells receive their new concrete values
     with swapped([*diff_cells, *side_cells], [*originals, *(c._value for c in side_cells)]):
         (value, (aux, side_values, written)), (g_cells, g_plain) = jax.value_and_grad(
-            inner, argnums=(0, 1), has_aux=True)(originals, plain)
+            inner, argnums=(0, 1), has_aux=True
+        )(originals, plain)
     for c, v in zip(side_cells, side_values):
         c._value = v
     for c, v in zip(diff_cells, written):
@@ -73,7 +84,9 @@ def _differentiate(fn: Callable, diff_cells: list, side_cells: list, plain: dict
     return value, aux, g_cells, g_plain
 
 
-def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+def value_and_grad(
+    fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
+) -> Callable:
     """Like `jax.value_and_grad`, but a Module argument is differentiated w.r.t. its trainable
     parameters only.
 
@@ -94,8 +107,10 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if any(n >= len(args) for n in nums):
-            raise TypeError(f"value_and_grad: argnums={argnums} but the function was called with "
-                            f"{len(args)} positional arguments")
+            raise TypeError(
+                f"value_and_grad: argnums={argnums} but the function was called with "
+                f"{len(args)} positional arguments"
+            )
         diff_cells: list = []
         plain: dict[int, Any] = {}
         layout: list = []
@@ -111,7 +126,9 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool
                 layout.append((n, None, 0))
         modules = [a for a in args if isinstance(a, Module)]
         side = _side_cells(modules, {id(c) for c in diff_cells})
-        value, aux, g_cells, g_plain = _differentiate(fn, diff_cells, side, plain, args, kwargs, has_aux)
+        value, aux, g_cells, g_plain = _differentiate(
+            fn, diff_cells, side, plain, args, kwargs, has_aux
+        )
         out = []
         for n, mask, start in layout:
             if mask is None:
@@ -152,6 +169,7 @@ def _read_parameters(fn: Callable, args: tuple, kwargs: dict) -> tuple[list, lis
     """The trainable parameters `fn(*args, **kwargs)` reads, and the other cells it writes, found
     by tracing it once abstractly (`jax.eval_shape`) with cell reads recorded. Every cell is
     restored afterwards."""
+
     def probe(key: Any) -> Any:
         default_generator._value = key  # traced, so random draws (dropout) are allowed
         return fn(*args, **kwargs)
@@ -195,12 +213,16 @@ def _remember(key: Any, params: list) -> None:
 
 def _read_params(rec: Recording) -> list:
     """The trainable parameters from outside the block that a recording saw read."""
-    return [c for i, c in rec.touched.items()
-            if isinstance(c, Parameter) and c.requires_grad and i not in rec.created]
+    return [
+        c
+        for i, c in rec.touched.items()
+        if isinstance(c, Parameter) and c.requires_grad and i not in rec.created
+    ]
 
 
-def _backward_one_pass(fn: Callable, guess: list, args: tuple, kwargs: dict,
-                       has_aux: bool) -> tuple[Any, Any, list, list] | None:
+def _backward_one_pass(
+    fn: Callable, guess: list, args: tuple, kwargs: dict, has_aux: bool
+) -> tuple[Any, Any, list, list] | None:
     """Differentiate `fn` w.r.t. the parameters `guess`, recording what it reads and writes.
 
     Returns (value, aux, parameters read, their gradients) with the written cells updated, or
@@ -219,14 +241,19 @@ def _backward_one_pass(fn: Callable, guess: list, args: tuple, kwargs: dict,
         value, aux = out if has_aux else (out, None)
         side = [c for i, (c, _) in rec.written.items() if i not in diff_ids]
         found["side"] = side
-        written = [None if c._value is v else jax.lax.stop_gradient(c._value) for c, v in zip(guess, values)]
+        written = [
+            None if c._value is v else jax.lax.stop_gradient(c._value)
+            for c, v in zip(guess, values)
+        ]
         return value, (aux, [c._value for c in side], written)
 
     try:
-        (value, (aux, side_values, written)), grads = jax.value_and_grad(inner, has_aux=True)(originals)
+        (value, (aux, side_values, written)), grads = jax.value_and_grad(inner, has_aux=True)(
+            originals
+        )
     finally:  # every cell as on entry; the new values are committed below once accepted
         rec = found.get("rec")
-        for i, (c, old) in (rec.written.items() if rec is not None else ()):
+        for i, (c, old) in rec.written.items() if rec is not None else ():
             if i not in diff_ids:
                 c._value = old
         for c, v in zip(guess, originals):
@@ -244,8 +271,13 @@ def _backward_one_pass(fn: Callable, guess: list, args: tuple, kwargs: dict,
     return value, aux, [p for p, _ in kept], [g for _, g in kept]
 
 
-def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None,
-             has_aux: bool = False, **kwargs: Any) -> Any:
+def backward(
+    fn: Callable,
+    *args: Any,
+    inputs: Iterable[Parameter] | None = None,
+    has_aux: bool = False,
+    **kwargs: Any,
+) -> Any:
     """Torch-style backward: compute `fn(*args, **kwargs)` and add its gradient to each
     trainable parameter's `.grad` (accumulating until `zero_grad`, as torch does).
 
@@ -302,7 +334,9 @@ def backward(fn: Callable, *args: Any, inputs: Iterable[Parameter] | None = None
     if inputs is None and not modules:
         key = _code_key(fn) if eager_trace() else None  # traced (compile): one trace, no memory
         refs = _LAST_READ.get(key) if key is not None else None
-        guess = [p for p in (r() for r in refs) if p is not None and p.requires_grad] if refs else None
+        guess = (
+            [p for p in (r() for r in refs) if p is not None and p.requires_grad] if refs else None
+        )
         done = _backward_one_pass(fn, guess, args, kwargs, has_aux) if guess is not None else None
         if done is not None:
             value, aux, params, grads = done

@@ -13,13 +13,30 @@ from typing import Any
 
 import jax
 
-__all__ = ["resolve_device", "is_device_spec", "device", "META", "PLACEMENT", "is_meta_spec",
-           "placement_target", "device_type"]
+__all__ = [
+    "resolve_device",
+    "is_device_spec",
+    "device",
+    "META",
+    "PLACEMENT",
+    "is_meta_spec",
+    "placement_target",
+    "device_type",
+]
 
 META = "meta"  # the placement target of the meta device (arrays become jax.ShapeDtypeStruct)
 
-_KIND_ALIASES = {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "tpu": "tpu", "rocm": "gpu",
-                 "xpu": "xpu", "ipu": "ipu", "mtia": "mtia", "mps": "METAL"}
+_KIND_ALIASES = {
+    "cuda": "gpu",
+    "gpu": "gpu",
+    "cpu": "cpu",
+    "tpu": "tpu",
+    "rocm": "gpu",
+    "xpu": "xpu",
+    "ipu": "ipu",
+    "mtia": "mtia",
+    "mps": "METAL",
+}
 
 
 def _all_devices() -> list:
@@ -76,7 +93,8 @@ def resolve_device(spec: Any, default_kind: str = "gpu") -> jax.Device:
         raise RuntimeError(
             "the meta device holds shapes and dtypes only, it is not a jax.Device: build under "
             "jaxmodule.device('meta') or move a module with module.to('meta'), and allocate with "
-            "module.to_empty(device=...)")
+            "module.to_empty(device=...)"
+        )
     if type(spec).__module__.startswith("torch"):
         spec = str(spec)
     kind: str | None
@@ -86,7 +104,9 @@ def resolve_device(spec: Any, default_kind: str = "gpu") -> jax.Device:
         name, _, idx = spec.partition(":")
         kind = _KIND_ALIASES.get(name.lower())
         if kind is None:
-            raise RuntimeError(f"Expected one of cpu, cuda, gpu, tpu, xpu, ipu, mtia device type at start of device string: {spec}")
+            raise RuntimeError(
+                f"Expected one of cpu, cuda, gpu, tpu, xpu, ipu, mtia device type at start of device string: {spec}"
+            )
         try:
             index = int(idx) if idx else 0
         except ValueError:
@@ -101,10 +121,12 @@ def resolve_device(spec: Any, default_kind: str = "gpu") -> jax.Device:
     if not devs:
         raise RuntimeError(
             f"no '{spec}' device is available to JAX (asked for platform '{kind}'); "
-            f"the devices that exist are: {_all_devices()}")
+            f"the devices that exist are: {_all_devices()}"
+        )
     if not 0 <= index < len(devs):
         raise RuntimeError(
-            f"device index {index} is out of range for '{kind}': {len(devs)} device(s) exist: {devs}")
+            f"device index {index} is out of range for '{kind}': {len(devs)} device(s) exist: {devs}"
+        )
     return devs[index]
 
 
@@ -181,7 +203,9 @@ class device:  # noqa: N801 - torch's name
     def __init__(self, spec: Any, index: int | None = None) -> None:
         if index is not None:
             if not isinstance(spec, str) or ":" in spec:
-                raise TypeError(f"device(): an index is given with a type name such as 'cuda', got {spec!r}")
+                raise TypeError(
+                    f"device(): an index is given with a type name such as 'cuda', got {spec!r}"
+                )
             spec = f"{spec}:{index}"
         self.target = placement_target(spec)
         self._saved: list[tuple[Any, Any]] = []
@@ -217,8 +241,9 @@ class device:  # noqa: N801 - torch's name
             return self.target == other.target
         if isinstance(other, (jax.Device, jax.sharding.Sharding)):
             return self.target == other
-        if isinstance(other, str) or (type(other).__module__.startswith("torch")
-                                      and type(other).__name__ == "device"):
+        if isinstance(other, str) or (
+            type(other).__module__.startswith("torch") and type(other).__name__ == "device"
+        ):
             try:
                 return self.target == placement_target(other)
             except (RuntimeError, TypeError):
@@ -236,7 +261,9 @@ class device:  # noqa: N801 - torch's name
         if isinstance(self.target, jax.sharding.Sharding):
             return f"device({self.target!r})"
         i = self.index
-        return f"device(type='{self.type}')" if i is None else f"device(type='{self.type}', index={i})"
+        return (
+            f"device(type='{self.type}')" if i is None else f"device(type='{self.type}', index={i})"
+        )
 
     def __enter__(self) -> device:
         ctx = jax.default_device(self.target) if isinstance(self.target, jax.Device) else None

@@ -10,9 +10,25 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "float32", "float", "float16", "half", "bfloat16", "float64", "double",
-    "int8", "int16", "int32", "int", "int64", "long", "uint8", "bool",
-    "complex64", "complex128", "get_default_dtype", "set_default_dtype",
+    "float32",
+    "float",
+    "float16",
+    "half",
+    "bfloat16",
+    "float64",
+    "double",
+    "int8",
+    "int16",
+    "int32",
+    "int",
+    "int64",
+    "long",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+    "get_default_dtype",
+    "set_default_dtype",
 ]
 
 float32 = jnp.dtype("float32")
@@ -62,8 +78,16 @@ def to_dtype(d: Any) -> np.dtype:
         return get_default_dtype()
     if isinstance(d, str):
         name = d.removeprefix("torch.")
-        aliases = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
-                   "int": "int32", "short": "int16", "cfloat": "complex64", "cdouble": "complex128"}
+        aliases = {
+            "float": "float32",
+            "double": "float64",
+            "half": "float16",
+            "long": "int64",
+            "int": "int32",
+            "short": "int16",
+            "cfloat": "complex64",
+            "cdouble": "complex128",
+        }
         return jnp.dtype(aliases.get(name, name))
     if type(d).__module__ == "torch":  # a torch.dtype, converted by name without importing torch
         return to_dtype(str(d))

@@ -14,8 +14,15 @@ import numpy as np
 
 from ._swap import register_cell_class
 
-__all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
-           "get_rng_state", "set_rng_state"]
+__all__ = [
+    "Generator",
+    "default_generator",
+    "manual_seed",
+    "seed",
+    "initial_seed",
+    "get_rng_state",
+    "set_rng_state",
+]
 
 _DEFAULT_SEED = 67280421310721  # torch.initial_seed() on a fresh process
 
@@ -26,7 +33,8 @@ TRACED_DRAW_HINT = (
     "generator through the compiled program and writes it back:\n"
     "    wrong: jax.jit(lambda m, x: m(x))(model, x)\n"
     "    right: jaxmodule.compile(lambda m, x: m(x))(model, x)\n"
-    "or call model.eval() when no randomness is wanted.")
+    "or call model.eval() when no randomness is wanted."
+)
 
 
 def _key_from_seed(seed: int) -> jax.Array:
@@ -78,7 +86,9 @@ class Generator:
     def set_state(self, state: object) -> Generator:
         arr = jnp.asarray(np.asarray(state), dtype=jnp.uint32)
         if arr.shape != (2,):
-            raise ValueError(f"Generator.set_state expected a uint32 array of shape (2,), got shape {arr.shape}")
+            raise ValueError(
+                f"Generator.set_state expected a uint32 array of shape (2,), got shape {arr.shape}"
+            )
         self._value = arr
         return self
 

@@ -43,8 +43,10 @@ class StructureCounters:
         self.handed_out = 0
 
     def __repr__(self) -> str:
-        return (f"StructureCounters(structure={self.structure}, grad_presence={self.grad_presence}, "
-                f"handed_out={self.handed_out})")
+        return (
+            f"StructureCounters(structure={self.structure}, grad_presence={self.grad_presence}, "
+            f"handed_out={self.handed_out})"
+        )
 
 
 counters = StructureCounters()

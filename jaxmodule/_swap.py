@@ -25,14 +25,24 @@ import jax
 
 from ._stateful import Stateful
 
-__all__ = ["swapped", "recording", "Recording", "report", "defer", "Transaction", "holds_tracer",
-           "register_cell_class"]
+__all__ = [
+    "swapped",
+    "recording",
+    "Recording",
+    "report",
+    "defer",
+    "Transaction",
+    "holds_tracer",
+    "register_cell_class",
+]
 
 _Tracer = jax.core.Tracer
 
 
 @contextmanager
-def swapped(cells: Sequence[Any], values: Sequence[Any], *, keep_written: bool = False) -> Iterator[None]:
+def swapped(
+    cells: Sequence[Any], values: Sequence[Any], *, keep_written: bool = False
+) -> Iterator[None]:
     """Hold `values` in `cells` inside the block; restore the previous values on exit.
 
     With `keep_written=True` a cell that the block itself assigned (its value is no longer the one
@@ -59,7 +69,16 @@ class Recording:
     holds the ids of cells made inside the block (e.g. a jitted layer's unflattened copy).
     """
 
-    __slots__ = ("every", "compiling", "touched", "written", "created", "saved", "deferred", "thread")
+    __slots__ = (
+        "every",
+        "compiling",
+        "touched",
+        "written",
+        "created",
+        "saved",
+        "deferred",
+        "thread",
+    )
 
     def __init__(self, every: bool, compiling: bool = False) -> None:
         self.every = every
@@ -68,7 +87,9 @@ class Recording:
         self.touched: dict[int, Any] = {}
         self.written: dict[int, tuple[Any, Any]] = {}
         self.created: set[int] = set()
-        self.saved: dict[int, tuple[Stateful, Transaction, Any]] = {}  # reported objects, as first seen
+        self.saved: dict[
+            int, tuple[Stateful, Transaction, Any]
+        ] = {}  # reported objects, as first seen
         self.thread = threading.get_ident()
 
     def restore_outside(self, inside: set[int]) -> None:
@@ -94,7 +115,8 @@ def report(obj: Stateful, stepping: bool = False) -> None:
             raise RuntimeError(
                 "lr_scheduler.step() was called before optimizer.step() inside a compiled step. "
                 "Call optimizer.step() first, then scheduler.step(), as torch expects (it warns "
-                "about the other order); compile runs the scheduler step after each call.")
+                "about the other order); compile runs the scheduler step after each call."
+            )
     for rec in _active:
         if rec.thread == threading.get_ident() and id(obj) not in rec.touched:
             rec.touched[id(obj)] = obj
@@ -171,7 +193,8 @@ def defer(obj: Any, method: Any, args: tuple, kwargs: dict) -> bool:
         raise RuntimeError(
             f"{type(obj).__name__}.{method.__name__}() received a traced value inside a compiled "
             "step (e.g. ReduceLROnPlateau.step(loss)): return the value from the step and call "
-            "it after the compiled call.")
+            "it after the compiled call."
+        )
     rec.deferred.append((obj, method, args, kwargs))
     return True
 
@@ -221,7 +244,7 @@ def _containers(x: Any, depth: int, out: list) -> None:
         return
     out.append((x, c))
     if depth > 0:
-        for v in (c.values() if isinstance(c, dict) else c):
+        for v in c.values() if isinstance(c, dict) else c:
             _containers(v, depth - 1, out)
 
 
@@ -244,9 +267,13 @@ class Transaction:
             place, so objects that hold references to those containers keep seeing them.
     """
 
-    def __init__(self, cells: Iterable[Any], objects: Iterable[Any], containers: Iterable[Any] = ()) -> None:
-        self.cells = [(c, c._value, getattr(c, "_grad", None), type(c), getattr(c, "_seed", None))
-                      for c in cells]
+    def __init__(
+        self, cells: Iterable[Any], objects: Iterable[Any], containers: Iterable[Any] = ()
+    ) -> None:
+        self.cells = [
+            (c, c._value, getattr(c, "_grad", None), type(c), getattr(c, "_seed", None))
+            for c in cells
+        ]
         self.containers: list = []
         for c in containers:
             _containers(c, 0, self.containers)
@@ -309,8 +336,12 @@ class Transaction:
                     continue
                 before = next((c for x, c in nested if x is reg), None)
                 now = o.__dict__.get(name)
-                if now is not reg or before is None or len(before) != len(now) or any(
-                        now.get(k, DELETED) is not v for k, v in before.items()):
+                if (
+                    now is not reg
+                    or before is None
+                    or len(before) != len(now)
+                    or any(now.get(k, DELETED) is not v for k, v in before.items())
+                ):
                     out.append((o, name))
         return out
 

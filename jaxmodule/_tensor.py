@@ -17,11 +17,38 @@ from ._random import Generator, next_key
 META_DATA_ERROR = (
     "this Parameter/Buffer is on the meta device: it has a shape and dtype but no data. "
     "Allocate it first with module.to_empty(device=...) and then initialise it "
-    "(module.reset_parameters() / nn.init) or module.load_state_dict(...)")
+    "(module.reset_parameters() / nn.init) or module.load_state_dict(...)"
+)
 
-__all__ = ["as_array", "is_tensor_cell", "cell_value", "META_DATA_ERROR", "MetaArray", "meta_array", "is_torch_tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones",
-           "empty", "full", "randn", "rand", "randint", "arange", "linspace", "logspace", "eye",
-           "zeros_like", "ones_like", "empty_like", "full_like", "randn_like", "rand_like"]
+__all__ = [
+    "as_array",
+    "is_tensor_cell",
+    "cell_value",
+    "META_DATA_ERROR",
+    "MetaArray",
+    "meta_array",
+    "is_torch_tensor",
+    "tensor",
+    "as_tensor",
+    "from_numpy",
+    "zeros",
+    "ones",
+    "empty",
+    "full",
+    "randn",
+    "rand",
+    "randint",
+    "arange",
+    "linspace",
+    "logspace",
+    "eye",
+    "zeros_like",
+    "ones_like",
+    "empty_like",
+    "full_like",
+    "randn_like",
+    "rand_like",
+]
 
 
 def is_torch_tensor(x: Any) -> bool:
@@ -68,16 +95,56 @@ def _no_data(self: MetaArray, *args: Any) -> Any:
     raise RuntimeError(META_DATA_ERROR)
 
 
-for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
-            "lshift", "rshift", "divmod"):
+for _op in (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "and",
+    "or",
+    "xor",
+    "lshift",
+    "rshift",
+    "divmod",
+):
     setattr(MetaArray, f"__{_op}__", _no_data)
     setattr(MetaArray, f"__r{_op}__", _no_data)
-for _op in ("lt", "le", "gt", "ge", "neg", "pos", "abs", "invert", "getitem", "iter", "float",
-            "int", "complex", "index", "bool"):
+for _op in (
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "neg",
+    "pos",
+    "abs",
+    "invert",
+    "getitem",
+    "iter",
+    "float",
+    "int",
+    "complex",
+    "index",
+    "bool",
+):
     setattr(MetaArray, f"__{_op}__", _no_data)
 
-_SDS_FIELDS = frozenset(("shape", "dtype", "sharding", "weak_type", "manual_axis_type", "is_ref",
-                         "format", "size", "ndim"))
+_SDS_FIELDS = frozenset(
+    (
+        "shape",
+        "dtype",
+        "sharding",
+        "weak_type",
+        "manual_axis_type",
+        "is_ref",
+        "format",
+        "size",
+        "ndim",
+    )
+)
 
 
 def meta_array(x: Any, dtype: Any = None, sharding: Any = None) -> MetaArray:
@@ -178,7 +245,9 @@ def _made(size: Sequence[Any], dtype: Any, device: Any, make: Any) -> Any:
     return _on(make(shape, dt), device)
 
 
-def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> jax.Array:
+def tensor(
+    data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> jax.Array:
     """Make an array from data, with torch's dtype inference (Python floats -> default float dtype).
 
     >>> tensor([1.0, 2.0]).dtype
@@ -210,19 +279,30 @@ def full(size: Sequence[int], fill_value: Any, dtype: Any = None, device: Any = 
     return _on(jnp.full(_size((size,)), fill_value, to_dtype(dtype)), device)
 
 
-def randn(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
+def randn(
+    *size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None
+) -> jax.Array:
     """Standard normal samples from the global (or given) generator. Mirrors `torch.randn`
     (`device='meta'`: a `MetaArray`, no draw)."""
     return _made(size, dtype, device, lambda s, d: jax.random.normal(next_key(generator), s, d))
 
 
-def rand(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
+def rand(
+    *size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None
+) -> jax.Array:
     """Uniform [0, 1) samples. Mirrors `torch.rand` (`device='meta'`: a `MetaArray`, no draw)."""
     return _made(size, dtype, device, lambda s, d: jax.random.uniform(next_key(generator), s, d))
 
 
-def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,
-            generator: Generator | None = None, dtype: Any = None, device: Any = None) -> jax.Array:
+def randint(
+    low: int,
+    high: int | None = None,
+    size: Sequence[int] = (),
+    *,
+    generator: Generator | None = None,
+    dtype: Any = None,
+    device: Any = None,
+) -> jax.Array:
     """Integers in [low, high). Mirrors `torch.randint` (`randint(high, size)` works too)."""
     if high is None:
         low, high = 0, low
@@ -232,7 +312,9 @@ def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,
     return _on(jax.random.randint(next_key(generator), _size((size,)), low, high, dtype=dt), device)
 
 
-def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None) -> jax.Array:
+def arange(
+    start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None
+) -> jax.Array:
     """Mirrors `torch.arange`."""
     if end is None:
         start, end = 0, start
@@ -254,12 +336,16 @@ def ones_like(x: Any, dtype: Any = None) -> jax.Array:
 
 def randn_like(x: Any, dtype: Any = None, generator: Generator | None = None) -> jax.Array:
     a = as_array(x)
-    return jax.random.normal(next_key(generator), a.shape, a.dtype if dtype is None else to_dtype(dtype))
+    return jax.random.normal(
+        next_key(generator), a.shape, a.dtype if dtype is None else to_dtype(dtype)
+    )
 
 
 def rand_like(x: Any, dtype: Any = None, generator: Generator | None = None) -> jax.Array:
     a = as_array(x)
-    return jax.random.uniform(next_key(generator), a.shape, a.dtype if dtype is None else to_dtype(dtype))
+    return jax.random.uniform(
+        next_key(generator), a.shape, a.dtype if dtype is None else to_dtype(dtype)
+    )
 
 
 # ---- more creation functions (issue 10) ----------------------------------------------------------
@@ -279,7 +365,9 @@ def _float_or(dtype: Any) -> Any:
     return get_default_dtype() if dtype is None else to_dtype(dtype)
 
 
-def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, device: Any = None) -> jax.Array:
+def linspace(
+    start: Any, end: Any, steps: int, *, dtype: Any = None, device: Any = None
+) -> jax.Array:
     """`steps` evenly spaced values from start to end inclusive. Mirrors `torch.linspace`.
 
     Computed as torch does: from `start` for the first half, from `end` for the second.
@@ -293,8 +381,9 @@ def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, device: Any
     return _on(vals.astype(dt), device)
 
 
-def logspace(start: Any, end: Any, steps: int, base: float = 10.0, *, dtype: Any = None,
-             device: Any = None) -> jax.Array:
+def logspace(
+    start: Any, end: Any, steps: int, base: float = 10.0, *, dtype: Any = None, device: Any = None
+) -> jax.Array:
     """base ** linspace(start, end, steps). Mirrors `torch.logspace`."""
     return _on(jnp.power(base, linspace(start, end, steps)).astype(_float_or(dtype)), device)
 

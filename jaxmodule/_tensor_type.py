@@ -64,8 +64,10 @@ class _TensorMeta(type):
         return sub is cls or (isinstance(sub, type) and issubclass(sub, (jax.Array, _TensorCell)))
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("jaxmodule.Tensor is the type of jax arrays and cannot be instantiated: make arrays "
-                        "with jaxmodule.tensor(data), jaxmodule.empty(*size) or jaxmodule.zeros(*size)")
+        raise TypeError(
+            "jaxmodule.Tensor is the type of jax arrays and cannot be instantiated: make arrays "
+            "with jaxmodule.tensor(data), jaxmodule.empty(*size) or jaxmodule.zeros(*size)"
+        )
 
 
 def is_tensor(obj: Any) -> bool:
@@ -175,8 +177,10 @@ class Tensor(metaclass=_TensorMeta):
         reps = int_list(sizes)
         x = arr(self)
         if len(reps) < x.ndim:
-            raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of "
-                               "dimensions of tensor")
+            raise RuntimeError(
+                "Number of dimensions of repeat dims can not be smaller than number of "
+                "dimensions of tensor"
+            )
         return jnp.tile(x, reps)
 
     def unfold(self, dimension: int, size: int, step: int) -> jax.Array:
@@ -189,7 +193,9 @@ class Tensor(metaclass=_TensorMeta):
         x = x.reshape(1) if x.ndim == 0 else x
         n = x.shape[d]
         if size > n:
-            raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+            raise RuntimeError(
+                f"maximum size for tensor at dimension {d} is {n} but size is {size}"
+            )
         if step <= 0:
             raise RuntimeError(f"step is {step} but must be > 0")
         starts = np.arange(0, n - size + 1, step)
@@ -209,7 +215,9 @@ class Tensor(metaclass=_TensorMeta):
         """Zeros of `size` in this dtype (JAX has no uninitialised memory). Mirrors `torch.Tensor.new_empty`."""
         return Tensor.new_full(self, int_list(size), 0, dtype=dtype, device=device)
 
-    def new_full(self, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> jax.Array:
+    def new_full(
+        self, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None
+    ) -> jax.Array:
         """`fill_value` in `size`, in this dtype. Mirrors `torch.Tensor.new_full`."""
         dt = arr(self).dtype if dtype is None else canon_dtype(dtype)
         out = jnp.full(int_list((size,)), fill_value, dt)
@@ -253,7 +261,13 @@ class Tensor(metaclass=_TensorMeta):
 
     def cuda(self, device: Any = None, non_blocking: bool = False) -> jax.Array:
         """On a GPU (RuntimeError listing the devices if JAX has none). Mirrors `torch.Tensor.cuda`."""
-        spec = "cuda" if device is None else f"cuda:{device}" if isinstance(device, builtins.int) else device
+        spec = (
+            "cuda"
+            if device is None
+            else f"cuda:{device}"
+            if isinstance(device, builtins.int)
+            else device
+        )
         return _place(arr(self), spec)
 
     def is_signed(self) -> bool:
@@ -297,14 +311,18 @@ def _view_dtype(x: jax.Array, dt: np.dtype) -> jax.Array:
     if a == b:
         return jax.lax.bitcast_convert_type(x, dt)
     if x.ndim == 0:
-        raise RuntimeError("self.dim() cannot be 0 to view a tensor as a dtype with a different size")
+        raise RuntimeError(
+            "self.dim() cannot be 0 to view a tensor as a dtype with a different size"
+        )
     if a > b:
         out = jax.lax.bitcast_convert_type(x, dt)  # (..., n, a // b)
         return out.reshape(x.shape[:-1] + (x.shape[-1] * (a // b),))
     r = b // a
     if x.shape[-1] % r:
-        raise RuntimeError(f"self.size(-1) must be divisible by {r} to view {x.dtype} as {dt} (different element sizes), "
-                           f"but got {x.shape[-1]}")
+        raise RuntimeError(
+            f"self.size(-1) must be divisible by {r} to view {x.dtype} as {dt} (different element sizes), "
+            f"but got {x.shape[-1]}"
+        )
     return jax.lax.bitcast_convert_type(x.reshape(x.shape[:-1] + (x.shape[-1] // r, r)), dt)
 
 
@@ -319,24 +337,90 @@ def _astype_method(name: str, dtype: Any) -> Any:
     return method
 
 
-for _name, _dt in (("float", "float32"), ("double", "float64"), ("half", "float16"),
-                   ("bfloat16", "bfloat16"), ("long", "int64"), ("int", "int32"), ("short", "int16"),
-                   ("char", "int8"), ("byte", "uint8"), ("bool", "bool"), ("cfloat", "complex64"),
-                   ("cdouble", "complex128")):
+for _name, _dt in (
+    ("float", "float32"),
+    ("double", "float64"),
+    ("half", "float16"),
+    ("bfloat16", "bfloat16"),
+    ("long", "int64"),
+    ("int", "int32"),
+    ("short", "int16"),
+    ("char", "int8"),
+    ("byte", "uint8"),
+    ("bool", "bool"),
+    ("cfloat", "complex64"),
+    ("cdouble", "complex128"),
+):
     setattr(Tensor, _name, _astype_method(_name, _dt))
 
 
 # ---- in-place methods: possible on cells only ---------------------------------------------------
-_INPLACE_HINTS = {"fill_": "jnp.full_like(x, value)", "zero_": "jnp.zeros_like(x)", "copy_": "src",
-                  "normal_": "mean + std * jaxmodule.randn_like(x)", "uniform_": "jaxmodule.rand_like(x) * (b - a) + a"}
+_INPLACE_HINTS = {
+    "fill_": "jnp.full_like(x, value)",
+    "zero_": "jnp.zeros_like(x)",
+    "copy_": "src",
+    "normal_": "mean + std * jaxmodule.randn_like(x)",
+    "uniform_": "jaxmodule.rand_like(x) * (b - a) + a",
+}
 INPLACE_METHODS = (
-    "fill_", "zero_", "copy_", "normal_", "uniform_", "bernoulli_", "exponential_", "log_normal_",
-    "cauchy_", "random_", "geometric_", "add_", "sub_", "mul_", "div_", "pow_", "clamp_", "clip_",
-    "clamp_min_", "clamp_max_", "addcmul_", "addcdiv_", "lerp_", "masked_fill_", "fill_diagonal_",
-    "exp_", "log_", "sqrt_", "rsqrt_", "neg_", "abs_", "sign_", "sigmoid_", "tanh_", "relu_", "floor_",
-    "ceil_", "round_", "trunc_", "reciprocal_", "square_", "sin_", "cos_", "scatter_", "scatter_add_",
-    "scatter_reduce_", "index_add_", "index_fill_", "index_copy_", "masked_scatter_", "unsqueeze_",
-    "squeeze_", "transpose_", "t_", "resize_", "swapaxes_", "tril_", "triu_",
+    "fill_",
+    "zero_",
+    "copy_",
+    "normal_",
+    "uniform_",
+    "bernoulli_",
+    "exponential_",
+    "log_normal_",
+    "cauchy_",
+    "random_",
+    "geometric_",
+    "add_",
+    "sub_",
+    "mul_",
+    "div_",
+    "pow_",
+    "clamp_",
+    "clip_",
+    "clamp_min_",
+    "clamp_max_",
+    "addcmul_",
+    "addcdiv_",
+    "lerp_",
+    "masked_fill_",
+    "fill_diagonal_",
+    "exp_",
+    "log_",
+    "sqrt_",
+    "rsqrt_",
+    "neg_",
+    "abs_",
+    "sign_",
+    "sigmoid_",
+    "tanh_",
+    "relu_",
+    "floor_",
+    "ceil_",
+    "round_",
+    "trunc_",
+    "reciprocal_",
+    "square_",
+    "sin_",
+    "cos_",
+    "scatter_",
+    "scatter_add_",
+    "scatter_reduce_",
+    "index_add_",
+    "index_fill_",
+    "index_copy_",
+    "masked_scatter_",
+    "unsqueeze_",
+    "squeeze_",
+    "transpose_",
+    "t_",
+    "resize_",
+    "swapaxes_",
+    "tril_",
+    "triu_",
 )
 
 
@@ -348,9 +432,11 @@ def _inplace_method(name: str) -> Any:
         own = getattr(type(self), name, None)
         if isinstance(self, _TensorCell) and own is not None and own is not method:
             return own(self, *args, **kwargs)
-        raise TypeError(f"Tensor.{name}: jax arrays are immutable, so `{name}` cannot change them in place; "
-                        f"use the out-of-place form and rebind it: `x = {hint}` (Parameters and Buffers "
-                        f"support the common in-place methods)")
+        raise TypeError(
+            f"Tensor.{name}: jax arrays are immutable, so `{name}` cannot change them in place; "
+            f"use the out-of-place form and rebind it: `x = {hint}` (Parameters and Buffers "
+            f"support the common in-place methods)"
+        )
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"In place on Parameters/Buffers; TypeError on jax arrays (use `{hint}`)."
@@ -364,40 +450,226 @@ for _name in INPLACE_METHODS:
 # ---- methods that ARE the functions (torch's signatures agree, self first) ----------------------
 SHARED_WITH_FUNCTIONS = (
     # shape, joining, splitting
-    "flatten", "unflatten", "ravel", "unsqueeze", "transpose", "swapaxes", "swapdims", "t", "adjoint",
-    "movedim", "moveaxis", "roll", "rot90", "repeat_interleave", "broadcast_to", "fliplr", "flipud",
-    "narrow", "split", "chunk", "unbind", "tensor_split", "hsplit", "vsplit", "dsplit",
+    "flatten",
+    "unflatten",
+    "ravel",
+    "unsqueeze",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "t",
+    "adjoint",
+    "movedim",
+    "moveaxis",
+    "roll",
+    "rot90",
+    "repeat_interleave",
+    "broadcast_to",
+    "fliplr",
+    "flipud",
+    "narrow",
+    "split",
+    "chunk",
+    "unbind",
+    "tensor_split",
+    "hsplit",
+    "vsplit",
+    "dsplit",
     # indexing
-    "gather", "scatter", "scatter_add", "scatter_reduce", "index_select", "index_add", "index_copy",
-    "index_fill", "masked_fill", "masked_select", "nonzero", "argwhere", "take_along_dim", "take",
+    "gather",
+    "scatter",
+    "scatter_add",
+    "scatter_reduce",
+    "index_select",
+    "index_add",
+    "index_copy",
+    "index_fill",
+    "masked_fill",
+    "masked_select",
+    "nonzero",
+    "argwhere",
+    "take_along_dim",
+    "take",
     # matrices and products
-    "tril", "triu", "diag", "diagonal", "diag_embed", "diagflat", "trace", "matmul", "mm", "bmm", "mv",
-    "dot", "outer", "ger", "inner", "kron", "cross", "baddbmm", "addmm", "addmv", "addbmm", "norm",
+    "tril",
+    "triu",
+    "diag",
+    "diagonal",
+    "diag_embed",
+    "diagflat",
+    "trace",
+    "matmul",
+    "mm",
+    "bmm",
+    "mv",
+    "dot",
+    "outer",
+    "ger",
+    "inner",
+    "kron",
+    "cross",
+    "baddbmm",
+    "addmm",
+    "addmv",
+    "addbmm",
+    "norm",
     "dist",
     # reductions and scans
-    "sum", "nansum", "mean", "nanmean", "prod", "std", "var", "max", "min", "amax", "amin",
-    "aminmax", "argmax", "argmin", "all", "any", "logsumexp", "cumsum", "cumprod", "cummax", "cummin",
-    "count_nonzero", "median", "nanmedian", "mode", "kthvalue",
+    "sum",
+    "nansum",
+    "mean",
+    "nanmean",
+    "prod",
+    "std",
+    "var",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "aminmax",
+    "argmax",
+    "argmin",
+    "all",
+    "any",
+    "logsumexp",
+    "cumsum",
+    "cumprod",
+    "cummax",
+    "cummin",
+    "count_nonzero",
+    "median",
+    "nanmedian",
+    "mode",
+    "kthvalue",
     # sorting
-    "sort", "argsort", "msort", "topk", "unique", "unique_consecutive",
+    "sort",
+    "argsort",
+    "msort",
+    "topk",
+    "unique",
+    "unique_consecutive",
     # element-wise
-    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "sin", "cos", "tan",
-    "asin", "acos", "atan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "asinh", "acosh",
-    "atanh", "sigmoid", "erf", "erfc", "erfinv", "reciprocal", "lgamma", "digamma", "logit", "abs",
-    "absolute", "neg", "negative", "positive", "sign", "sgn", "square", "floor", "ceil", "trunc", "fix",
-    "frac", "round", "bitwise_not", "logical_not", "isnan", "isinf", "isfinite", "isposinf",
-    "isneginf", "signbit", "isreal", "add", "sub", "subtract", "mul", "multiply", "div", "divide",
-    "true_divide", "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum", "fmax", "fmin",
-    "atan2", "arctan2", "hypot", "copysign", "logaddexp", "logaddexp2", "xlogy", "bitwise_and",
-    "bitwise_or", "bitwise_xor", "logical_and", "logical_or", "logical_xor", "eq", "ne", "lt", "le",
-    "gt", "ge", "greater", "greater_equal", "less", "less_equal", "not_equal", "isclose", "allclose",
-    "equal", "clamp", "clip", "clamp_min", "clamp_max", "lerp", "addcmul", "addcdiv", "nan_to_num",
-    "softmax", "log_softmax", "relu",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "sqrt",
+    "rsqrt",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "sigmoid",
+    "erf",
+    "erfc",
+    "erfinv",
+    "reciprocal",
+    "lgamma",
+    "digamma",
+    "logit",
+    "abs",
+    "absolute",
+    "neg",
+    "negative",
+    "positive",
+    "sign",
+    "sgn",
+    "square",
+    "floor",
+    "ceil",
+    "trunc",
+    "fix",
+    "frac",
+    "round",
+    "bitwise_not",
+    "logical_not",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "isposinf",
+    "isneginf",
+    "signbit",
+    "isreal",
+    "add",
+    "sub",
+    "subtract",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "pow",
+    "maximum",
+    "minimum",
+    "fmax",
+    "fmin",
+    "atan2",
+    "arctan2",
+    "hypot",
+    "copysign",
+    "logaddexp",
+    "logaddexp2",
+    "xlogy",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_xor",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "not_equal",
+    "isclose",
+    "allclose",
+    "equal",
+    "clamp",
+    "clip",
+    "clamp_min",
+    "clamp_max",
+    "lerp",
+    "addcmul",
+    "addcdiv",
+    "nan_to_num",
+    "softmax",
+    "log_softmax",
+    "relu",
     # random and info
-    "bernoulli", "multinomial", "numel", "is_floating_point", "is_complex", "is_nonzero",
+    "bernoulli",
+    "multinomial",
+    "numel",
+    "is_floating_point",
+    "is_complex",
+    "is_nonzero",
 )
 
 for _name in SHARED_WITH_FUNCTIONS:
     setattr(Tensor, _name, getattr(F, _name))
 
-install_tensor_methods({k: v for k, v in vars(Tensor).items() if not k.startswith("_") and callable(v)})
+install_tensor_methods(
+    {k: v for k, v in vars(Tensor).items() if not k.startswith("_") and callable(v)}
+)

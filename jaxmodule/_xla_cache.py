@@ -105,8 +105,10 @@ def enable_default_cache(environ: Mapping[str, str] | None = None) -> str | None
     if path is None or not _usable(path):
         return None
     jax.config.update(_DIR_OPTION, path)
-    user_set_time = ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" in environ
-                     or getattr(jax.config, _TIME_OPTION) != _JAX_TIME_DEFAULT)
+    user_set_time = (
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" in environ
+        or getattr(jax.config, _TIME_OPTION) != _JAX_TIME_DEFAULT
+    )
     if not user_set_time:
         jax.config.update(_TIME_OPTION, MIN_COMPILE_TIME_SECS)
     _log.debug("persistent XLA compilation cache at %s", path)

@@ -63,12 +63,16 @@ _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 
 def _annotation(text: Any, shadowed: set[str], where: str) -> str:
     if not isinstance(text, str):
-        raise SystemExit(f"{where}: annotation {text!r} is not a string (its module lacks "
-                         f"`from __future__ import annotations`)")
+        raise SystemExit(
+            f"{where}: annotation {text!r} is not a string (its module lacks "
+            f"`from __future__ import annotations`)"
+        )
     unknown = {n for n in _NAME.findall(text) if n not in _IMPORTED and not hasattr(builtins, n)}
     if unknown:
-        raise SystemExit(f"{where}: annotation {text!r} uses {sorted(unknown)}: import them in HEADER "
-                         f"(under TYPE_CHECKING) and add them to _IMPORTED")
+        raise SystemExit(
+            f"{where}: annotation {text!r} uses {sorted(unknown)}: import them in HEADER "
+            f"(under TYPE_CHECKING) and add them to _IMPORTED"
+        )
     return _NAME.sub(lambda m: f"builtins.{m[0]}" if m[0] in shadowed else m[0], text)
 
 
@@ -76,7 +80,9 @@ def _default(value: Any, where: str) -> str:
     literal = (type(None), bool, int, float, str)
     if isinstance(value, str) and '"' not in value and "\\" not in value:
         return f'"{value}"'
-    if isinstance(value, literal) or (isinstance(value, tuple) and all(isinstance(v, literal) for v in value)):
+    if isinstance(value, literal) or (
+        isinstance(value, tuple) and all(isinstance(v, literal) for v in value)
+    ):
         return repr(value)
     raise SystemExit(f"{where}: default {value!r} is not a literal; declare it by hand")
 
@@ -85,7 +91,10 @@ def declaration(name: str, fn: Callable[..., Any], shadowed: set[str]) -> str:
     """One line: `def name(self, ...) -> R: ...`, the installed function's signature."""
     where = f"{name} ({fn.__module__}.{fn.__qualname__})"
     params = list(inspect.signature(fn).parameters.values())
-    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+    if not params or params[0].kind not in (
+        params[0].POSITIONAL_ONLY,
+        params[0].POSITIONAL_OR_KEYWORD,
+    ):
         raise SystemExit(f"{where}: the first parameter must take the cell (self)")
     parts: list[str] = []
     star = False  # a `*` or `*args` already written (keyword-only parameters follow it)
@@ -103,27 +112,46 @@ def declaration(name: str, fn: Callable[..., Any], shadowed: set[str]) -> str:
         if p.default is not p.empty:
             text += (" = " if p.annotation is not p.empty else "=") + _default(p.default, where)
         parts.append(text)
-        if p.kind is p.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind is not p.POSITIONAL_ONLY):
+        if p.kind is p.POSITIONAL_ONLY and (
+            i + 1 == len(params) or params[i + 1].kind is not p.POSITIONAL_ONLY
+        ):
             parts.append("/")
     sig = inspect.signature(fn)
-    ret = "" if sig.return_annotation is sig.empty else " -> " + _annotation(sig.return_annotation, shadowed, where)
+    ret = (
+        ""
+        if sig.return_annotation is sig.empty
+        else " -> " + _annotation(sig.return_annotation, shadowed, where)
+    )
     return f"    def {name}({', '.join(parts)}){ret}: ..."
 
 
 def render() -> str:
     """The text of jaxmodule/nn/_cell_methods.py for the methods installed now."""
     shadowed = {n for n in INSTALLED_TENSOR_METHODS if hasattr(builtins, n)}
-    named_like_builtins = [declaration(n, f, shadowed) for n, f in INSTALLED_TENSOR_METHODS.items() if n in shadowed]
-    others = [declaration(n, f, set()) for n, f in INSTALLED_TENSOR_METHODS.items() if n not in shadowed]
-    return "\n".join([
-        HEADER.rstrip("\n"), "", "",
-        "class _NamedLikeBuiltins:",
-        '    """The methods named like builtins; their annotations spell the builtins `builtins.int`."""',
-        "", *named_like_builtins, "", "",
-        "class CellTensorMethods(_NamedLikeBuiltins):",
-        '    """torch.Tensor\'s methods as Parameter and Buffer carry them (see the module docstring)."""',
-        "", *others, "",
-    ])
+    named_like_builtins = [
+        declaration(n, f, shadowed) for n, f in INSTALLED_TENSOR_METHODS.items() if n in shadowed
+    ]
+    others = [
+        declaration(n, f, set()) for n, f in INSTALLED_TENSOR_METHODS.items() if n not in shadowed
+    ]
+    return "\n".join(
+        [
+            HEADER.rstrip("\n"),
+            "",
+            "",
+            "class _NamedLikeBuiltins:",
+            '    """The methods named like builtins; their annotations spell the builtins `builtins.int`."""',
+            "",
+            *named_like_builtins,
+            "",
+            "",
+            "class CellTensorMethods(_NamedLikeBuiltins):",
+            '    """torch.Tensor\'s methods as Parameter and Buffer carry them (see the module docstring)."""',
+            "",
+            *others,
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # of the suite (and CI on the same machine) skips most XLA compilation. Tracing still happens, so
 # trace counts and every behaviour under test are unchanged. JAXMODULE_TEST_XLA_CACHE=off to
 # disable, or a path to move it.
-_cache = os.environ.get("JAXMODULE_TEST_XLA_CACHE",
-                        os.path.join(os.path.expanduser("~"), ".cache", "jaxmodule", "xla-tests"))
+_cache = os.environ.get(
+    "JAXMODULE_TEST_XLA_CACHE",
+    os.path.join(os.path.expanduser("~"), ".cache", "jaxmodule", "xla-tests"),
+)
 if _cache != "off":
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
@@ -21,9 +23,8 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same global generator state in jaxmodule and torch."""
-    import torch
-
     import jaxmodule
+    import torch
 
     jaxmodule.manual_seed(0)
     torch.manual_seed(0)

@@ -70,9 +70,14 @@ def randomize_torch_module(tm: torch.nn.Module, seed: int = 1) -> torch.nn.Modul
     return tm
 
 
-def assert_forward_and_grads_match(jm: Any, tm: torch.nn.Module, x: np.ndarray,
-                                   rtol: float = RTOL, atol: float = ATOL,
-                                   grad_tol: dict[str, float] | None = None) -> None:
+def assert_forward_and_grads_match(
+    jm: Any,
+    tm: torch.nn.Module,
+    x: np.ndarray,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    grad_tol: dict[str, float] | None = None,
+) -> None:
     """Forward of `jm` vs `tm` on `x`, then the gradients (w.r.t. `x` and every parameter) of a
     random cotangent; `grad_tol` (rtol/atol dict) defaults to the forward's tolerance."""
     grad_tol = dict(rtol=rtol, atol=atol) if grad_tol is None else grad_tol

@@ -1,12 +1,12 @@
 """Mixed precision: autocast keeps float32 master weights; GradScaler follows torch's schedule."""
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn, optim
+
 from tests.helpers import assert_close, randn
 
 
@@ -20,8 +20,12 @@ def test_autocast_computes_in_low_precision_with_float32_master_weights():
     assert y.dtype == jnp.bfloat16
     assert model.weight.dtype == jnp.float32
     # bfloat16 has 8 mantissa bits: agreement with float32 to ~1e-2 relative is the best possible.
-    np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(model(x)), rtol=3e-2, atol=3e-2)
-    g = jaxmodule.grad(lambda m: jaxmodule.autocast("cpu")(lambda: m(x).astype(jnp.float32).sum())())(model)
+    np.testing.assert_allclose(
+        np.asarray(y, np.float32), np.asarray(model(x)), rtol=3e-2, atol=3e-2
+    )
+    g = jaxmodule.grad(
+        lambda m: jaxmodule.autocast("cpu")(lambda: m(x).astype(jnp.float32).sum())()
+    )(model)
     assert g.weight._value.dtype == jnp.float32
 
 
@@ -54,7 +58,9 @@ def test_grad_scaler_matches_torch_schedule_and_skips_nonfinite_steps(compiled):
 
     def jstep(model, opt, scaler, bad):
         opt.zero_grad()
-        jaxmodule.backward(lambda m: scaler.scale((m.weight * bad).sum() + (m.weight ** 2).sum()), model)
+        jaxmodule.backward(
+            lambda m: scaler.scale((m.weight * bad).sum() + (m.weight**2).sum()), model
+        )
         scaler.step(opt)
         scaler.update()
 
@@ -63,7 +69,7 @@ def test_grad_scaler_matches_torch_schedule_and_skips_nonfinite_steps(compiled):
     for inf in pattern:
         bad = float("inf") if inf else 1.0
         topt.zero_grad()
-        tsc.scale((tp * bad).sum() + (tp ** 2).sum()).backward()
+        tsc.scale((tp * bad).sum() + (tp**2).sum()).backward()
         tsc.step(topt)
         tsc.update()
         jstep(jm, jopt, jsc, jnp.float32(bad))

@@ -2,12 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn
 
 
@@ -70,7 +70,9 @@ def test_grad_argnums_with_plain_arrays_and_has_aux():
     x = randn(2, 4)
     xt = torch.tensor(x, requires_grad=True)
     (t(xt).sum()).backward()
-    (gm, gx), aux = jaxmodule.grad(lambda m, x: (m(x).sum(), "aux"), argnums=(0, 1), has_aux=True)(j, jnp.asarray(x))
+    (gm, gx), aux = jaxmodule.grad(lambda m, x: (m(x).sum(), "aux"), argnums=(0, 1), has_aux=True)(
+        j, jnp.asarray(x)
+    )
     assert aux == "aux"
     assert_close(gx, xt.grad)
     assert_close(gm.fc2.weight._value, t.fc2.weight.grad)

@@ -4,12 +4,12 @@ logits or a new hidden state), eagerly and compiled, against torch's gradients."
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn
 
 
@@ -43,6 +43,7 @@ def test_zero_argument_backward_matches_torch(compiled, has_aux):
             out = jhead(jnp.tanh(jenc(x)))
             loss = nn.functional.cross_entropy(out, y)
             return (loss, out) if has_aux else loss
+
         return jaxmodule.backward(loss_fn, has_aux=has_aux)
 
     run = jaxmodule.compile(step, keep_grads=True) if compiled else step
@@ -52,8 +53,10 @@ def test_zero_argument_backward_matches_torch(compiled, has_aux):
     if has_aux:
         assert_close(aux, tout)
         assert not isinstance(aux, jax.core.Tracer)
-    for (tname, tp), (jname, jp) in zip([*tenc.named_parameters(), *thead.named_parameters()],
-                                        [*jenc.named_parameters(), *jhead.named_parameters()]):
+    for (tname, tp), (jname, jp) in zip(
+        [*tenc.named_parameters(), *thead.named_parameters()],
+        [*jenc.named_parameters(), *jhead.named_parameters()],
+    ):
         assert tname == jname
         if tp.grad is None:
             assert jp.grad is None, jname  # frozen: untouched, as in torch
@@ -67,7 +70,9 @@ def test_zero_argument_backward_accumulates_like_torch():
         x, y = randn(4, 5, seed=i), np.array([0, 2, 1, 2])
         torch_grads(tenc, thead, x, y)
         xj, yj = jnp.asarray(x), jnp.asarray(y)
-        jaxmodule.backward(lambda xj=xj, yj=yj: nn.functional.cross_entropy(jhead(jnp.tanh(jenc(xj))), yj))
+        jaxmodule.backward(
+            lambda xj=xj, yj=yj: nn.functional.cross_entropy(jhead(jnp.tanh(jenc(xj))), yj)
+        )
     for tp, jp in zip([*tenc.parameters()], [*jenc.parameters()]):
         assert_close(jp.grad, tp.grad)
 
@@ -105,9 +110,11 @@ def test_has_aux_with_module_arguments_returns_the_rnn_state():
 
     def loss_fn(m, x):
         out, h = m(x)
-        return (out ** 2).mean(), h
+        return (out**2).mean(), h
 
-    step = jaxmodule.compile(lambda m, x: jaxmodule.backward(loss_fn, m, x, has_aux=True), keep_grads=True)
+    step = jaxmodule.compile(
+        lambda m, x: jaxmodule.backward(loss_fn, m, x, has_aux=True), keep_grads=True
+    )
     loss, h = step(jrnn, jnp.asarray(x))
     assert_close(h, th)
     for tp, jp in zip(trnn.parameters(), jrnn.parameters()):

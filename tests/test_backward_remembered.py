@@ -11,11 +11,11 @@ import gc
 import weakref
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import torch
-
-import jaxmodule
 from jaxmodule import _autograd, nn
+
 from tests.helpers import assert_close
 
 
@@ -39,6 +39,7 @@ def test_repeated_calls_accumulate_like_torch_and_run_the_body_once_after_the_fi
     model, ref = _pair()
     runs = []
     for step in range(3):
+
         def loss_fn(step: int = step) -> jnp.ndarray:
             runs.append(step)
             return (model(jnp.asarray(X)) ** 2).sum()

@@ -5,12 +5,12 @@ Differential parts compare compiled training against torch doing the same steps 
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn, optim
+
 from tests.helpers import assert_close, randn
 
 
@@ -280,8 +280,20 @@ def test_module_compile_with_keyword_flags():
     tout, tw = t(torch.tensor(q), torch.tensor(q), torch.tensor(q), need_weights=False)
     assert w is None and tw is None
     assert_close(out, tout)
-    out2, w2 = j(jnp.asarray(q), jnp.asarray(q), jnp.asarray(q), need_weights=True, average_attn_weights=False)
-    tout2, tw2 = t(torch.tensor(q), torch.tensor(q), torch.tensor(q), need_weights=True, average_attn_weights=False)
+    out2, w2 = j(
+        jnp.asarray(q),
+        jnp.asarray(q),
+        jnp.asarray(q),
+        need_weights=True,
+        average_attn_weights=False,
+    )
+    tout2, tw2 = t(
+        torch.tensor(q),
+        torch.tensor(q),
+        torch.tensor(q),
+        need_weights=True,
+        average_attn_weights=False,
+    )
     assert_close(w2, tw2)
 
 
@@ -331,6 +343,7 @@ def test_user_code_is_traced_once_per_plan_and_again_only_for_new_input_types():
 def test_generated_fast_path_matches_the_general_path_and_steps_aside(monkeypatch):
     """The per-plan generated fast path gives the same results as the general path, and any
     failed check (new array type, mode change, exported state, autocast) falls back to it."""
+
     def run(fast):
         if not fast:
             monkeypatch.setenv("JAXMODULE_FAST_PATH", "0")
@@ -349,7 +362,9 @@ def test_generated_fast_path_matches_the_general_path_and_steps_aside(monkeypatc
             if i == 4:
                 model.eval()
             with jaxmodule.amp.autocast("cpu", dtype=jnp.bfloat16, enabled=(i == 5)):
-                losses.append(np.asarray(step(model, jopt, x if i == 2 else jnp.asarray(x), jnp.asarray(y))))
+                losses.append(
+                    np.asarray(step(model, jopt, x if i == 2 else jnp.asarray(x), jnp.asarray(y)))
+                )
         assert (step._fast is not None) == fast
         monkeypatch.undo()
         return losses, {k: np.asarray(v) for k, v in model.state_dict().items()}
@@ -372,8 +387,10 @@ def test_fast_path_for_many_cells_loops_and_matches_the_general_path(monkeypatch
         model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(_fast_path.UNROLL_CELLS // 2 + 5)])
         opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
         step = jaxmodule.compile(mse_step)
-        losses = [np.asarray(step(model, opt, jnp.asarray(randn(4, 3, seed=i)), jnp.zeros((4, 3))))
-                  for i in range(3)]
+        losses = [
+            np.asarray(step(model, opt, jnp.asarray(randn(4, 3, seed=i)), jnp.zeros((4, 3))))
+            for i in range(3)
+        ]
         assert (step._fast is not None) == fast
         monkeypatch.undo()
         return losses, [np.asarray(p) for p in model.parameters()]

@@ -2,10 +2,9 @@
 fixed number of steps (eagerly and compiled)."""
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
-
-import jaxmodule
 from jaxmodule import nn, optim
 
 

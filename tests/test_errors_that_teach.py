@@ -2,17 +2,18 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import pytest
-
 import jaxmodule
 import jaxmodule.nn.functional as F
+import numpy as np
+import pytest
 from jaxmodule import nn, optim
 
 
 def test_saving_a_module_suggests_its_state_dict(tmp_path):
     model = nn.Linear(4, 3)
-    with pytest.raises(TypeError, match=r"obj is a Linear.*\n\s+jaxmodule\.save\(model\.state_dict\(\), path\)"):
+    with pytest.raises(
+        TypeError, match=r"obj is a Linear.*\n\s+jaxmodule\.save\(model\.state_dict\(\), path\)"
+    ):
         jaxmodule.save(model, tmp_path / "m")
     with pytest.raises(TypeError, match=r"model\.load_state_dict\(jaxmodule\.load\(path\)\)"):
         jaxmodule.save(model, tmp_path / "m")
@@ -21,7 +22,9 @@ def test_saving_a_module_suggests_its_state_dict(tmp_path):
 
 def test_saving_an_optimizer_or_a_nested_module_names_it(tmp_path):
     model = nn.Linear(4, 3)
-    with pytest.raises(TypeError, match=r"obj is a SGD.*\n\s+jaxmodule\.save\(optimizer\.state_dict\(\), path\)"):
+    with pytest.raises(
+        TypeError, match=r"obj is a SGD.*\n\s+jaxmodule\.save\(optimizer\.state_dict\(\), path\)"
+    ):
         jaxmodule.save(optim.SGD(model.parameters(), lr=0.1), tmp_path / "o")
     with pytest.raises(TypeError, match=r"obj\['model'\] is a Linear"):
         jaxmodule.save({"model": model, "step": 3}, tmp_path / "c")
@@ -34,7 +37,10 @@ def test_pth_path_gets_a_file_torch_loads_and_the_docstring_says_so(tmp_path):
     sd = nn.Linear(4, 3).state_dict()
     jaxmodule.save(sd, tmp_path / "x.pth")
     assert (tmp_path / "x.pth").is_file()
-    assert np.array_equal(torch.load(tmp_path / "x.pth", weights_only=True)["weight"].numpy(), np.asarray(sd["weight"]))
+    assert np.array_equal(
+        torch.load(tmp_path / "x.pth", weights_only=True)["weight"].numpy(),
+        np.asarray(sd["weight"]),
+    )
     assert jnp.array_equal(jaxmodule.load(tmp_path / "x.pth")["weight"], sd["weight"])
     doc = jaxmodule.save.__doc__
     assert "torch.load" in doc and ".pth" in doc
@@ -80,24 +86,36 @@ def test_linear_shape_mismatch_reads_as_torch(shape, text):
     with pytest.raises(RuntimeError) as ours:
         nn.Linear(4, 3)(jnp.ones(shape))
     assert str(ours.value) == expected
-    assert "in Linear(in_features=4, out_features=3, bias=True): the input's last dimension (5) " \
-           "must be in_features (4)" in ours.value.__notes__
+    assert (
+        "in Linear(in_features=4, out_features=3, bias=True): the input's last dimension (5) "
+        "must be in_features (4)" in ours.value.__notes__
+    )
 
 
 def test_linear_shape_mismatch_under_jit_and_in_functional():
-    with pytest.raises(RuntimeError, match=r"^mat1 and mat2 shapes cannot be multiplied \(2x5 and 4x3\)\n"):
+    with pytest.raises(
+        RuntimeError, match=r"^mat1 and mat2 shapes cannot be multiplied \(2x5 and 4x3\)\n"
+    ):
         jax.jit(nn.Linear(4, 3))(jnp.ones((2, 5)))
     with pytest.raises(RuntimeError, match=r"\(3x2 and 4x6\)"):
         F.linear(jnp.ones((3, 2)), jnp.ones((6, 4)))
-    with pytest.raises(TypeError, match="dot_general"):  # not a linear shape problem: jax's own error
+    with pytest.raises(
+        TypeError, match="dot_general"
+    ):  # not a linear shape problem: jax's own error
         F.linear(jnp.ones((2, 4)), jnp.ones((3,)))
 
 
 # ---- tracer errors inside jaxmodule.compile name the step, the line and the argument --------------
 
+
 def _tracer_error(step, *args, **kwargs):
-    with pytest.raises((jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                        jax.errors.TracerIntegerConversionError)) as info:
+    with pytest.raises(
+        (
+            jax.errors.ConcretizationTypeError,
+            jax.errors.TracerArrayConversionError,
+            jax.errors.TracerIntegerConversionError,
+        )
+    ) as info:
         step(*args, **kwargs)
     return str(info.value), "\n".join(getattr(info.value, "__notes__", []))
 
@@ -125,11 +143,14 @@ def test_python_if_on_a_traced_loss_names_the_step_line_and_arguments():
     _no_internals(msg + note)
 
 
-@pytest.mark.parametrize("convert,line", [
-    (lambda x: float(x.sum()), "float(x.sum())"),
-    (lambda x: int(x.sum()), "int(x.sum())"),
-    (lambda x: np.asarray(x), "np.asarray(x)"),
-])
+@pytest.mark.parametrize(
+    "convert,line",
+    [
+        (lambda x: float(x.sum()), "float(x.sum())"),
+        (lambda x: int(x.sum()), "int(x.sum())"),
+        (lambda x: np.asarray(x), "np.asarray(x)"),
+    ],
+)
 def test_conversions_to_python_values_name_the_line_and_the_argument(convert, line):
     @jaxmodule.compile
     def step(x, *, n):

@@ -54,11 +54,13 @@ def _is_package(name: str) -> bool:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST):
     """Yield (import node, inside a function) for every import that runs."""
+
     def visit(node: ast.AST, in_function: bool):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and _is_type_checking(child.test):
@@ -180,8 +182,9 @@ def strongly_connected_components(graph: dict[str, set[str]]) -> list[list[str]]
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    return [c for c in strongly_connected_components(graph)
-            if len(c) > 1 or c[0] in graph.get(c[0], ())]
+    return [
+        c for c in strongly_connected_components(graph) if len(c) > 1 or c[0] in graph.get(c[0], ())
+    ]
 
 
 def test_tarjan_finds_a_cycle():
@@ -191,14 +194,19 @@ def test_tarjan_finds_a_cycle():
 
 
 def test_edges_resolve_submodules_not_parent_packages():
-    tree = ast.parse("from .. import functional as F\nfrom ..parameter import Parameter\n"
-                     "def f():\n    from .module import Module\n"
-                     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .conv import Conv2d\n")
+    tree = ast.parse(
+        "from .. import functional as F\nfrom ..parameter import Parameter\n"
+        "def f():\n    from .module import Module\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .conv import Conv2d\n"
+    )
     edges = set()
     for node, _ in _imports(tree):
         edges |= _node_edges("jaxmodule.nn.modules.linear", node)
-    assert edges == {"jaxmodule.nn.functional", "jaxmodule.nn.parameter",
-                     "jaxmodule.nn.modules.module"}
+    assert edges == {
+        "jaxmodule.nn.functional",
+        "jaxmodule.nn.parameter",
+        "jaxmodule.nn.modules.module",
+    }
     # a plain name from the parent package's __init__ is an edge to that package
     node = ast.parse("from .. import Parameter").body[0]
     assert _node_edges("jaxmodule.nn.modules.linear", node) == {"jaxmodule.nn"}
@@ -215,8 +223,10 @@ def test_no_import_cycles():
     for importer, target in KNOWN_BACK_EDGES:
         graph[importer].discard(target)
     cycles = import_cycles(graph)
-    assert not cycles, "import cycles (each line is one strongly connected component):\n" + "\n".join(
-        "  " + " <-> ".join(c) for c in cycles)
+    assert not cycles, (
+        "import cycles (each line is one strongly connected component):\n"
+        + "\n".join("  " + " <-> ".join(c) for c in cycles)
+    )
 
 
 def _deferred_imports_without_reason() -> list[str]:
@@ -227,9 +237,11 @@ def _deferred_imports_without_reason() -> list[str]:
         for node, in_function in _imports(ast.parse(source, filename=str(path))):
             if not in_function or not _node_edges(name, node):
                 continue
-            nearby = lines[node.lineno - 2: node.lineno]  # the previous line and the import's own
+            nearby = lines[node.lineno - 2 : node.lineno]  # the previous line and the import's own
             if not any("# deferred:" in line for line in nearby):
-                bare.append(f"{path.relative_to(PACKAGE_DIR.parent)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+                bare.append(
+                    f"{path.relative_to(PACKAGE_DIR.parent)}:{node.lineno}: {lines[node.lineno - 1].strip()}"
+                )
     return bare
 
 
@@ -239,4 +251,3 @@ def test_function_level_imports_say_why():
     everything else belongs at the top of the file."""
     bare = _deferred_imports_without_reason()
     assert not bare, "function-level imports without a `# deferred:` reason:\n" + "\n".join(bare)
-

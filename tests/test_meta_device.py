@@ -1,21 +1,22 @@
 """Meta-device construction, `device=` placement, the `jaxmodule.device` context and `as_array`
 on sharded arrays (issue 12). Differential against torch 2.13 where torch has the same thing
 (meta shapes, dtypes, keys, reprs, the unchanged generator)."""
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule._device import resolve_device
 from jaxmodule._tensor import as_array, cell_value, is_tensor_cell
 from jaxmodule.nn import Buffer, Parameter
+
 from tests.nn.modules.module_cases import CASES
 
 
@@ -59,8 +60,10 @@ def _layout(model) -> list:
 
 
 def _torch_layout(model) -> list:
-    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "").replace("int64", "int32"))
-            for k, v in model.state_dict().items()]
+    return [
+        (k, tuple(v.shape), str(v.dtype).replace("torch.", "").replace("int64", "int32"))
+        for k, v in model.state_dict().items()
+    ]
 
 
 _JM_CASES = [c for c in CASES if hasattr(nn, c.cls)]
@@ -77,7 +80,9 @@ def test_every_layer_builds_under_meta_like_a_normal_build_and_like_torch(case):
     assert [k for k, _ in meta.named_parameters()] == [k for k, _ in normal.named_parameters()]
     assert repr(meta) == repr(normal)
     made = [p.is_meta for p in (*meta.parameters(), *meta.buffers())]
-    if case.lazy:  # torch cannot read an uninitialized parameter's shape: jaxmodule's own checks only
+    if (
+        case.lazy
+    ):  # torch cannot read an uninitialized parameter's shape: jaxmodule's own checks only
         return
     with torch.device("meta"):
         t = _build(case, torch.nn, lambda a: torch.from_numpy(np.array(a)))
@@ -94,11 +99,17 @@ def test_meta_parameter_and_buffer_text_device_and_flags_match_torch():
         tlin, tbn = torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(3)
     assert repr(lin.weight) == repr(tlin.weight)
     assert repr(bn.running_mean) == repr(tbn.running_mean)
-    assert repr(bn.num_batches_tracked) == repr(tbn.num_batches_tracked).replace("torch.int64", "int32")
+    assert repr(bn.num_batches_tracked) == repr(tbn.num_batches_tracked).replace(
+        "torch.int64", "int32"
+    )
     frozen = Parameter(jaxmodule.empty(3, 4, device="meta"), requires_grad=False)
-    assert repr(frozen) == repr(torch.nn.Parameter(torch.empty(3, 4, device="meta"), requires_grad=False))
+    assert repr(frozen) == repr(
+        torch.nn.Parameter(torch.empty(3, 4, device="meta"), requires_grad=False)
+    )
     assert lin.weight.is_meta and not nn.Linear(3, 4).weight.is_meta
-    assert lin.weight.device == "meta" and str(lin.weight.device) == str(tlin.weight.device) == "meta"
+    assert (
+        lin.weight.device == "meta" and str(lin.weight.device) == str(tlin.weight.device) == "meta"
+    )
     assert lin.weight.device.type == tlin.weight.device.type
     assert isinstance(lin.weight._value, jax.ShapeDtypeStruct)
 
@@ -118,8 +129,15 @@ def test_init_functions_leave_meta_cells_alone_and_draw_nothing_like_torch():
     with jaxmodule.device("meta"):
         lin = nn.Linear(6, 5)
     key = jaxmodule.get_rng_state()
-    for fn in (nn.init.kaiming_uniform_, nn.init.xavier_normal_, nn.init.orthogonal_, nn.init.zeros_,
-               nn.init.eye_, lambda p: nn.init.sparse_(p, 0.5), nn.init.trunc_normal_):
+    for fn in (
+        nn.init.kaiming_uniform_,
+        nn.init.xavier_normal_,
+        nn.init.orthogonal_,
+        nn.init.zeros_,
+        nn.init.eye_,
+        lambda p: nn.init.sparse_(p, 0.5),
+        nn.init.trunc_normal_,
+    ):
         assert fn(lin.weight) is lin.weight and lin.weight.is_meta
     nn.init.dirac_(Parameter(jaxmodule.empty(4, 2, 3, device="meta")))
     lin.reset_parameters()

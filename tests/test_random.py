@@ -7,12 +7,12 @@ defaults (integer `tensor`, `randint`, `arange`, `full`) are int32.
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import to_numpy
 
 
@@ -61,7 +61,9 @@ def test_generator_objects_are_independent():
     np.testing.assert_array_equal(to_numpy(x1), to_numpy(x2))
     assert not np.array_equal(to_numpy(x1), to_numpy(glob))
     jaxmodule.manual_seed(0)
-    np.testing.assert_array_equal(to_numpy(jaxmodule.randn(4)), to_numpy(glob))  # g1/g2 did not touch it
+    np.testing.assert_array_equal(
+        to_numpy(jaxmodule.randn(4)), to_numpy(glob)
+    )  # g1/g2 did not touch it
 
 
 def test_get_set_rng_state():
@@ -86,17 +88,35 @@ def test_generator_pickles():
     g = jaxmodule.Generator().manual_seed(11)
     jaxmodule.randn(1, generator=g)
     g2 = pickle.loads(pickle.dumps(g))
-    np.testing.assert_array_equal(to_numpy(jaxmodule.randn(3, generator=g)), to_numpy(jaxmodule.randn(3, generator=g2)))
+    np.testing.assert_array_equal(
+        to_numpy(jaxmodule.randn(3, generator=g)), to_numpy(jaxmodule.randn(3, generator=g2))
+    )
 
 
-@pytest.mark.parametrize("name,args,kwargs", [
-    ("randn", (2, 3), {}), ("randn", ((2, 3),), {}), ("rand", (4,), {}), ("rand", ([2, 2],), {}),
-    ("randn", (2,), {"dtype": "float16"}), ("randint", (5, (3, 2)), {}), ("randint", (2, 7, (4,)), {}),
-    ("zeros", (2, 3), {}), ("zeros", ((1, 2),), {}), ("ones", (3,), {}), ("empty", (2, 2), {}),
-    ("ones", (2,), {"dtype": "int32"}), ("zeros", (2,), {"dtype": "bool"}),
-    ("full", ((2, 2), 1.5), {}), ("full", ((2,), 3), {}), ("full", ((2,), True), {}),
-    ("arange", (5,), {}), ("arange", (0.0, 1.0, 0.25), {}), ("arange", (1, 7, 2), {}),
-])
+@pytest.mark.parametrize(
+    "name,args,kwargs",
+    [
+        ("randn", (2, 3), {}),
+        ("randn", ((2, 3),), {}),
+        ("rand", (4,), {}),
+        ("rand", ([2, 2],), {}),
+        ("randn", (2,), {"dtype": "float16"}),
+        ("randint", (5, (3, 2)), {}),
+        ("randint", (2, 7, (4,)), {}),
+        ("zeros", (2, 3), {}),
+        ("zeros", ((1, 2),), {}),
+        ("ones", (3,), {}),
+        ("empty", (2, 2), {}),
+        ("ones", (2,), {"dtype": "int32"}),
+        ("zeros", (2,), {"dtype": "bool"}),
+        ("full", ((2, 2), 1.5), {}),
+        ("full", ((2,), 3), {}),
+        ("full", ((2,), True), {}),
+        ("arange", (5,), {}),
+        ("arange", (0.0, 1.0, 0.25), {}),
+        ("arange", (1, 7, 2), {}),
+    ],
+)
 def test_factories_shapes_and_dtypes_like_torch(name, args, kwargs):
     jk = {k: (getattr(jnp, v) if k == "dtype" else v) for k, v in kwargs.items()}
     tk = {k: (getattr(torch, v) if k == "dtype" else v) for k, v in kwargs.items()}
@@ -113,9 +133,21 @@ def test_factories_shapes_and_dtypes_like_torch(name, args, kwargs):
         assert to_numpy(got).min() >= lo and to_numpy(got).max() < hi
 
 
-@pytest.mark.parametrize("data", [[1, 2], [1.0, 2.5], [1, 2.5], 3, 1.5, True, [[True, False]],
-                                  np.arange(3, dtype=np.int16), np.ones(2, np.float64),
-                                  np.ones(2, np.float32)])
+@pytest.mark.parametrize(
+    "data",
+    [
+        [1, 2],
+        [1.0, 2.5],
+        [1, 2.5],
+        3,
+        1.5,
+        True,
+        [[True, False]],
+        np.arange(3, dtype=np.int16),
+        np.ones(2, np.float64),
+        np.ones(2, np.float32),
+    ],
+)
 def test_tensor_dtype_inference_like_torch(data):
     got = jaxmodule.tensor(data)
     want = torch.tensor(data)
@@ -127,7 +159,9 @@ def test_tensor_dtype_inference_like_torch(data):
 def test_tensor_dtype_inference_with_x64_matches_torch_exactly():
     with jax.enable_x64(True):
         for data in ([1, 2], [1.0], 7, np.ones(2, np.float64)):
-            assert str(jaxmodule.tensor(data).dtype) == _torch_dtype_name(torch.tensor(data), x64=True)
+            assert str(jaxmodule.tensor(data).dtype) == _torch_dtype_name(
+                torch.tensor(data), x64=True
+            )
         assert str(jaxmodule.randint(3, (2,)).dtype) in ("int32", "int64")
 
 
@@ -247,13 +281,20 @@ def test_no_grad_allows_inplace_on_parameters_only_inside():
     assert to_numpy(p).tolist() == [1.0, 1.0]
 
 
-@pytest.mark.parametrize("call", [
-    lambda d: jaxmodule.zeros(2, device=d), lambda d: jaxmodule.ones(2, device=d),
-    lambda d: jaxmodule.empty(2, device=d), lambda d: jaxmodule.full((2,), 1.0, device=d),
-    lambda d: jaxmodule.randn(2, device=d), lambda d: jaxmodule.rand(2, device=d),
-    lambda d: jaxmodule.randint(3, (2,), device=d), lambda d: jaxmodule.arange(3, device=d),
-    lambda d: jaxmodule.tensor([1.0], device=d),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: jaxmodule.zeros(2, device=d),
+        lambda d: jaxmodule.ones(2, device=d),
+        lambda d: jaxmodule.empty(2, device=d),
+        lambda d: jaxmodule.full((2,), 1.0, device=d),
+        lambda d: jaxmodule.randn(2, device=d),
+        lambda d: jaxmodule.rand(2, device=d),
+        lambda d: jaxmodule.randint(3, (2,), device=d),
+        lambda d: jaxmodule.arange(3, device=d),
+        lambda d: jaxmodule.tensor([1.0], device=d),
+    ],
+)
 def test_factories_honour_device(call):
     """Regression: the factories accepted `device=` and ignored it."""
     cpus = jax.devices("cpu")

@@ -18,14 +18,18 @@ def test_readme_starts_with_demo_and_test_commands_and_ci_runs_the_test_one():
     commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
     assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
     assert readme.index("```bash") < 20
-    ci = [line for line in read(".ci/run").splitlines() if line.strip() and not line.startswith("#")]
+    ci = [
+        line for line in read(".ci/run").splitlines() if line.strip() and not line.startswith("#")
+    ]
     assert [line.strip() for line in ci[-2:]] == ["bash scripts/test.sh", "bash scripts/lint.sh"]
 
 
 def test_layer_table_is_fresh():
     from tools.layer_table import section, table
 
-    assert section(read("README.md")) == table(), "run: .venv/bin/python tools/layer_table.py --write"
+    assert section(read("README.md")) == table(), (
+        "run: .venv/bin/python tools/layer_table.py --write"
+    )
 
 
 def test_quick_start_code_runs():
@@ -40,7 +44,7 @@ def test_compiling_section_code_runs_and_trains():
     """The README's torch-style compiled step (globals, zero-argument backward with aux, a
     scheduler stepped inside the step) runs as written and trains."""
     readme = read("README.md")
-    section = readme[readme.index("## Compiling"):readme.index("## Mixed precision")]
+    section = readme[readme.index("## Compiling") : readme.index("## Mixed precision")]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace: dict = {"__name__": "readme_compiling"}
     exec(compile(code, "README compiling", "exec"), namespace)
@@ -52,8 +56,10 @@ def test_compiling_section_code_runs_and_trains():
 
 def python_blocks(text):
     """Every ```python block of `text`, with the line it starts on."""
-    return [(text.count("\n", 0, m.start()) + 2, m.group(1))
-            for m in re.finditer(r"```python\n(.*?)```", text, re.S)]
+    return [
+        (text.count("\n", 0, m.start()) + 2, m.group(1))
+        for m in re.finditer(r"```python\n(.*?)```", text, re.S)
+    ]
 
 
 def test_python_blocks_are_found():
@@ -71,6 +77,8 @@ def test_every_readme_python_block_runs_on_its_own(capsys):
         try:
             exec(compile(code, f"README.md block at line {line}", "exec"), namespace)
         except Exception as e:
-            raise AssertionError(f"README.md python block at line {line} fails on its own: {e!r}") from e
+            raise AssertionError(
+                f"README.md python block at line {line} fails on its own: {e!r}"
+            ) from e
         if line == blocks[0][0]:
             assert re.fullmatch(r"loss \d+\.\d{4}\n", capsys.readouterr().out)

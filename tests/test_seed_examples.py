@@ -10,11 +10,11 @@ import contextlib
 import io
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
 
-import jaxmodule
 from tests.helpers import assert_close, to_numpy
 
 PARAMETERS = """
@@ -187,8 +187,9 @@ def test_conv_model_example():
     jns, _ = run(CONV_MODEL, "jaxmodule")
     tm, jm = tns["Model"](), jns["Model"]()
     assert repr(jm) == repr(tm)
-    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in tm.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in tm.state_dict().items()
+    ]
     jm.load_state_dict(tm.state_dict())
     x = np.random.default_rng(0).standard_normal((2, 1, 12, 12)).astype(np.float32)
     out = jm(jnp.asarray(x))
@@ -200,15 +201,23 @@ def test_buffer_parameter_attribute_example():
     tns, tout = run(BUFFERS, "torch")
     jns, jout = run(BUFFERS, "jaxmodule")
     t, j = tns["net"], jns["net"]
-    assert list(j.state_dict()) == list(t.state_dict()) == \
-        ["param_reg", "param_buf", "param_nn.conv.weight", "param_nn.fc.weight"]
+    assert (
+        list(j.state_dict())
+        == list(t.state_dict())
+        == ["param_reg", "param_buf", "param_nn.conv.weight", "param_nn.fc.weight"]
+    )
     assert "param_attr" not in j.state_dict()
-    assert [n for n, _ in j.named_parameters()] == [n for n, _ in t.named_parameters()] == \
-        ["param_reg", "param_nn.conv.weight", "param_nn.fc.weight"]
+    assert (
+        [n for n, _ in j.named_parameters()]
+        == [n for n, _ in t.named_parameters()]
+        == ["param_reg", "param_nn.conv.weight", "param_nn.fc.weight"]
+    )
     assert [n for n, _ in j.named_buffers()] == [n for n, _ in t.named_buffers()] == ["param_buf"]
     assert repr(j) == repr(t)
     assert j.param_attr.shape == (1, 2) and not isinstance(j.param_attr, jaxmodule.nn.Buffer)
-    assert isinstance(j.param_buf, jaxmodule.nn.Buffer) and isinstance(j.param_reg, jaxmodule.nn.Parameter)
+    assert isinstance(j.param_buf, jaxmodule.nn.Buffer) and isinstance(
+        j.param_reg, jaxmodule.nn.Parameter
+    )
     assert jout == tout == ""
 
 
@@ -217,12 +226,23 @@ def test_apply_init_weights_example():
     tns, tout = run(source, "torch")
     jns, jout = run(source, "jaxmodule")
     # The printed modules are identical; printed weights differ only in the array text.
-    t_lines = [line for line in tout.splitlines() if not line.startswith((" ", "tensor", "Array", "Parameter"))]
-    j_lines = [line for line in jout.splitlines() if not line.startswith((" ", "tensor", "Array", "Parameter"))]
+    t_lines = [
+        line
+        for line in tout.splitlines()
+        if not line.startswith((" ", "tensor", "Array", "Parameter"))
+    ]
+    j_lines = [
+        line
+        for line in jout.splitlines()
+        if not line.startswith((" ", "tensor", "Array", "Parameter"))
+    ]
     assert j_lines == t_lines
     assert jout.count("Parameter containing:") == tout.count("Parameter containing:") == 2
-    assert jout.count("Linear(in_features=2, out_features=2, bias=True)") == \
-        tout.count("Linear(in_features=2, out_features=2, bias=True)") == 4
+    assert (
+        jout.count("Linear(in_features=2, out_features=2, bias=True)")
+        == tout.count("Linear(in_features=2, out_features=2, bias=True)")
+        == 4
+    )
     assert "Sequential(\n  (0): Linear(in_features=2, out_features=2, bias=True)" in jout
     for m in (jns["net"][0], jns["net"][1]):
         assert to_numpy(m.weight).tolist() == [[1.0, 1.0], [1.0, 1.0]]
@@ -230,8 +250,20 @@ def test_apply_init_weights_example():
     assert jout.count("Array([[1., 1.],") == tout.count("tensor([[1., 1.],") == 2
 
 
-@pytest.mark.parametrize("method", ["bfloat16", "half", "float", "cpu", "eval", "train", "zero_grad",
-                                    "share_memory", "requires_grad_"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "bfloat16",
+        "half",
+        "float",
+        "cpu",
+        "eval",
+        "train",
+        "zero_grad",
+        "share_memory",
+        "requires_grad_",
+    ],
+)
 def test_listed_builtin_methods_run(method):
     """The document's list of built-in functions: each runs on the parameter example's model."""
     tns, _ = run(BUFFERS, "torch")
@@ -239,8 +271,9 @@ def test_listed_builtin_methods_run(method):
     t_ret = getattr(tns["net"], method)()
     j_ret = getattr(jns["net"], method)()
     assert (t_ret is tns["net"]) == (j_ret is jns["net"])
-    assert [(k, str(v.dtype).replace("torch.", "")) for k, v in tns["net"].state_dict().items()] == \
-        [(k, str(v.dtype)) for k, v in jns["net"].state_dict().items()]
+    assert [
+        (k, str(v.dtype).replace("torch.", "")) for k, v in tns["net"].state_dict().items()
+    ] == [(k, str(v.dtype)) for k, v in jns["net"].state_dict().items()]
 
 
 def test_listed_getters():
@@ -249,7 +282,10 @@ def test_listed_getters():
     t, j = tns["net"], jns["net"]
     assert j.get_buffer("param_buf") is j.param_buf
     assert j.get_parameter("param_nn.fc.weight") is j.param_nn.fc.weight
-    assert type(j.get_submodule("param_nn.conv")).__name__ == type(t.get_submodule("param_nn.conv")).__name__
+    assert (
+        type(j.get_submodule("param_nn.conv")).__name__
+        == type(t.get_submodule("param_nn.conv")).__name__
+    )
     assert [n for n, _ in j.named_children()] == [n for n, _ in t.named_children()]
     assert [n for n, _ in j.named_modules()] == [n for n, _ in t.named_modules()]
     assert len(list(j.buffers())) == len(list(t.buffers())) == 1

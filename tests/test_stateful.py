@@ -11,10 +11,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
-
-import jaxmodule
 from jaxmodule import _structure, nn, optim
 from jaxmodule._compile._reach import is_stateful
 from jaxmodule._stateful import Stateful, is_stateful_object
@@ -23,9 +22,13 @@ from jaxmodule.amp import GradScaler
 from jaxmodule.nn.modules._hooks import add_hook
 from jaxmodule.optim.optimizer import Optimizer
 
-OPTIMIZERS = [getattr(optim, n) for n in optim.__all__
-              if isinstance(getattr(optim, n), type) and issubclass(getattr(optim, n), Optimizer)
-              and getattr(optim, n) is not Optimizer]
+OPTIMIZERS = [
+    getattr(optim, n)
+    for n in optim.__all__
+    if isinstance(getattr(optim, n), type)
+    and issubclass(getattr(optim, n), Optimizer)
+    and getattr(optim, n) is not Optimizer
+]
 PACKAGE = pathlib.Path(jaxmodule.__file__).parent
 
 
@@ -41,8 +44,9 @@ def _implementers() -> list[Any]:
 
 def _leaves_equal(a: Any, b: Any) -> bool:
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return (jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-            and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb)))
+    return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b) and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb)
+    )
 
 
 def _shifted(tree: Any) -> Any:
@@ -57,7 +61,8 @@ def test_every_class_with_state_methods_declares_stateful():
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and any(
-                    isinstance(f, ast.FunctionDef) and f.name == "_jm_state_get" for f in node.body):
+                isinstance(f, ast.FunctionDef) and f.name == "_jm_state_get" for f in node.body
+            ):
                 name = ".".join(("jaxmodule", *path.relative_to(PACKAGE).with_suffix("").parts))
                 found.append((name, node.name))
     names = {c for _, c in found}
@@ -155,6 +160,7 @@ def test_non_stateful_objects():
 
 def test_compiled_step_with_a_stateful_user_object():
     """compile threads a user-defined Stateful object's pytree through the program."""
+
     class Total(Stateful):
         def __init__(self) -> None:
             self.total = jnp.zeros(())
@@ -249,7 +255,10 @@ def test_counters_object_and_fast_path_check():
     for _ in range(2):
         step(model, opt, x)
     source = step._entries[0].fast.__jm_source__
-    assert "COUNTERS.structure != " in source and "COUNTERS.handed_out != entry.handed_out_at" in source
+    assert (
+        "COUNTERS.structure != " in source
+        and "COUNTERS.handed_out != entry.handed_out_at" in source
+    )
     model.register_buffer("extra", jnp.zeros(1))  # structural: the next call re-plans, same result
     w = np.asarray(model.weight._value)
     step(model, opt, x)
@@ -262,8 +271,13 @@ def test_add_hook_marks_and_removes_from_option_dicts():
     with_kwargs: OrderedDict = OrderedDict()
     always: OrderedDict = OrderedDict()
     first = add_hook(hooks, print, also_remove_from=[with_kwargs, always], mark_in=(always,))
-    second = add_hook(hooks, repr, prepend=True, also_remove_from=[with_kwargs, always],
-                      mark_in=(with_kwargs, always))
+    second = add_hook(
+        hooks,
+        repr,
+        prepend=True,
+        also_remove_from=[with_kwargs, always],
+        mark_in=(with_kwargs, always),
+    )
     assert list(hooks) == [second.id, first.id]
     assert dict(with_kwargs) == {second.id: True} and set(always) == {first.id, second.id}
     second.remove()

@@ -12,7 +12,6 @@ import sys
 import jax
 import pytest
 from jax._src import compilation_cache
-
 from jaxmodule import _xla_cache
 from jaxmodule._xla_cache import MIN_COMPILE_TIME_SECS, cache_dir_from_env, enable_default_cache
 
@@ -38,8 +37,10 @@ def test_env_off_disables(value):
 
 
 def test_jax_env_var_wins():
-    assert cache_dir_from_env({"JAX_COMPILATION_CACHE_DIR": "/mine",
-                               "JAXMODULE_CACHE_DIR": "/ours"}) is None
+    assert (
+        cache_dir_from_env({"JAX_COMPILATION_CACHE_DIR": "/mine", "JAXMODULE_CACHE_DIR": "/ours"})
+        is None
+    )
 
 
 def test_default_paths():
@@ -47,8 +48,9 @@ def test_default_paths():
     home = os.path.join(os.path.expanduser("~"), ".cache", "jaxmodule", "xla")
     assert cache_dir_from_env({}) == home
     assert cache_dir_from_env({"XDG_CACHE_HOME": ""}) == home
-    assert cache_dir_from_env({"JAXMODULE_CACHE_DIR": "~/x", "XDG_CACHE_HOME": "/c"}) == \
-        os.path.join(os.path.expanduser("~"), "x")
+    assert cache_dir_from_env(
+        {"JAXMODULE_CACHE_DIR": "~/x", "XDG_CACHE_HOME": "/c"}
+    ) == os.path.join(os.path.expanduser("~"), "x")
 
 
 def test_enable_sets_dir_and_threshold(unconfigured, tmp_path):
@@ -136,8 +138,9 @@ def _run_child(cache_dir: str, mode: str) -> dict:
     env["JAXMODULE_CACHE_DIR"] = cache_dir
     # Write every program: on a fast machine the tiny step may compile under the default threshold.
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    done = subprocess.run([sys.executable, "-c", CHILD, mode], env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, mode], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -17,21 +17,28 @@ README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 
 def table() -> str:
+    import jaxmodule.nn
     import torch.nn
 
-    import jaxmodule.nn
-
-    names = sorted(n for n in torch.nn.modules.__all__ if isinstance(getattr(torch.nn, n, None), type))
+    names = sorted(
+        n for n in torch.nn.modules.__all__ if isinstance(getattr(torch.nn, n, None), type)
+    )
     have = [n for n in names if isinstance(getattr(jaxmodule.nn, n, None), type)]
     missing = [n for n in names if n not in have]
-    lines = [f"{len(have)} of the {len(names)} layer classes in `torch.nn` (torch 2.13) exist in `jaxmodule.nn`.",
-             "", "Supported: " + ", ".join(f"`{n}`" for n in have) + ".", "",
-             "Not (yet) available: " + (", ".join(f"`{n}`" for n in missing) if missing else "none") + "."]
+    lines = [
+        f"{len(have)} of the {len(names)} layer classes in `torch.nn` (torch 2.13) exist in `jaxmodule.nn`.",
+        "",
+        "Supported: " + ", ".join(f"`{n}`" for n in have) + ".",
+        "",
+        "Not (yet) available: "
+        + (", ".join(f"`{n}`" for n in missing) if missing else "none")
+        + ".",
+    ]
     return "\n".join(lines)
 
 
 def section(text: str) -> str:
-    return text[text.index(START) + len(START):text.index(END)].strip()
+    return text[text.index(START) + len(START) : text.index(END)].strip()
 
 
 def main() -> None:
@@ -39,7 +46,7 @@ def main() -> None:
     if "--write" in sys.argv:
         with open(README) as f:
             text = f.read()
-        text = text[:text.index(START) + len(START)] + "\n" + t + "\n" + text[text.index(END):]
+        text = text[: text.index(START) + len(START)] + "\n" + t + "\n" + text[text.index(END) :]
         with open(README, "w") as f:
             f.write(text)
     else:

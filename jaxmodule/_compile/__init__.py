@@ -30,8 +30,9 @@ from ._log import set_logs
 __all__ = ["compile", "CompiledFunction", "compile_module", "set_logs"]
 
 
-def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: bool = True,
-            **jit_kwargs: Any) -> Any:
+def compile(
+    fn: Callable | None = None, *, keep_grads: bool = False, donate: bool = True, **jit_kwargs: Any
+) -> Any:
     """Compile a step function into one XLA program, keeping torch-style mutation.
 
     The step may mutate modules, optimizers, GradScalers and generators (optimizer.step(),
@@ -93,8 +94,13 @@ def compile(fn: Callable | None = None, *, keep_grads: bool = False, donate: boo
 
 
 def _uncompiled_call(module: Module, *args: Any, **kwargs: Any) -> Any:
-    if not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-            or module._backward_pre_hooks or _hooks.any_global_call_hooks()):
+    if not (
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or _hooks.any_global_call_hooks()
+    ):
         return module.forward(*args, **kwargs)
     return _call.call_with_hooks(module, args, kwargs)
 

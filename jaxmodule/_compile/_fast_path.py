@@ -24,7 +24,15 @@ from .. import _structure
 from ..amp.autocast_mode import _local as amp_local
 from ._layout import ARRAY_TYPE, DYN, HOLDER, LIVE, Layout
 
-__all__ = ["MISS", "FAST_PATH_TEMPLATE", "GUARD_TEMPLATE", "build_fast_path", "guard_function", "guards_pass", "enabled"]
+__all__ = [
+    "MISS",
+    "FAST_PATH_TEMPLATE",
+    "GUARD_TEMPLATE",
+    "build_fast_path",
+    "guard_function",
+    "guards_pass",
+    "enabled",
+]
 
 MISS = object()
 UNROLL_CELLS = 256  # above this many cells the fast path loops (keeps the generated code small)
@@ -68,8 +76,13 @@ def _guards(layout: Layout) -> str:
 def guard_function(layout: Layout) -> Callable[[tuple], bool]:
     """`guards(args) -> bool`: whether every capture guard of `layout` still holds."""
     env = dict(layout.reach.env, MISS=False)
-    return _define("guards", GUARD_TEMPLATE.format(guards=_guards(layout)), env, "guards",
-                   getattr(layout, "label", "a step"))
+    return _define(
+        "guards",
+        GUARD_TEMPLATE.format(guards=_guards(layout)),
+        env,
+        "guards",
+        getattr(layout, "label", "a step"),
+    )
 
 
 def guards_pass(layout: Layout, args: tuple) -> bool:
@@ -85,17 +98,37 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
     needs the general path (static or keyword arguments, gradients carried in or out, module
     attributes written back)."""
     layout, program = entry.layout, entry.program
-    if not enabled() or layout.static_kwargs or layout.dyn_kwargs or layout.grad_params \
-            or program.grads_out or program.attr_outputs or any(k not in (DYN, LIVE, HOLDER) for k in layout.kinds):
+    if (
+        not enabled()
+        or layout.static_kwargs
+        or layout.dyn_kwargs
+        or layout.grad_params
+        or program.grads_out
+        or program.attr_outputs
+        or any(k not in (DYN, LIVE, HOLDER) for k in layout.kinds)
+    ):
         return None
     env: dict[str, Any] = dict(layout.reach.env)
-    env.update(COUNTERS=_structure.counters, MISS=MISS, amp_local=amp_local, ARRAY=ARRAY_TYPE,
-               entry=entry, jitted=program.jitted, amp=layout.amp, KEY=entry.key,
-               M=entry.mutated_cells, C=entry.const_cells)
-    checks = [f"COUNTERS.structure != {layout.structure_at}",
-              f"COUNTERS.grad_presence != {layout.grad_presence_at}",
-              "COUNTERS.handed_out != entry.handed_out_at", "amp_local.state != amp", "kwargs",
-              f"len(args) != {len(layout.kinds)}"]
+    env.update(
+        COUNTERS=_structure.counters,
+        MISS=MISS,
+        amp_local=amp_local,
+        ARRAY=ARRAY_TYPE,
+        entry=entry,
+        jitted=program.jitted,
+        amp=layout.amp,
+        KEY=entry.key,
+        M=entry.mutated_cells,
+        C=entry.const_cells,
+    )
+    checks = [
+        f"COUNTERS.structure != {layout.structure_at}",
+        f"COUNTERS.grad_presence != {layout.grad_presence_at}",
+        "COUNTERS.handed_out != entry.handed_out_at",
+        "amp_local.state != amp",
+        "kwargs",
+        f"len(args) != {len(layout.kinds)}",
+    ]
     for i, kind in enumerate(layout.kinds):
         if kind == DYN:
             checks.append(f"(type(args[{i}]) is not ARRAY and type(args[{i}]) is not float)")
@@ -122,10 +155,18 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
     for j, (obj, method, a, kw) in enumerate(program.deferred):  # host calls (scheduler steps)
         env[f"d{j}"] = functools.partial(method, obj, *a, **kw)
         scatter.append(f"    d{j}()")
-    guard_block = f"    try:\n{_guards(layout)}\n    except Exception:\n        return MISS\n" \
-        if layout.reach.guards else ""
+    guard_block = (
+        f"    try:\n{_guards(layout)}\n    except Exception:\n        return MISS\n"
+        if layout.reach.guards
+        else ""
+    )
     source = FAST_PATH_TEMPLATE.format(
-        checks=" or ".join(checks), guard_block=guard_block, mutated=mutated, const=const,
-        states=", ".join(f"o{j}_get()" for j in range(len(layout.states))), dyn=dyn,
-        scatter="\n".join(scatter) if scatter else "    pass")
+        checks=" or ".join(checks),
+        guard_block=guard_block,
+        mutated=mutated,
+        const=const,
+        states=", ".join(f"o{j}_get()" for j in range(len(layout.states))),
+        dyn=dyn,
+        scatter="\n".join(scatter) if scatter else "    pass",
+    )
     return _define("fast path", source, env, "fast", label)

@@ -43,8 +43,16 @@ _MAX_RESTARTS = 4
 class _Entry:
     """A layout with its program and the per-call bookkeeping the fast path needs."""
 
-    __slots__ = ("layout", "program", "key", "handed_out_at", "fast", "mutated_cells", "const_cells",
-                 "host_pending")
+    __slots__ = (
+        "layout",
+        "program",
+        "key",
+        "handed_out_at",
+        "fast",
+        "mutated_cells",
+        "const_cells",
+        "host_pending",
+    )
 
     def __init__(self, layout: Layout, program: Program, reused: bool) -> None:
         self.layout = layout
@@ -64,8 +72,9 @@ class CompiledFunction:
 
     _jm_compiled_step = True  # `_reach` walks `self.fn` instead (it does not import this file)
 
-    def __init__(self, fn: Callable, *, keep_grads: bool = False, donate: bool = True,
-                 **jit_kwargs: Any) -> None:
+    def __init__(
+        self, fn: Callable, *, keep_grads: bool = False, donate: bool = True, **jit_kwargs: Any
+    ) -> None:
         functools.update_wrapper(self, fn, updated=())  # name and docstring, not fn's __dict__
         self.fn = fn
         self.keep_grads = keep_grads
@@ -79,14 +88,19 @@ class CompiledFunction:
     # ---- finding the entry ------------------------------------------------------------------
     def _entry_for(self, args: tuple, kwargs: dict) -> _Entry:
         for i, e in enumerate(self._entries):
-            if e.layout.current() and e.layout.matches(args, kwargs) and guards_pass(e.layout, args):
+            if (
+                e.layout.current()
+                and e.layout.matches(args, kwargs)
+                and guards_pass(e.layout, args)
+            ):
                 if i:
                     self._entries.insert(0, self._entries.pop(i))
                 return e
         return self._new_entry(args, kwargs)
 
-    def _new_entry(self, args: tuple, kwargs: dict, extra: tuple = (),
-                   force_read: frozenset = frozenset()) -> _Entry:
+    def _new_entry(
+        self, args: tuple, kwargs: dict, extra: tuple = (), force_read: frozenset = frozenset()
+    ) -> _Entry:
         for _ in range(_MAX_RESTARTS):
             layout = Layout(self.fn, args, kwargs, extra)
             layout.label = self._name()
@@ -102,9 +116,17 @@ class CompiledFunction:
                 break
             previous = self._entries[0].layout if self._entries else None
             try:
-                program = discover(self.fn, layout, args, kwargs, keep_grads=self.keep_grads,
-                                   donate=self.donate, jit_kwargs=self.jit_kwargs, counter=self,
-                                   force_read=force_read)
+                program = discover(
+                    self.fn,
+                    layout,
+                    args,
+                    kwargs,
+                    keep_grads=self.keep_grads,
+                    donate=self.donate,
+                    jit_kwargs=self.jit_kwargs,
+                    counter=self,
+                    force_read=force_read,
+                )
             except Restart as r:
                 extra, force_read = _widen(layout, extra, force_read, r)
                 continue
@@ -115,8 +137,10 @@ class CompiledFunction:
                 self._programs.popitem(last=False)
             break
         else:
-            raise RuntimeError(f"jaxmodule.compile: {self._name()} kept reaching new state while "
-                               "tracing; pass the modules and optimizers it uses as arguments")
+            raise RuntimeError(
+                f"jaxmodule.compile: {self._name()} kept reaching new state while "
+                "tracing; pass the modules and optimizers it uses as arguments"
+            )
         assert program is not None  # the loop above breaks only with one
         entry = _Entry(layout, program, reused)
         self._entries.insert(0, entry)
@@ -162,8 +186,10 @@ class CompiledFunction:
                 return self._run(entry, args, kwargs)
             except Restart as again:
                 r = again
-        raise RuntimeError(f"jaxmodule.compile: {self._name()} kept reaching new state while "
-                           "tracing; pass the modules and optimizers it uses as arguments")
+        raise RuntimeError(
+            f"jaxmodule.compile: {self._name()} kept reaching new state while "
+            "tracing; pass the modules and optimizers it uses as arguments"
+        )
 
     def _run(self, entry: _Entry, args: tuple, kwargs: dict) -> Any:
         layout, program = entry.layout, entry.program
@@ -176,7 +202,8 @@ class CompiledFunction:
             [c._value for c in entry.const_cells],
             [o._jm_state_get() for o in states],
             [p.grad for p in layout.grad_params],
-            *layout.split(args, kwargs))
+            *layout.split(args, kwargs),
+        )
         for c, v in zip(entry.mutated_cells, new_vals):
             c._value = v
         for o, st in zip(states, new_states):
@@ -206,7 +233,9 @@ class CompiledFunction:
         return self if obj is None else functools.partial(self, obj)
 
 
-def _widen(layout: Layout, extra: tuple, force_read: frozenset, r: Restart) -> tuple[tuple, frozenset]:
+def _widen(
+    layout: Layout, extra: tuple, force_read: frozenset, r: Restart
+) -> tuple[tuple, frozenset]:
     """The extra objects and forced reads of the next attempt after a `Restart`: objects outside
     the layout join it (held by identity; a fresh discovery then finds the reads), cells of the
     layout that were skipped become read. A restart naming nothing (forward took another path

@@ -28,8 +28,17 @@ from ..nn.modules.module import Module
 from ..nn.parameter import _TensorCell, is_lazy
 from ._reach import Reach, is_stateful, reach
 
-__all__ = ["Layout", "DYN", "LIVE", "STATIC", "HOLDER", "ARRAY_TYPE", "is_static", "same_static",
-           "describe_inputs"]
+__all__ = [
+    "Layout",
+    "DYN",
+    "LIVE",
+    "STATIC",
+    "HOLDER",
+    "ARRAY_TYPE",
+    "is_static",
+    "same_static",
+    "describe_inputs",
+]
 
 DYN, LIVE, STATIC, HOLDER = 0, 1, 2, 3
 ARRAY_TYPE = type(jax.numpy.zeros(()))  # the concrete jax.Array class
@@ -73,6 +82,7 @@ class Layout:
     label: str
     description: dict[str, Any]
     _guard_fn: Callable[[tuple], bool]
+
     def __init__(self, fn: Any, args: tuple, kwargs: dict, extra: tuple = ()) -> None:
         self.structure_at = _structure.counters.structure  # the counters it was built at
         self.grad_presence_at = _structure.counters.grad_presence
@@ -92,9 +102,11 @@ class Layout:
         self.static_kwargs = {k: v for k, v in kwargs.items() if is_static(v)}
         self.dyn_kwargs = tuple(k for k in kwargs if k not in self.static_kwargs)
         if any(is_stateful(kwargs[k]) or _is_holder(kwargs[k]) for k in self.dyn_kwargs):
-            raise TypeError("jaxmodule.compile: pass modules, optimizers and generators as positional "
-                            "arguments (or let the step reach them through globals or closures), "
-                            "not as keyword arguments")
+            raise TypeError(
+                "jaxmodule.compile: pass modules, optimizers and generators as positional "
+                "arguments (or let the step reach them through globals or closures), "
+                "not as keyword arguments"
+            )
         self.reach: Reach = reach(fn, {i: a for i, a in enumerate(args) if kinds[i] == HOLDER})
         roots = [a for a, k in zip(args, kinds) if k == LIVE]
         seen = {id(r) for r in roots}
@@ -116,7 +128,8 @@ class Layout:
                 f"jaxmodule.compile: `{name}` is not initialized (a lazy module): its shape is "
                 "decided by the first input, which would change the model's structure inside "
                 "the compiled step. Call the model once eagerly (a dry run, as torch recommends "
-                "before building optimizers) and then compile.")
+                "before building optimizers) and then compile."
+            )
 
     # ---- what the roots hold ----------------------------------------------------------------
     def _collect(self, roots: list) -> None:
@@ -153,9 +166,16 @@ class Layout:
                     add(p)
         add(default_generator)
         for o in states:
-            structure.append((type(o), tuple(tuple(index[id(p)] for p in g["params"])
-                                             for g in getattr(o, "param_groups", ())),
-                              jax.tree_util.tree_structure(o._jm_state_get())))
+            structure.append(
+                (
+                    type(o),
+                    tuple(
+                        tuple(index[id(p)] for p in g["params"])
+                        for g in getattr(o, "param_groups", ())
+                    ),
+                    jax.tree_util.tree_structure(o._jm_state_get()),
+                )
+            )
         self.cells = cells
         self.index = index
         self.modules = modules
@@ -164,28 +184,56 @@ class Layout:
         self._structure = tuple(structure)
 
     def _signature(self) -> tuple:
-        statics = (tuple((i, _freeze(v)) for i, (k, v) in enumerate(zip(self.kinds, self.values))
-                         if k == STATIC),
-                   tuple((k, _freeze(v)) for k, v in self.static_kwargs.items()), self.dyn_kwargs)
+        statics = (
+            tuple(
+                (i, _freeze(v))
+                for i, (k, v) in enumerate(zip(self.kinds, self.values))
+                if k == STATIC
+            ),
+            tuple((k, _freeze(v)) for k, v in self.static_kwargs.items()),
+            self.dyn_kwargs,
+        )
         r = self.reach
-        guards = tuple((expr, op, r.env[name] if op == "==" else
-                        (("root", self.roots.index(r.env[name])) if _in(r.env[name], self.roots)
-                         else ("obj", id(r.env[name]))))
-                       for expr, op, name in r.guards)
-        return (self.kinds, statics, self.amp, self._structure, guards,
-                tuple(self.index[id(p)] for p in self.grad_params),
-                tuple(id(c) for c in self.extra), len(self.cells))
+        guards = tuple(
+            (
+                expr,
+                op,
+                r.env[name]
+                if op == "=="
+                else (
+                    ("root", self.roots.index(r.env[name]))
+                    if _in(r.env[name], self.roots)
+                    else ("obj", id(r.env[name]))
+                ),
+            )
+            for expr, op, name in r.guards
+        )
+        return (
+            self.kinds,
+            statics,
+            self.amp,
+            self._structure,
+            guards,
+            tuple(self.index[id(p)] for p in self.grad_params),
+            tuple(id(c) for c in self.extra),
+            len(self.cells),
+        )
 
     # ---- per call ---------------------------------------------------------------------------
     def current(self) -> bool:
         counters = _structure.counters
-        return (self.structure_at == counters.structure and self.grad_presence_at == counters.grad_presence
-                and self.amp == amp_state())
+        return (
+            self.structure_at == counters.structure
+            and self.grad_presence_at == counters.grad_presence
+            and self.amp == amp_state()
+        )
 
     def matches(self, args: tuple, kwargs: dict) -> bool:
         """Whether this layout serves a call with these arguments (identities, statics); the
         capture guards are checked next, by `_fast_path.guards_pass`."""
-        if len(args) != len(self.kinds) or len(kwargs) != len(self.static_kwargs) + len(self.dyn_kwargs):
+        if len(args) != len(self.kinds) or len(kwargs) != len(self.static_kwargs) + len(
+            self.dyn_kwargs
+        ):
             return False
         for a, kind, v in zip(args, self.kinds, self.values):
             if kind == LIVE or kind == HOLDER:
@@ -194,8 +242,11 @@ class Layout:
             elif kind == STATIC:
                 if not same_static(a, v):
                     return False
-            elif type(a) is not ARRAY_TYPE and type(a) is not float and (
-                    is_stateful(a) or is_static(a) or _is_holder(a)):
+            elif (
+                type(a) is not ARRAY_TYPE
+                and type(a) is not float
+                and (is_stateful(a) or is_static(a) or _is_holder(a))
+            ):
                 return False
         for k, v in self.static_kwargs.items():
             if k not in kwargs or not same_static(kwargs[k], v):
@@ -204,8 +255,10 @@ class Layout:
 
     def split(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """The traced part of a call: dynamic positional arguments (None elsewhere) and kwargs."""
-        return (tuple(a if k == DYN else None for a, k in zip(args, self.kinds)),
-                {k: kwargs[k] for k in self.dyn_kwargs})
+        return (
+            tuple(a if k == DYN else None for a, k in zip(args, self.kinds)),
+            {k: kwargs[k] for k in self.dyn_kwargs},
+        )
 
     def rebuild(self, dyn: tuple, dyn_kwargs: dict) -> tuple[tuple, dict]:
         """The full call inside the trace: live objects, static values and traced values."""
@@ -225,7 +278,11 @@ class Layout:
         return [names.get(id(c), f"cell {k}") for k, c in enumerate(self.cells)]
 
     def _root_paths(self) -> list[tuple[Any, str]]:
-        out = [(a, f"argument {i}") for i, (a, k) in enumerate(zip(self.values, self.kinds)) if k == LIVE]
+        out = [
+            (a, f"argument {i}")
+            for i, (a, k) in enumerate(zip(self.values, self.kinds))
+            if k == LIVE
+        ]
         reached = dict(zip(map(id, self.reach.stateful), self.reach.paths))
         out += [(r, reached[id(r)]) for r in self.roots if id(r) in reached]
         return out
@@ -248,8 +305,15 @@ class Layout:
                 for name, m in root.named_modules():
                     full = ".".join(p for p in (prefix, name) if p) or type(root).__name__
                     d[f"module `{full}`"] = "train" if m.training else "eval"
-                    hooks = sum(len(getattr(m, h)) for h in ("_forward_hooks", "_forward_pre_hooks",
-                                                             "_backward_hooks", "_backward_pre_hooks"))
+                    hooks = sum(
+                        len(getattr(m, h))
+                        for h in (
+                            "_forward_hooks",
+                            "_forward_pre_hooks",
+                            "_backward_hooks",
+                            "_backward_pre_hooks",
+                        )
+                    )
                     if hooks:
                         d[f"hooks of module `{full}`"] = hooks
                 d[f"structure of `{path}`"] = hash(module_cells(root)[1])
@@ -280,4 +344,3 @@ def describe_inputs(layout: Layout, program: Any, dyn: tuple, kwargs: dict) -> l
     for k, v in kwargs.items():
         labels += [f"argument `{k}`"] * len(jax.tree_util.tree_leaves(v))
     return labels
-

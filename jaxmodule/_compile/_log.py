@@ -24,7 +24,9 @@ class _Settings:
     """Process-wide log switches (one object, read on the retrace path only)."""
 
     def __init__(self) -> None:
-        self.recompiles = "recompiles" in os.environ.get("JAXMODULE_LOGS", "").replace(" ", "").split(",")
+        self.recompiles = "recompiles" in os.environ.get("JAXMODULE_LOGS", "").replace(
+            " ", ""
+        ).split(",")
 
 
 settings = _Settings()
@@ -54,8 +56,11 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     for k in before.keys() | after.keys():
         a, b = before.get(k, "absent"), after.get(k, "absent")
         if a != b or type(a) is not type(b):
-            out.append(f"{k}: {a!r} -> {b!r}" if not isinstance(a, str) or not isinstance(b, str)
-                       else f"{k}: {a} -> {b}")
+            out.append(
+                f"{k}: {a!r} -> {b!r}"
+                if not isinstance(a, str) or not isinstance(b, str)
+                else f"{k}: {a} -> {b}"
+            )
     return sorted(out)
 
 
@@ -72,4 +77,8 @@ def retrace(fn: Any, reasons: list[str]) -> None:
         logger.warning(
             "function %s has been traced %d times (last reason: %s). Something changes on every "
             "call: pass numbers that vary as floats or arrays, keep models and modes fixed, or "
-            "set JAXMODULE_LOGS=recompiles to see each reason.", name, count, because)
+            "set JAXMODULE_LOGS=recompiles to see each reason.",
+            name,
+            count,
+            because,
+        )

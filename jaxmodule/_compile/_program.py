@@ -44,7 +44,8 @@ __all__ = ["Program", "discover", "Restart", "CallKey", "STRUCTURE_MESSAGE"]
 STRUCTURE_MESSAGE = (
     "the structure of a module changed inside a compiled step ({what}). Register parameters, "
     "buffers and submodules (and add hooks) outside the compiled function; every object is back "
-    "as it was before the call.")
+    "as it was before the call."
+)
 
 
 class Restart(Exception):
@@ -80,9 +81,17 @@ class CallKey:
 class Program:
     """The outcome of discovery for one layout signature (see the module docstring)."""
 
-    def __init__(self, mutated: list[int], const: list[int], unused: list[int], grads_out: list[int],
-                 attr_outputs: list[tuple[int, str]], read: frozenset[int], host: list,
-                 deferred: list) -> None:
+    def __init__(
+        self,
+        mutated: list[int],
+        const: list[int],
+        unused: list[int],
+        grads_out: list[int],
+        attr_outputs: list[tuple[int, str]],
+        read: frozenset[int],
+        host: list,
+        deferred: list,
+    ) -> None:
         self.mutated = mutated
         self.const = const
         self.unused = unused
@@ -121,8 +130,17 @@ def _escaped(txn: Transaction, modules: set[int]) -> str | None:
     return None
 
 
-def run_traced(fn: Callable, layout: Layout, program: Program | None, values: list,
-               states: list, grads: list, dyn: tuple, kwargs: dict, found: dict | None = None) -> tuple:
+def run_traced(
+    fn: Callable,
+    layout: Layout,
+    program: Program | None,
+    values: list,
+    states: list,
+    grads: list,
+    dyn: tuple,
+    kwargs: dict,
+    found: dict | None = None,
+) -> tuple:
     """Run the step with tracers in the layout's cells and return its outputs.
 
     `values` holds one (traced) value per cell (None for cells the program does not use). With
@@ -133,9 +151,15 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     used = [k for k, v in enumerate(values) if v is not None]
     module_ids = {id(m) for m in layout.modules}
     visited = layout.reach.visited
-    txn = Transaction(cells, [*layout.modules, *layout.states,
-                              *(v for v in visited if type(v) not in (list, dict, tuple))],
-                      [v for v in visited if type(v) in (list, dict)])
+    txn = Transaction(
+        cells,
+        [
+            *layout.modules,
+            *layout.states,
+            *(v for v in visited if type(v) not in (list, dict, tuple)),
+        ],
+        [v for v in visited if type(v) in (list, dict)],
+    )
     saved_states = [o._jm_state_get() for o in layout.states]
     host_before = [o._jm_host_state() for o in layout.states]
     # every grad is put back as it was, so the trace must not look like a change of which grads
@@ -144,7 +168,10 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
     inside = {id(cells[k]) for k in used} | {id(o) for o in layout.states}
     rec = None
     try:
-        with recording(every=found is not None, compiling=True) as rec, swapped([cells[k] for k in used], [values[k] for k in used]):
+        with (
+            recording(every=found is not None, compiling=True) as rec,
+            swapped([cells[k] for k in used], [values[k] for k in used]),
+        ):
             for p, g in zip(layout.grad_params, grads):
                 p.grad = g
             entry = [c._value for c in cells]
@@ -154,13 +181,19 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
             call_args, call_kwargs = layout.rebuild(dyn, kwargs)
             out = fn(*call_args, **call_kwargs)
             _refuse_structure(txn)
-            attrs = [(o, name, v) for o, name, v in txn.changed_attributes()
-                     if id(o) in module_ids and v is not DELETED and holds_tracer(v)]
+            attrs = [
+                (o, name, v)
+                for o, name, v in txn.changed_attributes()
+                if id(o) in module_ids and v is not DELETED and holds_tracer(v)
+            ]
             if found is not None:
                 found["mutated"] = [k for k, c in enumerate(cells) if c._value is not entry[k]]
-                found["grads"] = [k for k, c in enumerate(cells)
-                                  if getattr(c, "_grad", None) is not None
-                                  and (found["keep_grads"] or entry_grads[k] is not None)]
+                found["grads"] = [
+                    k
+                    for k, c in enumerate(cells)
+                    if getattr(c, "_grad", None) is not None
+                    and (found["keep_grads"] or entry_grads[k] is not None)
+                ]
                 found["attrs"] = [(layout.modules.index(o), name) for o, name, _ in attrs]
                 new_vals = [c._value for c in cells]
                 grads_out = found["grads"]
@@ -170,7 +203,9 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
                 new_vals = [cells[k]._value for k in program.mutated]
                 grads_out = program.grads_out
                 by_key = {(id(o), name): v for o, name, v in attrs}
-                attr_vals = [by_key.get((id(layout.modules[i]), name)) for i, name in program.attr_outputs]
+                attr_vals = [
+                    by_key.get((id(layout.modules[i]), name)) for i, name in program.attr_outputs
+                ]
                 if any(v is None for v in attr_vals) or len(attrs) != len(attr_vals):
                     raise Restart([], {})  # a new shape took another path through forward
             new_grads = [cells[k]._grad for k in grads_out]
@@ -180,8 +215,10 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
             raise Restart([c for i, c in rec.touched.items() if i not in inside], rec.written)
         if found is not None:
             found["deferred"] = list(rec.deferred)
-            found["host"] = [None if b == a else (b, a) for b, a in
-                             zip(host_before, [o._jm_host_state() for o in layout.states])]
+            found["host"] = [
+                None if b == a else (b, a)
+                for b, a in zip(host_before, [o._jm_host_state() for o in layout.states])
+            ]
             found["read"] = frozenset(layout.index[i] for i in rec.touched if i in layout.index)
     except BaseException:
         if rec is not None:  # state reached only while tracing, the layout's own snapshot misses
@@ -212,7 +249,8 @@ def run_traced(fn: Callable, layout: Layout, program: Program | None, values: li
             f"jaxmodule.compile: the step stored a traced value in {leaked}, which compile does "
             "not write back (only modules, optimizers, GradScalers and generators are). Return "
             "the value from the step instead (e.g. `return loss, logits`), or keep it in a module "
-            "buffer; every object is back as it was before the call.")
+            "buffer; every object is back as it was before the call."
+        )
     return new_vals, new_states, new_grads, attr_vals, out
 
 
@@ -234,8 +272,18 @@ def _reads(recorded: Any, n_cells: int) -> frozenset[int]:
     return frozenset(used)
 
 
-def discover(fn: Callable, layout: Layout, args: tuple, kwargs: dict, *, keep_grads: bool,
-             donate: bool, jit_kwargs: dict, counter: Any, force_read: frozenset = frozenset()) -> Program:
+def discover(
+    fn: Callable,
+    layout: Layout,
+    args: tuple,
+    kwargs: dict,
+    *,
+    keep_grads: bool,
+    donate: bool,
+    jit_kwargs: dict,
+    counter: Any,
+    force_read: frozenset = frozenset(),
+) -> Program:
     """Trace the step once to build its `Program` (see the module docstring)."""
     found: dict[str, Any] = {"keep_grads": keep_grads}
     n = len(layout.cells)
@@ -244,12 +292,18 @@ def discover(fn: Callable, layout: Layout, args: tuple, kwargs: dict, *, keep_gr
         counter.trace_count += 1
         return run_traced(fn, layout, None, values, states, grads, dyn, kw, found=found)
 
-    inputs = ([c._value for c in layout.cells], [o._jm_state_get() for o in layout.states],
-              [p.grad for p in layout.grad_params], *layout.split(args, kwargs))
+    inputs = (
+        [c._value for c in layout.cells],
+        [o._jm_state_get() for o in layout.states],
+        [p.grad for p in layout.grad_params],
+        *layout.split(args, kwargs),
+    )
     try:
         recorded, out_shape = jax.make_jaxpr(probe, return_shape=True)(*inputs)
     except TEACHABLE as e:
-        teach(e, fn, layout, *inputs[3:])  # the user's names, line and fixes instead of jaxmodule's internals
+        teach(
+            e, fn, layout, *inputs[3:]
+        )  # the user's names, line and fixes instead of jaxmodule's internals
         raise
     read = found["read"] | _reads(recorded, n) | force_read
     # Donated buffers go smallest first. Same program either way, but XLA:CPU runs it
@@ -259,22 +313,45 @@ def discover(fn: Callable, layout: Layout, args: tuple, kwargs: dict, *, keep_gr
     written = set(mutated)
     const = [k for k in range(n) if k not in written and k in read]
     unused = [k for k in range(n) if k not in written and k not in read]
-    program = Program(mutated, const, unused, found["grads"], found["attrs"], read, found["host"],
-                      found["deferred"])
+    program = Program(
+        mutated,
+        const,
+        unused,
+        found["grads"],
+        found["attrs"],
+        read,
+        found["host"],
+        found["deferred"],
+    )
     program.jitted = _jit(fn, program, recorded, inputs, out_shape, donate, jit_kwargs, counter)
     return program
 
 
-def _jit(fn: Callable, program: Program, recorded: Any, inputs: tuple, out_shape: Any, donate: bool,
-         jit_kwargs: dict, counter: Any) -> Callable:
+def _jit(
+    fn: Callable,
+    program: Program,
+    recorded: Any,
+    inputs: tuple,
+    out_shape: Any,
+    donate: bool,
+    jit_kwargs: dict,
+    counter: Any,
+) -> Callable:
     replay = jax.extend.core.jaxpr_as_fun(recorded)
     in_tree, in_avals = jax.tree.structure(inputs), recorded.in_avals
     out_tree = jax.tree.structure(out_shape)
     n = len(inputs[0])
     unused_avals = [(k, in_avals[k]) for k in program.unused]
 
-    def pure(key: CallKey, mutated_vals: list, const_vals: list, states: list, grads: list,
-             dyn: tuple, kwargs: dict) -> Any:
+    def pure(
+        key: CallKey,
+        mutated_vals: list,
+        const_vals: list,
+        states: list,
+        grads: list,
+        dyn: tuple,
+        kwargs: dict,
+    ) -> Any:
         layout = key.layout()
         values: list = [None] * n
         for k, v in zip(program.mutated, mutated_vals):
@@ -287,21 +364,27 @@ def _jit(fn: Callable, program: Program, recorded: Any, inputs: tuple, out_shape
         flat, tree = jax.tree.flatten((full, states, grads, dyn, kwargs))
         same_tree = tree == in_tree  # type: ignore[operator]  # jax's PyTreeDef is opaque to mypy
         if same_tree and all(jax.typeof(x) == a for x, a in zip(flat, in_avals)):
-            final, new_states, new_grads, attr_vals, out = jax.tree.unflatten(out_tree, replay(*flat))
+            final, new_states, new_grads, attr_vals, out = jax.tree.unflatten(
+                out_tree, replay(*flat)
+            )
             new_vals = [final[k] for k in program.mutated]
         else:
             counter.trace_count += 1
             assert layout is not None  # the call being traced holds its layout
-            _log.retrace(counter, _input_change(layout, program, flat, tree, in_avals, in_tree, dyn, kwargs))
+            _log.retrace(
+                counter, _input_change(layout, program, flat, tree, in_avals, in_tree, dyn, kwargs)
+            )
             try:
                 new_vals, new_states, new_grads, attr_vals, out = run_traced(
-                    fn, layout, program, values, states, grads, dyn, kwargs)
+                    fn, layout, program, values, states, grads, dyn, kwargs
+                )
             except TEACHABLE as e:  # named as on the first trace (`discover`)
                 teach(e, fn, layout, dyn, kwargs, program)
                 raise
         # written state keeps its placement across devices (no-op on one device)
         new_vals, new_states, new_grads = constrain_outputs(
-            layout, program.mutated, program.grads_out, new_vals, new_states, new_grads)
+            layout, program.mutated, program.grads_out, new_vals, new_states, new_grads
+        )
         if out_shardings is not None:  # the user's `out_shardings=` is about the step's result only
             out = constrain_prefix(out, out_shardings)
         return new_vals, new_states, new_grads, attr_vals, out
@@ -312,8 +395,16 @@ def _jit(fn: Callable, program: Program, recorded: Any, inputs: tuple, out_shape
     return jax.jit(pure, static_argnums=0, donate_argnums=donate_argnums, **jit_kwargs)
 
 
-def _input_change(layout: Layout, program: Program, flat: list, tree: Any, in_avals: list,
-                  in_tree: Any, dyn: tuple, kwargs: dict) -> list[str]:
+def _input_change(
+    layout: Layout,
+    program: Program,
+    flat: list,
+    tree: Any,
+    in_avals: list,
+    in_tree: Any,
+    dyn: tuple,
+    kwargs: dict,
+) -> list[str]:
     if tree != in_tree:
         return ["the structure of the traced arguments changed"]
     labels = describe_inputs(layout, program, dyn, kwargs)

@@ -37,9 +37,24 @@ from ..nn.parameter import _TensorCell
 
 __all__ = ["Reach", "reach", "is_stateful", "MISSING"]
 
-_LIBRARIES = frozenset({"jax", "jaxlib", "numpy", "optax", "orbax", "jaxmodule", "torch", "flax",
-                        "equinox", "ml_dtypes", "scipy", "pytest", "_pytest", "hypothesis"}) \
-    | frozenset(sys.stdlib_module_names)
+_LIBRARIES = frozenset(
+    {
+        "jax",
+        "jaxlib",
+        "numpy",
+        "optax",
+        "orbax",
+        "jaxmodule",
+        "torch",
+        "flax",
+        "equinox",
+        "ml_dtypes",
+        "scipy",
+        "pytest",
+        "_pytest",
+        "hypothesis",
+    }
+) | frozenset(sys.stdlib_module_names)
 _SCALARS = (bool, int, float, complex, str, type(None))
 _MAX_DEPTH = 4
 _MAX_ITEMS = 64
@@ -113,7 +128,9 @@ class Reach:
                 lines.append(f"{indent}if {expr} is not {name}: return MISS")
             else:
                 lines.append(f"{indent}_g = {expr}")
-                lines.append(f"{indent}if type(_g) is not type({name}) or _g != {name}: return MISS")
+                lines.append(
+                    f"{indent}if type(_g) is not type({name}) or _g != {name}: return MISS"
+                )
         return lines
 
     # ---- walking --------------------------------------------------------------------------------
@@ -130,15 +147,18 @@ class Reach:
             for i, a in enumerate(f.args):
                 found |= self.value(a, f"{fname}.args[{i}]", f"{readable}.args[{i}]", depth + 1)
             for k, a in f.keywords.items():
-                found |= self.value(a, f"{fname}.keywords[{k!r}]", f"{readable}.keywords[{k!r}]", depth + 1)
+                found |= self.value(
+                    a, f"{fname}.keywords[{k!r}]", f"{readable}.keywords[{k!r}]", depth + 1
+                )
             return found
         if isinstance(f, types.MethodType):
             mname = self._name(f, "F")
             found = self.value(f.__self__, f"{mname}.__self__", "self", depth + 1)
             return self.function(f.__func__, readable, depth + 1) or found
         if not isinstance(f, types.FunctionType):  # a callable object (a module, a Trainer)
-            if is_stateful(f) or (callable(f) and not isinstance(f, type)
-                                  and not _library(type(f).__module__)):
+            if is_stateful(f) or (
+                callable(f) and not isinstance(f, type) and not _library(type(f).__module__)
+            ):
                 name = f"X{len(self.env)}"  # the object itself: fixed, its guard always holds
                 self.env[name] = f
                 return self.value(f, name, readable, depth + 1)
@@ -193,7 +213,9 @@ class Reach:
                 self.guards.append((expr, "is", self._name(v, "A")))
                 self.described[readable] = f"array {tuple(v.shape)} {v.dtype}"
             return False
-        if getattr(type(v), "_jm_host_calls", False):  # a scheduler: its deferred step is in the program
+        if getattr(
+            type(v), "_jm_host_calls", False
+        ):  # a scheduler: its deferred step is in the program
             self._visited_ids.add(id(v))
             self.visited.append(v)
             self.guards.append((expr, "is", self._name(v, "H")))
@@ -231,8 +253,11 @@ class Reach:
         if t is dict:
             if len(v) > _MAX_ITEMS:
                 return None
-            return [(f".get({k!r}, MISSING)", f"[{k!r}]", x) for k, x in v.items()
-                    if type(k) in (str, int)]
+            return [
+                (f".get({k!r}, MISSING)", f"[{k!r}]", x)
+                for k, x in v.items()
+                if type(k) in (str, int)
+            ]
         if t is list or t is tuple:  # a shorter list fails the guard with IndexError: re-plan
             if len(v) > _MAX_ITEMS:
                 return None
@@ -242,7 +267,9 @@ class Reach:
         d = getattr(v, "__dict__", None)
         if not isinstance(d, dict) or len(d) > _MAX_ITEMS:
             return None
-        return [(f".__dict__.get({k!r}, MISSING)", f".{k}", x) for k, x in d.items() if type(k) is str]
+        return [
+            (f".__dict__.get({k!r}, MISSING)", f".{k}", x) for k, x in d.items() if type(k) is str
+        ]
 
 
 def module_attrs(r: Reach, f: Any) -> None:

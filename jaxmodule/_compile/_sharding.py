@@ -28,7 +28,11 @@ __all__ = ["mesh_of", "place_strays", "constrain_outputs", "constrain", "constra
 
 def _mesh_of_value(x: Any) -> Mesh | None:
     s = getattr(x, "sharding", None)
-    if isinstance(s, NamedSharding) and len(s.device_set) > 1 and not isinstance(x, jax.core.Tracer):
+    if (
+        isinstance(s, NamedSharding)
+        and len(s.device_set) > 1
+        and not isinstance(x, jax.core.Tracer)
+    ):
         mesh = s.mesh
         return mesh if isinstance(mesh, Mesh) else None  # an array's mesh is concrete
     return None
@@ -44,8 +48,12 @@ def mesh_of(values: Any) -> Mesh | None:
 
 
 def _stray(x: Any, mesh: Mesh) -> bool:
-    return (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
-            and len(x.sharding.device_set) == 1 and x.sharding.device_set <= set(mesh.devices.flat))
+    return (
+        isinstance(x, jax.Array)
+        and not isinstance(x, jax.core.Tracer)
+        and len(x.sharding.device_set) == 1
+        and x.sharding.device_set <= set(mesh.devices.flat)
+    )
 
 
 def place_strays(layout: Any) -> None:
@@ -90,29 +98,51 @@ def constrain(tree: Any, shardings: Any) -> Any:
     targets = jax.tree.leaves(shardings, is_leaf=lambda s: s is None)
     if len(targets) != len(leaves):
         return tree
-    return jax.tree.unflatten(treedef, [x if s is None else jax.lax.with_sharding_constraint(x, s)
-                                        for x, s in zip(leaves, targets)])
+    return jax.tree.unflatten(
+        treedef,
+        [
+            x if s is None else jax.lax.with_sharding_constraint(x, s)
+            for x, s in zip(leaves, targets)
+        ],
+    )
 
 
-def constrain_outputs(layout: Any, mutated: list[int], grads_out: list[int], new_vals: list,
-                      new_states: list, new_grads: list) -> tuple[list, list, list]:
+def constrain_outputs(
+    layout: Any,
+    mutated: list[int],
+    grads_out: list[int],
+    new_vals: list,
+    new_states: list,
+    new_grads: list,
+) -> tuple[list, list, list]:
     """Pin the step's outputs to their inputs' shardings (see the module docstring)."""
     cells = layout.cells
     mesh = mesh_of([c._value for c in cells]) or mesh_of([o._jm_state_get() for o in layout.states])
     if mesh is None:
         return new_vals, new_states, new_grads
-    vals = [jax.lax.with_sharding_constraint(v, t) if (t := _target(cells[k]._value, mesh)) is not None else v
-            for k, v in zip(mutated, new_vals)]
-    states = [constrain(st, [_target(x, mesh) for x in jax.tree.leaves(o._jm_state_get())])
-              for o, st in zip(layout.states, new_states)]
-    grads = [jax.lax.with_sharding_constraint(g, t) if (t := _target(cells[k]._value, mesh)) is not None else g
-             for k, g in zip(grads_out, new_grads)]
+    vals = [
+        jax.lax.with_sharding_constraint(v, t)
+        if (t := _target(cells[k]._value, mesh)) is not None
+        else v
+        for k, v in zip(mutated, new_vals)
+    ]
+    states = [
+        constrain(st, [_target(x, mesh) for x in jax.tree.leaves(o._jm_state_get())])
+        for o, st in zip(layout.states, new_states)
+    ]
+    grads = [
+        jax.lax.with_sharding_constraint(g, t)
+        if (t := _target(cells[k]._value, mesh)) is not None
+        else g
+        for k, g in zip(grads_out, new_grads)
+    ]
     return vals, states, grads
 
 
 def constrain_prefix(tree: Any, shardings: Any) -> Any:
     """`jax.jit`'s `out_shardings` semantics on one value: `shardings` is a sharding, or a tree
     prefix of `tree` whose leaves are shardings (None: left free)."""
+
     def pin(s: Any, sub: Any) -> Any:
         if s is None:
             return sub

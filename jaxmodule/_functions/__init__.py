@@ -32,5 +32,16 @@ from ._shape import __all__ as _shape_all
 from ._sorting import *  # noqa: F401,F403
 from ._sorting import __all__ as _sorting_all
 
-__all__ = ["return_types", *_indexing_all, *_info_all, *_joining_all, *_linalg_all, *_matrix_all,
-           *_pointwise_all, *_random_all, *_reductions_all, *_shape_all, *_sorting_all]
+__all__ = [
+    "return_types",
+    *_indexing_all,
+    *_info_all,
+    *_joining_all,
+    *_linalg_all,
+    *_matrix_all,
+    *_pointwise_all,
+    *_random_all,
+    *_reductions_all,
+    *_shape_all,
+    *_sorting_all,
+]

@@ -18,9 +18,23 @@ from .._dtype import get_default_dtype, to_dtype
 from .._tensor import as_array
 from ..nn.parameter import _TensorCell
 
-__all__ = ["arr", "canon_dtype", "long_dtype", "wrap_dim", "wrap_dims", "int_list", "is_number",
-           "result_type", "promote", "to_float", "float_dtype", "is_int_or_bool", "check_floating",
-           "check_concrete", "same_dtype"]
+__all__ = [
+    "arr",
+    "canon_dtype",
+    "long_dtype",
+    "wrap_dim",
+    "wrap_dims",
+    "int_list",
+    "is_number",
+    "result_type",
+    "promote",
+    "to_float",
+    "float_dtype",
+    "is_int_or_bool",
+    "check_floating",
+    "check_concrete",
+    "same_dtype",
+]
 
 _PY_NUMBERS = (builtins.bool, builtins.int, builtins.float, builtins.complex)
 
@@ -50,7 +64,9 @@ def wrap_dim(dim: Any, ndim: int) -> int:
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
     n = builtins.max(ndim, 1)
     if not -n <= dim < n:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
     return builtins.int(dim) % n if ndim else 0
 
 
@@ -150,7 +166,9 @@ def promote(*operands: Any) -> list[Any]:
 
 
 def _cast(x: Any, dt: np.dtype) -> jax.Array:
-    a = arr(x) if not is_number(x) else jnp.asarray(np.asarray(x).astype(dt))  # ints wrap, as in torch
+    a = (
+        arr(x) if not is_number(x) else jnp.asarray(np.asarray(x).astype(dt))
+    )  # ints wrap, as in torch
     return a if a.dtype == dt else a.astype(dt)
 
 
@@ -172,13 +190,17 @@ def to_float(x: Any) -> jax.Array:
 
 def check_floating(fn: str, x: jax.Array, what: str = "input") -> None:
     if is_int_or_bool(x.dtype):
-        raise RuntimeError(f"{fn}(): expected a floating point or complex {what}, got dtype {x.dtype}")
+        raise RuntimeError(
+            f"{fn}(): expected a floating point or complex {what}, got dtype {x.dtype}"
+        )
 
 
 def same_dtype(fn: str, a: jax.Array, b: jax.Array) -> None:
     """torch's matmul-family check: no promotion between the two operands."""
     if a.dtype != b.dtype:
-        raise RuntimeError(f"{fn}: expected both operands to have the same dtype, but got {a.dtype} != {b.dtype}")
+        raise RuntimeError(
+            f"{fn}: expected both operands to have the same dtype, but got {a.dtype} != {b.dtype}"
+        )
 
 
 def check_concrete(fn: str, *xs: Any, hint: str = "") -> None:
@@ -187,4 +209,5 @@ def check_concrete(fn: str, *xs: Any, hint: str = "") -> None:
         if isinstance(x, jax.core.Tracer):
             raise RuntimeError(
                 f"jaxmodule.{fn}: the output shape depends on the values, which are not known "
-                f"inside jax.jit/jaxmodule.compile; call it outside the compiled function{hint}")
+                f"inside jax.jit/jaxmodule.compile; call it outside the compiled function{hint}"
+            )

@@ -17,9 +17,23 @@ import numpy as np
 
 from ._common import arr, check_concrete, is_int_or_bool, long_dtype, promote, wrap_dim
 
-__all__ = ["gather", "scatter", "scatter_add", "scatter_reduce", "index_select", "index_add",
-           "index_copy", "index_fill", "masked_fill", "masked_select", "where", "nonzero",
-           "argwhere", "take_along_dim", "take"]
+__all__ = [
+    "gather",
+    "scatter",
+    "scatter_add",
+    "scatter_reduce",
+    "index_select",
+    "index_add",
+    "index_copy",
+    "index_fill",
+    "masked_fill",
+    "masked_select",
+    "where",
+    "nonzero",
+    "argwhere",
+    "take_along_dim",
+    "take",
+]
 
 
 def _index(fn: str, index: Any) -> jax.Array:
@@ -29,16 +43,24 @@ def _index(fn: str, index: Any) -> jax.Array:
     return i
 
 
-def _check_index_shape(fn: str, x: jax.Array, idx: jax.Array, d: int, other: jax.Array | None = None) -> None:
+def _check_index_shape(
+    fn: str, x: jax.Array, idx: jax.Array, d: int, other: jax.Array | None = None
+) -> None:
     if idx.ndim != x.ndim and not (idx.ndim <= 1 and x.ndim <= 1):
-        raise RuntimeError(f"{fn}(): Index tensor must have the same number of dimensions as input tensor")
+        raise RuntimeError(
+            f"{fn}(): Index tensor must have the same number of dimensions as input tensor"
+        )
     for k in range(idx.ndim):
         if k != d and idx.shape[k] > x.shape[k]:
-            raise RuntimeError(f"{fn}(): Size does not match at dimension {k} expected index {list(idx.shape)} "
-                               f"to be no larger than self {list(x.shape)} apart from dimension {d}")
+            raise RuntimeError(
+                f"{fn}(): Size does not match at dimension {k} expected index {list(idx.shape)} "
+                f"to be no larger than self {list(x.shape)} apart from dimension {d}"
+            )
         if other is not None and idx.shape[k] > other.shape[k]:
-            raise RuntimeError(f"{fn}(): Expected index {list(idx.shape)} to be no larger than src "
-                               f"{list(other.shape)} apart from dimension {d}")
+            raise RuntimeError(
+                f"{fn}(): Expected index {list(idx.shape)} to be no larger than src "
+                f"{list(other.shape)} apart from dimension {d}"
+            )
 
 
 def _lead(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -74,7 +96,14 @@ def _scatter(fn: str, input: Any, dim: int, index: Any, src: Any, how: str) -> j
     x, idx = arr(input), _index(fn, index)
     d = wrap_dim(dim, x.ndim)
     if x.ndim == 0:
-        x1 = _scatter(fn, x.reshape(1), 0, idx.reshape(-1), src if np.ndim(src) == 0 else arr(src).reshape(-1), how)
+        x1 = _scatter(
+            fn,
+            x.reshape(1),
+            0,
+            idx.reshape(-1),
+            src if np.ndim(src) == 0 else arr(src).reshape(-1),
+            how,
+        )
         return x1.reshape(())
     if isinstance(src, (int, float, bool, np.number)):
         values = jnp.full(idx.shape, src, x.dtype)
@@ -87,8 +116,15 @@ def _scatter(fn: str, input: Any, dim: int, index: Any, src: Any, how: str) -> j
     return getattr(at, how)(values, mode="drop")
 
 
-def scatter(input: Any, dim: int, index: Any, src: Any = None, value: Any = None, *,
-            reduce: str | None = None) -> jax.Array:
+def scatter(
+    input: Any,
+    dim: int,
+    index: Any,
+    src: Any = None,
+    value: Any = None,
+    *,
+    reduce: str | None = None,
+) -> jax.Array:
     """out = input with out[index[i][j]][j] = src[i][j] (for dim 0). Mirrors `torch.scatter`.
 
     `src` may be an array or a number (`value=` too); `reduce='add'|'multiply'` combine instead.
@@ -121,15 +157,18 @@ def _identity(reduce: str, dtype: Any) -> jax.Array:
     return jnp.asarray(-jnp.inf if reduce == "amax" else jnp.inf, dtype)
 
 
-def scatter_reduce(input: Any, dim: int, index: Any, src: Any, reduce: str, *,
-                   include_self: bool = True) -> jax.Array:
+def scatter_reduce(
+    input: Any, dim: int, index: Any, src: Any, reduce: str, *, include_self: bool = True
+) -> jax.Array:
     """Reduce `src` into `input` at `index` with 'sum', 'prod', 'mean', 'amax' or 'amin'.
 
     Mirrors `torch.scatter_reduce` (with `include_self=False` the original values at scattered
     positions are left out). Integer 'mean' rounds toward negative infinity, as torch does.
     """
     if reduce not in _REDUCE_AT:
-        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got {reduce}")
+        raise RuntimeError(
+            f"reduce argument must be either sum, prod, mean, amax or amin, got {reduce}"
+        )
     x, idx, s = arr(input), _index("scatter_reduce", index), arr(src)
     d = wrap_dim(dim, x.ndim)
     _check_index_shape("scatter_reduce", x, idx, d, s)
@@ -208,8 +247,10 @@ def masked_fill(input: Any, mask: Any, value: Any) -> jax.Array:
     if not isinstance(value, (int, float, bool, complex, np.number)):
         v = arr(value)
         if v.ndim:
-            raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor "
-                               f"with {v.ndim} dimension(s).")
+            raise RuntimeError(
+                f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor "
+                f"with {v.ndim} dimension(s)."
+            )
         value = v
     return jnp.where(m, jnp.asarray(value).astype(x.dtype), x)
 
@@ -232,7 +273,9 @@ def where(condition: Any, input: Any = None, other: Any = None) -> Any:
         return nonzero(condition, as_tuple=True)
     c = arr(condition)
     if c.dtype != jnp.bool_:
-        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype {c.dtype}")
+        raise RuntimeError(
+            f"where expected condition to be a boolean tensor, but got a tensor with dtype {c.dtype}"
+        )
     a, b = promote(input, other)
     return jnp.where(c, a, b)
 
@@ -269,12 +312,14 @@ def take_along_dim(input: Any, indices: Any, dim: int | None = None) -> jax.Arra
         return jnp.take_along_axis(x.reshape(-1), idx.reshape(-1), axis=0, mode="clip")
     d = wrap_dim(dim, x.ndim)
     if idx.ndim != x.ndim:
-        raise RuntimeError(f"torch.take_along_dim(): input and indices should have the same number of "
-                           f"dimensions, but got {x.ndim} dimensions for input, and {idx.ndim} dimensions for indices")
-    ones = lambda s: s[:d] + (1,) + s[d + 1:]  # noqa: E731
+        raise RuntimeError(
+            f"torch.take_along_dim(): input and indices should have the same number of "
+            f"dimensions, but got {x.ndim} dimensions for input, and {idx.ndim} dimensions for indices"
+        )
+    ones = lambda s: s[:d] + (1,) + s[d + 1 :]  # noqa: E731
     shape = jnp.broadcast_shapes(ones(x.shape), ones(idx.shape))
-    x = jnp.broadcast_to(x, shape[:d] + (x.shape[d],) + shape[d + 1:])
-    idx = jnp.broadcast_to(idx, shape[:d] + (idx.shape[d],) + shape[d + 1:])
+    x = jnp.broadcast_to(x, shape[:d] + (x.shape[d],) + shape[d + 1 :])
+    idx = jnp.broadcast_to(idx, shape[:d] + (idx.shape[d],) + shape[d + 1 :])
     return jnp.take_along_axis(x, idx, axis=d, mode="clip")
 
 
@@ -283,4 +328,3 @@ def take(input: Any, index: Any) -> jax.Array:
     `index`. Mirrors `torch.take`."""
     x, idx = arr(input), _index("take", index)
     return jnp.take(x.reshape(-1), jnp.where(idx < 0, idx + x.size, idx), mode="clip")
-

@@ -32,5 +32,7 @@ def is_nonzero(input: Any) -> bool:
     """The truth value of a one-element tensor. Mirrors `torch.is_nonzero`."""
     x = arr(input)
     if x.size != 1:
-        raise RuntimeError(f"Boolean value of Tensor with {'no values' if x.size == 0 else 'more than one value'} is ambiguous")
+        raise RuntimeError(
+            f"Boolean value of Tensor with {'no values' if x.size == 0 else 'more than one value'} is ambiguous"
+        )
     return builtins.bool(x.reshape(()))

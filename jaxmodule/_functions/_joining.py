@@ -14,17 +14,35 @@ import numpy as np
 
 from ._common import arr, check_concrete, promote, wrap_dim
 
-__all__ = ["cat", "concat", "concatenate", "stack", "hstack", "vstack", "row_stack", "dstack",
-           "column_stack", "split", "chunk", "unbind", "narrow", "tensor_split", "hsplit",
-           "vsplit", "dsplit"]
+__all__ = [
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "hstack",
+    "vstack",
+    "row_stack",
+    "dstack",
+    "column_stack",
+    "split",
+    "chunk",
+    "unbind",
+    "narrow",
+    "tensor_split",
+    "hsplit",
+    "vsplit",
+    "dsplit",
+]
 
 Tensors = Sequence[Any]
 
 
 def _sequence(fn: str, tensors: Any) -> list[jax.Array]:
     if not isinstance(tensors, (list, tuple)):
-        raise TypeError(f"{fn}(): argument 'tensors' (position 1) must be tuple of Tensors, "
-                        f"not {type(tensors).__name__}")
+        raise TypeError(
+            f"{fn}(): argument 'tensors' (position 1) must be tuple of Tensors, "
+            f"not {type(tensors).__name__}"
+        )
     if not tensors:
         raise ValueError(f"torch.{fn}(): expected a non-empty list of Tensors")
     return promote(*tensors)
@@ -48,11 +66,15 @@ def cat(tensors: Tensors, dim: int = 0) -> jax.Array:
     ref = kept[0].shape
     for i, x in enumerate(kept):
         if x.ndim != len(ref):
-            raise RuntimeError(f"Tensors must have same number of dimensions: got {len(ref)} and {x.ndim}")
+            raise RuntimeError(
+                f"Tensors must have same number of dimensions: got {len(ref)} and {x.ndim}"
+            )
         for k in range(x.ndim):
             if k != d and x.shape[k] != ref[k]:
-                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
-                                   f"{ref[k]} but got size {x.shape[k]} for tensor number {i} in the list.")
+                raise RuntimeError(
+                    f"Sizes of tensors must match except in dimension {d}. Expected size "
+                    f"{ref[k]} but got size {x.shape[k]} for tensor number {i} in the list."
+                )
     return jnp.concatenate(kept, axis=d)
 
 
@@ -69,8 +91,10 @@ def stack(tensors: Tensors, dim: int = 0) -> jax.Array:
     xs = _sequence("stack", tensors)
     for i, x in enumerate(xs[1:], 1):
         if x.shape != xs[0].shape:
-            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(xs[0].shape)} "
-                               f"at entry 0 and {list(x.shape)} at entry {i}")
+            raise RuntimeError(
+                f"stack expects each tensor to be equal size, but got {list(xs[0].shape)} "
+                f"at entry 0 and {list(x.shape)} at entry {i}"
+            )
     return jnp.stack(xs, axis=wrap_dim(dim, xs[0].ndim + 1))
 
 
@@ -102,10 +126,14 @@ def column_stack(tensors: Tensors) -> jax.Array:
 # ---- splitting -----------------------------------------------------------------------------
 def _split_at(x: jax.Array, d: int, sizes: Sequence[int]) -> tuple[jax.Array, ...]:
     offsets = np.cumsum([0, *sizes])
-    return tuple(jax.lax.slice_in_dim(x, int(a), int(b), axis=d) for a, b in zip(offsets[:-1], offsets[1:]))
+    return tuple(
+        jax.lax.slice_in_dim(x, int(a), int(b), axis=d) for a, b in zip(offsets[:-1], offsets[1:])
+    )
 
 
-def split(tensor: Any, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[jax.Array, ...]:
+def split(
+    tensor: Any, split_size_or_sections: int | Sequence[int], dim: int = 0
+) -> tuple[jax.Array, ...]:
     """Split into chunks of `split_size` (the last may be smaller) or of the listed sizes.
 
     Mirrors `torch.split`.
@@ -120,14 +148,18 @@ def split(tensor: Any, split_size_or_sections: int | Sequence[int], dim: int = 0
     if isinstance(split_size_or_sections, (int, np.integer)):
         s = int(split_size_or_sections)
         if s < 0 or (s == 0 and n != 0):
-            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {n}")
+            raise RuntimeError(
+                f"split_size can only be 0 if dimension size is 0, but got dimension size of {n}"
+            )
         if n == 0:
             return (x,)
         return _split_at(x, d, [s] * (n // s) + ([n % s] if n % s else []))
     sizes = [int(s) for s in split_size_or_sections]
     if sum(sizes) != n or any(s < 0 for s in sizes):
-        raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
-                           f"dimension {d}), but got split_sizes={sizes}")
+        raise RuntimeError(
+            f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
+            f"dimension {d}), but got split_sizes={sizes}"
+        )
     return _split_at(x, d, sizes)
 
 
@@ -162,11 +194,15 @@ def narrow(input: Any, dim: int, start: Any, length: int) -> jax.Array:
     if not isinstance(start, (int, np.integer)):
         s_arr = arr(start)
         if isinstance(s_arr, jax.core.Tracer):
-            return jax.lax.dynamic_slice_in_dim(x, jnp.where(s_arr < 0, s_arr + n, s_arr), int(length), axis=d)
+            return jax.lax.dynamic_slice_in_dim(
+                x, jnp.where(s_arr < 0, s_arr + n, s_arr), int(length), axis=d
+            )
         start = int(s_arr)
     s = int(start)
     if not -n <= s <= n:
-        raise IndexError(f"start out of range (expected to be in range of [{-n}, {n}], but got {s})")
+        raise IndexError(
+            f"start out of range (expected to be in range of [{-n}, {n}], but got {s})"
+        )
     s = s + n if s < 0 else s
     if length < 0 or s + length > n:
         raise RuntimeError(f"start ({s}) + length ({length}) exceeds dimension size ({n}).")
@@ -193,17 +229,23 @@ def tensor_split(input: Any, indices_or_sections: Any, dim: int = 0) -> tuple[ja
         q, r = divmod(n, k)
         return _split_at(x, d, [q + 1] * r + [q] * (k - r))
     bounds = [0] + [min(max(i + n if i < 0 else i, 0), n) for i in spec] + [n]
-    return tuple(jax.lax.slice_in_dim(x, a, max(a, b), axis=d) for a, b in zip(bounds[:-1], bounds[1:]))
+    return tuple(
+        jax.lax.slice_in_dim(x, a, max(a, b), axis=d) for a, b in zip(bounds[:-1], bounds[1:])
+    )
 
 
 def _even_split(fn: str, x: Any, spec: Any, d: int, need: int) -> tuple[jax.Array, ...]:
     a = arr(x)
     if a.ndim < need:
-        raise RuntimeError(f"torch.{fn} requires a tensor with at least {need} dimension, but got a tensor "
-                           f"with {a.ndim} dimensions!")
+        raise RuntimeError(
+            f"torch.{fn} requires a tensor with at least {need} dimension, but got a tensor "
+            f"with {a.ndim} dimensions!"
+        )
     if isinstance(spec, (int, np.integer)) and a.shape[d] % int(spec):
-        raise RuntimeError(f"torch.{fn} attempted to split along dimension {d}, but the size of the dimension "
-                           f"{a.shape[d]} is not divisible by the split_size {spec}!")
+        raise RuntimeError(
+            f"torch.{fn} attempted to split along dimension {d}, but the size of the dimension "
+            f"{a.shape[d]} is not divisible by the split_size {spec}!"
+        )
     return tensor_split(a, spec, d)
 
 

@@ -23,8 +23,27 @@ from ._common import (
     wrap_dims,
 )
 
-__all__ = ["matmul", "mm", "bmm", "mv", "baddbmm", "addmm", "addmv", "addbmm", "einsum", "outer",
-           "ger", "dot", "inner", "tensordot", "kron", "cross", "norm", "dist", "cdist"]
+__all__ = [
+    "matmul",
+    "mm",
+    "bmm",
+    "mv",
+    "baddbmm",
+    "addmm",
+    "addmv",
+    "addbmm",
+    "einsum",
+    "outer",
+    "ger",
+    "dot",
+    "inner",
+    "tensordot",
+    "kron",
+    "cross",
+    "norm",
+    "dist",
+    "cdist",
+]
 
 
 def _shape_str(x: jax.Array) -> str:
@@ -35,11 +54,15 @@ def matmul(input: Any, other: Any) -> jax.Array:
     """Matrix product with numpy/torch broadcasting (1-d operands are vectors). Mirrors `torch.matmul`."""
     a, b = arr(input), arr(other)
     if a.ndim == 0 or b.ndim == 0:
-        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
+        raise RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D"
+        )
     same_dtype("matmul", a, b)
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if a.shape[-1] != k_b:
-        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_shape_str(a)} and {_shape_str(b)})")
+        raise RuntimeError(
+            f"mat1 and mat2 shapes cannot be multiplied ({_shape_str(a)} and {_shape_str(b)})"
+        )
     try:
         return jnp.matmul(a, b)
     except (TypeError, ValueError) as e:  # batch dims that do not broadcast
@@ -65,7 +88,9 @@ def bmm(input: Any, mat2: Any) -> jax.Array:
     _ndim("bmm", a, 3, "batch1")
     _ndim("bmm", b, 3, "batch2")
     if a.shape[0] != b.shape[0]:
-        raise RuntimeError(f"bmm: batch1 and batch2 must have the same batch size, got {a.shape[0]} and {b.shape[0]}")
+        raise RuntimeError(
+            f"bmm: batch1 and batch2 must have the same batch size, got {a.shape[0]} and {b.shape[0]}"
+        )
     return matmul(a, b)
 
 
@@ -81,7 +106,9 @@ def _scaled_sum(fn: str, input: Any, product: jax.Array, beta: Any, alpha: Any) 
     """torch's beta * input + alpha * product; beta == 0 ignores input (its NaNs too)."""
     x = arr(input)
     if is_int_or_bool(product.dtype) and (isinstance(beta, float) or isinstance(alpha, float)):
-        raise RuntimeError(f"{fn}: for integral input tensors, arguments beta and alpha must not be a floating point number.")
+        raise RuntimeError(
+            f"{fn}: for integral input tensors, arguments beta and alpha must not be a floating point number."
+        )
     p = product if alpha == 1 else product * jnp.asarray(alpha, product.dtype)
     if beta == 0:
         return jnp.broadcast_to(p, jnp.broadcast_shapes(x.shape, p.shape))
@@ -133,8 +160,10 @@ def dot(input: Any, tensor: Any) -> jax.Array:
     if a.ndim != 1 or b.ndim != 1:
         raise RuntimeError(f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
     if a.shape != b.shape:
-        raise RuntimeError(f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] "
-                           f"to have the same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively")
+        raise RuntimeError(
+            f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] "
+            f"to have the same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively"
+        )
     same_dtype("dot", a, b)
     return jnp.dot(a, b)
 
@@ -143,15 +172,21 @@ def inner(input: Any, other: Any) -> jax.Array:
     """Sum of products over the last dims (scalars multiply). Mirrors `torch.inner`."""
     a, b = promote(input, other)
     if a.ndim and b.ndim and a.shape[-1] != b.shape[-1]:
-        raise RuntimeError(f"inner() the last dimension must match on both input tensors but got shapes "
-                           f"{list(a.shape)} and {list(b.shape)}")
+        raise RuntimeError(
+            f"inner() the last dimension must match on both input tensors but got shapes "
+            f"{list(a.shape)} and {list(b.shape)}"
+        )
     return jnp.inner(a, b)
 
 
 def tensordot(a: Any, b: Any, dims: int | Sequence[Any] = 2) -> jax.Array:
     """Contract the last `dims` dims of `a` with the first of `b` (or the listed pairs). Mirrors `torch.tensordot`."""
     x, y = promote(a, b)
-    axes = dims if isinstance(dims, int) else tuple(tuple(d) if isinstance(d, (list, tuple)) else d for d in dims)
+    axes = (
+        dims
+        if isinstance(dims, int)
+        else tuple(tuple(d) if isinstance(d, (list, tuple)) else d for d in dims)
+    )
     return jnp.tensordot(x, y, axes)
 
 
@@ -171,12 +206,19 @@ def cross(input: Any, other: Any, dim: int | None = None) -> jax.Array:
             raise RuntimeError("no dimension of size 3 in input")
     d = wrap_dim(dim, a.ndim)
     if a.shape[d] != 3:
-        raise RuntimeError(f"linalg.cross: inputs dimension {d} must have length 3. Got {a.shape[d]} and {b.shape[d]}")
+        raise RuntimeError(
+            f"linalg.cross: inputs dimension {d} must have length 3. Got {a.shape[d]} and {b.shape[d]}"
+        )
     return jnp.cross(a, b, axis=d)
 
 
-def norm(input: Any, p: float | str | None = "fro", dim: Any = None, keepdim: bool = False,
-         dtype: Any = None) -> jax.Array:
+def norm(
+    input: Any,
+    p: float | str | None = "fro",
+    dim: Any = None,
+    keepdim: bool = False,
+    dtype: Any = None,
+) -> jax.Array:
     """Vector p-norm over `dim` (all elements when None); 'fro' is the 2-norm, 'nuc' the nuclear norm.
 
     Mirrors `torch.norm` (which forwards to `torch.linalg.vector_norm` / `matrix_norm`).
@@ -208,11 +250,16 @@ def dist(input: Any, other: Any, p: float = 2) -> jax.Array:
     return norm(a - b, p)
 
 
-_MM_MODES = ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist")
+_MM_MODES = (
+    "use_mm_for_euclid_dist_if_necessary",
+    "use_mm_for_euclid_dist",
+    "donot_use_mm_for_euclid_dist",
+)
 
 
-def cdist(x1: Any, x2: Any, p: float = 2.0,
-          compute_mode: str = "use_mm_for_euclid_dist_if_necessary") -> jax.Array:
+def cdist(
+    x1: Any, x2: Any, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary"
+) -> jax.Array:
     """p-norm distances between each row of x1 (..., P, M) and of x2 (..., R, M): (..., P, R).
 
     Mirrors `torch.cdist`, including when the Euclidean case uses the matmul formula
@@ -222,18 +269,23 @@ def cdist(x1: Any, x2: Any, p: float = 2.0,
     check_floating("cdist", a, "x1")
     check_floating("cdist", b, "x2")
     if a.ndim < 2 or b.ndim < 2:
-        raise RuntimeError(f"cdist only supports at least 2D tensors, X1 got: {a.ndim}D, X2 got: {b.ndim}D")
+        raise RuntimeError(
+            f"cdist only supports at least 2D tensors, X1 got: {a.ndim}D, X2 got: {b.ndim}D"
+        )
     if a.shape[-1] != b.shape[-1]:
-        raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: {a.shape[-1]} X2: {b.shape[-1]}")
+        raise RuntimeError(
+            f"X1 and X2 must have the same number of columns. X1: {a.shape[-1]} X2: {b.shape[-1]}"
+        )
     if p < 0:
         raise RuntimeError(f"cdist only supports non-negative p values, got {p}")
     if compute_mode not in _MM_MODES:
         raise ValueError(f"{compute_mode} is not a valid value for compute_mode")
-    use_mm = p == 2 and (compute_mode == _MM_MODES[1] or
-                         (compute_mode == _MM_MODES[0] and (a.shape[-2] > 25 or b.shape[-2] > 25)))
+    use_mm = p == 2 and (
+        compute_mode == _MM_MODES[1]
+        or (compute_mode == _MM_MODES[0] and (a.shape[-2] > 25 or b.shape[-2] > 25))
+    )
     if use_mm:
         sq = jnp.sum(a * a, -1)[..., :, None] + jnp.sum(b * b, -1)[..., None, :]
         d2 = sq - 2 * jnp.matmul(a, jnp.swapaxes(b, -1, -2))
         return jnp.sqrt(jnp.maximum(d2, 0))
     return _p_norm(a[..., :, None, :] - b[..., None, :, :], float(p), -1, False)
-

@@ -9,8 +9,17 @@ import jax.numpy as jnp
 
 from ._common import arr, canon_dtype, long_dtype, wrap_dim
 
-__all__ = ["tril", "triu", "diag", "diagonal", "diag_embed", "diagflat", "trace", "tril_indices",
-           "triu_indices"]
+__all__ = [
+    "tril",
+    "triu",
+    "diag",
+    "diagonal",
+    "diag_embed",
+    "diagflat",
+    "trace",
+    "tril_indices",
+    "triu_indices",
+]
 
 
 def _matrix(fn: str, input: Any) -> jax.Array:
@@ -90,11 +99,15 @@ def _tri_indices(fn: Any, row: int, col: int, offset: int, dtype: Any) -> jax.Ar
     return jnp.stack([r, c]).astype(long_dtype() if dtype is None else canon_dtype(dtype))
 
 
-def tril_indices(row: int, col: int, offset: int = 0, *, dtype: Any = None, device: Any = None) -> jax.Array:
+def tril_indices(
+    row: int, col: int, offset: int = 0, *, dtype: Any = None, device: Any = None
+) -> jax.Array:
     """A (2, N) array of the lower-triangle coordinates, row by row. Mirrors `torch.tril_indices`."""
     return _tri_indices(jnp.tril_indices, row, col, offset, dtype)
 
 
-def triu_indices(row: int, col: int, offset: int = 0, *, dtype: Any = None, device: Any = None) -> jax.Array:
+def triu_indices(
+    row: int, col: int, offset: int = 0, *, dtype: Any = None, device: Any = None
+) -> jax.Array:
     """A (2, N) array of the upper-triangle coordinates, row by row. Mirrors `torch.triu_indices`."""
     return _tri_indices(jnp.triu_indices, row, col, offset, dtype)

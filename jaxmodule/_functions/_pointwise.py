@@ -22,26 +22,121 @@ from ._common import arr, is_int_or_bool, is_number, promote, to_float
 
 __all__ = [
     # unary, result in the default float for integer input
-    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "sin", "cos", "tan",
-    "asin", "acos", "atan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "asinh",
-    "acosh", "atanh", "sigmoid", "erf", "erfc", "erfinv", "reciprocal", "lgamma", "digamma",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "sqrt",
+    "rsqrt",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "sigmoid",
+    "erf",
+    "erfc",
+    "erfinv",
+    "reciprocal",
+    "lgamma",
+    "digamma",
     "logit",
     # unary, dtype kept
-    "abs", "absolute", "neg", "negative", "positive", "sign", "sgn", "square", "floor", "ceil",
-    "trunc", "fix", "frac", "round", "bitwise_not", "logical_not",
+    "abs",
+    "absolute",
+    "neg",
+    "negative",
+    "positive",
+    "sign",
+    "sgn",
+    "square",
+    "floor",
+    "ceil",
+    "trunc",
+    "fix",
+    "frac",
+    "round",
+    "bitwise_not",
+    "logical_not",
     # predicates
-    "isnan", "isinf", "isfinite", "isposinf", "isneginf", "signbit", "isreal",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "isposinf",
+    "isneginf",
+    "signbit",
+    "isreal",
     # binary
-    "add", "sub", "subtract", "rsub", "mul", "multiply", "div", "divide", "true_divide",
-    "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum", "fmax", "fmin", "atan2",
-    "arctan2", "hypot", "copysign", "logaddexp", "logaddexp2", "xlogy", "bitwise_and",
-    "bitwise_or", "bitwise_xor", "logical_and", "logical_or", "logical_xor",
+    "add",
+    "sub",
+    "subtract",
+    "rsub",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "pow",
+    "maximum",
+    "minimum",
+    "fmax",
+    "fmin",
+    "atan2",
+    "arctan2",
+    "hypot",
+    "copysign",
+    "logaddexp",
+    "logaddexp2",
+    "xlogy",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_xor",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
     # comparisons
-    "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal",
-    "not_equal", "isclose", "allclose", "equal",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "not_equal",
+    "isclose",
+    "allclose",
+    "equal",
     # others
-    "clamp", "clip", "clamp_min", "clamp_max", "lerp", "addcmul", "addcdiv", "nan_to_num",
-    "softmax", "log_softmax", "relu",
+    "clamp",
+    "clip",
+    "clamp_min",
+    "clamp_max",
+    "lerp",
+    "addcmul",
+    "addcdiv",
+    "nan_to_num",
+    "softmax",
+    "log_softmax",
+    "relu",
 ]
 
 Unary = Callable[[Any], jax.Array]
@@ -59,8 +154,12 @@ def _float_unary(name: str, fn: Callable[[jax.Array], jax.Array]) -> Unary:
     def op(input: Any) -> jax.Array:
         return fn(to_float(input))
 
-    return _named(op, name, f"Element-wise `{name}`. Mirrors `torch.{name}` (integer and bool "
-                            "inputs give the default float dtype, as in torch).")
+    return _named(
+        op,
+        name,
+        f"Element-wise `{name}`. Mirrors `torch.{name}` (integer and bool "
+        "inputs give the default float dtype, as in torch).",
+    )
 
 
 exp = _float_unary("exp", jnp.exp)
@@ -101,12 +200,16 @@ def logit(input: Any, eps: float | None = None) -> jax.Array:
     return jnp.log(x / (1 - x))
 
 
-def _same_unary(name: str, fn: Callable[[jax.Array], jax.Array], int_identity: bool = False) -> Unary:
+def _same_unary(
+    name: str, fn: Callable[[jax.Array], jax.Array], int_identity: bool = False
+) -> Unary:
     def op(input: Any) -> jax.Array:
         x = arr(input)
         return x if int_identity and is_int_or_bool(x.dtype) else fn(x)
 
-    return _named(op, name, f"Element-wise `{name}`, keeping the input dtype. Mirrors `torch.{name}`.")
+    return _named(
+        op, name, f"Element-wise `{name}`, keeping the input dtype. Mirrors `torch.{name}`."
+    )
 
 
 abs = absolute = _same_unary("abs", jnp.abs)  # noqa: A001
@@ -142,14 +245,16 @@ def round(input: Any, *, decimals: int = 0) -> jax.Array:  # noqa: A001
     x = arr(input)
     if is_int_or_bool(x.dtype):
         if decimals:
-            raise RuntimeError(f"round(): decimals is only supported for floating point inputs, got {x.dtype}")
+            raise RuntimeError(
+                f"round(): decimals is only supported for floating point inputs, got {x.dtype}"
+            )
         return x
     if decimals == 0:
         return jnp.round(x)
     if decimals > 0:
-        p = jnp.asarray(10.0 ** decimals, x.dtype)
+        p = jnp.asarray(10.0**decimals, x.dtype)
         return jnp.round(x * p) / p
-    p = jnp.asarray(10.0 ** -decimals, x.dtype)
+    p = jnp.asarray(10.0**-decimals, x.dtype)
     return jnp.round(x / p) * p
 
 
@@ -171,25 +276,45 @@ logical_not = _predicate("logical_not", jnp.logical_not)
 
 
 # ---- binary --------------------------------------------------------------------------------
-def _binary(name: str, fn: Callable[[jax.Array, jax.Array], jax.Array], float_result: bool = False,
-            doc: str = "") -> Binary:
+def _binary(
+    name: str,
+    fn: Callable[[jax.Array, jax.Array], jax.Array],
+    float_result: bool = False,
+    doc: str = "",
+) -> Binary:
     def op(input: Any, other: Any) -> jax.Array:
         a, b = promote(input, other)
         if float_result and is_int_or_bool(a.dtype):
             a, b = a.astype(get_default_dtype()), b.astype(get_default_dtype())
         return fn(a, b)
 
-    return _named(op, name, doc or f"Element-wise `{name}` with torch's type promotion. Mirrors `torch.{name}`.")
+    return _named(
+        op,
+        name,
+        doc or f"Element-wise `{name}` with torch's type promotion. Mirrors `torch.{name}`.",
+    )
 
 
 mul = multiply = _binary("mul", jnp.multiply)
-maximum = _binary("maximum", jnp.maximum, doc="Element-wise maximum, NaN propagating. Mirrors `torch.maximum`.")
-minimum = _binary("minimum", jnp.minimum, doc="Element-wise minimum, NaN propagating. Mirrors `torch.minimum`.")
+maximum = _binary(
+    "maximum", jnp.maximum, doc="Element-wise maximum, NaN propagating. Mirrors `torch.maximum`."
+)
+minimum = _binary(
+    "minimum", jnp.minimum, doc="Element-wise minimum, NaN propagating. Mirrors `torch.minimum`."
+)
 fmax = _binary("fmax", jnp.fmax, doc="Element-wise maximum, ignoring NaN. Mirrors `torch.fmax`.")
 fmin = _binary("fmin", jnp.fmin, doc="Element-wise minimum, ignoring NaN. Mirrors `torch.fmin`.")
-remainder = _binary("remainder", jnp.remainder, doc="Python-style modulus (sign of the divisor). Mirrors `torch.remainder`.")
-fmod = _binary("fmod", jnp.fmod, doc="C-style modulus (sign of the dividend). Mirrors `torch.fmod`.")
-floor_divide = _binary("floor_divide", jnp.floor_divide, doc="Division rounded down. Mirrors `torch.floor_divide`.")
+remainder = _binary(
+    "remainder",
+    jnp.remainder,
+    doc="Python-style modulus (sign of the divisor). Mirrors `torch.remainder`.",
+)
+fmod = _binary(
+    "fmod", jnp.fmod, doc="C-style modulus (sign of the dividend). Mirrors `torch.fmod`."
+)
+floor_divide = _binary(
+    "floor_divide", jnp.floor_divide, doc="Division rounded down. Mirrors `torch.floor_divide`."
+)
 atan2 = arctan2 = _binary("atan2", jnp.arctan2, float_result=True)
 hypot = _binary("hypot", jnp.hypot, float_result=True)
 copysign = _binary("copysign", jnp.copysign, float_result=True)
@@ -212,7 +337,9 @@ ge = greater_equal = _binary("ge", jnp.greater_equal)
 
 def _check_alpha(fn: str, dtype: Any, alpha: Any) -> None:
     if is_int_or_bool(dtype) and isinstance(alpha, builtins.float):
-        raise RuntimeError(f"{fn}: for integral input tensors, argument alpha must not be a floating point number.")
+        raise RuntimeError(
+            f"{fn}: for integral input tensors, argument alpha must not be a floating point number."
+        )
 
 
 def add(input: Any, other: Any, *, alpha: Any = 1) -> jax.Array:
@@ -233,8 +360,10 @@ def sub(input: Any, other: Any, *, alpha: Any = 1) -> jax.Array:
     """input - alpha * other. Mirrors `torch.sub` (bool - bool raises, as in torch)."""
     a, b = promote(input, other)
     if a.dtype == jnp.bool_:
-        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
-                           "Use the `^` or `logical_xor()` operator instead.")
+        raise RuntimeError(
+            "Subtraction, the `-` operator, with two bool tensors is not supported. "
+            "Use the `^` or `logical_xor()` operator instead."
+        )
     if alpha == 1:
         return a - b
     _check_alpha("sub", a.dtype, alpha)
@@ -269,7 +398,9 @@ def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> jax.Arra
         return jnp.floor_divide(a, b)
     if rounding_mode == "trunc":
         return _int_trunc_div(a, b) if is_int_or_bool(a.dtype) else jnp.trunc(a / b)
-    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{rounding_mode}'")
+    raise ValueError(
+        f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{rounding_mode}'"
+    )
 
 
 divide = div
@@ -285,7 +416,11 @@ def pow(input: Any, exponent: Any) -> jax.Array:  # noqa: A001
 
     A Python int exponent of a float tensor keeps JAX's exact integer power.
     """
-    if isinstance(exponent, builtins.int) and not isinstance(exponent, builtins.bool) and not is_number(input):
+    if (
+        isinstance(exponent, builtins.int)
+        and not isinstance(exponent, builtins.bool)
+        and not is_number(input)
+    ):
         x = arr(input)
         if is_int_or_bool(x.dtype) and exponent < 0:
             raise RuntimeError("Integers to negative integer powers are not allowed.")
@@ -295,8 +430,9 @@ def pow(input: Any, exponent: Any) -> jax.Array:  # noqa: A001
 
 
 # ---- comparisons returning Python bools ----------------------------------------------------
-def isclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
-            equal_nan: bool = False) -> jax.Array:
+def isclose(
+    input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
+) -> jax.Array:
     """|input - other| <= atol + rtol * |other|, element-wise. Mirrors `torch.isclose`."""
     a, b = arr(input), arr(other)
     if a.dtype != b.dtype:
@@ -311,8 +447,9 @@ def isclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
     return close
 
 
-def allclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
-             equal_nan: bool = False) -> bool:
+def allclose(
+    input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
+) -> bool:
     """True if every element is close. Mirrors `torch.allclose` (a Python bool: eager only)."""
     return builtins.bool(jnp.all(isclose(input, other, rtol, atol, equal_nan)))
 
@@ -367,13 +504,16 @@ def addcdiv(input: Any, tensor1: Any, tensor2: Any, *, value: Any = 1) -> jax.Ar
     """input + value * tensor1 / tensor2. Mirrors `torch.addcdiv` (no integer division, as torch)."""
     x, a, b = promote(input, tensor1, tensor2)
     if is_int_or_bool(arr(tensor1).dtype) and is_int_or_bool(arr(tensor2).dtype):
-        raise RuntimeError("Integer division with addcdiv is no longer supported, and in a future "
-                           "release addcdiv will perform a true division of tensor1 and tensor2.")
+        raise RuntimeError(
+            "Integer division with addcdiv is no longer supported, and in a future "
+            "release addcdiv will perform a true division of tensor1 and tensor2."
+        )
     return x + jnp.asarray(value, x.dtype) * a / b
 
 
-def nan_to_num(input: Any, nan: float = 0.0, posinf: float | None = None,
-               neginf: float | None = None) -> jax.Array:
+def nan_to_num(
+    input: Any, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None
+) -> jax.Array:
     """NaN -> nan, +inf -> posinf (dtype max), -inf -> neginf (dtype min). Mirrors `torch.nan_to_num`."""
     return jnp.nan_to_num(arr(input), nan=nan, posinf=posinf, neginf=neginf)
 
@@ -392,4 +532,3 @@ def log_softmax(input: Any, dim: int, dtype: Any = None) -> jax.Array:
 def relu(input: Any) -> jax.Array:
     """max(x, 0). Mirrors `torch.relu`."""
     return _act.relu(input)
-

@@ -28,10 +28,36 @@ from ._common import (
 )
 from ._pointwise import maximum, minimum
 
-__all__ = ["sum", "nansum", "mean", "nanmean", "prod", "std", "var", "std_mean", "var_mean",
-           "max", "min", "amax", "amin", "aminmax", "argmax", "argmin", "all", "any",
-           "logsumexp", "cumsum", "cumprod", "cummax", "cummin", "count_nonzero", "median",
-           "nanmedian", "mode", "kthvalue"]
+__all__ = [
+    "sum",
+    "nansum",
+    "mean",
+    "nanmean",
+    "prod",
+    "std",
+    "var",
+    "std_mean",
+    "var_mean",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "aminmax",
+    "argmax",
+    "argmin",
+    "all",
+    "any",
+    "logsumexp",
+    "cumsum",
+    "cumprod",
+    "cummax",
+    "cummin",
+    "count_nonzero",
+    "median",
+    "nanmedian",
+    "mode",
+    "kthvalue",
+]
 
 Dim = int | tuple[int, ...] | list[int] | None
 
@@ -62,7 +88,9 @@ def nansum(input: Any, dim: Dim = None, keepdim: bool = False, *, dtype: Any = N
     return jnp.nansum(x, axis=wrap_dims(dim, x.ndim), keepdims=keepdim)
 
 
-def prod(input: Any, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None) -> jax.Array:
+def prod(
+    input: Any, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None
+) -> jax.Array:
     """Product over `dim` (one dim, or all when None). Mirrors `torch.prod`."""
     x = _summable(input, dtype)
     axis = None if dim is None else wrap_dims(dim, x.ndim)
@@ -74,8 +102,10 @@ def _mean_input(fn: str, input: Any, dtype: Any) -> jax.Array:
     if dtype is not None:
         return x.astype(canon_dtype(dtype))
     if is_int_or_bool(x.dtype):
-        raise RuntimeError(f"{fn}(): could not infer output dtype. Input dtype must be either a "
-                           f"floating point or complex dtype. Got: {x.dtype}")
+        raise RuntimeError(
+            f"{fn}(): could not infer output dtype. Input dtype must be either a "
+            f"floating point or complex dtype. Got: {x.dtype}"
+        )
     return x
 
 
@@ -102,11 +132,14 @@ def _correction(fn: str, dim: Any, unbiased: Any, correction: Any) -> tuple[Any,
     return dim, builtins.float(correction)
 
 
-def _var_mean(fn: str, input: Any, dim: Any, unbiased: Any, keepdim: bool,
-              correction: Any) -> tuple[jax.Array, jax.Array]:
+def _var_mean(
+    fn: str, input: Any, dim: Any, unbiased: Any, keepdim: bool, correction: Any
+) -> tuple[jax.Array, jax.Array]:
     x = arr(input)
     if is_int_or_bool(x.dtype):
-        raise RuntimeError(f"{fn}(): std and var only support floating point and complex dtypes, got {x.dtype}")
+        raise RuntimeError(
+            f"{fn}(): std and var only support floating point and complex dtypes, got {x.dtype}"
+        )
     dim, c = _correction(fn, dim, unbiased, correction)
     axes = wrap_dims(dim, x.ndim)
     m = jnp.mean(x, axis=axes, keepdims=True)
@@ -117,8 +150,14 @@ def _var_mean(fn: str, input: Any, dim: Any, unbiased: Any, keepdim: bool,
     return var_, (m if keepdim else jnp.squeeze(m, axes))
 
 
-def var(input: Any, dim: Dim = None, unbiased: bool | None = None, keepdim: bool = False, *,
-        correction: float | None = None) -> jax.Array:
+def var(
+    input: Any,
+    dim: Dim = None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    *,
+    correction: float | None = None,
+) -> jax.Array:
     """Variance with Bessel's correction by default (`correction=1`). Mirrors `torch.var`.
 
     `var(x, unbiased)` and `var(x, dim, unbiased, keepdim)` are accepted, as in torch.
@@ -130,20 +169,38 @@ def var(input: Any, dim: Dim = None, unbiased: bool | None = None, keepdim: bool
     return _var_mean("var", input, dim, unbiased, keepdim, correction)[0]
 
 
-def std(input: Any, dim: Dim = None, unbiased: bool | None = None, keepdim: bool = False, *,
-        correction: float | None = None) -> jax.Array:
+def std(
+    input: Any,
+    dim: Dim = None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    *,
+    correction: float | None = None,
+) -> jax.Array:
     """Standard deviation with Bessel's correction by default. Mirrors `torch.std`."""
     return jnp.sqrt(_var_mean("std", input, dim, unbiased, keepdim, correction)[0])
 
 
-def var_mean(input: Any, dim: Dim = None, unbiased: bool | None = None, keepdim: bool = False, *,
-             correction: float | None = None) -> tuple[jax.Array, jax.Array]:
+def var_mean(
+    input: Any,
+    dim: Dim = None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    *,
+    correction: float | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """(var, mean) in one pass. Mirrors `torch.var_mean`."""
     return _var_mean("var_mean", input, dim, unbiased, keepdim, correction)
 
 
-def std_mean(input: Any, dim: Dim = None, unbiased: bool | None = None, keepdim: bool = False, *,
-             correction: float | None = None) -> tuple[jax.Array, jax.Array]:
+def std_mean(
+    input: Any,
+    dim: Dim = None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    *,
+    correction: float | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """(std, mean) in one pass. Mirrors `torch.std_mean`."""
     v, m = _var_mean("std_mean", input, dim, unbiased, keepdim, correction)
     return jnp.sqrt(v), m
@@ -157,15 +214,20 @@ def _arg_reduce(fn: Any, x: jax.Array, dim: int, keepdim: bool) -> jax.Array:
     return fn(x, axis=d, keepdims=keepdim).astype(long_dtype())
 
 
-def _extreme(name: str, reduce: Any, arg: Any, pairwise: Any, input: Any, dim: Any,
-             keepdim: bool) -> Any:
+def _extreme(
+    name: str, reduce: Any, arg: Any, pairwise: Any, input: Any, dim: Any, keepdim: bool
+) -> Any:
     x = arr(input)
     if dim is None:
         if x.size == 0:
-            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
-                               "Specify the reduction dim with the 'dim' argument.")
+            raise RuntimeError(
+                f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                "Specify the reduction dim with the 'dim' argument."
+            )
         return reduce(x)
-    if not isinstance(dim, (builtins.int, np.integer)) or isinstance(dim, builtins.bool):  # max(x, other)
+    if not isinstance(dim, (builtins.int, np.integer)) or isinstance(
+        dim, builtins.bool
+    ):  # max(x, other)
         return pairwise(x, dim)
     wrap_dim(dim, x.ndim)
     dim = builtins.int(dim)
@@ -206,7 +268,9 @@ def aminmax(input: Any, *, dim: int | None = None, keepdim: bool = False) -> Any
     """`(min, max)` named tuple over `dim` (or all). Mirrors `torch.aminmax`."""
     x = arr(input)
     axis = None if dim is None else wrap_dims(dim, x.ndim)
-    return rt.aminmax(jnp.min(x, axis=axis, keepdims=keepdim), jnp.max(x, axis=axis, keepdims=keepdim))
+    return rt.aminmax(
+        jnp.min(x, axis=axis, keepdims=keepdim), jnp.max(x, axis=axis, keepdims=keepdim)
+    )
 
 
 def _flat_arg(fn: Any, input: Any, dim: int | None, keepdim: bool) -> jax.Array:
@@ -354,7 +418,11 @@ def median(input: Any, dim: int | None = None, keepdim: bool = False) -> Any:
     if dim is None:
         flat = x.reshape(-1)
         v = jnp.sort(flat)[(flat.size - 1) // 2]
-        return jnp.where(jnp.any(jnp.isnan(flat)), jnp.nan, v) if jnp.issubdtype(x.dtype, jnp.inexact) else v
+        return (
+            jnp.where(jnp.any(jnp.isnan(flat)), jnp.nan, v)
+            if jnp.issubdtype(x.dtype, jnp.inexact)
+            else v
+        )
     d = wrap_dim(dim, x.ndim)
     n = x.shape[d] if x.ndim else 1
     res = _pick_sorted("median", x, d, keepdim, (n - 1) // 2)
@@ -373,7 +441,9 @@ def nanmedian(input: Any, dim: int | None = None, keepdim: bool = False) -> Any:
         return rt.nanmedian(x, jnp.zeros((), long_dtype()))
     count = jnp.sum(~jnp.isnan(x), axis=d) if jnp.issubdtype(x.dtype, jnp.inexact) else x.shape[d]
     pos = jnp.maximum((jnp.asarray(count) - 1) // 2, 0)
-    return _pick_sorted("nanmedian", x, d, keepdim, jnp.broadcast_to(pos, x.shape[:d] + x.shape[d + 1:]))
+    return _pick_sorted(
+        "nanmedian", x, d, keepdim, jnp.broadcast_to(pos, x.shape[:d] + x.shape[d + 1 :])
+    )
 
 
 def kthvalue(input: Any, k: int, dim: int = -1, keepdim: bool = False) -> Any:
@@ -381,7 +451,9 @@ def kthvalue(input: Any, k: int, dim: int = -1, keepdim: bool = False) -> Any:
     x = arr(input)
     n = x.shape[wrap_dim(dim, x.ndim)] if x.ndim else 1
     if not 1 <= k <= n:
-        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {dim}: k={k}, size={n}")
+        raise RuntimeError(
+            f"kthvalue(): selected number k out of range for dimension {dim}: k={k}, size={n}"
+        )
     return _pick_sorted("kthvalue", x, dim, keepdim, builtins.int(k) - 1)
 
 

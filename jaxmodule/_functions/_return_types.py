@@ -13,8 +13,19 @@ from typing import NamedTuple
 
 import jax
 
-__all__ = ["max", "min", "sort", "topk", "kthvalue", "median", "nanmedian", "mode", "cummax",
-           "cummin", "aminmax"]
+__all__ = [
+    "max",
+    "min",
+    "sort",
+    "topk",
+    "kthvalue",
+    "median",
+    "nanmedian",
+    "mode",
+    "cummax",
+    "cummin",
+    "aminmax",
+]
 
 
 def _values_indices(name: str) -> type:

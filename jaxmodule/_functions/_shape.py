@@ -15,10 +15,35 @@ import numpy as np
 
 from ._common import arr, check_concrete, int_list, wrap_dim, wrap_dims
 
-__all__ = ["reshape", "flatten", "unflatten", "ravel", "squeeze", "unsqueeze", "permute",
-           "transpose", "swapaxes", "swapdims", "t", "adjoint", "movedim", "moveaxis", "flip",
-           "fliplr", "flipud", "roll", "rot90", "repeat_interleave", "tile", "broadcast_to",
-           "broadcast_tensors", "broadcast_shapes", "atleast_1d", "atleast_2d", "atleast_3d"]
+__all__ = [
+    "reshape",
+    "flatten",
+    "unflatten",
+    "ravel",
+    "squeeze",
+    "unsqueeze",
+    "permute",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "t",
+    "adjoint",
+    "movedim",
+    "moveaxis",
+    "flip",
+    "fliplr",
+    "flipud",
+    "roll",
+    "rot90",
+    "repeat_interleave",
+    "tile",
+    "broadcast_to",
+    "broadcast_tensors",
+    "broadcast_shapes",
+    "atleast_1d",
+    "atleast_2d",
+    "atleast_3d",
+]
 
 Shape = Sequence[int]
 
@@ -35,7 +60,7 @@ def infer_shape(shape: Shape, numel: int) -> tuple[int, ...]:
     if unknown:
         if known == 0 or numel % known:
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
-        return shape[:unknown[0]] + (numel // known,) + shape[unknown[0] + 1:]
+        return shape[: unknown[0]] + (numel // known,) + shape[unknown[0] + 1 :]
     if known != numel:
         raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
     return shape
@@ -55,7 +80,7 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> jax.Array:
     s, e = wrap_dim(start_dim, x.ndim), wrap_dim(end_dim, x.ndim)
     if s > e:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
-    return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
+    return x.reshape(x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :])
 
 
 def unflatten(input: Any, dim: int, sizes: Shape) -> jax.Array:
@@ -67,9 +92,11 @@ def unflatten(input: Any, dim: int, sizes: Shape) -> jax.Array:
     try:
         inner = infer_shape(sizes, x.shape[d])
     except RuntimeError:
-        raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the size "
-                           f"of dim {dim} ({x.shape[d]}) in the input tensor") from None
-    return x.reshape(x.shape[:d] + inner + x.shape[d + 1:])
+        raise RuntimeError(
+            f"unflatten: Provided sizes {list(sizes)} don't multiply up to the size "
+            f"of dim {dim} ({x.shape[d]}) in the input tensor"
+        ) from None
+    return x.reshape(x.shape[:d] + inner + x.shape[d + 1 :])
 
 
 def ravel(input: Any) -> jax.Array:
@@ -100,9 +127,11 @@ def permute(input: Any, dims: Shape) -> jax.Array:
     x = arr(input)
     dims = int_list((dims,), "dims")
     if len(dims) != x.ndim:
-        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match "
-                           f"the length of the desired ordering of dimensions i.e. input.dim() = {x.ndim} "
-                           f"is not equal to len(dims) = {len(dims)}")
+        raise RuntimeError(
+            f"permute(sparse_coo): number of dimensions in the tensor input does not match "
+            f"the length of the desired ordering of dimensions i.e. input.dim() = {x.ndim} "
+            f"is not equal to len(dims) = {len(dims)}"
+        )
     perm = wrap_dims(dims, x.ndim) if x.ndim else ()
     return jnp.transpose(x, perm)
 
@@ -142,8 +171,10 @@ def movedim(input: Any, source: int | Shape, destination: int | Shape) -> jax.Ar
     x = arr(input)
     src, dst = wrap_dims(source, x.ndim) or (), wrap_dims(destination, x.ndim) or ()
     if len(src) != len(dst):
-        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({list(np.atleast_1d(source))} dims) "
-                           f"should contain the same number of dims as destination ({list(np.atleast_1d(destination))} dims)")
+        raise RuntimeError(
+            f"movedim: Invalid source or destination dims: source ({list(np.atleast_1d(source))} dims) "
+            f"should contain the same number of dims as destination ({list(np.atleast_1d(destination))} dims)"
+        )
     return jnp.moveaxis(x, src, dst) if x.ndim else x
 
 
@@ -182,7 +213,9 @@ def roll(input: Any, shifts: int | Shape, dims: int | Shape | None = None) -> ja
     shifts_t = shifts if isinstance(shifts, (tuple, list)) else (shifts,)
     dims_t = wrap_dims(dims, x.ndim) or ()
     if len(shifts_t) != len(dims_t):
-        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts_t)}, dims:{len(dims_t)}")
+        raise RuntimeError(
+            f"shifts and dimensions must align. shifts: {len(shifts_t)}, dims:{len(dims_t)}"
+        )
     return jnp.roll(x, tuple(shifts_t), dims_t) if x.ndim else x
 
 
@@ -195,8 +228,9 @@ def rot90(input: Any, k: int = 1, dims: Shape = (0, 1)) -> jax.Array:
     return jnp.rot90(x, k, (axes[0], axes[1]))
 
 
-def repeat_interleave(input: Any, repeats: Any = None, dim: int | None = None, *,
-                      output_size: int | None = None) -> jax.Array:
+def repeat_interleave(
+    input: Any, repeats: Any = None, dim: int | None = None, *, output_size: int | None = None
+) -> jax.Array:
     """Repeat each element `repeats` times along `dim` (the flattened input when None).
 
     Mirrors `torch.repeat_interleave`, including the one-argument form
@@ -216,7 +250,9 @@ def repeat_interleave(input: Any, repeats: Any = None, dim: int | None = None, *
         return jnp.repeat(x, int(repeats), axis=d)
     r = arr(repeats)
     if r.ndim > 1 or r.size not in (1, x.shape[d]):
-        raise RuntimeError("repeats must be 0-dim or 1-dim tensor with the size of the input along dim")
+        raise RuntimeError(
+            "repeats must be 0-dim or 1-dim tensor with the size of the input along dim"
+        )
     if r.size == 1:
         r = jnp.broadcast_to(r.reshape(()), (x.shape[d],))
     if output_size is None:
@@ -235,23 +271,29 @@ def broadcast_to(input: Any, size: Shape) -> jax.Array:
     size = int_list((size,))
     lead = len(size) - x.ndim
     if lead < 0:
-        raise RuntimeError(f"expand: the number of sizes provided ({len(size)}) must be greater or equal "
-                           f"to the number of dimensions in the tensor ({x.ndim})")
+        raise RuntimeError(
+            f"expand: the number of sizes provided ({len(size)}) must be greater or equal "
+            f"to the number of dimensions in the tensor ({x.ndim})"
+        )
     out = []
     for i, s in enumerate(size):
         if i < lead:
             if s < 0:
-                raise RuntimeError(f"The expanded size of the tensor ({s}) isn't allowed in a leading, "
-                                   f"non-existing dimension {i}")
+                raise RuntimeError(
+                    f"The expanded size of the tensor ({s}) isn't allowed in a leading, "
+                    f"non-existing dimension {i}"
+                )
             out.append(s)
             continue
         have = x.shape[i - lead]
         if s == -1:
             s = have
         elif have != 1 and have != s:
-            raise RuntimeError(f"The expanded size of the tensor ({s}) must match the existing size ({have}) "
-                               f"at non-singleton dimension {i}.  Target sizes: {list(size)}.  "
-                               f"Tensor sizes: {list(x.shape)}")
+            raise RuntimeError(
+                f"The expanded size of the tensor ({s}) must match the existing size ({have}) "
+                f"at non-singleton dimension {i}.  Target sizes: {list(size)}.  "
+                f"Tensor sizes: {list(x.shape)}"
+            )
         out.append(s)
     return jnp.broadcast_to(x, tuple(out))
 
@@ -262,7 +304,9 @@ def broadcast_shapes(*shapes: Any) -> tuple[int, ...]:
     try:
         return tuple(jnp.broadcast_shapes(*norm))
     except ValueError:
-        raise RuntimeError(f"Shape mismatch: objects cannot be broadcast to a single shape: {norm}") from None
+        raise RuntimeError(
+            f"Shape mismatch: objects cannot be broadcast to a single shape: {norm}"
+        ) from None
 
 
 def broadcast_tensors(*tensors: Any) -> tuple[jax.Array, ...]:

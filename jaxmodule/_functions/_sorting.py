@@ -16,8 +16,16 @@ import numpy as np
 from . import _return_types as rt
 from ._common import arr, check_concrete, long_dtype, wrap_dim
 
-__all__ = ["sort", "argsort", "msort", "topk", "bucketize", "searchsorted", "unique",
-           "unique_consecutive"]
+__all__ = [
+    "sort",
+    "argsort",
+    "msort",
+    "topk",
+    "bucketize",
+    "searchsorted",
+    "unique",
+    "unique_consecutive",
+]
 
 
 def _argsort(x: jax.Array, d: int, descending: bool) -> jax.Array:
@@ -39,7 +47,9 @@ def sort(input: Any, dim: int = -1, descending: bool = False, *, stable: bool = 
     return rt.sort(jnp.take_along_axis(x, idx, axis=d), idx)
 
 
-def argsort(input: Any, dim: int = -1, descending: bool = False, *, stable: bool = False) -> jax.Array:
+def argsort(
+    input: Any, dim: int = -1, descending: bool = False, *, stable: bool = False
+) -> jax.Array:
     """Indices that sort `input` along `dim`. Mirrors `torch.argsort` (always stable)."""
     return sort(input, dim, descending).indices
 
@@ -69,7 +79,9 @@ def _index_dtype(out_int32: bool) -> Any:
     return jnp.int32 if out_int32 else long_dtype()
 
 
-def bucketize(input: Any, boundaries: Any, *, out_int32: bool = False, right: bool = False) -> jax.Array:
+def bucketize(
+    input: Any, boundaries: Any, *, out_int32: bool = False, right: bool = False
+) -> jax.Array:
     """Bucket index of each value in sorted 1-d `boundaries`. Mirrors `torch.bucketize`.
 
     right=False: boundaries[i-1] < x <= boundaries[i]; right=True: boundaries[i-1] <= x < boundaries[i].
@@ -77,11 +89,20 @@ def bucketize(input: Any, boundaries: Any, *, out_int32: bool = False, right: bo
     b = arr(boundaries)
     if b.ndim != 1:
         raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim({b.ndim})")
-    return jnp.searchsorted(b, arr(input), side="right" if right else "left").astype(_index_dtype(out_int32))
+    return jnp.searchsorted(b, arr(input), side="right" if right else "left").astype(
+        _index_dtype(out_int32)
+    )
 
 
-def searchsorted(sorted_sequence: Any, input: Any, *, out_int32: bool = False, right: bool = False,
-                 side: str | None = None, sorter: Any = None) -> jax.Array:
+def searchsorted(
+    sorted_sequence: Any,
+    input: Any,
+    *,
+    out_int32: bool = False,
+    right: bool = False,
+    side: str | None = None,
+    sorter: Any = None,
+) -> jax.Array:
     """Insertion indices of `input` into `sorted_sequence` along its last dim (leading dims batch).
 
     Mirrors `torch.searchsorted`.
@@ -90,7 +111,9 @@ def searchsorted(sorted_sequence: Any, input: Any, *, out_int32: bool = False, r
         if side not in ("left", "right"):
             raise RuntimeError(f"side can only be 'left' or 'right' but got {side}")
         if right and side == "left":
-            raise RuntimeError("side and right can't be set to opposites, got side of left while right was True")
+            raise RuntimeError(
+                "side and right can't be set to opposites, got side of left while right was True"
+            )
         right = side == "right"
     seq = arr(sorted_sequence)
     if sorter is not None:
@@ -100,16 +123,21 @@ def searchsorted(sorted_sequence: Any, input: Any, *, out_int32: bool = False, r
     if seq.ndim <= 1:
         return jnp.searchsorted(seq, v, side=how).astype(_index_dtype(out_int32))
     if seq.shape[:-1] != v.shape[:-1]:
-        raise RuntimeError(f"torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 "
-                           f"dimensions of boundaries tensor and input value tensor must match, but we got "
-                           f"boundaries tensor {list(seq.shape)} and input value tensor {list(v.shape)}")
+        raise RuntimeError(
+            f"torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 "
+            f"dimensions of boundaries tensor and input value tensor must match, but we got "
+            f"boundaries tensor {list(seq.shape)} and input value tensor {list(v.shape)}"
+        )
     lead = seq.shape[:-1]
-    flat = jax.vmap(lambda s, x: jnp.searchsorted(s, x, side=how))(seq.reshape(-1, seq.shape[-1]),
-                                                                  v.reshape(-1, v.shape[-1]))
+    flat = jax.vmap(lambda s, x: jnp.searchsorted(s, x, side=how))(
+        seq.reshape(-1, seq.shape[-1]), v.reshape(-1, v.shape[-1])
+    )
     return flat.reshape(lead + v.shape[-1:]).astype(_index_dtype(out_int32))
 
 
-def _with_extras(values: Any, inverse: Any, counts: Any, return_inverse: bool, return_counts: bool) -> Any:
+def _with_extras(
+    values: Any, inverse: Any, counts: Any, return_inverse: bool, return_counts: bool
+) -> Any:
     out = [jnp.asarray(values)]
     if return_inverse:
         out.append(jnp.asarray(inverse, long_dtype()))
@@ -118,8 +146,13 @@ def _with_extras(values: Any, inverse: Any, counts: Any, return_inverse: bool, r
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def unique(input: Any, sorted: bool = True, return_inverse: bool = False,  # noqa: A002
-           return_counts: bool = False, dim: int | None = None) -> Any:
+def unique(
+    input: Any,
+    sorted: bool = True,
+    return_inverse: bool = False,  # noqa: A002
+    return_counts: bool = False,
+    dim: int | None = None,
+) -> Any:
     """The distinct elements (or slices along `dim`), sorted; optionally inverse indices and counts.
 
     Mirrors `torch.unique`. Eager only (the length depends on the values); always sorted.
@@ -133,8 +166,9 @@ def unique(input: Any, sorted: bool = True, return_inverse: bool = False,  # noq
     return _with_extras(values, inverse, counts, return_inverse, return_counts)
 
 
-def unique_consecutive(input: Any, return_inverse: bool = False, return_counts: bool = False,
-                       dim: int | None = None) -> Any:
+def unique_consecutive(
+    input: Any, return_inverse: bool = False, return_counts: bool = False, dim: int | None = None
+) -> Any:
     """Collapse runs of equal consecutive elements (or slices along `dim`). Mirrors `torch.unique_consecutive`.
 
     Eager only.
@@ -156,4 +190,3 @@ def unique_consecutive(input: Any, return_inverse: bool = False, return_counts: 
         inverse = np.cumsum(change) - 1
     counts = np.diff(np.append(np.flatnonzero(change), change.size))
     return _with_extras(values, inverse, counts, return_inverse, return_counts)
-

@@ -13,6 +13,7 @@ from .._dtype import to_dtype
 
 __all__ = ["autocast", "is_autocast_enabled", "get_autocast_dtype", "autocast_inputs", "state"]
 
+
 class _Local(threading.local):
     state: tuple = (False, None)  # the default in every thread (no exception on first read)
 
@@ -41,8 +42,10 @@ def autocast_inputs(*arrays: Any) -> tuple:
     enabled, dtype = state()
     if not enabled:
         return arrays
-    return tuple(a.astype(dtype) if a is not None and jnp.issubdtype(jnp.result_type(a), jnp.floating)
-                 else a for a in arrays)
+    return tuple(
+        a.astype(dtype) if a is not None and jnp.issubdtype(jnp.result_type(a), jnp.floating) else a
+        for a in arrays
+    )
 
 
 class autocast:  # noqa: N801 - torch name
@@ -61,8 +64,13 @@ class autocast:  # noqa: N801 - torch name
     `jaxmodule.compile`d function may be called inside the region: its plan is keyed on it).
     """
 
-    def __init__(self, device_type: str = "cpu", dtype: Any = None, enabled: bool = True,
-                 cache_enabled: bool | None = None) -> None:
+    def __init__(
+        self,
+        device_type: str = "cpu",
+        dtype: Any = None,
+        enabled: bool = True,
+        cache_enabled: bool | None = None,
+    ) -> None:
         if dtype is None:
             dtype = jnp.float16 if device_type in ("cuda", "gpu") else jnp.bfloat16
         self.dtype = to_dtype(dtype)

@@ -32,8 +32,15 @@ class GradScaler(Stateful):
     parameters and state where gradients were not finite (a select, so no host sync).
     """
 
-    def __init__(self, device: str = "cpu", init_scale: float = 2.0**16, growth_factor: float = 2.0,
-                 backoff_factor: float = 0.5, growth_interval: int = 2000, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        init_scale: float = 2.0**16,
+        growth_factor: float = 2.0,
+        backoff_factor: float = 0.5,
+        growth_interval: int = 2000,
+        enabled: bool = True,
+    ) -> None:
         if growth_factor <= 1.0:
             raise ValueError("The growth factor must be > 1.0.")
         if backoff_factor >= 1.0:
@@ -82,7 +89,9 @@ class GradScaler(Stateful):
         if not self._enabled:
             return
         if id(optimizer) in self._found_inf:
-            raise RuntimeError("unscale_() has already been called on this optimizer since the last update().")
+            raise RuntimeError(
+                "unscale_() has already been called on this optimizer since the last update()."
+            )
         inv = 1.0 / self._scale
         found = jnp.asarray(False)
         for p in self._params(optimizer):
@@ -107,7 +116,9 @@ class GradScaler(Stateful):
             p._value = jnp.where(found, old, p._value)
         if old_state is not None:
             new_state = optimizer._jm_state_get()
-            optimizer._jm_state_set(jax.tree_util.tree_map(lambda o, n: jnp.where(found, o, n), old_state, new_state))
+            optimizer._jm_state_set(
+                jax.tree_util.tree_map(lambda o, n: jnp.where(found, o, n), old_state, new_state)
+            )
         return result
 
     def update(self, new_scale: float | None = None) -> None:
@@ -123,8 +134,11 @@ class GradScaler(Stateful):
                 found = found | f
             tracker = jnp.where(found, 0, self._growth_tracker + 1)
             grow = tracker >= self._growth_interval
-            scale = jnp.where(found, self._scale * self._backoff_factor,
-                              jnp.where(grow, self._scale * self._growth_factor, self._scale))
+            scale = jnp.where(
+                found,
+                self._scale * self._backoff_factor,
+                jnp.where(grow, self._scale * self._growth_factor, self._scale),
+            )
             self._scale = scale.astype(jnp.float32)
             self._growth_tracker = jnp.where(grow, 0, tracker).astype(jnp.int32)
         self._found_inf = {}
@@ -132,15 +146,21 @@ class GradScaler(Stateful):
     def state_dict(self) -> dict:
         if not self._enabled:
             return {}
-        return {"scale": float(self._scale), "growth_factor": self._growth_factor,
-                "backoff_factor": self._backoff_factor, "growth_interval": self._growth_interval,
-                "_growth_tracker": int(self._growth_tracker)}
+        return {
+            "scale": float(self._scale),
+            "growth_factor": self._growth_factor,
+            "backoff_factor": self._backoff_factor,
+            "growth_interval": self._growth_interval,
+            "_growth_tracker": int(self._growth_tracker),
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         if not self._enabled:
             return
         if len(state_dict) == 0:
-            raise RuntimeError("The source state dict is empty, possibly because it was saved from a disabled instance of GradScaler.")
+            raise RuntimeError(
+                "The source state dict is empty, possibly because it was saved from a disabled instance of GradScaler."
+            )
         self._scale = jnp.asarray(state_dict["scale"], jnp.float32)
         self._growth_factor = state_dict["growth_factor"]
         self._backoff_factor = state_dict["backoff_factor"]

@@ -37,9 +37,21 @@ from typing import Any
 from ._lock import exclusive
 from ._manifest import MANIFEST, check_files, read, unaccounted
 
-__all__ = ["MANIFEST", "WRITING", "DISCARD", "temp_sibling", "lock_path", "make_temp", "finish_temp",
-           "fsync_tree", "write_json", "replace_dir", "discard", "find_recoverable",
-           "remove_stale_siblings"]
+__all__ = [
+    "MANIFEST",
+    "WRITING",
+    "DISCARD",
+    "temp_sibling",
+    "lock_path",
+    "make_temp",
+    "finish_temp",
+    "fsync_tree",
+    "write_json",
+    "replace_dir",
+    "discard",
+    "find_recoverable",
+    "remove_stale_siblings",
+]
 
 WRITING = ".jaxmodule-writing"
 DISCARD = ".jaxmodule-discard"
@@ -245,7 +257,9 @@ def _abandoned(d: Path, token: str) -> bool:
         if marker.get("token") != token:
             return False
         same_host = marker.get("host") == socket.gethostname()
-        return not (same_host and marker.get("pid") != os.getpid() and _pid_alive(marker.get("pid")))
+        return not (
+            same_host and marker.get("pid") != os.getpid() and _pid_alive(marker.get("pid"))
+        )
     try:
         manifest = read(d / MANIFEST, str(d))
     except (OSError, RuntimeError):

@@ -61,8 +61,11 @@ class _PendingSaves:
             except BaseException as e:  # noqa: BLE001 - report every manager, then exit
                 failures.append(f"{type(e).__name__}: {e}")
         if failures:
-            sys.stderr.write("jaxmodule.checkpoint: at interpreter exit, "
-                             + "\n".join(failures) + "\nexiting with status 1\n")
+            sys.stderr.write(
+                "jaxmodule.checkpoint: at interpreter exit, "
+                + "\n".join(failures)
+                + "\nexiting with status 1\n"
+            )
             sys.stderr.flush()
             sys.stdout.flush()
             logging.shutdown()

@@ -46,15 +46,22 @@ def build(obj: Any, kind: str, local_as_numpy: bool = False) -> tuple[dict, dict
     for i, r in enumerate(records):
         value = r.value
         shape = tuple(int(d) for d in value.shape)
-        entry: dict[str, Any] = {"key": r.key, "kind": r.kind, "dtype": jnp.dtype(value.dtype).name,
-                                 "shape": list(shape), "location": location_of(value)}
+        entry: dict[str, Any] = {
+            "key": r.key,
+            "kind": r.kind,
+            "dtype": jnp.dtype(value.dtype).name,
+            "shape": list(shape),
+            "location": location_of(value),
+        }
         if r.extra is not None:
             entry["extra"] = r.extra
         if value.size > 0:
             entry["stored"] = True
             if isinstance(value, jax.Array) and value.is_deleted():
-                raise RuntimeError(f"jaxmodule.save: array {r.key!r} has been deleted (donated to a "
-                                   "jitted call); save the value returned by that call instead")
+                raise RuntimeError(
+                    f"jaxmodule.save: array {r.key!r} has been deleted (donated to a "
+                    "jitted call); save the value returned by that call instead"
+                )
             if not isinstance(value, jax.Array) or value.is_fully_addressable:
                 entry["crc32"] = crc32_of(np.asarray(value))
                 if local_as_numpy and isinstance(value, jax.Array):
@@ -63,8 +70,14 @@ def build(obj: Any, kind: str, local_as_numpy: bool = False) -> tuple[dict, dict
         else:
             entry["stored"] = False
         entries.append(entry)
-    manifest = {"format": FORMAT, "version": VERSION, "kind": kind, "created_ns": time.time_ns(),
-                "tree": tree, "arrays": entries}
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "created_ns": time.time_ns(),
+        "tree": tree,
+        "arrays": entries,
+    }
     return manifest, stored
 
 
@@ -79,8 +92,9 @@ def _wants_jax(entry: dict) -> bool:
     return jnp.dtype(entry["dtype"]).itemsize < 8 or x64_enabled() or entry["kind"] == "jax"
 
 
-def restore_args(manifest: dict, placer: Placer,
-                 saved_sharding: Callable[[str], Any]) -> tuple[dict[str, Any], dict[int, Any]]:
+def restore_args(
+    manifest: dict, placer: Placer, saved_sharding: Callable[[str], Any]
+) -> tuple[dict[str, Any], dict[int, Any]]:
     """orbax restore args for the stored arrays, and the placement for each array index."""
     o = ocp()
     args: dict[str, Any] = {}
@@ -92,24 +106,38 @@ def restore_args(manifest: dict, placer: Placer,
                 args[f"a{i}"] = o.RestoreArgs(restore_type=np.ndarray)
             continue
         name = f"a{i}"
-        sharding = placer(entry["key"], _meta(entry), entry.get("location", "cpu"),
-                          functools.partial(saved_sharding, name))
+        sharding = placer(
+            entry["key"],
+            _meta(entry),
+            entry.get("location", "cpu"),
+            functools.partial(saved_sharding, name),
+        )
         placements[i] = sharding
         if entry.get("stored"):
-            args[name] = o.ArrayRestoreArgs(sharding=sharding, global_shape=tuple(entry["shape"]),
-                                            dtype=jnp.dtype(entry["dtype"]))
+            args[name] = o.ArrayRestoreArgs(
+                sharding=sharding,
+                global_shape=tuple(entry["shape"]),
+                dtype=jnp.dtype(entry["dtype"]),
+            )
     return args, placements
 
 
-def assemble(manifest: dict, restored: dict[str, Any], placements: dict[int, Any], path: str,
-             verify: bool = True) -> Any:
+def assemble(
+    manifest: dict,
+    restored: dict[str, Any],
+    placements: dict[int, Any],
+    path: str,
+    verify: bool = True,
+) -> Any:
     """Check the restored arrays against the manifest and rebuild the saved object."""
     expected = {f"a{i}" for i, e in enumerate(manifest["arrays"]) if e.get("stored")}
     got = set(restored)
     if got != expected:
         missing = sorted(expected - got, key=lambda k: int(k[1:]))
-        raise RuntimeError(f"jaxmodule.load: {path} is damaged: arrays missing from its data: "
-                           f"{[manifest['arrays'][int(k[1:])]['key'] for k in missing]}")
+        raise RuntimeError(
+            f"jaxmodule.load: {path} is damaged: arrays missing from its data: "
+            f"{[manifest['arrays'][int(k[1:])]['key'] for k in missing]}"
+        )
     arrays: list[Any] = []
     for i, entry in enumerate(manifest["arrays"]):
         dtype, shape = jnp.dtype(entry["dtype"]), tuple(entry["shape"])
@@ -118,11 +146,18 @@ def assemble(manifest: dict, restored: dict[str, Any], placements: dict[int, Any
             if tuple(value.shape) != shape or jnp.dtype(value.dtype) != dtype:
                 raise RuntimeError(
                     f"jaxmodule.load: {path} is damaged: array {entry['key']!r} was saved as {dtype}{list(shape)} "
-                    f"but its data reads as {jnp.dtype(value.dtype)}{list(value.shape)}")
-            if verify and "crc32" in entry and (not isinstance(value, jax.Array) or value.is_fully_addressable):
+                    f"but its data reads as {jnp.dtype(value.dtype)}{list(value.shape)}"
+                )
+            if (
+                verify
+                and "crc32" in entry
+                and (not isinstance(value, jax.Array) or value.is_fully_addressable)
+            ):
                 if crc32_of(np.asarray(value)) != entry["crc32"]:
-                    raise RuntimeError(f"jaxmodule.load: {path} is damaged: the data of array "
-                                       f"{entry['key']!r} fails its checksum")
+                    raise RuntimeError(
+                        f"jaxmodule.load: {path} is damaged: the data of array "
+                        f"{entry['key']!r} fails its checksum"
+                    )
         elif placements.get(i) is None:
             value = np.zeros(shape, dtype)
         else:
@@ -138,13 +173,14 @@ def assemble(manifest: dict, restored: dict[str, Any], placements: dict[int, Any
     try:
         return decode(manifest["tree"], arrays)
     except RecursionError:
-        raise RuntimeError(f"jaxmodule.load: {path} has a damaged manifest: its object tree is "
-                           "nested too deeply") from None
+        raise RuntimeError(
+            f"jaxmodule.load: {path} has a damaged manifest: its object tree is nested too deeply"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any failure to rebuild means the tree is not one save wrote
-        raise RuntimeError(f"jaxmodule.load: {path} has a damaged manifest: {type(e).__name__}: "
-                           f"{str(e)[:200]}") from e
+        raise RuntimeError(
+            f"jaxmodule.load: {path} has a damaged manifest: {type(e).__name__}: {str(e)[:200]}"
+        ) from e
 
 
 def records_keys(manifest: dict) -> list[str]:
     return [e["key"] for e in manifest["arrays"]]
-

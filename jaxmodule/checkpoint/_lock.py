@@ -140,7 +140,9 @@ def pinned(path: Path) -> Iterator[Path | None]:
         except OSError:  # a file system without flock on directories
             yield path
             return
-        yield Path(f"{_PROC_FD}/{fd}") if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino) else None
+        yield (
+            Path(f"{_PROC_FD}/{fd}") if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino) else None
+        )
     finally:
         os.close(fd)
 

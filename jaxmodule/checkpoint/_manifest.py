@@ -24,8 +24,17 @@ import jax.numpy as jnp
 
 from ._tree import storable
 
-__all__ = ["MANIFEST", "FORMAT", "VERSION", "seal", "parse", "read", "inventory", "check_files",
-           "unaccounted"]
+__all__ = [
+    "MANIFEST",
+    "FORMAT",
+    "VERSION",
+    "seal",
+    "parse",
+    "read",
+    "inventory",
+    "check_files",
+    "unaccounted",
+]
 
 MANIFEST = "jaxmodule.json"
 FORMAT = "jaxmodule.checkpoint"
@@ -37,7 +46,9 @@ _MAX_DIMS = 64
 
 
 def _canonical_crc(body: dict) -> int:
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    text = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
     return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
 
 
@@ -57,19 +68,27 @@ def parse(raw: bytes, where: str, name: str = MANIFEST) -> dict:
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise _damaged(where, f"{name} is not valid JSON: {str(e)[:200]}; the checkpoint is "
-                              "incomplete or corrupted") from None
+        raise _damaged(
+            where,
+            f"{name} is not valid JSON: {str(e)[:200]}; the checkpoint is incomplete or corrupted",
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _damaged(where, f"no '{FORMAT}' format tag")
     version = manifest.get("version")
     if version not in _READABLE or isinstance(version, bool):
-        raise RuntimeError(f"jaxmodule.load: {where} was written with checkpoint format version "
-                           f"{version!r}; this jaxmodule reads versions {list(_READABLE)}")
+        raise RuntimeError(
+            f"jaxmodule.load: {where} was written with checkpoint format version "
+            f"{version!r}; this jaxmodule reads versions {list(_READABLE)}"
+        )
     stored_crc = manifest.pop(_CHECKSUM, None)
     if stored_crc is None and version >= 2:
-        raise RuntimeError(f"jaxmodule.load: {where} is damaged: its manifest {name} has no checksum")
+        raise RuntimeError(
+            f"jaxmodule.load: {where} is damaged: its manifest {name} has no checksum"
+        )
     if stored_crc is not None and stored_crc != _canonical_crc(manifest):
-        raise RuntimeError(f"jaxmodule.load: {where} is damaged: its manifest {name} fails its checksum")
+        raise RuntimeError(
+            f"jaxmodule.load: {where} is damaged: its manifest {name} fails its checksum"
+        )
     _check_schema(manifest, where)
     return manifest
 
@@ -86,7 +105,11 @@ def _is_int(x: Any) -> bool:
 def _check_entry(i: int, e: Any, where: str) -> None:
     if not isinstance(e, dict):
         raise _damaged(where, f"array record {i} is not an object")
-    if not isinstance(e.get("key"), str) or not isinstance(e.get("kind"), str) or e["kind"] not in _KINDS:
+    if (
+        not isinstance(e.get("key"), str)
+        or not isinstance(e.get("kind"), str)
+        or e["kind"] not in _KINDS
+    ):
         raise _damaged(where, f"array record {i} has no valid key and kind")
     dtype = e.get("dtype")
     try:
@@ -96,7 +119,11 @@ def _check_entry(i: int, e: Any, where: str) -> None:
     if not ok:
         raise _damaged(where, f"array record {i} has an invalid dtype {dtype!r:.40}")
     shape = e.get("shape")
-    if not isinstance(shape, list) or len(shape) > _MAX_DIMS or not all(_is_int(d) and d >= 0 for d in shape):
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_DIMS
+        or not all(_is_int(d) and d >= 0 for d in shape)
+    ):
         raise _damaged(where, f"array record {i} has an invalid shape {shape!r:.60}")
     empty = any(d == 0 for d in shape)
     if not isinstance(e.get("stored"), bool) or e["stored"] == empty:
@@ -125,7 +152,9 @@ def _check_schema(m: dict, where: str) -> None:
     if not _is_int(m.get("created_ns", 0)):
         raise _damaged(where, "'created_ns' is not an integer")
     files, dirs = m.get("files", {}), m.get("dirs", [])
-    if not isinstance(files, dict) or not all(_safe_relative(k) and _is_int(v) and v >= 0 for k, v in files.items()):
+    if not isinstance(files, dict) or not all(
+        _safe_relative(k) and _is_int(v) and v >= 0 for k, v in files.items()
+    ):
         raise _damaged(where, "invalid file inventory")
     if not isinstance(dirs, list) or not all(_safe_relative(d) for d in dirs):
         raise _damaged(where, "invalid directory inventory")
@@ -167,15 +196,20 @@ def check_files(root: Path, manifest: dict, where: str) -> None:
     for rel, size in manifest.get("files", {}).items():
         top = rel.split("/", 1)[0]
         if "/" in rel and not (root / top).is_dir():
-            raise RuntimeError(f"jaxmodule.load: {where} is damaged: its array data ({top}/) is missing")
+            raise RuntimeError(
+                f"jaxmodule.load: {where} is damaged: its array data ({top}/) is missing"
+            )
         try:
             got = os.stat(root / rel).st_size
         except FileNotFoundError:
-            raise RuntimeError(f"jaxmodule.load: {where} is damaged: reading its arrays failed "
-                               f"({rel} is missing)") from None
+            raise RuntimeError(
+                f"jaxmodule.load: {where} is damaged: reading its arrays failed ({rel} is missing)"
+            ) from None
         if got != size:
-            raise RuntimeError(f"jaxmodule.load: {where} is damaged: reading its arrays failed "
-                               f"({rel} has {got} bytes, {size} were written)")
+            raise RuntimeError(
+                f"jaxmodule.load: {where} is damaged: reading its arrays failed "
+                f"({rel} has {got} bytes, {size} were written)"
+            )
 
 
 def unaccounted(root: Path, manifest: dict | None, extra: tuple[str, ...] = ()) -> list[str]:
@@ -185,8 +219,11 @@ def unaccounted(root: Path, manifest: dict | None, extra: tuple[str, ...] = ()) 
     if manifest is None:
         return sorted(n for n in os.listdir(root) if n not in allowed_top)
     if "files" not in manifest:  # version 1: the manifest and orbax's arrays/ directory
-        return sorted(n for n in os.listdir(root) if n not in allowed_top | {"arrays"}
-                      or (n == "arrays" and (root / n).is_symlink()))
+        return sorted(
+            n
+            for n in os.listdir(root)
+            if n not in allowed_top | {"arrays"} or (n == "arrays" and (root / n).is_symlink())
+        )
     files, dirs, links = _walk(root)
     listed_files = set(manifest["files"]) | allowed_top
     listed_dirs = set(manifest.get("dirs", []))

@@ -24,8 +24,16 @@ from typing import Any
 
 from jax._src import distributed as _jax_distributed  # the coordination client (orbax reads it too)
 
-__all__ = ["is_multiprocess", "process_index", "process_count", "set_timeout", "timeout_s",
-           "Rendezvous", "PeerFailed", "barrier"]
+__all__ = [
+    "is_multiprocess",
+    "process_index",
+    "process_count",
+    "set_timeout",
+    "timeout_s",
+    "Rendezvous",
+    "PeerFailed",
+    "barrier",
+]
 
 _DEFAULT_TIMEOUT_S = 1800.0  # torch's default process-group timeout (30 minutes)
 _timeout_s = _DEFAULT_TIMEOUT_S
@@ -104,11 +112,15 @@ class Rendezvous:
         try:
             return self._client.blocking_key_value_get(f"{self.prefix}/{key}", _ms())
         except Exception as e:  # noqa: BLE001 - the coordination service raises XlaRuntimeError
-            raise PeerFailed(f"jaxmodule.{self.what}: {self.subject}: process {self.rank} waited "
-                             f"{_timeout_s:g} s for its peers at '{key}' and gave up "
-                             f"({type(e).__name__}: {str(e)[:200]})") from None
+            raise PeerFailed(
+                f"jaxmodule.{self.what}: {self.subject}: process {self.rank} waited "
+                f"{_timeout_s:g} s for its peers at '{key}' and gave up "
+                f"({type(e).__name__}: {str(e)[:200]})"
+            ) from None
 
-    def publish(self, key: str, value: str | None = None, error: BaseException | None = None) -> None:
+    def publish(
+        self, key: str, value: str | None = None, error: BaseException | None = None
+    ) -> None:
         """(primary) Share `value`, or the `error` that stopped the primary, under `key`."""
         text = _OK + (value or "") if error is None else _ERR + f"{type(error).__name__}: {error}"
         self._client.key_value_set(f"{self.prefix}/{key}", text)
@@ -117,9 +129,11 @@ class Rendezvous:
         """(non-primary) The value the primary published under `key`; PeerFailed if it failed."""
         text = self._get(key)
         if text.startswith(_ERR):
-            raise PeerFailed(f"jaxmodule.{self.what}: {self.subject}: process 0 failed "
-                             f"({text[len(_ERR):]}); nothing was changed by this process")
-        return text[len(_OK):]
+            raise PeerFailed(
+                f"jaxmodule.{self.what}: {self.subject}: process 0 failed "
+                f"({text[len(_ERR) :]}); nothing was changed by this process"
+            )
+        return text[len(_OK) :]
 
     def all_ok(self, key: str, error: BaseException | None = None, value: str = "") -> list[str]:
         """Report this process's outcome of step `key` and collect everyone's `value`s.
@@ -132,7 +146,9 @@ class Rendezvous:
         for r in range(self.size):
             got = text if r == self.rank else self._get(f"{key}/{r}")
             if got.startswith(_ERR) and r != self.rank:
-                raise PeerFailed(f"jaxmodule.{self.what}: {self.subject}: process {r} failed "
-                                 f"({got[len(_ERR):]})")
-            values.append(got[len(_OK):] if got.startswith(_OK) else "")
+                raise PeerFailed(
+                    f"jaxmodule.{self.what}: {self.subject}: process {r} failed "
+                    f"({got[len(_ERR) :]})"
+                )
+            values.append(got[len(_OK) :] if got.startswith(_OK) else "")
         return values

@@ -47,15 +47,19 @@ def _as_sharding(spec: Any, what: str) -> jax.sharding.Sharding:
         return spec
     if isinstance(spec, (str, int, jax.Device)) or is_device_spec(spec):
         return jax.sharding.SingleDeviceSharding(resolve_device(spec, default_kind="gpu"))
-    raise TypeError(f"map_location: {what} must be a device (str, torch.device, jax.Device) or a "
-                    f"jax.sharding.Sharding, got {type(spec).__name__}")
+    raise TypeError(
+        f"map_location: {what} must be a device (str, torch.device, jax.Device) or a "
+        f"jax.sharding.Sharding, got {type(spec).__name__}"
+    )
 
 
 def _saved_device(location: str) -> jax.Device | None:
     platform, _, idx = location.partition(":")
     platform = {"cuda": "gpu"}.get(platform, platform)
     try:
-        devs = jax.local_devices(backend=platform)  # this process's (all of them in a single process)
+        devs = jax.local_devices(
+            backend=platform
+        )  # this process's (all of them in a single process)
     except RuntimeError:
         return None
     for d in devs:
@@ -85,7 +89,8 @@ class Placer:
                 if unknown:
                     raise ValueError(
                         f"map_location names keys that are not arrays in {path}: {unknown}; "
-                        f"array keys there: {keys[:20]}{' ...' if len(keys) > 20 else ''}")
+                        f"array keys there: {keys[:20]}{' ...' if len(keys) > 20 else ''}"
+                    )
                 self._by_key = by_key
         elif map_location is not None and not callable(map_location):
             self._all = _as_sharding(map_location, "map_location")
@@ -105,8 +110,9 @@ class Placer:
                 return jax.sharding.SingleDeviceSharding(d)
         return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
-    def __call__(self, key: str, meta: jax.ShapeDtypeStruct, location: str,
-                 saved_sharding: Callable[[], Any]) -> jax.sharding.Sharding:
+    def __call__(
+        self, key: str, meta: jax.ShapeDtypeStruct, location: str, saved_sharding: Callable[[], Any]
+    ) -> jax.sharding.Sharding:
         ml = self.map_location
         if ml is None:
             s = self.default(location, saved_sharding)
@@ -114,8 +120,11 @@ class Placer:
             s = self._by_key.get(key) or self.default(location, saved_sharding)
         elif self._remap is not None:
             target = self._remap.get(location)
-            s = self.default(location, saved_sharding) if target is None else _as_sharding(
-                target, f"the remap target for {location!r}")
+            s = (
+                self.default(location, saved_sharding)
+                if target is None
+                else _as_sharding(target, f"the remap target for {location!r}")
+            )
         elif self._all is not None:
             s = self._all
         else:  # callable
@@ -129,6 +138,8 @@ class Placer:
         try:
             s.shard_shape(meta.shape)
         except Exception as e:  # noqa: BLE001
-            raise ValueError(f"map_location: the sharding for array {key!r} of shape {meta.shape} in "
-                             f"{self.path} does not fit it: {e}") from None
+            raise ValueError(
+                f"map_location: the sharding for array {key!r} of shape {meta.shape} in "
+                f"{self.path} does not fit it: {e}"
+            ) from None
         return s

@@ -46,8 +46,15 @@ import numpy as np
 
 from ._tree import ArrayRecord, encode
 
-__all__ = ["TORCH_SUFFIXES", "wants_torch_file", "TorchPlan", "prepare", "write_torch_file",
-           "write_torch_file_at", "remove_stale_temp_files"]
+__all__ = [
+    "TORCH_SUFFIXES",
+    "wants_torch_file",
+    "TorchPlan",
+    "prepare",
+    "write_torch_file",
+    "write_torch_file_at",
+    "remove_stale_temp_files",
+]
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 _ALIGN = 64
@@ -55,17 +62,28 @@ _PREFIX = "archive/"
 
 # numpy dtype -> torch's legacy storage class (used by torch.save for these dtypes)
 _STORAGE = {
-    np.dtype(np.float32): "FloatStorage", np.dtype(np.float64): "DoubleStorage",
-    np.dtype(np.float16): "HalfStorage", np.dtype(ml_dtypes.bfloat16): "BFloat16Storage",
-    np.dtype(np.int64): "LongStorage", np.dtype(np.int32): "IntStorage", np.dtype(np.int16): "ShortStorage",
-    np.dtype(np.int8): "CharStorage", np.dtype(np.uint8): "ByteStorage", np.dtype(np.bool_): "BoolStorage",
-    np.dtype(np.complex64): "ComplexFloatStorage", np.dtype(np.complex128): "ComplexDoubleStorage",
+    np.dtype(np.float32): "FloatStorage",
+    np.dtype(np.float64): "DoubleStorage",
+    np.dtype(np.float16): "HalfStorage",
+    np.dtype(ml_dtypes.bfloat16): "BFloat16Storage",
+    np.dtype(np.int64): "LongStorage",
+    np.dtype(np.int32): "IntStorage",
+    np.dtype(np.int16): "ShortStorage",
+    np.dtype(np.int8): "CharStorage",
+    np.dtype(np.uint8): "ByteStorage",
+    np.dtype(np.bool_): "BoolStorage",
+    np.dtype(np.complex64): "ComplexFloatStorage",
+    np.dtype(np.complex128): "ComplexDoubleStorage",
 }
 # dtypes torch saves with _rebuild_tensor_v3 and an untyped storage: numpy dtype -> torch dtype name
 _UNTYPED = {
-    np.dtype(np.uint16): "uint16", np.dtype(np.uint32): "uint32", np.dtype(np.uint64): "uint64",
-    np.dtype(ml_dtypes.float8_e4m3fn): "float8_e4m3fn", np.dtype(ml_dtypes.float8_e5m2): "float8_e5m2",
-    np.dtype(ml_dtypes.float8_e4m3fnuz): "float8_e4m3fnuz", np.dtype(ml_dtypes.float8_e5m2fnuz): "float8_e5m2fnuz",
+    np.dtype(np.uint16): "uint16",
+    np.dtype(np.uint32): "uint32",
+    np.dtype(np.uint64): "uint64",
+    np.dtype(ml_dtypes.float8_e4m3fn): "float8_e4m3fn",
+    np.dtype(ml_dtypes.float8_e5m2): "float8_e5m2",
+    np.dtype(ml_dtypes.float8_e4m3fnuz): "float8_e4m3fnuz",
+    np.dtype(ml_dtypes.float8_e5m2fnuz): "float8_e5m2fnuz",
 }
 
 
@@ -86,13 +104,17 @@ def _host_array(record: ArrayRecord) -> np.ndarray:
     value = record.value
     if not isinstance(value, np.ndarray):
         if getattr(value, "is_deleted", lambda: False)():
-            raise RuntimeError(f"jaxmodule.save: array {record.key!r} has been deleted (donated to a "
-                               "jitted call); save the value returned by that call instead")
+            raise RuntimeError(
+                f"jaxmodule.save: array {record.key!r} has been deleted (donated to a "
+                "jitted call); save the value returned by that call instead"
+            )
         value = np.asarray(value)
     dtype = value.dtype.newbyteorder("<")  # torch files are little-endian
     if dtype not in _STORAGE and dtype not in _UNTYPED:
-        raise TypeError(f"jaxmodule.save: array {record.key!r} has dtype {value.dtype}, which torch's file "
-                        "format cannot hold; save to a path without a .pth/.pt/.bin suffix")
+        raise TypeError(
+            f"jaxmodule.save: array {record.key!r} has dtype {value.dtype}, which torch's file "
+            "format cannot hold; save to a path without a .pth/.pt/.bin suffix"
+        )
     return np.asarray(value, dtype, order="C")  # contiguous; 0-d stays 0-d
 
 
@@ -103,12 +125,16 @@ def _check_tree(node: Any, where: str = "obj") -> None:
         return
     tag = next(iter(node), None)
     if tag == "G":
-        raise TypeError(f"jaxmodule.save: {where} is a jaxmodule.Generator, which torch's file format "
-                        "cannot hold; save `gen.get_state()` instead, or save to a path without a "
-                        ".pth/.pt/.bin suffix (a jaxmodule checkpoint directory)")
+        raise TypeError(
+            f"jaxmodule.save: {where} is a jaxmodule.Generator, which torch's file format "
+            "cannot hold; save `gen.get_state()` instead, or save to a path without a "
+            ".pth/.pt/.bin suffix (a jaxmodule checkpoint directory)"
+        )
     if tag == "FS":
-        raise TypeError(f"jaxmodule.save: {where} is a frozenset, which torch.load(weights_only=True) "
-                        "refuses; use a set or a tuple, or save to a path without a .pth/.pt/.bin suffix")
+        raise TypeError(
+            f"jaxmodule.save: {where} is a frozenset, which torch.load(weights_only=True) "
+            "refuses; use a set or a tuple, or save to a path without a .pth/.pt/.bin suffix"
+        )
     if tag in ("D", "O"):
         for k, v in node[tag]:
             _check_tree(k, f"{where}[<key>]")
@@ -184,11 +210,15 @@ class _Pickle:
             self.op(b"K" + bytes([x]))
         elif 0 <= x < 65536:
             self.op(b"M" + struct.pack("<H", x))
-        elif -(2 ** 31) <= x < 2 ** 31:
+        elif -(2**31) <= x < 2**31:
             self.op(b"J" + struct.pack("<i", x))
         else:
             raw = x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True)
-            self.op((b"\x8a" + bytes([len(raw)])) if len(raw) < 256 else (b"\x8b" + struct.pack("<i", len(raw))))
+            self.op(
+                (b"\x8a" + bytes([len(raw)]))
+                if len(raw) < 256
+                else (b"\x8b" + struct.pack("<i", len(raw)))
+            )
             self.op(raw)
 
     def leaf(self, x: Any) -> None:
@@ -237,13 +267,17 @@ class _Pickle:
         elif tag == "T":
             self.tuple_(lambda v=v: self.node(v) for v in body)
         elif tag in ("S", "FS"):
-            self.call("builtins", "set" if tag == "S" else "frozenset", lambda: self.node({"L": body}))
+            self.call(
+                "builtins", "set" if tag == "S" else "frozenset", lambda: self.node({"L": body})
+            )
         elif tag == "C":
             self.call("builtins", "complex", lambda: self.node(body[0]), lambda: self.node(body[1]))
         elif tag == "B":
             text = base64.b64decode(body).decode("latin1")
 
-            def encoded() -> None:  # protocol 2 writes bytes as _codecs.encode(latin-1 text, 'latin1')
+            def encoded() -> (
+                None
+            ):  # protocol 2 writes bytes as _codecs.encode(latin-1 text, 'latin1')
                 self.call("_codecs", "encode", lambda: self.str_(text), lambda: self.str_("latin1"))
 
             if n.get("ba"):
@@ -256,20 +290,33 @@ class _Pickle:
     def tensor(self, i: int) -> None:
         arr = self.arrays[i]
         size = tuple(int(d) for d in arr.shape)
-        stride = tuple(math.prod(size[j + 1:]) for j in range(len(size)))
+        stride = tuple(math.prod(size[j + 1 :]) for j in range(len(size)))
         v3 = arr.dtype in _UNTYPED
 
         def storage() -> None:
-            self.tuple_([lambda: self.str_("storage"),
-                         lambda: self.global_("torch.storage", "UntypedStorage") if v3
-                         else self.global_("torch", _STORAGE[arr.dtype]),
-                         lambda: self.str_(str(i)), lambda: self.str_("cpu"),
-                         lambda: self.int_(arr.nbytes if v3 else arr.size)])
+            self.tuple_(
+                [
+                    lambda: self.str_("storage"),
+                    lambda: (
+                        self.global_("torch.storage", "UntypedStorage")
+                        if v3
+                        else self.global_("torch", _STORAGE[arr.dtype])
+                    ),
+                    lambda: self.str_(str(i)),
+                    lambda: self.str_("cpu"),
+                    lambda: self.int_(arr.nbytes if v3 else arr.size),
+                ]
+            )
             self.op(b"Q")  # BINPERSID
 
-        args = [storage, lambda: self.int_(0), lambda: self.tuple_(lambda d=d: self.int_(d) for d in size),
-                lambda: self.tuple_(lambda s=s: self.int_(s) for s in stride), lambda: self.op(b"\x89"),
-                lambda: self.call("collections", "OrderedDict")]
+        args = [
+            storage,
+            lambda: self.int_(0),
+            lambda: self.tuple_(lambda d=d: self.int_(d) for d in size),
+            lambda: self.tuple_(lambda s=s: self.int_(s) for s in stride),
+            lambda: self.op(b"\x89"),
+            lambda: self.call("collections", "OrderedDict"),
+        ]
         if v3:
             args.append(lambda: self.global_("torch", _UNTYPED[arr.dtype]))
         self.call("torch._utils", "_rebuild_tensor_v3" if v3 else "_rebuild_tensor_v2", *args)
@@ -305,7 +352,11 @@ def write_torch_file(plan: TorchPlan, fh: IO[bytes]) -> None:
     pkl = _Pickle(plan.arrays).dumps(plan.tree)
     with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
         _write_entry(zf, "data.pkl", pkl, len(pkl))
-        for name, text in ((".format_version", b"1"), (".storage_alignment", b"64"), ("byteorder", b"little")):
+        for name, text in (
+            (".format_version", b"1"),
+            (".storage_alignment", b"64"),
+            ("byteorder", b"little"),
+        ):
             _write_entry(zf, name, text, len(text))
         for i, arr in enumerate(plan.arrays):
             _write_entry(zf, f"data/{i}", arr.reshape(-1).view(np.uint8).data, arr.nbytes)

@@ -51,7 +51,9 @@ def crc32_of(arr: np.ndarray) -> int:
 
 def storable(dtype: np.dtype) -> bool:
     """Numeric and bool dtypes, including ml_dtypes' (bfloat16, float8_*)."""
-    return dtype.kind in "biufc" or (dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes"))
+    return dtype.kind in "biufc" or (
+        dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes")
+    )
 
 
 def _is_cell(x: Any) -> bool:
@@ -65,7 +67,9 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
 
     if isinstance(obj, np.generic):  # before the Python scalars: np.float64 subclasses float
         if not storable(obj.dtype):
-            raise TypeError(f"jaxmodule.save: {path} is a numpy scalar of dtype {obj.dtype}, which cannot be stored")
+            raise TypeError(
+                f"jaxmodule.save: {path} is a numpy scalar of dtype {obj.dtype}, which cannot be stored"
+            )
         arrays.append(ArrayRecord(np.asarray(obj), "npscalar", key))
         return {"A": len(arrays) - 1}
     if obj is None or isinstance(obj, (bool, str)):
@@ -80,13 +84,17 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
         return {"B": base64.b64encode(bytes(obj)).decode("ascii"), "ba": isinstance(obj, bytearray)}
     if isinstance(obj, jax.Array):
         if isinstance(obj, jax.core.Tracer):
-            raise TypeError(f"jaxmodule.save: {path} is a traced value (inside jit/grad); save concrete arrays")
+            raise TypeError(
+                f"jaxmodule.save: {path} is a traced value (inside jit/grad); save concrete arrays"
+            )
         arrays.append(ArrayRecord(obj, "jax", key))
         return {"A": len(arrays) - 1}
     if isinstance(obj, np.ndarray):
         if not storable(obj.dtype):
-            raise TypeError(f"jaxmodule.save: {path} is a numpy array of dtype {obj.dtype}, which cannot be "
-                            "stored; only numeric and bool arrays are supported")
+            raise TypeError(
+                f"jaxmodule.save: {path} is a numpy array of dtype {obj.dtype}, which cannot be "
+                "stored; only numeric and bool arrays are supported"
+            )
         arrays.append(ArrayRecord(np.array(obj, copy=True), "numpy", key))
         return {"A": len(arrays) - 1}
     if _is_cell(obj):
@@ -97,10 +105,17 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
         arrays.append(ArrayRecord(_torch_to_numpy(obj), "torch", key))
         return {"A": len(arrays) - 1}
     if isinstance(obj, Generator):
-        return {"G": {"seed": obj.initial_seed(), "key": encode(np.asarray(obj.get_state()), arrays, parts)}}
+        return {
+            "G": {
+                "seed": obj.initial_seed(),
+                "key": encode(np.asarray(obj.get_state()), arrays, parts),
+            }
+        }
     if isinstance(obj, dict) and type(obj) in (dict, OrderedDict):
-        items = [[encode(k, arrays, (*parts, "<key>")), encode(v, arrays, (*parts, k))]
-                 for k, v in obj.items()]
+        items = [
+            [encode(k, arrays, (*parts, "<key>")), encode(v, arrays, (*parts, k))]
+            for k, v in obj.items()
+        ]
         if type(obj) is dict:
             return {"D": items}
         node: dict[str, Any] = {"O": items}
@@ -117,7 +132,8 @@ def encode(obj: Any, arrays: list[ArrayRecord], parts: tuple = ()) -> Any:
     raise TypeError(
         f"jaxmodule.save: cannot store {path} of type {type(obj).__module__}.{type(obj).__qualname__}; "
         "supported: arrays (jax, numpy, Parameter, Buffer, torch), dict, OrderedDict, list, tuple, "
-        "set, None, bool, int, float, complex, str, bytes and jaxmodule.Generator")
+        "set, None, bool, int, float, complex, str, bytes and jaxmodule.Generator"
+    )
 
 
 _WHOLE_OBJECT = (
@@ -125,7 +141,8 @@ _WHOLE_OBJECT = (
     "the whole object, jaxmodule stores no classes or code). Save its state_dict:\n"
     "    jaxmodule.save({name}.state_dict(), path)\n"
     "and restore it into a freshly built one:\n"
-    "    {name}.load_state_dict(jaxmodule.load(path))")
+    "    {name}.load_state_dict(jaxmodule.load(path))"
+)
 
 
 def _role(obj: Any) -> str:
@@ -155,8 +172,9 @@ def _items(node: Any) -> list:
 
 def _attrs(node: Any, arrays: list[Any]) -> dict:
     attrs = decode(node, arrays)
-    if not isinstance(attrs, dict) or not all(isinstance(k, str) and k.isidentifier() and not k.startswith("__")
-                                              for k in attrs):
+    if not isinstance(attrs, dict) or not all(
+        isinstance(k, str) and k.isidentifier() and not k.startswith("__") for k in attrs
+    ):
         raise ValueError("OrderedDict attributes must map plain attribute names to values")
     return attrs
 

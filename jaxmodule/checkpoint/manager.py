@@ -43,15 +43,23 @@ _ORBAX_TMP = re.compile(r"\d+\.orbax-checkpoint-tmp(-\d+)?")
 
 def _is_step(path: Path) -> bool:
     """A committed step written by a CheckpointManager (not merely a folder named by a number)."""
-    return (path.name.isdigit() and path.is_dir() and not path.is_symlink()
-            and (path / "manifest" / MANIFEST).is_file() and (path / "_CHECKPOINT_METADATA").is_file())
+    return (
+        path.name.isdigit()
+        and path.is_dir()
+        and not path.is_symlink()
+        and (path / "manifest" / MANIFEST).is_file()
+        and (path / "_CHECKPOINT_METADATA").is_file()
+    )
 
 
 def _foreign_entries(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
-    return sorted(c.name for c in directory.iterdir()
-                  if not (c.name == _LOCK or _ORBAX_TMP.fullmatch(c.name) or _is_step(c)))
+    return sorted(
+        c.name
+        for c in directory.iterdir()
+        if not (c.name == _LOCK or _ORBAX_TMP.fullmatch(c.name) or _is_step(c))
+    )
 
 
 class CheckpointManager:
@@ -91,29 +99,45 @@ class CheckpointManager:
     ([2, 4], 4)
     """
 
-    def __init__(self, directory: str | os.PathLike, *, save_interval_steps: int = 1,
-                 max_to_keep: int | None = None, best_fn: Callable[[Any], float] | None = None,
-                 best_mode: str = "max", keep_best: int = 1, async_save: bool = True,
-                 create: bool = True) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        save_interval_steps: int = 1,
+        max_to_keep: int | None = None,
+        best_fn: Callable[[Any], float] | None = None,
+        best_mode: str = "max",
+        keep_best: int = 1,
+        async_save: bool = True,
+        create: bool = True,
+    ) -> None:
         if not isinstance(save_interval_steps, int) or save_interval_steps < 1:
-            raise ValueError(f"save_interval_steps must be a positive int, got {save_interval_steps!r}")
+            raise ValueError(
+                f"save_interval_steps must be a positive int, got {save_interval_steps!r}"
+            )
         if max_to_keep is not None and (not isinstance(max_to_keep, int) or max_to_keep < 1):
             raise ValueError(f"max_to_keep must be None or a positive int, got {max_to_keep!r}")
         if best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
         self.directory = Path(os.path.abspath(os.fspath(directory)))
         if (self.directory / MANIFEST).is_file():
-            raise ValueError(f"CheckpointManager: {self.directory} is a single checkpoint written by "
-                             "jaxmodule.save, not a CheckpointManager directory; read it with jaxmodule.load")
+            raise ValueError(
+                f"CheckpointManager: {self.directory} is a single checkpoint written by "
+                "jaxmodule.save, not a CheckpointManager directory; read it with jaxmodule.load"
+            )
         if os.path.lexists(self.directory) and not self.directory.is_dir():
             raise ValueError(f"CheckpointManager: {self.directory} is a file, not a directory")
         if not self.directory.exists() and not create:
-            raise FileNotFoundError(f"CheckpointManager: {self.directory} does not exist (create=False)")
+            raise FileNotFoundError(
+                f"CheckpointManager: {self.directory} does not exist (create=False)"
+            )
         foreign = _foreign_entries(self.directory)
         if foreign:
-            raise ValueError(f"CheckpointManager: {self.directory} holds entries that are not checkpoint "
-                             f"steps: {foreign[:10]}{' ...' if len(foreign) > 10 else ''}; use a new or "
-                             "empty directory (nothing was changed)")
+            raise ValueError(
+                f"CheckpointManager: {self.directory} holds entries that are not checkpoint "
+                f"steps: {foreign[:10]}{' ...' if len(foreign) > 10 else ''}; use a new or "
+                "empty directory (nothing was changed)"
+            )
         self._max_to_keep, self._keep_best = max_to_keep, keep_best
         self._best_fn, self._best_mode = best_fn, best_mode
         self._async = async_save
@@ -125,16 +149,27 @@ class CheckpointManager:
         o = ocp()
         pp = o.checkpoint_managers
         # Save exactly on multiples of the interval (orbax's default also saves the first step seen).
-        decision = pp.AnySavePolicy([pp.FixedIntervalPolicy(save_interval_steps),
-                                     pp.PreemptionCheckpointingPolicy()])
+        decision = pp.AnySavePolicy(
+            [pp.FixedIntervalPolicy(save_interval_steps), pp.PreemptionCheckpointingPolicy()]
+        )
         # No preservation policy: orbax keeps every step and `_rotate` deletes them after a commit.
         options = o.CheckpointManagerOptions(
-            save_decision_policy=decision, best_fn=best_fn, best_mode=best_mode, create=create,
-            enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+            save_decision_policy=decision,
+            best_fn=best_fn,
+            best_mode=best_mode,
+            create=create,
+            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True,
+        )
         self._mngr = o.CheckpointManager(
-            self.directory, options=options, item_names=("manifest", "arrays"),
-            item_handlers={"manifest": o.JsonCheckpointHandler(filename=MANIFEST),
-                           "arrays": o.PyTreeCheckpointHandler()})
+            self.directory,
+            options=options,
+            item_names=("manifest", "arrays"),
+            item_handlers={
+                "manifest": o.JsonCheckpointHandler(filename=MANIFEST),
+                "arrays": o.PyTreeCheckpointHandler(),
+            },
+        )
 
     # ---- writing ---------------------------------------------------------------------------------
     def should_save(self, step: int) -> bool:
@@ -165,7 +200,9 @@ class CheckpointManager:
         if stored:
             items["arrays"] = o.args.PyTreeSave(stored)
         try:
-            wrote = bool(self._mngr.save(step, args=o.args.Composite(**items), metrics=metrics, force=force))
+            wrote = bool(
+                self._mngr.save(step, args=o.args.Composite(**items), metrics=metrics, force=force)
+            )
         except BaseException:
             self._mngr.reload()
             raise
@@ -199,9 +236,11 @@ class CheckpointManager:
         try:
             self._lock.acquire(wait=False)
         except LockedError:
-            raise RuntimeError(f"CheckpointManager: {self.directory} is being written by another "
-                               f"CheckpointManager ({self._lock.holder()}); two managers must not write "
-                               "to one directory") from None
+            raise RuntimeError(
+                f"CheckpointManager: {self.directory} is being written by another "
+                f"CheckpointManager ({self._lock.holder()}); two managers must not write "
+                "to one directory"
+            ) from None
 
     def _settle(self) -> None:
         """Wait for the pending save; check it was committed; then rotate old steps."""
@@ -213,13 +252,21 @@ class CheckpointManager:
             error = e
         finally:
             PENDING.untrack(self)
-        if pending is not None and (error is not None or not _is_step(self.directory / str(pending))):
+        if pending is not None and (
+            error is not None or not _is_step(self.directory / str(pending))
+        ):
             self._mngr.reload()  # orbax may still list the step it failed to commit
             self._drop_temporaries(pending)
-            cause = f"{type(error).__name__}: {error}" if error is not None else "orbax logged the cause"
+            cause = (
+                f"{type(error).__name__}: {error}"
+                if error is not None
+                else "orbax logged the cause"
+            )
             kind = "asynchronous save" if self._async else "save"
-            raise RuntimeError(f"CheckpointManager: the {kind} of step {pending} to {self.directory} failed "
-                               f"({cause}); the steps on disk are intact: {self.all_steps()}") from error
+            raise RuntimeError(
+                f"CheckpointManager: the {kind} of step {pending} to {self.directory} failed "
+                f"({cause}); the steps on disk are intact: {self.all_steps()}"
+            ) from error
         if error is not None:
             raise error
         if self._writing:  # only the writer rotates; a manager that only reads deletes nothing
@@ -245,9 +292,9 @@ class CheckpointManager:
     def _doomed(self) -> list[int]:
         """The committed steps the keep rules no longer keep."""
         steps = self.all_steps()
-        keep = set(steps if self._max_to_keep is None else steps[-self._max_to_keep:])
+        keep = set(steps if self._max_to_keep is None else steps[-self._max_to_keep :])
         if self._best_fn is not None:
-            keep.update(s for _, s in self._scored(steps)[:self._keep_best])
+            keep.update(s for _, s in self._scored(steps)[: self._keep_best])
         return [s for s in steps if s not in keep]
 
     def _rotate(self) -> None:
@@ -299,11 +346,15 @@ class CheckpointManager:
         steps = self.all_steps()
         if step is None:
             if not steps:
-                raise FileNotFoundError(f"CheckpointManager: no checkpoint saved in {self.directory} yet")
+                raise FileNotFoundError(
+                    f"CheckpointManager: no checkpoint saved in {self.directory} yet"
+                )
             step = steps[-1]
         elif step not in steps:
-            raise FileNotFoundError(f"CheckpointManager: no checkpoint for step {step} in "
-                                    f"{self.directory}; saved steps: {steps}")
+            raise FileNotFoundError(
+                f"CheckpointManager: no checkpoint for step {step} in "
+                f"{self.directory}; saved steps: {steps}"
+            )
         return read_checkpoint(self.directory / str(step), map_location, verify=True)
 
     def all_steps(self) -> list[int]:

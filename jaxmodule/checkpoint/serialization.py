@@ -40,6 +40,7 @@ def register_file_reader(kind: str, reader: Callable[..., Any]) -> None:
     """Make `load` read a file of `kind` with `reader(path, map_location=...)`."""
     _FILE_READERS[kind] = reader
 
+
 _ARRAYS = "arrays"
 _READ_ATTEMPTS = 8
 
@@ -52,9 +53,12 @@ class _NotACheckpoint(ValueError, RuntimeError):
 def _as_path(f: Any, fn: str) -> Path:
     if hasattr(f, "read") or hasattr(f, "write"):
         raise NotImplementedError(
-            f"jaxmodule.{fn}: file objects are not supported (a checkpoint is a directory); pass a path")
+            f"jaxmodule.{fn}: file objects are not supported (a checkpoint is a directory); pass a path"
+        )
     if not isinstance(f, (str, os.PathLike)):
-        raise TypeError(f"jaxmodule.{fn}: f must be a str or os.PathLike path, got {type(f).__name__}")
+        raise TypeError(
+            f"jaxmodule.{fn}: f must be a str or os.PathLike path, got {type(f).__name__}"
+        )
     return Path(os.path.abspath(os.fspath(f)))
 
 
@@ -86,9 +90,11 @@ def _check_replaceable(path: Path) -> None:
         return
     reason = reason or "it holds entries its manifest does not list"
     shown = ", ".join(repr(x) for x in extra[:10]) + (" ..." if len(extra) > 10 else "")
-    raise IsADirectoryError(f"jaxmodule.save: {path} is an existing directory that is not a jaxmodule "
-                            f"checkpoint; refusing to replace it ({reason}; unexpected entries: [{shown}]); "
-                            "move or delete them first")
+    raise IsADirectoryError(
+        f"jaxmodule.save: {path} is an existing directory that is not a jaxmodule "
+        f"checkpoint; refusing to replace it ({reason}; unexpected entries: [{shown}]); "
+        "move or delete them first"
+    )
 
 
 def save(obj: Any, f: str | os.PathLike) -> None:
@@ -185,8 +191,10 @@ def _check_parent(path: Path) -> None:
     if not path.parent.is_dir():
         blocker = _file_ancestor(path)
         if blocker is not None:
-            raise RuntimeError(f"jaxmodule.save: cannot create {path}: its parent {blocker} is a file, "
-                               "not a directory")
+            raise RuntimeError(
+                f"jaxmodule.save: cannot create {path}: its parent {blocker} is a file, "
+                "not a directory"
+            )
         raise RuntimeError(f"Parent directory {path.parent} does not exist.")
 
 
@@ -208,7 +216,9 @@ def _commit(tmp: Path, path: Path, manifest: dict) -> None:
     _atomic.replace_dir(tmp, path)
 
 
-def _step(rv: _multiprocess.Rendezvous, key: str, fn: Callable[[], Any], value: str = "") -> tuple[Any, list[str]]:
+def _step(
+    rv: _multiprocess.Rendezvous, key: str, fn: Callable[[], Any], value: str = ""
+) -> tuple[Any, list[str]]:
     """Run this process's part `fn` of a collective step, then agree with every process on its
     outcome: re-raise this process's error, or PeerFailed for another's."""
     try:
@@ -228,11 +238,13 @@ def _save_collective(obj: Any, path: Path) -> None:
     live on one process only (numpy, or a jax array on this process's devices) are written from
     process 0's values."""
     rv = _multiprocess.Rendezvous("save", str(path))
-    (manifest, stored), paths = _step(rv, "built", lambda: build(obj, kind="save", local_as_numpy=True),
-                                      value=str(path))
+    (manifest, stored), paths = _step(
+        rv, "built", lambda: build(obj, kind="save", local_as_numpy=True), value=str(path)
+    )
     if len(set(paths)) != 1:
-        raise ValueError(f"jaxmodule.save: every process must save to the same path; the processes "
-                         f"gave {paths}")
+        raise ValueError(
+            f"jaxmodule.save: every process must save to the same path; the processes gave {paths}"
+        )
     lock = WriterLock(_atomic.lock_path(path))
     if rv.primary:
         try:
@@ -272,7 +284,9 @@ def _locate(path: Path) -> Path:
         return recovered
     blocker = _file_ancestor(path)
     if blocker is not None:
-        raise FileNotFoundError(f"jaxmodule.load: no checkpoint at {path}: {blocker} is a file, not a directory")
+        raise FileNotFoundError(
+            f"jaxmodule.load: no checkpoint at {path}: {blocker} is a file, not a directory"
+        )
     raise FileNotFoundError(f"jaxmodule.load: no checkpoint at {path}: the path does not exist")
 
 
@@ -299,12 +313,16 @@ def _manifest_file(path: Path) -> Path | None:
 def _not_a_checkpoint(path: Path, shown: Path) -> Exception:
     names = {p.name for p in path.iterdir()}
     if _ARRAYS in names or MANIFEST + ".part" in names:
-        return RuntimeError(f"jaxmodule.load: {shown} is damaged: its manifest {MANIFEST} is missing")
+        return RuntimeError(
+            f"jaxmodule.load: {shown} is damaged: its manifest {MANIFEST} is missing"
+        )
     if not names:
         what = "an empty directory"
     elif any((path / n / "manifest" / MANIFEST).is_file() for n in names if n.isdigit()):
-        what = ("a jaxmodule.checkpoint.CheckpointManager directory (one checkpoint per step); "
-                "open it with CheckpointManager(path).restore(step) or load(path / '<step>')")
+        what = (
+            "a jaxmodule.checkpoint.CheckpointManager directory (one checkpoint per step); "
+            "open it with CheckpointManager(path).restore(step) or load(path / '<step>')"
+        )
     elif "_CHECKPOINT_METADATA" in names or "_METADATA" in names:
         what = "an orbax checkpoint without a jaxmodule manifest; read it with orbax directly"
     else:
@@ -334,13 +352,17 @@ def _load_dir(path: Path, shown: Path, map_location: Any, verify: bool) -> Any:
         args, placements = restore_args(manifest, placer, saved_sharding)
         if args:
             if not arrays_dir.is_dir():
-                raise RuntimeError(f"jaxmodule.load: {shown} is damaged: its array data "
-                                   f"({arrays_dir.name}/) is missing")
+                raise RuntimeError(
+                    f"jaxmodule.load: {shown} is damaged: its array data "
+                    f"({arrays_dir.name}/) is missing"
+                )
             try:
                 restored = ck.restore(arrays_dir, args=o.args.PyTreeRestore(restore_args=args))
             except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
-                raise RuntimeError(f"jaxmodule.load: {shown} is damaged: reading its arrays failed "
-                                   f"({type(e).__name__}: {str(e)[:500]})") from e
+                raise RuntimeError(
+                    f"jaxmodule.load: {shown} is damaged: reading its arrays failed "
+                    f"({type(e).__name__}: {str(e)[:500]})"
+                ) from e
     return assemble(manifest, dict(restored), placements, str(shown), verify)
 
 
@@ -350,7 +372,11 @@ def _stamp(path: Path) -> tuple:
     try:
         st = os.stat(path)
         manifest_file = _manifest_file(path)
-        return (st.st_dev, st.st_ino, manifest_file.read_bytes() if manifest_file is not None else None)
+        return (
+            st.st_dev,
+            st.st_ino,
+            manifest_file.read_bytes() if manifest_file is not None else None,
+        )
     except OSError:
         return (None,)
 
@@ -378,20 +404,30 @@ def read_checkpoint(shown: Path, map_location: Any, verify: bool) -> Any:
                 if _stamp(path) == before:
                     return out
         time.sleep(0.01 * (attempt + 1))
-    raise RuntimeError(f"jaxmodule.load: {shown} was replaced {_READ_ATTEMPTS} times while being read; "
-                       "try again when its writer pauses")
+    raise RuntimeError(
+        f"jaxmodule.load: {shown} was replaced {_READ_ATTEMPTS} times while being read; "
+        "try again when its writer pauses"
+    )
 
 
 def _load_file(path: Path, shown: Path, map_location: Any) -> Any:
     reader = _FILE_READERS.get(_sniff(path))
     if reader is not None:
         return reader(path, map_location=map_location)
-    raise _NotACheckpoint(f"jaxmodule.load: {shown} is not a jaxmodule checkpoint (a directory), a "
-                          "torch.save file or a safetensors file")
+    raise _NotACheckpoint(
+        f"jaxmodule.load: {shown} is not a jaxmodule checkpoint (a directory), a "
+        "torch.save file or a safetensors file"
+    )
 
 
-def load(f: str | os.PathLike, map_location: Any = None, *, weights_only: bool | None = None,
-         mmap: bool | None = None, verify: bool = True) -> Any:
+def load(
+    f: str | os.PathLike,
+    map_location: Any = None,
+    *,
+    weights_only: bool | None = None,
+    mmap: bool | None = None,
+    verify: bool = True,
+) -> Any:
     """Load an object saved by `save`, or a file written by `torch.save` or safetensors.
 
     Mirrors `torch.load`. A `save` racing this read never mixes two checkpoints: the result is

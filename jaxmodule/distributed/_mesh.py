@@ -31,14 +31,23 @@ from .._tensor import as_array
 if TYPE_CHECKING:  # annotations only (jax.sharding.AbstractMesh is newer than jax 0.4.35)
     from jax.sharding import AbstractMesh
 
-__all__ = ["init_device_mesh", "Shard", "Replicate", "Placement", "distribute_tensor",
-           "placements_to_spec", "data_axis", "model_axis"]
+__all__ = [
+    "init_device_mesh",
+    "Shard",
+    "Replicate",
+    "Placement",
+    "distribute_tensor",
+    "placements_to_spec",
+    "data_axis",
+    "model_axis",
+]
 
 _KINDS = {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "tpu": "tpu"}
 
 
-def init_device_mesh(device_type: str, mesh_shape: Sequence[int], *,
-                     mesh_dim_names: Sequence[str] | None = None) -> Mesh:
+def init_device_mesh(
+    device_type: str, mesh_shape: Sequence[int], *, mesh_dim_names: Sequence[str] | None = None
+) -> Mesh:
     """A mesh over the devices of one kind, every process's included. Mirrors
     `torch.distributed.device_mesh.init_device_mesh`, returning a `jax.sharding.Mesh`.
 
@@ -53,11 +62,17 @@ def init_device_mesh(device_type: str, mesh_shape: Sequence[int], *,
     ('data',)
     """
     shape = tuple(mesh_shape)
-    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(f"init_device_mesh: mesh_shape must be a tuple of positive ints, got {mesh_shape!r}")
+    if not shape or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise ValueError(
+            f"init_device_mesh: mesh_shape must be a tuple of positive ints, got {mesh_shape!r}"
+        )
     kind = _KINDS.get(str(device_type).split(":")[0].lower())
     if kind is None:
-        raise RuntimeError(f"init_device_mesh: device_type must be one of cpu, cuda, gpu, tpu, got {device_type!r}")
+        raise RuntimeError(
+            f"init_device_mesh: device_type must be one of cpu, cuda, gpu, tpu, got {device_type!r}"
+        )
     resolve_device(kind)  # raises with the list of devices that exist when there is none
     devices = jax.devices(kind)
     if math.prod(shape) != len(devices):
@@ -65,14 +80,17 @@ def init_device_mesh(device_type: str, mesh_shape: Sequence[int], *,
             f"init_device_mesh: mesh_shape {shape} needs {math.prod(shape)} devices, but there are "
             f"{len(devices)} '{device_type}' devices (the mesh must cover every device, as torch's "
             "covers the world size; set XLA_FLAGS=--xla_force_host_platform_device_count=N to "
-            "simulate N CPU devices)")
+            "simulate N CPU devices)"
+        )
     if mesh_dim_names is None:
         names = ("data",) if len(shape) == 1 else tuple(f"dim_{i}" for i in range(len(shape)))
     else:
         names = tuple(mesh_dim_names)
         if len(names) != len(shape) or len(set(names)) != len(names):
-            raise RuntimeError(f"init_device_mesh: mesh_dim_names {names} must be {len(shape)} unique "
-                               f"names, one per dimension of mesh_shape {shape}")
+            raise RuntimeError(
+                f"init_device_mesh: mesh_dim_names {names} must be {len(shape)} unique "
+                f"names, one per dimension of mesh_shape {shape}"
+            )
     try:
         grid = mesh_utils.create_device_mesh(shape, devices)
     except (AssertionError, ValueError, NotImplementedError):
@@ -117,25 +135,36 @@ class Replicate(Placement):
 def placements_to_spec(placements: Sequence[Placement], mesh: Mesh, ndim: int) -> PartitionSpec:
     """torch placements (one per mesh dimension) as a PartitionSpec over an `ndim`-d array."""
     if len(placements) != len(mesh.axis_names):
-        raise ValueError(f"distribute_tensor: `placements` must have one entry per mesh dimension "
-                         f"({len(mesh.axis_names)}: {mesh.axis_names}), got {len(placements)}")
+        raise ValueError(
+            f"distribute_tensor: `placements` must have one entry per mesh dimension "
+            f"({len(mesh.axis_names)}: {mesh.axis_names}), got {len(placements)}"
+        )
     dims: list[list[str]] = [[] for _ in range(ndim)]
     for axis, p in zip(mesh.axis_names, placements):
         if isinstance(p, Shard):
             d = p.dim + ndim if p.dim < 0 else p.dim
             if not 0 <= d < ndim:
-                raise IndexError(f"distribute_tensor: Shard(dim={p.dim}) is out of range for a {ndim}-d tensor")
+                raise IndexError(
+                    f"distribute_tensor: Shard(dim={p.dim}) is out of range for a {ndim}-d tensor"
+                )
             dims[d].append(axis)
         elif not isinstance(p, Replicate):
-            raise TypeError(f"distribute_tensor: placements must be Shard(dim) or Replicate(), got {p!r}")
+            raise TypeError(
+                f"distribute_tensor: placements must be Shard(dim) or Replicate(), got {p!r}"
+            )
     entries = [None if not a else a[0] if len(a) == 1 else tuple(a) for a in dims]
     while entries and entries[-1] is None:  # the form jax.jit gives its outputs
         entries.pop()
     return PartitionSpec(*entries)
 
 
-def distribute_tensor(tensor: Any, device_mesh: Mesh | None = None,
-                      placements: Sequence[Placement] | None = None, *, src_data_rank: int | None = 0) -> jax.Array:
+def distribute_tensor(
+    tensor: Any,
+    device_mesh: Mesh | None = None,
+    placements: Sequence[Placement] | None = None,
+    *,
+    src_data_rank: int | None = 0,
+) -> jax.Array:
     """Place `tensor` on `device_mesh` as `placements` say. Mirrors
     `torch.distributed.tensor.distribute_tensor`, returning a sharded `jax.Array` (torch's DTensor).
 
@@ -176,18 +205,27 @@ def check_divisible(fn: str, what: str, shape: tuple, sharding: NamedSharding) -
     """Raise a clear ValueError when `sharding` cannot split `shape` evenly."""
     problem = divisibility_problem(shape, sharding.spec, sharding.mesh)
     if problem:
-        raise ValueError(f"{fn}: {what} of shape {tuple(shape)} cannot take {sharding.spec}: {problem}")
+        raise ValueError(
+            f"{fn}: {what} of shape {tuple(shape)} cannot take {sharding.spec}: {problem}"
+        )
 
 
-def divisibility_problem(shape: tuple, spec: PartitionSpec, mesh: Mesh | AbstractMesh) -> str | None:
+def divisibility_problem(
+    shape: tuple, spec: PartitionSpec, mesh: Mesh | AbstractMesh
+) -> str | None:
     """Why `spec` cannot split `shape` evenly on `mesh`, or None when it can."""
     if len(spec) > len(shape):
         return f"the spec has {len(spec)} entries but the array has {len(shape)} dimensions"
     for d, (size, pieces) in enumerate(zip(shape, axis_sizes(spec, mesh))):
         if size % pieces:
             return f"dimension {d} of size {size} is not divisible by the {pieces} devices of mesh axis {spec[d]!r}"
-    unknown = [n for e in spec if e is not None for n in ((e,) if isinstance(e, str) else e)
-               if n not in mesh.axis_names]
+    unknown = [
+        n
+        for e in spec
+        if e is not None
+        for n in ((e,) if isinstance(e, str) else e)
+        if n not in mesh.axis_names
+    ]
     if unknown:
         return f"mesh axis {unknown[0]!r} is not one of the mesh's axes {mesh.axis_names}"
     return None

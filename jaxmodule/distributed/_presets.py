@@ -23,19 +23,29 @@ from ..nn.modules.sparse import Embedding
 from ._mesh import Placement, Shard, data_axis, default_mesh, model_axis
 from ._shard import KEEP, apply_placements, exact_rules, named_cells, plan_placements, rule_matcher
 
-__all__ = ["replicate", "fully_shard", "parallelize_module", "ParallelStyle", "ColwiseParallel",
-           "RowwiseParallel"]
+__all__ = [
+    "replicate",
+    "fully_shard",
+    "parallelize_module",
+    "ParallelStyle",
+    "ColwiseParallel",
+    "RowwiseParallel",
+]
 
 P = PartitionSpec
 
 
 def _check(fn: str, module: Any, mesh: Any) -> Mesh:
     if not isinstance(module, Module):
-        raise TypeError(f"{fn}: `module` must be a jaxmodule.nn.Module, got {type(module).__name__}")
+        raise TypeError(
+            f"{fn}: `module` must be a jaxmodule.nn.Module, got {type(module).__name__}"
+        )
     if mesh is None:
         return default_mesh()
     if not isinstance(mesh, Mesh):
-        raise TypeError(f"{fn}: the mesh must be a jax.sharding.Mesh (see init_device_mesh), got {type(mesh).__name__}")
+        raise TypeError(
+            f"{fn}: the mesh must be a jax.sharding.Mesh (see init_device_mesh), got {type(mesh).__name__}"
+        )
     return mesh
 
 
@@ -64,9 +74,15 @@ def _with_axis(existing: Any, axis: str, ndim: int, dim: int) -> tuple:
     return tuple(entries)
 
 
-def fully_shard(module: Module, *, mesh: Mesh | None = None, reshard_after_forward: bool | int | None = None,
-                shard_placement_fn: Callable[[Any], Shard | None] | None = None,
-                ignored_params: Iterable[Any] | None = None, **kwargs: Any) -> Module:
+def fully_shard(
+    module: Module,
+    *,
+    mesh: Mesh | None = None,
+    reshard_after_forward: bool | int | None = None,
+    shard_placement_fn: Callable[[Any], Shard | None] | None = None,
+    ignored_params: Iterable[Any] | None = None,
+    **kwargs: Any,
+) -> Module:
     """FSDP: each parameter split on dimension 0 over the mesh's data axis. Mirrors
     `torch.distributed.fsdp.fully_shard` (FSDP2). In place; returns the module.
 
@@ -107,19 +123,25 @@ def fully_shard(module: Module, *, mesh: Mesh | None = None, reshard_after_forwa
             choice = shard_placement_fn(cell)
             if choice is not None:
                 if not isinstance(choice, Shard):
-                    raise TypeError(f"fully_shard: shard_placement_fn must return Shard(dim) or None, got {choice!r}")
+                    raise TypeError(
+                        f"fully_shard: shard_placement_fn must return Shard(dim) or None, got {choice!r}"
+                    )
                 dim = choice.dim + len(shape) if choice.dim < 0 else choice.dim
         current = getattr(cell._value, "sharding", None)
-        existing = current.spec if isinstance(current, NamedSharding) and current.mesh == mesh else ()
+        existing = (
+            current.spec if isinstance(current, NamedSharding) and current.mesh == mesh else ()
+        )
         if not shape:
             reasons[key] = "0-d"
             return P(*existing)
         entries = _with_axis(existing, axis, len(shape), dim)
         pieces = 1
-        for name in (entries[dim] if isinstance(entries[dim], tuple) else (entries[dim],)):
+        for name in entries[dim] if isinstance(entries[dim], tuple) else (entries[dim],):
             pieces *= mesh.shape[name]
         if shape[dim] % pieces:
-            reasons[key] = f"dimension {dim} of size {shape[dim]} does not divide into {pieces} shards"
+            reasons[key] = (
+                f"dimension {dim} of size {shape[dim]} does not divide into {pieces} shards"
+            )
             return P(*existing)
         return P(*entries)
 
@@ -135,8 +157,13 @@ class ParallelStyle:
 
     kind = ""
 
-    def __init__(self, *, input_layouts: Placement | None = None, output_layouts: Placement | None = None,
-                 use_local_output: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        input_layouts: Placement | None = None,
+        output_layouts: Placement | None = None,
+        use_local_output: bool = True,
+    ) -> None:
         self.input_layouts = input_layouts
         self.output_layouts = output_layouts
         self.use_local_output = use_local_output
@@ -150,11 +177,15 @@ class ParallelStyle:
             return "linear"
         if isinstance(module, Embedding):
             return "embedding"
-        raise NotImplementedError(f"{type(self).__name__} currently only support nn.Linear and nn.Embedding!")
+        raise NotImplementedError(
+            f"{type(self).__name__} currently only support nn.Linear and nn.Embedding!"
+        )
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(input_layouts={self.input_layouts!r}, "
-                f"output_layouts={self.output_layouts!r}, use_local_output={self.use_local_output})")
+        return (
+            f"{type(self).__name__}(input_layouts={self.input_layouts!r}, "
+            f"output_layouts={self.output_layouts!r}, use_local_output={self.use_local_output})"
+        )
 
 
 class ColwiseParallel(ParallelStyle):
@@ -188,8 +219,10 @@ def _resolve_plan(module: Module, plan: Any, path: str, out: list) -> None:
         out.append((path, module, plan))
         return
     if not isinstance(plan, dict):
-        raise TypeError(f"Expect Union[ParallelStyle, Dict[str, ParallelStyle]] for parallelize_plan, "
-                        f"{type(plan)} found!")
+        raise TypeError(
+            f"Expect Union[ParallelStyle, Dict[str, ParallelStyle]] for parallelize_plan, "
+            f"{type(plan)} found!"
+        )
     for module_path, style in plan.items():
         if module_path == "":
             _resolve_plan(module, style, path, out)
@@ -197,17 +230,24 @@ def _resolve_plan(module: Module, plan: Any, path: str, out: list) -> None:
         token, _, rest = module_path.partition(".")
         matched = [(n, c) for n, c in module.named_children() if fnmatch.fnmatch(n, token)]
         if not matched:
-            warnings.warn(f"Parallelize plan key '{module_path}' could not be resolved: no submodule "
-                          f"matching token '{token}' in module {module}, skipping this plan entry.",
-                          stacklevel=3)
+            warnings.warn(
+                f"Parallelize plan key '{module_path}' could not be resolved: no submodule "
+                f"matching token '{token}' in module {module}, skipping this plan entry.",
+                stacklevel=3,
+            )
             continue
         for name, child in matched:
             sub = f"{path}{name}"
             _resolve_plan(child, {rest: style} if rest else style, sub + ".", out)
 
 
-def parallelize_module(module: Module, device_mesh: Mesh | None = None, parallelize_plan: Any = None,
-                       *, src_data_rank: int | None = 0) -> Module:
+def parallelize_module(
+    module: Module,
+    device_mesh: Mesh | None = None,
+    parallelize_plan: Any = None,
+    *,
+    src_data_rank: int | None = 0,
+) -> Module:
     """Tensor parallelism by a torch plan: `{submodule path: ColwiseParallel() | RowwiseParallel()}`
     (paths may use fnmatch wildcards, e.g. 'layers.*.mlp.fc1'), or one style for `module` itself.
     Mirrors `torch.distributed.tensor.parallel.parallelize_module`. In place; returns the module.
@@ -226,8 +266,11 @@ def parallelize_module(module: Module, device_mesh: Mesh | None = None, parallel
     """
     mesh = _check("parallelize_module", module, device_mesh)
     if parallelize_plan is None:
-        warnings.warn("No parallelize_plan is provided and auto-parallel is not supported at the moment, "
-                      "so this parallelize_module call will do nothing.", stacklevel=2)
+        warnings.warn(
+            "No parallelize_plan is provided and auto-parallel is not supported at the moment, "
+            "so this parallelize_module call will do nothing.",
+            stacklevel=2,
+        )
         return module
     entries: list = []
     _resolve_plan(module, parallelize_plan, "", entries)
@@ -239,5 +282,7 @@ def parallelize_module(module: Module, device_mesh: Mesh | None = None, parallel
             cell = sub._parameters.get(name)
             if cell is not None:
                 specs.append((cells[id(cell)], spec))
-    plan, moves = plan_placements(module, mesh, rule_matcher(exact_rules(specs)), KEEP, "parallelize_module")
+    plan, moves = plan_placements(
+        module, mesh, rule_matcher(exact_rules(specs)), KEEP, "parallelize_module"
+    )
     return apply_placements(module, plan, moves)

@@ -33,11 +33,20 @@ from jax.extend import backend as _jax_backend
 from .._random import default_generator
 from ..checkpoint import _multiprocess
 
-__all__ = ["init_process_group", "is_initialized", "is_available", "get_rank", "get_world_size",
-           "get_backend", "barrier", "destroy_process_group"]
+__all__ = [
+    "init_process_group",
+    "is_initialized",
+    "is_available",
+    "get_rank",
+    "get_world_size",
+    "get_backend",
+    "barrier",
+    "destroy_process_group",
+]
 
-_NOT_INITIALIZED = ("Default process group has not been initialized, please make sure to call "
-                    "init_process_group.")
+_NOT_INITIALIZED = (
+    "Default process group has not been initialized, please make sure to call init_process_group."
+)
 # torch backend name -> the cross-process collectives JAX uses on CPU (GPUs use NCCL, TPUs ICI).
 _CPU_COLLECTIVES = {"gloo": "gloo", "nccl": "gloo", "ucc": "gloo", "xccl": "gloo", "mpi": "mpi"}
 _backend: str | None = None
@@ -69,8 +78,9 @@ def _env_int(name: str, scheme: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise _rendezvous_error(scheme, f"environment variable {name} must be an integer, got "
-                                        f"{value!r}") from None
+        raise _rendezvous_error(
+            scheme, f"environment variable {name} must be an integer, got {value!r}"
+        ) from None
 
 
 def _rendezvous(init_method: str, world_size: int, rank: int) -> tuple[str, int, int]:
@@ -99,17 +109,23 @@ def _rendezvous(init_method: str, world_size: int, rank: int) -> tuple[str, int,
             raise _rendezvous_error("tcp", "world size parameter missing")
         host, port = url.hostname or "127.0.0.1", url.port
     elif url.scheme == "file":
-        raise NotImplementedError(f"init_process_group: init_method={init_method!r}: file:// "
-                                  "rendezvous is not supported by jax.distributed; use 'env://' "
-                                  "(MASTER_ADDR, MASTER_PORT) or 'tcp://host:port'")
+        raise NotImplementedError(
+            f"init_process_group: init_method={init_method!r}: file:// "
+            "rendezvous is not supported by jax.distributed; use 'env://' "
+            "(MASTER_ADDR, MASTER_PORT) or 'tcp://host:port'"
+        )
     else:
-        raise ValueError(f"init_process_group: init_method must be 'env://' or 'tcp://host:port', "
-                         f"got {init_method!r}")
+        raise ValueError(
+            f"init_process_group: init_method must be 'env://' or 'tcp://host:port', "
+            f"got {init_method!r}"
+        )
     if not 0 <= int(port) < 2**16:
         raise ValueError(f"port must have value from 0 to 65535 but was {port}.")
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"init_process_group: rank must be in [0, world_size) and world_size >= 1, "
-                         f"got rank={rank}, world_size={world_size}")
+        raise ValueError(
+            f"init_process_group: rank must be in [0, world_size) and world_size >= 1, "
+            f"got rank={rank}, world_size={world_size}"
+        )
     host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"{host}:{int(port)}", world_size, rank
 
@@ -123,8 +139,10 @@ def _check_backend(backend: Any) -> str:
     names = [part.split(":")[-1].strip().lower() for part in backend.split(",")]
     unknown = [n for n in names if n not in _CPU_COLLECTIVES]
     if unknown:
-        raise ValueError(f"init_process_group: unknown backend {backend!r}; expected one of "
-                         f"{sorted(_CPU_COLLECTIVES)} (or 'device:backend' pairs)")
+        raise ValueError(
+            f"init_process_group: unknown backend {backend!r}; expected one of "
+            f"{sorted(_CPU_COLLECTIVES)} (or 'device:backend' pairs)"
+        )
     return "mpi" if "mpi" in names else "gloo"
 
 
@@ -132,8 +150,10 @@ def _timeout_seconds(timeout: Any) -> float | None:
     if timeout is None:
         return None
     if not isinstance(timeout, datetime.timedelta):
-        raise TypeError(f"Expected timeout argument to be of type datetime.timedelta, got "
-                        f"{type(timeout).__name__}")
+        raise TypeError(
+            f"Expected timeout argument to be of type datetime.timedelta, got "
+            f"{type(timeout).__name__}"
+        )
     return timeout.total_seconds()
 
 
@@ -146,8 +166,10 @@ def _device_index(device_id: Any) -> list[int] | None:
     if isinstance(device_id, str):
         index = int(device_id.rpartition(":")[2]) if ":" in device_id else None
     if index is None:
-        raise ValueError(f"init_process_group: device_id must be an int or a device with an index "
-                         f"(torch.device('cuda', 0), 'cuda:0'), got {device_id!r}")
+        raise ValueError(
+            f"init_process_group: device_id must be an int or a device with an index "
+            f"(torch.device('cuda', 0), 'cuda:0'), got {device_id!r}"
+        )
     return [int(index)]
 
 
@@ -164,18 +186,27 @@ def _release_unused_backend() -> np.ndarray | None:
     others = [a for a in jax.live_arrays() if a is not key]
     if others:
         shown = ", ".join(f"{a.dtype}{list(a.shape)}" for a in others[:5])
-        raise RuntimeError(f"init_process_group must be called before any JAX computation: "
-                           f"{len(others)} array(s) already exist ({shown}{' ...' if len(others) > 5 else ''}); "
-                           "call it at the start of the program")
+        raise RuntimeError(
+            f"init_process_group must be called before any JAX computation: "
+            f"{len(others)} array(s) already exist ({shown}{' ...' if len(others) > 5 else ''}); "
+            "call it at the start of the program"
+        )
     saved = np.asarray(key)
     _jax_backend.clear_backends()
     return saved
 
 
-def init_process_group(backend: str | None = None, init_method: str | None = None,
-                       timeout: datetime.timedelta | None = None, world_size: int = -1,
-                       rank: int = -1, store: Any = None, group_name: str = "",
-                       pg_options: Any = None, device_id: Any = None) -> None:
+def init_process_group(
+    backend: str | None = None,
+    init_method: str | None = None,
+    timeout: datetime.timedelta | None = None,
+    world_size: int = -1,
+    rank: int = -1,
+    store: Any = None,
+    group_name: str = "",
+    pg_options: Any = None,
+    device_id: Any = None,
+) -> None:
     """Join a multi-process run. Mirrors `torch.distributed.init_process_group`.
 
     Call it in every process, first thing (before any JAX computation). Starts
@@ -207,18 +238,23 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     if jax.distributed.is_initialized():
         raise ValueError("trying to initialize the default process group twice!")
     if store is not None:
-        raise NotImplementedError("init_process_group: store= is not supported (jax.distributed runs "
-                                  "its own coordination service); pass init_method instead")
+        raise NotImplementedError(
+            "init_process_group: store= is not supported (jax.distributed runs "
+            "its own coordination service); pass init_method instead"
+        )
     collectives = _check_backend(backend)
     seconds = _timeout_seconds(timeout)
     local_ids = _device_index(device_id)
     address, world_size, rank = _rendezvous(init_method or "env://", world_size, rank)
     key = _release_unused_backend()
     jax.config.update("jax_cpu_collectives_implementation", collectives)
-    kwargs: dict[str, Any] = {} if seconds is None else {"initialization_timeout": max(1, int(seconds))}
+    kwargs: dict[str, Any] = (
+        {} if seconds is None else {"initialization_timeout": max(1, int(seconds))}
+    )
     try:
-        jax.distributed.initialize(address, num_processes=world_size, process_id=rank,
-                                   local_device_ids=local_ids, **kwargs)
+        jax.distributed.initialize(
+            address, num_processes=world_size, process_id=rank, local_device_ids=local_ids, **kwargs
+        )
     finally:
         if key is not None:
             default_generator.set_state(key)

@@ -80,8 +80,10 @@ def _as_spec(value: Any, key: str) -> PartitionSpec | NamedSharding:
         return value
     if isinstance(value, (tuple, list)):
         return P(*value)
-    raise TypeError(f"shard_module: the rule for {key!r} must give a PartitionSpec, a tuple, None "
-                    f"or a NamedSharding, got {type(value).__name__}")
+    raise TypeError(
+        f"shard_module: the rule for {key!r} must give a PartitionSpec, a tuple, None "
+        f"or a NamedSharding, got {type(value).__name__}"
+    )
 
 
 def rule_matcher(rules: Rules | Callable | None) -> Callable[[str, Any], Any]:
@@ -94,11 +96,15 @@ def rule_matcher(rules: Rules | Callable | None) -> Callable[[str, Any], Any]:
     compiled = []
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
-            raise TypeError(f"shard_module: `rules` must be (regex, PartitionSpec) pairs or a dict, got {pair!r}")
+            raise TypeError(
+                f"shard_module: `rules` must be (regex, PartitionSpec) pairs or a dict, got {pair!r}"
+            )
         try:
             compiled.append((re.compile(pair[0]), pair[1]))
         except re.error as e:
-            raise ValueError(f"shard_module: rule {pair[0]!r} is not a valid regular expression ({e})") from None
+            raise ValueError(
+                f"shard_module: rule {pair[0]!r} is not a valid regular expression ({e})"
+            ) from None
 
     def match(key: str, cell: Any) -> Any:
         for rx, spec in compiled:
@@ -133,8 +139,14 @@ def _on_mesh(value: Any, mesh: Mesh) -> bool:
     return isinstance(s, NamedSharding) and s.mesh == mesh
 
 
-def plan_placements(module: Module, mesh: Mesh, rule: Callable[[str, Any], Any], default: Any,
-                    fn: str, reasons: Mapping[str, str] | None = None) -> tuple[ShardingPlan, list]:
+def plan_placements(
+    module: Module,
+    mesh: Mesh,
+    rule: Callable[[str, Any], Any],
+    default: Any,
+    fn: str,
+    reasons: Mapping[str, str] | None = None,
+) -> tuple[ShardingPlan, list]:
     """(plan, [(cell, NamedSharding)]) for every cell; raises once listing every problem."""
     plan, moves, problems = ShardingPlan(mesh), [], []
     for key, cell in named_cells(module):
@@ -145,7 +157,9 @@ def plan_placements(module: Module, mesh: Mesh, rule: Callable[[str, Any], Any],
                 continue
             spec = P() if default is KEEP else default
         spec = _as_spec(spec, key)
-        sharding = spec if isinstance(spec, NamedSharding) else NamedSharding(mesh, normalized(spec))
+        sharding = (
+            spec if isinstance(spec, NamedSharding) else NamedSharding(mesh, normalized(spec))
+        )
         problem = divisibility_problem(tuple(cell.shape), sharding.spec, sharding.mesh)
         if problem:
             problems.append(f"{key} {tuple(cell.shape)} -> {sharding.spec}: {problem}")
@@ -153,8 +167,10 @@ def plan_placements(module: Module, mesh: Mesh, rule: Callable[[str, Any], Any],
         plan[key] = (sharding.spec, (reasons or {}).get(key, ""))
         moves.append((cell, sharding))
     if problems:
-        raise ValueError(f"{fn}: {len(problems)} array(s) of {type(module).__name__} cannot be placed "
-                         "as asked; nothing was moved:\n  " + "\n  ".join(problems))
+        raise ValueError(
+            f"{fn}: {len(problems)} array(s) of {type(module).__name__} cannot be placed "
+            "as asked; nothing was moved:\n  " + "\n  ".join(problems)
+        )
     return plan, moves
 
 
@@ -166,10 +182,14 @@ def _placed(value: Any, sharding: NamedSharding) -> Any:
     return jax.device_put(value, sharding)
 
 
-def apply_placements(module: Module, plan: ShardingPlan, moves: list[tuple[Any, NamedSharding]]) -> Module:
+def apply_placements(
+    module: Module, plan: ShardingPlan, moves: list[tuple[Any, NamedSharding]]
+) -> Module:
     """Move every cell (and its grad) as planned, all or nothing; then align optimizers."""
-    new = [(_placed(c._value, s), None if getattr(c, "grad", None) is None else _placed(c.grad, s))
-           for c, s in moves]  # any failure raises here, before a cell changes
+    new = [
+        (_placed(c._value, s), None if getattr(c, "grad", None) is None else _placed(c.grad, s))
+        for c, s in moves
+    ]  # any failure raises here, before a cell changes
     for (cell, _), (value, grad) in zip(moves, new):
         cell._value = value
         if grad is not None:
@@ -185,8 +205,13 @@ def apply_placements(module: Module, plan: ShardingPlan, moves: list[tuple[Any, 
     return module
 
 
-def shard_module(module: Module, mesh: Mesh, rules: Rules | Callable | None = None, *,
-                 default: Any = P()) -> Module:  # noqa: B008 - a PartitionSpec is immutable
+def shard_module(
+    module: Module,
+    mesh: Mesh,
+    rules: Rules | Callable | None = None,
+    *,
+    default: Any = P(),  # noqa: B008 - a PartitionSpec is immutable
+) -> Module:
     """Place `module`'s parameters and buffers on `mesh` by regular expressions over their
     state_dict keys. In place; returns the module.
 
@@ -211,9 +236,13 @@ def shard_module(module: Module, mesh: Mesh, rules: Rules | Callable | None = No
     P('data',)
     """
     if not isinstance(module, Module):
-        raise TypeError(f"shard_module: `module` must be a jaxmodule.nn.Module, got {type(module).__name__}")
+        raise TypeError(
+            f"shard_module: `module` must be a jaxmodule.nn.Module, got {type(module).__name__}"
+        )
     if not isinstance(mesh, Mesh):
-        raise TypeError(f"shard_module: `mesh` must be a jax.sharding.Mesh (see init_device_mesh), got {type(mesh).__name__}")
+        raise TypeError(
+            f"shard_module: `mesh` must be a jax.sharding.Mesh (see init_device_mesh), got {type(mesh).__name__}"
+        )
     plan, moves = plan_placements(module, mesh, rule_matcher(rules), default, "shard_module")
     return apply_placements(module, plan, moves)
 

@@ -20,8 +20,16 @@ import numpy as np
 from .._dtype import to_dtype
 from .functional._utils import unwrap
 
-__all__ = ["PackedSequence", "invert_permutation", "pack_padded_sequence", "pad_packed_sequence",
-           "pad_sequence", "unpad_sequence", "pack_sequence", "unpack_sequence"]
+__all__ = [
+    "PackedSequence",
+    "invert_permutation",
+    "pack_padded_sequence",
+    "pad_packed_sequence",
+    "pad_sequence",
+    "unpad_sequence",
+    "pack_sequence",
+    "unpack_sequence",
+]
 
 
 class _PackedSequenceFields(NamedTuple):
@@ -46,21 +54,31 @@ class PackedSequence(_PackedSequenceFields):
     device-moving methods (`cuda`, `pin_memory`) do not exist.
     """
 
-    def __new__(cls, data: Any, batch_sizes: Any = None, sorted_indices: Any = None,
-                unsorted_indices: Any = None) -> PackedSequence:
+    def __new__(
+        cls,
+        data: Any,
+        batch_sizes: Any = None,
+        sorted_indices: Any = None,
+        unsorted_indices: Any = None,
+    ) -> PackedSequence:
         if batch_sizes is None:
             if not (isinstance(data, (list, tuple)) and len(data) == 2):
                 raise AssertionError("Expected data to be a list or tuple of length 2")
             data, batch_sizes = data
         if unsorted_indices is None:
             unsorted_indices = invert_permutation(sorted_indices)
-        return super().__new__(cls, data, np.asarray(batch_sizes, dtype=np.int64),
-                               sorted_indices, unsorted_indices)
+        return super().__new__(
+            cls, data, np.asarray(batch_sizes, dtype=np.int64), sorted_indices, unsorted_indices
+        )
 
     def to(self, dtype: Any) -> PackedSequence:
         """A copy with `data` cast to `dtype` (the indices are unchanged)."""
-        return type(self)(self.data.astype(to_dtype(dtype)), self.batch_sizes,
-                          self.sorted_indices, self.unsorted_indices)
+        return type(self)(
+            self.data.astype(to_dtype(dtype)),
+            self.batch_sizes,
+            self.sorted_indices,
+            self.unsorted_indices,
+        )
 
     def float(self) -> PackedSequence:
         return self.to("float32")
@@ -82,8 +100,9 @@ def _flatten_packed(p: PackedSequence) -> tuple[tuple, tuple]:
 
 def _unflatten_packed(aux: tuple, children: tuple) -> PackedSequence:
     data, sorted_indices, unsorted_indices = children
-    return tuple.__new__(PackedSequence, (data, np.asarray(aux, dtype=np.int64), sorted_indices,
-                                          unsorted_indices))
+    return tuple.__new__(
+        PackedSequence, (data, np.asarray(aux, dtype=np.int64), sorted_indices, unsorted_indices)
+    )
 
 
 jax.tree_util.register_pytree_node(PackedSequence, _flatten_packed, _unflatten_packed)
@@ -100,8 +119,10 @@ def invert_permutation(permutation: Any | None) -> jax.Array | None:
 def _concrete_lengths(lengths: Any) -> np.ndarray:
     lengths = unwrap(lengths)
     if isinstance(lengths, jax.core.Tracer):
-        raise TypeError("sequence lengths must be concrete (a list, numpy array or a jax array "
-                        "outside `jax.jit`): packing indices are computed on the host, as in torch")
+        raise TypeError(
+            "sequence lengths must be concrete (a list, numpy array or a jax array "
+            "outside `jax.jit`): packing indices are computed on the host, as in torch"
+        )
     if type(lengths).__module__.startswith("torch"):
         lengths = lengths.detach().cpu().numpy()
     return np.asarray(lengths, dtype=np.int64).reshape(-1)
@@ -110,7 +131,11 @@ def _concrete_lengths(lengths: Any) -> np.ndarray:
 def _pack_indices(batch_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Time and batch index of each row of packed data (time-major, sorted batch)."""
     t_idx = np.repeat(np.arange(len(batch_sizes)), batch_sizes)
-    b_idx = np.concatenate([np.arange(b) for b in batch_sizes]) if len(batch_sizes) else np.zeros(0, np.int64)
+    b_idx = (
+        np.concatenate([np.arange(b) for b in batch_sizes])
+        if len(batch_sizes)
+        else np.zeros(0, np.int64)
+    )
     return t_idx, b_idx
 
 
@@ -120,8 +145,9 @@ def _lengths_from_batch_sizes(batch_sizes: np.ndarray) -> np.ndarray:
     return (batch_sizes[None, :] > np.arange(n)[:, None]).sum(axis=1).astype(np.int64)
 
 
-def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
-                         enforce_sorted: bool = True) -> PackedSequence:
+def pack_padded_sequence(
+    input: Any, lengths: Any, batch_first: bool = False, enforce_sorted: bool = True
+) -> PackedSequence:
     """Pack a padded batch `(T, B, *)` (or `(B, T, *)`) of sequences with the given lengths. Mirrors torch.
 
     Args:
@@ -141,18 +167,23 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
             raise RuntimeError(
                 "`lengths` array must be sorted in decreasing order when `enforce_sorted` is True. "
                 "You can pass `enforce_sorted=False` to pack_padded_sequence and/or pack_sequence "
-                "to sidestep this requirement if you do not need ONNX exportability.")
+                "to sidestep this requirement if you do not need ONNX exportability."
+            )
     else:
         order = np.argsort(-lens, kind="stable")
         lens = lens[order]
         sorted_indices = jnp.asarray(order)
         x = x[:, order]
     if lens.size and lens.min() <= 0:
-        raise RuntimeError("Length of all samples has to be greater than 0, but found an element "
-                           "in 'lengths' that is <= 0")
+        raise RuntimeError(
+            "Length of all samples has to be greater than 0, but found an element "
+            "in 'lengths' that is <= 0"
+        )
     if lens.size != x.shape[1]:
-        raise ValueError(f"Expected `len(lengths)` to be equal to batch_size, but got {lens.size} "
-                         f"(batch_size={x.shape[1]})")
+        raise ValueError(
+            f"Expected `len(lengths)` to be equal to batch_size, but got {lens.size} "
+            f"(batch_size={x.shape[1]})"
+        )
     if lens.size and lens.max() > x.shape[0]:
         raise ValueError(f"a sequence length ({lens.max()}) exceeds the padded length {x.shape[0]}")
     max_len = int(lens.max()) if lens.size else 0
@@ -161,9 +192,12 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
     return PackedSequence(x[t_idx, b_idx], batch_sizes, sorted_indices, None)
 
 
-def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
-                        padding_value: float = 0.0, total_length: int | None = None,
-                        ) -> tuple[jax.Array, jax.Array]:
+def pad_packed_sequence(
+    sequence: PackedSequence,
+    batch_first: bool = False,
+    padding_value: float = 0.0,
+    total_length: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """Undo `pack_padded_sequence`: the padded batch and the lengths, in the original batch order. Mirrors torch.
 
     Args:
@@ -178,7 +212,8 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
         if total_length < max_len:
             raise ValueError(
                 "Expected total_length to be at least the length of the longest sequence in input, "
-                f"but got total_length={total_length} and max sequence length being {max_len}")
+                f"but got total_length={total_length} and max sequence length being {max_len}"
+            )
         max_len = total_length
     data = jnp.asarray(unwrap(sequence.data))
     batch = int(batch_sizes[0])
@@ -195,8 +230,12 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
     return padded, lengths
 
 
-def pad_sequence(sequences: Iterable[Any], batch_first: bool = False, padding_value: float = 0.0,
-                 padding_side: str = "right") -> jax.Array:
+def pad_sequence(
+    sequences: Iterable[Any],
+    batch_first: bool = False,
+    padding_value: float = 0.0,
+    padding_side: str = "right",
+) -> jax.Array:
     """Stack sequences `(L_i, *)` into `(T, B, *)` (or `(B, T, *)`), padding with `padding_value`. Mirrors torch.
 
     Args:
@@ -206,10 +245,14 @@ def pad_sequence(sequences: Iterable[Any], batch_first: bool = False, padding_va
         padding_side: 'right' (default) or 'left'.
     """
     if not isinstance(sequences, Iterable):
-        raise RuntimeError("pad_sequence: Expected iterable for input sequences, but got arg of "
-                           f"type: {type(sequences)}")
+        raise RuntimeError(
+            "pad_sequence: Expected iterable for input sequences, but got arg of "
+            f"type: {type(sequences)}"
+        )
     if padding_side not in ("left", "right"):
-        raise ValueError(f"Expected padding_side to be one of left or right, but got {padding_side}.")
+        raise ValueError(
+            f"Expected padding_side to be one of left or right, but got {padding_side}."
+        )
     seqs = [jnp.asarray(unwrap(s)) for s in sequences]
     max_len = max(s.shape[0] for s in seqs)
     out = []
@@ -219,12 +262,14 @@ def pad_sequence(sequences: Iterable[Any], batch_first: bool = False, padding_va
     return jnp.stack(out, axis=0 if batch_first else 1)
 
 
-def unpad_sequence(padded_sequences: Any, lengths: Any, batch_first: bool = False) -> list[jax.Array]:
+def unpad_sequence(
+    padded_sequences: Any, lengths: Any, batch_first: bool = False
+) -> list[jax.Array]:
     """Split a padded batch back into its sequences. Mirrors torch."""
     x = jnp.asarray(unwrap(padded_sequences))
     if not batch_first:
         x = jnp.swapaxes(x, 0, 1)
-    return [x[b, :int(n)] for b, n in enumerate(_concrete_lengths(lengths))]
+    return [x[b, : int(n)] for b, n in enumerate(_concrete_lengths(lengths))]
 
 
 def pack_sequence(sequences: Sequence[Any], enforce_sorted: bool = True) -> PackedSequence:

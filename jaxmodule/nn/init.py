@@ -66,13 +66,30 @@ __all__ = [
 ]
 
 _NonlinearityType = Literal[
-    "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-    "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu",
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "selu",
 ]
 _FanMode = Literal["fan_in", "fan_out"]
 
-_LINEAR_FNS = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-               "conv_transpose3d")
+_LINEAR_FNS = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -80,7 +97,8 @@ def _check_cell(tensor: Any, fn: str) -> _TensorCell:
     if not isinstance(tensor, _TensorCell):
         raise TypeError(
             f"nn.init.{fn}: expected a Parameter or Buffer to fill in place, got "
-            f"{type(tensor).__name__} (JAX arrays are immutable; wrap it: `p = nn.Parameter(x)`)")
+            f"{type(tensor).__name__} (JAX arrays are immutable; wrap it: `p = nn.Parameter(x)`)"
+        )
     return tensor
 
 
@@ -110,8 +128,14 @@ def _sharded(fn: Callable[..., Any], sharding: Any) -> Callable[..., Any]:
     return jax.jit(fn, static_argnums=(0, 1), out_shardings=sharding)
 
 
-def _fill(tensor: _TensorCell, fn: Callable[..., Any], dtype: Any, *args: Any, keys: int = 0,
-          generator: Generator | None = None) -> _TensorCell:
+def _fill(
+    tensor: _TensorCell,
+    fn: Callable[..., Any],
+    dtype: Any,
+    *args: Any,
+    keys: int = 0,
+    generator: Generator | None = None,
+) -> _TensorCell:
     """Store `fn(shape, dtype, *fresh_keys, *args)` into the cell, where the cell lives.
 
     Meta cells stay as they are (no key is drawn); a cell spread over several devices gets the
@@ -135,15 +159,22 @@ def _normal_value(shape: tuple, dt: Any, key: jax.Array, mean: float, std: float
 
 
 def _uniform(tensor: _TensorCell, a: float, b: float, generator: Generator | None) -> _TensorCell:
-    return _fill(tensor, _uniform_value, _sample_dtype(tensor.dtype), a, b, keys=1, generator=generator)
+    return _fill(
+        tensor, _uniform_value, _sample_dtype(tensor.dtype), a, b, keys=1, generator=generator
+    )
 
 
-def _normal(tensor: _TensorCell, mean: float, std: float, generator: Generator | None) -> _TensorCell:
-    return _fill(tensor, _normal_value, _sample_dtype(tensor.dtype), mean, std, keys=1, generator=generator)
+def _normal(
+    tensor: _TensorCell, mean: float, std: float, generator: Generator | None
+) -> _TensorCell:
+    return _fill(
+        tensor, _normal_value, _sample_dtype(tensor.dtype), mean, std, keys=1, generator=generator
+    )
 
 
-def _trunc_normal_value(shape: tuple, dt: Any, key: jax.Array, mean: float, std: float, a: float,
-                        b: float) -> jax.Array:
+def _trunc_normal_value(
+    shape: tuple, dt: Any, key: jax.Array, mean: float, std: float, a: float, b: float
+) -> jax.Array:
     z = jax.random.truncated_normal(key, (a - mean) / std, (b - mean) / std, shape, dt)
     # Rounding in mean + std * z can step a hair past a bound: clip to keep [a, b] exact.
     return jnp.clip(mean + std * z, a, b)
@@ -171,8 +202,9 @@ def _orthogonal_value(shape: tuple, dt: Any, key: jax.Array, gain: float) -> jax
     return (gain * q).reshape(shape)
 
 
-def _sparse_value(shape: tuple, dt: Any, key: jax.Array, order_key: jax.Array, std: float,
-                  num_zeros: int) -> jax.Array:
+def _sparse_value(
+    shape: tuple, dt: Any, key: jax.Array, order_key: jax.Array, std: float, num_zeros: int
+) -> jax.Array:
     values = std * jax.random.normal(key, shape, dt)
     # A random permutation of the rows per column: rank of i.i.d. uniforms down each column.
     ranks = jnp.argsort(jnp.argsort(jax.random.uniform(order_key, shape), axis=0), axis=0)
@@ -214,7 +246,9 @@ def _calculate_fan_in_and_fan_out(tensor: Any) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight laid out (out, in, *kernel), as torch computes them."""
     shape = tuple(tensor.shape)
     if len(shape) < 2:
-        raise ValueError("Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+        raise ValueError(
+            "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions"
+        )
     receptive_field_size = 1
     for s in shape[2:]:
         receptive_field_size *= s
@@ -231,8 +265,9 @@ def _calculate_correct_fan(tensor: Any, mode: _FanMode) -> int:
 
 
 # ---- simple fills --------------------------------------------------------------------------
-def uniform_(tensor: Any, a: float = 0.0, b: float = 1.0,
-             generator: Generator | None = None) -> Any:
+def uniform_(
+    tensor: Any, a: float = 0.0, b: float = 1.0, generator: Generator | None = None
+) -> Any:
     """Fill with samples from U(a, b). Mirrors `torch.nn.init.uniform_`.
 
     Args:
@@ -244,8 +279,9 @@ def uniform_(tensor: Any, a: float = 0.0, b: float = 1.0,
     return _uniform(_check_cell(tensor, "uniform_"), a, b, generator)
 
 
-def normal_(tensor: Any, mean: float = 0.0, std: float = 1.0,
-            generator: Generator | None = None) -> Any:
+def normal_(
+    tensor: Any, mean: float = 0.0, std: float = 1.0, generator: Generator | None = None
+) -> Any:
     """Fill with samples from N(mean, std^2). Mirrors `torch.nn.init.normal_`.
 
     Args:
@@ -257,8 +293,14 @@ def normal_(tensor: Any, mean: float = 0.0, std: float = 1.0,
     return _normal(_check_cell(tensor, "normal_"), mean, std, generator)
 
 
-def trunc_normal_(tensor: Any, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
-                  b: float = 2.0, generator: Generator | None = None) -> Any:
+def trunc_normal_(
+    tensor: Any,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    generator: Generator | None = None,
+) -> Any:
     """Fill with samples from N(mean, std^2) truncated to [a, b]. Mirrors `torch.nn.init.trunc_normal_`.
 
     Args:
@@ -274,10 +316,22 @@ def trunc_normal_(tensor: Any, mean: float = 0.0, std: float = 1.0, a: float = -
     """
     tensor = _check_cell(tensor, "trunc_normal_")
     if (mean < a - 2 * std) or (mean > b + 2 * std):
-        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
-                      "The distribution of values may be incorrect.", stacklevel=2)
-    return _fill(tensor, _trunc_normal_value, _sample_dtype(tensor.dtype), mean, std, a, b, keys=1,
-                 generator=generator)
+        warnings.warn(
+            "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+            "The distribution of values may be incorrect.",
+            stacklevel=2,
+        )
+    return _fill(
+        tensor,
+        _trunc_normal_value,
+        _sample_dtype(tensor.dtype),
+        mean,
+        std,
+        a,
+        b,
+        keys=1,
+        generator=generator,
+    )
 
 
 def constant_(tensor: Any, val: float) -> Any:
@@ -329,8 +383,12 @@ def dirac_(tensor: Any, groups: int = 1) -> Any:
         for d in range(min_dim):
             w[(g * out_per_grp + d, d, *centre)] = 1
     sharding = _spread(tensor._value)  # a host array goes to each device as its shard only
-    return _store(tensor, jnp.asarray(w, tensor.dtype) if sharding is None
-                  else jax.device_put(w.astype(tensor.dtype), sharding))
+    return _store(
+        tensor,
+        jnp.asarray(w, tensor.dtype)
+        if sharding is None
+        else jax.device_put(w.astype(tensor.dtype), sharding),
+    )
 
 
 # ---- scaled random fills -------------------------------------------------------------------
@@ -357,9 +415,13 @@ def _kaiming_std(tensor: Any, a: float, mode: _FanMode, nonlinearity: _Nonlinear
     return calculate_gain(nonlinearity, a) / math.sqrt(fan)
 
 
-def kaiming_uniform_(tensor: Any, a: float = 0, mode: _FanMode = "fan_in",
-                     nonlinearity: _NonlinearityType = "leaky_relu",
-                     generator: Generator | None = None) -> Any:
+def kaiming_uniform_(
+    tensor: Any,
+    a: float = 0,
+    mode: _FanMode = "fan_in",
+    nonlinearity: _NonlinearityType = "leaky_relu",
+    generator: Generator | None = None,
+) -> Any:
     """He uniform: U(-b, b), b = gain * sqrt(3 / fan_mode). Mirrors `torch.nn.init.kaiming_uniform_`.
 
     Args:
@@ -377,9 +439,13 @@ def kaiming_uniform_(tensor: Any, a: float = 0, mode: _FanMode = "fan_in",
     return _uniform(tensor, -bound, bound, generator)
 
 
-def kaiming_normal_(tensor: Any, a: float = 0, mode: _FanMode = "fan_in",
-                    nonlinearity: _NonlinearityType = "leaky_relu",
-                    generator: Generator | None = None) -> Any:
+def kaiming_normal_(
+    tensor: Any,
+    a: float = 0,
+    mode: _FanMode = "fan_in",
+    nonlinearity: _NonlinearityType = "leaky_relu",
+    generator: Generator | None = None,
+) -> Any:
     """He normal: N(0, std^2), std = gain / sqrt(fan_mode). Mirrors `torch.nn.init.kaiming_normal_`.
 
     Args:
@@ -409,11 +475,14 @@ def orthogonal_(tensor: Any, gain: float = 1, generator: Generator | None = None
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     if 0 in tensor.shape:
         return tensor
-    return _fill(tensor, _orthogonal_value, _sample_dtype(tensor.dtype), gain, keys=1, generator=generator)
+    return _fill(
+        tensor, _orthogonal_value, _sample_dtype(tensor.dtype), gain, keys=1, generator=generator
+    )
 
 
-def sparse_(tensor: Any, sparsity: float, std: float = 0.01,
-            generator: Generator | None = None) -> Any:
+def sparse_(
+    tensor: Any, sparsity: float, std: float = 0.01, generator: Generator | None = None
+) -> Any:
     """Fill a 2-D tensor with N(0, std^2) values, zeroing `ceil(sparsity * rows)` per column. Mirrors `torch.nn.init.sparse_`.
 
     Args:
@@ -426,7 +495,15 @@ def sparse_(tensor: Any, sparsity: float, std: float = 0.01,
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     num_zeros = math.ceil(sparsity * tensor.shape[0])
-    return _fill(tensor, _sparse_value, _sample_dtype(tensor.dtype), std, num_zeros, keys=2, generator=generator)
+    return _fill(
+        tensor,
+        _sparse_value,
+        _sample_dtype(tensor.dtype),
+        std,
+        num_zeros,
+        keys=2,
+        generator=generator,
+    )
 
 
 # ---- deprecated spellings without the trailing underscore (torch keeps them) ----------------
@@ -435,11 +512,16 @@ def _make_deprecate(meth: Callable[..., Any]) -> Callable[..., Any]:
     old_name = new_name[:-1]
 
     def deprecated_init(*args: Any, **kwargs: Any) -> Any:
-        warnings.warn(f"`nn.init.{old_name}` is now deprecated in favor of `nn.init.{new_name}`.",
-                      FutureWarning, stacklevel=2)
+        warnings.warn(
+            f"`nn.init.{old_name}` is now deprecated in favor of `nn.init.{new_name}`.",
+            FutureWarning,
+            stacklevel=2,
+        )
         return meth(*args, **kwargs)
 
-    deprecated_init.__doc__ = f"Deprecated alias of `{new_name}` (warns FutureWarning), as in torch."
+    deprecated_init.__doc__ = (
+        f"Deprecated alias of `{new_name}` (warns FutureWarning), as in torch."
+    )
     deprecated_init.__name__ = old_name
     return deprecated_init
 
@@ -456,5 +538,10 @@ kaiming_normal = _make_deprecate(kaiming_normal_)
 orthogonal = _make_deprecate(orthogonal_)
 sparse = _make_deprecate(sparse_)
 
-INIT_FUNCTION_NAMES.update(name for name, value in list(globals().items()) if not name.startswith("_")
-                           and callable(value) and getattr(value, "__module__", None) == __name__)
+INIT_FUNCTION_NAMES.update(
+    name
+    for name, value in list(globals().items())
+    if not name.startswith("_")
+    and callable(value)
+    and getattr(value, "__module__", None) == __name__
+)

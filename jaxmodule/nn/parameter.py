@@ -49,7 +49,6 @@ def _register(cls: type[_TensorCell]) -> None:
     )
 
 
-
 def _unwrap(x: Any) -> Any:
     return x._value if isinstance(x, _TensorCell) else x
 
@@ -59,7 +58,11 @@ _META_DEVICE = _device_place("meta")
 
 
 def _spans_devices(v: Any) -> bool:
-    return isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer) and len(v.sharding.device_set) > 1
+    return (
+        isinstance(v, jax.Array)
+        and not isinstance(v, jax.core.Tracer)
+        and len(v.sharding.device_set) > 1
+    )
 
 
 def _initial_value(data: Any) -> Any:
@@ -86,6 +89,7 @@ class _TensorCell(_TensorMethods):
     # Parameter._wrap / Buffer._wrap: a cell of this class around `value`, without conversion,
     # given what `_aux()` returned.
     _wrap: ClassVar[Callable[..., Any]]
+
     # ---- array protocol --------------------------------------------------------------------
     def __jax_array__(self) -> jax.Array:
         v = self._value
@@ -203,8 +207,10 @@ class _TensorCell(_TensorMethods):
         """`_set` for an in-place arithmetic result: as in torch, a result of a higher dtype kind
         (float into an integer cell, complex into a real one) raises instead of being cast."""
         if _kind(new.dtype) > _kind(self._value.dtype):
-            raise RuntimeError(f"result type {new.dtype} can't be cast to the desired output type "
-                               f"{self._value.dtype}")
+            raise RuntimeError(
+                f"result type {new.dtype} can't be cast to the desired output type "
+                f"{self._value.dtype}"
+            )
         return self._set(new)
 
     def _store(self, new: Any) -> Any:
@@ -216,8 +222,14 @@ class _TensorCell(_TensorMethods):
             new = new.astype(old.dtype)
         if new.shape != old.shape:
             new = jnp.broadcast_to(new, old.shape)
-        if _spans_devices(old) and not isinstance(new, jax.core.Tracer) and new.sharding != old.sharding:
-            new = jax.device_put(new, old.sharding)  # in place on a sharded cell keeps its placement
+        if (
+            _spans_devices(old)
+            and not isinstance(new, jax.core.Tracer)
+            and new.sharding != old.sharding
+        ):
+            new = jax.device_put(
+                new, old.sharding
+            )  # in place on a sharded cell keeps its placement
         self._value = new
         return self
 
@@ -234,31 +246,51 @@ class _TensorCell(_TensorMethods):
         except ValueError:
             raise RuntimeError(
                 f"copy_: the source shape {tuple(src.shape)} cannot be broadcast to the "
-                f"destination shape {tuple(self._value.shape)}") from None
+                f"destination shape {tuple(self._value.shape)}"
+            ) from None
         return self._set(src)
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Generator | None = None) -> Any:
+    def normal_(
+        self, mean: float = 0.0, std: float = 1.0, *, generator: Generator | None = None
+    ) -> Any:
         v = self._value
-        return self._set(_unwrap(mean) + _unwrap(std) * jax.random.normal(next_key(generator), v.shape, _float(v.dtype)))
+        return self._set(
+            _unwrap(mean)
+            + _unwrap(std) * jax.random.normal(next_key(generator), v.shape, _float(v.dtype))
+        )
 
-    def uniform_(self, from_: float = 0.0, to: float = 1.0, *, generator: Generator | None = None) -> Any:
+    def uniform_(
+        self, from_: float = 0.0, to: float = 1.0, *, generator: Generator | None = None
+    ) -> Any:
         v = self._value
-        return self._set(jax.random.uniform(next_key(generator), v.shape, _float(v.dtype), from_, to))
+        return self._set(
+            jax.random.uniform(next_key(generator), v.shape, _float(v.dtype), from_, to)
+        )
 
     def bernoulli_(self, p: float = 0.5, *, generator: Generator | None = None) -> Any:
         return self._set(jax.random.bernoulli(next_key(generator), _unwrap(p), self._value.shape))
 
     def exponential_(self, lambd: float = 1.0, *, generator: Generator | None = None) -> Any:
         v = self._value
-        return self._set(jax.random.exponential(next_key(generator), v.shape, _float(v.dtype)) / lambd)
+        return self._set(
+            jax.random.exponential(next_key(generator), v.shape, _float(v.dtype)) / lambd
+        )
 
-    def log_normal_(self, mean: float = 1.0, std: float = 2.0, *, generator: Generator | None = None) -> Any:
+    def log_normal_(
+        self, mean: float = 1.0, std: float = 2.0, *, generator: Generator | None = None
+    ) -> Any:
         v = self._value
-        return self._set(jnp.exp(mean + std * jax.random.normal(next_key(generator), v.shape, _float(v.dtype))))
+        return self._set(
+            jnp.exp(mean + std * jax.random.normal(next_key(generator), v.shape, _float(v.dtype)))
+        )
 
-    def cauchy_(self, median: float = 0.0, sigma: float = 1.0, *, generator: Generator | None = None) -> Any:
+    def cauchy_(
+        self, median: float = 0.0, sigma: float = 1.0, *, generator: Generator | None = None
+    ) -> Any:
         v = self._value
-        return self._set(median + sigma * jax.random.cauchy(next_key(generator), v.shape, _float(v.dtype)))
+        return self._set(
+            median + sigma * jax.random.cauchy(next_key(generator), v.shape, _float(v.dtype))
+        )
 
     def add_(self, other: Any, *, alpha: Any = 1) -> Any:
         return self._set_result(self._value + alpha * _unwrap(other))
@@ -559,8 +591,16 @@ class _TensorCell(_TensorMethods):
     # ---- pickling ----------------------------------------------------------------------------
     def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
         v = self._value
-        return (_rebuild, (type(self), v if isinstance(v, _Meta) else np.asarray(v), self._aux(), self.grad,
-                           dict(self.__dict__)))
+        return (
+            _rebuild,
+            (
+                type(self),
+                v if isinstance(v, _Meta) else np.asarray(v),
+                self._aux(),
+                self.grad,
+                dict(self.__dict__),
+            ),
+        )
 
     def __deepcopy__(self, memo: dict) -> Any:
         import copy
@@ -647,13 +687,19 @@ class Parameter(_TensorCell):
 
     def _check_inplace(self) -> None:
         if self._requires_grad and is_grad_enabled():
-            raise_if_torch_init(type(self).__name__)  # issue 10: torch.nn.init.xavier_uniform_(p) & co.
-            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            raise_if_torch_init(
+                type(self).__name__
+            )  # issue 10: torch.nn.init.xavier_uniform_(p) & co.
+            raise RuntimeError(
+                "a leaf Variable that requires grad is being used in an in-place operation."
+            )
 
     def __repr__(self) -> str:
         v = self._value
         if isinstance(v, _Meta):
-            return "Parameter containing:\n" + _meta_repr(v, ", requires_grad=True" if self._requires_grad else "")
+            return "Parameter containing:\n" + _meta_repr(
+                v, ", requires_grad=True" if self._requires_grad else ""
+            )
         return "Parameter containing:\n" + repr(v)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -681,7 +727,9 @@ class Buffer(_TensorCell):
         self._value = _initial_value(data)
         self._grad = None
         self.persistent = persistent
-        self._registered = False  # a marker until a module registers it (then it is that module's cell)
+        self._registered = (
+            False  # a marker until a module registers it (then it is that module's cell)
+        )
 
     @classmethod
     def _wrap(cls, value: Any, persistent: bool = True) -> Buffer:
@@ -738,7 +786,9 @@ class UninitializedParameter(Parameter):
         super().__init__(jnp.zeros((0,), to_dtype(dtype)), requires_grad)
 
     def materialize(self, shape: tuple[int, ...], device: Any = None, dtype: Any = None) -> None:
-        self._value = jnp.zeros(tuple(shape), to_dtype(dtype) if dtype is not None else self._value.dtype)
+        self._value = jnp.zeros(
+            tuple(shape), to_dtype(dtype) if dtype is not None else self._value.dtype
+        )
         self.__class__ = Parameter  # type: ignore[assignment]  # materialized: a plain cell now, as in torch
 
     def __repr__(self) -> str:
@@ -749,7 +799,9 @@ class UninitializedBuffer(Buffer):
     """A buffer whose shape is not known yet (lazy modules)."""
 
     def materialize(self, shape: tuple[int, ...], device: Any = None, dtype: Any = None) -> None:
-        self._value = jnp.zeros(tuple(shape), to_dtype(dtype) if dtype is not None else self._value.dtype)
+        self._value = jnp.zeros(
+            tuple(shape), to_dtype(dtype) if dtype is not None else self._value.dtype
+        )
         self.__class__ = Buffer  # type: ignore[assignment]  # materialized: a plain cell now, as in torch
 
     def __repr__(self) -> str:
@@ -763,8 +815,11 @@ def is_lazy(x: Any) -> bool:
 
 _register(Parameter)
 _register(Buffer)
-jax.tree_util.register_pytree_node(_DataView, lambda c: ((c._value,), None),  # a view comes back
-                                   lambda aux, ch: Buffer._wrap(ch[0]))  # type: ignore[arg-type, return-value]  # as a Buffer
+jax.tree_util.register_pytree_node(
+    _DataView,
+    lambda c: ((c._value,), None),  # a view comes back as a Buffer:
+    lambda aux, ch: Buffer._wrap(ch[0]),  # type: ignore[arg-type, return-value]
+)
 
 
 # ---- torch.Tensor methods (issue 10) ----------------------------------------------------------------
@@ -801,21 +856,33 @@ def raise_if_torch_init(kind: str) -> None:
     frame: FrameType | None = sys._getframe(1)
     name: str | None = None
     while frame is not None:
-        if frame.f_globals.get("__name__") == "torch.nn.init" and not frame.f_code.co_name.startswith("_"):
-            name = frame.f_code.co_name  # the outermost public one: xavier_uniform_, not _no_grad_uniform_
+        if frame.f_globals.get(
+            "__name__"
+        ) == "torch.nn.init" and not frame.f_code.co_name.startswith("_"):
+            name = (
+                frame.f_code.co_name
+            )  # the outermost public one: xavier_uniform_, not _no_grad_uniform_
         frame = frame.f_back
     if name is not None:
-        use = f"jaxmodule.nn.init.{name}(param, ...)" if name in INIT_FUNCTION_NAMES else "jaxmodule.nn.init"
-        raise TypeError(f"torch.nn.init.{name} cannot initialise a jaxmodule {kind}: use {use}, which "
-                        f"fills the {kind} in place from jaxmodule's generator")
+        use = (
+            f"jaxmodule.nn.init.{name}(param, ...)"
+            if name in INIT_FUNCTION_NAMES
+            else "jaxmodule.nn.init"
+        )
+        raise TypeError(
+            f"torch.nn.init.{name} cannot initialise a jaxmodule {kind}: use {use}, which "
+            f"fills the {kind} in place from jaxmodule's generator"
+        )
 
 
 def _torch_function(cls: type, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
     """torch.overrides hook: a torch function given a cell fails with a message saying what to use."""
     raise_if_torch_init(cls.__name__)
     name = getattr(func, "__name__", repr(func))
-    raise TypeError(f"torch function {name} was given a jaxmodule {cls.__name__}: use jaxmodule.{name} or "
-                    f"jax.numpy on it, or convert it first with torch.from_numpy(numpy.asarray(p))")
+    raise TypeError(
+        f"torch function {name} was given a jaxmodule {cls.__name__}: use jaxmodule.{name} or "
+        f"jax.numpy on it, or convert it first with torch.from_numpy(numpy.asarray(p))"
+    )
 
 
 def _dlpack(self: _TensorCell, *args: Any, **kwargs: Any) -> Any:

@@ -54,19 +54,27 @@ class HooksMixin:
         """`hook(optimizer, args, kwargs) -> None` after `step`."""
         return _add(self._hooks("_optimizer_step_post_hooks"), hook)
 
-    def register_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+    def register_state_dict_pre_hook(
+        self, hook: Callable, prepend: bool = False
+    ) -> RemovableHandle:
         """`hook(optimizer) -> None` before `state_dict` builds the dict."""
         return _add(self._hooks("_optimizer_state_dict_pre_hooks"), hook, prepend)
 
-    def register_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+    def register_state_dict_post_hook(
+        self, hook: Callable, prepend: bool = False
+    ) -> RemovableHandle:
         """`hook(optimizer, state_dict) -> state_dict | None` after `state_dict`."""
         return _add(self._hooks("_optimizer_state_dict_post_hooks"), hook, prepend)
 
-    def register_load_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+    def register_load_state_dict_pre_hook(
+        self, hook: Callable, prepend: bool = False
+    ) -> RemovableHandle:
         """`hook(optimizer, state_dict) -> state_dict | None` before `load_state_dict`."""
         return _add(self._hooks("_optimizer_load_state_dict_pre_hooks"), hook, prepend)
 
-    def register_load_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+    def register_load_state_dict_post_hook(
+        self, hook: Callable, prepend: bool = False
+    ) -> RemovableHandle:
         """`hook(optimizer) -> None` after `load_state_dict`."""
         return _add(self._hooks("_optimizer_load_state_dict_post_hooks"), hook, prepend)
 
@@ -76,11 +84,16 @@ class HooksMixin:
             result = hook(self, args, kwargs)
             if result is not None:
                 if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(f"{hook} must return None or a tuple of (new_args, new_kwargs), "
-                                       f"but got {result}.")
+                    raise RuntimeError(
+                        f"{hook} must return None or a tuple of (new_args, new_kwargs), "
+                        f"but got {result}."
+                    )
                 args, kwargs = result
         out = fn(*args, **kwargs)
-        for hook in [*_global_step_post_hooks.values(), *self._hooks("_optimizer_step_post_hooks").values()]:
+        for hook in [
+            *_global_step_post_hooks.values(),
+            *self._hooks("_optimizer_step_post_hooks").values(),
+        ]:
             hook(self, args, kwargs)
         return out
 

@@ -40,7 +40,8 @@ class ParamGroup(dict):
                 "or jax.jit, e.g. `group['lr'] = lr` with a float argument of the step). Set "
                 "param-group options outside the compiled step, between calls (a new value never "
                 "recompiles), or use an LR scheduler (its step() inside a compiled step runs "
-                "after each call).")
+                "after each call)."
+            )
         super().__setitem__(key, value)
         self._jm_dirty = True
 
@@ -98,7 +99,9 @@ def check_nonneg(value: Any, what: str) -> None:
 
 
 def check_lr(lr: Any) -> None:
-    if (is_torch_tensor(lr) or isinstance(lr, (jax.Array, np.ndarray))) and np.size(np.asarray(as_array(lr))) != 1:
+    if (is_torch_tensor(lr) or isinstance(lr, (jax.Array, np.ndarray))) and np.size(
+        np.asarray(as_array(lr))
+    ) != 1:
         raise ValueError("Tensor lr must be 1-element")
     check_nonneg(lr, "learning rate")
 
@@ -113,14 +116,20 @@ def check_flags(foreach: Any, fused: Any, differentiable: bool) -> None:
     """torch's performance flags change nothing here (XLA fuses the whole step); the one flag
     that changes semantics, `differentiable`, is not supported."""
     if differentiable:
-        raise NotImplementedError("differentiable=True is not supported: the step writes new "
-                                  "parameter values; differentiate a pure function with jax.grad instead")
+        raise NotImplementedError(
+            "differentiable=True is not supported: the step writes new "
+            "parameter values; differentiate a pure function with jax.grad instead"
+        )
     if fused and foreach:
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
 
-def torch_chain(hp: dict[str, Any], direction: optax.GradientTransformation | None,
-                maximize: bool, decoupled: bool = False) -> optax.GradientTransformation:
+def torch_chain(
+    hp: dict[str, Any],
+    direction: optax.GradientTransformation | None,
+    maximize: bool,
+    decoupled: bool = False,
+) -> optax.GradientTransformation:
     """torch's update order as one chain of optax transformations: negate the gradient when
     maximizing, add the L2 weight decay before `direction` (after it when `decoupled`: the
     weights decay directly), then scale by -lr. `direction` None leaves the (decayed) gradient as
@@ -154,6 +163,7 @@ def torch_chain(hp: dict[str, Any], direction: optax.GradientTransformation | No
 # ('exp_avg', 'step', ...) or optax NamedTuples whose fields map to torch names through
 # `names`. Keys starting with '_' are internal and never exported.
 
+
 def export_state(state: Any, names: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
@@ -174,8 +184,9 @@ def export_state(state: Any, names: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def import_state(template: Any, entry: dict[str, Any], names: dict[str, str], where: str,
-                 partial: bool = False) -> Any:
+def import_state(
+    template: Any, entry: dict[str, Any], names: dict[str, str], where: str, partial: bool = False
+) -> Any:
     """A copy of `template` with the torch-layout values of `entry` installed (cast and shape
     checked). Raises ValueError naming the key on unknown, missing or mis-shaped entries;
     `partial` keeps the template's value for missing keys and ignores unknown ones."""
@@ -189,19 +200,29 @@ def import_state(template: Any, entry: dict[str, Any], names: dict[str, str], wh
         used.add(key)
         new = as_array(entry[key])
         if tuple(new.shape) != tuple(old.shape):
-            raise ValueError(f"{where}: state entry '{key}' has shape {tuple(new.shape)}, "
-                             f"expected {tuple(old.shape)}")
+            raise ValueError(
+                f"{where}: state entry '{key}' has shape {tuple(new.shape)}, "
+                f"expected {tuple(old.shape)}"
+            )
         return jnp.array(new, old.dtype, copy=True)  # never share buffers with the source
 
     def walk(s: Any) -> Any:
         if isinstance(s, dict):
             # '_started' (a first-step flag) is set when every public entry of this dict was given.
             full = all(k in entry for k in s if not k.startswith("_"))
-            return {k: (jnp.ones_like(v) if k == "_started" and full else v) if k.startswith("_")
-                    else conv(k, v) for k, v in s.items()}
+            return {
+                k: (jnp.ones_like(v) if k == "_started" and full else v)
+                if k.startswith("_")
+                else conv(k, v)
+                for k, v in s.items()
+            }
         if hasattr(s, "_fields"):
-            return type(s)(*[conv(names[f], getattr(s, f)) if f in names else walk(getattr(s, f))
-                             for f in s._fields])
+            return type(s)(
+                *[
+                    conv(names[f], getattr(s, f)) if f in names else walk(getattr(s, f))
+                    for f in s._fields
+                ]
+            )
         if isinstance(s, (tuple, list)):
             return type(s)(walk(x) for x in s)
         return s

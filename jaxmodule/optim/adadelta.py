@@ -14,8 +14,9 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["Adadelta"]
 
 
-def scale_by_torch_adadelta(rho: jax.Array, one_minus_rho: jax.Array,
-                            eps: jax.Array) -> optax.GradientTransformation:
+def scale_by_torch_adadelta(
+    rho: jax.Array, one_minus_rho: jax.Array, eps: jax.Array
+) -> optax.GradientTransformation:
     """torch's Adadelta direction (same as optax.scale_by_adadelta, with torch's state keys)."""
 
     def init(params: Any) -> dict[str, Any]:
@@ -57,18 +58,35 @@ class Adadelta(Optimizer):
     _complement_options = ("rho",)
     _scalar_state = {"step": 0.0}
 
-    def __init__(self, params: ParamsT, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
-                 weight_decay: float = 0, foreach: bool | None = None, *, capturable: bool = False,
-                 maximize: bool = False, differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
         check_lr(lr)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Invalid rho value: {rho}")
         check_nonneg(eps, "epsilon value")
         check_nonneg(weight_decay, "weight_decay value")
         check_flags(foreach, None, differentiable)
-        defaults = {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay,
-                    "maximize": maximize, "capturable": capturable, "foreach": foreach,
-                    "differentiable": differentiable}
+        defaults = {
+            "lr": lr,
+            "rho": rho,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+            "capturable": capturable,
+            "foreach": foreach,
+            "differentiable": differentiable,
+        }
         super().__init__(params, defaults)
 
     def _static_options(self, group: dict[str, Any]) -> tuple:
@@ -76,5 +94,6 @@ class Adadelta(Optimizer):
 
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
-        return torch_chain(hp, scale_by_torch_adadelta(hp["rho"], hp["1-rho"], hp["eps"]),
-                           static[0])
+        return torch_chain(
+            hp, scale_by_torch_adadelta(hp["rho"], hp["1-rho"], hp["eps"]), static[0]
+        )

@@ -14,14 +14,17 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["Adagrad"]
 
 
-def adagrad_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+def adagrad_prelude(
+    hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]
+) -> tuple[dict, dict]:
     """The group's steps advanced and `1 / (1 + (step - 1) * lr_decay)` (vectors)."""
     step = scalars["step"] + 1
     return {"step": step}, {"inv_decay": 1 / (1 + (step - 1) * hp["lr_decay"])}
 
 
-def scale_by_torch_adagrad(inv_decay: jax.Array | None, eps: jax.Array,
-                           initial_accumulator_value: float) -> optax.GradientTransformation:
+def scale_by_torch_adagrad(
+    inv_decay: jax.Array | None, eps: jax.Array, initial_accumulator_value: float
+) -> optax.GradientTransformation:
     """torch's Adagrad direction `g / (sqrt(sum) + eps) / (1 + (step - 1) * lr_decay)`
     (optax.scale_by_rss puts eps inside the root and has no lr decay); `inv_decay` is this
     parameter's entry of `adagrad_prelude`'s."""
@@ -65,19 +68,37 @@ class Adagrad(Optimizer):
     _prelude = staticmethod(adagrad_prelude)
     _state_at_init = True
 
-    def __init__(self, params: ParamsT, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
-                 initial_accumulator_value: float = 0, eps: float = 1e-10,
-                 foreach: bool | None = None, *, maximize: bool = False,
-                 differentiable: bool = False, fused: bool | None = None) -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
         check_lr(lr)
         check_nonneg(lr_decay, "lr_decay value")
         check_nonneg(weight_decay, "weight_decay value")
         check_nonneg(initial_accumulator_value, "initial_accumulator_value value")
         check_nonneg(eps, "epsilon value")
         check_flags(foreach, fused, differentiable)
-        defaults = {"lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
-                    "initial_accumulator_value": initial_accumulator_value, "foreach": foreach,
-                    "maximize": maximize, "differentiable": differentiable, "fused": fused}
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
         super().__init__(params, defaults)
 
     def _static_options(self, group: dict[str, Any]) -> tuple:
@@ -86,5 +107,6 @@ class Adagrad(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         maximize, init_value = static
-        return torch_chain(hp, scale_by_torch_adagrad(hp.get("inv_decay"), hp["eps"], init_value),
-                           maximize)
+        return torch_chain(
+            hp, scale_by_torch_adagrad(hp.get("inv_decay"), hp["eps"], init_value), maximize
+        )

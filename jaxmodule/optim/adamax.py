@@ -14,14 +14,17 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["Adamax"]
 
 
-def adamax_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+def adamax_prelude(
+    hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]
+) -> tuple[dict, dict]:
     """The group's steps advanced and `1 / bc1` (vectors; see `adam.adam_prelude`)."""
     step = scalars["step"] + 1
     return {"step": step}, {"inv_bc1": 1 / bias_correction(step, hp["1-betas"][0])}
 
 
-def scale_by_torch_adamax(b2: jax.Array, omb1: jax.Array, eps: jax.Array,
-                          inv_bc1: jax.Array | None) -> optax.GradientTransformation:
+def scale_by_torch_adamax(
+    b2: jax.Array, omb1: jax.Array, eps: jax.Array, inv_bc1: jax.Array | None
+) -> optax.GradientTransformation:
     """torch's Adamax direction `m / (bc1 * max(b2 * u, |g| + eps))` (optax adds eps after the max)."""
 
     def init(params: Any) -> dict[str, Any]:
@@ -63,17 +66,34 @@ class Adamax(Optimizer):
     _scalar_state = {"step": 0.0}
     _prelude = staticmethod(adamax_prelude)
 
-    def __init__(self, params: ParamsT, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
-                 maximize: bool = False, differentiable: bool = False, capturable: bool = False) -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+    ) -> None:
         check_lr(lr)
         check_nonneg(eps, "epsilon value")
         check_betas(betas)
         check_nonneg(weight_decay, "weight_decay value")
         check_flags(foreach, None, differentiable)
-        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                    "foreach": foreach, "maximize": maximize, "differentiable": differentiable,
-                    "capturable": capturable}
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
         super().__init__(params, defaults)
 
     def _static_options(self, group: dict[str, Any]) -> tuple:
@@ -81,5 +101,8 @@ class Adamax(Optimizer):
 
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
-        return torch_chain(hp, scale_by_torch_adamax(hp["betas"][1], hp["1-betas"][0], hp["eps"], hp.get("inv_bc1")),
-                           static[0])
+        return torch_chain(
+            hp,
+            scale_by_torch_adamax(hp["betas"][1], hp["1-betas"][0], hp["eps"], hp.get("inv_bc1")),
+            static[0],
+        )

@@ -17,7 +17,9 @@ __all__ = ["NAdam"]
 _LOG_096 = math.log(0.96)
 
 
-def nadam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+def nadam_prelude(
+    hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]
+) -> tuple[dict, dict]:
     """The group's steps and `mu_product`s advanced, and the update's per-parameter factors
     (vectors): the gradient's and the average's coefficients and `1 / bc2`."""
     b1 = hp["betas"][0]
@@ -26,13 +28,17 @@ def nadam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Arra
     mu = b1 * (1.0 - 0.5 * jnp.exp(step * decay))
     mu_next = b1 * (1.0 - 0.5 * jnp.exp((step + 1) * decay))
     mu_product = scalars["mu_product"] * mu
-    derived = {"c_grad": (1.0 - mu) / (1.0 - mu_product), "c_avg": mu_next / (1.0 - mu_product * mu_next),
-               "inv_bc2": 1 / bias_correction(step, hp["1-betas"][1])}
+    derived = {
+        "c_grad": (1.0 - mu) / (1.0 - mu_product),
+        "c_avg": mu_next / (1.0 - mu_product * mu_next),
+        "inv_bc2": 1 / bias_correction(step, hp["1-betas"][1]),
+    }
     return {"step": step, "mu_product": mu_product}, derived
 
 
-def scale_by_torch_nadam(betas: tuple, one_minus: tuple, eps: jax.Array,
-                         derived: dict[str, Any]) -> optax.GradientTransformation:
+def scale_by_torch_nadam(
+    betas: tuple, one_minus: tuple, eps: jax.Array, derived: dict[str, Any]
+) -> optax.GradientTransformation:
     """torch's NAdam direction with the `mu_product` schedule (optax.nadam has no momentum
     decay); `derived` holds this parameter's entries of `nadam_prelude`'s factors."""
     b2 = betas[1]
@@ -81,20 +87,39 @@ class NAdam(Optimizer):
     _scalar_state = {"step": 0.0, "mu_product": 1.0}
     _prelude = staticmethod(nadam_prelude)
 
-    def __init__(self, params: ParamsT, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
-                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
-                 maximize: bool = False, capturable: bool = False, differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
         check_lr(lr)
         check_nonneg(eps, "epsilon value")
         check_betas(betas)
         check_nonneg(weight_decay, "weight_decay value")
         check_nonneg(momentum_decay, "momentum_decay value")
         check_flags(foreach, None, differentiable)
-        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                    "momentum_decay": momentum_decay, "decoupled_weight_decay": decoupled_weight_decay,
-                    "maximize": maximize, "foreach": foreach, "capturable": capturable,
-                    "differentiable": differentiable}
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "momentum_decay": momentum_decay,
+            "decoupled_weight_decay": decoupled_weight_decay,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+        }
         super().__init__(params, defaults)
 
     def _static_options(self, group: dict[str, Any]) -> tuple:
@@ -103,5 +128,6 @@ class NAdam(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         maximize, decoupled = static
-        return torch_chain(hp, scale_by_torch_nadam(hp["betas"], hp["1-betas"], hp["eps"], hp),
-                           maximize, decoupled)
+        return torch_chain(
+            hp, scale_by_torch_nadam(hp["betas"], hp["1-betas"], hp["eps"], hp), maximize, decoupled
+        )

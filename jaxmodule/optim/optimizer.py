@@ -36,8 +36,13 @@ from ..nn.parameter import Buffer, Parameter
 from ._hooks import HooksMixin, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from ._utils import ParamGroup, export_state, import_state, required, scalar_key, to_scalar_array
 
-__all__ = ["Optimizer", "required", "register_optimizer_step_pre_hook", "register_optimizer_step_post_hook",
-           "live_optimizers"]
+__all__ = [
+    "Optimizer",
+    "required",
+    "register_optimizer_step_pre_hook",
+    "register_optimizer_step_post_hook",
+    "live_optimizers",
+]
 
 ParamsT = Iterable[Any]
 
@@ -70,9 +75,18 @@ def _put(x: Any, sharding: Any) -> Any:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _update_params(factory: Callable, prelude: Callable, static: tuple, placement: tuple | None,
-                   sel: tuple[int, ...] | None, hp: dict, params: list, grads: list, states: list,
-                   scalars: dict[str, jax.Array]) -> tuple[list, list, dict[str, jax.Array]]:
+def _update_params(
+    factory: Callable,
+    prelude: Callable,
+    static: tuple,
+    placement: tuple | None,
+    sel: tuple[int, ...] | None,
+    hp: dict,
+    params: list,
+    grads: list,
+    states: list,
+    scalars: dict[str, jax.Array],
+) -> tuple[list, list, dict[str, jax.Array]]:
     """One group's step over its parameters that have gradients (one XLA call per group).
 
     `scalars`: the group's 0-d state (torch's per-parameter 'step', ...) as one vector per key,
@@ -90,30 +104,52 @@ def _update_params(factory: Callable, prelude: Callable, static: tuple, placemen
         u, s2 = tx.update(g, s, p)
         new_params.append(optax.apply_updates(p, u))
         new_states.append(jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), s2, s))
-    new_scalars = {k: advanced[k] if pick is None else v.at[pick].set(advanced[k]) for k, v in scalars.items()}
+    new_scalars = {
+        k: advanced[k] if pick is None else v.at[pick].set(advanced[k]) for k, v in scalars.items()
+    }
     if placement is not None:
-        new_params = [jax.lax.with_sharding_constraint(p, sh) for p, sh in zip(new_params, placement)]
-        new_states = [jax.tree.map(lambda x, p=p, sh=sh: jax.lax.with_sharding_constraint(
-            x, sh if x.shape == p.shape else _scalar_sharding(sh)), st)
-            for p, sh, st in zip(params, placement, new_states)]
-        new_scalars = {k: jax.lax.with_sharding_constraint(v, _scalar_sharding(placement[0]))
-                       for k, v in new_scalars.items()}
+        new_params = [
+            jax.lax.with_sharding_constraint(p, sh) for p, sh in zip(new_params, placement)
+        ]
+        new_states = [
+            jax.tree.map(
+                lambda x, p=p, sh=sh: jax.lax.with_sharding_constraint(
+                    x, sh if x.shape == p.shape else _scalar_sharding(sh)
+                ),
+                st,
+            )
+            for p, sh, st in zip(params, placement, new_states)
+        ]
+        new_scalars = {
+            k: jax.lax.with_sharding_constraint(v, _scalar_sharding(placement[0]))
+            for k, v in new_scalars.items()
+        }
     return new_params, new_states, new_scalars
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _update_generic(tx: optax.GradientTransformation, mask: tuple, placement: tuple | None, lr: jax.Array,
-                    params: list, grads: list, state: Any) -> tuple[list, Any]:
+def _update_generic(
+    tx: optax.GradientTransformation,
+    mask: tuple,
+    placement: tuple | None,
+    lr: jax.Array,
+    params: list,
+    grads: list,
+    state: Any,
+) -> tuple[list, Any]:
     """A user optax transformation over a whole group; masked-out parameters keep their value.
     `placement`: the parameters' shardings when they span devices (outputs keep them)."""
     u, new_state = tx.update(grads, state, params)
-    new_params = [jnp.asarray(p + lr * du, p.dtype) if m else p for p, du, m in zip(params, u, mask)]
+    new_params = [
+        jnp.asarray(p + lr * du, p.dtype) if m else p for p, du, m in zip(params, u, mask)
+    ]
     if placement is not None:
         pin = jax.lax.with_sharding_constraint
         new_params = [pin(p, sh) for p, sh in zip(new_params, placement)]
         scalar = _scalar_sharding(placement[0])
-        new_state = optax.tree_map_params(tx, pin, new_state, list(placement),
-                                          transform_non_params=lambda x: pin(x, scalar))
+        new_state = optax.tree_map_params(
+            tx, pin, new_state, list(placement), transform_non_params=lambda x: pin(x, scalar)
+        )
     return new_params, new_state
 
 
@@ -160,7 +196,9 @@ class Optimizer(HooksMixin, Stateful):
     _scalar_state: dict[str, float] = {}
     _state_at_init = False  # torch creates the state at construction (Adagrad)
 
-    def __init__(self, params: ParamsT, defaults: dict[str, Any] | optax.GradientTransformation) -> None:
+    def __init__(
+        self, params: ParamsT, defaults: dict[str, Any] | optax.GradientTransformation
+    ) -> None:
         self._tx: optax.GradientTransformation | None = None
         if isinstance(defaults, optax.GradientTransformation):
             self._tx, defaults = defaults, {"lr": 1.0}
@@ -177,8 +215,10 @@ class Optimizer(HooksMixin, Stateful):
         self._sharded = False  # some parameter spans several devices: eager steps keep placements
         _LIVE.add(self)
         if isinstance(params, (Parameter, Buffer, jax.Array)):
-            raise TypeError("params argument given to the optimizer should be an iterable of "
-                            f"Parameters or dicts, but got {type(params).__name__}")
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of "
+                f"Parameters or dicts, but got {type(params).__name__}"
+            )
         groups = list(params)
         if len(groups) == 0:
             raise ValueError("optimizer got an empty parameter list")
@@ -198,7 +238,9 @@ class Optimizer(HooksMixin, Stateful):
         return ()
 
     @staticmethod
-    def _prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+    def _prelude(
+        hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]
+    ) -> tuple[dict, dict]:
         """Advance the group's `_scalar_state` vectors (one entry per stepped parameter) and
         derive the per-parameter scalars the transformation reads from its `hp` (each vector's
         entry `j` goes to the `j`-th stepped parameter): `(new scalars, derived)`. By default
@@ -217,8 +259,10 @@ class Optimizer(HooksMixin, Stateful):
         if isinstance(params, (Parameter, Buffer, jax.Array)):
             params = [params]
         elif isinstance(params, set):
-            raise TypeError("optimizer parameters need to be organized in ordered collections, but "
-                            "the ordering of tensors in sets will change between runs. Please use a list instead.")
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, but "
+                "the ordering of tensors in sets will change between runs. Please use a list instead."
+            )
         params = list(params)
         names = [p[0] for p in params if isinstance(p, tuple)]
         params = [p[1] if isinstance(p, tuple) else p for p in params]
@@ -226,18 +270,25 @@ class Optimizer(HooksMixin, Stateful):
         group["params"] = params
         if names:
             if len(names) != len(params):
-                raise ValueError("all optimizer params should be with/without names. Some param names are missing")
+                raise ValueError(
+                    "all optimizer params should be with/without names. Some param names are missing"
+                )
             group["param_names"] = names
         for p in params:
             if not isinstance(p, Parameter):
-                raise TypeError("optimizer can only optimize Parameters, but one of the params is "
-                                f"{type(p).__module__}.{type(p).__name__}")
+                raise TypeError(
+                    "optimizer can only optimize Parameters, but one of the params is "
+                    f"{type(p).__module__}.{type(p).__name__}"
+                )
             if jnp.issubdtype(p.dtype, jnp.complexfloating):
-                raise NotImplementedError("complex parameters are not supported by jaxmodule.optim "
-                                          f"(got dtype {p.dtype})")
+                raise NotImplementedError(
+                    f"complex parameters are not supported by jaxmodule.optim (got dtype {p.dtype})"
+                )
         for name, default in self.defaults.items():
             if default is required and name not in group:
-                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
+                raise ValueError(
+                    f"parameter group didn't specify a value of required optimization parameter {name}"
+                )
             group.setdefault(name, default)
         ids = [id(p) for p in params]
         if len(ids) != len(set(ids)):
@@ -247,8 +298,10 @@ class Optimizer(HooksMixin, Stateful):
             seen.update(id(p) for p in g["params"])
             if ("param_names" in group) != ("param_names" in g):
                 txt = "with names" if "param_names" in group else "without names"
-                raise ValueError("all optimizer param groups should be with/without names. "
-                                 f"cannot add param group {txt} to the optimizer")
+                raise ValueError(
+                    "all optimizer param groups should be with/without names. "
+                    f"cannot add param group {txt} to the optimizer"
+                )
         if not seen.isdisjoint(ids):
             raise ValueError("some parameters appear in more than one parameter group")
         hp, static = self._make_hp(group), self._static_options(group)
@@ -280,7 +333,9 @@ class Optimizer(HooksMixin, Stateful):
         entry.update((k, v[i]) for k, v in self._scalars[gi].items())
         return {k: entry[k] for k in self._key_order[gi] if k in entry}
 
-    def _import_scalars(self, saved: list[dict[str, Any] | None], where: list[str]) -> dict[str, jax.Array]:
+    def _import_scalars(
+        self, saved: list[dict[str, Any] | None], where: list[str]
+    ) -> dict[str, jax.Array]:
         """A group's `_scalar_state` vectors from torch-layout entries (None: no state), the
         scalar keys popped from each entry. Raises ValueError naming a missing or non-0-d key."""
         out = {}
@@ -293,7 +348,9 @@ class Optimizer(HooksMixin, Stateful):
                     raise ValueError(f"{w}: missing state entry '{k}'")
                 v = np.asarray(as_array(entry.pop(k)))
                 if v.shape != ():
-                    raise ValueError(f"{w}: state entry '{k}' has shape {tuple(v.shape)}, expected ()")
+                    raise ValueError(
+                        f"{w}: state entry '{k}' has shape {tuple(v.shape)}, expected ()"
+                    )
                 vals[i] = v
             out[k] = jnp.asarray(vals)
         return out
@@ -305,8 +362,9 @@ class Optimizer(HooksMixin, Stateful):
         """Which `_zero_options` are zero in an hp key (they shape the transformation)."""
         return tuple(v == 0 for k, v in zip(self._array_options, key) if k in self._zero_options)
 
-    def _make_hp(self, group: dict[str, Any], old: dict[str, Any] | None = None,
-                 old_key: tuple | None = None) -> dict[str, Any]:
+    def _make_hp(
+        self, group: dict[str, Any], old: dict[str, Any] | None = None, old_key: tuple | None = None
+    ) -> dict[str, Any]:
         """Device arrays of the group's numeric options; with `old`, only changed ones are new."""
         hp: dict[str, Any] = {}
         for j, k in enumerate(self._array_options):
@@ -355,8 +413,10 @@ class Optimizer(HooksMixin, Stateful):
             self._static[gi] = static
             fresh = self._init_states(group, self._hp[gi], static)
             self._key_order[gi] = self._order_of(fresh)
-            self._states[gi] = [import_state(f, o, self._state_names, "rebuild", partial=True) if st else f
-                                for f, o, st in zip(fresh, old, self._started[gi])]
+            self._states[gi] = [
+                import_state(f, o, self._state_names, "rebuild", partial=True) if st else f
+                for f, o, st in zip(fresh, old, self._started[gi])
+            ]
         group._jm_dirty = False
 
     def _jm_place_state(self) -> None:
@@ -364,7 +424,9 @@ class Optimizer(HooksMixin, Stateful):
         counts replicated on its mesh) and each group's option arrays replicated on the mesh of
         its parameters. Called when parameters move (`jaxmodule.distributed`), so an optimizer
         built before sharding keeps working, and by `add_param_group` for sharded parameters."""
-        self._sharded = any(_spans_devices(p._value) for g in self.param_groups for p in g["params"])
+        self._sharded = any(
+            _spans_devices(p._value) for g in self.param_groups for p in g["params"]
+        )
         for gi, group in enumerate(self.param_groups):
             params = group["params"]
             if not params:
@@ -373,12 +435,22 @@ class Optimizer(HooksMixin, Stateful):
             scalar = _scalar_sharding(shardings[0])
             if self._tx is not None:
                 self._states[gi] = optax.tree_map_params(
-                    self._tx, _put, self._states[gi], shardings,
-                    transform_non_params=lambda x, s=scalar: _put(x, s))
+                    self._tx,
+                    _put,
+                    self._states[gi],
+                    shardings,
+                    transform_non_params=lambda x, s=scalar: _put(x, s),
+                )
             else:
                 self._states[gi] = [
-                    jax.tree.map(lambda x, p=p, s=s: _put(x, s if x.shape == p.shape else _scalar_sharding(s)), st)
-                    for p, s, st in zip(params, shardings, self._states[gi])]
+                    jax.tree.map(
+                        lambda x, p=p, s=s: _put(
+                            x, s if x.shape == p.shape else _scalar_sharding(s)
+                        ),
+                        st,
+                    )
+                    for p, s, st in zip(params, shardings, self._states[gi])
+                ]
                 self._scalars[gi] = {k: _put(v, scalar) for k, v in self._scalars[gi].items()}
             self._hp[gi] = jax.tree.map(lambda x, s=scalar: _put(x, s), self._hp[gi])
 
@@ -387,8 +459,11 @@ class Optimizer(HooksMixin, Stateful):
         """All mutable array state (group option arrays and optax states) as one pytree."""
         for gi in range(len(self.param_groups)):
             self._refresh(gi)
-        return {"hp": list(self._hp), "state": [s if self._tx is not None else list(s) for s in self._states],
-                "scalars": [dict(v) for v in self._scalars]}
+        return {
+            "hp": list(self._hp),
+            "state": [s if self._tx is not None else list(s) for s in self._states],
+            "scalars": [dict(v) for v in self._scalars],
+        }
 
     def _jm_state_set(self, state: dict[str, Any]) -> None:
         """Install a pytree of `_jm_state_get`'s structure (values may be tracers)."""
@@ -459,8 +534,17 @@ class Optimizer(HooksMixin, Stateful):
             sel = None if len(idx) == len(params) else tuple(idx)
             cls = type(self)
             new_p, new_s, self._scalars[gi] = _update_params(
-                cls._transformation, cls._prelude, self._static[gi], placement, sel, self._hp[gi],
-                [params[i]._value for i in idx], grads, [self._states[gi][i] for i in idx], self._scalars[gi])
+                cls._transformation,
+                cls._prelude,
+                self._static[gi],
+                placement,
+                sel,
+                self._hp[gi],
+                [params[i]._value for i in idx],
+                grads,
+                [self._states[gi][i] for i in idx],
+                self._scalars[gi],
+            )
             for i, v, s in zip(idx, new_p, new_s):
                 params[i]._value = v
                 self._states[gi][i] = s
@@ -478,18 +562,29 @@ class Optimizer(HooksMixin, Stateful):
     def _grad(p: Parameter, i: int) -> jax.Array:
         g = as_array(p.grad)
         if g.shape != p._value.shape:
-            raise RuntimeError(f"parameter {i} has shape {tuple(p._value.shape)} but its grad "
-                               f"has shape {tuple(g.shape)}")
+            raise RuntimeError(
+                f"parameter {i} has shape {tuple(p._value.shape)} but its grad "
+                f"has shape {tuple(g.shape)}"
+            )
         return g
 
     def _step_generic(self, gi: int, params: list[Parameter], idx: list[int]) -> None:
         if not idx:
             return
         on = set(idx)
-        grads = [self._grad(p, i) if i in on else jnp.zeros_like(p._value) for i, p in enumerate(params)]
+        grads = [
+            self._grad(p, i) if i in on else jnp.zeros_like(p._value) for i, p in enumerate(params)
+        ]
         mask = tuple(i in on for i in range(len(params)))
-        new_p, self._states[gi] = _update_generic(self._tx, mask, self._placement(params), self._hp[gi]["lr"],
-                                                  [p._value for p in params], grads, self._states[gi])
+        new_p, self._states[gi] = _update_generic(
+            self._tx,
+            mask,
+            self._placement(params),
+            self._hp[gi]["lr"],
+            [p._value for p in params],
+            grads,
+            self._states[gi],
+        )
         for i in idx:
             params[i]._value = new_p[i]
             self._started[gi][i] = True
@@ -550,8 +645,10 @@ class Optimizer(HooksMixin, Stateful):
         if len(saved) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
         if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved)):
-            raise ValueError("loaded state dict contains a parameter group that doesn't match the "
-                             "size of optimizer's group")
+            raise ValueError(
+                "loaded state dict contains a parameter group that doesn't match the "
+                "size of optimizer's group"
+            )
         new_groups: list[dict[str, Any]] = []
         scalars: list[dict[str, jax.Array]] = []
         hps, keys, statics, states, started, orders = [], [], [], [], [], []
@@ -568,11 +665,21 @@ class Optimizer(HooksMixin, Stateful):
                 started.append([False] * len(ng["params"]))
                 scalars.append({})
             else:
-                entries = [dict(saved_state[sid]) if sid in saved_state and len(saved_state[sid]) > 0
-                           else None for sid in sg["params"]]
-                scalars.append(self._import_scalars(entries, [f"state[{sid}]" for sid in sg["params"]]))
-                states.append([f if e is None else import_state(f, e, self._state_names, f"state[{sid}]")
-                               for f, e, sid in zip(fresh, entries, sg["params"])])
+                entries = [
+                    dict(saved_state[sid])
+                    if sid in saved_state and len(saved_state[sid]) > 0
+                    else None
+                    for sid in sg["params"]
+                ]
+                scalars.append(
+                    self._import_scalars(entries, [f"state[{sid}]" for sid in sg["params"]])
+                )
+                states.append(
+                    [
+                        f if e is None else import_state(f, e, self._state_names, f"state[{sid}]")
+                        for f, e, sid in zip(fresh, entries, sg["params"])
+                    ]
+                )
                 started.append([e is not None for e in entries])
             ng._jm_dirty = False
             new_groups.append(ng)
@@ -580,7 +687,12 @@ class Optimizer(HooksMixin, Stateful):
             keys.append(self._hp_key_of(ng))
             statics.append(static)
         self.param_groups, self._hp, self._hp_key = new_groups, hps, keys
-        self._static, self._states, self._started, self._key_order = statics, states, started, orders
+        self._static, self._states, self._started, self._key_order = (
+            statics,
+            states,
+            started,
+            orders,
+        )
         self._scalars = scalars
         if any(_spans_devices(p._value) for g in self.param_groups for p in g["params"]):
             self._jm_place_state()  # loaded state goes where the parameters live
@@ -595,7 +707,9 @@ class Optimizer(HooksMixin, Stateful):
         return s + ")"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if not k.endswith("_hooks")}  # as torch: no hooks
+        return {
+            k: v for k, v in self.__dict__.items() if not k.endswith("_hooks")
+        }  # as torch: no hooks
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -605,7 +719,9 @@ def _load_optax_state(fresh: Any, saved_state: dict[str, Any], gi: int) -> Any:
     try:
         loaded = saved_state["optax_state"][gi]
     except (KeyError, IndexError, TypeError):
-        raise ValueError(f"loaded state dict has no 'optax_state' for parameter group {gi}") from None
+        raise ValueError(
+            f"loaded state dict has no 'optax_state' for parameter group {gi}"
+        ) from None
     want, got = jax.tree.structure(fresh), jax.tree.structure(loaded)
     if want != got:  # type: ignore[operator]  # jax's PyTreeDef is opaque to mypy
         raise ValueError(f"optax_state of group {gi} has structure {got}, expected {want}")

@@ -24,7 +24,14 @@ def _rho_t(step: jax.Array, omb2: jax.Array) -> jax.Array:
     ell = -jnp.log1p(-omb2)
     u = step * ell
     xs = jnp.minimum(omb2, 0.1)
-    a_series = xs * (1 / 2 + xs * (1 / 3 + xs * (1 / 4 + xs * (1 / 5 + xs * (1 / 6 + xs * (1 / 7 + xs * (1 / 8 + xs / 9)))))))
+    a_series = xs * (
+        1 / 2
+        + xs
+        * (
+            1 / 3
+            + xs * (1 / 4 + xs * (1 / 5 + xs * (1 / 6 + xs * (1 / 7 + xs * (1 / 8 + xs / 9)))))
+        )
+    )
     a = jnp.where(omb2 <= 0.1, a_series, ell / omb2 - 1)
     us = jnp.minimum(u, 1.0)
     u2 = us * us
@@ -33,7 +40,9 @@ def _rho_t(step: jax.Array, omb2: jax.Array) -> jax.Array:
     return 2 * (a + b) / ell - 1
 
 
-def radam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]) -> tuple[dict, dict]:
+def radam_prelude(
+    hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Array]
+) -> tuple[dict, dict]:
     """The group's steps advanced and the update's per-parameter factors (vectors): `1 / bc1`,
     whether the rectification is on, and `sqrt(bc2) * rect` (1 where it is off)."""
     omb1, omb2 = hp["1-betas"]
@@ -43,12 +52,16 @@ def radam_prelude(hp: dict[str, Any], static: tuple, scalars: dict[str, jax.Arra
     on = rho_t > 5.0
     rt = jnp.where(on, rho_t, 6.0)  # keeps the unused branch finite
     rect = jnp.sqrt((rt - 4) * (rt - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rt))
-    return {"step": step}, {"inv_bc1": 1 / bias_correction(step, omb1), "rect_on": on,
-                            "rect": jnp.sqrt(bias_correction(step, omb2)) * rect}
+    return {"step": step}, {
+        "inv_bc1": 1 / bias_correction(step, omb1),
+        "rect_on": on,
+        "rect": jnp.sqrt(bias_correction(step, omb2)) * rect,
+    }
 
 
-def scale_by_torch_radam(betas: tuple, one_minus: tuple, eps: jax.Array,
-                         derived: dict[str, Any]) -> optax.GradientTransformation:
+def scale_by_torch_radam(
+    betas: tuple, one_minus: tuple, eps: jax.Array, derived: dict[str, Any]
+) -> optax.GradientTransformation:
     """torch's RAdam direction (optax.scale_by_radam places eps and the threshold differently);
     `derived` holds this parameter's entries of `radam_prelude`'s factors."""
     b2 = betas[1]
@@ -96,18 +109,36 @@ class RAdam(Optimizer):
     _scalar_state = {"step": 0.0}
     _prelude = staticmethod(radam_prelude)
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
-                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
         check_lr(lr)
         check_nonneg(eps, "epsilon value")
         check_betas(betas)
         check_nonneg(weight_decay, "weight_decay value")
         check_flags(foreach, None, differentiable)
-        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                    "maximize": maximize, "foreach": foreach, "capturable": capturable,
-                    "decoupled_weight_decay": decoupled_weight_decay, "differentiable": differentiable}
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "decoupled_weight_decay": decoupled_weight_decay,
+            "differentiable": differentiable,
+        }
         super().__init__(params, defaults)
 
     def _static_options(self, group: dict[str, Any]) -> tuple:
@@ -116,5 +147,6 @@ class RAdam(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         maximize, decoupled = static
-        return torch_chain(hp, scale_by_torch_radam(hp["betas"], hp["1-betas"], hp["eps"], hp),
-                           maximize, decoupled)
+        return torch_chain(
+            hp, scale_by_torch_radam(hp["betas"], hp["1-betas"], hp["eps"], hp), maximize, decoupled
+        )

@@ -14,9 +14,14 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["RMSprop"]
 
 
-def scale_by_torch_rms(alpha: jax.Array, one_minus_alpha: jax.Array, eps: jax.Array,
-                       momentum: jax.Array, centered: bool,
-                       has_momentum: bool) -> optax.GradientTransformation:
+def scale_by_torch_rms(
+    alpha: jax.Array,
+    one_minus_alpha: jax.Array,
+    eps: jax.Array,
+    momentum: jax.Array,
+    centered: bool,
+    has_momentum: bool,
+) -> optax.GradientTransformation:
     """torch's RMSprop direction: eps added after the square root, momentum applied to the
     scaled gradient (optax.rmsprop adds eps inside the root)."""
 
@@ -74,19 +79,38 @@ class RMSprop(Optimizer):
     _complement_options = ("alpha",)
     _scalar_state = {"step": 0.0}
 
-    def __init__(self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0, momentum: float = 0, centered: bool = False,
-                 capturable: bool = False, foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
         check_lr(lr)
         check_nonneg(eps, "epsilon value")
         check_nonneg(momentum, "momentum value")
         check_nonneg(weight_decay, "weight_decay value")
         check_nonneg(alpha, "alpha value")
         check_flags(foreach, None, differentiable)
-        defaults = {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps,
-                    "centered": centered, "weight_decay": weight_decay, "capturable": capturable,
-                    "foreach": foreach, "maximize": maximize, "differentiable": differentiable}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "capturable": capturable,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+        }
         super().__init__(params, defaults)
 
     def _static_options(self, group: dict[str, Any]) -> tuple:
@@ -95,6 +119,10 @@ class RMSprop(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         centered, maximize, has_momentum = static
-        return torch_chain(hp, scale_by_torch_rms(hp["alpha"], hp["1-alpha"], hp["eps"],
-                                                  hp["momentum"], centered, has_momentum),
-                           maximize)
+        return torch_chain(
+            hp,
+            scale_by_torch_rms(
+                hp["alpha"], hp["1-alpha"], hp["eps"], hp["momentum"], centered, has_momentum
+            ),
+            maximize,
+        )

@@ -14,8 +14,9 @@ from .optimizer import Optimizer, ParamsT
 __all__ = ["SGD"]
 
 
-def _torch_momentum(momentum: jax.Array, one_minus_dampening: jax.Array | None,
-                    nesterov: bool) -> optax.GradientTransformation:
+def _torch_momentum(
+    momentum: jax.Array, one_minus_dampening: jax.Array | None, nesterov: bool
+) -> optax.GradientTransformation:
     """torch's momentum buffer: the first step stores the gradient undampened; later steps
     `buf = momentum * buf + (1 - dampening) * g` (optax.trace has no dampening). With dampening
     0 (`one_minus_dampening` None) the zero-initialised buffer gives the first step exactly, so
@@ -70,17 +71,35 @@ class SGD(Optimizer):
     _complement_options = ("dampening",)
     _zero_options = ("weight_decay", "dampening")
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
-                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
-                 foreach: bool | None = None, differentiable: bool = False,
-                 fused: bool | None = None) -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
         check_lr(lr)
         check_nonneg(momentum, "momentum value")
         check_nonneg(weight_decay, "weight_decay value")
         check_flags(foreach, fused, differentiable)
-        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening,
-                    "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize,
-                    "foreach": foreach, "differentiable": differentiable, "fused": fused}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, defaults)
@@ -91,5 +110,9 @@ class SGD(Optimizer):
     @staticmethod
     def _transformation(hp: dict[str, Any], static: tuple) -> optax.GradientTransformation:
         nesterov, maximize, has_momentum = static
-        momentum = _torch_momentum(hp["momentum"], hp.get("1-dampening"), nesterov) if has_momentum else None
+        momentum = (
+            _torch_momentum(hp["momentum"], hp.get("1-dampening"), nesterov)
+            if has_momentum
+            else None
+        )
         return torch_chain(hp, momentum, maximize)

@@ -14,8 +14,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Issue", "PortResult", "port_source", "port_file", "port_path", "format_report",
-           "MISSING_LIBCST"]
+__all__ = [
+    "Issue",
+    "PortResult",
+    "port_source",
+    "port_file",
+    "port_path",
+    "format_report",
+    "MISSING_LIBCST",
+]
 
 MISSING_LIBCST = "jaxmodule.port needs libcst: pip install 'jaxmodule[port]'"
 

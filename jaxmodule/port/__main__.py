@@ -13,12 +13,19 @@ def main(argv: list[str] | None = None) -> int:
     """Port SRC (a file or a directory) and print the leftover report; return the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m jaxmodule.port",
-        description="Rewrite torch source as jaxmodule source; report what is left by hand.")
+        description="Rewrite torch source as jaxmodule source; report what is left by hand.",
+    )
     parser.add_argument("src", help="a .py file or a directory of them")
-    parser.add_argument("-o", "--output", help="output file (directory for a directory SRC); "
-                                               "default for a file: standard output")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when something is left unconverted")
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="output file (directory for a directory SRC); default for a file: standard output",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when something is left unconverted",
+    )
     args = parser.parse_args(argv)
     if importlib.util.find_spec("libcst") is None:
         print(MISSING_LIBCST, file=sys.stderr)

@@ -19,7 +19,6 @@ from ._training import TrainingPass
 __all__ = ["PortResult", "port_source", "port_file", "port_path", "PASSES", "TensorPass"]
 
 
-
 class TensorPass(InplacePass, MethodsPass):
     """The in-place and tensor-method rules in one traversal (they share one scope analysis)."""
 
@@ -65,8 +64,10 @@ def port_source(source: str, path: str = "<string>") -> PortResult:
             issues.append(Issue(path, at + 1, reason, code))
         code = module.code
         if code != current:
-            to_original = [to_original[i] if i < len(to_original) else len(original) - 1
-                           for i in line_map(current, code)]
+            to_original = [
+                to_original[i] if i < len(to_original) else len(original) - 1
+                for i in line_map(current, code)
+            ]
             current = code
     return PortResult(path, current, merge(issues))
 
@@ -82,8 +83,9 @@ def port_file(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = 
     return result
 
 
-def port_path(src: str | os.PathLike[str],
-              dst: str | os.PathLike[str] | None = None) -> list[PortResult]:
+def port_path(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None
+) -> list[PortResult]:
     """Port a file, or every `.py` file under a directory into the same layout under `dst`."""
     if not os.path.isdir(src):
         return [port_file(src, dst)]

@@ -23,16 +23,26 @@ _REASONS = {
     "distributed": "torch.distributed is not ported: use jax.sharding / jaxmodule.distributed",
     "jit": "TorchScript is not ported: use jaxmodule.compile",
     "autograd": "torch.autograd is not ported: use jaxmodule.grad / jaxmodule.backward "
-                "(custom autograd Functions: jax.custom_vjp)",
+    "(custom autograd Functions: jax.custom_vjp)",
     "utils.data": "torch.utils.data has no jaxmodule equivalent: keep torch's loaders and convert "
-                  "each batch with jaxmodule.tensor (or batch numpy arrays)",
+    "each batch with jaxmodule.tensor (or batch numpy arrays)",
     "utils.checkpoint": "activation checkpointing (torch.utils.checkpoint) has no jaxmodule "
-                        "equivalent: wrap the function with jax.checkpoint",
+    "equivalent: wrap the function with jax.checkpoint",
 }
 _OVERRIDES = {"cuda.amp.GradScaler": "amp.GradScaler"}
 # Parents in which `a == b` needs no parentheses.
-_LOOSE_PARENTS = (cst.If, cst.IfExp, cst.While, cst.Assign, cst.AnnAssign, cst.Arg, cst.Return,
-                  cst.BooleanOperation, cst.Element, cst.Expr)
+_LOOSE_PARENTS = (
+    cst.If,
+    cst.IfExp,
+    cst.While,
+    cst.Assign,
+    cst.AnnAssign,
+    cst.Arg,
+    cst.Return,
+    cst.BooleanOperation,
+    cst.Element,
+    cst.Expr,
+)
 
 
 def translate(ref: LibRef) -> tuple[str | None, str | None]:
@@ -70,7 +80,9 @@ class CallsPass(PortPass):
         parent = self.parent(node)
         return not (isinstance(parent, cst.Attribute) and parent.value is node)
 
-    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+    def leave_Attribute(
+        self, original_node: cst.Attribute, updated_node: cst.Attribute
+    ) -> cst.BaseExpression:
         if not self._is_maximal(original_node):
             return updated_node
         ref = self.aliases.resolve(original_node)
@@ -82,16 +94,25 @@ class CallsPass(PortPass):
         if reason is not None:
             self.report(original_node, reason)
         root = self._chain_root(original_node)
-        if new_path is None or root is None or self.aliases.names.get(root.value) != LibRef("torch", ""):
+        if (
+            new_path is None
+            or root is None
+            or self.aliases.names.get(root.value) != LibRef("torch", "")
+        ):
             return updated_node  # kept, or spelled through an alias the import pass repoints
-        return expr(f"jaxmodule.{new_path}").with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)
+        return expr(f"jaxmodule.{new_path}").with_changes(
+            lpar=updated_node.lpar, rpar=updated_node.rpar
+        )
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
         parent = self.parent(original_node)
-        if isinstance(parent, cst.Attribute) or self.aliases.names.get(original_node.value) != LibRef("torch", ""):
+        if isinstance(parent, cst.Attribute) or self.aliases.names.get(
+            original_node.value
+        ) != LibRef("torch", ""):
             return updated_node
-        if isinstance(parent, (cst.Arg, cst.Param, cst.FunctionDef, cst.ClassDef, cst.AssignTarget)) \
-                and not (isinstance(parent, cst.Arg) and parent.value is original_node):
+        if isinstance(
+            parent, (cst.Arg, cst.Param, cst.FunctionDef, cst.ClassDef, cst.AssignTarget)
+        ) and not (isinstance(parent, cst.Arg) and parent.value is original_node):
             return updated_node
         return cst.Name("jaxmodule")
 
@@ -109,11 +130,18 @@ class CallsPass(PortPass):
 
     def _drop_activation_devices(self, original: cst.Call, updated: cst.Call) -> cst.Call:
         """Remove `device=x.device` (x an activation) from a library call."""
-        keep = [new for old, new in zip(original.args, updated.args)
-                if not (old.keyword is not None and old.keyword.value == "device"
-                        and isinstance(old.value, cst.Attribute) and old.value.attr.value == "device"
-                        and self.kinds.of(old.value.value) not in (Kind.MODULE, Kind.PY)
-                        and dotted(old.value.value) != "self")]
+        keep = [
+            new
+            for old, new in zip(original.args, updated.args)
+            if not (
+                old.keyword is not None
+                and old.keyword.value == "device"
+                and isinstance(old.value, cst.Attribute)
+                and old.value.attr.value == "device"
+                and self.kinds.of(old.value.value) not in (Kind.MODULE, Kind.PY)
+                and dotted(old.value.value) != "self"
+            )
+        ]
         if len(keep) == len(updated.args):
             return updated
         if keep:

@@ -16,9 +16,24 @@ from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvide
 
 from ._kinds import Kinds
 
-__all__ = ["LIBS", "LibRef", "Aliases", "PortState", "PortPass", "dotted", "local_name", "expr", "bare",
-           "parenthesize", "assign_target", "names_read", "name_counts", "assigned_in_order",
-           "names_assigned", "statements"]
+__all__ = [
+    "LIBS",
+    "LibRef",
+    "Aliases",
+    "PortState",
+    "PortPass",
+    "dotted",
+    "local_name",
+    "expr",
+    "bare",
+    "parenthesize",
+    "assign_target",
+    "names_read",
+    "name_counts",
+    "assigned_in_order",
+    "names_assigned",
+    "statements",
+]
 
 LIBS = ("torch", "jaxmodule")
 
@@ -182,14 +197,31 @@ def assign_target(node: cst.BaseExpression) -> cst.AssignTarget:
     'a, b = '
     """
     if not isinstance(node, cst.BaseAssignTargetExpression):
-        raise TypeError(f"assign_target: expected a name, attribute, subscript, tuple or list, "
-                        f"got `{cst.Module([]).code_for_node(node)}`")
+        raise TypeError(
+            f"assign_target: expected a name, attribute, subscript, tuple or list, "
+            f"got `{cst.Module([]).code_for_node(node)}`"
+        )
     return cst.AssignTarget(node)
 
 
-_ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.Imaginary,
-          cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict,
-          cst.Set, cst.ListComp, cst.SetComp, cst.DictComp)
+_ATOMS = (
+    cst.Name,
+    cst.Attribute,
+    cst.Call,
+    cst.Subscript,
+    cst.Integer,
+    cst.Float,
+    cst.Imaginary,
+    cst.SimpleString,
+    cst.ConcatenatedString,
+    cst.FormattedString,
+    cst.List,
+    cst.Dict,
+    cst.Set,
+    cst.ListComp,
+    cst.SetComp,
+    cst.DictComp,
+)
 
 
 def parenthesize(node: cst.BaseExpression) -> cst.BaseExpression:

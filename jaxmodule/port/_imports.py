@@ -33,8 +33,9 @@ class ImportsPass(PortPass):
         self.imported = _bound_roots(_all_import_lines(self.wrapper.module))
 
     # ---- one import line -> one or more lines ---------------------------------------------------
-    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
-                                  updated_node: cst.SimpleStatementLine):
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ):
         if not any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in original_node.body):
             return updated_node
         codes: list[str] = []
@@ -116,9 +117,13 @@ class ImportsPass(PortPass):
                 kept.append(name if local == name else f"{name} as {local}")
                 continue
             module, _, new_name = new_path.rpartition(".")
-            groups.setdefault(module, []).append(new_name if new_name == local else f"{new_name} as {local}")
-        out = [f"from {'.'.join(filter(None, ['jaxmodule', module]))} import {', '.join(names)}"
-               for module, names in groups.items()]
+            groups.setdefault(module, []).append(
+                new_name if new_name == local else f"{new_name} as {local}"
+            )
+        out = [
+            f"from {'.'.join(filter(None, ['jaxmodule', module]))} import {', '.join(names)}"
+            for module, names in groups.items()
+        ]
         if kept:
             out.append(f"from {full} import {', '.join(kept)}")
         return out
@@ -170,7 +175,8 @@ def _referenced_roots(module: cst.Module) -> set[str]:
 
 def _is_import_line(stmt: cst.BaseStatement) -> TypeGuard[cst.SimpleStatementLine]:
     return isinstance(stmt, cst.SimpleStatementLine) and all(
-        isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body)
+        isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body
+    )
 
 
 def _import_lines(body: Sequence[cst.BaseStatement]) -> list[tuple[int, cst.SimpleStatementLine]]:
@@ -179,7 +185,11 @@ def _import_lines(body: Sequence[cst.BaseStatement]) -> list[tuple[int, cst.Simp
 
 def _import_root(stmt: cst.SimpleStatementLine) -> str:
     small = stmt.body[0]
-    module = small.module if isinstance(small, cst.ImportFrom) else cst.ensure_type(small, cst.Import).names[0].name
+    module = (
+        small.module
+        if isinstance(small, cst.ImportFrom)
+        else cst.ensure_type(small, cst.Import).names[0].name
+    )
     return (dotted(module) or "").split(".")[0] if module is not None else ""
 
 
@@ -191,7 +201,9 @@ def _bound_roots(body: Sequence[cst.BaseStatement]) -> set[str]:
                 for alias in small.names:
                     bound.add(local_name(alias) or (dotted(alias.name) or "").split(".")[0])
             elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
-                bound.update(local_name(a) or cst.ensure_type(a.name, cst.Name).value for a in small.names)
+                bound.update(
+                    local_name(a) or cst.ensure_type(a.name, cst.Name).value for a in small.names
+                )
     return bound
 
 
@@ -207,8 +219,11 @@ def _dedupe_imports(body: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
 
 
 def _is_docstring(stmt: cst.BaseStatement) -> bool:
-    return isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Expr) \
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and isinstance(stmt.body[0], cst.Expr)
         and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
 
 
 def _import_position(body: list[cst.BaseStatement]) -> int:

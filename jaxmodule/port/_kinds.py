@@ -50,14 +50,28 @@ class Kind(enum.Enum):
 
 KindTree = Kind | tuple  # a Kind, or a tuple of KindTrees for tuple values
 _TENSORISH = (Kind.TENSOR, Kind.PARAM)
-_LITERALS = (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.ConcatenatedString,
-             cst.FormattedString, cst.List, cst.Dict, cst.Set, cst.ListComp, cst.SetComp,
-             cst.DictComp, cst.GeneratorExp, cst.Lambda)
+_LITERALS = (
+    cst.Integer,
+    cst.Float,
+    cst.Imaginary,
+    cst.SimpleString,
+    cst.ConcatenatedString,
+    cst.FormattedString,
+    cst.List,
+    cst.Dict,
+    cst.Set,
+    cst.ListComp,
+    cst.SetComp,
+    cst.DictComp,
+    cst.GeneratorExp,
+    cst.Lambda,
+)
 _MODULE_PY_METHODS = frozenset(
     "parameters named_parameters buffers named_buffers modules named_modules children "
     "named_children state_dict load_state_dict zero_grad register_buffer register_parameter "
     "register_forward_hook register_forward_pre_hook register_full_backward_hook add_module "
-    "extra_repr get_submodule get_parameter".split())
+    "extra_repr get_submodule get_parameter".split()
+)
 
 
 def join(kinds: list[KindTree]) -> KindTree:
@@ -150,8 +164,11 @@ class Kinds:
                     continue
                 for base in cls.bases:
                     ref = self.aliases.resolve(base.value)
-                    if (ref is not None and ref.path.startswith("nn.") and ref.path.split(".")[-1][:1].isupper()) \
-                            or (isinstance(base.value, cst.Name) and base.value.value in found):
+                    if (
+                        ref is not None
+                        and ref.path.startswith("nn.")
+                        and ref.path.split(".")[-1][:1].isupper()
+                    ) or (isinstance(base.value, cst.Name) and base.value.value in found):
                         found.add(name)
                         changed = True
                         break
@@ -170,7 +187,9 @@ class Kinds:
         self._attrs[id(cls)] = attrs
         return attrs
 
-    def enclosing(self, node: cst.CSTNode, kind: type[_Node] | tuple[type[_Node], ...]) -> _Node | None:
+    def enclosing(
+        self, node: cst.CSTNode, kind: type[_Node] | tuple[type[_Node], ...]
+    ) -> _Node | None:
         parent = self.parents.get(node)
         while parent is not None and not isinstance(parent, kind):
             parent = self.parents.get(parent)
@@ -204,7 +223,13 @@ class Kinds:
 
     def looks_like_module(self, node: cst.CSTNode) -> bool:
         """Name heuristic for receivers of methods both modules and tensors have."""
-        name = node.value if isinstance(node, cst.Name) else node.attr.value if isinstance(node, cst.Attribute) else ""
+        name = (
+            node.value
+            if isinstance(node, cst.Name)
+            else node.attr.value
+            if isinstance(node, cst.Attribute)
+            else ""
+        )
         return bool(_names.MODULE_NAME_RE.search(name))
 
     def _compute(self, node: cst.CSTNode) -> KindTree:
@@ -218,7 +243,13 @@ class Kinds:
             return self._call(node)
         if isinstance(node, cst.Subscript):
             base = self.of(node.value)
-            return Kind.TENSOR if base in _TENSORISH else Kind.MODULE if base is Kind.MODULE else Kind.UNKNOWN
+            return (
+                Kind.TENSOR
+                if base in _TENSORISH
+                else Kind.MODULE
+                if base is Kind.MODULE
+                else Kind.UNKNOWN
+            )
         if isinstance(node, cst.BinaryOperation):
             return self._operands([node.left, node.right])
         if isinstance(node, cst.Comparison):
@@ -230,8 +261,10 @@ class Kinds:
         if isinstance(node, cst.IfExp):
             return join([self.tree(node.body), self.tree(node.orelse)])
         if isinstance(node, cst.Tuple):
-            return tuple(Kind.UNKNOWN if isinstance(e, cst.StarredElement) else self.tree(e.value)
-                         for e in node.elements)
+            return tuple(
+                Kind.UNKNOWN if isinstance(e, cst.StarredElement) else self.tree(e.value)
+                for e in node.elements
+            )
         if isinstance(node, cst.NamedExpr):
             return self.tree(node.value)
         if isinstance(node, _LITERALS):
@@ -273,7 +306,11 @@ class Kinds:
         if isinstance(parent, cst.AssignTarget):
             tree = self.tree(cst.ensure_type(self.parents[parent], cst.Assign).value)
         elif isinstance(parent, cst.AnnAssign):
-            tree = self.tree(parent.value) if parent.value is not None else self._annotation(parent.annotation.annotation)
+            tree = (
+                self.tree(parent.value)
+                if parent.value is not None
+                else self._annotation(parent.annotation.annotation)
+            )
         elif isinstance(parent, cst.AugAssign):
             tree = Kind.TENSOR if self.of(parent.value) in _TENSORISH else Kind.UNKNOWN
         elif isinstance(parent, (cst.For, cst.CompFor)):
@@ -303,16 +340,26 @@ class Kinds:
             if isinstance(func, cst.Attribute):
                 method = func.attr.value
                 per_method: dict[str, KindTree]
-                per_method = {"parameters": Kind.PARAM, "named_parameters": (Kind.PY, Kind.PARAM),
-                              "buffers": Kind.TENSOR, "named_buffers": (Kind.PY, Kind.TENSOR),
-                              "modules": Kind.MODULE, "children": Kind.MODULE,
-                              "named_modules": (Kind.PY, Kind.MODULE),
-                              "named_children": (Kind.PY, Kind.MODULE),
-                              "items": (Kind.PY, Kind.UNKNOWN), "keys": Kind.PY}
+                per_method = {
+                    "parameters": Kind.PARAM,
+                    "named_parameters": (Kind.PY, Kind.PARAM),
+                    "buffers": Kind.TENSOR,
+                    "named_buffers": (Kind.PY, Kind.TENSOR),
+                    "modules": Kind.MODULE,
+                    "children": Kind.MODULE,
+                    "named_modules": (Kind.PY, Kind.MODULE),
+                    "named_children": (Kind.PY, Kind.MODULE),
+                    "items": (Kind.PY, Kind.UNKNOWN),
+                    "keys": Kind.PY,
+                }
                 if method in per_method and self.of(func.value) is not Kind.PY:
                     return per_method[method]
         if isinstance(iterable, (cst.List, cst.Tuple)):
-            return join([self.tree(e.value) for e in iterable.elements]) if iterable.elements else Kind.UNKNOWN
+            return (
+                join([self.tree(e.value) for e in iterable.elements])
+                if iterable.elements
+                else Kind.UNKNOWN
+            )
         kind = self.of(iterable)
         if kind is Kind.MODULE:
             return Kind.MODULE
@@ -342,12 +389,15 @@ class Kinds:
         if not isinstance(fn, cst.FunctionDef):
             return Kind.UNKNOWN
         cls = self.method_class(fn)
-        static = any(isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
-                     for d in fn.decorators)
+        static = any(
+            isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
+            for d in fn.decorators
+        )
         if cls is not None and not static and fn.params.params and fn.params.params[0] is param:
             return Kind.MODULE if cls.name.value in self.module_classes else Kind.PY
         if isinstance(param.default, (cst.Integer, cst.Float, cst.SimpleString)) or (
-                isinstance(param.default, cst.Name) and param.default.value in ("True", "False")):
+            isinstance(param.default, cst.Name) and param.default.value in ("True", "False")
+        ):
             return Kind.PY
         if cls is not None and cls.name.value in self.module_classes and fn.name.value == "forward":
             return Kind.TENSOR
@@ -366,7 +416,12 @@ class Kinds:
         cls = None
         while fn is not None and (cls := self.method_class(fn)) is None:
             fn = self.enclosing(fn, cst.FunctionDef)
-        if fn is None or cls is None or not fn.params.params or fn.params.params[0].name.value != node.value.value:
+        if (
+            fn is None
+            or cls is None
+            or not fn.params.params
+            or fn.params.params[0].name.value != node.value.value
+        ):
             return None
         return self.class_attrs(cls).get(node.attr.value)
 
@@ -381,7 +436,13 @@ class Kinds:
                 return join([v if isinstance(v, (Kind, tuple)) else self.tree(v) for v in values])
             return Kind.PARAM if attr in _names.PARAM_ATTRS else Kind.MODULE
         if base is Kind.PARAM:
-            return Kind.PARAM if attr == "data" else Kind.TENSOR if attr in _names.TENSOR_ATTRS else Kind.PY
+            return (
+                Kind.PARAM
+                if attr == "data"
+                else Kind.TENSOR
+                if attr in _names.TENSOR_ATTRS
+                else Kind.PY
+            )
         if base is Kind.PY:
             return Kind.PY
         if attr == "data":
@@ -420,7 +481,11 @@ class Kinds:
             if method in _names.TENSOR_METHODS or _names.inplace_base(method):
                 if method in _names.PY_RESULT_METHODS:
                     return Kind.PY
-                if method in _names.MODULE_ALSO_HAS and receiver is Kind.UNKNOWN and self.looks_like_module(func.value):
+                if (
+                    method in _names.MODULE_ALSO_HAS
+                    and receiver is Kind.UNKNOWN
+                    and self.looks_like_module(func.value)
+                ):
                     return Kind.MODULE
                 return Kind.TENSOR
             return Kind.TENSOR if self.of(func) is Kind.MODULE else Kind.UNKNOWN
@@ -434,8 +499,11 @@ def _library_call_kind(path: str) -> Kind:
         return Kind.PY if last in _names.PY_RESULT_METHODS else Kind.TENSOR
     if path in ("nn.Parameter", "nn.parameter.Parameter"):
         return Kind.PARAM
-    if path.startswith(("nn.functional.", "nn.init.")) or path in _names.TENSOR_FUNCTIONS \
-            or path == "backward":
+    if (
+        path.startswith(("nn.functional.", "nn.init."))
+        or path in _names.TENSOR_FUNCTIONS
+        or path == "backward"
+    ):
         return Kind.TENSOR
     if path.startswith("nn.") and last[:1].isupper():
         return Kind.MODULE
@@ -473,8 +541,12 @@ class _SelfAttrs(cst.CSTVisitor):
         first = node.args[0].value
         if not isinstance(first, cst.SimpleString):
             return
-        kind = {"register_buffer": Kind.TENSOR, "register_parameter": Kind.PARAM,
-                "add_module": Kind.MODULE, "register_module": Kind.MODULE}.get(func.attr.value)
+        kind = {
+            "register_buffer": Kind.TENSOR,
+            "register_parameter": Kind.PARAM,
+            "add_module": Kind.MODULE,
+            "register_module": Kind.MODULE,
+        }.get(func.attr.value)
         name = first.evaluated_value  # bytes for a b'' literal, which names no attribute
         if kind is not None and isinstance(name, str):
             self.attrs.setdefault(name, []).append(kind)

@@ -105,38 +105,46 @@ TENSOR_METHODS = _words("""
 """)
 
 # In-place tensor methods that have no out-of-place method of the same stem.
-INPLACE_ONLY = _words("zero_ fill_ copy_ normal_ uniform_ bernoulli_ exponential_ geometric_ "
-                      "cauchy_ log_normal_ random_ fill_diagonal_ apply_ share_memory_ detach_")
+INPLACE_ONLY = _words(
+    "zero_ fill_ copy_ normal_ uniform_ bernoulli_ exponential_ geometric_ "
+    "cauchy_ log_normal_ random_ fill_diagonal_ apply_ share_memory_ detach_"
+)
 
 # In-place random draws: on an activation these have no deterministic out-of-place rewrite.
-RANDOM_INPLACE = _words("normal_ uniform_ bernoulli_ exponential_ geometric_ cauchy_ "
-                        "log_normal_ random_")
+RANDOM_INPLACE = _words(
+    "normal_ uniform_ bernoulli_ exponential_ geometric_ cauchy_ log_normal_ random_"
+)
 
 # Tensor methods whose result is a Python value (or a numpy array), not a tensor.
-PY_RESULT_METHODS = _words("size dim ndimension numel nelement element_size stride item tolist "
-                           "numpy is_contiguous is_floating_point is_complex data_ptr get_device "
-                           "equal allclose")
+PY_RESULT_METHODS = _words(
+    "size dim ndimension numel nelement element_size stride item tolist "
+    "numpy is_contiguous is_floating_point is_complex data_ptr get_device "
+    "equal allclose"
+)
 
 # Tensor methods that torch.nn.Module also has: decided by the receiver (see _kinds.py).
 MODULE_ALSO_HAS = _words("to type float double half bfloat16 cpu cuda requires_grad_")
 
 # Calls on a module that return the module itself.
-MODULE_RESULT_METHODS = _words("to type float double half bfloat16 cpu cuda train eval "
-                               "requires_grad_ apply to_empty")
+MODULE_RESULT_METHODS = _words(
+    "to type float double half bfloat16 cpu cuda train eval requires_grad_ apply to_empty"
+)
 
 # Tensor methods the port leaves in place and reports when called on an activation.
 NOT_PORTABLE = {
     "register_hook": "hooks on activations are not supported: use a module hook "
-                     "(register_forward_hook / register_full_backward_hook)",
+    "(register_forward_hook / register_full_backward_hook)",
     "retain_grad": "gradients of activations are not kept: return the value as an aux output "
-                   "of jaxmodule.grad(..., has_aux=True)",
+    "of jaxmodule.grad(..., has_aux=True)",
     "requires_grad_": "activations do not carry requires_grad: differentiate with "
-                      "jaxmodule.grad / jaxmodule.backward",
+    "jaxmodule.grad / jaxmodule.backward",
 }
 
 # Attribute names that hold a module's parameters or buffers (in-place helpers allowed there).
-PARAM_ATTRS = _words("weight bias data running_mean running_var in_proj_weight in_proj_bias "
-                     "weight_ih_l0 weight_hh_l0 bias_ih_l0 bias_hh_l0")
+PARAM_ATTRS = _words(
+    "weight bias data running_mean running_var in_proj_weight in_proj_bias "
+    "weight_ih_l0 weight_hh_l0 bias_ih_l0 bias_hh_l0"
+)
 
 # Tensor attributes that are tensors; and those that are plain Python values.
 TENSOR_ATTRS = _words("T mT H mH real imag grad data")
@@ -144,14 +152,19 @@ PY_ATTRS = _words("shape dtype device ndim requires_grad is_cuda is_leaf layout"
 
 # Unannotated names that hold a module (`model.to(device)` stays a module call).
 MODULE_NAME_RE = re.compile(
-    r"(?:^|_)(?:model|net|network|module|criterion|encoder|decoder|classifier|backbone)$")
+    r"(?:^|_)(?:model|net|network|module|criterion|encoder|decoder|classifier|backbone)$"
+)
 # Unannotated parameter names that hold plain Python values.
-PY_NAME_RE = re.compile(r"^(?:args|config|cfg|opt|optimizer|scheduler|device|epoch|epochs|"
-                        r"lr|log_interval|step|steps|batch_size|seed)$")
+PY_NAME_RE = re.compile(
+    r"^(?:args|config|cfg|opt|optimizer|scheduler|device|epoch|epochs|"
+    r"lr|log_interval|step|steps|batch_size|seed)$"
+)
 
-PY_BUILTINS = _words("len int float str bool range enumerate zip list dict set tuple sorted "
-                     "print isinstance issubclass hasattr getattr type repr open format divmod "
-                     "round id hash callable vars dir reversed frozenset bytes ord chr")
+PY_BUILTINS = _words(
+    "len int float str bool range enumerate zip list dict set tuple sorted "
+    "print isinstance issubclass hasattr getattr type repr open format divmod "
+    "round id hash callable vars dir reversed frozenset bytes ord chr"
+)
 
 
 def inplace_base(method: str) -> str | None:

@@ -53,9 +53,9 @@ _Statement = cst.SimpleStatementLine | cst.BaseCompoundStatement
 class _Plan:
     """How one `.backward()` statement is rewritten."""
 
-    backward: int            # index of the `.backward()` statement
-    included: list[int]      # indices of the forward slice, in order
-    anchor: int              # where the new statements go (the backward or the last slice line)
+    backward: int  # index of the `.backward()` statement
+    included: list[int]  # indices of the forward slice, in order
+    anchor: int  # where the new statements go (the backward or the last slice line)
     new: list[_Statement]
 
 
@@ -71,14 +71,17 @@ class TrainingPass(PortPass):
         self._runs_model: dict[int, bool] = {}
         self._taken: dict[int, set[str]] = {}  # scope node -> names in use there
 
-    def leave_IndentedBlock(self, original_node: cst.IndentedBlock,
-                            updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
-        return updated_node.with_changes(body=self._block(original_node, list(original_node.body),
-                                                          list(updated_node.body)))
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        return updated_node.with_changes(
+            body=self._block(original_node, list(original_node.body), list(updated_node.body))
+        )
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        return updated_node.with_changes(body=self._block(original_node, list(original_node.body),
-                                                          list(updated_node.body)))
+        return updated_node.with_changes(
+            body=self._block(original_node, list(original_node.body), list(updated_node.body))
+        )
 
     # ---- one block ------------------------------------------------------------------------------
     def _block(self, block: cst.CSTNode, old: list, new: list) -> list:
@@ -94,8 +97,10 @@ class TrainingPass(PortPass):
                 self.report(stmt, str(e))
                 continue
             if used & {b, *plan.included}:
-                self.report(stmt, "two `.backward()` calls share one forward computation: "
-                                  "convert them by hand")
+                self.report(
+                    stmt,
+                    "two `.backward()` calls share one forward computation: convert them by hand",
+                )
                 continue
             used |= {b, *plan.included}
             plans.append(plan)
@@ -111,7 +116,9 @@ class TrainingPass(PortPass):
                 stmts = list(replace[i].new)
                 if i in backwards and replace[i].included:  # keep the comments of `.backward()`
                     extra = _leading_comments(stmt) + _trailing_comment(stmt)
-                    stmts[-1] = stmts[-1].with_changes(leading_lines=[*stmts[-1].leading_lines, *extra])
+                    stmts[-1] = stmts[-1].with_changes(
+                        leading_lines=[*stmts[-1].leading_lines, *extra]
+                    )
                 out.extend(stmts)
             elif i in dropped:
                 if i in backwards:
@@ -142,15 +149,23 @@ class TrainingPass(PortPass):
         if not included and self._touches_model(loss_expr):
             fn = cst.Lambda(params=cst.Parameters(), body=bare(_backward_loss(new[b])))
             return _Plan(b, [], b, [new[b].with_changes(body=[cst.Expr(_jm_backward(fn, kwargs))])])
-        loss_names = names_read(loss_expr) & set().union(*[names_assigned(old[k]) for k in included])
+        loss_names = names_read(loss_expr) & set().union(
+            *[names_assigned(old[k]) for k in included]
+        )
         if not included or not loss_names:
-            raise _Unconvertible("`.backward()` on a loss not computed in this block (a function "
-                                 "argument, an outer block or a previous loop iteration): compute it "
-                                 "in a function and call `jaxmodule.backward(fn)`")
+            raise _Unconvertible(
+                "`.backward()` on a loss not computed in this block (a function "
+                "argument, an outer block or a previous loop iteration): compute it "
+                "in a function and call `jaxmodule.backward(fn)`"
+            )
         anchor = self._anchor(old, included, b)
         outside = self._reads_outside(block, [old[k] for k in included] + [old[b]])
-        return _Plan(b, included, anchor,
-                     self._emit(block, old, new, included, b, loss_expr, kwargs, outside))
+        return _Plan(
+            b,
+            included,
+            anchor,
+            self._emit(block, old, new, included, b, loss_expr, kwargs, outside),
+        )
 
     def _backward_kwargs(self, call: cst.Call) -> list[cst.Arg]:
         kept = []
@@ -161,8 +176,10 @@ class TrainingPass(PortPass):
             if name in _KEPT_KWARGS:
                 kept.append(arg)
                 continue
-            raise _Unconvertible(f"`.backward({name or 'gradient'}=...)` is not ported: use "
-                                 f"jaxmodule.grad / jax.vjp for this gradient")
+            raise _Unconvertible(
+                f"`.backward({name or 'gradient'}=...)` is not ported: use "
+                f"jaxmodule.grad / jax.vjp for this gradient"
+            )
         return kept
 
     # ---- which statements run the model -------------------------------------------------------
@@ -230,7 +247,11 @@ class TrainingPass(PortPass):
     def _local_function(self, name: cst.Name) -> cst.FunctionDef | None:
         scope = self.kinds.scopes.get(name)
         bound = list(scope[name.value]) if scope is not None else []
-        if len(bound) == 1 and isinstance(bound[0], Assignment) and isinstance(bound[0].node, cst.FunctionDef):
+        if (
+            len(bound) == 1
+            and isinstance(bound[0], Assignment)
+            and isinstance(bound[0].node, cst.FunctionDef)
+        ):
             return bound[0].node
         return None
 
@@ -244,17 +265,23 @@ class TrainingPass(PortPass):
     # ---- checks ---------------------------------------------------------------------------------
     def _check_movable(self, stmt: cst.BaseStatement) -> None:
         if isinstance(stmt, (cst.For, cst.While)):
-            raise _Unconvertible("the loss is accumulated in a loop before `.backward()`: move the "
-                                 "loop into a function and call `jaxmodule.backward(fn)`")
+            raise _Unconvertible(
+                "the loss is accumulated in a loop before `.backward()`: move the "
+                "loop into a function and call `jaxmodule.backward(fn)`"
+            )
         if isinstance(stmt, (cst.If, cst.With)):
             for inner in _inner_statements(stmt):
                 if isinstance(inner, (cst.For, cst.While)) or not _is_assignment_line(inner):
-                    raise _Unconvertible("the loss is computed in an `if`/`with` block that does "
-                                         "more than assign values: compute it in a function and "
-                                         "call `jaxmodule.backward(fn)`")
+                    raise _Unconvertible(
+                        "the loss is computed in an `if`/`with` block that does "
+                        "more than assign values: compute it in a function and "
+                        "call `jaxmodule.backward(fn)`"
+                    )
         elif not isinstance(stmt, cst.SimpleStatementLine):
-            raise _Unconvertible("the loss is computed in a compound statement: compute it in a "
-                                 "function and call `jaxmodule.backward(fn)`")
+            raise _Unconvertible(
+                "the loss is computed in a compound statement: compute it in a "
+                "function and call `jaxmodule.backward(fn)`"
+            )
 
     def _anchor(self, old: list, included: list[int], b: int) -> int:
         """Where `jaxmodule.backward(...)` goes: at the `.backward()` line, or at the slice's
@@ -268,8 +295,10 @@ class TrainingPass(PortPass):
             made = set().union(*[names_assigned(s) for s in before]) if before else set()
             read = set().union(*[_free_reads(s) for s in before]) if before else set()
             if names_assigned(old[k]) & read:
-                raise _Unconvertible("a statement inside the forward pass rebinds a value it reads: "
-                                     "move it before the forward pass")
+                raise _Unconvertible(
+                    "a statement inside the forward pass rebinds a value it reads: "
+                    "move it before the forward pass"
+                )
             if names_read(old[k]) & made:
                 readers.append(k)
         if not readers:
@@ -277,8 +306,10 @@ class TrainingPass(PortPass):
         last = included[-1]
         if readers[0] > last and not any(self._touches_grads(old[k]) for k in range(last + 1, b)):
             return last
-        raise _Unconvertible("a statement between the forward pass and `.backward()` uses its "
-                             "intermediate values: move it after `.backward()`")
+        raise _Unconvertible(
+            "a statement between the forward pass and `.backward()` uses its "
+            "intermediate values: move it after `.backward()`"
+        )
 
     def _touches_grads(self, stmt: cst.CSTNode) -> bool:
         """Reads or changes gradients or parameters: `.grad`, `zero_grad`, `step`, an in-place
@@ -290,8 +321,11 @@ class TrainingPass(PortPass):
 
             def visit_Attribute(self, n: cst.Attribute) -> None:
                 name = n.attr.value
-                if name in ("grad", "zero_grad", "step", "backward") or (
-                        name.endswith("_") and not name.endswith("__")) or kinds.of(n.value) is Kind.MODULE:
+                if (
+                    name in ("grad", "zero_grad", "step", "backward")
+                    or (name.endswith("_") and not name.endswith("__"))
+                    or kinds.of(n.value) is Kind.MODULE
+                ):
                     _Find.found = True
 
         stmt.visit(_Find())
@@ -315,8 +349,17 @@ class TrainingPass(PortPass):
         return {n for n, c in counts.items() if c > 0}
 
     # ---- code generation ------------------------------------------------------------------------
-    def _emit(self, block: cst.CSTNode, old: list, new: list, included: list[int], b: int,
-              loss_expr: cst.BaseExpression, kwargs: list[cst.Arg], outside: set[str]) -> list:
+    def _emit(
+        self,
+        block: cst.CSTNode,
+        old: list,
+        new: list,
+        included: list[int],
+        b: int,
+        loss_expr: cst.BaseExpression,
+        kwargs: list[cst.Arg],
+        outside: set[str],
+    ) -> list:
         loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else None
         made = assigned_in_order(cst.IndentedBlock(body=[old[k] for k in included]))
         params = _params([old[k] for k in included], set(made))
@@ -327,22 +370,33 @@ class TrainingPass(PortPass):
         if not aux and not params and self._inlinable(old, included, loss_expr, outside):
             inlined = self._inline([new[k] for k in included], new_loss, loss_name)
             call = _jm_backward(cst.Lambda(params=cst.Parameters(), body=inlined), kwargs)
-            small = cst.Assign([cst.AssignTarget(cst.Name(loss_name))], call) if loss_name else cst.Expr(call)
+            small = (
+                cst.Assign([cst.AssignTarget(cst.Name(loss_name))], call)
+                if loss_name
+                else cst.Expr(call)
+            )
             line = new[included[-1]].with_changes(body=[small])
-            leading = [*first.leading_lines,
-                       *[c for k in included[1:] for c in _leading_comments(new[k])],
-                       *[c for k in included[:-1] for c in _trailing_comment(new[k])]]
+            leading = [
+                *first.leading_lines,
+                *[c for k in included[1:] for c in _leading_comments(new[k])],
+                *[c for k in included[:-1] for c in _trailing_comment(new[k])],
+            ]
             return [line.with_changes(leading_lines=leading)]
         fn_name = self._fresh_name(self._scope(block))
         ret_value: cst.BaseExpression = bare(new_loss)
         if aux:
-            ret_value = cst.Tuple([cst.Element(ret_value), cst.Element(_names_expr(aux))], lpar=[], rpar=[])
+            ret_value = cst.Tuple(
+                [cst.Element(ret_value), cst.Element(_names_expr(aux))], lpar=[], rpar=[]
+            )
         body = [new[k] for k in included]
         body[0] = body[0].with_changes(leading_lines=[])
         body.append(cst.SimpleStatementLine([cst.Return(ret_value)]))
-        fn = cst.FunctionDef(name=cst.Name(fn_name),
-                             params=cst.Parameters([cst.Param(cst.Name(p)) for p in params]),
-                             body=cst.IndentedBlock(body), leading_lines=first.leading_lines)
+        fn = cst.FunctionDef(
+            name=cst.Name(fn_name),
+            params=cst.Parameters([cst.Param(cst.Name(p)) for p in params]),
+            body=cst.IndentedBlock(body),
+            leading_lines=first.leading_lines,
+        )
         ref = cst.Name(fn_name) if not params else expr(f"lambda: {fn_name}({', '.join(params)})")
         call = _jm_backward(ref, [*kwargs, *([_kwarg("has_aux", "True")] if aux else [])])
         target: str | None
@@ -350,11 +404,14 @@ class TrainingPass(PortPass):
             target = f"{loss_name}, {_names_code(aux)}" if aux else loss_name
         else:
             target = f"_, {_names_code(aux)}" if aux else None
-        small = cst.Expr(call) if target is None else cst.Assign([assign_target(expr(target))], call)
+        small = (
+            cst.Expr(call) if target is None else cst.Assign([assign_target(expr(target))], call)
+        )
         return [fn, cst.SimpleStatementLine([small])]
 
-    def _inlinable(self, old: list, included: list[int], loss_expr: cst.BaseExpression,
-                   outside: set[str]) -> bool:
+    def _inlinable(
+        self, old: list, included: list[int], loss_expr: cst.BaseExpression, outside: set[str]
+    ) -> bool:
         stmts = [old[k] for k in included]
         targets = [t for t in map(_single_name_assign, stmts) if t is not None]
         if len(targets) != len(stmts):
@@ -372,21 +429,29 @@ class TrainingPass(PortPass):
         if len(set(targets)) != len(targets):
             return False
         for i, name in enumerate(inline):
-            later = sum(name_counts(u)[name] for u in uses[i + 1:])
+            later = sum(name_counts(u)[name] for u in uses[i + 1 :])
             if later != 1 or name_counts(uses[i])[name]:
                 return False
         return True
 
-    def _inline(self, stmts: list, loss_expr: cst.BaseExpression, loss_name: str | None) -> cst.BaseExpression:
-        values = {name: s.body[0].value for s in stmts if (name := _single_name_assign(s)) is not None}
+    def _inline(
+        self, stmts: list, loss_expr: cst.BaseExpression, loss_name: str | None
+    ) -> cst.BaseExpression:
+        values = {
+            name: s.body[0].value for s in stmts if (name := _single_name_assign(s)) is not None
+        }
         result = values.pop(loss_name) if loss_name is not None else loss_expr
         for _ in range(len(values) + 1):
             result = result.visit(_Substitute(values))
         return bare(result)
 
     def _fresh_name(self, scope: cst.CSTNode) -> str:
-        taken = self._taken.setdefault(id(scope), set(name_counts(scope)) | names_assigned(scope)
-                                       | set(name_counts(self.wrapper.module)) - _local_names(scope))
+        taken = self._taken.setdefault(
+            id(scope),
+            set(name_counts(scope))
+            | names_assigned(scope)
+            | set(name_counts(self.wrapper.module)) - _local_names(scope),
+        )
         for name in ("loss_fn", "compute_loss", *(f"loss_fn_{i}" for i in range(2, 100))):
             if name not in taken:
                 taken.add(name)
@@ -405,7 +470,9 @@ class _Substitute(cst.CSTTransformer):
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         return True
 
-    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.Attribute:
+    def leave_Attribute(
+        self, original_node: cst.Attribute, updated_node: cst.Attribute
+    ) -> cst.Attribute:
         return updated_node.with_changes(attr=original_node.attr)
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
@@ -429,11 +496,18 @@ def _local_names(scope: cst.CSTNode) -> set[str]:
 
 def _backward_call(stmt: cst.CSTNode) -> cst.Call | None:
     """The `E.backward(...)` call when `stmt` is exactly that statement."""
-    if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
-            and isinstance(stmt.body[0], cst.Expr)):
+    if not (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+    ):
         return None
     call = stmt.body[0].value
-    if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and call.func.attr.value == "backward":
+    if (
+        isinstance(call, cst.Call)
+        and isinstance(call.func, cst.Attribute)
+        and call.func.attr.value == "backward"
+    ):
         return call
     return None
 
@@ -442,7 +516,9 @@ def _backward_loss(stmt: cst.CSTNode) -> cst.BaseExpression:
     """`E` of the statement `E.backward(...)` (one `_backward_call` accepts)."""
     call = _backward_call(stmt)
     if call is None:
-        raise ValueError(f"_backward_loss: expected an `E.backward(...)` statement, got {type(stmt).__name__}")
+        raise ValueError(
+            f"_backward_loss: expected an `E.backward(...)` statement, got {type(stmt).__name__}"
+        )
     return cst.ensure_type(call.func, cst.Attribute).value
 
 
@@ -467,7 +543,9 @@ def _definite(stmt: cst.CSTNode) -> set[str]:
     """Names a statement always binds (every branch of an `if`; plain assignments only)."""
     branches = _branches(stmt)
     if branches == [[stmt]]:
-        ok = isinstance(stmt, cst.SimpleStatementLine) and all(isinstance(s, cst.Assign) for s in stmt.body)
+        ok = isinstance(stmt, cst.SimpleStatementLine) and all(
+            isinstance(s, cst.Assign) for s in stmt.body
+        )
         return names_assigned(stmt) if ok else set()
     sets = [set().union(*[_definite(s) for s in branch]) for branch in branches]
     return set.intersection(*sets) if sets else set()
@@ -493,7 +571,11 @@ def _free_reads(stmt: cst.CSTNode) -> set[str]:
 
 
 def _single_name_assign(stmt: cst.CSTNode) -> str | None:
-    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign):
+    if (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Assign)
+    ):
         targets = stmt.body[0].targets
         if len(targets) == 1 and isinstance(targets[0].target, cst.Name):
             return targets[0].target.value
@@ -502,7 +584,8 @@ def _single_name_assign(stmt: cst.CSTNode) -> str | None:
 
 def _is_assignment_line(stmt: cst.CSTNode) -> bool:
     return isinstance(stmt, cst.SimpleStatementLine) and all(
-        isinstance(s, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Pass)) for s in stmt.body)
+        isinstance(s, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Pass)) for s in stmt.body
+    )
 
 
 def _inner_statements(stmt: cst.If | cst.With) -> list:
@@ -553,9 +636,13 @@ def _names_expr(names: list[str]) -> cst.BaseExpression:
 
 
 def _kwarg(name: str, value: str) -> cst.Arg:
-    return cst.Arg(expr(value), keyword=cst.Name(name),
-                   equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
-                                         whitespace_after=cst.SimpleWhitespace("")))
+    return cst.Arg(
+        expr(value),
+        keyword=cst.Name(name),
+        equal=cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+        ),
+    )
 
 
 def _jm_backward(fn: cst.BaseExpression, kwargs: list[cst.Arg]) -> cst.Call:

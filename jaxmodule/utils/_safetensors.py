@@ -18,10 +18,22 @@ __all__ = ["load_safetensors", "save_safetensors"]
 
 _ORDER_KEY = "jaxmodule.key_order"
 _DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": jnp.bfloat16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
-    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
-    "C64": np.complex64, "F8_E4M3": jnp.float8_e4m3fn, "F8_E5M2": jnp.float8_e5m2,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": jnp.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U64": np.uint64,
+    "U32": np.uint32,
+    "U16": np.uint16,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+    "C64": np.complex64,
+    "F8_E4M3": jnp.float8_e4m3fn,
+    "F8_E5M2": jnp.float8_e5m2,
 }
 
 
@@ -29,8 +41,10 @@ def _safetensors() -> Any:
     try:
         import safetensors
     except ImportError:
-        raise ImportError("reading and writing .safetensors files needs the safetensors package: "
-                          "pip install safetensors (or pip install 'jaxmodule[interop]')") from None
+        raise ImportError(
+            "reading and writing .safetensors files needs the safetensors package: "
+            "pip install safetensors (or pip install 'jaxmodule[interop]')"
+        ) from None
     return safetensors
 
 
@@ -59,8 +73,12 @@ def load_safetensors(path: str | os.PathLike, map_location: Any = None) -> Order
     arrays = {}
     for name, view in items:
         if view["dtype"] not in _DTYPES:
-            raise NotImplementedError(f"load_safetensors: dtype {view['dtype']} of {name!r} in {p} is not supported")
-        arrays[name] = np.frombuffer(bytes(view["data"]), _DTYPES[view["dtype"]]).reshape(view["shape"])
+            raise NotImplementedError(
+                f"load_safetensors: dtype {view['dtype']} of {name!r} in {p} is not supported"
+            )
+        arrays[name] = np.frombuffer(bytes(view["data"]), _DTYPES[view["dtype"]]).reshape(
+            view["shape"]
+        )
     order = sorted(arrays)
     if _ORDER_KEY in meta:
         saved = json.loads(meta[_ORDER_KEY])
@@ -70,7 +88,9 @@ def load_safetensors(path: str | os.PathLike, map_location: Any = None) -> Order
     return _place_tree(out, Placer(map_location, order, str(p)))
 
 
-def save_safetensors(state_dict: Any, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(
+    state_dict: Any, path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
     """Write a state_dict (or a Module's state_dict) to a `.safetensors` file.
 
     Args:
@@ -86,14 +106,17 @@ def save_safetensors(state_dict: Any, path: str | os.PathLike, metadata: dict[st
     specs = {}
     for name, arr in arrays.items():
         if not isinstance(name, str):
-            raise TypeError(f"save_safetensors: keys must be str, got {type(name).__name__} {name!r}")
+            raise TypeError(
+                f"save_safetensors: keys must be str, got {type(name).__name__} {name!r}"
+            )
         arr = np.ascontiguousarray(arr)
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         keep.append(arr)
         if hasattr(st, "TensorSpec"):
-            specs[name] = st.TensorSpec(dtype=arr.dtype.name, shape=arr.shape,
-                                        data_ptr=arr.ctypes.data, data_len=arr.nbytes)
+            specs[name] = st.TensorSpec(
+                dtype=arr.dtype.name, shape=arr.shape, data_ptr=arr.ctypes.data, data_len=arr.nbytes
+            )
         else:  # safetensors < 0.6 takes the bytes themselves
             specs[name] = {"dtype": arr.dtype.name, "shape": arr.shape, "data": arr.tobytes()}
     meta = dict(metadata or {})
@@ -101,4 +124,3 @@ def save_safetensors(state_dict: Any, path: str | os.PathLike, metadata: dict[st
     meta[_ORDER_KEY] = json.dumps(list(arrays))
     st.serialize_file(specs, os.fspath(path), metadata=meta)
     del keep
-

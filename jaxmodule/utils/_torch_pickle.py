@@ -46,21 +46,48 @@ MAX_EXPANSION = 64
 _EXPANSION_ALLOWANCE = 1 << 20
 
 _DTYPES: dict[str, Any] = {
-    "float32": np.float32, "float": np.float32, "float64": np.float64, "double": np.float64,
-    "float16": np.float16, "half": np.float16, "bfloat16": ml_dtypes.bfloat16,
-    "int64": np.int64, "long": np.int64, "int32": np.int32, "int": np.int32, "int16": np.int16,
-    "short": np.int16, "int8": np.int8, "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32,
-    "uint64": np.uint64, "bool": np.bool_, "complex64": np.complex64, "cfloat": np.complex64,
-    "complex128": np.complex128, "cdouble": np.complex128,
-    "float8_e4m3fn": ml_dtypes.float8_e4m3fn, "float8_e5m2": ml_dtypes.float8_e5m2,
-    "float8_e4m3fnuz": ml_dtypes.float8_e4m3fnuz, "float8_e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
+    "float32": np.float32,
+    "float": np.float32,
+    "float64": np.float64,
+    "double": np.float64,
+    "float16": np.float16,
+    "half": np.float16,
+    "bfloat16": ml_dtypes.bfloat16,
+    "int64": np.int64,
+    "long": np.int64,
+    "int32": np.int32,
+    "int": np.int32,
+    "int16": np.int16,
+    "short": np.int16,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
+    "bool": np.bool_,
+    "complex64": np.complex64,
+    "cfloat": np.complex64,
+    "complex128": np.complex128,
+    "cdouble": np.complex128,
+    "float8_e4m3fn": ml_dtypes.float8_e4m3fn,
+    "float8_e5m2": ml_dtypes.float8_e5m2,
+    "float8_e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
+    "float8_e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
 }
 _STORAGES: dict[str, Any] = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_, "ComplexFloatStorage": np.complex64,
-    "ComplexDoubleStorage": np.complex128, "UntypedStorage": np.uint8,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": ml_dtypes.bfloat16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+    "ComplexFloatStorage": np.complex64,
+    "ComplexDoubleStorage": np.complex128,
+    "UntypedStorage": np.uint8,
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -88,7 +115,8 @@ class ExpansionBudget:
             raise _Damaged(
                 f"{self.where}: tensor {key!r} would expand to {nbytes} bytes, more than a file of "
                 f"{self.file_bytes} bytes may expand to ({MAX_EXPANSION}x its size plus 1 MiB, in all); "
-                "it is a stride-0 or overlapping view of a small storage; refusing to expand it")
+                "it is a stride-0 or overlapping view of a small storage; refusing to expand it"
+            )
         self.left -= nbytes
 
 
@@ -108,8 +136,15 @@ class _Storage:
 class _Tensor:
     """A tensor waiting for its storage bytes."""
 
-    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple,
-                 dtype: np.dtype | None = None, metadata: Any = None) -> None:
+    def __init__(
+        self,
+        storage: _Storage,
+        offset: int,
+        size: tuple,
+        stride: tuple,
+        dtype: np.dtype | None = None,
+        metadata: Any = None,
+    ) -> None:
         self.storage, self.offset = storage, int(offset)
         self.size, self.stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
         self.dtype = dtype
@@ -122,21 +157,26 @@ class _Tensor:
         if self.dtype is not None and self.dtype != base.dtype:
             base = base.view(self.dtype)
         if len(self.size) != len(self.stride) or any(n < 0 for n in self.size):
-            raise _Damaged(f"{where}: tensor {key!r} has an invalid size {self.size} / stride {self.stride}")
+            raise _Damaged(
+                f"{where}: tensor {key!r} has an invalid size {self.size} / stride {self.stride}"
+            )
         if any(n == 0 for n in self.size):
             return np.zeros(self.size, base.dtype)
         last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride))
         if self.offset < 0 or any(st < 0 for st in self.stride) or last >= base.size:
-            raise _Damaged(f"{where}: tensor view (offset {self.offset}, size {self.size}, stride "
-                           f"{self.stride}) reaches past its storage of {base.size} elements; "
-                           "the file is truncated or damaged")
+            raise _Damaged(
+                f"{where}: tensor view (offset {self.offset}, size {self.size}, stride "
+                f"{self.stride}) reaches past its storage of {base.size} elements; "
+                "the file is truncated or damaged"
+            )
         budget.take(math.prod(self.size) * base.dtype.itemsize, key)
         if not self.size:
             out = np.array(base[self.offset], copy=True).reshape(())
             return self._apply_bits(out)
         item = base.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
-            base[self.offset:], shape=self.size, strides=[st * item for st in self.stride])
+            base[self.offset :], shape=self.size, strides=[st * item for st in self.stride]
+        )
         return self._apply_bits(np.array(view, copy=True))
 
     def _apply_bits(self, out: np.ndarray) -> np.ndarray:
@@ -148,13 +188,28 @@ class _Tensor:
         return out
 
 
-def _rebuild_tensor_v2(storage: Any, storage_offset: int, size: tuple, stride: tuple,
-                       requires_grad: bool = False, backward_hooks: Any = None, metadata: Any = None) -> _Tensor:
+def _rebuild_tensor_v2(
+    storage: Any,
+    storage_offset: int,
+    size: tuple,
+    stride: tuple,
+    requires_grad: bool = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> _Tensor:
     return _Tensor(storage, storage_offset, size, stride, metadata=metadata)
 
 
-def _rebuild_tensor_v3(storage: Any, storage_offset: int, size: tuple, stride: tuple,
-                       requires_grad: bool, backward_hooks: Any, dtype: Any, metadata: Any = None) -> _Tensor:
+def _rebuild_tensor_v3(
+    storage: Any,
+    storage_offset: int,
+    size: tuple,
+    stride: tuple,
+    requires_grad: bool,
+    backward_hooks: Any,
+    dtype: Any,
+    metadata: Any = None,
+) -> _Tensor:
     return _Tensor(storage, storage_offset, size, stride, np.dtype(dtype), metadata)
 
 
@@ -162,7 +217,9 @@ def _rebuild_tensor(storage: Any, storage_offset: int, size: tuple, stride: tupl
     return _Tensor(storage, storage_offset, size, stride)
 
 
-def _rebuild_parameter(data: Any, requires_grad: bool, backward_hooks: Any, state: Any = None) -> Any:
+def _rebuild_parameter(
+    data: Any, requires_grad: bool, backward_hooks: Any, state: Any = None
+) -> Any:
     return data
 
 
@@ -194,17 +251,22 @@ def _device(spec: str, index: Any = None) -> str:
 
 def _allowed(module: str, name: str) -> Any:
     table: dict[tuple[str, str], Any] = {
-        ("collections", "OrderedDict"): OrderedDict, ("collections", "Counter"): Counter,
+        ("collections", "OrderedDict"): OrderedDict,
+        ("collections", "Counter"): Counter,
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
         ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
         ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-        ("torch.nn.parameter", "Parameter"): _Marker, ("torch", "Tensor"): _Marker,
-        ("torch", "Size"): tuple, ("torch", "device"): _device,
-        ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
-        ("builtins", "complex"): complex, ("builtins", "bytearray"): _bytearray,
+        ("torch.nn.parameter", "Parameter"): _Marker,
+        ("torch", "Tensor"): _Marker,
+        ("torch", "Size"): tuple,
+        ("torch", "device"): _device,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("builtins", "complex"): complex,
+        ("builtins", "bytearray"): _bytearray,
         ("_codecs", "encode"): _encode,
     }
     if (module, name) in table:
@@ -238,7 +300,8 @@ class _Unpickler(pickle._Unpickler):
         if found is None:
             raise UnsafePickleError(
                 f"{self._where}: refusing to load global {module}.{name} (only tensors, containers and "
-                "plain Python values are read, as torch.load(weights_only=True) does)")
+                "plain Python values are read, as torch.load(weights_only=True) does)"
+            )
         return found
 
     def persistent_load(self, pid: Any) -> Any:
@@ -260,12 +323,17 @@ class _Unpickler(pickle._Unpickler):
         if type(inst) not in (OrderedDict, Counter):
             raise UnsafePickleError(
                 f"{self._where}: refusing BUILD on {_describe(inst)}: state may only be set on the "
-                "dicts the file itself creates, as torch.load(weights_only=True) does")
+                "dicts the file itself creates, as torch.load(weights_only=True) does"
+            )
         if isinstance(state, tuple) and len(state) == 2 and state[1] is None:
             state = state[0]
-        if not isinstance(state, dict) or not all(isinstance(k, str) and not k.startswith("__") for k in state):
-            raise UnsafePickleError(f"{self._where}: refusing BUILD on {type(inst).__name__} with state "
-                                    f"of type {type(state).__name__} (attribute names only)")
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and not k.startswith("__") for k in state
+        ):
+            raise UnsafePickleError(
+                f"{self._where}: refusing BUILD on {type(inst).__name__} with state "
+                f"of type {type(state).__name__} (attribute names only)"
+            )
         inst.__dict__.update(state)
 
     dispatch[pickle.BUILD[0]] = _build  # type: ignore[assignment]  # typeshed types handlers for the base class only
@@ -305,12 +373,18 @@ def _read_zip(path: Path, where: str, budget: ExpansionBudget) -> Any:
                 try:
                     raw = zf.read(f"{prefix}data/{key}")
                 except KeyError:
-                    raise _Damaged(f"{where}: storage record data/{key} is missing; the file is "
-                                   "truncated or damaged") from None
+                    raise _Damaged(
+                        f"{where}: storage record data/{key} is missing; the file is "
+                        "truncated or damaged"
+                    ) from None
                 if len(raw) % dtype.itemsize:
-                    raise _Damaged(f"{where}: storage data/{key} has {len(raw)} bytes, not a whole "
-                                   f"number of {dtype} elements")
-                arr = np.frombuffer(raw, dtype.newbyteorder(">") if big and dtype.itemsize > 1 else dtype)
+                    raise _Damaged(
+                        f"{where}: storage data/{key} has {len(raw)} bytes, not a whole "
+                        f"number of {dtype} elements"
+                    )
+                arr = np.frombuffer(
+                    raw, dtype.newbyteorder(">") if big and dtype.itemsize > 1 else dtype
+                )
                 s.data = arr.astype(dtype) if big else arr
                 storages[key] = s
             return storages[key]
@@ -321,12 +395,15 @@ def _read_zip(path: Path, where: str, budget: ExpansionBudget) -> Any:
 
 def _read_legacy(path: Path, where: str, budget: ExpansionBudget) -> Any:
     with open(path, "rb") as fh:
+
         def nothing(key: str, dtype: np.dtype) -> Any:
             raise _Damaged(f"{where}: storage reference in the header")
 
         magic = _Unpickler(fh, nothing, where).load()
         if magic != _LEGACY_MAGIC:
-            raise _Damaged(f"{where}: a pickle file that is not a torch.save file (wrong magic number)")
+            raise _Damaged(
+                f"{where}: a pickle file that is not a torch.save file (wrong magic number)"
+            )
         _Unpickler(fh, nothing, where).load()  # protocol version
         _Unpickler(fh, nothing, where).load()  # sys info
         storages: dict[str, _Storage] = {}
@@ -362,7 +439,9 @@ def verify_zip(path: Path, where: str) -> None:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
     except Exception as e:  # noqa: BLE001 - zipfile, zlib and OSError all mean the same here
-        raise RuntimeError(f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}") from None
+        raise RuntimeError(
+            f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}"
+        ) from None
     if bad is not None:
         raise RuntimeError(f"{where} is damaged: its record {bad} fails its CRC-32 check")
 
@@ -389,5 +468,7 @@ def read_torch_file(path: str | Path) -> Any:
     except RecursionError:
         raise RuntimeError(f"{where} is damaged: its objects are nested too deeply") from None
     except Exception as e:  # noqa: BLE001 - a malformed pickle fails in many ways; all mean damage
-        raise RuntimeError(f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}") from None
+        raise RuntimeError(
+            f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}"
+        ) from None
     raise RuntimeError(f"{where} is neither torch's zip format nor its legacy pickle format")

@@ -73,9 +73,15 @@ class ModelSummary:
         mb = 1e6
         per_device = []
         if self.param_bytes_per_device:
-            per_device = [f"Params size per device (MB): {max(self.param_bytes_per_device.values()) / mb:.2f}"]
+            per_device = [
+                f"Params size per device (MB): {max(self.param_bytes_per_device.values()) / mb:.2f}"
+            ]
         lines = [
-            bar, table[0], bar, *table[1:], bar,
+            bar,
+            table[0],
+            bar,
+            *table[1:],
+            bar,
             f"Total params: {self.total_params:,}",
             f"Trainable params: {self.trainable_params:,}",
             f"Non-trainable params: {self.non_trainable_params:,}",
@@ -110,8 +116,11 @@ def _shape_text(shape: Any) -> str:
 
 
 def _nbytes(x: Any) -> int:
-    return sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(x)
-               if hasattr(leaf, "shape") and hasattr(leaf, "dtype"))
+    return sum(
+        int(np.prod(leaf.shape)) * leaf.dtype.itemsize
+        for leaf in jax.tree_util.tree_leaves(x)
+        if hasattr(leaf, "shape") and hasattr(leaf, "dtype")
+    )
 
 
 def _layer_sharding(module: Any, placement: ModelPlacement) -> str | None:
@@ -140,8 +149,11 @@ def _add_shard_bytes(per_device: dict[str, int], p: Any) -> None:
 
 
 def _is_shape(x: Any) -> bool:
-    return isinstance(x, (tuple, list)) and len(x) > 0 and all(
-        isinstance(d, int) and not isinstance(d, bool) for d in x)
+    return (
+        isinstance(x, (tuple, list))
+        and len(x) > 0
+        and all(isinstance(d, int) and not isinstance(d, bool) for d in x)
+    )
 
 
 def _inputs_from_size(input_size: Any) -> tuple:
@@ -150,13 +162,16 @@ def _inputs_from_size(input_size: Any) -> tuple:
 
     shapes = [input_size] if _is_shape(input_size) else input_size
     if not isinstance(shapes, (tuple, list)) or not shapes or not all(_is_shape(s) for s in shapes):
-        raise TypeError(f"summary: `input_size` must be a shape such as (1, 3, 28, 28) or a list of "
-                        f"shapes, got {input_size!r}")
+        raise TypeError(
+            f"summary: `input_size` must be a shape such as (1, 3, 28, 28) or a list of "
+            f"shapes, got {input_size!r}"
+        )
     return tuple(jnp.zeros(tuple(s), jnp.float32) for s in shapes)
 
 
-def summary(model: Any, *example_inputs: Any, input_size: Any = None, depth: int = 3,
-            **forward_kwargs: Any) -> ModelSummary:
+def summary(
+    model: Any, *example_inputs: Any, input_size: Any = None, depth: int = 3, **forward_kwargs: Any
+) -> ModelSummary:
     """Run `model(*example_inputs, **forward_kwargs)` once and tabulate every module call.
 
     Args:
@@ -196,11 +211,15 @@ def summary(model: Any, *example_inputs: Any, input_size: Any = None, depth: int
     def pre_hook(module: Any, args: Any) -> None:
         d = len(stack)
         counters[d] = counters.get(d, 0) + 1
-        info = LayerInfo(name=names.get(id(module), "?"), class_name=type(module).__name__, depth=d,
-                         depth_index=counters[d],
-                         num_params=sum(p.numel() for p in module.parameters(recurse=False)),
-                         has_children=any(True for _ in module.children()),
-                         sharding=_layer_sharding(module, placement) if placement.spread else None)
+        info = LayerInfo(
+            name=names.get(id(module), "?"),
+            class_name=type(module).__name__,
+            depth=d,
+            depth_index=counters[d],
+            num_params=sum(p.numel() for p in module.parameters(recurse=False)),
+            has_children=any(True for _ in module.children()),
+            sharding=_layer_sharding(module, placement) if placement.spread else None,
+        )
         stack.append(info)
         if d <= depth:
             rows.append(info)
@@ -224,8 +243,12 @@ def summary(model: Any, *example_inputs: Any, input_size: Any = None, depth: int
         default_generator.set_state(rng)
 
     seen: set[int] = set()
-    out = ModelSummary(layers=rows, input_bytes=_nbytes((example_inputs, forward_kwargs)),
-                       sharded=placement.spread, mesh=placement.mesh if placement.spread else None)
+    out = ModelSummary(
+        layers=rows,
+        input_bytes=_nbytes((example_inputs, forward_kwargs)),
+        sharded=placement.spread,
+        mesh=placement.mesh if placement.spread else None,
+    )
     for p in model.parameters():
         if id(p) in seen:
             continue

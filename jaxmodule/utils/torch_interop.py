@@ -90,8 +90,9 @@ def _array_keys(obj: Any, parts: tuple = ()) -> list[str]:
     return []
 
 
-def load_torch_state_dict(path: str | os.PathLike, map_location: Any = None, *,
-                          use_torch: bool | None = None) -> Any:
+def load_torch_state_dict(
+    path: str | os.PathLike, map_location: Any = None, *, use_torch: bool | None = None
+) -> Any:
     """Read a file written by `torch.save` (usually a state_dict) as jax arrays.
 
     Args:
@@ -131,11 +132,15 @@ def load_torch_state_dict(path: str | os.PathLike, map_location: Any = None, *,
         try:
             obj = torch.load(p, weights_only=True, map_location="cpu")
         except pickle.UnpicklingError as e:
-            lines = [ln for ln in str(e).splitlines() if "WeightsUnpickler error" in ln] or str(e).splitlines()
+            lines = [ln for ln in str(e).splitlines() if "WeightsUnpickler error" in ln] or str(
+                e
+            ).splitlines()
             reason = lines[0].strip()[:300] if lines else type(e).__name__
             raise UnsafePickleError(f"{where}: refusing to load it ({reason})") from e
         except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, OSError, EOFError, ...
-            raise RuntimeError(f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}") from e
+            raise RuntimeError(
+                f"{where} is truncated or damaged: {type(e).__name__}: {str(e)[:300]}"
+            ) from e
         obj = _torch_to_numpy_tree(obj, ExpansionBudget(p.stat().st_size, where))
     else:
         obj = read_torch_file(p)

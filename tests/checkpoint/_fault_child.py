@@ -1,12 +1,12 @@
 """Child processes for test_fault_injection (run as scripts, never imported by pytest).
 
-    python _fault_child.py write PATH START COUNT GO_FILE
-        import everything, print "ready", wait until GO_FILE exists, then save make(START),
-        make(START + 1), ... (COUNT saves) into PATH, printing each index once its save returned.
-    python _fault_child.py exit DIR HOW
-        start an asynchronous CheckpointManager save of step 1 (about 20 MB), then leave the
-        interpreter at once: HOW is 'end' (the script ends), 'sys_exit' (sys.exit(3)), 'raise'
-        (an uncaught exception) or 'fail' (the script ends, but the save's commit fails).
+python _fault_child.py write PATH START COUNT GO_FILE
+    import everything, print "ready", wait until GO_FILE exists, then save make(START),
+    make(START + 1), ... (COUNT saves) into PATH, printing each index once its save returned.
+python _fault_child.py exit DIR HOW
+    start an asynchronous CheckpointManager save of step 1 (about 20 MB), then leave the
+    interpreter at once: HOW is 'end' (the script ends), 'sys_exit' (sys.exit(3)), 'raise'
+    (an uncaught exception) or 'fail' (the script ends, but the save's commit fails).
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ BIG_ROWS = 16
 
 def big_state() -> dict:
     """The payload of the exit children (large enough that the write is still running at exit)."""
-    return {"w": jnp.ones((1024, 1024)), "rows": [jnp.full((512, 512), float(i)) for i in range(BIG_ROWS)],
-            "step": 1}
+    return {
+        "w": jnp.ones((1024, 1024)),
+        "rows": [jnp.full((512, 512), float(i)) for i in range(BIG_ROWS)],
+        "step": 1,
+    }
 
 
 def _write(path: str, start: int, count: int, go: str) -> None:
     from _crash_child import make
-
     from jaxmodule.checkpoint import save
 
     save(make(start), path + ".warmup")  # load orbax and compile before the race starts

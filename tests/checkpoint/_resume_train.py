@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 import jaxmodule
 import jaxmodule.nn.functional as F
+import numpy as np
 from jaxmodule import nn, optim
 from jaxmodule.checkpoint import CheckpointManager
 
@@ -37,7 +36,9 @@ def batch(step: int) -> tuple[np.ndarray, np.ndarray]:
     """The data order: epoch e visits the dataset in permutation rng(e)."""
     per_epoch = len(DATA_X) // BATCH
     epoch, pos = divmod(step, per_epoch)
-    idx = np.random.default_rng(1000 + epoch).permutation(len(DATA_X))[pos * BATCH:(pos + 1) * BATCH]
+    idx = np.random.default_rng(1000 + epoch).permutation(len(DATA_X))[
+        pos * BATCH : (pos + 1) * BATCH
+    ]
     return DATA_X[idx], DATA_Y[idx]
 
 
@@ -50,8 +51,13 @@ def make():
 
 
 def state(model, opt, sched, step):
-    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "step": step, "rng": jaxmodule.default_generator.get_state()}
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "step": step,
+        "rng": jaxmodule.default_generator.get_state(),
+    }
 
 
 def restore(mgr, model, opt, sched) -> int:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-
 from jaxmodule.checkpoint import load, save
 
 HERE = Path(__file__).parent
@@ -46,8 +45,13 @@ def _equal(a, b) -> bool:
 
 def _start(path: Path, first: int) -> subprocess.Popen:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.Popen([sys.executable, str(HERE / "_crash_child.py"), str(path), str(first)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "_crash_child.py"), str(path), str(first)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def test_sigkill_during_saves_never_damages_the_checkpoint(tmp_path):
@@ -84,7 +88,9 @@ def test_sigkill_during_saves_never_damages_the_checkpoint(tmp_path):
             last = done[c][-1]
             got = load(p)
             ok = [i for i in (last, last + 1) if _equal(got, make(i))]
-            assert ok, f"child {c} round {rnd}: {p} holds index {got.get('index')}, expected {last} or {last + 1}"
+            assert ok, (
+                f"child {c} round {rnd}: {p} holds index {got.get('index')}, expected {last} or {last + 1}"
+            )
             last_done[c] = ok[0]
     assert kills == CHILDREN * ROUNDS
     # a later successful save cleans up whatever the kills left beside the path

@@ -45,7 +45,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from jaxmodule import nn
 from jaxmodule.checkpoint import CheckpointManager, load, save
 from jaxmodule.nn.parameter import UninitializedParameter
@@ -63,9 +62,12 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 # ---- helpers ------------------------------------------------------------------------------------
 
+
 def _same(a, b) -> bool:
     """Deep equality: container types, key order, Python leaves, array dtype/shape/bits."""
-    if isinstance(a, (jax.Array, np.ndarray, np.generic)) or isinstance(b, (jax.Array, np.ndarray, np.generic)):
+    if isinstance(a, (jax.Array, np.ndarray, np.generic)) or isinstance(
+        b, (jax.Array, np.ndarray, np.generic)
+    ):
         if type(a) is not type(b) and not (isinstance(a, jax.Array) and isinstance(b, jax.Array)):
             return False
         x, y = np.asarray(a), np.asarray(b)
@@ -83,7 +85,11 @@ def _same(a, b) -> bool:
 
 def _consistent(sd) -> bool:
     """A state from `_crash_child.make` whose arrays all belong to its own index."""
-    return isinstance(sd, OrderedDict) and isinstance(sd.get("index"), int) and _same(sd, make(sd["index"]))
+    return (
+        isinstance(sd, OrderedDict)
+        and isinstance(sd.get("index"), int)
+        and _same(sd, make(sd["index"]))
+    )
 
 
 def _files(root: Path) -> list[Path]:
@@ -108,11 +114,17 @@ def _reseal(manifest: dict) -> dict:
 
 
 def _run(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(HERE / "_fault_child.py"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "_fault_child.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
 
 
 # ---- 1. process poisoning through the torch reader without torch -----------------------------
+
 
 def _op_str(s: str) -> bytes:
     raw = s.encode()
@@ -125,13 +137,16 @@ def _op_global(module: str, name: str) -> bytes:
 
 def _poison(target: tuple[str, str], attr: str, value: bytes) -> bytes:
     """A pickle that BUILDs `setattr(target, attr, value)` through slot state, then returns {}."""
-    return (b"\x80\x02" + _op_global(*target) + b"N}" + _op_str(attr) + value + b"s\x86b0}.")
+    return b"\x80\x02" + _op_global(*target) + b"N}" + _op_str(attr) + value + b"s\x86b0}."
 
 
 POISONS = {
     # _rebuild_tensor_v2.__defaults__ = (False, None, {'neg': True}): later tensors load negated
-    "rebuild_defaults": _poison(("torch._utils", "_rebuild_tensor_v2"), "__defaults__",
-                                b"(\x89N}" + _op_str("neg") + b"\x88st"),
+    "rebuild_defaults": _poison(
+        ("torch._utils", "_rebuild_tensor_v2"),
+        "__defaults__",
+        b"(\x89N}" + _op_str("neg") + b"\x88st",
+    ),
     # collections.Counter.update = set: every Counter in the process comes out empty
     "counter_update": _poison(("collections", "Counter"), "update", _op_global("builtins", "set")),
 }
@@ -149,7 +164,9 @@ def _restore_poisoned_globals():
 
 
 @pytest.mark.parametrize("poison", sorted(POISONS))
-def test_poisoning_pickle_is_refused_and_later_loads_stay_clean(tmp_path, poison, _restore_poisoned_globals):
+def test_poisoning_pickle_is_refused_and_later_loads_stay_clean(
+    tmp_path, poison, _restore_poisoned_globals
+):
     bad = tmp_path / "bad.pth"
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("archive/data.pkl", POISONS[poison])
@@ -166,8 +183,14 @@ def test_poisoning_pickle_is_refused_and_later_loads_stay_clean(tmp_path, poison
 def test_a_pickle_cannot_allocate_unbounded_memory(tmp_path):
     f = tmp_path / "alloc.pth"
     with zipfile.ZipFile(f, "w") as zf:  # bytearray(2**44): 16 TB from a 100-byte file
-        zf.writestr("archive/data.pkl", b"\x80\x02" + _op_global("builtins", "bytearray")
-                    + b"\x8a\x06" + (2**44).to_bytes(6, "little") + b"\x85R.")
+        zf.writestr(
+            "archive/data.pkl",
+            b"\x80\x02"
+            + _op_global("builtins", "bytearray")
+            + b"\x8a\x06"
+            + (2**44).to_bytes(6, "little")
+            + b"\x85R.",
+        )
     with pytest.raises(RuntimeError, match=r"alloc\.pth .*bytearray"):
         load_torch_state_dict(f, use_torch=False)
 
@@ -180,6 +203,7 @@ def test_build_on_the_readers_own_ordered_dict_still_works(tmp_path):
 
 
 # ---- 2. CheckpointManager integrity -------------------------------------------------------------
+
 
 def test_manager_restore_detects_flipped_array_bits(tmp_path):
     w = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
@@ -214,9 +238,13 @@ def test_one_byte_flip_in_the_manifest_is_detected(tmp_path, where):
         def read():
             with CheckpointManager(tmp_path / "run") as m:
                 return m.restore(1)
+
     original = manifest.read_bytes()
     assert _same(read(), obj)
-    for pattern, repl in ((rb'("step"\s*,\s*)7', rb"\g<1>8"), (rb'"name"', rb'"nbme"')):  # a value, a key
+    for pattern, repl in (
+        (rb'("step"\s*,\s*)7', rb"\g<1>8"),
+        (rb'"name"', rb'"nbme"'),
+    ):  # a value, a key
         text = re.sub(pattern, repl, original, count=1)
         assert text != original and len(text) == len(original)
         manifest.write_bytes(text)
@@ -227,6 +255,7 @@ def test_one_byte_flip_in_the_manifest_is_detected(tmp_path, where):
 
 
 # ---- 3. save and CheckpointManager never delete the user's data ------------------------------
+
 
 def test_save_refuses_a_directory_with_user_files_beside_a_manifest(tmp_path):
     d = tmp_path / "d"
@@ -258,10 +287,14 @@ def _intact(planted: dict[Path, str]) -> bool:
 
 
 def test_save_keeps_user_directories_named_like_its_temporaries(tmp_path):
-    planted = _plant(tmp_path, [".ck.jmtmp-mine", ".ck.jmold-0123456789ab", ".ck.jmtmp-0123456789ab"])
+    planted = _plant(
+        tmp_path, [".ck.jmtmp-mine", ".ck.jmold-0123456789ab", ".ck.jmtmp-0123456789ab"]
+    )
     fake = tmp_path / ".ck.jmtmp-abcdefabcdef"  # even one holding a manifest next to user files
     fake.mkdir()
-    (fake / "jaxmodule.json").write_text(json.dumps({"format": "jaxmodule.checkpoint", "version": 1}))
+    (fake / "jaxmodule.json").write_text(
+        json.dumps({"format": "jaxmodule.checkpoint", "version": 1})
+    )
     planted.update(_plant(fake, ["arrays"]))
     save({"a": 1}, tmp_path / "ck")
     save({"a": 2}, tmp_path / "ck")
@@ -274,11 +307,15 @@ def test_save_removes_exactly_what_dead_writers_left(tmp_path):
     dead.wait()  # its pid now names no process
     host = socket.gethostname()
 
-    def leftover(token: str, marker: str | None = None, pid: int = dead.pid, text: str | None = None) -> Path:
+    def leftover(
+        token: str, marker: str | None = None, pid: int = dead.pid, text: str | None = None
+    ) -> Path:
         d = tmp_path / f".ck.jmtmp-{token}"
         d.mkdir()
         if marker:
-            (d / marker).write_text(text if text is not None else json.dumps({"token": token, "pid": pid, "host": host}))
+            (d / marker).write_text(
+                text if text is not None else json.dumps({"token": token, "pid": pid, "host": host})
+            )
         return d
 
     save({"v": 1}, tmp_path / "ck")
@@ -326,6 +363,7 @@ def test_manager_refuses_a_foreign_directory_and_counts_only_real_steps(tmp_path
 
 # ---- 4. concurrent writers and readers ---------------------------------------------------------
 
+
 def _read_or_none(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -344,10 +382,15 @@ def test_a_reader_racing_a_writer_gets_one_whole_checkpoint(tmp_path, monkeypatc
 
     class RacingPlacer(serialization.Placer):
         def __init__(self, *args, **kwargs):
-            if writer.ident is None:  # between the reader's manifest and its arrays, `p` is replaced
+            if (
+                writer.ident is None
+            ):  # between the reader's manifest and its arrays, `p` is replaced
                 writer.start()
                 deadline = time.monotonic() + 60
-                while _read_or_none(p / "jaxmodule.json") in (first, None) and time.monotonic() < deadline:
+                while (
+                    _read_or_none(p / "jaxmodule.json") in (first, None)
+                    and time.monotonic() < deadline
+                ):
                     time.sleep(0.005)
             super().__init__(*args, **kwargs)
 
@@ -407,9 +450,22 @@ def _kill_during_saves(tmp_path: Path, paths: int, rounds: int, seed: int) -> No
         planted.update(_plant(tmp_path, [f".{p.name}.jmtmp-userfolder"]))
     kills = 0
     for rnd in range(rounds):
-        procs = [subprocess.Popen([sys.executable, str(HERE / "_crash_child.py"), str(p), str(10_000 * rnd + 1000 * w)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-                 for p in targets for w in (1, 2)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "_crash_child.py"),
+                    str(p),
+                    str(10_000 * rnd + 1000 * w),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=ENV,
+            )
+            for p in targets
+            for w in (1, 2)
+        ]
         for proc in procs:
             for _ in range(rng.randint(1, 3)):
                 line = proc.stdout.readline()
@@ -442,6 +498,7 @@ def test_sigkill_during_concurrent_saves_long(tmp_path, seed):
 
 
 # ---- 5. asynchronous saves at exit and after a failure -----------------------------------------
+
 
 def test_async_saves_are_finished_at_interpreter_exit(tmp_path):
     hows = {"end": 0, "sys_exit": 3, "raise": 1}
@@ -478,7 +535,9 @@ def test_a_failed_async_save_keeps_the_intact_steps(tmp_path, monkeypatch):
         mgr.wait_until_finished()
         monkeypatch.setattr(async_path, "rename", rename)
         mgr.save(2, {"w": jnp.full(3, 2.0)})
-        with pytest.raises(RuntimeError, match=r"asynchronous save of step 2 to .*run failed.*intact: \[1\]"):
+        with pytest.raises(
+            RuntimeError, match=r"asynchronous save of step 2 to .*run failed.*intact: \[1\]"
+        ):
             mgr.wait_until_finished()
         assert mgr.all_steps() == [1] and mgr.latest_step() == 1
         np.testing.assert_array_equal(np.asarray(mgr.restore()["w"]), np.ones(3))
@@ -490,19 +549,29 @@ def test_a_failed_async_save_keeps_the_intact_steps(tmp_path, monkeypatch):
 
 
 def test_two_managers_never_write_one_directory(tmp_path):
-    with CheckpointManager(tmp_path / "run", async_save=False) as a, \
-            CheckpointManager(tmp_path / "run", async_save=False) as b:
+    with (
+        CheckpointManager(tmp_path / "run", async_save=False) as a,
+        CheckpointManager(tmp_path / "run", async_save=False) as b,
+    ):
         a.save(1, {"v": 1})
-        with pytest.raises(RuntimeError, match=r"run is being written by another CheckpointManager"):
+        with pytest.raises(
+            RuntimeError, match=r"run is being written by another CheckpointManager"
+        ):
             b.save(2, {"v": 2})
         assert b.all_steps() == [1] and b.restore(1) == {"v": 1}  # reading is fine
 
 
 # ---- 6. a failed load_state_dict leaves lazy modules lazy -------------------------------------
 
+
 def test_failed_load_state_dict_restores_lazy_parameters():
     model = nn.Sequential(nn.LazyLinear(3), nn.Linear(3, 2))
-    sd = {"0.weight": jnp.ones((3, 4)), "0.bias": jnp.ones(3), "1.weight": jnp.ones((5, 5)), "1.bias": jnp.ones(2)}
+    sd = {
+        "0.weight": jnp.ones((3, 4)),
+        "0.bias": jnp.ones(3),
+        "1.weight": jnp.ones((5, 5)),
+        "1.bias": jnp.ones(2),
+    }
     with pytest.raises(RuntimeError, match="size mismatch for 1.weight"):
         model.load_state_dict(sd)
     assert type(model[0].weight) is UninitializedParameter and model[0].weight.shape == (0,)
@@ -511,6 +580,7 @@ def test_failed_load_state_dict_restores_lazy_parameters():
 
 
 # ---- 7. silent damage elsewhere -----------------------------------------------------------------
+
 
 def _zip_member_offset(path: Path, suffix: str) -> tuple[int, int]:
     with zipfile.ZipFile(path) as zf:
@@ -533,12 +603,16 @@ def test_bit_flips_in_torch_zip_tensor_data_are_detected(tmp_path, use_torch):
         with pytest.raises(RuntimeError, match=r"w\.pth .*(CRC|damaged)"):
             load_torch_state_dict(f, use_torch=use_torch)
         f.write_bytes(original)
-    np.testing.assert_array_equal(np.asarray(load_torch_state_dict(f, use_torch=use_torch)["w"]), np.arange(256.0))
+    np.testing.assert_array_equal(
+        np.asarray(load_torch_state_dict(f, use_torch=use_torch)["w"]), np.arange(256.0)
+    )
 
 
 @pytest.mark.parametrize("use_torch", [True, False])
 def test_every_truncation_of_a_torch_file_raises_a_named_runtime_error(tmp_path, use_torch):
-    torch.save({"w": torch.arange(1000, dtype=torch.float32), "b": torch.ones(10)}, tmp_path / "n.pth")
+    torch.save(
+        {"w": torch.arange(1000, dtype=torch.float32), "b": torch.ones(10)}, tmp_path / "n.pth"
+    )
     data = (tmp_path / "n.pth").read_bytes()
     t = tmp_path / "cut.pth"
     for n in range(0, len(data), 41):
@@ -618,13 +692,20 @@ def test_save_when_the_parent_is_a_file(tmp_path):
 # ---- property: random damage to random checkpoints --------------------------------------------
 
 _layer = st.one_of(
-    st.builds(lambda i, o, b: ("linear", i, o, b), st.sampled_from([1, 3, 40]), st.sampled_from([2, 33]),
-              st.booleans()),
+    st.builds(
+        lambda i, o, b: ("linear", i, o, b),
+        st.sampled_from([1, 3, 40]),
+        st.sampled_from([2, 33]),
+        st.booleans(),
+    ),
     st.builds(lambda n: ("batchnorm", n), st.integers(1, 4)),
     st.builds(lambda n, d: ("embedding", n, d), st.integers(1, 5), st.integers(1, 3)),
 )
-_tree = st.recursive(st.lists(_layer, min_size=1, max_size=3),
-                     lambda inner: st.lists(st.one_of(_layer, inner), min_size=1, max_size=3), max_leaves=6)
+_tree = st.recursive(
+    st.lists(_layer, min_size=1, max_size=3),
+    lambda inner: st.lists(st.one_of(_layer, inner), min_size=1, max_size=3),
+    max_leaves=6,
+)
 
 
 def _module(spec) -> nn.Module:
@@ -638,9 +719,13 @@ def _module(spec) -> nn.Module:
     return nn.Embedding(args[0], args[1])
 
 
-_damage = st.tuples(st.sampled_from(["truncate", "flip", "delete", "extra"]),
-                    st.sampled_from(["largest data file", "manifest", "any file"]),
-                    st.integers(0, 10**6), st.floats(0.0, 1.0), st.integers(0, 7))
+_damage = st.tuples(
+    st.sampled_from(["truncate", "flip", "delete", "extra"]),
+    st.sampled_from(["largest data file", "manifest", "any file"]),
+    st.integers(0, 10**6),
+    st.floats(0.0, 1.0),
+    st.integers(0, 7),
+)
 
 
 def _apply(root: Path, damage: tuple) -> str:
@@ -667,8 +752,12 @@ def _apply(root: Path, damage: tuple) -> str:
     return f"{kind} {f.relative_to(root)}"
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(spec=_tree, damage=_damage, step=st.integers(0, 2**40), manager=st.booleans())
 def test_random_damage_loads_exactly_or_raises_clearly(spec, damage, step, manager):
     model = _module(spec)

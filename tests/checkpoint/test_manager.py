@@ -10,14 +10,17 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from jaxmodule.checkpoint import CheckpointManager, load
 
 HERE = Path(__file__).parent
 
 
 def _state(step):
-    return {"w": jnp.full((3,), float(step)), "step": step, "opt": {"state": {0: {"m": jnp.ones(2)}}}}
+    return {
+        "w": jnp.full((3,), float(step)),
+        "step": step,
+        "opt": {"state": {0: {"m": jnp.ones(2)}}},
+    }
 
 
 def test_interval_rotation_and_restore(tmp_path):
@@ -34,7 +37,9 @@ def test_interval_rotation_and_restore(tmp_path):
         assert mgr.restore(4)["step"] == 4
         assert mgr.save(7, _state(7), force=True) is True
         assert not mgr.should_save(6)  # already saved
-        with pytest.raises(FileNotFoundError, match=r"no checkpoint for step 2 in .*run; saved steps: \[6, 7\]"):
+        with pytest.raises(
+            FileNotFoundError, match=r"no checkpoint for step 2 in .*run; saved steps: \[6, 7\]"
+        ):
             mgr.restore(2)
     assert sorted(os.listdir(tmp_path / "run")) == ["6", "7"]
     # a new manager over the same directory sees the steps; one step also loads with jaxmodule.load
@@ -45,8 +50,9 @@ def test_interval_rotation_and_restore(tmp_path):
 
 def test_keeps_last_k_and_best_by_metric(tmp_path):
     losses = {1: 0.9, 2: 0.2, 3: 0.5, 4: 0.7, 5: 0.6, 6: 0.8}
-    with CheckpointManager(tmp_path / "run", max_to_keep=2, best_fn=lambda m: m["loss"],
-                           best_mode="min") as mgr:
+    with CheckpointManager(
+        tmp_path / "run", max_to_keep=2, best_fn=lambda m: m["loss"], best_mode="min"
+    ) as mgr:
         for s, loss in losses.items():
             mgr.save(s, _state(s), metrics={"loss": loss})
         mgr.wait_until_finished()
@@ -54,8 +60,9 @@ def test_keeps_last_k_and_best_by_metric(tmp_path):
         assert mgr.best_step() == 2
         assert mgr.restore(mgr.best_step())["step"] == 2
         assert mgr.metrics(5) == {"loss": 0.6}
-    with CheckpointManager(tmp_path / "max", max_to_keep=1, best_fn=lambda m: m["acc"], best_mode="max",
-                           keep_best=2) as mgr:
+    with CheckpointManager(
+        tmp_path / "max", max_to_keep=1, best_fn=lambda m: m["acc"], best_mode="max", keep_best=2
+    ) as mgr:
         for s, acc in {1: 0.5, 2: 0.9, 3: 0.1, 4: 0.7, 5: 0.2}.items():
             mgr.save(s, _state(s), metrics={"acc": acc})
         mgr.wait_until_finished()
@@ -63,7 +70,10 @@ def test_keeps_last_k_and_best_by_metric(tmp_path):
 
 
 def test_async_save_returns_before_the_write_finishes(tmp_path):
-    big = {"w": jnp.ones((1024, 1024)), "b": [jnp.full((512, 512), float(i)) for i in range(16)]}  # 20 MB
+    big = {
+        "w": jnp.ones((1024, 1024)),
+        "b": [jnp.full((512, 512), float(i)) for i in range(16)],
+    }  # 20 MB
     with CheckpointManager(tmp_path / "a", async_save=True) as mgr:
         assert mgr.save(0, big)
         assert mgr.is_saving_in_progress()  # save() returned while the write goes on
@@ -96,7 +106,10 @@ def test_damaged_step_is_reported(tmp_path):
         for f in files:
             if os.sep + "d" + os.sep in os.path.join(d, f):
                 os.remove(os.path.join(d, f))
-    with CheckpointManager(tmp_path / "d") as mgr, pytest.raises(RuntimeError, match="3 is damaged"):
+    with (
+        CheckpointManager(tmp_path / "d") as mgr,
+        pytest.raises(RuntimeError, match="3 is damaged"),
+    ):
         mgr.restore(3)
 
 
@@ -115,8 +128,13 @@ def test_resume_in_a_new_process_is_bit_identical(tmp_path):
         straight = rt.train(model, opt, sched, 0, n, mgr=mgr, save_at=k)
     out = tmp_path / "resumed.npz"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, str(HERE / "_resume_train.py"), str(tmp_path / "run"), str(n), str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "_resume_train.py"), str(tmp_path / "run"), str(n), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = np.load(out)
     np.testing.assert_array_equal(resumed["losses"], np.array(straight[k:], np.float64))
@@ -147,13 +165,16 @@ def test_async_save_is_safe_when_the_next_compiled_step_donates_the_arrays(tmp_p
         for i in range(4):
             step(model, opt, x)
             sd = {"model": model.state_dict(), "optimizer": opt.state_dict()}
-            snapshots[i] = (np.asarray(sd["model"]["weight"]).copy(),
-                            np.asarray(sd["optimizer"]["state"][0]["momentum_buffer"]).copy())
+            snapshots[i] = (
+                np.asarray(sd["model"]["weight"]).copy(),
+                np.asarray(sd["optimizer"]["state"][0]["momentum_buffer"]).copy(),
+            )
             mgr.save(i, sd)  # the next step() donates these very arrays
         mgr.wait_until_finished()
         for i in range(4):
             out = mgr.restore(i)
             np.testing.assert_array_equal(np.asarray(out["model"]["weight"]), snapshots[i][0])
-            np.testing.assert_array_equal(np.asarray(out["optimizer"]["state"][0]["momentum_buffer"]),
-                                          snapshots[i][1])
+            np.testing.assert_array_equal(
+                np.asarray(out["optimizer"]["state"][0]["momentum_buffer"]), snapshots[i][1]
+            )
     assert not np.array_equal(snapshots[0][0], snapshots[3][0])

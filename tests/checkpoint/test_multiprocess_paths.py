@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from jaxmodule.checkpoint import _multiprocess
 from jaxmodule.checkpoint._format import build
 from jaxmodule.checkpoint._multiprocess import PeerFailed, Rendezvous
@@ -83,8 +82,11 @@ def test_the_primary_shares_its_error_and_the_peer_raises_it():
     client = FakeClient()
     p0, p1 = pair(client)
     p0.publish("tmp", error=IsADirectoryError("/ck/a.pth is an existing directory"))
-    with pytest.raises(PeerFailed, match=r"jaxmodule\.save: /ck/a\.pth: process 0 failed \(IsADirectoryError: "
-                                         r"/ck/a\.pth is an existing directory\)"):
+    with pytest.raises(
+        PeerFailed,
+        match=r"jaxmodule\.save: /ck/a\.pth: process 0 failed \(IsADirectoryError: "
+        r"/ck/a\.pth is an existing directory\)",
+    ):
         p1.fetch("tmp")
 
 
@@ -103,7 +105,9 @@ def test_all_ok_raises_for_a_failed_peer_on_every_other_process():
     client = FakeClient()
     p0, p1 = pair(client)
     # process 1 reports its own failure (its caller re-raises its own error) and learns 0's outcome
-    t = threading.Thread(target=p1.all_ok, args=("written",), kwargs={"error": OSError("disk full")})
+    t = threading.Thread(
+        target=p1.all_ok, args=("written",), kwargs={"error": OSError("disk full")}
+    )
     t.start()
     with pytest.raises(PeerFailed, match=r"process 1 failed \(OSError: disk full\)"):
         p0.all_ok("written")
@@ -113,7 +117,9 @@ def test_all_ok_raises_for_a_failed_peer_on_every_other_process():
 def test_a_peer_that_never_comes_is_reported_after_the_timeout(short_timeout):
     client = FakeClient()
     p0, p1 = pair(client)
-    with pytest.raises(PeerFailed, match=r"process 1 waited 0\.2 s for its peers at 'tmp' and gave up"):
+    with pytest.raises(
+        PeerFailed, match=r"process 1 waited 0\.2 s for its peers at 'tmp' and gave up"
+    ):
         p1.fetch("tmp")
     with pytest.raises(PeerFailed, match=r"process 0 waited 0\.2 s for its peers at 'written/1'"):
         p0.all_ok("written")

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.checkpoint import CheckpointManager, load, save
 
@@ -48,18 +47,25 @@ def assert_same(a, b):
 
 
 def test_state_dict_round_trip_keeps_keys_order_dtypes_bits(tmp_path):
-    sd = OrderedDict([
-        ("layers.0.weight", jnp.asarray(np.random.default_rng(0).standard_normal((4, 3)), jnp.float32)),
-        ("layers.0.bias", jnp.asarray([1.5, -2.25, 3.0, np.nan], jnp.bfloat16)),
-        ("bn.running_mean", jnp.arange(4, dtype=jnp.float16)),
-        ("bn.num_batches_tracked", np.array(7, np.int64)),
-        ("a.int", jnp.asarray([-3, 2**31 - 1], jnp.int32)),
-        ("z.first_in_alphabet_last_in_order", jnp.asarray([True, False])),
-        ("u8", np.arange(250, 256, dtype=np.uint8)),
-        ("empty", jnp.zeros((0, 5), jnp.bfloat16)),
-    ])
+    sd = OrderedDict(
+        [
+            (
+                "layers.0.weight",
+                jnp.asarray(np.random.default_rng(0).standard_normal((4, 3)), jnp.float32),
+            ),
+            ("layers.0.bias", jnp.asarray([1.5, -2.25, 3.0, np.nan], jnp.bfloat16)),
+            ("bn.running_mean", jnp.arange(4, dtype=jnp.float16)),
+            ("bn.num_batches_tracked", np.array(7, np.int64)),
+            ("a.int", jnp.asarray([-3, 2**31 - 1], jnp.int32)),
+            ("z.first_in_alphabet_last_in_order", jnp.asarray([True, False])),
+            ("u8", np.arange(250, 256, dtype=np.uint8)),
+            ("empty", jnp.zeros((0, 5), jnp.bfloat16)),
+        ]
+    )
     sd._metadata = OrderedDict([("", {"version": 1}), ("layers.0", {"version": 1})])
-    save(sd, tmp_path / "m")  # a checkpoint directory keeps numpy vs jax (a .pth file is torch's format)
+    save(
+        sd, tmp_path / "m"
+    )  # a checkpoint directory keeps numpy vs jax (a .pth file is torch's format)
     out = load(tmp_path / "m")
     assert_same(out, sd)
     assert out._metadata == sd._metadata
@@ -69,12 +75,27 @@ def test_state_dict_round_trip_keeps_keys_order_dtypes_bits(tmp_path):
 
 def test_python_leaves_and_nested_containers_round_trip(tmp_path):
     obj = {
-        "none": None, "t": True, "f": False, "i": -3, "big": 2**80, "x": 0.1, "inf": -math.inf,
-        "nan": math.nan, "s": "dotted.key/ünïcode", "b": b"\x00\xff", "ba": bytearray(b"ab"),
-        "c": 1.5 - 2j, "np_scalar": np.float32(2.5), "np_int": np.int64(-4),
+        "none": None,
+        "t": True,
+        "f": False,
+        "i": -3,
+        "big": 2**80,
+        "x": 0.1,
+        "inf": -math.inf,
+        "nan": math.nan,
+        "s": "dotted.key/ünïcode",
+        "b": b"\x00\xff",
+        "ba": bytearray(b"ab"),
+        "c": 1.5 - 2j,
+        "np_scalar": np.float32(2.5),
+        "np_int": np.int64(-4),
         "nested": [1, (2, [3, {"k": (jnp.ones(2), np.zeros(3, np.int16))}]), set(), {4, 5}],
         "frozen": frozenset({"a"}),
-        7: "int key", (1, "a"): "tuple key", None: "none key", 2.5: "float key", False: "bool key",
+        7: "int key",
+        (1, "a"): "tuple key",
+        None: "none key",
+        2.5: "float key",
+        False: "bool key",
         "odict": OrderedDict([("b", 1), ("a", 2)]),
     }
     save(obj, tmp_path / "o")
@@ -110,9 +131,12 @@ def test_training_state_with_generator_parameter_and_buffer(tmp_path):
     gen.next_key()
     state = {
         "model": OrderedDict(w=jnp.ones((2, 2))),
-        "optimizer": {"state": {0: {"momentum_buffer": jnp.full((2, 2), 0.5)}},
-                      "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0], "nesterov": False,
-                                        "foreach": None}]},
+        "optimizer": {
+            "state": {0: {"momentum_buffer": jnp.full((2, 2), 0.5)}},
+            "param_groups": [
+                {"lr": 0.1, "momentum": 0.9, "params": [0], "nesterov": False, "foreach": None}
+            ],
+        },
         "scheduler": {"last_epoch": 4, "base_lrs": [0.1], "_last_lr": [0.05]},
         "step": 4,
         "rng": jaxmodule.default_generator.get_state(),
@@ -122,8 +146,10 @@ def test_training_state_with_generator_parameter_and_buffer(tmp_path):
     }
     save(state, tmp_path / "train")
     out = load(tmp_path / "train")
-    assert_same({k: v for k, v in out.items() if k not in ("gen", "p", "buf")},
-                {k: v for k, v in state.items() if k not in ("gen", "p", "buf")})
+    assert_same(
+        {k: v for k, v in out.items() if k not in ("gen", "p", "buf")},
+        {k: v for k, v in state.items() if k not in ("gen", "p", "buf")},
+    )
     assert isinstance(out["gen"], jaxmodule.Generator)
     assert out["gen"].initial_seed() == 11
     assert _bits(out["gen"].next_key()) == _bits(gen.next_key())
@@ -243,9 +269,15 @@ def test_incomplete_temporary_sibling_is_never_loaded(tmp_path):
 
 # ---- map_location -------------------------------------------------------------------------------
 
+
 def _sd():
-    return OrderedDict([("a.w", jnp.arange(8.0).reshape(4, 2)), ("a.b", jnp.arange(4, dtype=jnp.int32)),
-                        ("n", np.ones(2, np.float32))])
+    return OrderedDict(
+        [
+            ("a.w", jnp.arange(8.0).reshape(4, 2)),
+            ("a.b", jnp.arange(4, dtype=jnp.int32)),
+            ("n", np.ones(2, np.float32)),
+        ]
+    )
 
 
 @pytest.mark.parametrize("spec", ["cpu", "cpu:3", "torch_device", "jax_device"])
@@ -266,8 +298,10 @@ def test_map_location_none_restores_saved_device(tmp_path):
 
 
 def test_map_location_remap_dict_and_callable(tmp_path):
-    sd = OrderedDict(w=jax.device_put(jnp.ones(3), jax.devices()[1]),
-                     v=jax.device_put(jnp.ones(2), jax.devices()[2]))
+    sd = OrderedDict(
+        w=jax.device_put(jnp.ones(3), jax.devices()[1]),
+        v=jax.device_put(jnp.ones(2), jax.devices()[2]),
+    )
     save(sd, tmp_path / "m")
     out = load(tmp_path / "m", map_location={"cpu:1": "cpu:6"})
     assert out["w"].devices() == {jax.devices()[6]} and out["v"].devices() == {jax.devices()[2]}
@@ -291,17 +325,22 @@ def test_map_location_errors(tmp_path):
     with pytest.raises(RuntimeError, match="device index 99 is out of range"):
         load(tmp_path / "m", map_location="cpu:99")
     mesh = Mesh(np.array(jax.devices()).reshape(8), ("x",))
-    with pytest.raises(ValueError, match=r"the sharding for array 'a.w' of shape \(4, 2\) in .*m does not fit it"):
+    with pytest.raises(
+        ValueError, match=r"the sharding for array 'a.w' of shape \(4, 2\) in .*m does not fit it"
+    ):
         load(tmp_path / "m", map_location=NamedSharding(mesh, PartitionSpec("x")))
 
 
 # ---- sharded checkpoints ------------------------------------------------------------------------
 
+
 def test_sharded_save_and_restore_into_target_shardings(tmp_path):
     mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
     row = NamedSharding(mesh, PartitionSpec("data", "model"))
     w = jax.device_put(jnp.arange(64.0).reshape(8, 8), row)
-    b = jax.device_put(jnp.arange(8.0, dtype=jnp.bfloat16), NamedSharding(mesh, PartitionSpec("model")))
+    b = jax.device_put(
+        jnp.arange(8.0, dtype=jnp.bfloat16), NamedSharding(mesh, PartitionSpec("model"))
+    )
     sd = OrderedDict([("fc.weight", w), ("fc.bias", b)])
     save(sd, tmp_path / "sh")
     # orbax wrote each shard; the saved shardings come back when the devices exist
@@ -339,6 +378,7 @@ def test_sharded_model_state_dict(tmp_path):
 
 # ---- errors -------------------------------------------------------------------------------------
 
+
 def test_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no checkpoint at {tmp_path}/nope"):
         load(tmp_path / "nope")
@@ -346,7 +386,9 @@ def test_missing_path(tmp_path):
 
 def test_directory_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "d").mkdir()
-    with pytest.raises(ValueError, match=r"d is not a jaxmodule checkpoint: it is an empty directory"):
+    with pytest.raises(
+        ValueError, match=r"d is not a jaxmodule checkpoint: it is an empty directory"
+    ):
         load(tmp_path / "d")
     (tmp_path / "d" / "x.txt").write_text("hi")
     with pytest.raises(ValueError, match="without a jaxmodule.json manifest"):
@@ -356,7 +398,10 @@ def test_directory_that_is_not_a_checkpoint(tmp_path):
 def test_wrong_kind_of_checkpoint(tmp_path):
     with CheckpointManager(tmp_path / "run", async_save=False) as mgr:
         mgr.save(1, {"a": jnp.ones(2)})
-    with pytest.raises(ValueError, match="run is not a jaxmodule checkpoint: it is a jaxmodule.checkpoint.CheckpointManager directory"):
+    with pytest.raises(
+        ValueError,
+        match="run is not a jaxmodule checkpoint: it is a jaxmodule.checkpoint.CheckpointManager directory",
+    ):
         load(tmp_path / "run")
     assert load(tmp_path / "run" / "1")["a"].shape == (2,)  # one step loads fine
     save({"a": 1}, tmp_path / "single")
@@ -375,7 +420,9 @@ def test_truncated_or_corrupt_manifest(tmp_path):
     save({"a": jnp.ones(3)}, p)
     text = (p / "jaxmodule.json").read_text()
     (p / "jaxmodule.json").write_text(text[: len(text) // 2])
-    with pytest.raises(RuntimeError, match=r"c has a damaged manifest \(jaxmodule.json is not valid JSON"):
+    with pytest.raises(
+        RuntimeError, match=r"c has a damaged manifest \(jaxmodule.json is not valid JSON"
+    ):
         load(p)
     (p / "jaxmodule.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(RuntimeError, match="c has a damaged manifest"):
@@ -388,8 +435,12 @@ def test_truncated_or_corrupt_manifest(tmp_path):
 
 
 def _data_files(p):
-    return [os.path.join(d, f) for d, _, fs in os.walk(p / "arrays") for f in fs
-            if os.sep + "d" + os.sep in os.path.join(d, f)]
+    return [
+        os.path.join(d, f)
+        for d, _, fs in os.walk(p / "arrays")
+        for f in fs
+        if os.sep + "d" + os.sep in os.path.join(d, f)
+    ]
 
 
 def test_deleted_array_files(tmp_path):
@@ -445,7 +496,10 @@ def test_save_errors(tmp_path):
         save({"f": lambda: 0}, tmp_path / "x")
     with pytest.raises(TypeError, match=r"obj\['s'\] is a numpy array of dtype <U1"):
         save({"s": np.array(["a"])}, tmp_path / "x")
-    with open(tmp_path / "fh", "wb") as fh, pytest.raises(NotImplementedError, match="file objects"):
+    with (
+        open(tmp_path / "fh", "wb") as fh,
+        pytest.raises(NotImplementedError, match="file objects"),
+    ):
         save({}, fh)
     assert not os.path.exists(tmp_path / "x")
     assert sorted(os.listdir(tmp_path)) == ["fh"]

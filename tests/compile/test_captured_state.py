@@ -7,17 +7,19 @@ parameters, buffers (BatchNorm statistics) and optimizer state after every step.
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn, optim
+
 from tests.helpers import assert_close, randn
 
 OPTIMIZERS = {
-    "sgd_momentum": (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
-                     lambda p: optim.SGD(p, lr=0.1, momentum=0.9)),
+    "sgd_momentum": (
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+    ),
     "adam": (lambda p: torch.optim.Adam(p, lr=0.01), lambda p: optim.Adam(p, lr=0.01)),
 }
 
@@ -25,8 +27,12 @@ OPTIMIZERS = {
 def pair(opt_name="sgd_momentum"):
     # no bias before BatchNorm: its gradient is zero up to rounding, and Adam's normalised update
     # would turn that rounding noise into lr-sized differences
-    tm = torch.nn.Sequential(torch.nn.Linear(4, 8, bias=False), torch.nn.BatchNorm1d(8),
-                             torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    tm = torch.nn.Sequential(
+        torch.nn.Linear(4, 8, bias=False),
+        torch.nn.BatchNorm1d(8),
+        torch.nn.ReLU(),
+        torch.nn.Linear(8, 2),
+    )
     jm = nn.Sequential(nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
     jm.load_state_dict(tm.state_dict())
     make_t, make_j = OPTIMIZERS[opt_name]
@@ -70,12 +76,14 @@ def run_both(tm, jm, topt, jopt, jstep, steps=4, between=None):
 def make_step(model, optimizer, after=lambda x: None):
     """The torch habit: the model and optimizer are closure variables; `after(x)` runs after the
     update (a scheduler step, or an error)."""
+
     def train_step(x, y):
         optimizer.zero_grad()
         loss = jaxmodule.backward(lambda: ((model(x) - y) ** 2).mean())
         optimizer.step()
         after(x)
         return loss
+
     return train_step
 
 
@@ -265,6 +273,7 @@ def make_registry_step(model, optimizer, after=lambda x: None):
         o.step()
         after(x)
         return loss
+
     return step
 
 
@@ -281,10 +290,14 @@ def test_no_tracer_is_left_in_captured_objects():
     step(jnp.asarray(x), jnp.asarray(y))
     for m in jm.modules():
         for v in vars(m).values():
-            assert not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(v))
+            assert not any(
+                isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(v)
+            )
     assert np.isfinite(np.asarray(jm[0].weight)).all()
-    assert not any(isinstance(leaf, jax.core.Tracer)
-                   for leaf in jax.tree_util.tree_leaves(jopt.state_dict()["state"]))
+    assert not any(
+        isinstance(leaf, jax.core.Tracer)
+        for leaf in jax.tree_util.tree_leaves(jopt.state_dict()["state"])
+    )
 
 
 @pytest.mark.parametrize("sched", ["step", "onecycle"])
@@ -355,7 +368,9 @@ def test_scheduler_stepped_before_the_optimizer_in_a_compiled_step_is_refused():
         return loss
 
     x, y = batch(0)
-    with pytest.raises(RuntimeError, match=r"lr_scheduler.step\(\) was called before optimizer.step\(\)"):
+    with pytest.raises(
+        RuntimeError, match=r"lr_scheduler.step\(\) was called before optimizer.step\(\)"
+    ):
         step(jnp.asarray(x), jnp.asarray(y))
     assert js.last_epoch == 0 and jopt.param_groups[0]["lr"] == 0.1
 
@@ -370,7 +385,9 @@ def test_compiling_a_module_object_as_torch_compile_does():
         x, y = batch(i)
         torch_step(tm, topt, x, y)
         jopt.zero_grad()
-        jaxmodule.backward(lambda m, x, y: ((m(x) - y) ** 2).mean(), compiled, jnp.asarray(x), jnp.asarray(y))
+        jaxmodule.backward(
+            lambda m, x, y: ((m(x) - y) ** 2).mean(), compiled, jnp.asarray(x), jnp.asarray(y)
+        )
         jopt.step()
         assert_same_state(tm, jm, topt, jopt)
     assert list(jm.state_dict()) == list(tm.state_dict())

@@ -5,12 +5,12 @@ import logging
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn
 
 
@@ -45,8 +45,11 @@ def test_five_float_learning_rates_match_torch_with_at_most_two_traces(as_keywor
         with torch.no_grad():
             for p in tm.parameters():
                 p.add_(p.grad, alpha=-lr)
-        jl = train_step(jnp.asarray(x), jnp.asarray(y), lr=lr) if as_keyword else \
-            train_step(jnp.asarray(x), jnp.asarray(y), lr)
+        jl = (
+            train_step(jnp.asarray(x), jnp.asarray(y), lr=lr)
+            if as_keyword
+            else train_step(jnp.asarray(x), jnp.asarray(y), lr)
+        )
         assert_close(jl, tl)
         lr /= 4.0
     for tv, jv in zip(tm.state_dict().values(), jm.state_dict().values()):
@@ -82,7 +85,11 @@ def recompile_logs(caplog):
 
 
 def messages(caplog, level=logging.INFO):
-    return [r.getMessage() for r in caplog.records if r.name == "jaxmodule.compile" and r.levelno == level]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "jaxmodule.compile" and r.levelno == level
+    ]
 
 
 def test_log_for_a_new_batch_shape(recompile_logs):

@@ -5,12 +5,12 @@ import types
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn, optim
+
 from tests.compile.test_captured_state import (
     assert_same_state,
     batch,
@@ -29,8 +29,10 @@ def snapshot(model, opt):
         "grads": [None if p.grad is None else np.array(p.grad) for p in model.parameters()],
         "classes": [type(p) for p in model.parameters()],
         # (derived caches such as the pytree plan `_jm_tree` may come and go)
-        "attrs": [(type(m), sorted(k for k in vars(m) if k not in ("_jm_tree", "_compiled_call_impl")))
-                  for m in model.modules()],
+        "attrs": [
+            (type(m), sorted(k for k in vars(m) if k not in ("_jm_tree", "_compiled_call_impl")))
+            for m in model.modules()
+        ],
         "opt": jax.tree_util.tree_map(np.array, opt.state_dict()),
         "groups": [dict((k, v) for k, v in g.items() if k != "params") for g in opt.param_groups],
         "generator": np.array(jaxmodule.default_generator.get_state()),
@@ -79,6 +81,7 @@ def raise_if(condition):
     def after(x):
         if condition(x):
             raise ValueError("user error after the update")
+
     return after
 
 
@@ -140,8 +143,11 @@ def test_refused_structural_change_changes_nothing():
 
     before = snapshot(jm, jopt)
     x, y = batch(0)
-    with pytest.raises(RuntimeError, match=r"structure of a module changed inside a compiled step "
-                                           r"\(Sequential._modules changed\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"structure of a module changed inside a compiled step "
+        r"\(Sequential._modules changed\)",
+    ):
         step(jnp.asarray(x), jnp.asarray(y))
     assert "extra" not in jm._modules
     assert_snapshot_equal(before, snapshot(jm, jopt))
@@ -214,8 +220,11 @@ def test_traced_value_stored_in_a_plain_object_is_refused_with_the_fix():
 
     before = snapshot(jm, jopt)
     x, y = batch(0)
-    with pytest.raises(RuntimeError, match=r"stored a traced value in `SimpleNamespace.last_loss`.*"
-                                           r"Return the value from the step"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"stored a traced value in `SimpleNamespace.last_loss`.*"
+        r"Return the value from the step",
+    ):
         step(jnp.asarray(x), jnp.asarray(y))
     assert log.last_loss is None
     with pytest.raises(RuntimeError, match="stored a traced value in a list"):
@@ -292,7 +301,9 @@ def test_traced_learning_rate_written_into_a_param_group_is_refused_with_the_fix
 
     before = snapshot(jm, jopt)
     x, y = batch(0)
-    with pytest.raises(RuntimeError, match=r"\['lr'\] was set to a traced value.*outside the compiled step"):
+    with pytest.raises(
+        RuntimeError, match=r"\['lr'\] was set to a traced value.*outside the compiled step"
+    ):
         step(jnp.asarray(x), jnp.asarray(y), 0.05)
     assert_snapshot_equal(before, snapshot(jm, jopt))
     assert jopt.param_groups[0]["lr"] == 0.1
@@ -302,7 +313,6 @@ def test_a_detached_parameter_outlives_a_donating_compiled_step() -> None:
     """`before = p.detach()` then compiled steps: torch's `before` stays readable (it shares
     memory); here it keeps the values of the moment (arrays are immutable) instead of being a
     donated, deleted buffer. Compared with torch through the values after one step."""
-
 
     torch.manual_seed(0)
     ref = torch.nn.Linear(3, 2)

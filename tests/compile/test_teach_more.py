@@ -9,18 +9,34 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import pytest
-
 import jaxmodule
+import pytest
 from jaxmodule import nn, optim
 from jaxmodule._compile import _teach
 
 HERE = __file__
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-INTERNALS = ("probe", "pure", "_program.py", "_function.py", "_teach.py", "_fast_path",
-             "dyn[", "values[", "const_vals", "mutated_vals", "states[", "grads[", "kw[", "kwargs[")
-TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                 jax.errors.TracerIntegerConversionError)
+INTERNALS = (
+    "probe",
+    "pure",
+    "_program.py",
+    "_function.py",
+    "_teach.py",
+    "_fast_path",
+    "dyn[",
+    "values[",
+    "const_vals",
+    "mutated_vals",
+    "states[",
+    "grads[",
+    "kw[",
+    "kwargs[",
+)
+TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
 
 
 def _line_of(fn, text):
@@ -59,12 +75,17 @@ def _model_and_step():
 
 # ---- loss.backward() and other torch habits on jax arrays ---------------------------------------
 
+
 def test_loss_backward_in_a_compiled_step_keeps_attributeerror_and_teaches_jaxmodule_backward():
     model, train_step = _model_and_step()
     before = jnp.array(model.weight, copy=True)
-    e, msg, note = _raised(AttributeError, jaxmodule.compile(train_step), jnp.ones((4, 3)), jnp.zeros((4, 2)))
+    e, msg, note = _raised(
+        AttributeError, jaxmodule.compile(train_step), jnp.ones((4, 3)), jnp.zeros((4, 2))
+    )
     assert "backward" in msg  # jax's own message is kept
-    assert f"{_line_of(train_step, 'loss.backward()')} (`loss.backward()  # the torch habit`)" in note
+    assert (
+        f"{_line_of(train_step, 'loss.backward()')} (`loss.backward()  # the torch habit`)" in note
+    )
     assert "jax arrays have no `.backward()`" in note
     assert "jaxmodule.backward(lambda: criterion(model(x), y))" in note
     assert "jaxmodule.backward(loss_fn, model, x, y)" in note and "`.grad`" in note
@@ -107,15 +128,18 @@ def test_loss_backward_on_a_retrace_is_taught_too():
     _no_internals(note)
 
 
-@pytest.mark.parametrize("code, name, hint", [
-    (lambda x, model: model.weight.grad.zero_(), "zero_", "optimizer.zero_grad()"),
-    (lambda x, model: x.add_(1.0), "add_", "jaxmodule.Tensor.add(x, ...)"),
-    (lambda x, model: x.detach(), "detach", "jaxmodule.Tensor.detach(x, ...)"),
-    (lambda x, model: x.cpu(), "cpu", "jaxmodule.Tensor.cpu(x, ...)"),
-    (lambda x, model: x.requires_grad_(), "requires_grad_", "jax.grad(f)(x)"),
-    (lambda x, model: x.grad_fn, "grad_fn", "carry no autograd graph"),
-    (lambda x, model: x.data, "data", "drop `.data`"),
-])
+@pytest.mark.parametrize(
+    "code, name, hint",
+    [
+        (lambda x, model: model.weight.grad.zero_(), "zero_", "optimizer.zero_grad()"),
+        (lambda x, model: x.add_(1.0), "add_", "jaxmodule.Tensor.add(x, ...)"),
+        (lambda x, model: x.detach(), "detach", "jaxmodule.Tensor.detach(x, ...)"),
+        (lambda x, model: x.cpu(), "cpu", "jaxmodule.Tensor.cpu(x, ...)"),
+        (lambda x, model: x.requires_grad_(), "requires_grad_", "jax.grad(f)(x)"),
+        (lambda x, model: x.grad_fn, "grad_fn", "carry no autograd graph"),
+        (lambda x, model: x.data, "data", "drop `.data`"),
+    ],
+)
 def test_other_torch_habits_get_their_jaxmodule_form(code, name, hint):
     model = nn.Linear(3, 1)
     model(jnp.ones((1, 3))).sum()
@@ -150,6 +174,7 @@ def test_the_habit_table_names_only_attributes_jax_arrays_lack():
 
 # ---- eager loss.backward(): the docs say what the user sees and the fix -------------------------
 
+
 def test_eager_loss_backward_is_documented_where_users_look():
     with pytest.raises(AttributeError) as info:
         jnp.ones(2).sum().backward()
@@ -165,6 +190,7 @@ def test_eager_loss_backward_is_documented_where_users_look():
 
 # ---- tracer errors on a retrace name the user's argument and line -------------------------------
 
+
 def _branchy_step():
     model = nn.Linear(3, 1)
 
@@ -178,11 +204,16 @@ def _branchy_step():
 
 
 @pytest.mark.parametrize("fast_path", ["1", "0"])
-@pytest.mark.parametrize("second", [
-    (jnp.ones((4, 3)), jnp.float32(2.0)),                       # a new input shape
-    (jnp.ones((4, 3), jnp.bfloat16), jnp.bfloat16(2.0)),        # ... and dtype
-])
-def test_retrace_for_a_new_input_type_names_arguments_cells_and_line(monkeypatch, fast_path, second):
+@pytest.mark.parametrize(
+    "second",
+    [
+        (jnp.ones((4, 3)), jnp.float32(2.0)),  # a new input shape
+        (jnp.ones((4, 3), jnp.bfloat16), jnp.bfloat16(2.0)),  # ... and dtype
+    ],
+)
+def test_retrace_for_a_new_input_type_names_arguments_cells_and_line(
+    monkeypatch, fast_path, second
+):
     monkeypatch.setenv("JAXMODULE_FAST_PATH", fast_path)
     fn = _branchy_step()
     step = jaxmodule.compile(fn)
@@ -191,7 +222,10 @@ def test_retrace_for_a_new_input_type_names_arguments_cells_and_line(monkeypatch
     assert step.trace_count == 2  # it was the retrace that failed
     assert "tracing the step function `" in msg and f"train_step` ({HERE}:" in msg
     assert "depends on `model.weight`, `model.bias`, argument `batch` and argument `scale`" in msg
-    assert f"{_line_of(fn, 'the offending line')} (`if batch.shape[0] > 2 and loss > 0:  # the offending line`)" in note
+    assert (
+        f"{_line_of(fn, 'the offending line')} (`if batch.shape[0] > 2 and loss > 0:  # the offending line`)"
+        in note
+    )
     assert "jnp.where" in note
     _no_internals(msg + note)
 
@@ -283,6 +317,7 @@ def test_a_rebound_global_retraces_and_names_the_line():
 
 # ---- the error is raised in a nested function or module forward -----------------------------------
 
+
 class Gate(nn.Module):
     def __init__(self, check):
         super().__init__()
@@ -315,7 +350,9 @@ def test_nested_forward_or_helper_is_the_line_named(where, retrace):
     if retrace:
         step(jnp.ones((2, 3)))
     e, msg, note = _raised(TRACER_ERRORS, step, jnp.ones((4, 3)))
-    fn, text = (Gate.forward, "# inside forward") if where == "forward" else (_helper, "# inside a helper")
+    fn, text = (
+        (Gate.forward, "# inside forward") if where == "forward" else (_helper, "# inside a helper")
+    )
     assert f"{_line_of(fn, text)} (`" in note
     assert f"step` ({HERE}:" in msg and "argument `x`" in msg and "`model.fc.weight`" in msg
     _no_internals(msg + note)

@@ -28,8 +28,10 @@ BATCH, D_IN, HIDDEN, CLASSES = 16, 8, 16, 4
 def make_data() -> tuple[np.ndarray, np.ndarray]:
     """The global batch (every process builds it and keeps only its own rows)."""
     rng = np.random.default_rng(0)
-    return (rng.standard_normal((BATCH, D_IN)).astype(np.float32),
-            rng.integers(0, CLASSES, BATCH).astype(np.int32))
+    return (
+        rng.standard_normal((BATCH, D_IN)).astype(np.float32),
+        rng.integers(0, CLASSES, BATCH).astype(np.int32),
+    )
 
 
 def make_model() -> Any:
@@ -127,10 +129,9 @@ def _record(out: dict[str, np.ndarray], tag: str, obj: Any) -> None:
 
 def run_mode(mode: str, rank: int, world: int, workdir: str, out: dict[str, np.ndarray]) -> None:
     import jax
+    import jaxmodule
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
-
-    import jaxmodule
     from jaxmodule.checkpoint import CheckpointManager
     from jaxmodule.distributed import fully_shard, init_device_mesh, replicate
 
@@ -170,8 +171,13 @@ def main(argv: list[str]) -> None:
     rank, world, port, workdir = int(argv[0]), int(argv[1]), int(argv[2]), argv[3]
     import jaxmodule.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", world_size=world, rank=rank)
-    out: dict[str, np.ndarray] = {"rank": np.array(dist.get_rank()), "world": np.array(dist.get_world_size())}
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", world_size=world, rank=rank
+    )
+    out: dict[str, np.ndarray] = {
+        "rank": np.array(dist.get_rank()),
+        "world": np.array(dist.get_world_size()),
+    }
     for mode in ("dp", "fsdp"):
         run_mode(mode, rank, world, workdir, out)
     dist.barrier()

@@ -12,16 +12,17 @@ absolute floor for values near zero.
 
 import jax
 import jax.numpy as jnp
+import jaxmodule as jm
+import jaxmodule.distributed as dist
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-
-import jaxmodule as jm
-import jaxmodule.distributed as dist
 from jaxmodule import nn, optim
 
-assert jax.device_count() == 8, "tests/conftest.py sets 8 simulated CPU devices before jax is imported"
+assert jax.device_count() == 8, (
+    "tests/conftest.py sets 8 simulated CPU devices before jax is imported"
+)
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -42,7 +43,9 @@ def _batch(mesh=None):
     y = np.random.RandomState(1).randint(0, 10, 16)
     if mesh is None:
         return jnp.asarray(x), jnp.asarray(y)
-    placements = [dist.Shard(0)] + [dist.Replicate()] * (len(mesh.axis_names) - 1)  # batch over the first axis
+    placements = [dist.Shard(0)] + [dist.Replicate()] * (
+        len(mesh.axis_names) - 1
+    )  # batch over the first axis
     return dist.distribute_tensor(x, mesh, placements), dist.distribute_tensor(y, mesh, placements)
 
 
@@ -53,8 +56,10 @@ def _shardings(tree):
 def _train(strategy, opt_name, *, opt_after=False, steps=4, scheduler=False):
     jm.manual_seed(0)
     model = Net()
-    make_opt = {"sgd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
-                "adamw": lambda ps: optim.AdamW(ps, lr=1e-2)}[opt_name]
+    make_opt = {
+        "sgd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+        "adamw": lambda ps: optim.AdamW(ps, lr=1e-2),
+    }[opt_name]
     opt = None if opt_after else make_opt(model.parameters())
     mesh = dist.init_device_mesh("cpu", (8,))
     if strategy == "dp":
@@ -63,10 +68,14 @@ def _train(strategy, opt_name, *, opt_after=False, steps=4, scheduler=False):
         dist.fully_shard(model, mesh=mesh)
     elif strategy == "tp":
         mesh = dist.init_device_mesh("cpu", (8,), mesh_dim_names=("tp",))
-        dist.parallelize_module(model, mesh, {"fc1": dist.ColwiseParallel(), "fc2": dist.RowwiseParallel()})
+        dist.parallelize_module(
+            model, mesh, {"fc1": dist.ColwiseParallel(), "fc2": dist.RowwiseParallel()}
+        )
     elif strategy == "fsdp+tp":
         mesh = dist.init_device_mesh("cpu", (2, 4), mesh_dim_names=("dp", "tp"))
-        dist.parallelize_module(model, mesh, {"fc1": dist.ColwiseParallel(), "fc2": dist.RowwiseParallel()})
+        dist.parallelize_module(
+            model, mesh, {"fc1": dist.ColwiseParallel(), "fc2": dist.RowwiseParallel()}
+        )
         dist.fully_shard(model, mesh=mesh)
     if opt_after:
         opt = make_opt(model.parameters())
@@ -108,15 +117,19 @@ def reference():
 def test_strategies_match_one_device(reference, strategy, opt_name):
     model, _ = _train(strategy, opt_name)
     for k, v in model.state_dict().items():
-        np.testing.assert_allclose(np.asarray(v), reference[opt_name][k], rtol=RTOL, atol=ATOL, err_msg=k)
+        np.testing.assert_allclose(
+            np.asarray(v), reference[opt_name][k], rtol=RTOL, atol=ATOL, err_msg=k
+        )
 
 
 def test_optimizer_built_after_sharding_and_scheduler_never_recompile(reference):
     model, opt = _train("fsdp", "adamw", opt_after=True)
     for k, v in model.state_dict().items():
-        np.testing.assert_allclose(np.asarray(v), reference["adamw"][k], rtol=RTOL, atol=ATOL, err_msg=k)
+        np.testing.assert_allclose(
+            np.asarray(v), reference["adamw"][k], rtol=RTOL, atol=ATOL, err_msg=k
+        )
     model, opt = _train("fsdp", "sgd", scheduler=True, steps=5)
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.9 ** 5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.9**5)
 
 
 def test_fsdp_placement_and_each_device_holds_its_shard():
@@ -137,7 +150,9 @@ def test_fsdp_placement_and_each_device_holds_its_shard():
     assert "size 10" in plan["fc3.weight"][1] and plan["fc1.weight"][1] == ""
     assert set(plan.replicated()) == {"fc3.weight", "fc3.bias"}
     # the optimizer's moments follow their parameter; step counts and options are replicated
-    leaves = jax.tree.leaves(opt._states[0][0])  # fc1.weight's optax state (torch creates it at step 1)
+    leaves = jax.tree.leaves(
+        opt._states[0][0]
+    )  # fc1.weight's optax state (torch creates it at step 1)
     moments = [x for x in leaves if x.shape == (64, 32)]
     assert len(moments) == 2 and all(x.sharding == w.sharding for x in moments)
     assert all(x.sharding == NamedSharding(mesh, P()) for x in leaves if x.shape != (64, 32))
@@ -208,7 +223,10 @@ def test_shard_module_rules_are_transactional():
     opt_before = _shardings(opt._jm_state_get())
     mesh = dist.init_device_mesh("cpu", (8,))
     # fc3.weight (10, 64) cannot split 10 rows over 8 devices: an error listing it, nothing moved
-    with pytest.raises(ValueError, match=r"(?s)1 array\(s\) of Net cannot be placed as asked; nothing was moved:\n  fc3\.weight \(10, 64\) -> P\('data',\): dimension 0 of size 10"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)1 array\(s\) of Net cannot be placed as asked; nothing was moved:\n  fc3\.weight \(10, 64\) -> P\('data',\): dimension 0 of size 10",
+    ):
         dist.shard_module(model, mesh, [(r"weight$", P("data", None))])
     for k, v in model.state_dict().items():
         assert v is before[k][0] and v.sharding == before[k][1]
@@ -218,10 +236,18 @@ def test_shard_module_rules_are_transactional():
     with pytest.raises(TypeError, match="must be a jax.sharding.Mesh"):
         dist.shard_module(model, "cpu", [])
     # first matching rule wins; unmatched arrays are replicated
-    dist.shard_module(model, mesh, {r"fc[12]\.weight": P(None, "data"), r"weight": P(), r"fc1\.bias": ("data",)})
+    dist.shard_module(
+        model, mesh, {r"fc[12]\.weight": P(None, "data"), r"weight": P(), r"fc1\.bias": ("data",)}
+    )
     specs = {k: v.sharding.spec for k, v in model.state_dict().items()}
-    assert specs == {"fc1.weight": P(None, "data"), "fc1.bias": P("data"), "fc2.weight": P(None, "data"),
-                     "fc2.bias": P(), "fc3.weight": P(), "fc3.bias": P()}
+    assert specs == {
+        "fc1.weight": P(None, "data"),
+        "fc1.bias": P("data"),
+        "fc2.weight": P(None, "data"),
+        "fc2.bias": P(),
+        "fc3.weight": P(),
+        "fc3.bias": P(),
+    }
 
 
 def test_parallelize_module_errors_and_wildcards():
@@ -240,15 +266,24 @@ def test_parallelize_module_errors_and_wildcards():
 
     mesh = dist.init_device_mesh("cpu", (8,), mesh_dim_names=("tp",))
     model = Stack()
-    dist.parallelize_module(model, mesh, {"layers.*.up": dist.ColwiseParallel(),
-                                          "layers.*.down": dist.RowwiseParallel(),
-                                          "emb": dist.RowwiseParallel()})
+    dist.parallelize_module(
+        model,
+        mesh,
+        {
+            "layers.*.up": dist.ColwiseParallel(),
+            "layers.*.down": dist.RowwiseParallel(),
+            "emb": dist.RowwiseParallel(),
+        },
+    )
     for b in model.layers:
         assert b.up.weight.sharding.spec == P("tp") and b.up.bias.sharding.spec == P("tp")
         assert b.down.weight.sharding.spec == P(None, "tp") and b.down.bias.sharding.spec == P()
         assert b.norm.weight.sharding.spec == P()
     assert model.emb.weight.sharding.spec == P("tp")
-    with pytest.raises(NotImplementedError, match="ColwiseParallel currently only support nn.Linear and nn.Embedding!"):
+    with pytest.raises(
+        NotImplementedError,
+        match="ColwiseParallel currently only support nn.Linear and nn.Embedding!",
+    ):
         dist.parallelize_module(model, mesh, {"layers.0.norm": dist.ColwiseParallel()})
     with pytest.warns(UserWarning, match="could not be resolved"):
         dist.parallelize_module(model, mesh, {"nothing": dist.ColwiseParallel()})
@@ -284,7 +319,9 @@ def test_restore_into_a_different_mesh(tmp_path):
     jm.save(src.state_dict(), str(tmp_path / "ckpt"))
     dst = Net()
     mesh = dist.init_device_mesh("cpu", (2, 4), mesh_dim_names=("dp", "tp"))
-    dist.parallelize_module(dst, mesh, {"fc1": dist.ColwiseParallel(), "fc2": dist.RowwiseParallel()})
+    dist.parallelize_module(
+        dst, mesh, {"fc1": dist.ColwiseParallel(), "fc2": dist.RowwiseParallel()}
+    )
     placed = _shardings(dst.state_dict())
     sd = jm.load(str(tmp_path / "ckpt"), map_location=dict(placed))
     for k, v in sd.items():
@@ -302,7 +339,9 @@ def test_meta_init_fully_shard_to_empty_then_initialise():
         model = Net()
     assert all(p.is_meta for p in model.parameters())
     step_model = jm.compile(lambda x: model(x))
-    with pytest.raises(RuntimeError, match="jaxmodule.compile: this Parameter/Buffer is on the meta device"):
+    with pytest.raises(
+        RuntimeError, match="jaxmodule.compile: this Parameter/Buffer is on the meta device"
+    ):
         step_model(jnp.ones((2, 32)))
     mesh = dist.init_device_mesh("cpu", (8,))
     dist.fully_shard(model, mesh=mesh)
@@ -319,7 +358,9 @@ def test_meta_init_fully_shard_to_empty_then_initialise():
     jm.manual_seed(0)
     eager = Net()
     for k, v in model.state_dict().items():
-        np.testing.assert_allclose(np.asarray(v), np.asarray(eager.state_dict()[k]), rtol=1e-6, atol=3e-8)
+        np.testing.assert_allclose(
+            np.asarray(v), np.asarray(eager.state_dict()[k]), rtol=1e-6, atol=3e-8
+        )
     # in-place writes on a sharded cell keep its placement
     model.fc1.weight.data.fill_(0.5)
     assert model.fc1.weight._value.sharding == NamedSharding(mesh, P("data"))

@@ -1,15 +1,15 @@
 """`to_empty` onto shardings, and initialisation after it, never put a whole array on one device
 (issue 12). 8 simulated CPU devices (tests/conftest.py)."""
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-import jaxmodule
 from jaxmodule import nn
 
 
@@ -57,7 +57,9 @@ def test_a_planned_sharding_wins_over_a_device_name_like_fsdp2():
     with jaxmodule.device("meta"):
         m = Block()
     _plan(m, mesh)
-    m.norm.bias._value = jax.ShapeDtypeStruct((16,), jnp.float32)  # no plan: goes to the device named
+    m.norm.bias._value = jax.ShapeDtypeStruct(
+        (16,), jnp.float32
+    )  # no plan: goes to the device named
     with jax.transfer_guard("disallow"):
         m.to_empty(device="cpu:3")
     assert m.up.weight._value.sharding == NamedSharding(mesh, P("x"))
@@ -86,7 +88,9 @@ def test_to_empty_grads_follow_and_recurse_false_stays_local():
     outer = nn.Sequential(nn.Linear(2, 2))
     outer.register_buffer("b", jnp.ones(2))
     outer.to_empty(device="cpu:4", recurse=False)
-    assert outer.b.devices() == {jax.devices()[4]} and outer[0].weight.devices() == {jax.devices()[0]}
+    assert outer.b.devices() == {jax.devices()[4]} and outer[0].weight.devices() == {
+        jax.devices()[0]
+    }
 
 
 def test_to_empty_is_transactional_and_names_the_array_that_failed():
@@ -113,9 +117,20 @@ def test_init_after_to_empty_runs_sharded_and_keeps_the_layout():
         m.up.reset_parameters()
         m.down.reset_parameters()
         m.norm.reset_parameters()
-        m.apply(lambda mod: nn.init.trunc_normal_(mod.weight, std=0.02) if isinstance(mod, nn.Linear) else None)
-        for fn in (nn.init.xavier_uniform_, nn.init.kaiming_normal_, nn.init.zeros_, nn.init.ones_,
-                   lambda p: nn.init.constant_(p, 0.5), nn.init.normal_, nn.init.uniform_):
+        m.apply(
+            lambda mod: (
+                nn.init.trunc_normal_(mod.weight, std=0.02) if isinstance(mod, nn.Linear) else None
+            )
+        )
+        for fn in (
+            nn.init.xavier_uniform_,
+            nn.init.kaiming_normal_,
+            nn.init.zeros_,
+            nn.init.ones_,
+            lambda p: nn.init.constant_(p, 0.5),
+            nn.init.normal_,
+            nn.init.uniform_,
+        ):
             fn(m.up.weight)
             assert m.up.weight._value.sharding == shardings["up.weight"]
     assert {n: p._value.sharding for n, p in m.named_parameters()} == shardings
@@ -154,13 +169,17 @@ def test_meta_build_then_to_empty_then_load_state_dict_round_trip():
     m.to_empty(device="cpu")
     m.load_state_dict(src.state_dict())
     x = jnp.ones((2, 16))
-    np.testing.assert_allclose(np.asarray(m.down(m.up(x))), np.asarray(src.down(src.up(x))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(m.down(m.up(x))), np.asarray(src.down(src.up(x))), rtol=1e-5, atol=1e-6
+    )
     assert m.up.weight._value.sharding == NamedSharding(_mesh(), P("x"))
 
 
 def test_meta_shard_allocate_init_gives_the_values_of_an_eager_build_bit_for_bit():
     def make():
-        return nn.Sequential(nn.Linear(16, 64), nn.Linear(64, 16), nn.LayerNorm(16), nn.Embedding(32, 8))
+        return nn.Sequential(
+            nn.Linear(16, 64), nn.Linear(64, 16), nn.LayerNorm(16), nn.Embedding(32, 8)
+        )
 
     jaxmodule.manual_seed(0)
     ref = make()

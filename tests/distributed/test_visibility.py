@@ -10,13 +10,12 @@ import threading
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
 from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn.modules import _placement
 from jaxmodule.utils import summary
@@ -98,7 +97,11 @@ def test_named_shardings_keys_values_and_order_follow_state_dict():
     mesh = _mesh()
     _fsdp_like(model, mesh)
     got = model.named_shardings()
-    assert list(got) == list(model.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert (
+        list(got)
+        == list(model.state_dict())
+        == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    )
     assert got["fc1.weight"] == NamedSharding(mesh, P("data", None))
     assert got["fc1.bias"] == NamedSharding(mesh, P())
     assert all(s == model.state_dict()[k].sharding for k, s in got.items())
@@ -117,16 +120,23 @@ def test_named_shardings_tied_nonpersistent_extra_state_and_prefix():
     assert got["embed.weight"] is got["head.weight"]
     assert isinstance(got["steps"], SingleDeviceSharding)
     assert list(model.named_shardings(prefix="model/")) == [f"model/{k}" for k in sd_keys]
-    assert list(model.named_shardings("m.")) == [k for k in model.state_dict(prefix="m.") if "_extra" not in k]
+    assert list(model.named_shardings("m.")) == [
+        k for k in model.state_dict(prefix="m.") if "_extra" not in k
+    ]
 
 
 def test_named_shardings_follows_state_dict_post_hooks():
     model = Net()
+
     def drop_bias(module, sd, prefix, meta):
         del sd[prefix + "fc2.bias"]
 
     model._register_state_dict_hook(drop_bias)
-    assert list(model.named_shardings()) == list(model.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight"]
+    assert (
+        list(model.named_shardings())
+        == list(model.state_dict())
+        == ["fc1.weight", "fc1.bias", "fc2.weight"]
+    )
 
 
 def test_named_shardings_meta_cells_give_planned_sharding_or_none():
@@ -164,7 +174,9 @@ def test_named_shardings_with_prefix_is_a_map_location_for_a_nested_object(tmp_p
     jaxmodule.save({"model": model.state_dict(), "step": 3}, tmp_path / "ckpt")
     target = Net()
     _fsdp_like(target, mesh)
-    restored = jaxmodule.load(tmp_path / "ckpt", map_location=target.named_shardings(prefix="model/"))
+    restored = jaxmodule.load(
+        tmp_path / "ckpt", map_location=target.named_shardings(prefix="model/")
+    )
     assert restored["step"] == 3
     for k, s in target.named_shardings().items():
         assert restored["model"][k].sharding == s, k
@@ -199,17 +211,22 @@ def test_repr_all_same_placement_is_one_entry_and_buffers_count():
         "Sequential(  # mesh: {'data': 8}\n"
         "  (0): Linear(in_features=4, out_features=8, bias=True)  [P()]\n"
         "  (1): BatchNorm1d(8, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)  [P()]\n"
-        ")")
+        ")"
+    )
     _put(model[1].running_var, NamedSharding(_mesh(), P("data")))
-    assert ("[weight: P(), bias: P(), running_mean: P(), running_var: P('data',), "
-            "num_batches_tracked: P()]") in repr(model)
+    assert (
+        "[weight: P(), bias: P(), running_mean: P(), running_var: P('data',), "
+        "num_batches_tracked: P()]"
+    ) in repr(model)
 
 
 def test_repr_single_leaf_and_own_arrays_of_a_container():
     lin = nn.Linear(8, 8)
     _put(lin.weight, NamedSharding(_mesh(), P("data", None)))
-    assert repr(lin) == ("Linear(in_features=8, out_features=8, bias=True)  "
-                         "[weight: P('data', None), bias: cpu:0]  # mesh: {'data': 8}")
+    assert repr(lin) == (
+        "Linear(in_features=8, out_features=8, bias=True)  "
+        "[weight: P('data', None), bias: cpu:0]  # mesh: {'data': 8}"
+    )
 
     class WithScale(nn.Module):
         def __init__(self):
@@ -230,7 +247,8 @@ def test_repr_layers_on_different_single_devices_and_other_meshes():
         "  (fc1): Linear(in_features=64, out_features=128, bias=True)  [cpu:0]\n"
         "  (act): ReLU()\n"
         "  (fc2): Linear(in_features=128, out_features=16, bias=True)  [cpu:1]\n"
-        ")")
+        ")"
+    )
     # two meshes: the header names the one most arrays use; the other is written out
     model = Net()
     _fsdp_like(model, _mesh())
@@ -245,14 +263,16 @@ def test_repr_module_list_root_and_compression():
     assert repr(layers) == (
         "ModuleList(  # mesh: {'data': 8}\n"
         "  (0-2): 3 x Linear(in_features=8, out_features=8, bias=True)  [P()]\n"
-        ")")
+        ")"
+    )
     _put(layers[1].weight, NamedSharding(_mesh(), P("data", None)))
     assert repr(layers) == (
         "ModuleList(  # mesh: {'data': 8}\n"
         "  (0): Linear(in_features=8, out_features=8, bias=True)  [P()]\n"
         "  (1): Linear(in_features=8, out_features=8, bias=True)  [weight: P('data', None), bias: P()]\n"
         "  (2): Linear(in_features=8, out_features=8, bias=True)  [P()]\n"
-        ")")
+        ")"
+    )
 
 
 def test_repr_meta_cells():
@@ -261,8 +281,10 @@ def test_repr_meta_cells():
     planned = NamedSharding(_mesh(), P(None, "data"))
     model.fc2.weight._value = jax.ShapeDtypeStruct((16, 128), jnp.float32, sharding=planned)
     model.fc2.bias._value = jax.ShapeDtypeStruct((16,), jnp.float32)
-    assert "(fc2): Linear(in_features=128, out_features=16, bias=True)  " \
-           "[weight: meta P(None, 'data'), bias: meta]" in repr(model)
+    assert (
+        "(fc2): Linear(in_features=128, out_features=16, bias=True)  "
+        "[weight: meta P(None, 'data'), bias: meta]" in repr(model)
+    )
     # a fully meta model without planned shardings prints as torch does
     meta = Net()
     for p in meta.parameters():
@@ -270,9 +292,12 @@ def test_repr_meta_cells():
     assert repr(meta) == repr(TNet(torch.nn))
     # planned on an abstract mesh: spread, shown
     meta.fc1.weight._value = jax.ShapeDtypeStruct(
-        (128, 64), jnp.float32, sharding=NamedSharding(_mesh().abstract_mesh, P("data", None)))
-    assert repr(meta).startswith("Net(  # mesh: {'data': 8}\n  (fc1): Linear(in_features=64, "
-                                 "out_features=128, bias=True)  [weight: meta P('data', None), bias: meta]")
+        (128, 64), jnp.float32, sharding=NamedSharding(_mesh().abstract_mesh, P("data", None))
+    )
+    assert repr(meta).startswith(
+        "Net(  # mesh: {'data': 8}\n  (fc1): Linear(in_features=64, "
+        "out_features=128, bias=True)  [weight: meta P('data', None), bias: meta]"
+    )
 
 
 def test_repr_user_override_is_annotated():
@@ -290,14 +315,22 @@ def test_repr_user_override_is_annotated():
     assert repr(Custom()) == "Custom<w>"
 
 
-@pytest.mark.parametrize("build", [
-    lambda mod: (Net if mod is nn else TNet)(mod),
-    lambda mod: mod.Sequential(mod.Conv2d(3, 8, 3), mod.BatchNorm2d(8), mod.ReLU(), mod.Flatten(),
-                               mod.ModuleList([mod.Linear(4, 4) for _ in range(3)])),
-    lambda mod: mod.TransformerEncoderLayer(16, 2, dim_feedforward=32),
-    lambda mod: mod.LSTM(4, 8, num_layers=2),
-    lambda mod: mod.ModuleDict({"a": mod.Embedding(5, 3), "b": mod.LayerNorm(3)}),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda mod: (Net if mod is nn else TNet)(mod),
+        lambda mod: mod.Sequential(
+            mod.Conv2d(3, 8, 3),
+            mod.BatchNorm2d(8),
+            mod.ReLU(),
+            mod.Flatten(),
+            mod.ModuleList([mod.Linear(4, 4) for _ in range(3)]),
+        ),
+        lambda mod: mod.TransformerEncoderLayer(16, 2, dim_feedforward=32),
+        lambda mod: mod.LSTM(4, 8, num_layers=2),
+        lambda mod: mod.ModuleDict({"a": mod.Embedding(5, 3), "b": mod.LayerNorm(3)}),
+    ],
+)
 def test_single_device_repr_is_torchs(build):
     model, tmodel = build(nn), build(torch.nn)
     assert repr(model) == repr(tmodel)
@@ -423,9 +456,13 @@ def test_fully_shard_model_is_visible_everywhere():
     lines = repr(model).split("\n")
     assert lines[0] == "Sequential(  # mesh: {'dp': 4, 'tp': 2}"
     specs = {k: repr(s.spec) for k, s in shardings.items()}
-    assert lines[1].endswith(f"[{specs['0.weight']}]" if specs["0.weight"] == specs["0.bias"]
-                             else f"[weight: {specs['0.weight']}, bias: {specs['0.bias']}]")
+    assert lines[1].endswith(
+        f"[{specs['0.weight']}]"
+        if specs["0.weight"] == specs["0.bias"]
+        else f"[weight: {specs['0.weight']}, bias: {specs['0.bias']}]"
+    )
     s = summary(model, jnp.ones((8, 16)))
     assert s.sharded and s.mesh == "{'dp': 4, 'tp': 2}"
-    assert _strip_placements(repr(model)) == repr(torch.nn.Sequential(
-        torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)))
+    assert _strip_placements(repr(model)) == repr(
+        torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    )

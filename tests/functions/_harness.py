@@ -22,11 +22,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -52,13 +51,15 @@ class Case:
     kwargs: dict
     method: bool = False
     jit: bool = True
-    fn: Callable | None = None   # jaxmodule side, when not jaxmodule.<name> / Tensor.<name>
+    fn: Callable | None = None  # jaxmodule side, when not jaxmodule.<name> / Tensor.<name>
     tfn: Callable | None = None  # torch side, when not torch.<name> / torch.Tensor.<name>
 
     def jax_fn(self) -> Callable:
         if self.fn is not None:
             return self.fn
-        return getattr(jaxmodule.Tensor, self.name) if self.method else getattr(jaxmodule, self.name)
+        return (
+            getattr(jaxmodule.Tensor, self.name) if self.method else getattr(jaxmodule, self.name)
+        )
 
     def torch_fn(self) -> Callable:
         if self.tfn is not None:
@@ -80,15 +81,26 @@ def _id(name: str, args: tuple, kwargs: dict) -> str:
     return f"{name}(" + ",".join(parts) + ")"
 
 
-def C(name: str, *args: Any, jit: bool = True, fn: Callable | None = None, tfn: Callable | None = None,
-      id: str | None = None, **kwargs: Any) -> Any:
+def C(
+    name: str,
+    *args: Any,
+    jit: bool = True,
+    fn: Callable | None = None,
+    tfn: Callable | None = None,
+    id: str | None = None,
+    **kwargs: Any,
+) -> Any:
     """A function case: jaxmodule.<name>(*args, **kwargs) against torch.<name>(...)."""
-    return pytest.param(Case(name, args, kwargs, False, jit, fn, tfn), id=id or _id(name, args, kwargs))
+    return pytest.param(
+        Case(name, args, kwargs, False, jit, fn, tfn), id=id or _id(name, args, kwargs)
+    )
 
 
 def M(name: str, *args: Any, jit: bool = True, id: str | None = None, **kwargs: Any) -> Any:
     """A method case: jaxmodule.Tensor.<name>(x, ...) against torch.Tensor.<name>(t, ...)."""
-    return pytest.param(Case(name, args, kwargs, True, jit), id=id or "Tensor." + _id(name, args, kwargs))
+    return pytest.param(
+        Case(name, args, kwargs, True, jit), id=id or "Tensor." + _id(name, args, kwargs)
+    )
 
 
 # ---- conversion ----------------------------------------------------------------------------
@@ -131,9 +143,13 @@ def expected_dtype(t: torch.Tensor) -> str:
 def assert_same(got: Any, want: Any, where: str = "result") -> None:
     """Values and dtypes of `got` (jaxmodule) equal `want` (torch), recursively."""
     if isinstance(want, torch.Tensor):
-        assert isinstance(got, jax.Array), f"{where}: expected a jax array, got {type(got).__name__}"
+        assert isinstance(got, jax.Array), (
+            f"{where}: expected a jax array, got {type(got).__name__}"
+        )
         assert got.shape == tuple(want.shape), f"{where}: shape {got.shape} != {tuple(want.shape)}"
-        assert str(got.dtype) == expected_dtype(want), f"{where}: dtype {got.dtype} != torch {want.dtype}"
+        assert str(got.dtype) == expected_dtype(want), (
+            f"{where}: dtype {got.dtype} != torch {want.dtype}"
+        )
         w = want.detach().float().numpy() if want.dtype == torch.bfloat16 else want.detach().numpy()
         g = np.asarray(got.astype(jnp.float32) if got.dtype == jnp.bfloat16 else got)
         if w.dtype.kind in "fc":
@@ -142,17 +158,25 @@ def assert_same(got: Any, want: Any, where: str = "result") -> None:
             np.testing.assert_array_equal(g, w, err_msg=where)
         return
     if isinstance(want, np.ndarray):  # Tensor.numpy()
-        assert isinstance(got, np.ndarray), f"{where}: expected a numpy array, got {type(got).__name__}"
-        assert got.dtype.name == _X64_OFF.get(want.dtype.name, want.dtype.name), f"{where}: dtype {got.dtype}"
+        assert isinstance(got, np.ndarray), (
+            f"{where}: expected a numpy array, got {type(got).__name__}"
+        )
+        assert got.dtype.name == _X64_OFF.get(want.dtype.name, want.dtype.name), (
+            f"{where}: dtype {got.dtype}"
+        )
         np.testing.assert_array_equal(got, want, err_msg=where)
         return
     if isinstance(want, torch.Size):
         assert isinstance(got, tuple) and tuple(got) == tuple(want), f"{where}: {got} != {want}"
         return
     if isinstance(want, (tuple, list)):
-        assert isinstance(got, (tuple, list)), f"{where}: expected a sequence, got {type(got).__name__}"
+        assert isinstance(got, (tuple, list)), (
+            f"{where}: expected a sequence, got {type(got).__name__}"
+        )
         if type(want).__module__ == "torch.return_types":
-            assert type(got).__name__ == type(want).__name__, f"{where}: {type(got).__name__} result type"
+            assert type(got).__name__ == type(want).__name__, (
+                f"{where}: {type(got).__name__} result type"
+            )
             assert got._fields == ("values", "indices") or type(want).__name__ == "aminmax", where
         assert len(got) == len(want), f"{where}: length {len(got)} != {len(want)}"
         for i, (g, w) in enumerate(zip(got, want)):
@@ -255,8 +279,10 @@ class ErrorCase:
 
 def E(name: str, *args: Any, exc: type, match: str, method: bool = False, **kwargs: Any) -> Any:
     """An error case: torch and jaxmodule both raise `exc`; jaxmodule's message matches `match`."""
-    return pytest.param(ErrorCase(name, args, kwargs, exc, match, method),
-                        id=("Tensor." if method else "") + _id(name, args, kwargs))
+    return pytest.param(
+        ErrorCase(name, args, kwargs, exc, match, method),
+        id=("Tensor." if method else "") + _id(name, args, kwargs),
+    )
 
 
 def check_error(case: ErrorCase) -> None:

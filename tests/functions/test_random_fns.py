@@ -10,10 +10,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
-
-import jaxmodule
 
 N = 100_000
 W = np.array([1.0, 0.0, 3.0, 6.0], np.float32)
@@ -24,14 +23,18 @@ DRAWS = {
     "randint": lambda g=None: jaxmodule.randint(0, 10, (6,), generator=g),
     "randperm": lambda g=None: jaxmodule.randperm(8, generator=g),
     "multinomial": lambda g=None: jaxmodule.multinomial(jnp.asarray(W), 3, generator=g),
-    "multinomial_replacement": lambda g=None: jaxmodule.multinomial(jnp.asarray(W), 5, True, generator=g),
+    "multinomial_replacement": lambda g=None: jaxmodule.multinomial(
+        jnp.asarray(W), 5, True, generator=g
+    ),
     "bernoulli": lambda g=None: jaxmodule.bernoulli(jnp.full(6, 0.5), generator=g),
     "normal_tensors": lambda g=None: jaxmodule.normal(jnp.zeros(4), jnp.ones(4), generator=g),
     "normal_size": lambda g=None: jaxmodule.normal(1.0, 2.0, (4,), generator=g),
     "poisson": lambda g=None: jaxmodule.poisson(jnp.full(6, 3.0), generator=g),
     "rand_like": lambda g=None: jaxmodule.rand_like(jnp.ones(4), generator=g),
     "randn_like": lambda g=None: jaxmodule.randn_like(jnp.ones(4), generator=g),
-    "randint_like": lambda g=None: jaxmodule.randint_like(jnp.ones(6, jnp.int32), 0, 100, generator=g),
+    "randint_like": lambda g=None: jaxmodule.randint_like(
+        jnp.ones(6, jnp.int32), 0, 100, generator=g
+    ),
 }
 
 
@@ -72,7 +75,11 @@ def test_normal_and_uniform_moments():
     y = np.asarray(jaxmodule.normal(2.0, 3.0, (N,)), np.float64)
     _within(y.mean(), 2.0, 3 / math.sqrt(N))
     _within(y.std(), 3.0, 3 * math.sqrt(1 / (2 * N)) * 1.01)  # sd of a sample sd ~ sigma / sqrt(2n)
-    per = np.asarray(jaxmodule.normal(jnp.array([-5.0, 5.0]), jnp.array([0.1, 2.0]).reshape(1, 2) * jnp.ones((N, 1))))
+    per = np.asarray(
+        jaxmodule.normal(
+            jnp.array([-5.0, 5.0]), jnp.array([0.1, 2.0]).reshape(1, 2) * jnp.ones((N, 1))
+        )
+    )
     _within(per[:, 0].mean(), -5.0, 0.1 / math.sqrt(N))
     _within(per[:, 1].std(), 2.0, 2 * math.sqrt(1 / (2 * N)) * 1.01)
 
@@ -88,7 +95,9 @@ def test_bernoulli_poisson_randint_moments():
     _within(k.mean(), 4.0, math.sqrt(4.0 / N))
     r = np.asarray(jaxmodule.randint(-3, 5, (N,)))
     assert r.min() == -3 and r.max() == 4 and set(np.unique(r)) == set(range(-3, 5))
-    _within(r.mean(), 0.5, math.sqrt((8 ** 2 - 1) / 12 / N))  # discrete uniform variance (k^2 - 1) / 12
+    _within(
+        r.mean(), 0.5, math.sqrt((8**2 - 1) / 12 / N)
+    )  # discrete uniform variance (k^2 - 1) / 12
 
 
 def test_randperm_is_a_permutation():
@@ -102,7 +111,9 @@ def test_randperm_is_a_permutation():
 def test_multinomial_frequencies_and_distinct_draws():
     w = jnp.asarray(W)
     probs = W / W.sum()
-    draws = np.asarray(jaxmodule.multinomial(jnp.broadcast_to(w, (N // 10, 4)), 10, replacement=True)).ravel()
+    draws = np.asarray(
+        jaxmodule.multinomial(jnp.broadcast_to(w, (N // 10, 4)), 10, replacement=True)
+    ).ravel()
     assert draws.shape == (N,) and 1 not in draws  # zero weight never drawn
     freq = np.bincount(draws, minlength=4) / N
     for f, q in zip(freq, probs):
@@ -116,23 +127,33 @@ def test_multinomial_frequencies_and_distinct_draws():
     assert all(sorted(r) == list(range(20)) for r in wide)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: jaxmodule.multinomial(jnp.asarray(W), 5), "without replacement"),
-    (lambda: jaxmodule.multinomial(jnp.asarray(W), 4), "not enough non-negative category"),
-    (lambda: jaxmodule.multinomial(jnp.array([1.0, -1.0]), 1), "element < 0"),
-    (lambda: jaxmodule.multinomial(jnp.zeros(3), 1, True), "sum of probabilities"),
-    (lambda: jaxmodule.multinomial(jnp.ones((2, 2, 2)), 1), "1 or 2 dim"),
-    (lambda: jaxmodule.normal(jnp.zeros(2), -1.0), "std >= 0.0"),
-    (lambda: jaxmodule.randperm(-1), "non-negative"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: jaxmodule.multinomial(jnp.asarray(W), 5), "without replacement"),
+        (lambda: jaxmodule.multinomial(jnp.asarray(W), 4), "not enough non-negative category"),
+        (lambda: jaxmodule.multinomial(jnp.array([1.0, -1.0]), 1), "element < 0"),
+        (lambda: jaxmodule.multinomial(jnp.zeros(3), 1, True), "sum of probabilities"),
+        (lambda: jaxmodule.multinomial(jnp.ones((2, 2, 2)), 1), "1 or 2 dim"),
+        (lambda: jaxmodule.normal(jnp.zeros(2), -1.0), "std >= 0.0"),
+        (lambda: jaxmodule.randperm(-1), "non-negative"),
+    ],
+)
 def test_bad_arguments_raise_like_torch(call, match):
     with pytest.raises(RuntimeError, match=match):
         call()
 
 
 def test_generator_advances_inside_jaxmodule_compile():
-    step = jaxmodule.compile(lambda x: x + jaxmodule.randn(3) + jaxmodule.multinomial(jnp.ones(5), 2).sum()
-                             + jaxmodule.bernoulli(jnp.full(3, 0.5)) + jaxmodule.randperm(3))
+    step = jaxmodule.compile(
+        lambda x: (
+            x
+            + jaxmodule.randn(3)
+            + jaxmodule.multinomial(jnp.ones(5), 2).sum()
+            + jaxmodule.bernoulli(jnp.full(3, 0.5))
+            + jaxmodule.randperm(3)
+        )
+    )
     x = jnp.zeros(3)
     jaxmodule.manual_seed(5)
     a, b = np.asarray(step(x)), np.asarray(step(x))
@@ -144,7 +165,9 @@ def test_generator_advances_inside_jaxmodule_compile():
 
 def test_explicit_generator_inside_jaxmodule_compile():
     g = jaxmodule.Generator().manual_seed(3)
-    step = jaxmodule.compile(lambda x, g: x + jaxmodule.normal(jnp.zeros(2), jnp.ones(2), generator=g))
+    step = jaxmodule.compile(
+        lambda x, g: x + jaxmodule.normal(jnp.zeros(2), jnp.ones(2), generator=g)
+    )
     a, b = np.asarray(step(jnp.zeros(2), g)), np.asarray(step(jnp.zeros(2), g))
     assert not np.array_equal(a, b)
 

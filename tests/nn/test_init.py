@@ -3,12 +3,12 @@
 import math
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule.nn import Buffer, Parameter, init
+
 from tests.helpers import assert_close, to_numpy
 
 
@@ -17,11 +17,21 @@ def _p(*shape, dtype=jnp.float32):
 
 
 # ---- deterministic ---------------------------------------------------------------------------
-@pytest.mark.parametrize("nl,param", [
-    ("linear", None), ("conv2d", None), ("conv_transpose3d", None), ("sigmoid", None),
-    ("tanh", None), ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.2), ("leaky_relu", 3),
-    ("selu", None),
-])
+@pytest.mark.parametrize(
+    "nl,param",
+    [
+        ("linear", None),
+        ("conv2d", None),
+        ("conv_transpose3d", None),
+        ("sigmoid", None),
+        ("tanh", None),
+        ("relu", None),
+        ("leaky_relu", None),
+        ("leaky_relu", 0.2),
+        ("leaky_relu", 3),
+        ("selu", None),
+    ],
+)
 def test_calculate_gain(nl, param):
     got, want = init.calculate_gain(nl, param), torch.nn.init.calculate_gain(nl, param)
     assert got == want and type(got) is type(want)
@@ -67,8 +77,9 @@ def test_eye_error():
         init.eye_(_p(2, 2, 2))
 
 
-@pytest.mark.parametrize("shape,groups", [((4, 3, 5), 1), ((6, 4, 3, 3), 2), ((3, 5, 2, 3, 3), 1),
-                                          ((6, 2, 3, 4), 3)])
+@pytest.mark.parametrize(
+    "shape,groups", [((4, 3, 5), 1), ((6, 4, 3, 3), 2), ((3, 5, 2, 3, 3), 1), ((6, 2, 3, 4), 3)]
+)
 def test_dirac(shape, groups):
     p = _p(*shape)
     assert init.dirac_(p, groups) is p
@@ -125,7 +136,9 @@ def test_zero_element_warns():
 
 def test_deprecated_aliases():
     p = _p(3, 3)
-    with pytest.warns(FutureWarning, match=r"`nn.init.eye` is now deprecated in favor of `nn.init.eye_`"):
+    with pytest.warns(
+        FutureWarning, match=r"`nn.init.eye` is now deprecated in favor of `nn.init.eye_`"
+    ):
         init.eye(p)
     assert_close(p, np.eye(3, dtype=np.float32))
 
@@ -185,8 +198,15 @@ def test_xavier(gain):
     assert abs(s - std) / std < 0.02 and abs(mean) < 0.02 * std
 
 
-@pytest.mark.parametrize("a,mode,nl", [(0, "fan_in", "leaky_relu"), (0.2, "fan_out", "leaky_relu"),
-                                       (0, "fan_in", "relu"), (0, "fan_out", "tanh")])
+@pytest.mark.parametrize(
+    "a,mode,nl",
+    [
+        (0, "fan_in", "leaky_relu"),
+        (0.2, "fan_out", "leaky_relu"),
+        (0, "fan_in", "relu"),
+        (0, "fan_out", "tanh"),
+    ],
+)
 def test_kaiming(a, mode, nl):
     shape = (N, N // 4, 2, 2)
     fan = (N // 4 * 4) if mode == "fan_in" else N * 4
@@ -201,7 +221,9 @@ def test_kaiming(a, mode, nl):
     assert abs(s - std) / std < 0.02 and abs(mean) < 0.02 * std
 
 
-@pytest.mark.parametrize("shape,gain", [((6, 6), 1.0), ((4, 10), 2.0), ((10, 4), 1.0), ((3, 2, 2, 2), 0.5)])
+@pytest.mark.parametrize(
+    "shape,gain", [((6, 6), 1.0), ((4, 10), 2.0), ((10, 4), 1.0), ((3, 2, 2, 2), 0.5)]
+)
 def test_orthogonal(shape, gain):
     p = _p(*shape)
     assert init.orthogonal_(p, gain=gain) is p
@@ -255,5 +277,6 @@ def test_signatures_and_names_match_torch():
     for name in init.__all__ + ["_calculate_fan_in_and_fan_out"]:
         ts = inspect.signature(getattr(torch.nn.init, name))
         js = inspect.signature(getattr(init, name))
-        assert [(p.name, p.default) for p in js.parameters.values()] == \
-               [(p.name, p.default) for p in ts.parameters.values()], name
+        assert [(p.name, p.default) for p in js.parameters.values()] == [
+            (p.name, p.default) for p in ts.parameters.values()
+        ], name

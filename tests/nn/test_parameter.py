@@ -8,13 +8,13 @@ import operator
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn.parameter import is_lazy
+
 from tests.helpers import assert_close, to_numpy
 
 A = np.array([[1.5, -2.0, 3.0], [0.5, 4.0, -1.0]], np.float32)
@@ -25,15 +25,29 @@ def _cells():
     return [nn.Parameter(jnp.asarray(A)), nn.Buffer(jnp.asarray(A))]
 
 
-BINARY = [operator.add, operator.sub, operator.mul, operator.truediv, operator.pow,
-          operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne,
-          operator.floordiv, operator.mod]
+BINARY = [
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.pow,
+    operator.lt,
+    operator.le,
+    operator.gt,
+    operator.ge,
+    operator.eq,
+    operator.ne,
+    operator.floordiv,
+    operator.mod,
+]
 
 
 @pytest.mark.parametrize("op", BINARY, ids=lambda o: o.__name__)
 @pytest.mark.parametrize("other_kind", ["jax", "numpy", "scalar", "cell"])
 def test_binary_operators_both_sides(op, other_kind):
-    other = {"jax": jnp.asarray(B), "numpy": B, "scalar": 2.0, "cell": nn.Buffer(jnp.asarray(B))}[other_kind]
+    other = {"jax": jnp.asarray(B), "numpy": B, "scalar": 2.0, "cell": nn.Buffer(jnp.asarray(B))}[
+        other_kind
+    ]
     raw = B if other_kind != "scalar" else 2.0
     t, tother = torch.from_numpy(A), (torch.from_numpy(B) if other_kind != "scalar" else 2.0)
     for cell in _cells():
@@ -43,7 +57,9 @@ def test_binary_operators_both_sides(op, other_kind):
         rgot = op(other, cell)  # reflected (numpy may answer with an ndarray)
         assert isinstance(rgot, (jax.Array, np.ndarray))
         # negative bases to fractional powers give nan in both libraries (compared as equal)
-        assert_close(np.asarray(rgot), op(torch.as_tensor(raw), t) if other_kind != "scalar" else op(raw, t))
+        assert_close(
+            np.asarray(rgot), op(torch.as_tensor(raw), t) if other_kind != "scalar" else op(raw, t)
+        )
 
 
 def test_matmul_and_unary():
@@ -79,11 +95,19 @@ def test_array_attributes_and_protocols():
     assert p.element_size() == 4 and p.nelement() == 6
 
 
-@pytest.mark.parametrize("fn", [
-    lambda p, x: jnp.dot(p, x), lambda p, x: jnp.matmul(p, x),
-    lambda p, x: jnp.einsum("ij,jk->ik", p, x), lambda p, x: jax.nn.relu(p) @ x,
-    lambda p, x: jnp.tanh(p) @ x, lambda p, x: (p * 2 + 1) @ x, lambda p, x: p.T.T @ x,
-], ids=["dot", "matmul", "einsum", "relu", "tanh", "ops", "T"])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda p, x: jnp.dot(p, x),
+        lambda p, x: jnp.matmul(p, x),
+        lambda p, x: jnp.einsum("ij,jk->ik", p, x),
+        lambda p, x: jax.nn.relu(p) @ x,
+        lambda p, x: jnp.tanh(p) @ x,
+        lambda p, x: (p * 2 + 1) @ x,
+        lambda p, x: p.T.T @ x,
+    ],
+    ids=["dot", "matmul", "einsum", "relu", "tanh", "ops", "T"],
+)
 def test_jnp_functions_eager_and_jit(fn):
     x = jnp.asarray(B.T)
     for cell in _cells():
@@ -155,9 +179,21 @@ DETERMINISTIC = [
     ("addcdiv_", (jnp.asarray(A), jnp.asarray(B)), (torch.from_numpy(A), torch.from_numpy(B))),
     ("lerp_", (jnp.asarray(B), 0.25), (torch.from_numpy(B), 0.25)),
     ("masked_fill_", (jnp.asarray(M), 7.0), (torch.from_numpy(M), 7.0)),
-    ("exp_", (), ()), ("neg_", (), ()), ("abs_", (), ()), ("sign_", (), ()), ("sigmoid_", (), ()),
-    ("tanh_", (), ()), ("relu_", (), ()), ("floor_", (), ()), ("ceil_", (), ()), ("round_", (), ()),
-    ("trunc_", (), ()), ("reciprocal_", (), ()), ("square_", (), ()), ("sin_", (), ()), ("cos_", (), ()),
+    ("exp_", (), ()),
+    ("neg_", (), ()),
+    ("abs_", (), ()),
+    ("sign_", (), ()),
+    ("sigmoid_", (), ()),
+    ("tanh_", (), ()),
+    ("relu_", (), ()),
+    ("floor_", (), ()),
+    ("ceil_", (), ()),
+    ("round_", (), ()),
+    ("trunc_", (), ()),
+    ("reciprocal_", (), ()),
+    ("square_", (), ()),
+    ("sin_", (), ()),
+    ("cos_", (), ()),
 ]
 KWARGS = [
     ("add_", (jnp.asarray(B),), {"alpha": 3.0}),
@@ -196,13 +232,14 @@ def test_inplace_matches_torch(name, jargs, targs):
     _check_inplace(name, jargs, targs, {})
 
 
-@pytest.mark.parametrize("name,args,kwargs", KWARGS, ids=[k[0] + "-" + next(iter(k[2])) for k in KWARGS])
+@pytest.mark.parametrize(
+    "name,args,kwargs", KWARGS, ids=[k[0] + "-" + next(iter(k[2])) for k in KWARGS]
+)
 def test_inplace_kwargs_match_torch(name, args, kwargs):
     _check_inplace(name, args, tuple(_torchify(a) for a in args), kwargs)
 
 
-@pytest.mark.parametrize("name,args", [
-    ("log_", ()), ("sqrt_", ()), ("rsqrt_", ())])
+@pytest.mark.parametrize("name,args", [("log_", ()), ("sqrt_", ()), ("rsqrt_", ())])
 def test_inplace_on_positive_values(name, args):
     pos = np.abs(A) + 0.5
     p = nn.Parameter(jnp.asarray(pos))
@@ -213,8 +250,10 @@ def test_inplace_on_positive_values(name, args):
     assert_close(p, t)
 
 
-@pytest.mark.parametrize("op,tname", [("__iadd__", "add_"), ("__isub__", "sub_"), ("__imul__", "mul_"),
-                                      ("__itruediv__", "div_")])
+@pytest.mark.parametrize(
+    "op,tname",
+    [("__iadd__", "add_"), ("__isub__", "sub_"), ("__imul__", "mul_"), ("__itruediv__", "div_")],
+)
 def test_augmented_assignment_on_module_attribute(op, tname):
     m = nn.Module()
     m.w = nn.Parameter(jnp.asarray(A))
@@ -228,17 +267,33 @@ def test_augmented_assignment_on_module_attribute(op, tname):
     assert_close(m.w, t + 1.0)
 
 
-@pytest.mark.parametrize("call", [
-    lambda p: p.fill_(1.0), lambda p: p.mul_(2.0), lambda p: p.add_(1.0), lambda p: p.zero_(),
-    lambda p: p.normal_(), lambda p: p.uniform_(), lambda p: p.exp_(), lambda p: p.copy_(jnp.ones(3)),
-    lambda p: p.clamp_(0.0, 1.0), lambda p: p.masked_fill_(jnp.asarray(M), 0.0),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda p: p.fill_(1.0),
+        lambda p: p.mul_(2.0),
+        lambda p: p.add_(1.0),
+        lambda p: p.zero_(),
+        lambda p: p.normal_(),
+        lambda p: p.uniform_(),
+        lambda p: p.exp_(),
+        lambda p: p.copy_(jnp.ones(3)),
+        lambda p: p.clamp_(0.0, 1.0),
+        lambda p: p.masked_fill_(jnp.asarray(M), 0.0),
+    ],
+)
 def test_inplace_on_requires_grad_param_needs_no_grad(call):
     p = nn.Parameter(jnp.asarray(A))
     tp = torch.nn.Parameter(torch.from_numpy(A.copy()))
-    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad is being used in an in-place operation"):
+    with pytest.raises(
+        RuntimeError,
+        match="a leaf Variable that requires grad is being used in an in-place operation",
+    ):
         torch_equivalent(call, tp)
-    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad is being used in an in-place operation"):
+    with pytest.raises(
+        RuntimeError,
+        match="a leaf Variable that requires grad is being used in an in-place operation",
+    ):
         call(p)
     assert_close(p, A)  # unchanged
     # via .data, no no_grad is needed
@@ -250,10 +305,12 @@ def test_inplace_on_requires_grad_param_needs_no_grad(call):
 
 def torch_equivalent(call, tp):
     """Run the same call on a torch Parameter (jax arrays in the lambdas become torch tensors)."""
+
     class Proxy:
         def __getattr__(self, name):
             fn = getattr(tp, name)
             return lambda *a, **k: fn(*[_torchify(x) for x in a], **k)
+
     return call(Proxy())
 
 
@@ -292,14 +349,21 @@ def test_copy_shape_error():
         p.copy_(jnp.ones(4))
 
 
-@pytest.mark.parametrize("name,args,check", [
-    ("normal_", (1.0, 0.5), lambda v: abs(v.mean() - 1.0) < 0.1 and abs(v.std() - 0.5) < 0.1),
-    ("uniform_", (-2.0, 2.0), lambda v: v.min() >= -2 and v.max() < 2 and abs(v.mean()) < 0.15),
-    ("bernoulli_", (0.3,), lambda v: set(np.unique(v)) <= {0.0, 1.0} and abs(v.mean() - 0.3) < 0.05),
-    ("exponential_", (2.0,), lambda v: v.min() >= 0 and abs(v.mean() - 0.5) < 0.05),
-    ("log_normal_", (0.0, 0.25), lambda v: v.min() > 0 and abs(np.log(v).mean()) < 0.05),
-    ("cauchy_", (0.0, 1.0), lambda v: abs(np.median(v)) < 0.1),
-])
+@pytest.mark.parametrize(
+    "name,args,check",
+    [
+        ("normal_", (1.0, 0.5), lambda v: abs(v.mean() - 1.0) < 0.1 and abs(v.std() - 0.5) < 0.1),
+        ("uniform_", (-2.0, 2.0), lambda v: v.min() >= -2 and v.max() < 2 and abs(v.mean()) < 0.15),
+        (
+            "bernoulli_",
+            (0.3,),
+            lambda v: set(np.unique(v)) <= {0.0, 1.0} and abs(v.mean() - 0.3) < 0.05,
+        ),
+        ("exponential_", (2.0,), lambda v: v.min() >= 0 and abs(v.mean() - 0.5) < 0.05),
+        ("log_normal_", (0.0, 0.25), lambda v: v.min() > 0 and abs(np.log(v).mean()) < 0.05),
+        ("cauchy_", (0.0, 1.0), lambda v: abs(np.median(v)) < 0.1),
+    ],
+)
 def test_random_inplace_statistics(name, args, check):
     b = nn.Buffer(jnp.zeros((50, 50)))
     getattr(b, name)(*args)
@@ -349,23 +413,37 @@ def test_uninitialized_parameter():
 
 
 INT_CASES = {
-    "add_(0.5)": lambda t, A: t.add_(0.5), "add_(1)": lambda t, A: t.add_(1),
-    "mul_(2.0)": lambda t, A: t.mul_(2.0), "div_(2)": lambda t, A: t.div_(2),
+    "add_(0.5)": lambda t, A: t.add_(0.5),
+    "add_(1)": lambda t, A: t.add_(1),
+    "mul_(2.0)": lambda t, A: t.mul_(2.0),
+    "div_(2)": lambda t, A: t.div_(2),
     "div_floor": lambda t, A: t.div_(2, rounding_mode="floor"),
     "div_trunc": lambda t, A: t.div_(-2, rounding_mode="trunc"),
-    "exp_": lambda t, A: t.exp_(), "clamp_(0.5)": lambda t, A: t.clamp_(0.5),
-    "clamp_(1, 3)": lambda t, A: t.clamp_(1, 3), "pow_(2)": lambda t, A: t.pow_(2),
-    "pow_(0.5)": lambda t, A: t.pow_(0.5), "neg_": lambda t, A: t.neg_(), "floor_": lambda t, A: t.floor_(),
-    "sqrt_": lambda t, A: t.sqrt_(), "iadd 1.5": lambda t, A: t.__iadd__(1.5),
-    "imul 2": lambda t, A: t.__imul__(2), "itruediv 2": lambda t, A: t.__itruediv__(2),
+    "exp_": lambda t, A: t.exp_(),
+    "clamp_(0.5)": lambda t, A: t.clamp_(0.5),
+    "clamp_(1, 3)": lambda t, A: t.clamp_(1, 3),
+    "pow_(2)": lambda t, A: t.pow_(2),
+    "pow_(0.5)": lambda t, A: t.pow_(0.5),
+    "neg_": lambda t, A: t.neg_(),
+    "floor_": lambda t, A: t.floor_(),
+    "sqrt_": lambda t, A: t.sqrt_(),
+    "iadd 1.5": lambda t, A: t.__iadd__(1.5),
+    "imul 2": lambda t, A: t.__imul__(2),
+    "itruediv 2": lambda t, A: t.__itruediv__(2),
     "ifloordiv 2": lambda t, A: t.__ifloordiv__(2),
     "masked_fill 1.5": lambda t, A: t.masked_fill_(A([True, False]), 1.5),
     "addcmul float": lambda t, A: t.addcmul_(A([1.0, 1.0]), A([1.0, 1.0])),
-    "sign_": lambda t, A: t.sign_(), "round_": lambda t, A: t.round_(),
-    "reciprocal_": lambda t, A: t.reciprocal_(), "square_": lambda t, A: t.square_(),
-    "relu_": lambda t, A: t.relu_(), "abs_": lambda t, A: t.abs_(), "sigmoid_": lambda t, A: t.sigmoid_(),
-    "add_ float array": lambda t, A: t.add_(A([1.0, 1.0])), "sub_(1, alpha=2)": lambda t, A: t.sub_(1, alpha=2),
-    "copy_ float": lambda t, A: t.copy_(A([1.7, -2.7])), "fill_ float": lambda t, A: t.fill_(2.9),
+    "sign_": lambda t, A: t.sign_(),
+    "round_": lambda t, A: t.round_(),
+    "reciprocal_": lambda t, A: t.reciprocal_(),
+    "square_": lambda t, A: t.square_(),
+    "relu_": lambda t, A: t.relu_(),
+    "abs_": lambda t, A: t.abs_(),
+    "sigmoid_": lambda t, A: t.sigmoid_(),
+    "add_ float array": lambda t, A: t.add_(A([1.0, 1.0])),
+    "sub_(1, alpha=2)": lambda t, A: t.sub_(1, alpha=2),
+    "copy_ float": lambda t, A: t.copy_(A([1.7, -2.7])),
+    "fill_ float": lambda t, A: t.fill_(2.9),
 }
 
 

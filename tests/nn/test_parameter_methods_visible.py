@@ -20,11 +20,10 @@ import textwrap
 import typing
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn import parameter as parameter_module
 from jaxmodule.nn.parameter import INSTALLED_TENSOR_METHODS, _TensorCell
@@ -33,15 +32,51 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DECLARATIONS = ROOT / "jaxmodule" / "nn" / "_cell_methods.py"
 GENERATOR = ROOT / "scripts" / "gen_cell_methods.py"
 
-BINARY = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
-          "lshift", "rshift", "divmod")
-OPERATORS = (
-    [f"__{n}__" for n in BINARY] + [f"__r{n}__" for n in BINARY]
-    + [f"__{n}__" for n in ("lt", "le", "gt", "ge", "eq", "ne", "neg", "pos", "abs", "invert")]
-    + [f"__i{n}__" for n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor")]
+BINARY = (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "and",
+    "or",
+    "xor",
+    "lshift",
+    "rshift",
+    "divmod",
 )
-UNARY_INPLACE = ("exp_", "log_", "sqrt_", "rsqrt_", "neg_", "abs_", "sign_", "sigmoid_", "tanh_", "relu_",
-                 "floor_", "ceil_", "round_", "trunc_", "reciprocal_", "square_", "sin_", "cos_")
+OPERATORS = (
+    [f"__{n}__" for n in BINARY]
+    + [f"__r{n}__" for n in BINARY]
+    + [f"__{n}__" for n in ("lt", "le", "gt", "ge", "eq", "ne", "neg", "pos", "abs", "invert")]
+    + [
+        f"__i{n}__"
+        for n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor")
+    ]
+)
+UNARY_INPLACE = (
+    "exp_",
+    "log_",
+    "sqrt_",
+    "rsqrt_",
+    "neg_",
+    "abs_",
+    "sign_",
+    "sigmoid_",
+    "tanh_",
+    "relu_",
+    "floor_",
+    "ceil_",
+    "round_",
+    "trunc_",
+    "reciprocal_",
+    "square_",
+    "sin_",
+    "cos_",
+)
 
 
 def _help_text(obj: object) -> str:
@@ -51,14 +86,21 @@ def _help_text(obj: object) -> str:
 def _declared() -> dict[str, ast.FunctionDef]:
     """The methods `_cell_methods.py` declares, over all its classes, by name."""
     tree = ast.parse(DECLARATIONS.read_text())
-    return {f.name: f for c in tree.body if isinstance(c, ast.ClassDef)
-            for f in c.body if isinstance(f, ast.FunctionDef)}
+    return {
+        f.name: f
+        for c in tree.body
+        if isinstance(c, ast.ClassDef)
+        for f in c.body
+        if isinstance(f, ast.FunctionDef)
+    }
 
 
 def _undeclared_and_stale(installed: set[str], declared: set[str]) -> list[str]:
     """What keeps the declarations from matching the installed methods, one line per problem."""
-    return ([f"installed on the cells but not declared for the type checker: {n}" for n in sorted(installed - declared)]
-            + [f"declared but not installed: {n}" for n in sorted(declared - installed)])
+    return [
+        f"installed on the cells but not declared for the type checker: {n}"
+        for n in sorted(installed - declared)
+    ] + [f"declared but not installed: {n}" for n in sorted(declared - installed)]
 
 
 def _generator():
@@ -73,7 +115,10 @@ def _generator():
 @pytest.mark.parametrize("name", OPERATORS + list(UNARY_INPLACE))
 def test_operators_are_methods_of_the_class_body(name):
     fn = _TensorCell.__dict__[name]
-    assert inspect.isfunction(fn) and fn.__qualname__ == f"_TensorCell.{name}", (name, fn.__qualname__)
+    assert inspect.isfunction(fn) and fn.__qualname__ == f"_TensorCell.{name}", (
+        name,
+        fn.__qualname__,
+    )
     assert inspect.getsourcefile(fn) == parameter_module.__file__
 
 
@@ -85,11 +130,15 @@ def test_help_shows_operator_signatures_and_inplace_docs():
         elif name.startswith("__i"):
             assert f"{name}(self, other: 'Any') -> 'Self'" in text, name
         else:
-            assert re.search(rf"{name}\(self, other: 'Any'\) -> '(jax\.Array|tuple\[jax\.Array, jax\.Array\])'",
-                             text), name
+            assert re.search(
+                rf"{name}\(self, other: 'Any'\) -> '(jax\.Array|tuple\[jax\.Array, jax\.Array\])'",
+                text,
+            ), name
     for name in UNARY_INPLACE:
         base = name[:-1]
-        assert re.search(rf"\|  {name}\(self\) -> 'Self'\n \|      In-place `{base}`[,( ]", text), name
+        assert re.search(rf"\|  {name}\(self\) -> 'Self'\n \|      In-place `{base}`[,( ]", text), (
+            name
+        )
         assert f"`torch.Tensor.{name}`" in _TensorCell.__dict__[name].__doc__
 
 
@@ -99,7 +148,9 @@ def test_operator_results_are_arrays_and_inplace_keeps_the_cell():
     for op in ("__add__", "__rsub__", "__truediv__", "__rpow__", "__lt__", "__eq__"):
         got = getattr(p, op)(2.0)
         assert type(got) is type(jnp.zeros(1)), op
-        np.testing.assert_allclose(np.asarray(got), getattr(t, op)(2.0).numpy(), rtol=1e-6, err_msg=op)
+        np.testing.assert_allclose(
+            np.asarray(got), getattr(t, op)(2.0).numpy(), rtol=1e-6, err_msg=op
+        )
     q, r = divmod(p, 2.0)
     np.testing.assert_allclose(np.asarray(q), [0.0, 1.0, 1.0])
     np.testing.assert_allclose(np.asarray(r), [1.0, 0.0, 1.0])
@@ -111,6 +162,7 @@ def test_operator_results_are_arrays_and_inplace_keeps_the_cell():
 
 def test_an_unsupported_operand_still_gets_its_reflected_operator():
     """As before: the cell returns the array's NotImplemented, so Python asks the other side."""
+
     class Other:
         def __radd__(self, left):
             return ("radd", type(left).__name__)
@@ -154,35 +206,54 @@ def test_installed_tensor_methods_carry_names_and_docs():
 
 def test_every_installed_method_is_declared_for_the_type_checker():
     problems = _undeclared_and_stale(set(INSTALLED_TENSOR_METHODS), set(_declared()))
-    assert not problems, "run `.venv/bin/python scripts/gen_cell_methods.py`:\n" + "\n".join(problems)
+    assert not problems, "run `.venv/bin/python scripts/gen_cell_methods.py`:\n" + "\n".join(
+        problems
+    )
 
 
 def test_the_comparison_reports_a_method_installed_but_not_declared():
     declared = set(_declared())
     assert _undeclared_and_stale(declared | {"brand_new"}, declared) == [
-        "installed on the cells but not declared for the type checker: brand_new"]
-    assert _undeclared_and_stale(declared - {"view"}, declared) == ["declared but not installed: view"]
+        "installed on the cells but not declared for the type checker: brand_new"
+    ]
+    assert _undeclared_and_stale(declared - {"view"}, declared) == [
+        "declared but not installed: view"
+    ]
 
 
 def test_declarations_have_the_installed_signatures():
     """Each declaration is what the generator writes for the function installed now (layout aside)."""
-    generated = {f.name: f for c in ast.parse(_generator().render()).body if isinstance(c, ast.ClassDef)
-                 for f in c.body if isinstance(f, ast.FunctionDef)}
-    stale = [name for name, f in _declared().items()
-             if name in generated and (ast.dump(f.args), ast.dump(f.returns)) !=
-             (ast.dump(generated[name].args), ast.dump(generated[name].returns))]
-    assert not stale, f"signatures changed, run `.venv/bin/python scripts/gen_cell_methods.py`: {stale}"
+    generated = {
+        f.name: f
+        for c in ast.parse(_generator().render()).body
+        if isinstance(c, ast.ClassDef)
+        for f in c.body
+        if isinstance(f, ast.FunctionDef)
+    }
+    stale = [
+        name
+        for name, f in _declared().items()
+        if name in generated
+        and (ast.dump(f.args), ast.dump(f.returns))
+        != (ast.dump(generated[name].args), ast.dump(generated[name].returns))
+    ]
+    assert not stale, (
+        f"signatures changed, run `.venv/bin/python scripts/gen_cell_methods.py`: {stale}"
+    )
 
 
 def test_generator_declares_a_signature_like_the_function():
     gen = _generator()
 
-    def fn(input, dim: int | None = None, *, keepdim: bool = False, out: str = "x") -> tuple[int, ...]:
+    def fn(
+        input, dim: int | None = None, *, keepdim: bool = False, out: str = "x"
+    ) -> tuple[int, ...]:
         return ()
 
     assert gen.declaration("m", fn, {"int"}) == (
         '    def m(self, dim: builtins.int | None = None, *, keepdim: bool = False, out: str = "x")'
-        " -> tuple[builtins.int, ...]: ...")
+        " -> tuple[builtins.int, ...]: ..."
+    )
     fn.__annotations__ = {"dim": "Unknown"}
     with pytest.raises(SystemExit, match="Unknown"):
         gen.declaration("m", fn, set())
@@ -193,7 +264,8 @@ def test_mypy_sees_operators_inplace_and_tensor_methods(tmp_path, monkeypatch):
     """mypy on user code: `p + 1` is an Array, `p.exp_()` the Parameter, `p.view(2, 3)` checked."""
     api = pytest.importorskip("mypy.api")
     snippet = tmp_path / "use_parameter.py"
-    snippet.write_text(textwrap.dedent("""\
+    snippet.write_text(
+        textwrap.dedent("""\
         import jax.numpy as jnp
         from jaxmodule.nn import Parameter
         p = Parameter(jnp.ones((2, 3)))
@@ -208,7 +280,8 @@ def test_mypy_sees_operators_inplace_and_tensor_methods(tmp_path, monkeypatch):
         q += 1
         reveal_type(q)
         p.transpose("0", 1)
-        """))
+        """)
+    )
     monkeypatch.chdir(ROOT)  # pyproject.toml's [tool.mypy] and the lint run's cache
     out, _, _ = api.run([str(snippet)])
     # (by file name: mypy's cache may replay the messages of an identical file under its old path)
@@ -216,7 +289,9 @@ def test_mypy_sees_operators_inplace_and_tensor_methods(tmp_path, monkeypatch):
     array = 'note: Revealed type is "jax._src.basearray.Array"'
     param = 'note: Revealed type is "jaxmodule.nn.parameter.Parameter"'
     assert mine[:8] == [array, array, array, param, array, array, array, param], out
-    assert len(mine) == 9 and 'Argument 1 to "transpose"' in mine[8] and 'expected "int"' in mine[8], out
+    assert (
+        len(mine) == 9 and 'Argument 1 to "transpose"' in mine[8] and 'expected "int"' in mine[8]
+    ), out
 
 
 # ---- jaxmodule.bool: torch's dtype name, never the builtin in annotations -----------------------
@@ -225,15 +300,18 @@ def test_jaxmodule_bool_is_the_dtype_like_torch_bool():
     assert jaxmodule.int == jnp.int32 and jaxmodule.float == jnp.float32
 
 
-@pytest.mark.parametrize("fn, param", [
-    (nn.Parameter.__init__, "requires_grad"),
-    (nn.Module.train, "mode"),
-    (jaxmodule.set_grad_enabled.__init__, "mode"),
-    (jaxmodule.Tensor.is_contiguous, "return"),
-    (jaxmodule.sum, "keepdim"),
-    (jaxmodule.allclose, "equal_nan"),
-    (jaxmodule._dtype.is_floating, "return"),
-])
+@pytest.mark.parametrize(
+    "fn, param",
+    [
+        (nn.Parameter.__init__, "requires_grad"),
+        (nn.Module.train, "mode"),
+        (jaxmodule.set_grad_enabled.__init__, "mode"),
+        (jaxmodule.Tensor.is_contiguous, "return"),
+        (jaxmodule.sum, "keepdim"),
+        (jaxmodule.allclose, "equal_nan"),
+        (jaxmodule._dtype.is_floating, "return"),
+    ],
+)
 def test_bool_annotations_resolve_to_the_builtin(fn, param):
     assert typing.get_type_hints(fn)[param] is builtins.bool
 
@@ -250,9 +328,13 @@ def test_no_annotation_in_the_package_means_a_dtype_by_bool_int_or_float():
         for obj in _functions_of(mod):
             for where, ann in obj.__annotations__.items():
                 text = ann if isinstance(ann, str) else ""
-                for name in set(re.findall(r"(?<![\w.])(bool|int|float|complex)\b", text)) & set(shadowable):
+                for name in set(re.findall(r"(?<![\w.])(bool|int|float|complex)\b", text)) & set(
+                    shadowable
+                ):
                     seen += 1
-                    if obj.__globals__.get(name, getattr(builtins, name)) is not getattr(builtins, name):
+                    if obj.__globals__.get(name, getattr(builtins, name)) is not getattr(
+                        builtins, name
+                    ):
                         bad.append(f"{mod_name}.{obj.__qualname__} ({where}: {text})")
     assert seen > 500 and not bad, bad
 

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-
 from jaxmodule.nn import Parameter
+
 from tests.helpers import assert_close, randn
 
 # A separable quadratic pulling each entry towards a target 3 away, plus a small coupling term
@@ -26,8 +26,11 @@ Y = TW  # kept for the torch side's signature
 
 
 def _loss(w: Any, b: Any, x: Any, y: Any) -> Any:
-    return (jnp.sum(SW * (w - TW) ** 2) + jnp.sum(SB * (b - TB) ** 2)
-            + 0.1 * jnp.mean(jnp.tanh(x @ w + b)))
+    return (
+        jnp.sum(SW * (w - TW) ** 2)
+        + jnp.sum(SB * (b - TB) ** 2)
+        + 0.1 * jnp.mean(jnp.tanh(x @ w + b))
+    )
 
 
 _grad = jax.jit(jax.grad(_loss, argnums=(0, 1)))
@@ -53,9 +56,11 @@ def set_torch_grads(params: list[torch.Tensor], k: int) -> None:
     for p in params:
         p.grad = None
     w, b = params[0], params[1]
-    loss = ((torch.tensor(SW) * (w - torch.tensor(TW)) ** 2).sum()
-            + (torch.tensor(SB) * (b - torch.tensor(TB)) ** 2).sum()
-            + 0.1 * torch.tanh(x @ w + b).mean())
+    loss = (
+        (torch.tensor(SW) * (w - torch.tensor(TW)) ** 2).sum()
+        + (torch.tensor(SB) * (b - torch.tensor(TB)) ** 2).sum()
+        + 0.1 * torch.tanh(x @ w + b).mean()
+    )
     loss.backward()
 
 
@@ -67,8 +72,15 @@ def assert_params_close(jm: list[Parameter], tp: list[torch.Tensor], where: str 
             raise AssertionError(f"{where} param {i}: {e}") from None
 
 
-def run_and_compare(jo: Any, to: Any, jp: list[Parameter], tp: list[torch.Tensor], steps: int,
-                    start: int = 0, then: tuple = ()) -> None:
+def run_and_compare(
+    jo: Any,
+    to: Any,
+    jp: list[Parameter],
+    tp: list[torch.Tensor],
+    steps: int,
+    start: int = 0,
+    then: tuple = (),
+) -> None:
     """Step optimizers `jo` (on `jp`) and `to` (on `tp`) `steps` times with the gradients of steps
     `start`, `start + 1`, ..., then step each of `then` (schedulers); compare params each time."""
     for k in range(start, start + steps):

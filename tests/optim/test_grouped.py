@@ -6,12 +6,12 @@ when only some parameters of a group have a gradient."""
 from __future__ import annotations
 
 import jax.numpy as jnp
+import jaxmodule
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import optim
 from jaxmodule.optim import lr_scheduler
+
 from tests.helpers import assert_close
 from tests.optim._common import (
     assert_params_close,
@@ -44,10 +44,15 @@ STEPS = 20
 def _make(lib: str, name: str, kwargs: dict, lr: float, params: list) -> tuple:
     """The optimizer (two groups: weights at `lr`, the bias at `lr / 2` with weight decay 0.1)
     and a StepLR halving every 5 steps, in jaxmodule or torch."""
-    groups = [{"params": [params[0]], "lr": lr},
-              {"params": [params[1]], "lr": lr / 2, "weight_decay": 0.1}]
+    groups = [
+        {"params": [params[0]], "lr": lr},
+        {"params": [params[1]], "lr": lr / 2, "weight_decay": 0.1},
+    ]
     if lib == "torch":
-        cls, sched = (_TorchLion if name == "Lion" else getattr(torch.optim, name)), torch.optim.lr_scheduler
+        cls, sched = (
+            (_TorchLion if name == "Lion" else getattr(torch.optim, name)),
+            torch.optim.lr_scheduler,
+        )
     else:
         cls, sched = getattr(optim, name), lr_scheduler
     opt = cls(groups, **kwargs)
@@ -87,13 +92,19 @@ def test_two_groups_with_scheduler_match_torch(name, kwargs, lr, compiled):
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-@pytest.mark.parametrize("name,kwargs,lr", [c for c in CASES if c[0] in ("Adam", "NAdam", "RAdam", "Adagrad")],
-                         ids=[i for i, c in zip(IDS, CASES) if c[0] in ("Adam", "NAdam", "RAdam", "Adagrad")])
+@pytest.mark.parametrize(
+    "name,kwargs,lr",
+    [c for c in CASES if c[0] in ("Adam", "NAdam", "RAdam", "Adagrad")],
+    ids=[i for i, c in zip(IDS, CASES) if c[0] in ("Adam", "NAdam", "RAdam", "Adagrad")],
+)
 def test_parameters_stepped_apart_keep_their_own_counts(name, kwargs, lr, compiled):
     """One group; on every third step the bias has no gradient, so torch's per-parameter steps
     part ways: the group's vector keeps each parameter's own count (and NAdam's mu_product)."""
     jp, tp = jm_params(), torch_params()
-    jo, to = getattr(optim, name)(jp, lr=lr, **kwargs), getattr(torch.optim, name)(tp, lr=lr, **kwargs)
+    jo, to = (
+        getattr(optim, name)(jp, lr=lr, **kwargs),
+        getattr(torch.optim, name)(tp, lr=lr, **kwargs),
+    )
     step = jaxmodule.compile(lambda opt: opt.step()) if compiled else (lambda opt: opt.step())
     for k in range(12):
         set_jm_grads(jp, k)
@@ -107,8 +118,11 @@ def test_parameters_stepped_apart_keep_their_own_counts(name, kwargs, lr, compil
     assert float(jo.state[jp[0]]["step"]) == 12 and float(jo.state[jp[1]]["step"]) == 8
 
 
-@pytest.mark.parametrize("name,kwargs,lr", [c for c in CASES if c[0] in ("Adam", "NAdam")],
-                         ids=[i for i, c in zip(IDS, CASES) if c[0] in ("Adam", "NAdam")])
+@pytest.mark.parametrize(
+    "name,kwargs,lr",
+    [c for c in CASES if c[0] in ("Adam", "NAdam")],
+    ids=[i for i, c in zip(IDS, CASES) if c[0] in ("Adam", "NAdam")],
+)
 def test_torch_state_dict_with_unequal_steps_loads_and_continues(name, kwargs, lr):
     """A torch state_dict whose parameters have different step counts loads into the group
     vectors and the trajectory continues as torch's; bad 0-d entries are refused by name."""
@@ -123,9 +137,13 @@ def test_torch_state_dict_with_unequal_steps_loads_and_continues(name, kwargs, l
         a.data = jnp.asarray(b.detach().numpy())
     jo = getattr(optim, name)(jp, lr=lr, **kwargs)
     sd = to.state_dict()
-    bad = {"state": {0: dict(sd["state"][0], step=torch.zeros(2)), 1: sd["state"][1]},
-           "param_groups": sd["param_groups"]}
-    with pytest.raises(ValueError, match=r"state\[0\]: state entry 'step' has shape \(2,\), expected \(\)"):
+    bad = {
+        "state": {0: dict(sd["state"][0], step=torch.zeros(2)), 1: sd["state"][1]},
+        "param_groups": sd["param_groups"],
+    }
+    with pytest.raises(
+        ValueError, match=r"state\[0\]: state entry 'step' has shape \(2,\), expected \(\)"
+    ):
         jo.load_state_dict(bad)
     jo.load_state_dict(sd)
     _assert_state_matches(jo, to)

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxmodule import optim
 from jaxmodule.nn import Buffer, Parameter
+
 from tests.helpers import assert_close
 from tests.optim._common import (
     assert_params_close,
@@ -20,8 +20,16 @@ from tests.optim._common import (
 )
 
 GROUP_CASES = [
-    ("SGD", {"lr": 0.01}, [{"momentum": 0.9, "weight_decay": 0.1}, {"lr": 0.05, "nesterov": True, "momentum": 0.5}]),
-    ("Adam", {"lr": 0.01}, [{"amsgrad": True}, {"lr": 0.02, "betas": (0.5, 0.9), "weight_decay": 0.1}]),
+    (
+        "SGD",
+        {"lr": 0.01},
+        [{"momentum": 0.9, "weight_decay": 0.1}, {"lr": 0.05, "nesterov": True, "momentum": 0.5}],
+    ),
+    (
+        "Adam",
+        {"lr": 0.01},
+        [{"amsgrad": True}, {"lr": 0.02, "betas": (0.5, 0.9), "weight_decay": 0.1}],
+    ),
     ("RMSprop", {"lr": 0.01}, [{"centered": True}, {"momentum": 0.5, "alpha": 0.8}]),
 ]
 
@@ -29,8 +37,12 @@ GROUP_CASES = [
 @pytest.mark.parametrize("name,defaults,groups", GROUP_CASES, ids=[c[0] for c in GROUP_CASES])
 def test_param_groups_with_different_options(name, defaults, groups):
     jp, tp = jm_params(), torch_params()
-    jo = getattr(optim, name)([dict(groups[0], params=[jp[0]]), dict(groups[1], params=[jp[1]])], **defaults)
-    to = getattr(torch.optim, name)([dict(groups[0], params=[tp[0]]), dict(groups[1], params=[tp[1]])], **defaults)
+    jo = getattr(optim, name)(
+        [dict(groups[0], params=[jp[0]]), dict(groups[1], params=[jp[1]])], **defaults
+    )
+    to = getattr(torch.optim, name)(
+        [dict(groups[0], params=[tp[0]]), dict(groups[1], params=[tp[1]])], **defaults
+    )
     run_and_compare(jo, to, jp, tp, 20)
     assert str(jo) == str(to)
 
@@ -38,7 +50,10 @@ def test_param_groups_with_different_options(name, defaults, groups):
 def test_frozen_and_gradless_params_untouched():
     jp, tp = jm_params(), torch_params()
     jfrozen, jnograd = Parameter(jnp.ones(3), requires_grad=False), Parameter(jnp.full(2, 2.0))
-    tfrozen, tnograd = torch.nn.Parameter(torch.ones(3), requires_grad=False), torch.nn.Parameter(torch.full((2,), 2.0))
+    tfrozen, tnograd = (
+        torch.nn.Parameter(torch.ones(3), requires_grad=False),
+        torch.nn.Parameter(torch.full((2,), 2.0)),
+    )
     jo = optim.Adam(jp + [jfrozen, jnograd], lr=0.01, weight_decay=0.1)
     to = torch.optim.Adam(tp + [tfrozen, tnograd], lr=0.01, weight_decay=0.1)
     for k in range(5):
@@ -77,7 +92,9 @@ def _compare_state_dicts(jsd, tsd):
     assert jsd["param_groups"] == tsd["param_groups"]
 
 
-@pytest.mark.parametrize("name,kwargs", STATE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(STATE_CASES)])
+@pytest.mark.parametrize(
+    "name,kwargs", STATE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(STATE_CASES)]
+)
 def test_state_dict_layout_and_round_trip(name, kwargs):
     jp, tp = jm_params(), torch_params()
     jo, to = getattr(optim, name)(jp, **kwargs), getattr(torch.optim, name)(tp, **kwargs)
@@ -131,7 +148,9 @@ def test_load_state_dict_validates_and_changes_nothing_on_failure():
     assert after["param_groups"] == before["param_groups"]
     for k in before["state"]:
         for key in before["state"][k]:
-            np.testing.assert_array_equal(np.asarray(after["state"][k][key]), np.asarray(before["state"][k][key]))
+            np.testing.assert_array_equal(
+                np.asarray(after["state"][k][key]), np.asarray(before["state"][k][key])
+            )
 
 
 def test_named_params_and_add_param_group():
@@ -156,7 +175,18 @@ def test_named_params_and_add_param_group():
 
 def test_constructor_errors():
     p = [Parameter(jnp.ones(2))]
-    for name in ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "Lion"]:
+    for name in [
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "NAdam",
+        "RAdam",
+        "RMSprop",
+        "Adagrad",
+        "Adadelta",
+        "Lion",
+    ]:
         with pytest.raises(ValueError, match=r"^Invalid learning rate: -0.1$"):
             getattr(optim, name)(p, lr=-0.1)
         with pytest.raises(ValueError, match="optimizer got an empty parameter list"):
@@ -171,7 +201,9 @@ def test_constructor_errors():
             getattr(optim, name)(p, weight_decay=-1)
         with pytest.raises(NotImplementedError, match="differentiable"):
             getattr(optim, name)(p, differentiable=True)
-    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum and zero dampening"):
+    with pytest.raises(
+        ValueError, match="Nesterov momentum requires a momentum and zero dampening"
+    ):
         optim.SGD(p, nesterov=True)
     with pytest.raises(ValueError, match="Invalid momentum value: -0.5"):
         optim.SGD(p, momentum=-0.5)
@@ -197,11 +229,15 @@ def test_constructor_errors():
         optim.SGD([Parameter(jnp.ones(2, jnp.complex64))])
     o = optim.SGD(p)
     p[0].grad = jnp.ones(3)
-    with pytest.raises(RuntimeError, match=r"parameter 0 has shape \(2,\) but its grad has shape \(3,\)"):
+    with pytest.raises(
+        RuntimeError, match=r"parameter 0 has shape \(2,\) but its grad has shape \(3,\)"
+    ):
         o.step()
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta"])
+@pytest.mark.parametrize(
+    "name", ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta"]
+)
 def test_repr_and_defaults_match_torch(name):
     jo = getattr(optim, name)([Parameter(jnp.ones(2))])
     to = getattr(torch.optim, name)([torch.nn.Parameter(torch.ones(2))])
@@ -239,13 +275,24 @@ def test_structural_option_change_rebuilds_state_like_torch():
     _compare_state_dicts(jo.state_dict(), to.state_dict())
 
 
-@pytest.mark.parametrize("name,kwargs,changes", [
-    ("SGD", {"lr": 0.05, "momentum": 0.9}, [{"dampening": 0.5}, {"dampening": 0.0, "weight_decay": 0.1}]),
-    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3}, [{"dampening": 0.0}, {"weight_decay": 0.0}]),
-    ("Adam", {"lr": 0.05}, [{"weight_decay": 0.2}, {"weight_decay": 0.0}]),
-    ("AdamW", {"lr": 0.05, "weight_decay": 0.0}, [{"weight_decay": 0.1}]),
-    ("RMSprop", {"lr": 0.01, "momentum": 0.5}, [{"weight_decay": 0.1}, {"weight_decay": 0.0}]),
-])
+@pytest.mark.parametrize(
+    "name,kwargs,changes",
+    [
+        (
+            "SGD",
+            {"lr": 0.05, "momentum": 0.9},
+            [{"dampening": 0.5}, {"dampening": 0.0, "weight_decay": 0.1}],
+        ),
+        (
+            "SGD",
+            {"lr": 0.05, "momentum": 0.9, "dampening": 0.3},
+            [{"dampening": 0.0}, {"weight_decay": 0.0}],
+        ),
+        ("Adam", {"lr": 0.05}, [{"weight_decay": 0.2}, {"weight_decay": 0.0}]),
+        ("AdamW", {"lr": 0.05, "weight_decay": 0.0}, [{"weight_decay": 0.1}]),
+        ("RMSprop", {"lr": 0.01, "momentum": 0.5}, [{"weight_decay": 0.1}, {"weight_decay": 0.0}]),
+    ],
+)
 def test_zero_options_switching_mid_training_match_torch(name, kwargs, changes):
     """weight_decay / dampening of 0 drop their term (as torch's `if weight_decay != 0`); switching
     between zero and non-zero mid-training keeps the state and matches torch step for step."""
@@ -288,7 +335,9 @@ def test_hooks():
     h2 = o.register_step_post_hook(lambda opt, a, k: calls.append(("post", a)))
     g = register_optimizer_step_pre_hook(lambda opt, a, k: calls.append(("global", a)))
     o.register_state_dict_post_hook(lambda opt, sd: dict(sd, extra=1))
-    o.register_load_state_dict_pre_hook(lambda opt, sd: {k: v for k, v in sd.items() if k != "extra"})
+    o.register_load_state_dict_pre_hook(
+        lambda opt, sd: {k: v for k, v in sd.items() if k != "extra"}
+    )
     seen = []
     o.register_load_state_dict_post_hook(lambda opt: seen.append(True))
     set_jm_grads(jp, 0)
@@ -303,5 +352,7 @@ def test_hooks():
     o.load_state_dict(sd)
     assert seen == [True]
     o.register_step_pre_hook(lambda opt, a, k: "bad")
-    with pytest.raises(RuntimeError, match="must return None or a tuple of \\(new_args, new_kwargs\\)"):
+    with pytest.raises(
+        RuntimeError, match="must return None or a tuple of \\(new_args, new_kwargs\\)"
+    ):
         o.step()

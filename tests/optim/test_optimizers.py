@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from jaxmodule import optim
+
 from tests.optim._common import (
     jm_params,
     run_and_compare,
@@ -41,7 +41,10 @@ CASES = [
     ("RMSprop", {"centered": True, "momentum": 0.5, "weight_decay": 0.1, "alpha": 0.9}),
     ("RMSprop", {"maximize": True}),
     ("Adagrad", {"lr": 0.1}),
-    ("Adagrad", {"lr": 0.1, "lr_decay": 0.1, "weight_decay": 0.1, "initial_accumulator_value": 0.1}),
+    (
+        "Adagrad",
+        {"lr": 0.1, "lr_decay": 0.1, "weight_decay": 0.1, "initial_accumulator_value": 0.1},
+    ),
     ("Adagrad", {"maximize": True, "eps": 1e-5}),
     ("Adadelta", {}),
     ("Adadelta", {"rho": 0.5, "weight_decay": 0.1}),
@@ -74,7 +77,9 @@ class _TorchLion(torch.optim.Optimizer):
                 m.mul_(b2).add_(p.grad, alpha=1 - b2)
 
 
-@pytest.mark.parametrize("kwargs", [{"lr": 0.01}, {"lr": 0.01, "weight_decay": 0.5, "betas": (0.8, 0.9)}])
+@pytest.mark.parametrize(
+    "kwargs", [{"lr": 0.01}, {"lr": 0.01, "weight_decay": 0.5, "betas": (0.8, 0.9)}]
+)
 def test_lion_matches_published_formula(kwargs):
     jp, tp = jm_params(), torch_params()
     jo, to = optim.Lion(jp, **kwargs), _TorchLion(tp, **kwargs)

@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 import torch
-
 from jaxmodule import nn, optim
 from jaxmodule.optim import lr_scheduler
+
 from tests.helpers import assert_close
 from tests.optim._common import jm_params, set_jm_grads
 
@@ -38,11 +38,22 @@ def _compiled_step(opt, params):
     return step, traces
 
 
-@pytest.mark.parametrize("name,kwargs,make_sched", [
-    ("Adam", {"lr": 0.01, "amsgrad": True}, lambda o: lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=12)),
-    ("SGD", {"lr": 0.05, "momentum": 0.9}, lambda o: lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=12)),
-    ("RMSprop", {"lr": 0.01, "centered": True}, lambda o: lr_scheduler.StepLR(o, 2, 0.5)),
-])
+@pytest.mark.parametrize(
+    "name,kwargs,make_sched",
+    [
+        (
+            "Adam",
+            {"lr": 0.01, "amsgrad": True},
+            lambda o: lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=12),
+        ),
+        (
+            "SGD",
+            {"lr": 0.05, "momentum": 0.9},
+            lambda o: lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=12),
+        ),
+        ("RMSprop", {"lr": 0.01, "centered": True}, lambda o: lr_scheduler.StepLR(o, 2, 0.5)),
+    ],
+)
 def test_jitted_step_matches_eager_without_retracing(name, kwargs, make_sched):
     jp, ep = jm_params(), jm_params()
     jopt, eopt = getattr(optim, name)(jp, **kwargs), getattr(optim, name)(ep, **kwargs)
@@ -113,7 +124,10 @@ def test_with_linear_module_against_torch():
     torch_lin = torch.nn.Linear(3, 2)
     lin = nn.Linear(3, 2)
     lin.load_state_dict(torch_lin.state_dict())
-    x, y = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32), np.ones((4, 2), np.float32)
+    x, y = (
+        np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32),
+        np.ones((4, 2), np.float32),
+    )
     jopt = optim.AdamW(lin.parameters(), lr=0.05)
     topt = torch.optim.AdamW(torch_lin.parameters(), lr=0.05)
     grad = jax.jit(jax.grad(lambda w, b: jnp.mean((x @ w.T + b - y) ** 2), argnums=(0, 1)))
@@ -127,8 +141,13 @@ def test_with_linear_module_against_torch():
         assert_close(lin.bias._value, torch_lin.bias)
 
 
-@pytest.mark.parametrize("name,kwargs", [("Adam", {"lr": 0.01, "weight_decay": 0.01}),
-                                         ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True})])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("Adam", {"lr": 0.01, "weight_decay": 0.01}),
+        ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ],
+)
 def test_jaxmodule_compile_with_scheduler_against_torch(name, kwargs):
     """A compiled torch-style step (backward + step) with OneCycleLR changing lr and momentum
     every step: one trace, torch's trajectory."""
@@ -139,7 +158,10 @@ def test_jaxmodule_compile_with_scheduler_against_torch(name, kwargs):
     lin.load_state_dict(torch_lin.state_dict())
     x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     y = np.ones((4, 2), np.float32)
-    jopt, topt = getattr(optim, name)(lin.parameters(), **kwargs), getattr(torch.optim, name)(torch_lin.parameters(), **kwargs)
+    jopt, topt = (
+        getattr(optim, name)(lin.parameters(), **kwargs),
+        getattr(torch.optim, name)(torch_lin.parameters(), **kwargs),
+    )
     jsched = lr_scheduler.OneCycleLR(jopt, max_lr=0.1, total_steps=10)
     tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.1, total_steps=10)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-
 from jaxmodule.port import PortResult, port_file, port_source
+
 from tests.helpers import assert_close, to_numpy
 
 TORCH_SOURCES = Path(__file__).parent / "torch_sources"

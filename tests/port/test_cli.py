@@ -6,7 +6,6 @@ import sys
 import textwrap
 
 import pytest
-
 from jaxmodule.port import MISSING_LIBCST, format_report, port_source
 from jaxmodule.port.__main__ import main
 
@@ -50,7 +49,9 @@ def test_directory(tmp_path, capsys):
     (src / "pkg" / "layers.py").write_text("import torch.nn as nn\n")
     (src / "notes.txt").write_text("not python")
     assert main([str(src), "-o", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "train.py").read_text() == "import jaxmodule\nx = jaxmodule.ones(1)\n"
+    assert (
+        tmp_path / "out" / "train.py"
+    ).read_text() == "import jaxmodule\nx = jaxmodule.ones(1)\n"
     assert (tmp_path / "out" / "pkg" / "layers.py").read_text() == "import jaxmodule.nn as nn\n"
     assert not (tmp_path / "out" / "notes.txt").exists()
     assert "2 file(s) ported" in capsys.readouterr().err
@@ -63,7 +64,9 @@ def test_directory_needs_output(tmp_path):
 
 def test_missing_libcst_message(monkeypatch, tmp_path, capsys):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "libcst" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "libcst" else real(name, *a)
+    )
     assert main([str(tmp_path / "x.py")]) == 2
     assert capsys.readouterr().err.strip() == MISSING_LIBCST
     assert "pip install 'jaxmodule[port]'" in MISSING_LIBCST
@@ -72,7 +75,9 @@ def test_missing_libcst_message(monkeypatch, tmp_path, capsys):
 def test_runs_as_a_module(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("import torch\n")
-    done = subprocess.run([sys.executable, "-m", "jaxmodule.port", str(src)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxmodule.port", str(src)], capture_output=True, text=True
+    )
     assert done.returncode == 0 and done.stdout == "import jaxmodule\n"
 
 

@@ -3,8 +3,8 @@
 import textwrap
 
 import pytest
-
 from jaxmodule.port import port_source
+
 from tests.port._porting import TORCH_SOURCES
 
 EVERY_RULE = textwrap.dedent("""\
@@ -52,7 +52,9 @@ EVERY_RULE = textwrap.dedent("""\
 
 def _sources():
     files = sorted(p for p in TORCH_SOURCES.glob("*.py") if p.name != "__init__.py")
-    return [pytest.param(p.read_text(), id=p.stem) for p in files] + [pytest.param(EVERY_RULE, id="every_rule")]
+    return [pytest.param(p.read_text(), id=p.stem) for p in files] + [
+        pytest.param(EVERY_RULE, id="every_rule")
+    ]
 
 
 @pytest.mark.parametrize("source", _sources())

@@ -1,11 +1,11 @@
 """End to end: the ported GPT runs, loads torch's weights and matches torch's outputs and steps."""
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
 
-import jaxmodule
 from tests.helpers import assert_close
 from tests.port._porting import assert_same_state, ported_fixture, torch_fixture
 
@@ -52,7 +52,9 @@ def test_generate_greedy_matches(models):
     model, torch_model = models
     idx = tokens((2, 4))
     out = model.generate(jnp.asarray(idx), 3, top_k=1)
-    np.testing.assert_array_equal(np.asarray(out), torch_model.generate(torch.tensor(idx), 3, top_k=1).numpy())
+    np.testing.assert_array_equal(
+        np.asarray(out), torch_model.generate(torch.tensor(idx), 3, top_k=1).numpy()
+    )
 
 
 def _batches():
@@ -61,15 +63,24 @@ def _batches():
 
 def _run_both(jg, model, torch_model, optimizer, t_optimizer):
     batches = _batches()
-    losses = jg.train_steps(model, optimizer, [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches])
-    t_losses = tg.train_steps(torch_model, t_optimizer, [(torch.tensor(x), torch.tensor(y)) for x, y in batches])
+    losses = jg.train_steps(
+        model, optimizer, [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches]
+    )
+    t_losses = tg.train_steps(
+        torch_model, t_optimizer, [(torch.tensor(x), torch.tensor(y)) for x, y in batches]
+    )
     assert_close(np.array(losses), np.array(t_losses))
 
 
 def test_sgd_steps_match(models, jg):
     model, torch_model = models
-    _run_both(jg, model, torch_model, jaxmodule.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
-              torch.optim.SGD(torch_model.parameters(), lr=0.1, momentum=0.9))
+    _run_both(
+        jg,
+        model,
+        torch_model,
+        jaxmodule.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        torch.optim.SGD(torch_model.parameters(), lr=0.1, momentum=0.9),
+    )
     assert_same_state(model, torch_model)
     assert model.transformer.wte.weight is model.lm_head.weight  # still tied after the steps
 
@@ -79,5 +90,10 @@ def test_adamw_steps_match(models, jg):
     about lr * sign(grad), so parameters whose gradient is rounding noise (the key bias, whose true
     gradient is zero under softmax) move by +-lr differently in the two libraries."""
     model, torch_model = models
-    _run_both(jg, model, torch_model, model.configure_optimizers(0.1, 3e-3, (0.9, 0.95)),
-              torch_model.configure_optimizers(0.1, 3e-3, (0.9, 0.95)))
+    _run_both(
+        jg,
+        model,
+        torch_model,
+        model.configure_optimizers(0.1, 3e-3, (0.9, 0.95)),
+        torch_model.configure_optimizers(0.1, 3e-3, (0.9, 0.95)),
+    )

@@ -3,11 +3,11 @@
 import types
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
 
-import jaxmodule
 from tests.helpers import assert_close
 from tests.port._porting import assert_same_state, ported_fixture, torch_fixture
 
@@ -38,10 +38,14 @@ def data(n, seed):
 
 
 def loaders(images, labels, batch_size=8):
-    jm_batches = [(jnp.asarray(images[i:i + batch_size]), jnp.asarray(labels[i:i + batch_size]))
-                  for i in range(0, len(images), batch_size)]
-    torch_batches = [(torch.tensor(images[i:i + batch_size]), torch.tensor(labels[i:i + batch_size]))
-                     for i in range(0, len(images), batch_size)]
+    jm_batches = [
+        (jnp.asarray(images[i : i + batch_size]), jnp.asarray(labels[i : i + batch_size]))
+        for i in range(0, len(images), batch_size)
+    ]
+    torch_batches = [
+        (torch.tensor(images[i : i + batch_size]), torch.tensor(labels[i : i + batch_size]))
+        for i in range(0, len(images), batch_size)
+    ]
     return jm_batches, torch_batches
 
 
@@ -53,11 +57,23 @@ def test_adadelta_training_matches(models, jm, capsys):
     model, torch_model = models
     args = types.SimpleNamespace(log_interval=1, dry_run=False)
     jm_loader, torch_loader = loaders(*data(24, 0))
-    jm.train(args, model, jaxmodule.device("cpu"), jm_loader,
-             jaxmodule.optim.Adadelta(model.parameters(), lr=1.0), 1)
+    jm.train(
+        args,
+        model,
+        jaxmodule.device("cpu"),
+        jm_loader,
+        jaxmodule.optim.Adadelta(model.parameters(), lr=1.0),
+        1,
+    )
     printed = capsys.readouterr().out
-    tm_.train(args, torch_model, torch.device("cpu"), torch_loader,
-              torch.optim.Adadelta(torch_model.parameters(), lr=1.0), 1)
+    tm_.train(
+        args,
+        torch_model,
+        torch.device("cpu"),
+        torch_loader,
+        torch.optim.Adadelta(torch_model.parameters(), lr=1.0),
+        1,
+    )
     assert_same_state(model, torch_model)
     torch_printed = capsys.readouterr().out
     jm_losses = [float(line.rsplit(" ", 1)[1]) for line in printed.splitlines()]
@@ -76,8 +92,9 @@ def test_evaluation_matches(models, jm):
 
 def test_main_runs(jm, tmp_path):
     path = tmp_path / "mnist_cnn.pt"
-    loss, correct = jm.main(["--train-size", "16", "--batch-size", "8", "--epochs", "1",
-                             "--save-model", str(path)])
+    loss, correct = jm.main(
+        ["--train-size", "16", "--batch-size", "8", "--epochs", "1", "--save-model", str(path)]
+    )
     assert np.isfinite(loss) and 0 <= correct <= 8
     restored = jm.Net()
     restored.load_state_dict(jaxmodule.load(str(path)))

@@ -1,11 +1,11 @@
 """End to end: the ported ResNet (BatchNorm, shortcuts, torch.flatten) matches torch."""
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
 
-import jaxmodule
 from tests.helpers import assert_close, randn
 from tests.port._porting import assert_same_state, ported_fixture, torch_fixture
 
@@ -35,7 +35,9 @@ def test_report_is_empty(jr):
 def test_eval_and_train_forward_match(models, jr):
     model, torch_model = models
     x = randn(4, 3, 32, 32)
-    assert_close(model(jnp.asarray(x)), torch_model(torch.tensor(x)))  # train mode: batch statistics
+    assert_close(
+        model(jnp.asarray(x)), torch_model(torch.tensor(x))
+    )  # train mode: batch statistics
     assert_same_state(model, torch_model)  # running statistics updated alike
     assert_close(model.eval()(jnp.asarray(x)), torch_model.eval()(torch.tensor(x)))
     assert_close(jr.predict(model, jnp.asarray(x)), tr.predict(torch_model, torch.tensor(x)))
@@ -50,11 +52,23 @@ def test_sgd_epoch_matches(models, jr):
     rng = np.random.default_rng(10)
     data = [(randn(4, 3, 32, 32, seed=s + 10), rng.integers(0, 10, 4)) for s in range(3)]
     optimizer = jaxmodule.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    t_optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    loss, acc = jr.train_epoch(model, [(jnp.asarray(x), jnp.asarray(y)) for x, y in data], optimizer,
-                               jaxmodule.nn.CrossEntropyLoss(), jaxmodule.device("cpu"))
-    t_loss, t_acc = tr.train_epoch(torch_model, [(torch.tensor(x), torch.tensor(y)) for x, y in data],
-                                   t_optimizer, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
+    t_optimizer = torch.optim.SGD(
+        torch_model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4
+    )
+    loss, acc = jr.train_epoch(
+        model,
+        [(jnp.asarray(x), jnp.asarray(y)) for x, y in data],
+        optimizer,
+        jaxmodule.nn.CrossEntropyLoss(),
+        jaxmodule.device("cpu"),
+    )
+    t_loss, t_acc = tr.train_epoch(
+        torch_model,
+        [(torch.tensor(x), torch.tensor(y)) for x, y in data],
+        t_optimizer,
+        torch.nn.CrossEntropyLoss(),
+        torch.device("cpu"),
+    )
     assert_close(loss, t_loss)
     assert acc == t_acc
     assert_same_state(model, torch_model)

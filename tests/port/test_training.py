@@ -2,10 +2,10 @@
 
 import textwrap
 
+import jaxmodule
 import numpy as np
 import torch
 
-import jaxmodule
 from tests.helpers import assert_close, randn
 from tests.port._porting import ported, reasons
 
@@ -18,20 +18,24 @@ def check(src: str, expected: str) -> None:
 
 
 def test_one_expression():
-    check("""\
+    check(
+        """\
         def step(model, criterion, x, y):
             loss = criterion(model(x), y)
             loss.backward()
             return loss.item()
-        """, """\
+        """,
+        """\
         def step(model, criterion, x, y):
             loss = jaxmodule.backward(lambda: criterion(model(x), y))
             return jaxmodule.Tensor.item(loss)
-        """)
+        """,
+    )
 
 
 def test_intermediate_inlined_and_optimizer_calls_kept():
-    check("""\
+    check(
+        """\
         def train(model, optimizer, loader):
             for data, target in loader:
                 optimizer.zero_grad()
@@ -39,25 +43,29 @@ def test_intermediate_inlined_and_optimizer_calls_kept():
                 loss = F.nll_loss(output, target)
                 loss.backward()
                 optimizer.step()
-        """, """\
+        """,
+        """\
         def train(model, optimizer, loader):
             for data, target in loader:
                 optimizer.zero_grad()
                 # forward
                 loss = jaxmodule.backward(lambda: F.nll_loss(model(data), target))
                 optimizer.step()
-        """)
+        """,
+    )
 
 
 def test_output_used_later_is_an_aux_result():
-    check("""\
+    check(
+        """\
         def train(model, optimizer, data, target):
             output = model(data)
             loss = F.nll_loss(output, target)
             loss.backward()
             optimizer.step()
             return output.argmax(dim=1)
-        """, """\
+        """,
+        """\
         def train(model, optimizer, data, target):
             def loss_fn():
                 output = model(data)
@@ -66,40 +74,48 @@ def test_output_used_later_is_an_aux_result():
             loss, output = jaxmodule.backward(loss_fn, has_aux=True)
             optimizer.step()
             return jaxmodule.Tensor.argmax(output, dim=1)
-        """)
+        """,
+    )
 
 
 def test_loss_read_before_backward():
-    check("""\
+    check(
+        """\
         def step(model, x, y, log):
             loss = F.mse_loss(model(x), y)
             log.append(loss.item())
             loss.backward()
-        """, """\
+        """,
+        """\
         def step(model, x, y, log):
             loss = jaxmodule.backward(lambda: F.mse_loss(model(x), y))
             log.append(jaxmodule.Tensor.item(loss))
-        """)
+        """,
+    )
 
 
 def test_zero_grad_between_forward_and_backward_stays_first():
-    check("""\
+    check(
+        """\
         def step(model, optimizer, x, y):
             logits, loss = model(x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward(retain_graph=True)
-        """, """\
+        """,
+        """\
         def step(model, optimizer, x, y):
             optimizer.zero_grad(set_to_none=True)
             def loss_fn():
                 logits, loss = model(x, y)
                 return loss
             loss = jaxmodule.backward(loss_fn)
-        """)
+        """,
+    )
 
 
 def test_scaled_loss():
-    check("""\
+    check(
+        """\
         def step(model, x, y, accum):
             loss = F.cross_entropy(model(x), y)
             (loss / accum).backward()
@@ -108,7 +124,8 @@ def test_scaled_loss():
             loss = F.cross_entropy(model(x), y)
             (loss / accum).backward()
             return loss.item()
-        """, """\
+        """,
+        """\
         def step(model, x, y, accum):
             jaxmodule.backward(lambda: F.cross_entropy(model(x), y) / accum)
 
@@ -118,11 +135,13 @@ def test_scaled_loss():
                 return loss / accum, loss
             _, loss = jaxmodule.backward(loss_fn, has_aux=True)
             return jaxmodule.Tensor.item(loss)
-        """)
+        """,
+    )
 
 
 def test_recurrent_state_is_an_argument_and_a_result():
-    check("""\
+    check(
+        """\
         def train(model, criterion, batches, hidden):
             for data, targets in batches:
                 hidden = repackage(hidden)
@@ -133,7 +152,8 @@ def test_recurrent_state_is_an_argument_and_a_result():
 
         def repackage(h):
             return tuple(v.detach() for v in h)
-        """, """\
+        """,
+        """\
         def train(model, criterion, batches, hidden):
             for data, targets in batches:
                 hidden = repackage(hidden)
@@ -146,17 +166,20 @@ def test_recurrent_state_is_an_argument_and_a_result():
 
         def repackage(h):
             return tuple(jaxmodule.Tensor.detach(v) for v in h)
-        """)
+        """,
+    )
 
 
 def test_autocast_block_moves_into_the_function():
-    check("""\
+    check(
+        """\
         def step(model, x):
             with torch.autocast("cpu"):
                 out = model(x)
                 loss = out.sum()
             loss.backward()
-        """, """\
+        """,
+        """\
         def step(model, x):
             def loss_fn():
                 with jaxmodule.autocast("cpu"):
@@ -164,17 +187,21 @@ def test_autocast_block_moves_into_the_function():
                     loss = jaxmodule.Tensor.sum(out)
                 return loss
             loss = jaxmodule.backward(loss_fn)
-        """)
+        """,
+    )
 
 
 def test_backward_on_an_expression():
-    check("""\
+    check(
+        """\
         def step(model, x):
             model(x).mean().backward()
-        """, """\
+        """,
+        """\
         def step(model, x):
             jaxmodule.backward(lambda: jaxmodule.Tensor.mean(model(x)))
-        """)
+        """,
+    )
 
 
 def test_unconvertible_reported():
@@ -232,10 +259,16 @@ def test_converted_step_matches_torch():
     model = jaxmodule.nn.Linear(3, 2)
     model.load_state_dict(torch_model.state_dict())
     batches = [(randn(5, 3, seed=s), randn(5, 2, seed=s + 9)) for s in range(3)]
-    losses = jm_ns["fit"](model, jaxmodule.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
-                          [(jaxmodule.tensor(x), jaxmodule.tensor(y)) for x, y in batches])
-    t_losses = torch_ns["fit"](torch_model, torch.optim.SGD(torch_model.parameters(), lr=0.1, momentum=0.9),
-                               [(torch.tensor(x), torch.tensor(y)) for x, y in batches])
+    losses = jm_ns["fit"](
+        model,
+        jaxmodule.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        [(jaxmodule.tensor(x), jaxmodule.tensor(y)) for x, y in batches],
+    )
+    t_losses = torch_ns["fit"](
+        torch_model,
+        torch.optim.SGD(torch_model.parameters(), lr=0.1, momentum=0.9),
+        [(torch.tensor(x), torch.tensor(y)) for x, y in batches],
+    )
     assert_close(np.array(losses), np.array(t_losses))
     assert_close(model.weight, torch_model.weight)
     assert_close(model.bias, torch_model.bias)

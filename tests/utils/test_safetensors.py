@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-
 from jaxmodule import nn
 from jaxmodule.checkpoint import load
 from jaxmodule.utils import load_safetensors, save_safetensors
+
 from tests.helpers import assert_close, randn
 
 
@@ -31,13 +31,15 @@ def test_torch_safetensors_file_loads_into_jaxmodule(tmp_path):
 
 
 def test_save_safetensors_round_trip_bits_and_order(tmp_path):
-    sd = OrderedDict([
-        ("z.weight", jnp.asarray(randn(3, 2), jnp.bfloat16)),
-        ("a.bias", jnp.arange(4, dtype=jnp.int32)),
-        ("m.count", np.array([2**40], np.int64)),
-        ("b.mask", jnp.asarray([True, False])),
-        ("h", jnp.ones(3, jnp.float16)),
-    ])
+    sd = OrderedDict(
+        [
+            ("z.weight", jnp.asarray(randn(3, 2), jnp.bfloat16)),
+            ("a.bias", jnp.arange(4, dtype=jnp.int32)),
+            ("m.count", np.array([2**40], np.int64)),
+            ("b.mask", jnp.asarray([True, False])),
+            ("h", jnp.ones(3, jnp.float16)),
+        ]
+    )
     save_safetensors(sd, tmp_path / "s.safetensors", metadata={"note": "hi"})
     out = load_safetensors(tmp_path / "s.safetensors")
     assert list(out) == list(sd)  # saved order, not the file's sorted order
@@ -63,7 +65,9 @@ def test_jaxmodule_model_to_torch_via_safetensors(tmp_path):
 
 def test_map_location_and_errors(tmp_path, monkeypatch):
     save_safetensors({"w": jnp.ones(2)}, tmp_path / "w.safetensors")
-    assert load_safetensors(tmp_path / "w.safetensors", map_location="cpu:1")["w"].devices() == {jax.devices()[1]}
+    assert load_safetensors(tmp_path / "w.safetensors", map_location="cpu:1")["w"].devices() == {
+        jax.devices()[1]
+    }
     data = (tmp_path / "w.safetensors").read_bytes()
     (tmp_path / "t.safetensors").write_bytes(data[:-4])
     with pytest.raises(RuntimeError, match="t.safetensors is truncated or damaged"):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import torch
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.utils import summary
 
@@ -68,7 +67,15 @@ def test_table_totals_and_no_side_effects():
     # running_mean, running_var (4 floats each) and num_batches_tracked (int32 without x64)
     assert s.param_bytes == 726 * 4 and s.buffer_bytes == (4 + 4) * 4 + 4
     assert s.input_bytes == 2 * 3 * 5 * 5 * 4
-    assert [layer.name for layer in s.layers] == ["", "block", "block.conv", "block.bn", "flat", "fc", "drop"]
+    assert [layer.name for layer in s.layers] == [
+        "",
+        "block",
+        "block.conv",
+        "block.bn",
+        "flat",
+        "fc",
+        "drop",
+    ]
     # training-mode forward ran, but buffers, the generator and the hooks are as before
     assert model.block.bn.running_mean._value is mean_before
     np.testing.assert_array_equal(np.asarray(jaxmodule.default_generator.get_state()), rng_before)
@@ -77,8 +84,12 @@ def test_table_totals_and_no_side_effects():
 
 def test_totals_match_torch_and_depth_limit():
     model = Net()
-    tmodel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
-                                 torch.nn.Flatten(), torch.nn.Linear(100, 6))
+    tmodel = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(100, 6),
+    )
     s = summary(model, jnp.ones((1, 3, 5, 5)), depth=1)
     assert s.total_params == sum(p.numel() for p in tmodel.parameters())
     assert max(layer.depth for layer in s.layers) == 1

@@ -9,14 +9,14 @@ from collections import OrderedDict
 
 import jax
 import jax.numpy as jnp
+import jaxmodule.nn.functional as F
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule.nn.functional as F
 from jaxmodule import nn
 from jaxmodule.checkpoint import load
 from jaxmodule.utils import load_torch_state_dict, to_numpy_state_dict, to_torch_state_dict
+
 from tests.helpers import assert_close, randn
 
 
@@ -76,27 +76,31 @@ def test_torch_saved_model_loads_into_jaxmodule_model(tmp_path, reader):
 
 def test_no_torch_reader_is_bit_exact_on_awkward_tensors(tmp_path, monkeypatch):
     base = torch.arange(60, dtype=torch.float32).reshape(6, 10)
-    obj = OrderedDict([
-        ("bf16", torch.randn(3, 4).to(torch.bfloat16)),
-        ("f16", torch.randn(5).half()),
-        ("i64", torch.tensor([-(2**62), 0, 2**62 + 7])),
-        ("i8", torch.tensor([-128, 5, 127], dtype=torch.int8)),
-        ("bool", torch.tensor([True, False])),
-        ("transposed", base.t()),  # non-contiguous: stride (1, 10)
-        ("sliced", base[1:5:2, 3:9:3]),  # storage offset and steps
-        ("shared_view", base[2]),  # another view of the same storage
-        ("expanded", torch.ones(1, 3).expand(4, 3)),  # stride 0
-        ("scalar", torch.tensor(2.5, dtype=torch.float64)),
-        ("empty", torch.zeros(0, 3)),
-        ("param", torch.nn.Parameter(torch.ones(2))),
-        ("nested", {"list": [torch.arange(3)], 7: (torch.ones(1), "s", None, 1.5)}),
-        ("cplx", torch.tensor([1 + 2j], dtype=torch.complex64)),
-    ])
+    obj = OrderedDict(
+        [
+            ("bf16", torch.randn(3, 4).to(torch.bfloat16)),
+            ("f16", torch.randn(5).half()),
+            ("i64", torch.tensor([-(2**62), 0, 2**62 + 7])),
+            ("i8", torch.tensor([-128, 5, 127], dtype=torch.int8)),
+            ("bool", torch.tensor([True, False])),
+            ("transposed", base.t()),  # non-contiguous: stride (1, 10)
+            ("sliced", base[1:5:2, 3:9:3]),  # storage offset and steps
+            ("shared_view", base[2]),  # another view of the same storage
+            ("expanded", torch.ones(1, 3).expand(4, 3)),  # stride 0
+            ("scalar", torch.tensor(2.5, dtype=torch.float64)),
+            ("empty", torch.zeros(0, 3)),
+            ("param", torch.nn.Parameter(torch.ones(2))),
+            ("nested", {"list": [torch.arange(3)], 7: (torch.ones(1), "s", None, 1.5)}),
+            ("cplx", torch.tensor([1 + 2j], dtype=torch.complex64)),
+        ]
+    )
     ref = obj
     for fmt in ("zip", "legacy"):
         f = tmp_path / f"{fmt}.pth"
         torch.save(obj, f, _use_new_zipfile_serialization=fmt == "zip")
-        monkeypatch.setitem(sys.modules, "torch", None)  # make `import torch` fail: the no-torch path
+        monkeypatch.setitem(
+            sys.modules, "torch", None
+        )  # make `import torch` fail: the no-torch path
         try:
             out = load(f)
         finally:
@@ -171,5 +175,7 @@ def test_state_dict_conversions_keep_dtypes_and_bits():
 
 def test_to_torch_state_dict_without_torch(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ImportError, match="to_torch_state_dict requires PyTorch: pip install torch"):
+    with pytest.raises(
+        ImportError, match="to_torch_state_dict requires PyTorch: pip install torch"
+    ):
         to_torch_state_dict(nn.Linear(2, 2))

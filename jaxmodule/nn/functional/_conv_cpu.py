@@ -73,8 +73,15 @@ def choose_im2col(x: Any, out_sizes: list[int], groups: int) -> bool:
     return groups == 1 and math.prod(out_sizes) <= IM2COL_MAX_OUT
 
 
-def conv_im2col(x: jax.Array, w: jax.Array, stride: tuple[int, ...], pads: list[tuple[int, int]],
-                dilation: tuple[int, ...], groups: int, out_sizes: list[int]) -> jax.Array:
+def conv_im2col(
+    x: jax.Array,
+    w: jax.Array,
+    stride: tuple[int, ...],
+    pads: list[tuple[int, int]],
+    dilation: tuple[int, ...],
+    groups: int,
+    out_sizes: list[int],
+) -> jax.Array:
     """torch's convolution (no bias) of x (N, C, *spatial) with w (O, C / groups, *kernel) as im2col.
 
     Same result as `lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation,

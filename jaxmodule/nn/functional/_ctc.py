@@ -41,14 +41,23 @@ def _lengths(x: Any, n: int, name: str) -> Any:
     x = unwrap(x)
     arr = jnp.asarray(x) if isinstance(x, jax.core.Tracer) else np.asarray(x)
     if arr.size != n:
-        raise RuntimeError(f"ctc_loss: expected {name} to have {n} entries (one per batch element), got shape {tuple(arr.shape)}")
+        raise RuntimeError(
+            f"ctc_loss: expected {name} to have {n} entries (one per batch element), got shape {tuple(arr.shape)}"
+        )
     if not jnp.issubdtype(arr.dtype, jnp.integer):
         raise RuntimeError(f"ctc_loss: expected {name} to be integers, got {arr.dtype}")
     return arr.reshape(n).astype(np.int32)
 
 
-def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_lengths: Any,
-             blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> Array:
+def ctc_loss(
+    log_probs: Array,
+    targets: Array,
+    input_lengths: Any,
+    target_lengths: Any,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> Array:
     """Connectionist Temporal Classification loss. Mirrors `torch.nn.functional.ctc_loss`.
 
     Args:
@@ -79,7 +88,9 @@ def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_length
         if tg.ndim == 1:
             tg = tg[None]
     if lp.ndim != 3:
-        raise RuntimeError(f"ctc_loss: expected log_probs of shape (T, N, C) or (T, C), got {tuple(lp.shape)}")
+        raise RuntimeError(
+            f"ctc_loss: expected log_probs of shape (T, N, C) or (T, C), got {tuple(lp.shape)}"
+        )
     T, N, C = lp.shape
     if not 0 <= blank < C:
         raise RuntimeError("blank must be in label range")
@@ -91,22 +102,34 @@ def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_length
         s_max = max(int(np.max(np.asarray(tl))), 0) if concrete and N else tg.shape[0]
         offsets = jnp.cumsum(tl) - tl
         idx = offsets[:, None] + jnp.arange(s_max)[None, :]
-        padded = tg[jnp.clip(idx, 0, max(tg.shape[0] - 1, 0))] if tg.shape[0] else jnp.zeros((N, s_max), jnp.int32)
+        padded = (
+            tg[jnp.clip(idx, 0, max(tg.shape[0] - 1, 0))]
+            if tg.shape[0]
+            else jnp.zeros((N, s_max), jnp.int32)
+        )
         if concrete and int(np.sum(np.asarray(tl))) > tg.shape[0]:
-            raise RuntimeError(f"ctc_loss: target_lengths sum to {int(np.sum(np.asarray(tl)))} but "
-                               f"targets has only {tg.shape[0]} entries")
+            raise RuntimeError(
+                f"ctc_loss: target_lengths sum to {int(np.sum(np.asarray(tl)))} but "
+                f"targets has only {tg.shape[0]} entries"
+            )
     elif tg.ndim == 2:
         if tg.shape[0] != N:
-            raise RuntimeError(f"ctc_loss: expected targets with batch size {N}, got shape {tuple(tg.shape)}")
+            raise RuntimeError(
+                f"ctc_loss: expected targets with batch size {N}, got shape {tuple(tg.shape)}"
+            )
         padded, s_max = tg, tg.shape[1]
         if concrete and N and int(np.max(np.asarray(tl))) > s_max:
-            raise RuntimeError(f"Expected tensor to have size at least {int(np.max(np.asarray(tl)))} at "
-                               f"dimension 1, but got size {s_max} for argument #2 'targets'")
+            raise RuntimeError(
+                f"Expected tensor to have size at least {int(np.max(np.asarray(tl)))} at "
+                f"dimension 1, but got size {s_max} for argument #2 'targets'"
+            )
     else:
         raise RuntimeError(f"ctc_loss: expected 1-D or 2-D targets, got shape {tuple(tg.shape)}")
     if concrete and N and int(np.max(np.asarray(il))) > T:
-        raise RuntimeError(f"Expected input_lengths to have value at most {T}, but got value "
-                           f"{int(np.max(np.asarray(il)))}")
+        raise RuntimeError(
+            f"Expected input_lengths to have value at most {T}, but got value "
+            f"{int(np.max(np.asarray(il)))}"
+        )
 
     nll = _ctc_nll_torch_grad(lp, jnp.asarray(padded), jnp.asarray(il), jnp.asarray(tl), blank)
     if zero_infinity:

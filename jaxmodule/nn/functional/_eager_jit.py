@@ -95,7 +95,11 @@ def jit_when_eager(fn: F | None = None, *, static_argnames: Sequence[str] = ()) 
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if ENABLED[0] and eager_trace() and all_arrays((args, [v for k, v in kwargs.items() if k not in statics])):
+        if (
+            ENABLED[0]
+            and eager_trace()
+            and all_arrays((args, [v for k, v in kwargs.items() if k not in statics]))
+        ):
             try:
                 return jitted(*args, _jm_autocast=autocast_mode.state(), **kwargs)
             except Exception:  # noqa: S110 - the inline call raises the user's error eagerly

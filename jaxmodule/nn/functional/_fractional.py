@@ -18,8 +18,12 @@ from ..._dtype import x64_enabled
 from ..._random import next_key
 from ._utils import unwrap
 
-__all__ = ["fractional_max_pool2d", "fractional_max_pool3d",
-           "fractional_max_pool2d_with_indices", "fractional_max_pool3d_with_indices"]
+__all__ = [
+    "fractional_max_pool2d",
+    "fractional_max_pool3d",
+    "fractional_max_pool2d_with_indices",
+    "fractional_max_pool3d_with_indices",
+]
 
 
 def torch_argmax(g: Any) -> jax.Array:
@@ -39,7 +43,9 @@ def _tuple(name: str, value: Any, nd: int) -> tuple:
         if len(value) == 1:
             return (value[0],) * nd
         if len(value) != nd:
-            raise ValueError(f"{name} must be a single value or a tuple of {nd} values, got {list(value)}")
+            raise ValueError(
+                f"{name} must be a single value or a tuple of {nd} values, got {list(value)}"
+            )
         return tuple(value)
     return (value,) * nd
 
@@ -49,18 +55,29 @@ def _starts(u: Any, n: int, o: int, k: int) -> jax.Array:
     i = jnp.arange(o - 1, dtype=u.dtype)
     if o > 1:
         alpha = jnp.asarray(n - k, u.dtype) / jnp.asarray(o - 1, u.dtype)
-        head = ((i + u[..., None]) * alpha).astype(jnp.int32) - (u * alpha).astype(jnp.int32)[..., None]
+        head = ((i + u[..., None]) * alpha).astype(jnp.int32) - (u * alpha).astype(jnp.int32)[
+            ..., None
+        ]
     else:
         head = jnp.zeros(u.shape + (0,), jnp.int32)
     last = jnp.full(u.shape + (1,), n - k, jnp.int32)
     return jnp.concatenate([head, last], axis=-1)[..., :o]
 
 
-def _fractional(nd: int, fn: str, input: Any, kernel_size: Any, output_size: Any,
-                output_ratio: Any, samples: Any) -> tuple[jax.Array, jax.Array]:
+def _fractional(
+    nd: int,
+    fn: str,
+    input: Any,
+    kernel_size: Any,
+    output_size: Any,
+    output_ratio: Any,
+    samples: Any,
+) -> tuple[jax.Array, jax.Array]:
     x = jnp.asarray(unwrap(input))
     if x.ndim not in (nd + 1, nd + 2):
-        raise RuntimeError(f"{fn}(): Expected {nd + 1}D or {nd + 2}D tensor, but got: {list(x.shape)}")
+        raise RuntimeError(
+            f"{fn}(): Expected {nd + 1}D or {nd + 2}D tensor, but got: {list(x.shape)}"
+        )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise NotImplementedError(f"{fn}: integer `input` ({x.dtype}) is not supported")
     unbatched = x.ndim == nd + 1
@@ -77,14 +94,18 @@ def _fractional(nd: int, fn: str, input: Any, kernel_size: Any, output_size: Any
         out = [int(v) for v in _tuple("output_size", output_size, nd)]
     for n, o, kk in zip(size, out, k):
         if o + kk - 1 > n:
-            raise RuntimeError(f"{fn}(): pool size {kk} too large relative to input size {n} and output size {o}")
+            raise RuntimeError(
+                f"{fn}(): pool size {kk} too large relative to input size {n} and output size {o}"
+            )
     batch, planes = x.shape[:2]
     if samples is None:
         samples = jax.random.uniform(next_key(), (batch, planes, nd), x.dtype)
     u = jnp.asarray(unwrap(samples)).astype(x.dtype)
     if u.shape != (batch, planes, nd):
-        raise RuntimeError(f"{fn}(): expect _random_samples to be of shape {[batch, planes, nd]}, "
-                           f"got {list(u.shape)}")
+        raise RuntimeError(
+            f"{fn}(): expect _random_samples to be of shape {[batch, planes, nd]}, "
+            f"got {list(u.shape)}"
+        )
     # torch's sample order: 2D uses [0] for width and [1] for height; 3D uses (T, H, W)
     order = (1, 0) if nd == 2 else (0, 1, 2)
     positions = []
@@ -111,10 +132,14 @@ def _fractional(nd: int, fn: str, input: Any, kernel_size: Any, output_size: Any
     return val, idx
 
 
-def fractional_max_pool2d(input: Any, kernel_size: int | Sequence[int],
-                          output_size: int | Sequence[int] | None = None,
-                          output_ratio: float | Sequence[float] | None = None,
-                          return_indices: bool = False, _random_samples: Any = None) -> Any:
+def fractional_max_pool2d(
+    input: Any,
+    kernel_size: int | Sequence[int],
+    output_size: int | Sequence[int] | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    return_indices: bool = False,
+    _random_samples: Any = None,
+) -> Any:
     """2D fractional max pooling. Mirrors `torch.nn.functional.fractional_max_pool2d`.
 
     Args:
@@ -127,35 +152,53 @@ def fractional_max_pool2d(input: Any, kernel_size: int | Sequence[int],
 
     Differences from torch: indices are int32 unless JAX's x64 mode is on.
     """
-    val, idx = _fractional(2, "fractional_max_pool2d", input, kernel_size, output_size,
-                           output_ratio, _random_samples)
+    val, idx = _fractional(
+        2, "fractional_max_pool2d", input, kernel_size, output_size, output_ratio, _random_samples
+    )
     return (val, idx) if return_indices else val
 
 
-def fractional_max_pool3d(input: Any, kernel_size: int | Sequence[int],
-                          output_size: int | Sequence[int] | None = None,
-                          output_ratio: float | Sequence[float] | None = None,
-                          return_indices: bool = False, _random_samples: Any = None) -> Any:
+def fractional_max_pool3d(
+    input: Any,
+    kernel_size: int | Sequence[int],
+    output_size: int | Sequence[int] | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    return_indices: bool = False,
+    _random_samples: Any = None,
+) -> Any:
     """3D fractional max pooling. Mirrors `torch.nn.functional.fractional_max_pool3d`.
 
     Args: as `fractional_max_pool2d`, with triples and (N, C, 3) samples.
     """
-    val, idx = _fractional(3, "fractional_max_pool3d", input, kernel_size, output_size,
-                           output_ratio, _random_samples)
+    val, idx = _fractional(
+        3, "fractional_max_pool3d", input, kernel_size, output_size, output_ratio, _random_samples
+    )
     return (val, idx) if return_indices else val
 
 
-def fractional_max_pool2d_with_indices(input: Any, kernel_size: Any, output_size: Any = None,
-                                       output_ratio: Any = None, return_indices: bool = False,
-                                       _random_samples: Any = None) -> tuple[jax.Array, jax.Array]:
+def fractional_max_pool2d_with_indices(
+    input: Any,
+    kernel_size: Any,
+    output_size: Any = None,
+    output_ratio: Any = None,
+    return_indices: bool = False,
+    _random_samples: Any = None,
+) -> tuple[jax.Array, jax.Array]:
     """`fractional_max_pool2d` returning (values, indices)."""
-    return _fractional(2, "fractional_max_pool2d", input, kernel_size, output_size, output_ratio,
-                       _random_samples)
+    return _fractional(
+        2, "fractional_max_pool2d", input, kernel_size, output_size, output_ratio, _random_samples
+    )
 
 
-def fractional_max_pool3d_with_indices(input: Any, kernel_size: Any, output_size: Any = None,
-                                       output_ratio: Any = None, return_indices: bool = False,
-                                       _random_samples: Any = None) -> tuple[jax.Array, jax.Array]:
+def fractional_max_pool3d_with_indices(
+    input: Any,
+    kernel_size: Any,
+    output_size: Any = None,
+    output_ratio: Any = None,
+    return_indices: bool = False,
+    _random_samples: Any = None,
+) -> tuple[jax.Array, jax.Array]:
     """`fractional_max_pool3d` returning (values, indices)."""
-    return _fractional(3, "fractional_max_pool3d", input, kernel_size, output_size, output_ratio,
-                       _random_samples)
+    return _fractional(
+        3, "fractional_max_pool3d", input, kernel_size, output_size, output_ratio, _random_samples
+    )

@@ -36,8 +36,11 @@ def _base_coords(n: int, align_corners: bool) -> np.ndarray:
         return np.zeros((max(n, 0),), np.float32)
     i = np.arange(n)
     step = np.float32(2.0) / np.float32(n - 1)
-    vals = np.where(i < n // 2, np.float32(-1) + step * i.astype(np.float32),
-                    np.float32(1) - step * (n - 1 - i).astype(np.float32)).astype(np.float32)
+    vals = np.where(
+        i < n // 2,
+        np.float32(-1) + step * i.astype(np.float32),
+        np.float32(1) - step * (n - 1 - i).astype(np.float32),
+    ).astype(np.float32)
     if not align_corners:
         vals = (vals * np.float32(n - 1) / np.float32(n)).astype(np.float32)
     return vals
@@ -63,21 +66,29 @@ def affine_grid(theta: Any, size: Sequence[int], align_corners: bool | None = No
     size = [int(s) for s in size]
     if len(size) == 4:
         if th.ndim != 3 or th.shape[-2:] != (2, 3):
-            raise ValueError(f"Expected a batch of 2D affine matrices of shape Nx2x3 for size {size}. "
-                             f"Got {list(th.shape)}.")
+            raise ValueError(
+                f"Expected a batch of 2D affine matrices of shape Nx2x3 for size {size}. "
+                f"Got {list(th.shape)}."
+            )
     elif len(size) == 5:
         if th.ndim != 3 or th.shape[-2:] != (3, 4):
-            raise ValueError(f"Expected a batch of 3D affine matrices of shape Nx3x4 for size {size}. "
-                             f"Got {list(th.shape)}.")
+            raise ValueError(
+                f"Expected a batch of 3D affine matrices of shape Nx3x4 for size {size}. "
+                f"Got {list(th.shape)}."
+            )
     else:
         raise NotImplementedError(
             "affine_grid only supports 4D and 5D sizes, for 2D and 3D affine transforms, "
-            f"respectively. Got size {size}.")
+            f"respectively. Got size {size}."
+        )
     spatial = size[2:]
     if align_corners and min(spatial) == 1:
-        warnings.warn("Since version 1.3.0, affine_grid behavior has changed for unit-size grids "
-                      "when align_corners=True. This is not an intended use case of affine_grid. "
-                      "See the documentation of affine_grid for details.", stacklevel=2)
+        warnings.warn(
+            "Since version 1.3.0, affine_grid behavior has changed for unit-size grids "
+            "when align_corners=True. This is not an intended use case of affine_grid. "
+            "See the documentation of affine_grid for details.",
+            stacklevel=2,
+        )
     elif min(size) <= 0:
         raise ValueError(f"Expected non-zero, positive output size. Got {size}")
     # base[..., k]: x (width) first, then y, (z,) then 1
@@ -91,6 +102,7 @@ def affine_grid(theta: Any, size: Sequence[int], align_corners: bool | None = No
 
 
 # ---- grid_sample ------------------------------------------------------------------------------
+
 
 def _unnormalize(coord: Any, size: int, align_corners: bool) -> Any:
     if align_corners:
@@ -148,8 +160,13 @@ def _cubic_weights(t: Any) -> list:
     return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
-def grid_sample(input: Any, grid: Any, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool | None = None) -> jax.Array:
+def grid_sample(
+    input: Any,
+    grid: Any,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool | None = None,
+) -> jax.Array:
     """Sample `input` at the normalised grid locations. Mirrors `torch.nn.functional.grid_sample`.
 
     Args:
@@ -163,28 +180,38 @@ def grid_sample(input: Any, grid: Any, mode: str = "bilinear", padding_mode: str
         output: (N, C, H_out, W_out) or (N, C, D_out, H_out, W_out).
     """
     if mode not in ("bilinear", "nearest", "bicubic"):
-        raise ValueError("nn.functional.grid_sample(): expected mode to be 'bilinear', 'nearest' or "
-                         f"'bicubic', but got: '{mode}'")
+        raise ValueError(
+            "nn.functional.grid_sample(): expected mode to be 'bilinear', 'nearest' or "
+            f"'bicubic', but got: '{mode}'"
+        )
     if padding_mode not in ("zeros", "border", "reflection"):
-        raise ValueError("nn.functional.grid_sample(): expected padding_mode to be 'zeros', 'border', "
-                         f"or 'reflection', but got: '{padding_mode}'")
+        raise ValueError(
+            "nn.functional.grid_sample(): expected padding_mode to be 'zeros', 'border', "
+            f"or 'reflection', but got: '{padding_mode}'"
+        )
     if align_corners is None:
         warnings.warn(_ALIGN_WARNING, stacklevel=2)
         align_corners = False
     x, g = jnp.asarray(unwrap(input)), jnp.asarray(unwrap(grid))
     if x.ndim not in (4, 5):
-        raise RuntimeError(f"grid_sampler(): expected 4D or 5D input and grid with same number of "
-                           f"dimensions, but got input with sizes {list(x.shape)} and grid with sizes "
-                           f"{list(g.shape)}")
+        raise RuntimeError(
+            f"grid_sampler(): expected 4D or 5D input and grid with same number of "
+            f"dimensions, but got input with sizes {list(x.shape)} and grid with sizes "
+            f"{list(g.shape)}"
+        )
     nd = x.ndim - 2
     if g.ndim != x.ndim or g.shape[0] != x.shape[0] or g.shape[-1] != nd:
-        raise RuntimeError(f"grid_sampler(): expected grid of shape (N, *out, {nd}) matching input "
-                           f"{list(x.shape)}, but got grid with sizes {list(g.shape)}")
+        raise RuntimeError(
+            f"grid_sampler(): expected grid of shape (N, *out, {nd}) matching input "
+            f"{list(x.shape)}, but got grid with sizes {list(g.shape)}"
+        )
     if mode == "bicubic" and nd != 2:
         raise RuntimeError("grid_sampler(): bicubic interpolation only supports 4D input")
     if x.dtype != g.dtype:
-        raise RuntimeError(f"grid_sampler(): expected input and grid to have the same dtype, but "
-                           f"input has {x.dtype} and grid has {g.dtype}")
+        raise RuntimeError(
+            f"grid_sampler(): expected input and grid to have the same dtype, but "
+            f"input has {x.dtype} and grid has {g.dtype}"
+        )
     n, c = x.shape[:2]
     sizes = x.shape[2:]  # (D,) H, W
     out_shape = g.shape[1:-1]

@@ -27,8 +27,9 @@ __all__ = ["rnn_tanh_cell", "rnn_relu_cell", "lstm_cell", "gru_cell", "rnn_forwa
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
-def _step(mode: str, xi: jax.Array, hh: jax.Array, h: jax.Array, c: jax.Array | None
-          ) -> tuple[jax.Array, jax.Array | None]:
+def _step(
+    mode: str, xi: jax.Array, hh: jax.Array, h: jax.Array, c: jax.Array | None
+) -> tuple[jax.Array, jax.Array | None]:
     """One recurrence step from the input part `xi` and hidden part `hh` of the gates.
 
     Returns the new hidden state (before any LSTM projection) and the new cell state.
@@ -56,29 +57,50 @@ def _lstm_step(xi: jax.Array, hh: jax.Array, c: jax.Array) -> tuple[jax.Array, j
     return jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new
 
 
-def rnn_tanh_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None) -> jax.Array:
+def rnn_tanh_cell(
+    input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None
+) -> jax.Array:
     """One Elman step `tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)` on `(N, H_in)`/`(N, H)` arrays."""
     x, h = unwrap(input), unwrap(hx)
-    return _step("RNN_TANH", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, None)[0]
+    return _step(
+        "RNN_TANH",
+        _lin(x, unwrap(w_ih), unwrap(b_ih)),
+        _lin(h, unwrap(w_hh), unwrap(b_hh)),
+        h,
+        None,
+    )[0]
 
 
-def rnn_relu_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None) -> jax.Array:
+def rnn_relu_cell(
+    input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None
+) -> jax.Array:
     """One Elman step with ReLU on `(N, H_in)`/`(N, H)` arrays."""
     x, h = unwrap(input), unwrap(hx)
-    return _step("RNN_RELU", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, None)[0]
+    return _step(
+        "RNN_RELU",
+        _lin(x, unwrap(w_ih), unwrap(b_ih)),
+        _lin(h, unwrap(w_hh), unwrap(b_hh)),
+        h,
+        None,
+    )[0]
 
 
-def lstm_cell(input: Any, hx: Sequence[Any], w_ih: Any, w_hh: Any, b_ih: Any = None,
-              b_hh: Any = None) -> tuple[jax.Array, jax.Array]:
+def lstm_cell(
+    input: Any, hx: Sequence[Any], w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None
+) -> tuple[jax.Array, jax.Array]:
     """One LSTM step (gates i, f, g, o); `hx = (h, c)`; returns `(h', c')`."""
     x, h, c = unwrap(input), unwrap(hx[0]), unwrap(hx[1])
     return _lstm_step(_lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), c)
 
 
-def gru_cell(input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None) -> jax.Array:
+def gru_cell(
+    input: Any, hx: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None
+) -> jax.Array:
     """One GRU step (gates r, z, n) on `(N, H_in)`/`(N, H)` arrays."""
     x, h = unwrap(input), unwrap(hx)
-    return _step("GRU", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, None)[0]
+    return _step(
+        "GRU", _lin(x, unwrap(w_ih), unwrap(b_ih)), _lin(h, unwrap(w_hh), unwrap(b_hh)), h, None
+    )[0]
 
 
 def _reverse_within(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
@@ -94,9 +116,14 @@ def _reverse_within(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
     return jnp.take_along_axis(x, idx, axis=0)
 
 
-def _layer(mode: str, x: jax.Array, h0: jax.Array, c0: jax.Array | None,
-           params: list[tuple[Any, ...]], lengths: jax.Array | None = None,
-           ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+def _layer(
+    mode: str,
+    x: jax.Array,
+    h0: jax.Array,
+    c0: jax.Array | None,
+    params: list[tuple[Any, ...]],
+    lengths: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Run one layer (all its directions) over time-major `x` `(T, N, I)`.
 
     `params` holds one `(w_ih, w_hh, b_ih, b_hh, w_hr)` tuple per direction (biases/`w_hr` may be
@@ -193,7 +220,8 @@ def rnn_forward(
     if len(weights) != per * ndir * num_layers:
         raise ValueError(
             f"rnn_forward: expected {per * ndir * num_layers} weights for {num_layers} layer(s), "
-            f"{ndir} direction(s), got {len(weights)}")
+            f"{ndir} direction(s), got {len(weights)}"
+        )
 
     lens = None if lengths is None else jnp.asarray(unwrap(lengths))
     h_n: list[jax.Array] = []
@@ -201,7 +229,7 @@ def rnn_forward(
     for layer in range(num_layers):
         params = []
         for d in range(ndir):
-            ws = weights[(layer * ndir + d) * per:(layer * ndir + d + 1) * per]
+            ws = weights[(layer * ndir + d) * per : (layer * ndir + d + 1) * per]
             w_ih, w_hh = ws[0], ws[1]
             b_ih, b_hh = (ws[2], ws[3]) if has_biases else (None, None)
             w_hr = ws[-1] if proj_size > 0 else None

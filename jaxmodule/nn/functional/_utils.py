@@ -31,6 +31,8 @@ def ntuple(x: Any, n: int, name: str = "argument") -> tuple:
         if len(x) == 1:
             return tuple(x) * n
         if len(x) != n:
-            raise ValueError(f"expected {name} to be a single int or a sequence of {n} ints, got {x!r}")
+            raise ValueError(
+                f"expected {name} to be a single int or a sequence of {n} ints, got {x!r}"
+            )
         return tuple(x)
     return (x,) * n

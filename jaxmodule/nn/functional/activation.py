@@ -28,11 +28,42 @@ from ._eager_jit import jit_when_eager
 from ._utils import unwrap
 
 __all__ = [
-    "threshold", "threshold_", "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "elu", "elu_",
-    "selu", "selu_", "celu", "celu_", "leaky_relu", "leaky_relu_", "prelu", "rrelu", "rrelu_",
-    "glu", "gelu", "logsigmoid", "hardshrink", "tanhshrink", "softsign", "softplus", "softmin",
-    "softmax", "log_softmax", "gumbel_softmax", "softshrink", "tanh", "sigmoid", "hardsigmoid",
-    "silu", "mish", "hardswish",
+    "threshold",
+    "threshold_",
+    "relu",
+    "relu_",
+    "relu6",
+    "hardtanh",
+    "hardtanh_",
+    "elu",
+    "elu_",
+    "selu",
+    "selu_",
+    "celu",
+    "celu_",
+    "leaky_relu",
+    "leaky_relu_",
+    "prelu",
+    "rrelu",
+    "rrelu_",
+    "glu",
+    "gelu",
+    "logsigmoid",
+    "hardshrink",
+    "tanhshrink",
+    "softsign",
+    "softplus",
+    "softmin",
+    "softmax",
+    "log_softmax",
+    "gumbel_softmax",
+    "softshrink",
+    "tanh",
+    "sigmoid",
+    "hardsigmoid",
+    "silu",
+    "mish",
+    "hardswish",
 ]
 
 Array = jax.Array
@@ -45,7 +76,9 @@ def _canonical_dim(dim: int, ndim: int) -> int:
     """Wrap a negative dim and check its range, raising torch's IndexError."""
     n = max(ndim, 1)
     if not -n <= dim <= n - 1:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
     return dim % n
 
 
@@ -87,7 +120,9 @@ def relu_(input: Array) -> Array:
     return relu(input)
 
 
-def hardtanh(input: Array, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Array:
+def hardtanh(
+    input: Array, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Array:
     """Clamp to [min_val, max_val]; zero gradient at and beyond the bounds. Mirrors `torch.nn.functional.hardtanh`."""
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
@@ -164,22 +199,31 @@ def prelu(input: Array, weight: Array) -> Array:
     x, w = unwrap(input), unwrap(weight)
     w = jnp.asarray(w)
     if w.ndim > 1:
-        raise RuntimeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {w.ndim}")
+        raise RuntimeError(
+            f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {w.ndim}"
+        )
     if w.size != 1:
         if x.ndim == 0:
             raise RuntimeError("Not allow zero-dim input tensor.")
         channels = x.shape[1] if x.ndim > 1 else 1
         if channels != w.size:
-            raise RuntimeError("Mismatch of parameter numbers and input channel size. Found parameter "
-                               f"numbers = {w.size} and channel size = {channels}.")
+            raise RuntimeError(
+                "Mismatch of parameter numbers and input channel size. Found parameter "
+                f"numbers = {w.size} and channel size = {channels}."
+            )
         w = w.reshape((channels,) + (1,) * (x.ndim - 2))
     else:
         w = w.reshape(())
     return jnp.where(x > 0, x, w * x)
 
 
-def rrelu(input: Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
-          inplace: bool = False) -> Array:
+def rrelu(
+    input: Array,
+    lower: float = 1.0 / 8,
+    upper: float = 1.0 / 3,
+    training: bool = False,
+    inplace: bool = False,
+) -> Array:
     """Randomised leaky relu. Mirrors `torch.nn.functional.rrelu`.
 
     In training each non-positive element gets a slope drawn from U(lower, upper) (from the
@@ -195,7 +239,9 @@ def rrelu(input: Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training
     return jnp.where(x > 0, x, x * r)
 
 
-def rrelu_(input: Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False) -> Array:
+def rrelu_(
+    input: Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False
+) -> Array:
     """`rrelu`, returned as a new array (JAX arrays are immutable)."""
     return rrelu(input, lower, upper, training)
 
@@ -208,7 +254,9 @@ def glu(input: Array, dim: int = -1) -> Array:
         raise RuntimeError("glu does not support scalars because halving size must be even")
     d = _canonical_dim(dim, x.ndim)
     if x.shape[d] % 2:
-        raise RuntimeError(f"Halving dimension must be even, but dimension {d} is size {x.shape[d]}")
+        raise RuntimeError(
+            f"Halving dimension must be even, but dimension {d} is size {x.shape[d]}"
+        )
     a, b = jnp.split(x, 2, axis=d)
     return a * jax.nn.sigmoid(b)
 
@@ -282,7 +330,9 @@ def sigmoid(input: Array) -> Array:
 def hardsigmoid(input: Array, inplace: bool = False) -> Array:
     """relu6(x + 3) / 6, zero gradient at and beyond +-3. Mirrors `torch.nn.functional.hardsigmoid`."""
     x = unwrap(input)
-    return jnp.where(x <= -3, jnp.zeros((), x.dtype), jnp.where(x >= 3, jnp.ones((), x.dtype), x / 6 + 0.5))
+    return jnp.where(
+        x <= -3, jnp.zeros((), x.dtype), jnp.where(x >= 3, jnp.ones((), x.dtype), x / 6 + 0.5)
+    )
 
 
 def silu(input: Array, inplace: bool = False) -> Array:
@@ -305,19 +355,25 @@ def hardswish(input: Array, inplace: bool = False) -> Array:
 
 # ---- softmax family ------------------------------------------------------------------------
 def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
-    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
-                  "Change the call to include dim=X as an argument.", stacklevel=stacklevel)
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. "
+        "Change the call to include dim=X as an argument.",
+        stacklevel=stacklevel,
+    )
     return 0 if ndim in (0, 1, 3) else 1
 
 
-def _softmax_impl(name: str, fn: Any, input: Array, dim: int | None, stacklevel: int,
-                  dtype: Any) -> Array:
+def _softmax_impl(
+    name: str, fn: Any, input: Array, dim: int | None, stacklevel: int, dtype: Any
+) -> Array:
     x = unwrap(input)
     x = jnp.asarray(x)
     if dtype is not None:
         x = x.astype(to_dtype(dtype))
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise NotImplementedError(f"{name}: expected a floating-point input (or pass dtype=), got {x.dtype}")
+        raise NotImplementedError(
+            f"{name}: expected a floating-point input (or pass dtype=), got {x.dtype}"
+        )
     if dim is None:
         dim = _softmax_dim(name, x.ndim, stacklevel + 1)
     return _softmax_apply(x, fn=fn, axis=_canonical_dim(dim, x.ndim))
@@ -352,13 +408,16 @@ def _softmin(v: Array, axis: int) -> Array:  # module level: a static argument o
     return jax.nn.softmax(-v, axis=axis)
 
 
-def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
+def log_softmax(
+    input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None
+) -> Array:
     """log(softmax(x)) computed stably along `dim`. Mirrors `torch.nn.functional.log_softmax`."""
     return _softmax_impl("log_softmax", jax.nn.log_softmax, input, dim, _stacklevel, dtype)
 
 
-def gumbel_softmax(logits: Array, tau: float = 1, hard: bool = False, eps: float = 1e-10,
-                   dim: int = -1) -> Array:
+def gumbel_softmax(
+    logits: Array, tau: float = 1, hard: bool = False, eps: float = 1e-10, dim: int = -1
+) -> Array:
     """Sample from the Gumbel-softmax distribution. Mirrors `torch.nn.functional.gumbel_softmax`.
 
     Args:

@@ -79,19 +79,23 @@ def scaled_dot_product_attention(
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
         raise RuntimeError(
             "Expected query, key, and value to all be at least 2 dimensional, but got "
-            f"query.dim: {q.ndim} key.dim: {k.ndim} and value.dim: {v.ndim} instead.")
+            f"query.dim: {q.ndim} key.dim: {k.ndim} and value.dim: {v.ndim} instead."
+        )
     if not (q.dtype == k.dtype == v.dtype):
         raise RuntimeError(
             "Expected query, key, and value to have the same dtype, but got "
-            f"query.dtype: {q.dtype} key.dtype: {k.dtype} and value.dtype: {v.dtype} instead.")
+            f"query.dtype: {q.dtype} key.dtype: {k.dtype} and value.dtype: {v.dtype} instead."
+        )
     if q.shape[-1] != k.shape[-1]:
         raise RuntimeError(
             f"scaled_dot_product_attention: query's last dim {q.shape[-1]} must equal key's "
-            f"last dim {k.shape[-1]}")
+            f"last dim {k.shape[-1]}"
+        )
     if k.shape[-2] != v.shape[-2]:
         raise RuntimeError(
             f"scaled_dot_product_attention: key has {k.shape[-2]} positions (dim -2) but value "
-            f"has {v.shape[-2]}")
+            f"has {v.shape[-2]}"
+        )
     if enable_gqa and q.ndim >= 3:
         hq = q.shape[-3]
         for name, t in (("key", k), ("value", v)):
@@ -99,7 +103,8 @@ def scaled_dot_product_attention(
                 got = t.shape[-3] if t.ndim >= 3 else None
                 raise RuntimeError(
                     f"scaled_dot_product_attention(enable_gqa=True): the number of heads in "
-                    f"{name} ({got}) must divide the number of heads in query ({hq})")
+                    f"{name} ({got}) must divide the number of heads in query ({hq})"
+                )
         if k.shape[-3] != hq:
             k = jnp.repeat(k, hq // k.shape[-3], axis=-3)
         if v.shape[-3] != hq:
@@ -109,7 +114,8 @@ def scaled_dot_product_attention(
     if mask is not None and mask.dtype != jnp.bool_ and mask.dtype != q.dtype:
         raise RuntimeError(
             "Expected attn_mask dtype to be bool or float or to match query dtype, but got "
-            f"attn_mask.dtype: {mask.dtype} and query.dtype: {q.dtype} instead.")
+            f"attn_mask.dtype: {mask.dtype} and query.dtype: {q.dtype} instead."
+        )
     scale_f = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if dropout_p > 0.0:  # draws from the global generator: not one cached program
         weights = _attention_weights(q, k, mask, is_causal=bool(is_causal), scale=scale_f)
@@ -118,8 +124,9 @@ def scaled_dot_product_attention(
 
 
 @jit_when_eager(static_argnames=("is_causal", "scale"))
-def _attention_weights(q: jax.Array, k: jax.Array, mask: jax.Array | None, *, is_causal: bool,
-                       scale: float) -> jax.Array:
+def _attention_weights(
+    q: jax.Array, k: jax.Array, mask: jax.Array | None, *, is_causal: bool, scale: float
+) -> jax.Array:
     """softmax(q @ k^T * scale + mask), masked rows 0; one cached program when eager."""
     L, S = q.shape[-2], k.shape[-2]
     scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2)) * jnp.asarray(scale, q.dtype)
@@ -133,14 +140,28 @@ def _attention_weights(q: jax.Array, k: jax.Array, mask: jax.Array | None, *, is
 
 
 @jit_when_eager(static_argnames=("is_causal", "scale"))
-def _attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, *, is_causal: bool,
-               scale: float) -> jax.Array:
+def _attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: jax.Array | None,
+    *,
+    is_causal: bool,
+    scale: float,
+) -> jax.Array:
     """The attention output without dropout; one cached program when eager."""
     return jnp.matmul(_attention_weights(q, k, mask, is_causal=is_causal, scale=scale), v)
 
 
-def _canonical_mask(mask: Any, mask_name: str, other: Any, other_name: str, target_dtype: Any,
-                    check_other: bool = True, stacklevel: int = 3) -> jax.Array | None:
+def _canonical_mask(
+    mask: Any,
+    mask_name: str,
+    other: Any,
+    other_name: str,
+    target_dtype: Any,
+    check_other: bool = True,
+    stacklevel: int = 3,
+) -> jax.Array | None:
     """torch's `_canonical_mask`: a bool mask becomes a float mask with -inf where True."""
     if mask is None:
         return None
@@ -151,52 +172,68 @@ def _canonical_mask(mask: Any, mask_name: str, other: Any, other_name: str, targ
     if check_other and other is not None and unwrap(other).dtype != mask.dtype:
         warnings.warn(
             f"Support for mismatched {mask_name} and {other_name} is deprecated. "
-            "Use same type for both instead.", stacklevel=stacklevel)
+            "Use same type for both instead.",
+            stacklevel=stacklevel,
+        )
     if not is_float:
         mask = jnp.where(mask, jnp.asarray(-jnp.inf, target_dtype), jnp.zeros((), target_dtype))
     return mask
 
 
-def _mha_shape_check(query: jax.Array, key: jax.Array, value: jax.Array,
-                     key_padding_mask: Any, attn_mask: Any, num_heads: int) -> bool:
+def _mha_shape_check(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    key_padding_mask: Any,
+    attn_mask: Any,
+    num_heads: int,
+) -> bool:
     """torch's checks on the ranks of MHA inputs; returns whether the input is batched."""
     if query.ndim == 3:
         if key.ndim != 3 or value.ndim != 3:
             raise AssertionError(
                 "For batched (3-D) `query`, expected `key` and `value` to be 3-D but found "
-                f"{key.ndim}-D and {value.ndim}-D tensors respectively")
+                f"{key.ndim}-D and {value.ndim}-D tensors respectively"
+            )
         if key_padding_mask is not None and key_padding_mask.ndim != 2:
             raise AssertionError(
                 "For batched (3-D) `query`, expected `key_padding_mask` to be `None` or 2-D but "
-                f"found {key_padding_mask.ndim}-D tensor instead")
+                f"found {key_padding_mask.ndim}-D tensor instead"
+            )
         if attn_mask is not None and attn_mask.ndim not in (2, 3):
             raise AssertionError(
                 "For batched (3-D) `query`, expected `attn_mask` to be `None`, 2-D or 3-D but "
-                f"found {attn_mask.ndim}-D tensor instead")
+                f"found {attn_mask.ndim}-D tensor instead"
+            )
         return True
     if query.ndim == 2:
         if key.ndim != 2 or value.ndim != 2:
             raise AssertionError(
                 "For unbatched (2-D) `query`, expected `key` and `value` to be 2-D but found "
-                f"{key.ndim}-D and {value.ndim}-D tensors respectively")
+                f"{key.ndim}-D and {value.ndim}-D tensors respectively"
+            )
         if key_padding_mask is not None and key_padding_mask.ndim != 1:
             raise AssertionError(
                 "For unbatched (2-D) `query`, expected `key_padding_mask` to be `None` or 1-D but "
-                f"found {key_padding_mask.ndim}-D tensor instead")
+                f"found {key_padding_mask.ndim}-D tensor instead"
+            )
         if attn_mask is not None:
             if attn_mask.ndim not in (2, 3):
                 raise AssertionError(
                     "For unbatched (2-D) `query`, expected `attn_mask` to be `None`, 2-D or 3-D "
-                    f"but found {attn_mask.ndim}-D tensor instead")
+                    f"but found {attn_mask.ndim}-D tensor instead"
+                )
             if attn_mask.ndim == 3:
                 expected = (num_heads, query.shape[0], key.shape[0])
                 if tuple(attn_mask.shape) != expected:
                     raise AssertionError(
-                        f"Expected `attn_mask` shape to be {expected} but got {tuple(attn_mask.shape)}")
+                        f"Expected `attn_mask` shape to be {expected} but got {tuple(attn_mask.shape)}"
+                    )
         return False
     raise AssertionError(
         "query should be unbatched 2D or batched 3D tensor but received "
-        f"{query.ndim}-D query tensor")
+        f"{query.ndim}-D query tensor"
+    )
 
 
 def _pad_last(x: jax.Array) -> jax.Array:
@@ -272,7 +309,8 @@ def multi_head_attention_forward(
     if is_causal and am is None:
         raise RuntimeError(
             "Need attn_mask if specifying the is_causal hint. You may use the Transformer module "
-            "method `generate_square_subsequent_mask` to create this mask.")
+            "method `generate_square_subsequent_mask` to create this mask."
+        )
     if is_causal and kpm is None and not need_weights:
         am = None  # the hint stands in for the mask: SDPA applies the causal mask itself
     else:
@@ -282,14 +320,16 @@ def multi_head_attention_forward(
 
     if embed_dim != embed_dim_to_check:
         raise AssertionError(
-            f"was expecting embedding dimension of {embed_dim_to_check}, but got {embed_dim}")
+            f"was expecting embedding dimension of {embed_dim_to_check}, but got {embed_dim}"
+        )
     head_dim = embed_dim // num_heads
     if head_dim * num_heads != embed_dim:
         raise AssertionError(f"embed_dim {embed_dim} not divisible by num_heads {num_heads}")
     if use_separate_proj_weight:
         if key.shape[:2] != value.shape[:2]:
             raise AssertionError(
-                f"key's sequence and batch dims {key.shape[:2]} do not match value's {value.shape[:2]}")
+                f"key's sequence and batch dims {key.shape[:2]} do not match value's {value.shape[:2]}"
+            )
     elif key.shape != value.shape:
         raise AssertionError(f"key shape {key.shape} does not match value shape {value.shape}")
 
@@ -297,21 +337,23 @@ def multi_head_attention_forward(
     b = unwrap(in_proj_bias)
     b_q = b_k = b_v = None
     if b is not None:
-        b_q, b_k, b_v = b[:embed_dim], b[embed_dim:2 * embed_dim], b[2 * embed_dim:]
+        b_q, b_k, b_v = b[:embed_dim], b[embed_dim : 2 * embed_dim], b[2 * embed_dim :]
     if not use_separate_proj_weight:
         if in_proj_weight is None:
             raise AssertionError("use_separate_proj_weight is False but in_proj_weight is None")
         w = unwrap(in_proj_weight)
         if query is key and key is value:  # self-attention: one packed matmul
             qkv = linear(query, w, b)
-            q, k, v = (qkv[..., i * embed_dim:(i + 1) * embed_dim] for i in range(3))
+            q, k, v = (qkv[..., i * embed_dim : (i + 1) * embed_dim] for i in range(3))
         else:
-            w_q, w_k, w_v = w[:embed_dim], w[embed_dim:2 * embed_dim], w[2 * embed_dim:]
+            w_q, w_k, w_v = w[:embed_dim], w[embed_dim : 2 * embed_dim], w[2 * embed_dim :]
             q, k, v = linear(query, w_q, b_q), linear(key, w_k, b_k), linear(value, w_v, b_v)
     else:
         for name, t in (("q", q_proj_weight), ("k", k_proj_weight), ("v", v_proj_weight)):
             if t is None:
-                raise AssertionError(f"use_separate_proj_weight is True but {name}_proj_weight is None")
+                raise AssertionError(
+                    f"use_separate_proj_weight is True but {name}_proj_weight is None"
+                )
         q = linear(query, unwrap(q_proj_weight), b_q)
         k = linear(key, unwrap(k_proj_weight), b_k)
         v = linear(value, unwrap(v_proj_weight), b_v)
@@ -320,13 +362,15 @@ def multi_head_attention_forward(
         if am.ndim == 2:
             if tuple(am.shape) != (tgt_len, src_len):
                 raise RuntimeError(
-                    f"The shape of the 2D attn_mask is {tuple(am.shape)}, but should be {(tgt_len, src_len)}.")
+                    f"The shape of the 2D attn_mask is {tuple(am.shape)}, but should be {(tgt_len, src_len)}."
+                )
             am = am[None]
         elif am.ndim == 3:
             if tuple(am.shape) != (bsz * num_heads, tgt_len, src_len):
                 raise RuntimeError(
                     f"The shape of the 3D attn_mask is {tuple(am.shape)}, but should be "
-                    f"{(bsz * num_heads, tgt_len, src_len)}.")
+                    f"{(bsz * num_heads, tgt_len, src_len)}."
+                )
         else:
             raise RuntimeError(f"attn_mask's dimension {am.ndim} is not supported")
 
@@ -353,7 +397,9 @@ def multi_head_attention_forward(
     else:
         k = unwrap(static_k)
         if k.shape[0] != bsz * num_heads:
-            raise AssertionError(f"expecting static_k.size(0) of {bsz * num_heads}, but got {k.shape[0]}")
+            raise AssertionError(
+                f"expecting static_k.size(0) of {bsz * num_heads}, but got {k.shape[0]}"
+            )
         if k.shape[2] != head_dim:
             raise AssertionError(f"expecting static_k.size(2) of {head_dim}, but got {k.shape[2]}")
     if static_v is None:
@@ -361,7 +407,9 @@ def multi_head_attention_forward(
     else:
         v = unwrap(static_v)
         if v.shape[0] != bsz * num_heads:
-            raise AssertionError(f"expecting static_v.size(0) of {bsz * num_heads}, but got {v.shape[0]}")
+            raise AssertionError(
+                f"expecting static_v.size(0) of {bsz * num_heads}, but got {v.shape[0]}"
+            )
         if v.shape[2] != head_dim:
             raise AssertionError(f"expecting static_v.size(2) of {head_dim}, but got {v.shape[2]}")
 
@@ -377,9 +425,13 @@ def multi_head_attention_forward(
     src_len = k.shape[1]
     if kpm is not None:
         if kpm.shape[0] != bsz:
-            raise AssertionError(f"Expected key_padded_mask.shape[0] to be {bsz}, but got {kpm.shape[0]}")
+            raise AssertionError(
+                f"Expected key_padded_mask.shape[0] to be {bsz}, but got {kpm.shape[0]}"
+            )
         if kpm.shape[1] != src_len:
-            raise AssertionError(f"Expected key_padded_mask.shape[1] to be {src_len}, but got {kpm.shape[1]}")
+            raise AssertionError(
+                f"Expected key_padded_mask.shape[1] to be {src_len}, but got {kpm.shape[1]}"
+            )
         kpm = jnp.broadcast_to(kpm[:, None, None, :], (bsz, num_heads, 1, src_len))
         kpm = kpm.reshape(bsz * num_heads, 1, src_len)
         am = kpm if am is None else am + kpm

@@ -32,7 +32,7 @@ def _p_norm(x: Any, p: float, axis: int | tuple[int, ...] | None, keepdim: bool)
     a = jnp.abs(x)
     nonzero = a > 0
     safe = jnp.where(nonzero, a, 1)
-    powered = jnp.where(nonzero, safe ** p, 0)
+    powered = jnp.where(nonzero, safe**p, 0)
     total = jnp.sum(powered, axis=axis, keepdims=keepdim)
     pos = total > 0
     return jnp.where(pos, jnp.where(pos, total, 1) ** (1.0 / p), 0)
@@ -60,7 +60,8 @@ def cosine_similarity(x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8) -> jax.
         raise IndexError("Dimension specified as 1 but tensor has no dimensions")
     if not -a.ndim <= dim < a.ndim:
         raise IndexError(
-            f"Dimension out of range (expected to be in range of [{-a.ndim}, {a.ndim - 1}], but got {dim})")
+            f"Dimension out of range (expected to be in range of [{-a.ndim}, {a.ndim - 1}], but got {dim})"
+        )
 
     def normalised(v: jax.Array) -> jax.Array:
         n = _p_norm(v, 2, dim, True)
@@ -71,8 +72,9 @@ def cosine_similarity(x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8) -> jax.
     return jnp.sum(normalised(a) * normalised(b), axis=dim)
 
 
-def pairwise_distance(x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6,
-                      keepdim: bool = False) -> jax.Array:
+def pairwise_distance(
+    x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> jax.Array:
     """p-norm of `x1 - x2 + eps` over the last dimension. Mirrors `torch.nn.functional.pairwise_distance`.
 
     Args:
@@ -84,7 +86,9 @@ def pairwise_distance(x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6,
     a, b = _float(x1), _float(x2)
     out_dim = max(a.ndim, b.ndim)
     if out_dim == 0:
-        raise IndexError("pairwise_distance: expected at least 1-dimensional inputs, got two scalars")
+        raise IndexError(
+            "pairwise_distance: expected at least 1-dimensional inputs, got two scalars"
+        )
     return _p_norm(a - b + eps, float(p), out_dim - 1, keepdim)
 
 

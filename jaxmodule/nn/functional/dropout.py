@@ -24,8 +24,14 @@ import jax.numpy as jnp
 from ..._random import Generator, next_key
 from ._utils import unwrap
 
-__all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-           "feature_alpha_dropout"]
+__all__ = [
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+]
 
 Array = jax.Array
 
@@ -47,11 +53,14 @@ def _warn_unusual_rank(ndim: int, spatial: int) -> None:
             f"and silence this warning, please use dropout instead. Note that dropout{spatial}d "
             f"exists to provide channel-wise dropout on inputs with {spatial} spatial dimensions, "
             "a channel dimension, and an optional batch dimension (i.e. "
-            f"{spatial + 1}D or {spatial + 2}D inputs).", stacklevel=3)
+            f"{spatial + 1}D or {spatial + 2}D inputs).",
+            stacklevel=3,
+        )
 
 
-def _dropout_impl(x: Array, p: float, training: bool, feature: bool, alpha: bool,
-                  generator: Generator | None) -> Array:
+def _dropout_impl(
+    x: Array, p: float, training: bool, feature: bool, alpha: bool, generator: Generator | None
+) -> Array:
     """torch's `_dropout_impl`: the shared body of all six functions."""
     if p == 0 or not training or x.size == 0:
         return x
@@ -67,13 +76,19 @@ def _dropout_impl(x: Array, p: float, training: bool, feature: bool, alpha: bool
     noise = keep.astype(x.dtype)
     if not alpha:
         return x * (noise / jnp.asarray(1.0 - p, x.dtype))
-    a = 1.0 / ((_SELU_SATURATION ** 2 * p + 1) * (1 - p)) ** 0.5
+    a = 1.0 / ((_SELU_SATURATION**2 * p + 1) * (1 - p)) ** 0.5
     b = (noise - 1) * (_SELU_SATURATION * a) + _SELU_SATURATION * a * p
     return x * (noise * a) + b
 
 
-def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False, *,
-            generator: Generator | None = None) -> Array:
+def dropout(
+    input: Any,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    generator: Generator | None = None,
+) -> Array:
     """Zero each element with probability `p` and scale the rest by `1 / (1 - p)`.
 
     Mirrors `F.dropout`; see the module docstring for the differences.
@@ -93,8 +108,14 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = F
     return _dropout_impl(unwrap(input), p, training, False, False, generator)
 
 
-def dropout1d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False, *,
-              generator: Generator | None = None) -> Array:
+def dropout1d(
+    input: Any,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    generator: Generator | None = None,
+) -> Array:
     """Zero whole channels of `(N, C, L)` or `(C, L)` inputs. Mirrors `F.dropout1d`."""
     _check_p(p)
     x = unwrap(input)
@@ -102,14 +123,21 @@ def dropout1d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
         raise RuntimeError(
             f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D input. Note that "
             "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial dimension, "
-            "a channel dimension, and an optional batch dimension (i.e. 2D or 3D inputs).")
+            "a channel dimension, and an optional batch dimension (i.e. 2D or 3D inputs)."
+        )
     if x.ndim == 2:
         return _dropout_impl(x[None], p, training, True, False, generator)[0]
     return _dropout_impl(x, p, training, True, False, generator)
 
 
-def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False, *,
-              generator: Generator | None = None) -> Array:
+def dropout2d(
+    input: Any,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    generator: Generator | None = None,
+) -> Array:
     """Zero whole channels of `(N, C, H, W)` inputs. Mirrors `F.dropout2d`.
 
     As in torch, a 3-D input is read as `(N, C, L)` (with a warning), not as an unbatched
@@ -125,12 +153,19 @@ def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
             "the channel dim. This behavior will change in a future release to interpret the "
             "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
             "channel-wise dropout behavior, please switch to using dropout1d instead.",
-            stacklevel=2)
+            stacklevel=2,
+        )
     return _dropout_impl(x, p, training, True, False, generator)
 
 
-def dropout3d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False, *,
-              generator: Generator | None = None) -> Array:
+def dropout3d(
+    input: Any,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    generator: Generator | None = None,
+) -> Array:
     """Zero whole channels of `(N, C, D, H, W)` or `(C, D, H, W)` inputs. Mirrors `F.dropout3d`.
 
     As in torch, ranks other than 4 and 5 warn, and any rank but 5 is treated as unbatched.
@@ -143,8 +178,14 @@ def dropout3d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
     return _dropout_impl(x, p, training, True, False, generator)
 
 
-def alpha_dropout(input: Any, p: float = 0.5, training: bool = False, inplace: bool = False, *,
-                  generator: Generator | None = None) -> Array:
+def alpha_dropout(
+    input: Any,
+    p: float = 0.5,
+    training: bool = False,
+    inplace: bool = False,
+    *,
+    generator: Generator | None = None,
+) -> Array:
     """Dropout that keeps zero mean and unit variance of SELU activations.
 
     Mirrors `F.alpha_dropout` (note torch's default `training=False`): dropped elements are set
@@ -154,8 +195,14 @@ def alpha_dropout(input: Any, p: float = 0.5, training: bool = False, inplace: b
     return _dropout_impl(unwrap(input), p, training, False, True, generator)
 
 
-def feature_alpha_dropout(input: Any, p: float = 0.5, training: bool = False,
-                          inplace: bool = False, *, generator: Generator | None = None) -> Array:
+def feature_alpha_dropout(
+    input: Any,
+    p: float = 0.5,
+    training: bool = False,
+    inplace: bool = False,
+    *,
+    generator: Generator | None = None,
+) -> Array:
     """Alpha dropout of whole channels of an `(N, C, *)` input. Mirrors `F.feature_alpha_dropout`."""
     _check_p(p)
     return _dropout_impl(unwrap(input), p, training, True, True, generator)

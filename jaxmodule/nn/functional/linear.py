@@ -37,7 +37,9 @@ def _shape_mismatch(x: Any, w: Any) -> RuntimeError | None:
     if xs is None or ws is None or len(ws) != 2 or not xs or xs[-1] == ws[1]:
         return None
     rows = math.prod(xs[:-1])
-    return RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{xs[-1]} and {ws[1]}x{ws[0]})")
+    return RuntimeError(
+        f"mat1 and mat2 shapes cannot be multiplied ({rows}x{xs[-1]} and {ws[1]}x{ws[0]})"
+    )
 
 
 def bilinear(input1: Any, input2: Any, weight: Any, bias: Any = None) -> jax.Array:

@@ -31,12 +31,28 @@ from .activation import log_softmax
 from .distance import pairwise_distance
 
 __all__ = [
-    "l1_loss", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "kl_div", "huber_loss", "smooth_l1_loss",
-    "soft_margin_loss", "multilabel_soft_margin_loss", "multilabel_margin_loss",
-    "multi_margin_loss", "cosine_embedding_loss", "margin_ranking_loss", "triplet_margin_loss",
-    "triplet_margin_with_distance_loss", "hinge_embedding_loss", "poisson_nll_loss",
-    "gaussian_nll_loss", "ctc_loss", "linear_cross_entropy",
+    "l1_loss",
+    "mse_loss",
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "kl_div",
+    "huber_loss",
+    "smooth_l1_loss",
+    "soft_margin_loss",
+    "multilabel_soft_margin_loss",
+    "multilabel_margin_loss",
+    "multi_margin_loss",
+    "cosine_embedding_loss",
+    "margin_ranking_loss",
+    "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
+    "hinge_embedding_loss",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+    "ctc_loss",
+    "linear_cross_entropy",
 ]
 
 Array = jax.Array
@@ -48,7 +64,8 @@ def _legacy(fn: str, size_average: Any, reduce: Any) -> None:
     if size_average is not None or reduce is not None:
         raise NotImplementedError(
             f"{fn}: the deprecated `size_average`/`reduce` arguments are not supported; "
-            "pass reduction='none' | 'mean' | 'sum' instead")
+            "pass reduction='none' | 'mean' | 'sum' instead"
+        )
 
 
 def _check_reduction(reduction: str) -> None:
@@ -78,7 +95,9 @@ def _warn_size(input: Array, target: Array) -> None:
         warnings.warn(
             f"Using a target size ({tuple(target.shape)}) that is different to the input size "
             f"({tuple(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
-            "Please ensure they have the same size.", stacklevel=3)
+            "Please ensure they have the same size.",
+            stacklevel=3,
+        )
 
 
 def _abs(x: Array) -> Array:
@@ -105,7 +124,9 @@ def _weighted(loss: Array, weight: Any, reduction: str, mean_by_weight: bool) ->
     if w.shape != loss.shape:
         raise ValueError("Weights and input must have the same size.")
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', 'sum'.")
+        raise ValueError(
+            f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', 'sum'."
+        )
     out = loss * w
     if reduction == "mean" and mean_by_weight:
         return out.sum() / w.sum()
@@ -113,8 +134,14 @@ def _weighted(loss: Array, weight: Any, reduction: str, mean_by_weight: bool) ->
 
 
 # ---- regression losses ---------------------------------------------------------------------
-def l1_loss(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
-            reduction: str = "mean", weight: Array | None = None) -> Array:
+def l1_loss(
+    input: Array,
+    target: Array,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: Array | None = None,
+) -> Array:
     """Mean absolute error. Mirrors `torch.nn.functional.l1_loss`.
 
     Args:
@@ -127,8 +154,14 @@ def l1_loss(input: Array, target: Array, size_average: bool | None = None, reduc
     return _weighted(loss, weight, reduction, mean_by_weight=True)
 
 
-def mse_loss(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
-             reduction: str = "mean", weight: Array | None = None) -> Array:
+def mse_loss(
+    input: Array,
+    target: Array,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: Array | None = None,
+) -> Array:
     """Mean squared error. Mirrors `torch.nn.functional.mse_loss`.
 
     Args:
@@ -142,8 +175,13 @@ def mse_loss(input: Array, target: Array, size_average: bool | None = None, redu
     return _weighted(loss, weight, reduction, mean_by_weight=True)
 
 
-def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: float = 1.0,
-               weight: Array | None = None) -> Array:
+def huber_loss(
+    input: Array,
+    target: Array,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: Array | None = None,
+) -> Array:
     """0.5 d^2 for |d| < delta, else delta (|d| - delta / 2). Mirrors `torch.nn.functional.huber_loss`.
 
     Args:
@@ -158,8 +196,14 @@ def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: floa
     return _weighted(loss, weight, reduction, mean_by_weight=False)
 
 
-def smooth_l1_loss(input: Array, target: Array, size_average: bool | None = None,
-                   reduce: bool | None = None, reduction: str = "mean", beta: float = 1.0) -> Array:
+def smooth_l1_loss(
+    input: Array,
+    target: Array,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Array:
     """0.5 d^2 / beta for |d| < beta, else |d| - beta / 2. Mirrors `torch.nn.functional.smooth_l1_loss`."""
     _legacy("smooth_l1_loss", size_average, reduce)
     if beta < 0:
@@ -175,9 +219,16 @@ def smooth_l1_loss(input: Array, target: Array, size_average: bool | None = None
     return reduce_loss(loss, reduction)
 
 
-def poisson_nll_loss(input: Array, target: Array, log_input: bool = True, full: bool = False,
-                     size_average: bool | None = None, eps: float = 1e-8, reduce: bool | None = None,
-                     reduction: str = "mean") -> Array:
+def poisson_nll_loss(
+    input: Array,
+    target: Array,
+    log_input: bool = True,
+    full: bool = False,
+    size_average: bool | None = None,
+    eps: float = 1e-8,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """Negative log likelihood of a Poisson target. Mirrors `torch.nn.functional.poisson_nll_loss`.
 
     Args:
@@ -201,8 +252,14 @@ def poisson_nll_loss(input: Array, target: Array, log_input: bool = True, full: 
     return reduce_loss(loss, reduction)
 
 
-def gaussian_nll_loss(input: Array, target: Array, var: Array | float, full: bool = False,
-                      eps: float = 1e-6, reduction: str = "mean") -> Array:
+def gaussian_nll_loss(
+    input: Array,
+    target: Array,
+    var: Array | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> Array:
     """Negative log likelihood of a Gaussian target. Mirrors `torch.nn.functional.gaussian_nll_loss`.
 
     Args:
@@ -239,7 +296,9 @@ def gaussian_nll_loss(input: Array, target: Array, var: Array | float, full: boo
 # ---- classification: log-likelihood losses ---------------------------------------------------
 def _check_int_target(t: Array) -> None:
     if not jnp.issubdtype(t.dtype, jnp.integer):
-        raise RuntimeError(f"expected target dtype to be an integer type (class indices), but got {t.dtype}")
+        raise RuntimeError(
+            f"expected target dtype to be an integer type (class indices), but got {t.dtype}"
+        )
 
 
 def _check_nll_shapes(x: Array, t: Array) -> None:
@@ -247,11 +306,15 @@ def _check_nll_shapes(x: Array, t: Array) -> None:
         raise ValueError(f"Expected 1 or more dimensions (got {x.ndim})")
     if x.ndim == 1:
         if not (t.ndim == 0 or (t.ndim == 1 and t.shape[0] == 1)):
-            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {t.size}")
+            raise ValueError(
+                f"For 1D input, 1D target must have size 1, but got target size: {t.size}"
+            )
         return
     if t.ndim < 1 or t.shape[0] != x.shape[0]:
         n = t.shape[0] if t.ndim else 1
-        raise ValueError(f"Expected input batch_size ({x.shape[0]}) to match target batch_size ({n}).")
+        raise ValueError(
+            f"Expected input batch_size ({x.shape[0]}) to match target batch_size ({n})."
+        )
     if x.ndim == 2 and t.ndim != 1:
         raise RuntimeError("1D target tensor expected, multi-target not supported")
     if x.ndim > 2 and t.shape != (x.shape[0],) + x.shape[2:]:
@@ -264,8 +327,10 @@ def _class_weight(weight: Any, n_classes: int) -> Array | None:
         return None
     w = _arr(weight)
     if w.size != n_classes:
-        raise RuntimeError(f"weight tensor should be defined either for all {n_classes} classes or no "
-                           f"classes but got weight tensor of shape: {list(w.shape)}")
+        raise RuntimeError(
+            f"weight tensor should be defined either for all {n_classes} classes or no "
+            f"classes but got weight tensor of shape: {list(w.shape)}"
+        )
     return w.reshape(n_classes)
 
 
@@ -278,8 +343,9 @@ def _check_targets_in_range(t: Array, n_classes: int, ignore_index: int) -> None
         raise IndexError(f"Target {tv[bad].flat[0]} is out of bounds.")
 
 
-def _nll(logp: Array, t: Array, w: Array | None, ignore_index: int,
-         reduction: str) -> tuple[Array, Array, Array]:
+def _nll(
+    logp: Array, t: Array, w: Array | None, ignore_index: int, reduction: str
+) -> tuple[Array, Array, Array]:
     """Per-element loss, per-element target weights (0 where ignored), and the ignore mask."""
     valid = t != ignore_index
     ts = jnp.where(valid, t, 0).astype(jnp.int32)
@@ -298,16 +364,23 @@ def _reduce_nll(loss: Array, tw: Array, reduction: str, squeeze: bool) -> Array:
 
 
 @jit_when_eager(static_argnames=("ignore_index", "reduction", "squeeze"))
-def _nll_reduced(logp: Array, t: Array, w: Array | None, *, ignore_index: int, reduction: str,
-                 squeeze: bool) -> Array:
+def _nll_reduced(
+    logp: Array, t: Array, w: Array | None, *, ignore_index: int, reduction: str, squeeze: bool
+) -> Array:
     """The reduced NLL of checked (N, C, ...) log-probabilities; one cached program when eager."""
     loss, tw, _ = _nll(logp, t, w, ignore_index, reduction)
     return _reduce_nll(loss, tw, reduction, squeeze)
 
 
-def nll_loss(input: Array, target: Array, weight: Array | None = None,
-             size_average: bool | None = None, ignore_index: int = -100,
-             reduce: bool | None = None, reduction: str = "mean") -> Array:
+def nll_loss(
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """Negative log likelihood of class indices. Mirrors `torch.nn.functional.nll_loss`.
 
     Args:
@@ -326,13 +399,21 @@ def nll_loss(input: Array, target: Array, weight: Array | None = None,
         x, t = x[None], t.reshape(1)
     w = _class_weight(weight, x.shape[1])
     _check_targets_in_range(t, x.shape[1], ignore_index)
-    return _nll_reduced(x, t, w, ignore_index=int(ignore_index), reduction=reduction, squeeze=squeeze)
+    return _nll_reduced(
+        x, t, w, ignore_index=int(ignore_index), reduction=reduction, squeeze=squeeze
+    )
 
 
-def cross_entropy(input: Array, target: Array, weight: Array | None = None,
-                  size_average: bool | None = None, ignore_index: int = -100,
-                  reduce: bool | None = None, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> Array:
+def cross_entropy(
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Array:
     """Cross entropy of logits against class indices or class probabilities. Mirrors `torch.nn.functional.cross_entropy`.
 
     Args:
@@ -356,7 +437,9 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None,
 
     if t.shape == x.shape:  # class probabilities
         if not jnp.issubdtype(t.dtype, jnp.floating):
-            raise RuntimeError(f"Expected floating point type for target with class probabilities, got {t.dtype}")
+            raise RuntimeError(
+                f"Expected floating point type for target with class probabilities, got {t.dtype}"
+            )
         if ignore_index >= 0:
             raise RuntimeError("ignore_index is not supported for floating point target")
         if label_smoothing > 0:
@@ -376,7 +459,9 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None,
         logp, t = logp[None], t.reshape(1)
     _check_targets_in_range(t, n_classes, ignore_index)
     if label_smoothing == 0:
-        return _nll_reduced(logp, t, w, ignore_index=int(ignore_index), reduction=reduction, squeeze=squeeze)
+        return _nll_reduced(
+            logp, t, w, ignore_index=int(ignore_index), reduction=reduction, squeeze=squeeze
+        )
     loss, tw, valid = _nll(logp, t, w, ignore_index, reduction)
 
     # Label smoothing: (1 - ls) * nll + ls / C * (sum over classes of -w_c log p_c).
@@ -394,10 +479,18 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None,
     return (1 - label_smoothing) * nll_part + smooth_part * (label_smoothing / n_classes)
 
 
-def linear_cross_entropy(input: Array, linear_weight: Array, target: Array, *,
-                         linear_bias: Array | None = None, weight: Array | None = None,
-                         reduction: str = "mean", ignore_index: int | None = None,
-                         label_smoothing: float = 0.0, options: Any = None) -> Array:
+def linear_cross_entropy(
+    input: Array,
+    linear_weight: Array,
+    target: Array,
+    *,
+    linear_bias: Array | None = None,
+    weight: Array | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    options: Any = None,
+) -> Array:
     """cross_entropy(input @ linear_weight.T + linear_bias, target). Mirrors `torch.nn.functional.linear_cross_entropy`.
 
     Args:
@@ -409,31 +502,44 @@ def linear_cross_entropy(input: Array, linear_weight: Array, target: Array, *,
     `options` (torch's chunked computation) is not supported: the logits are materialised.
     """
     if options is not None:
-        raise NotImplementedError("linear_cross_entropy: `options` (chunked computation) is not supported; pass options=None")
+        raise NotImplementedError(
+            "linear_cross_entropy: `options` (chunked computation) is not supported; pass options=None"
+        )
     x, lw, t = _arr(input), _arr(linear_weight), _arr(target)
     if x.ndim < 1 or x.ndim > 2:
         raise RuntimeError(f"expected input with dimensionality 1 or 2, got {x.ndim}")
     if lw.ndim < 2:
         raise RuntimeError(f"expected linear_weight with dimensionality at least 2, got {lw.ndim}")
     if x.shape[-1] != lw.shape[-1]:
-        raise RuntimeError("expected equal input and linear_weight last dimensions (in_features), "
-                           f"got {x.shape[-1]} and {lw.shape[-1]}, respectively")
+        raise RuntimeError(
+            "expected equal input and linear_weight last dimensions (in_features), "
+            f"got {x.shape[-1]} and {lw.shape[-1]}, respectively"
+        )
     num_classes, out_features, batch = lw.shape[0], lw.shape[1:-1], x.shape[:-1]
     if linear_bias is not None and tuple(linear_bias.shape) != (num_classes, *out_features):
-        raise RuntimeError(f"expected linear_bias shape {(num_classes, *out_features)}, "
-                           f"got {tuple(linear_bias.shape)}")
+        raise RuntimeError(
+            f"expected linear_bias shape {(num_classes, *out_features)}, "
+            f"got {tuple(linear_bias.shape)}"
+        )
     if out_features and not batch:
-        raise RuntimeError(f"K-dimensional loss defined by linear_weight shape {tuple(lw.shape)} requires"
-                           f" batched input, (N, {x.shape[-1]}), got unbatched input with shape {tuple(x.shape)}")
+        raise RuntimeError(
+            f"K-dimensional loss defined by linear_weight shape {tuple(lw.shape)} requires"
+            f" batched input, (N, {x.shape[-1]}), got unbatched input with shape {tuple(x.shape)}"
+        )
     logits_shape = (*batch, num_classes, *out_features)
     if t.shape == logits_shape and ignore_index is not None:
         raise RuntimeError("ignore_index cannot be specified when target contains probabilities")
     logits = x @ lw.reshape(-1, lw.shape[-1]).T
     if linear_bias is not None:
         logits = logits + _arr(linear_bias).reshape(-1)
-    return cross_entropy(logits.reshape(logits_shape), t, weight=weight, reduction=reduction,
-                         ignore_index=-100 if ignore_index is None else ignore_index,
-                         label_smoothing=label_smoothing)
+    return cross_entropy(
+        logits.reshape(logits_shape),
+        t,
+        weight=weight,
+        reduction=reduction,
+        ignore_index=-100 if ignore_index is None else ignore_index,
+        label_smoothing=label_smoothing,
+    )
 
 
 @jax.custom_vjp
@@ -456,9 +562,14 @@ def _bce_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
 _bce_elementwise.defvjp(_bce_fwd, _bce_bwd)
 
 
-def binary_cross_entropy(input: Array, target: Array, weight: Array | None = None,
-                         size_average: bool | None = None, reduce: bool | None = None,
-                         reduction: str = "mean") -> Array:
+def binary_cross_entropy(
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """Binary cross entropy of probabilities; logs are clamped at -100. Mirrors `torch.nn.functional.binary_cross_entropy`.
 
     Args:
@@ -470,8 +581,10 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
     _check_reduction(reduction)
     x, t = _arr(input), _arr(target)
     if t.shape != x.shape:
-        raise ValueError(f"Using a target size ({tuple(t.shape)}) that is different to the input size "
-                         f"({tuple(x.shape)}) is deprecated. Please ensure they have the same size.")
+        raise ValueError(
+            f"Using a target size ({tuple(t.shape)}) that is different to the input size "
+            f"({tuple(x.shape)}) is deprecated. Please ensure they have the same size."
+        )
     if _any_eager(lambda a: (a < 0) | (a > 1), x):
         raise RuntimeError("all elements of input should be between 0 and 1")
     loss = _bce_elementwise(x, t.astype(x.dtype))
@@ -481,9 +594,15 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
     return reduce_loss(loss, reduction)
 
 
-def binary_cross_entropy_with_logits(input: Array, target: Array, weight: Array | None = None,
-                                     size_average: bool | None = None, reduce: bool | None = None,
-                                     reduction: str = "mean", pos_weight: Array | None = None) -> Array:
+def binary_cross_entropy_with_logits(
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    pos_weight: Array | None = None,
+) -> Array:
     """Sigmoid + binary cross entropy, computed stably. Mirrors `torch.nn.functional.binary_cross_entropy_with_logits`.
 
     Args:
@@ -494,7 +613,9 @@ def binary_cross_entropy_with_logits(input: Array, target: Array, weight: Array 
     _check_reduction(reduction)
     x, t = _arr(input), _arr(target)
     if t.shape != x.shape:
-        raise ValueError(f"Target size ({tuple(t.shape)}) must be the same as input size ({tuple(x.shape)})")
+        raise ValueError(
+            f"Target size ({tuple(t.shape)}) must be the same as input size ({tuple(x.shape)})"
+        )
     log_sig = jax.nn.log_sigmoid(x)
     if pos_weight is not None:
         log_weight = (_arr(pos_weight) - 1) * t + 1
@@ -506,8 +627,14 @@ def binary_cross_entropy_with_logits(input: Array, target: Array, weight: Array 
     return reduce_loss(loss, reduction)
 
 
-def kl_div(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
-           reduction: str = "mean", log_target: bool = False) -> Array:
+def kl_div(
+    input: Array,
+    target: Array,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Array:
     """KL divergence: target * (log target - input), input given in log space. Mirrors `torch.nn.functional.kl_div`.
 
     Args:
@@ -521,7 +648,8 @@ def kl_div(input: Array, target: Array, size_average: bool | None = None, reduce
             "reduction: 'mean' divides the total loss by both the batch size and the support size."
             "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
             "'mean' will be changed to behave the same as 'batchmean' in the next major release.",
-            stacklevel=2)
+            stacklevel=2,
+        )
     if reduction not in ("none", "mean", "sum", "batchmean"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     x, t = _arr(input), _arr(target)
@@ -536,8 +664,13 @@ def kl_div(input: Array, target: Array, size_average: bool | None = None, reduce
 
 
 # ---- margin losses -------------------------------------------------------------------------
-def soft_margin_loss(input: Array, target: Array, size_average: bool | None = None,
-                     reduce: bool | None = None, reduction: str = "mean") -> Array:
+def soft_margin_loss(
+    input: Array,
+    target: Array,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """log(1 + exp(-target * input)) per element. Mirrors `torch.nn.functional.soft_margin_loss`.
 
     Evaluated as softplus, so large margins do not overflow to inf as torch's log1p(exp(.)) does.
@@ -548,9 +681,14 @@ def soft_margin_loss(input: Array, target: Array, size_average: bool | None = No
     return reduce_loss(jax.nn.softplus(-t * x), reduction)
 
 
-def multilabel_soft_margin_loss(input: Array, target: Array, weight: Array | None = None,
-                                size_average: bool | None = None, reduce: bool | None = None,
-                                reduction: str = "mean") -> Array:
+def multilabel_soft_margin_loss(
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """One-versus-all logistic loss averaged over classes (last dim). Mirrors `torch.nn.functional.multilabel_soft_margin_loss`."""
     _legacy("multilabel_soft_margin_loss", size_average, reduce)
     x, t = _arr(input), _arr(target)
@@ -565,16 +703,25 @@ def multilabel_soft_margin_loss(input: Array, target: Array, weight: Array | Non
 
 def _as_batch(x: Array, t: Array, fn: str) -> tuple[Array, Array, bool]:
     if x.ndim == 0 or x.ndim > 2 or x.shape[-1] == 0:
-        raise RuntimeError(f"{fn}: Expected non-empty vector or matrix with optional 0-dim batch size, "
-                           f"but got: {list(x.shape)}")
+        raise RuntimeError(
+            f"{fn}: Expected non-empty vector or matrix with optional 0-dim batch size, "
+            f"but got: {list(x.shape)}"
+        )
     if x.ndim == 1:
         return x[None], t.reshape((1,) + t.shape), True
     return x, t, False
 
 
-def multi_margin_loss(input: Array, target: Array, p: int = 1, margin: float = 1.0,
-                      weight: Array | None = None, size_average: bool | None = None,
-                      reduce: bool | None = None, reduction: str = "mean") -> Array:
+def multi_margin_loss(
+    input: Array,
+    target: Array,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: Array | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """Multi-class hinge loss, sum_i max(0, margin - x[y] + x[i])^p / C. Mirrors `torch.nn.functional.multi_margin_loss`.
 
     Args:
@@ -608,8 +755,13 @@ def multi_margin_loss(input: Array, target: Array, p: int = 1, margin: float = 1
     return reduce_loss(loss[0] if squeeze else loss, reduction)
 
 
-def multilabel_margin_loss(input: Array, target: Array, size_average: bool | None = None,
-                           reduce: bool | None = None, reduction: str = "mean") -> Array:
+def multilabel_margin_loss(
+    input: Array,
+    target: Array,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """Multi-label hinge loss over target classes vs the rest. Mirrors `torch.nn.functional.multilabel_margin_loss`.
 
     Args:
@@ -621,13 +773,17 @@ def multilabel_margin_loss(input: Array, target: Array, size_average: bool | Non
     x, t, squeeze = _as_batch(x, t, "multilabel_margin_loss")
     n, c = x.shape
     if t.shape != x.shape:
-        raise RuntimeError(f"inconsistent target size: {list(t.shape)} for input of size: {list(x.shape)}")
+        raise RuntimeError(
+            f"inconsistent target size: {list(t.shape)} for input of size: {list(x.shape)}"
+        )
     _check_int_target(t)
     if _any_eager(lambda a: (a < -1) | (a >= c), t):
         raise RuntimeError("multilabel_margin_loss: target index out of range")
     valid = jnp.cumprod(t >= 0, axis=1).astype(bool)  # targets up to the first -1
     ts = jnp.where(valid, t, 0).astype(jnp.int32)
-    is_target = jnp.any((ts[:, :, None] == jnp.arange(c)[None, None, :]) & valid[:, :, None], axis=1)
+    is_target = jnp.any(
+        (ts[:, :, None] == jnp.arange(c)[None, None, :]) & valid[:, :, None], axis=1
+    )
     xt = jnp.take_along_axis(x, ts, axis=1)  # (n, c): x at each listed target
     z = _positive_part(1 - xt[:, :, None] + x[:, None, :])  # (n, target j, class i)
     mask = valid[:, :, None] & ~is_target[:, None, :]
@@ -635,9 +791,15 @@ def multilabel_margin_loss(input: Array, target: Array, size_average: bool | Non
     return reduce_loss(loss[0] if squeeze else loss, reduction)
 
 
-def cosine_embedding_loss(input1: Array, input2: Array, target: Array, margin: float = 0,
-                          size_average: bool | None = None, reduce: bool | None = None,
-                          reduction: str = "mean") -> Array:
+def cosine_embedding_loss(
+    input1: Array,
+    input2: Array,
+    target: Array,
+    margin: float = 0,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """1 - cos(x1, x2) for target 1, max(0, cos - margin) for -1. Mirrors `torch.nn.functional.cosine_embedding_loss`."""
     _legacy("cosine_embedding_loss", size_average, reduce)
     _check_reduction(reduction)
@@ -646,8 +808,10 @@ def cosine_embedding_loss(input1: Array, input2: Array, target: Array, margin: f
         raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
     want = t.ndim + 1
     if x1.ndim != want or x2.ndim != want:
-        raise RuntimeError(f"{t.ndim}D target tensor expects {want}D input tensors, but found inputs "
-                           f"with sizes {list(x1.shape)} and {list(x2.shape)}.")
+        raise RuntimeError(
+            f"{t.ndim}D target tensor expects {want}D input tensors, but found inputs "
+            f"with sizes {list(x1.shape)} and {list(x2.shape)}."
+        )
     eps = 1e-12
     prod = (x1 * x2).sum(-1)
     m1 = (x1 * x1).sum(-1) + eps
@@ -658,22 +822,35 @@ def cosine_embedding_loss(input1: Array, input2: Array, target: Array, margin: f
     return reduce_loss(out, reduction)
 
 
-def margin_ranking_loss(input1: Array, input2: Array, target: Array, margin: float = 0,
-                        size_average: bool | None = None, reduce: bool | None = None,
-                        reduction: str = "mean") -> Array:
+def margin_ranking_loss(
+    input1: Array,
+    input2: Array,
+    target: Array,
+    margin: float = 0,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """max(0, -target * (x1 - x2) + margin). Mirrors `torch.nn.functional.margin_ranking_loss`."""
     _legacy("margin_ranking_loss", size_average, reduce)
     _check_reduction(reduction)
     x1, x2, t = _arr(input1), _arr(input2), _arr(target)
     if x1.ndim != x2.ndim or x1.ndim != t.ndim:
-        raise RuntimeError("margin_ranking_loss : All input tensors should have same dimension but got sizes: "
-                           f"input1: {tuple(x1.shape)}, input2: {tuple(x2.shape)}, target: {tuple(t.shape)} ")
+        raise RuntimeError(
+            "margin_ranking_loss : All input tensors should have same dimension but got sizes: "
+            f"input1: {tuple(x1.shape)}, input2: {tuple(x2.shape)}, target: {tuple(t.shape)} "
+        )
     return reduce_loss(_clamp_min(-t * (x1 - x2) + margin, 0), reduction)
 
 
-def hinge_embedding_loss(input: Array, target: Array, margin: float = 1.0,
-                         size_average: bool | None = None, reduce: bool | None = None,
-                         reduction: str = "mean") -> Array:
+def hinge_embedding_loss(
+    input: Array,
+    target: Array,
+    margin: float = 1.0,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """x for target 1, max(0, margin - x) for target -1. Mirrors `torch.nn.functional.hinge_embedding_loss`."""
     _legacy("hinge_embedding_loss", size_average, reduce)
     _check_reduction(reduction)
@@ -685,15 +862,25 @@ def hinge_embedding_loss(input: Array, target: Array, margin: float = 1.0,
 
 def _check_triplet_dims(a: Array, p: Array, n: Array) -> None:
     if not (a.ndim == p.ndim == n.ndim):
-        raise RuntimeError("The anchor, positive, and negative tensors are expected to have the same "
-                           f"number of dimensions, but got: anchor {a.ndim}D, positive {p.ndim}D, and "
-                           f"negative {n.ndim}D inputs")
+        raise RuntimeError(
+            "The anchor, positive, and negative tensors are expected to have the same "
+            f"number of dimensions, but got: anchor {a.ndim}D, positive {p.ndim}D, and "
+            f"negative {n.ndim}D inputs"
+        )
 
 
-def triplet_margin_loss(anchor: Array, positive: Array, negative: Array, margin: float = 1.0,
-                        p: float = 2, eps: float = 1e-6, swap: bool = False,
-                        size_average: bool | None = None, reduce: bool | None = None,
-                        reduction: str = "mean") -> Array:
+def triplet_margin_loss(
+    anchor: Array,
+    positive: Array,
+    negative: Array,
+    margin: float = 1.0,
+    p: float = 2,
+    eps: float = 1e-6,
+    swap: bool = False,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Array:
     """max(0, d(a, p) - d(a, n) + margin) with d the p-norm distance. Mirrors `torch.nn.functional.triplet_margin_loss`.
 
     Args:
@@ -715,10 +902,16 @@ def triplet_margin_loss(anchor: Array, positive: Array, negative: Array, margin:
     return reduce_loss(_clamp_min(margin + d_pos - d_neg, 0), reduction)
 
 
-def triplet_margin_with_distance_loss(anchor: Array, positive: Array, negative: Array, *,
-                                      distance_function: Callable[[Array, Array], Array] | None = None,
-                                      margin: float = 1.0, swap: bool = False,
-                                      reduction: str = "mean") -> Array:
+def triplet_margin_with_distance_loss(
+    anchor: Array,
+    positive: Array,
+    negative: Array,
+    *,
+    distance_function: Callable[[Array, Array], Array] | None = None,
+    margin: float = 1.0,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> Array:
     """Triplet loss with a custom distance. Mirrors `torch.nn.functional.triplet_margin_with_distance_loss`.
 
     Args:

@@ -23,8 +23,13 @@ from jax import lax
 from ._utils import unwrap
 
 __all__ = [
-    "batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm",
-    "local_response_norm", "normalize",
+    "batch_norm",
+    "instance_norm",
+    "layer_norm",
+    "group_norm",
+    "rms_norm",
+    "local_response_norm",
+    "normalize",
 ]
 
 Array = jax.Array
@@ -55,7 +60,9 @@ def _channel_view(v: Array, ndim: int) -> Array:
 
 def _check_vector(v: Any, name: str, expected: int, count: int = 1) -> None:
     if v is not None and v.size != expected:
-        raise RuntimeError(f"{name} should contain {expected * count} elements not {v.size * count}")
+        raise RuntimeError(
+            f"{name} should contain {expected * count} elements not {v.size * count}"
+        )
 
 
 def _affine(y: Array, weight: Any, bias: Any, view: Any) -> Array:
@@ -81,10 +88,18 @@ def _running_update(running: Array, batch_stat: Array, momentum: Any) -> Array:
     return new.astype(running.dtype)
 
 
-def _channel_norm(x: Array, rm: Array | None, rv: Array | None, w: Array | None,
-                  b: Array | None, use_input_stats: bool, axes: tuple[int, ...],
-                  batch_stat: Any, momentum: Any, eps: float
-                  ) -> tuple[Array, Array | None, Array | None]:
+def _channel_norm(
+    x: Array,
+    rm: Array | None,
+    rv: Array | None,
+    w: Array | None,
+    b: Array | None,
+    use_input_stats: bool,
+    axes: tuple[int, ...],
+    batch_stat: Any,
+    momentum: Any,
+    eps: float,
+) -> tuple[Array, Array | None, Array | None]:
     """Normalise `x` per channel (dim 1) and update the running statistics.
 
     With `use_input_stats`, normalise by the mean and biased variance over `axes`; `batch_stat`
@@ -111,13 +126,16 @@ def _verify_batch_size(shape: Sequence[int], as_size: bool = True) -> None:
     shape = tuple(shape)
     if math.prod(shape[:1] + shape[2:]) == 1:
         got = _size_repr(shape) if as_size else _shape_list(shape)
-        raise ValueError(f"Expected more than 1 value per channel when training, got input size {got}")
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size {got}"
+        )
 
 
 def _verify_spatial_size(shape: Sequence[int]) -> None:
     if math.prod(shape[2:]) == 1:
         raise ValueError(
-            f"Expected more than 1 spatial element when training, got input size {_size_repr(shape)}")
+            f"Expected more than 1 spatial element when training, got input size {_size_repr(shape)}"
+        )
 
 
 # ---- batch norm --------------------------------------------------------------------------------
@@ -144,7 +162,9 @@ def _batch_norm_and_stats(
     if x.ndim < 2:
         raise IndexError(
             "Dimension out of range (expected to be in range of [-1, 0], but got 1)"
-            if x.ndim == 1 else "batch_norm: expected an input with at least 2 dimensions, got 0")
+            if x.ndim == 1
+            else "batch_norm: expected an input with at least 2 dimensions, got 0"
+        )
     if training:
         _verify_batch_size(x.shape)
         if eps <= 0.0:
@@ -161,8 +181,18 @@ def _batch_norm_and_stats(
         _check_vector(v, name, c)
 
     # n > 1 in training: verified above.
-    return _channel_norm(x, rm, rv, w, b, training, (0,) + tuple(range(2, x.ndim)),
-                         lambda s: s.reshape(c), momentum, eps)
+    return _channel_norm(
+        x,
+        rm,
+        rv,
+        w,
+        b,
+        training,
+        (0,) + tuple(range(2, x.ndim)),
+        lambda s: s.reshape(c),
+        momentum,
+        eps,
+    )
 
 
 def batch_norm(
@@ -192,8 +222,9 @@ def batch_norm(
     >>> batch_norm(jnp.array([[1.0], [3.0]]), None, None, training=True).round(3).tolist()
     [[-1.0], [1.0]]
     """
-    return _batch_norm_and_stats(input, running_mean, running_var, weight, bias, training,
-                                 momentum, eps)[0]
+    return _batch_norm_and_stats(
+        input, running_mean, running_var, weight, bias, training, momentum, eps
+    )[0]
 
 
 # ---- instance norm -----------------------------------------------------------------------------
@@ -219,13 +250,24 @@ def _instance_norm_and_stats(
     n_, c = x.shape[0], x.shape[1]
     if not use_input_stats and (rm is None or rv is None):
         raise RuntimeError(
-            "Expected running_mean and running_var to be defined when use_input_stats is false")
+            "Expected running_mean and running_var to be defined when use_input_stats is false"
+        )
     for v, name in ((rm, "running_mean"), (rv, "running_var"), (w, "weight"), (b, "bias")):
         if v is not None and v.size != c:
             raise RuntimeError(f"{name} should contain {n_ * c} elements not {v.size * n_}")
 
-    return _channel_norm(x, rm, rv, w, b, use_input_stats, tuple(range(2, x.ndim)),
-                         lambda s: jnp.mean(s.reshape(n_, c), axis=0), momentum, eps)
+    return _channel_norm(
+        x,
+        rm,
+        rv,
+        w,
+        b,
+        use_input_stats,
+        tuple(range(2, x.ndim)),
+        lambda s: jnp.mean(s.reshape(n_, c), axis=0),
+        momentum,
+        eps,
+    )
 
 
 def instance_norm(
@@ -251,25 +293,33 @@ def instance_norm(
     Difference from torch: the running statistics passed in are not updated (arrays are
     immutable); `jaxmodule.nn.InstanceNorm*d` stores the updated statistics itself.
     """
-    return _instance_norm_and_stats(input, running_mean, running_var, weight, bias,
-                                    use_input_stats, momentum, eps)[0]
+    return _instance_norm_and_stats(
+        input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps
+    )[0]
 
 
 # ---- layer / rms / group norm ------------------------------------------------------------------
-def _normalized_dims(x: Array, normalized_shape: Any, fn: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    shape = (int(normalized_shape),) if isinstance(normalized_shape, int) else tuple(
-        int(s) for s in normalized_shape)
+def _normalized_dims(
+    x: Array, normalized_shape: Any, fn: str
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    shape = (
+        (int(normalized_shape),)
+        if isinstance(normalized_shape, int)
+        else tuple(int(s) for s in normalized_shape)
+    )
     if len(shape) == 0:
         raise RuntimeError(
             "Expected normalized_shape to be at least 1-dimensional, i.e., containing at least "
-            "one element, but got normalized_shape = []")
+            "one element, but got normalized_shape = []"
+        )
     k = len(shape)
-    if x.ndim < k or tuple(x.shape[x.ndim - k:]) != shape:
+    if x.ndim < k or tuple(x.shape[x.ndim - k :]) != shape:
         inner = ", ".join(str(s) for s in shape)
         star = f"[*, {inner}]" if fn == "layer_norm" else f"[*{inner}]"
         raise RuntimeError(
             f"Given normalized_shape={_shape_list(shape)}, expected input with shape {star}, "
-            f"but got input of size{_shape_list(x.shape)}")
+            f"but got input of size{_shape_list(x.shape)}"
+        )
     return shape, tuple(range(x.ndim - k, x.ndim))
 
 
@@ -277,7 +327,8 @@ def _check_param_shape(v: Any, name: str, shape: tuple[int, ...]) -> None:
     if v is not None and tuple(v.shape) != shape:
         raise RuntimeError(
             f"Expected {name} to be of same shape as normalized_shape, but got {name} of shape "
-            f"{_shape_list(v.shape)} and normalized_shape = {_shape_list(shape)}")
+            f"{_shape_list(v.shape)} and normalized_shape = {_shape_list(shape)}"
+        )
 
 
 def layer_norm(
@@ -362,13 +413,15 @@ def group_norm(
     if c % num_groups != 0:
         raise RuntimeError(
             "Expected number of channels in input to be divisible by num_groups, but got input "
-            f"of shape {_shape_list(x.shape)} and num_groups={num_groups}")
+            f"of shape {_shape_list(x.shape)} and num_groups={num_groups}"
+        )
     for v, name in ((w, "weight"), (b, "bias")):
         if v is not None and (v.ndim != 1 or v.shape[0] != c):
             raise RuntimeError(
                 f"Expected {name} to be a vector of size equal to the number of channels in "
                 f"input, but got {name} of shape {_shape_list(v.shape)} and input of shape "
-                f"{_shape_list(x.shape)}")
+                f"{_shape_list(x.shape)}"
+            )
     cdt = _compute_dtype(x.dtype)
     xg = x.astype(cdt).reshape(n_, num_groups, -1)
     mean, ssd, n = _mean_var(xg, (2,))
@@ -404,8 +457,9 @@ def local_response_norm(
     pad = [(0, 0)] * x.ndim
     pad[1] = (size // 2, (size - 1) // 2)
     window = (1, size) + (1,) * (x.ndim - 2)
-    summed = lax.reduce_window(jnp.pad(sq, pad), np.zeros((), sq.dtype), lax.add, window,
-                               (1,) * x.ndim, "VALID")
+    summed = lax.reduce_window(
+        jnp.pad(sq, pad), np.zeros((), sq.dtype), lax.add, window, (1,) * x.ndim, "VALID"
+    )
     div = (summed / size * alpha + k) ** beta
     return x / div
 
@@ -430,7 +484,7 @@ def _pnorm(x: Array, p: float, axis: Any, keepdims: bool) -> Array:
         return jnp.sum((x != 0).astype(x.dtype), axis=axis, keepdims=keepdims)
     if p == 1:
         return jnp.sum(a, axis=axis, keepdims=keepdims)
-    s = jnp.sum(a ** p, axis=axis, keepdims=keepdims)
+    s = jnp.sum(a**p, axis=axis, keepdims=keepdims)
     pos = s > 0
     return jnp.where(pos, jnp.where(pos, s, 1) ** (1.0 / p), 0)
 
@@ -452,15 +506,17 @@ def normalize(
         out: not supported (arrays are immutable); passing it raises NotImplementedError.
     """
     if out is not None:
-        raise NotImplementedError("normalize: `out` is not supported (JAX arrays are immutable); "
-                                  "use the returned array")
+        raise NotImplementedError(
+            "normalize: `out` is not supported (JAX arrays are immutable); use the returned array"
+        )
     x = unwrap(input)
     axes = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
     for a in axes:
         if not -max(x.ndim, 1) <= a < max(x.ndim, 1):
             lo, hi = -max(x.ndim, 1), max(x.ndim, 1) - 1
             raise IndexError(
-                f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {a})")
+                f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {a})"
+            )
     denom = jnp.maximum(_pnorm(x, float(p), axes, keepdims=True), eps)
     return x / denom
 
@@ -482,8 +538,9 @@ def _cross_map_masks(size: int, channels: int) -> tuple[Any, Any]:
     return fwd.astype(np.float32), bwd.astype(np.float32)
 
 
-def _cross_map_lrn2d(input: Any, size: int, alpha: float = 1e-4, beta: float = 0.75,
-                     k: float = 1.0) -> Array:
+def _cross_map_lrn2d(
+    input: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> Array:
     """torch's `CrossMapLRN2d` function: forward and its hand-written backward."""
     x = unwrap(input)
     if x.ndim != 4:
@@ -500,14 +557,14 @@ def _cross_map_lrn2d(input: Any, size: int, alpha: float = 1e-4, beta: float = 0
 
     def f_fwd(v: Array) -> tuple[Array, tuple[Array, Array, Array]]:
         scale = scale_of(v)
-        out = v * scale ** -beta
+        out = v * scale**-beta
         return out, (v, out, scale)
 
     def f_bwd(res: tuple[Array, Array, Array], g: Array) -> tuple[Array]:
         v, out, scale = res
         ratio = g * out / scale
         accum = jnp.einsum("cj,njhw->nchw", jnp.asarray(bwd_np, v.dtype), ratio)
-        return (scale ** -beta * g - (2 * alpha * beta / size) * v * accum,)
+        return (scale**-beta * g - (2 * alpha * beta / size) * v * accum,)
 
     f.defvjp(f_fwd, f_bwd)
     return f(x)

@@ -39,7 +39,8 @@ def _indices(x: Any, fn: str) -> Array:
     if not jnp.issubdtype(x.dtype, jnp.integer):
         raise RuntimeError(
             "Expected tensor for argument #1 'indices' to have one of the following scalar types: "
-            f"Long, Int; but got {x.dtype} instead (while checking arguments for {fn})")
+            f"Long, Int; but got {x.dtype} instead (while checking arguments for {fn})"
+        )
     return x
 
 
@@ -78,7 +79,7 @@ def _norm_rows(w: Array, norm_type: float) -> Array:
         return jnp.sum(a, axis=-1)
     if norm_type == 2:
         return jnp.sqrt(jnp.sum(jnp.square(w), axis=-1))
-    return jnp.sum(a ** norm_type, axis=-1) ** (1.0 / norm_type)
+    return jnp.sum(a**norm_type, axis=-1) ** (1.0 / norm_type)
 
 
 def _embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float = 2.0) -> Array:
@@ -103,8 +104,10 @@ def _check_range(idx: Array, n: int, fn: str) -> None:
             if fn == "embedding":
                 raise IndexError("index out of range in self")
             pos = int(np.argmax(bad.reshape(-1)))
-            raise RuntimeError(f"Index {pos} of input takes value {int(host.reshape(-1)[pos])} "
-                               f"which is not in the valid range [0, {n})")
+            raise RuntimeError(
+                f"Index {pos} of input takes value {int(host.reshape(-1)[pos])} "
+                f"which is not in the valid range [0, {n})"
+            )
 
 
 def _gather_rows(w: Array, idx: Array) -> Array:
@@ -132,14 +135,18 @@ def _embedding_and_weight(
 ) -> tuple[Array, Array | None]:
     """`embedding` that also returns the renormalised weight (None when `max_norm` is None)."""
     if sparse:
-        raise NotImplementedError("embedding: sparse=True is not supported (JAX has no sparse "
-                                  "gradients); use sparse=False")
+        raise NotImplementedError(
+            "embedding: sparse=True is not supported (JAX has no sparse "
+            "gradients); use sparse=False"
+        )
     w = unwrap(weight)
     idx = _indices(input, "embedding")
     if w.ndim != 2:
         raise RuntimeError("'weight' must be 2-D")
     n = w.shape[0]
-    padding_idx = _normalize_padding_idx(padding_idx, n, "Padding_idx must be within num_embeddings")
+    padding_idx = _normalize_padding_idx(
+        padding_idx, n, "Padding_idx must be within num_embeddings"
+    )
     _check_range(idx, n, "embedding")
     rows = _gather_rows(w, idx)
     new_w = None
@@ -197,8 +204,9 @@ def embedding(
     >>> embedding(jnp.array([2, 0]), jnp.arange(6.0).reshape(3, 2)).tolist()
     [[4.0, 5.0], [0.0, 1.0]]
     """
-    return _embedding_and_weight(input, weight, padding_idx, max_norm, norm_type,
-                                 scale_grad_by_freq, sparse)[0]
+    return _embedding_and_weight(
+        input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
+    )[0]
 
 
 # ---- embedding_bag -----------------------------------------------------------------------------
@@ -243,7 +251,8 @@ def _embedding_bag_and_weight(
     if psw is not None and tuple(idx.shape) != tuple(psw.shape):
         raise ValueError(
             f"embedding_bag: If per_sample_weights (torch.Size({list(psw.shape)})) is not None, "
-            f"then it must have the same shape as the input (torch.Size({list(idx.shape)}))")
+            f"then it must have the same shape as the input (torch.Size({list(idx.shape)}))"
+        )
     if w.ndim != 2:
         raise ValueError(f"weight has to be a 2D Tensor, but got Tensor of dimension {w.ndim}")
     if idx.ndim == 2:
@@ -251,8 +260,9 @@ def _embedding_bag_and_weight(
             raise ValueError(
                 "if input is 2D, then offsets has to be None, as input is treated is a mini-batch "
                 "of fixed length sequences. However, found offsets of type "
-                f"{type(offsets)}")
-        offs = jnp.arange(0, idx.size, max(idx.shape[1], 1), dtype=idx.dtype)[:idx.shape[0]]
+                f"{type(offsets)}"
+            )
+        offs = jnp.arange(0, idx.size, max(idx.shape[1], 1), dtype=idx.dtype)[: idx.shape[0]]
         include_last_offset = False
         idx = idx.reshape(-1)
         if psw is not None:
@@ -273,16 +283,21 @@ def _embedding_bag_and_weight(
         if sparse:
             raise ValueError("max mode does not support sparse weights")
     if sparse:
-        raise NotImplementedError("embedding_bag: sparse=True is not supported (JAX has no "
-                                  "sparse gradients); use sparse=False")
+        raise NotImplementedError(
+            "embedding_bag: sparse=True is not supported (JAX has no "
+            "sparse gradients); use sparse=False"
+        )
     if psw is not None and mode != "sum":
         raise NotImplementedError(
             "embedding_bag: per_sample_weights was not None. per_sample_weights is only "
-            f"supported for mode='sum' (got mode='{mode}'). Please open a feature request on GitHub.")
+            f"supported for mode='sum' (got mode='{mode}'). Please open a feature request on GitHub."
+        )
     n = w.shape[0]
     if padding_idx is not None and not -n <= padding_idx < n:
-        raise RuntimeError(f"padding_idx must be within the number of embeddings, -{n} through "
-                           f"{n - 1}, but got {padding_idx}")
+        raise RuntimeError(
+            f"padding_idx must be within the number of embeddings, -{n} through "
+            f"{n - 1}, but got {padding_idx}"
+        )
     if padding_idx is not None and padding_idx < 0:
         padding_idx += n
     length = idx.shape[0]
@@ -290,10 +305,13 @@ def _embedding_bag_and_weight(
         if int(offs[0]) != 0:
             raise RuntimeError(
                 "offsets[0] has to be 0, i.e., the first sequence in the mini-batch has to start "
-                f"from position 0. However, got {int(offs[0])}")
+                f"from position 0. However, got {int(offs[0])}"
+            )
         if int(offs[-1]) > length:
-            raise RuntimeError(f"offsets[-1] can not be greater than input's length {length} but "
-                               f"got offsets[-1] of {int(offs[-1])}")
+            raise RuntimeError(
+                f"offsets[-1] can not be greater than input's length {length} but "
+                f"got offsets[-1] of {int(offs[-1])}"
+            )
     _check_range(idx, n, "embedding_bag")
 
     num_bags = max(offs.shape[0] - 1, 0) if include_last_offset else offs.shape[0]
@@ -360,9 +378,19 @@ def embedding_bag(
       indices rather than by the index; here each row's gradient is divided by its count, as
       documented (and as `F.embedding` does in torch).
     """
-    return _embedding_bag_and_weight(input, weight, offsets, max_norm, norm_type,
-                                     scale_grad_by_freq, mode, sparse, per_sample_weights,
-                                     include_last_offset, padding_idx)[0]
+    return _embedding_bag_and_weight(
+        input,
+        weight,
+        offsets,
+        max_norm,
+        norm_type,
+        scale_grad_by_freq,
+        mode,
+        sparse,
+        per_sample_weights,
+        include_last_offset,
+        padding_idx,
+    )[0]
 
 
 def one_hot(tensor: Any, num_classes: int = -1) -> Array:
@@ -391,7 +419,8 @@ def one_hot(tensor: Any, num_classes: int = -1) -> Array:
         if not concrete:
             raise NotImplementedError(
                 "one_hot: num_classes=-1 needs concrete values to infer the class count; pass "
-                "num_classes explicitly under jax.jit")
+                "num_classes explicitly under jax.jit"
+            )
         if x.size == 0:
             raise RuntimeError("Can not infer total number of classes from empty tensor.")
         num_classes = int(np.asarray(x).max()) + 1

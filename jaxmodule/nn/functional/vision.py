@@ -58,7 +58,9 @@ def _source_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
     return np.mod(j, n)  # circular
 
 
-def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> jax.Array:
+def pad(
+    input: Any, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> jax.Array:
     """Pad the trailing dimensions. Mirrors `torch.nn.functional.pad`.
 
     Args:
@@ -81,7 +83,8 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: float | N
     if npairs > x.ndim:
         raise RuntimeError(
             "Padding length should be less than or equal to two times the input dimension but got "
-            f"padding length {len(pad)} and input of dimension {x.ndim}")
+            f"padding length {len(pad)} and input of dimension {x.ndim}"
+        )
     pairs = [(pad[2 * i], pad[2 * i + 1]) for i in range(npairs)]  # pairs[i] pads dim -1 - i
     if mode == "constant":
         fill = 0 if value is None else value
@@ -89,7 +92,8 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: float | N
         for (lo, hi, _), n in zip(config, x.shape):
             if n + lo + hi < 0:
                 raise RuntimeError(
-                    f"constant padding ({lo}, {hi}) gives a negative size for a dimension of size {n}")
+                    f"constant padding ({lo}, {hi}) gives a negative size for a dimension of size {n}"
+                )
         return lax.pad(x, jnp.array(fill, x.dtype), config)
     if mode not in ("reflect", "replicate", "circular"):
         raise NotImplementedError(f"Unrecognised padding mode {mode}")
@@ -97,20 +101,23 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: float | N
         raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
     if npairs not in (1, 2, 3) or x.ndim not in (npairs + 1, npairs + 2):
         raise NotImplementedError(
-            f"Padding size {len(pad)} is not supported for {x.ndim}D input tensor.\n{_NON_CONSTANT_HELP}")
+            f"Padding size {len(pad)} is not supported for {x.ndim}D input tensor.\n{_NON_CONSTANT_HELP}"
+        )
     for i, (lo, hi) in enumerate(pairs):
         axis = x.ndim - 1 - i
         n = x.shape[axis]
         if mode == "reflect" and (lo >= n or hi >= n):
             raise RuntimeError(
                 f"Argument #4: Padding size should be less than the corresponding input dimension, "
-                f"but got: padding ({lo}, {hi}) at dimension {axis} of input {list(x.shape)}")
+                f"but got: padding ({lo}, {hi}) at dimension {axis} of input {list(x.shape)}"
+            )
         if mode == "circular" and (lo > n or hi > n):
             raise RuntimeError("Padding value causes wrapping around more than once.")
         if n + lo + hi < 0 or (mode == "replicate" and n + lo + hi <= 0):
             raise RuntimeError(
                 f"padding ({lo}, {hi}) at dimension {axis} of input {list(x.shape)} gives an "
-                "empty or negative size")
+                "empty or negative size"
+            )
         # negative sides crop first; positive sides then pad relative to the cropped array
         start, stop = max(-lo, 0), n - max(-hi, 0)
         x = lax.slice_in_dim(x, start, stop, axis=axis)
@@ -139,7 +146,11 @@ def _nearest_taps(n: int, o: int, scale: float | None, exact: bool, shortcut: bo
     """Nearest source index; `shortcut`: torch's 2D CPU kernel copies for o == n and halves for
     o == 2n, whatever the scale factor (its 1D and 3D kernels always use the formula)."""
     i = np.arange(o)
-    s = np.float32(1.0 / scale) if scale is not None and scale > 0 else np.float32(n) / np.float32(o)
+    s = (
+        np.float32(1.0 / scale)
+        if scale is not None and scale > 0
+        else np.float32(n) / np.float32(o)
+    )
     if exact:
         src = np.floor(((i + 0.5) * np.float64(s)).astype(np.float32)).astype(np.int64)
     elif shortcut and o == n:
@@ -185,7 +196,9 @@ def _cubic_taps(n: int, o: int, scale: float | None, align_corners: bool) -> tup
         return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
     one = np.float32(1)
-    weights = np.stack([far(t + one), near(t), near(one - t), far(2 * one - t)], 1).astype(np.float32)
+    weights = np.stack([far(t + one), near(t), near(one - t), far(2 * one - t)], 1).astype(
+        np.float32
+    )
     idx = np.clip(i0[:, None] + np.arange(-1, 3)[None, :], 0, n - 1)  # borders are clamped
     return idx, weights
 
@@ -204,8 +217,11 @@ def _antialias_taps(n: int, o: int, scale: float | None, align_corners: bool, mo
         v = np.abs(v)
         if mode == "bilinear":
             return np.where(v < 1, 1 - v, 0).astype(f32)
-        return np.where(v < 1, ((a + 2) * v - (a + 3)) * v * v + 1,
-                        np.where(v < 2, (((v - 5) * v + 8) * v - 4) * a, 0)).astype(f32)
+        return np.where(
+            v < 1,
+            ((a + 2) * v - (a + 3)) * v * v + 1,
+            np.where(v < 2, (((v - 5) * v + 8) * v - 4) * a, 0),
+        ).astype(f32)
 
     rows = []
     for i in range(o):
@@ -220,7 +236,7 @@ def _antialias_taps(n: int, o: int, scale: float | None, align_corners: bool, mo
     weights = np.zeros((o, taps), np.float32)
     for i, (lo, w) in enumerate(rows):
         idx[i] = np.minimum(lo + np.arange(taps), n - 1)
-        weights[i, :len(w)] = w
+        weights[i, : len(w)] = w
     return idx, weights
 
 
@@ -229,8 +245,11 @@ def _resample(x: Any, axis: int, idx: np.ndarray, weights: np.ndarray | None) ->
         return jnp.take(x, jnp.asarray(idx[:, 0]), axis=axis)
     shape = [1] * x.ndim
     shape[axis] = idx.shape[0]
-    terms = [jnp.take(x, jnp.asarray(idx[:, t]), axis=axis) * jnp.asarray(weights[:, t], x.dtype).reshape(shape)
-             for t in range(idx.shape[1])]
+    terms = [
+        jnp.take(x, jnp.asarray(idx[:, t]), axis=axis)
+        * jnp.asarray(weights[:, t], x.dtype).reshape(shape)
+        for t in range(idx.shape[1])
+    ]
     return functools.reduce(operator.add, terms)  # t = 0, 1, ... summed left to right
 
 
@@ -238,10 +257,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def interpolate(input: Any, size: int | list[int] | tuple[int, ...] | None = None,
-                scale_factor: float | list[float] | tuple[float, ...] | None = None, mode: str = "nearest",
-                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
-                antialias: bool = False) -> jax.Array:
+def interpolate(
+    input: Any,
+    size: int | list[int] | tuple[int, ...] | None = None,
+    scale_factor: float | list[float] | tuple[float, ...] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
+) -> jax.Array:
     """Resample the spatial dims to `size` or by `scale_factor`. Mirrors `torch.nn.functional.interpolate`.
 
     Args:
@@ -262,8 +286,10 @@ def interpolate(input: Any, size: int | list[int] | tuple[int, ...] | None = Non
     x = jnp.asarray(unwrap(input))
     if mode in ("nearest", "area", "nearest-exact"):
         if align_corners is not None:
-            raise ValueError("align_corners option can only be set with the interpolating modes: "
-                             "linear | bilinear | bicubic | trilinear")
+            raise ValueError(
+                "align_corners option can only be set with the interpolating modes: "
+                "linear | bilinear | bicubic | trilinear"
+            )
     aligned = bool(align_corners)  # None (the default) is False
     nd = x.ndim - 2
     if size is not None and scale_factor is not None:
@@ -275,11 +301,13 @@ def interpolate(input: Any, size: int | list[int] | tuple[int, ...] | None = Non
                     "Input and output must have the same number of spatial dimensions, but got input "
                     f"with spatial dimensions of {list(x.shape[2:])} and output size of {size}. Please "
                     "provide input tensor in (N, C, d1, d2, ...,dK) format and output size in "
-                    "(o1, o2, ...,oK) format.")
+                    "(o1, o2, ...,oK) format."
+                )
             if not all(_is_int(v) for v in size):
                 raise TypeError(
                     "expected size to be one of int or Tuple[int] or Tuple[int, int] or "
-                    f"Tuple[int, int, int], but got size with types {[type(v) for v in size]}")
+                    f"Tuple[int, int, int], but got size with types {[type(v) for v in size]}"
+                )
             out_size = [int(v) for v in size]
         else:
             out_size = [int(size)] * nd
@@ -291,7 +319,8 @@ def interpolate(input: Any, size: int | list[int] | tuple[int, ...] | None = Non
                     "Input and scale_factor must have the same number of spatial dimensions, but got "
                     f"input with spatial dimensions of {list(x.shape[2:])} and scale_factor of shape "
                     f"{scale_factor}. Please provide input tensor in (N, C, d1, d2, ...,dK) format and "
-                    "scale_factor in (s1, s2, ...,sK) format.")
+                    "scale_factor in (s1, s2, ...,sK) format."
+                )
             factors = [float(s) for s in scale_factor]
         else:
             factors = [float(scale_factor)] * nd
@@ -305,26 +334,36 @@ def interpolate(input: Any, size: int | list[int] | tuple[int, ...] | None = Non
         scales = [None] * nd
     if antialias and not (mode in ("bilinear", "bicubic") and x.ndim == 4):
         if mode == "lanczos" and x.ndim == 4:
-            raise NotImplementedError("interpolate: `mode='lanczos'` is not implemented in jaxmodule")
-        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
-                         "and requires a 4-D tensor as input")
+            raise NotImplementedError(
+                "interpolate: `mode='lanczos'` is not implemented in jaxmodule"
+            )
+        raise ValueError(
+            "Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
+            "and requires a 4-D tensor as input"
+        )
     if mode == "lanczos":
         raise NotImplementedError("interpolate: `mode='lanczos'` is not implemented in jaxmodule")
     if mode not in _MODES or x.ndim not in (3, 4, 5):
         raise NotImplementedError(
             f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the modes: "
-            f"nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact (got {mode})")
+            f"nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact (got {mode})"
+        )
     if mode in _NEEDS and x.ndim != _NEEDS[mode]:
-        raise NotImplementedError(f"Got {x.ndim}D input, but {mode} mode needs {_NEEDS[mode]}D input")
+        raise NotImplementedError(
+            f"Got {x.ndim}D input, but {mode} mode needs {_NEEDS[mode]}D input"
+        )
     if mode == "area":
         return (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[nd - 1](x, out_size)
     if any(o <= 0 for o in out_size):
         raise RuntimeError(
             f"Input and output sizes should be greater than 0, but got input (spatial) size "
-            f"{list(x.shape[2:])} and output size {out_size}")
+            f"{list(x.shape[2:])} and output size {out_size}"
+        )
     dtype = x.dtype
     if not jnp.issubdtype(dtype, jnp.floating) and mode not in ("nearest", "nearest-exact"):
-        raise NotImplementedError(f"interpolate: mode '{mode}' needs a floating `input`, got {dtype}")
+        raise NotImplementedError(
+            f"interpolate: mode '{mode}' needs a floating `input`, got {dtype}"
+        )
     if dtype in (jnp.float16, jnp.bfloat16) and mode not in ("nearest", "nearest-exact"):
         x = x.astype(jnp.float32)  # torch interpolates half types in float32
     for i in reversed(range(nd)):  # last dim first, as torch's separable kernels do
@@ -341,32 +380,49 @@ def interpolate(input: Any, size: int | list[int] | tuple[int, ...] | None = Non
     return x.astype(dtype)
 
 
-def upsample(input: Any, size: int | list[int] | tuple[int, ...] | None = None,
-             scale_factor: float | list[float] | tuple[float, ...] | None = None, mode: str = "nearest",
-             align_corners: bool | None = None) -> jax.Array:
+def upsample(
+    input: Any,
+    size: int | list[int] | tuple[int, ...] | None = None,
+    scale_factor: float | list[float] | tuple[float, ...] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+) -> jax.Array:
     """Deprecated alias of `interpolate` (warns, as torch does). Mirrors `torch.nn.functional.upsample`."""
-    warnings.warn("`nn.functional.upsample` is deprecated. Use `nn.functional.interpolate` instead.",
-                  stacklevel=2)
+    warnings.warn(
+        "`nn.functional.upsample` is deprecated. Use `nn.functional.interpolate` instead.",
+        stacklevel=2,
+    )
     return interpolate(input, size, scale_factor, mode, align_corners)
 
 
-def upsample_nearest(input: Any, size: int | list[int] | tuple[int, ...] | None = None,
-                     scale_factor: float | None = None) -> jax.Array:
+def upsample_nearest(
+    input: Any,
+    size: int | list[int] | tuple[int, ...] | None = None,
+    scale_factor: float | None = None,
+) -> jax.Array:
     """Deprecated: `interpolate(..., mode='nearest')`. Mirrors torch."""
-    warnings.warn("`nn.functional.upsample_nearest` is deprecated. Use `nn.functional.interpolate` instead.",
-                  stacklevel=2)
+    warnings.warn(
+        "`nn.functional.upsample_nearest` is deprecated. Use `nn.functional.interpolate` instead.",
+        stacklevel=2,
+    )
     return interpolate(input, size, scale_factor, mode="nearest")
 
 
-def upsample_bilinear(input: Any, size: int | list[int] | tuple[int, ...] | None = None,
-                      scale_factor: float | list[float] | tuple[float, ...] | None = None) -> jax.Array:
+def upsample_bilinear(
+    input: Any,
+    size: int | list[int] | tuple[int, ...] | None = None,
+    scale_factor: float | list[float] | tuple[float, ...] | None = None,
+) -> jax.Array:
     """Deprecated: `interpolate(..., mode='bilinear', align_corners=True)`. Mirrors torch."""
-    warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use `nn.functional.interpolate` instead.",
-                  stacklevel=2)
+    warnings.warn(
+        "`nn.functional.upsample_bilinear` is deprecated. Use `nn.functional.interpolate` instead.",
+        stacklevel=2,
+    )
     return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
 
 
 # ---- pixel / channel rearrangement ------------------------------------------------------------
+
 
 def pixel_shuffle(input: Any, upscale_factor: int) -> jax.Array:
     """(*, C r^2, H, W) -> (*, C, H r, W r). Mirrors `torch.nn.functional.pixel_shuffle`."""
@@ -374,14 +430,16 @@ def pixel_shuffle(input: Any, upscale_factor: int) -> jax.Array:
     r = int(upscale_factor)
     if x.ndim < 3:
         raise RuntimeError(
-            f"pixel_shuffle expects input to have at least 3 dimensions, but got input with {x.ndim} dimension(s)")
+            f"pixel_shuffle expects input to have at least 3 dimensions, but got input with {x.ndim} dimension(s)"
+        )
     if r <= 0:
         raise RuntimeError(f"pixel_shuffle expects a positive upscale_factor, but got {r}")
     *lead, c, h, w = x.shape
     if c % (r * r) != 0:
         raise RuntimeError(
             "pixel_shuffle expects its input's 'channel' dimension to be divisible by the square of "
-            f"upscale_factor, but input.size(-3)={c} is not divisible by {r * r}")
+            f"upscale_factor, but input.size(-3)={c} is not divisible by {r * r}"
+        )
     n = len(lead)
     y = x.reshape(*lead, c // (r * r), r, r, h, w)
     y = y.transpose(*range(n), n, n + 3, n + 1, n + 4, n + 2)
@@ -394,18 +452,21 @@ def pixel_unshuffle(input: Any, downscale_factor: int) -> jax.Array:
     r = int(downscale_factor)
     if x.ndim < 3:
         raise RuntimeError(
-            f"pixel_unshuffle expects input to have at least 3 dimensions, but got input with {x.ndim} dimension(s)")
+            f"pixel_unshuffle expects input to have at least 3 dimensions, but got input with {x.ndim} dimension(s)"
+        )
     if r <= 0:
         raise RuntimeError(f"pixel_unshuffle expects a positive downscale_factor, but got {r}")
     *lead, c, h, w = x.shape
     if h % r != 0:
         raise RuntimeError(
             f"pixel_unshuffle expects height to be divisible by downscale_factor, but input.size(-2)={h} "
-            f"is not divisible by {r}")
+            f"is not divisible by {r}"
+        )
     if w % r != 0:
         raise RuntimeError(
             f"pixel_unshuffle expects width to be divisible by downscale_factor, but input.size(-1)={w} "
-            f"is not divisible by {r}")
+            f"is not divisible by {r}"
+        )
     n = len(lead)
     y = x.reshape(*lead, c, h // r, r, w // r, r)
     y = y.transpose(*range(n), n, n + 2, n + 4, n + 1, n + 3)
@@ -417,16 +478,21 @@ def channel_shuffle(input: Any, groups: int) -> jax.Array:
     x = jnp.asarray(unwrap(input))
     g = int(groups)
     if x.ndim <= 2:
-        raise RuntimeError(f"channel_shuffle expects input with > 2 dims, but got input with sizes {list(x.shape)}")
+        raise RuntimeError(
+            f"channel_shuffle expects input with > 2 dims, but got input with sizes {list(x.shape)}"
+        )
     if g <= 0:
-        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value of groups:{g}")
+        raise RuntimeError(
+            f"Number of groups to divide channels in must be positive. Value of groups:{g}"
+        )
     n, c, *rest = x.shape
     if c % g != 0:
-        raise RuntimeError(f"Number of channels must be divisible by groups. Got {c} channels and {g} groups.")
+        raise RuntimeError(
+            f"Number of channels must be divisible by groups. Got {c} channels and {g} groups."
+        )
     return x.reshape(n, g, c // g, *rest).swapaxes(1, 2).reshape(x.shape)
 
 
 def native_channel_shuffle(input: Any, groups: int) -> jax.Array:
     """Same as `channel_shuffle` (torch's native kernel entry point)."""
     return channel_shuffle(input, groups)
-

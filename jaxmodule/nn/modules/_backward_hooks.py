@@ -60,8 +60,16 @@ from ..._swap import swapped
 from ..parameter import _TensorCell
 from . import _hooks
 
-__all__ = ["forward_with_backward_hooks", "register_last_operation", "gate", "gate_view",
-           "swap_gated", "input_and_params_rule", "call_last_child", "is_array"]
+__all__ = [
+    "forward_with_backward_hooks",
+    "register_last_operation",
+    "gate",
+    "gate_view",
+    "swap_gated",
+    "input_and_params_rule",
+    "call_last_child",
+    "is_array",
+]
 
 
 def is_array(x: Any) -> bool:
@@ -94,9 +102,13 @@ def _run_full_hooks(module: Any, hooks: list, grad_input: tuple, grad_output: tu
         if out is None:
             continue
         if len(out) != len(grad_input):
-            raise RuntimeError("Backward hook returned an invalid number of grad_input, "
-                               f"got {len(out)}, but expected {len(grad_input)}")
-        grad_input = tuple(None if g is None or o is None else _unwrap(o) for o, g in zip(out, grad_input))
+            raise RuntimeError(
+                "Backward hook returned an invalid number of grad_input, "
+                f"got {len(out)}, but expected {len(grad_input)}"
+            )
+        grad_input = tuple(
+            None if g is None or o is None else _unwrap(o) for o, g in zip(out, grad_input)
+        )
     return grad_input
 
 
@@ -106,8 +118,10 @@ def _run_pre_hooks(module: Any, hooks: list, grad_output: tuple) -> tuple:
         if out is None:
             continue
         if len(out) != len(grad_output):
-            raise RuntimeError("Backward pre hook returned an invalid number of grad_output, "
-                               f"got {len(out)}, but expected {len(grad_output)}")
+            raise RuntimeError(
+                "Backward pre hook returned an invalid number of grad_output, "
+                f"got {len(out)}, but expected {len(grad_output)}"
+            )
         grad_output = tuple(_unwrap(o) for o in out)
     return grad_output
 
@@ -142,6 +156,7 @@ def _output_gate(ys: tuple, on_grad_output: Callable[[tuple], tuple]) -> tuple:
 
     gate.defvjp(fwd, bwd, symbolic_zeros=True)
     return gate(*ys)
+
 
 class _Session:
     """State shared by the input gate and output gate of one hooked call."""
@@ -200,20 +215,30 @@ class _Session:
     def output_gate(self, leaves: tuple) -> tuple:
         def on_grad_output(grad_output: tuple) -> tuple:
             if self.pre:
-                grad_output = _host_call(lambda go: _run_pre_hooks(self.module, self.pre, go),
-                                         (grad_output,), grad_output)
+                grad_output = _host_call(
+                    lambda go: _run_pre_hooks(self.module, self.pre, go),
+                    (grad_output,),
+                    grad_output,
+                )
             no_input_grads = not self.perturbed or not any(self.perturbed)
             if no_input_grads and self.full:
-                warnings.warn("Full backward hook is firing when gradients are computed with respect to "
-                              "module outputs since no inputs require gradients.", stacklevel=2)
+                warnings.warn(
+                    "Full backward hook is firing when gradients are computed with respect to "
+                    "module outputs since no inputs require gradients.",
+                    stacklevel=2,
+                )
                 empty = (None,) * self.n_inputs
 
                 def host(go: tuple) -> tuple:
                     for hook in self.full:
                         res = hook(self.module, empty, go)
-                        if res is not None and not (isinstance(res, tuple) and all(r is None for r in res)):
-                            raise RuntimeError("Backward hook for Modules where no input requires gradient "
-                                               "should always return None or None for all gradients.")
+                        if res is not None and not (
+                            isinstance(res, tuple) and all(r is None for r in res)
+                        ):
+                            raise RuntimeError(
+                                "Backward hook for Modules where no input requires gradient "
+                                "should always return None or None for all gradients."
+                            )
                     return ()
 
                 _host_call(host, (grad_output,), ())
@@ -228,7 +253,8 @@ class _Session:
 _MULTI_NODE_WARNING = (
     "Using a non-full backward hook when the forward contains multiple autograd Nodes is deprecated "
     "and will be removed in future versions. This hook will be missing some grad_input. Please use "
-    "register_full_backward_hook to get the documented behavior.")
+    "register_full_backward_hook to get the documented behavior."
+)
 
 # id(child) -> [outer sessions, warn]: set by a container rule before it calls its last child, so
 # that the child's own hooked call gates its last operation for the container's hooks too.
@@ -248,8 +274,10 @@ def _run_legacy_hooks(module: Any, hooks: list, grad_input: tuple, grad_output: 
         if not isinstance(out, tuple):
             raise TypeError(f"expected tuple, but hook returned '{type(out).__name__}'")
         if len(out) != len(grad_input):
-            raise RuntimeError(f"hook '{_hook_name(hook)}' has returned an incorrect number of values "
-                               f"(got {len(out)}, but expected {len(grad_input)})")
+            raise RuntimeError(
+                f"hook '{_hook_name(hook)}' has returned an incorrect number of values "
+                f"(got {len(out)}, but expected {len(grad_input)})"
+            )
         new: list[jax.Array | None] = []
         for o, g in zip(out, grad_input):
             if g is None or o is None:
@@ -259,17 +287,24 @@ def _run_legacy_hooks(module: Any, hooks: list, grad_input: tuple, grad_output: 
             if o.shape != g.shape:
                 raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the size of value")
             if o.dtype != g.dtype:
-                raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the type of value "
-                                   f"(was {g.dtype} got {o.dtype})")
+                raise RuntimeError(
+                    f"hook '{_hook_name(hook)}' has changed the type of value "
+                    f"(was {g.dtype} got {o.dtype})"
+                )
             new.append(o)
         grad_input = tuple(new)
     return grad_input
 
 
 def _inexact_leaves(result: Any) -> tuple[list, Any, list[int]]:
-    leaves, treedef = jax.tree_util.tree_flatten(result, is_leaf=lambda x: isinstance(x, _TensorCell))
-    idx = [k for k, x in enumerate(leaves)
-           if is_array(x) and jnp.issubdtype(jnp.result_type(_unwrap(x)), jnp.inexact)]
+    leaves, treedef = jax.tree_util.tree_flatten(
+        result, is_leaf=lambda x: isinstance(x, _TensorCell)
+    )
+    idx = [
+        k
+        for k, x in enumerate(leaves)
+        if is_array(x) and jnp.issubdtype(jnp.result_type(_unwrap(x)), jnp.inexact)
+    ]
     return leaves, treedef, idx
 
 
@@ -313,8 +348,10 @@ class _LegacySession:
 
         def bwd(_: tuple, cts: tuple) -> tuple:
             zeros = tuple(_zero_like(c, a) for c, a in zip(cts, state["avals"]))
-            live = [p and not isinstance(c, jax.custom_derivatives.SymbolicZero)
-                    for c, p in zip(cts, state["perturbed"])]
+            live = [
+                p and not isinstance(c, jax.custom_derivatives.SymbolicZero)
+                for c, p in zip(cts, state["perturbed"])
+            ]
             if not any(live) or self.grad_output is None:
                 return zeros
             grad_input: list = [None] * len(operands)
@@ -330,8 +367,9 @@ class _LegacySession:
                 go = tuple(grad_output) + (None,) * go_extra
                 res = _run_legacy_hooks(self.module, self.hooks, gi, go)
                 # the present gradients: exactly the non-None `gi` (see `mask`)
-                return tuple(jnp.zeros_like(g) if r is None else r
-                             for r, g in zip(res, gi) if g is not None)
+                return tuple(
+                    jnp.zeros_like(g) if r is None else r for r, g in zip(res, gi) if g is not None
+                )
 
             new = iter(_host_call(host, (present, self.grad_output), present))
             out = list(zeros)
@@ -349,7 +387,9 @@ class _LegacySession:
         return tuple(result)
 
 
-def gate(sessions: list, operands: tuple, transforms: tuple | None = None, go_extra: int = 0) -> tuple:
+def gate(
+    sessions: list, operands: tuple, transforms: tuple | None = None, go_extra: int = 0
+) -> tuple:
     """Gate the last operation's operands for every session. `sessions[0]` is the innermost module
     (its hooks run first, as torch runs a Node's hooks in registration order), so it is applied last."""
     transforms = transforms or (None,) * len(operands)
@@ -405,8 +445,12 @@ def call_last_child(child: Any, x: Any, sessions: list) -> tuple:
         finally:
             _PENDING.pop(id(child), None)
         return y, entry[1]
-    if (child._forward_pre_hooks or child._forward_hooks or _hooks._global_forward_pre_hooks
-            or _hooks._global_forward_hooks):  # not emulated: see the module docstring
+    if (
+        child._forward_pre_hooks
+        or child._forward_hooks
+        or _hooks._global_forward_pre_hooks
+        or _hooks._global_forward_hooks
+    ):  # not emulated: see the module docstring
         return _gate_outputs(sessions, child(x)), True
     return _legacy_forward(child, (x,), {}, sessions)
 
@@ -458,7 +502,9 @@ def _split_hooks(module: Any) -> tuple[list, list, list]:
     own_legacy = module._is_full_backward_hook is False
     full = ([] if global_legacy else glob) + ([] if own_legacy else own)
     legacy = (glob if global_legacy else []) + (own if own_legacy else [])
-    pre = list(_hooks._global_backward_pre_hooks.values()) + list(module._backward_pre_hooks.values())
+    pre = list(_hooks._global_backward_pre_hooks.values()) + list(
+        module._backward_pre_hooks.values()
+    )
     return full, pre, legacy
 
 
@@ -469,14 +515,17 @@ def _differentiated(module: Any, args: tuple, kwargs: dict) -> bool:
     except ImportError:  # pragma: no cover - JAX moved its internals: warn whenever hooked
         return True
     kinds = tuple(getattr(ad, n) for n in ("JVPTracer", "LinearizeTracer") if hasattr(ad, n))
-    leaves = jax.tree_util.tree_leaves((args, kwargs, [p._value for p in module.parameters()]),
-                                       is_leaf=lambda x: isinstance(x, _TensorCell))
+    leaves = jax.tree_util.tree_leaves(
+        (args, kwargs, [p._value for p in module.parameters()]),
+        is_leaf=lambda x: isinstance(x, _TensorCell),
+    )
     return any(isinstance(_unwrap(v), kinds) for v in leaves)
 
 
 # ---- the hooked forward ------------------------------------------------------------------------
-def _full_hooks_forward(module: Any, args: tuple, kwargs: dict, full: list, pre: list,
-                        forward: Callable) -> Any:
+def _full_hooks_forward(
+    module: Any, args: tuple, kwargs: dict, full: list, pre: list, forward: Callable
+) -> Any:
     """`forward(*args, **kwargs)` between the input gate (full hooks) and output gate (pre-hooks)."""
     in_index = [i for i, a in enumerate(args) if is_array(a)]
     session = _Session(module, full, pre, len(args), in_index)
@@ -490,8 +539,11 @@ def _full_hooks_forward(module: Any, args: tuple, kwargs: dict, full: list, pre:
     leaves, treedef, idx = _inexact_leaves(result)
     if not idx:
         if not isinstance(result, (jax.Array, tuple)):
-            warnings.warn("For backward hooks to be called, module output should be an array or a tuple "
-                          f"of arrays but received {type(result)}", stacklevel=3)
+            warnings.warn(
+                "For backward hooks to be called, module output should be an array or a tuple "
+                f"of arrays but received {type(result)}",
+                stacklevel=3,
+            )
         return result
     gated = session.output_gate(tuple(_unwrap(leaves[k]) for k in idx))
     for k, g in zip(idx, gated):
@@ -505,6 +557,7 @@ def forward_with_backward_hooks(module: Any, args: tuple, kwargs: dict) -> Any:
     entry = _PENDING.pop(id(module), None)
     sessions = ([_LegacySession(module, legacy)] if legacy else []) + (entry[0] if entry else [])
     if full or pre:
+
         def forward(*a: Any, **k: Any) -> Any:
             y = module.forward(*a, **k)
             # The legacy hooks sit on torch's BackwardHookFunction: their grad_input is what the

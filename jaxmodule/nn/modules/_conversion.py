@@ -43,14 +43,17 @@ __all__ = ["ConversionMixin", "placed_init"]
 
 _Meta = jax.ShapeDtypeStruct
 _Tracer = jax.core.Tracer
-_NO_DATA = ("Cannot copy out of meta tensor; no data! Please use jaxmodule.nn.Module.to_empty() instead of "
-            "jaxmodule.nn.Module.to() when moving module from meta to a different device.")
+_NO_DATA = (
+    "Cannot copy out of meta tensor; no data! Please use jaxmodule.nn.Module.to_empty() instead of "
+    "jaxmodule.nn.Module.to() when moving module from meta to a different device."
+)
 _REGISTRIES = frozenset(("_parameters", "_buffers", "_modules", "_jm_tree"))
 
 
 # ---- building in place -------------------------------------------------------------------------
 def placed_init(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap a Module subclass's `__init__` so that `device=` and `jaxmodule.device(...)` place it."""
+
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if PLACEMENT.building or (PLACEMENT.target is None and kwargs.get("device") is None):
@@ -170,12 +173,16 @@ def _parse_to(args: tuple, kwargs: dict) -> tuple[Any, Any]:
         elif isinstance(a, str):  # neither: resolve_device raises torch's RuntimeError for it
             device = a
         else:
-            raise TypeError(f"to() received an invalid combination of arguments: got {type(a).__name__}; "
-                            "expected a device, a dtype, a jax.sharding.Sharding or an array")
+            raise TypeError(
+                f"to() received an invalid combination of arguments: got {type(a).__name__}; "
+                "expected a device, a dtype, a jax.sharding.Sharding or an array"
+            )
     if dtype is not None:
         dtype = to_dtype(dtype)
         if not is_floating_or_complex(dtype):
-            raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got desired dtype={dtype}")
+            raise TypeError(
+                f"nn.Module.to only accepts floating point or complex dtypes, but got desired dtype={dtype}"
+            )
     if device is not None and not isinstance(device, jax.sharding.Sharding):
         device = placement_target(device)
     return device, dtype
@@ -270,7 +277,9 @@ class ConversionMixin:
         def convert(t: jax.Array) -> jax.Array:
             if dtype is not None and is_floating_or_complex(t.dtype):
                 t = _astype(t, dtype)
-            if device is META:  # a meta cell's MetaArray stands in for its array (_TensorCell._value)
+            if (
+                device is META
+            ):  # a meta cell's MetaArray stands in for its array (_TensorCell._value)
                 return meta_array(t)  # type: ignore[return-value]
             if device is not None:
                 t = jax.device_put(t, device)
@@ -334,8 +343,10 @@ class ConversionMixin:
                 value = _empty_on(cell._value, target)
                 grad = None if cell.grad is None else _empty_on(cell.grad, target)
             except (ValueError, TypeError, RuntimeError) as e:
-                raise type(e)(f"to_empty: cannot make '{name}' (shape {tuple(cell.shape)}, "
-                              f"{jnp.dtype(cell.dtype)}) on {device}: {e}") from e
+                raise type(e)(
+                    f"to_empty: cannot make '{name}' (shape {tuple(cell.shape)}, "
+                    f"{jnp.dtype(cell.dtype)}) on {device}: {e}"
+                ) from e
             new.append((value, grad))
         for (_, cell), (value, grad) in zip(cells, new):
             cell._value = value

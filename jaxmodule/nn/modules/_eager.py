@@ -72,8 +72,18 @@ from ..functional._eager_jit import (
 )
 from . import _pytree
 
-__all__ = ["ENABLED", "RULES", "TREE_ONLY", "CHECKS", "SKIP", "register_pure_forward", "pure_forward", "set_eager_jit",
-           "is_eager_jit_enabled", "call"]
+__all__ = [
+    "ENABLED",
+    "RULES",
+    "TREE_ONLY",
+    "CHECKS",
+    "SKIP",
+    "register_pure_forward",
+    "pure_forward",
+    "set_eager_jit",
+    "is_eager_jit_enabled",
+    "call",
+]
 
 # `ENABLED` (one flag `Module._call_impl` reads per call), `set_eager_jit` and
 # `is_eager_jit_enabled` are the switch shared with the functionals (`nn/functional/_eager_jit.py`).
@@ -101,9 +111,12 @@ _VERIFIED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 T = TypeVar("T", bound=type)
 
 
-def register_pure_forward(*classes: type, when: Callable[[Any], bool] | None = None,
-                          alone: bool = True,
-                          check: Callable[[Any, tuple, dict], None] | None = None) -> None:
+def register_pure_forward(
+    *classes: type,
+    when: Callable[[Any], bool] | None = None,
+    alone: bool = True,
+    check: Callable[[Any, tuple, dict], None] | None = None,
+) -> None:
     """Declare each class's `forward` (its own or inherited) a pure function of the module's
     arrays, its inputs and its plain attributes: it writes no cell, draws no random numbers, reads
     no concrete values and has no Python side effects; optionally only while `when(module)` is
@@ -123,7 +136,9 @@ def register_pure_forward(*classes: type, when: Callable[[Any], bool] | None = N
     """
     for cls in classes:
         if not isinstance(cls, type) or not callable(getattr(cls, "forward", None)):
-            raise TypeError(f"register_pure_forward: expected Module classes with a forward, got {cls!r}")
+            raise TypeError(
+                f"register_pure_forward: expected Module classes with a forward, got {cls!r}"
+            )
     for cls in classes:
         RULES[cls] = when
         if not alone:
@@ -174,8 +189,13 @@ def _check_pure(module: Any, rec: Any, own: set[int], cause: Exception | None) -
     foreign = [c for i, c in rec.touched.items() if i not in own and i not in rec.created]
     if rec.written or foreign:
         kinds = {type(c).__name__ for c in foreign}
-        what = ("draws random numbers" if "Generator" in kinds else "writes state" if rec.written
-                else f"reads a {type(foreign[0]).__name__} that is not its own")
+        what = (
+            "draws random numbers"
+            if "Generator" in kinds
+            else "writes state"
+            if rec.written
+            else f"reads a {type(foreign[0]).__name__} that is not its own"
+        )
         raise _NotPure(f"{type(module).__qualname__}.forward {what}") from cause
 
 
@@ -190,9 +210,20 @@ def _tree_ok(module: Any) -> bool:
     for m in module.modules():
         cls = type(m)
         when = RULES.get(cls)
-        if (cls not in RULES or (when is not None and not when(m)) or "forward" in m.__dict__
-                or (m is not module and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                                         or m._backward_pre_hooks))):
+        if (
+            cls not in RULES
+            or (when is not None and not when(m))
+            or "forward" in m.__dict__
+            or (
+                m is not module
+                and (
+                    m._forward_hooks
+                    or m._forward_pre_hooks
+                    or m._backward_hooks
+                    or m._backward_pre_hooks
+                )
+            )
+        ):
             return False
     _VERIFIED[module] = _structure.counters.structure
     return True
@@ -201,8 +232,11 @@ def _tree_ok(module: Any) -> bool:
 def _drop(cls: type, reason: str) -> None:
     RULES.pop(cls, None)
     if not cls.__module__.startswith("jaxmodule."):
-        warnings.warn(f"{reason}: it is not a pure forward, so its eager calls run op by op "
-                      "(see jaxmodule.nn.utils.pure_forward)", stacklevel=4)
+        warnings.warn(
+            f"{reason}: it is not a pure forward, so its eager calls run op by op "
+            "(see jaxmodule.nn.utils.pure_forward)",
+            stacklevel=4,
+        )
 
 
 def call(module: Any, args: tuple, kwargs: dict) -> Any:
@@ -216,11 +250,18 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
             return SKIP
     else:
         when = RULES.get(cls)
-        if (cls not in RULES or cls in TREE_ONLY or (when is not None and not when(module))
-                or "forward" in module.__dict__):
+        if (
+            cls not in RULES
+            or cls in TREE_ONLY
+            or (when is not None and not when(module))
+            or "forward" in module.__dict__
+        ):
             return SKIP
-    if (not eager_trace() or not all_arrays((args, kwargs))
-            or not all(isinstance(c._value, jax.Array) for c in _pytree.module_cells(module)[0])):
+    if (
+        not eager_trace()
+        or not all_arrays((args, kwargs))
+        or not all(isinstance(c._value, jax.Array) for c in _pytree.module_cells(module)[0])
+    ):
         return SKIP
     check = CHECKS.get(cls)
     if check is not None:

@@ -80,12 +80,22 @@ _global_parameter_registration_hooks: OrderedDict = OrderedDict()
 
 
 def any_global_call_hooks() -> bool:
-    return bool(_global_forward_pre_hooks or _global_forward_hooks
-                or _global_backward_pre_hooks or _global_backward_hooks)
+    return bool(
+        _global_forward_pre_hooks
+        or _global_forward_hooks
+        or _global_backward_pre_hooks
+        or _global_backward_hooks
+    )
 
 
-def add_hook(hooks: OrderedDict, hook: Callable, *, prepend: bool = False,
-             also_remove_from: OrderedDict | list | None = None, mark_in: tuple = ()) -> RemovableHandle:
+def add_hook(
+    hooks: OrderedDict,
+    hook: Callable,
+    *,
+    prepend: bool = False,
+    also_remove_from: OrderedDict | list | None = None,
+    mark_in: tuple = (),
+) -> RemovableHandle:
     """Store `hook` in `hooks` (first if `prepend`) and return its handle.
 
     `mark_in`: dicts that record an option of this hook (`..._with_kwargs`, `..._always_called`):
@@ -116,23 +126,29 @@ def register_module_forward_pre_hook(hook: Callable) -> RemovableHandle:
     return add_hook(_global_forward_pre_hooks, hook)
 
 
-def register_module_forward_hook(hook: Callable, *, with_kwargs: bool = False,
-                                 always_call: bool = False) -> RemovableHandle:
+def register_module_forward_hook(
+    hook: Callable, *, with_kwargs: bool = False, always_call: bool = False
+) -> RemovableHandle:
     """A forward hook run for every module. Mirrors torch's global `register_module_forward_hook`."""
     options = []
     if with_kwargs:
         options.append(_global_forward_hooks_with_kwargs)
     if always_call:
         options.append(_global_forward_hooks_always_called)
-    return add_hook(_global_forward_hooks, hook,
-                    also_remove_from=[_global_forward_hooks_always_called, _global_forward_hooks_with_kwargs],
-                    mark_in=tuple(options))
+    return add_hook(
+        _global_forward_hooks,
+        hook,
+        also_remove_from=[_global_forward_hooks_always_called, _global_forward_hooks_with_kwargs],
+        mark_in=tuple(options),
+    )
 
 
 def register_module_backward_hook(hook: Callable) -> RemovableHandle:
     """Legacy global backward hook (see `Module.register_backward_hook`)."""
     if _global_is_full_backward_hook[0] is True:
-        raise RuntimeError("Cannot use both regular backward hooks and full backward hooks as a global Module hook. Please use only one of them.")
+        raise RuntimeError(
+            "Cannot use both regular backward hooks and full backward hooks as a global Module hook. Please use only one of them."
+        )
     _global_is_full_backward_hook[0] = False
     return add_hook(_global_backward_hooks, hook)
 
@@ -145,7 +161,9 @@ def register_module_full_backward_pre_hook(hook: Callable) -> RemovableHandle:
 def register_module_full_backward_hook(hook: Callable) -> RemovableHandle:
     """Global full backward hook (see `Module.register_full_backward_hook`)."""
     if _global_is_full_backward_hook[0] is False:
-        raise RuntimeError("Cannot use both regular backward hooks and full backward hooks as a global Module hook. Please use only one of them.")
+        raise RuntimeError(
+            "Cannot use both regular backward hooks and full backward hooks as a global Module hook. Please use only one of them."
+        )
     _global_is_full_backward_hook[0] = True
     return add_hook(_global_backward_hooks, hook)
 

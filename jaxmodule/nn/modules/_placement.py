@@ -35,8 +35,15 @@ import numpy as np
 
 from ..parameter import _TensorCell
 
-__all__ = ["PlacementMixin", "sharding_of", "placement_text", "mesh_text", "device_text",
-           "ModelPlacement", "placement_repr"]
+__all__ = [
+    "PlacementMixin",
+    "sharding_of",
+    "placement_text",
+    "mesh_text",
+    "device_text",
+    "ModelPlacement",
+    "placement_repr",
+]
 
 _Sharding = jax.sharding.Sharding
 
@@ -59,7 +66,11 @@ def sharding_of(x: Any) -> _Sharding | None:
 
 def mesh_text(mesh: Any) -> str:
     """A mesh's axes and sizes: `{'data': 4, 'model': 2}`."""
-    return "{" + ", ".join(f"{name!r}: {size}" for name, size in zip(mesh.axis_names, mesh.axis_sizes)) + "}"
+    return (
+        "{"
+        + ", ".join(f"{name!r}: {size}" for name, size in zip(mesh.axis_names, mesh.axis_sizes))
+        + "}"
+    )
 
 
 def device_text(device: jax.Device) -> str:
@@ -97,7 +108,9 @@ def placement_text(x: Any, mesh: str | None = None) -> str:
 
 
 def _own_arrays(module: Any) -> list[tuple[str, _TensorCell]]:
-    return [(n, c) for n, c in (*module._parameters.items(), *module._buffers.items()) if c is not None]
+    return [
+        (n, c) for n, c in (*module._parameters.items(), *module._buffers.items()) if c is not None
+    ]
 
 
 class ModelPlacement:
@@ -120,8 +133,9 @@ class ModelPlacement:
             try:
                 devices |= s.device_set
             except ValueError:  # a NamedSharding over an AbstractMesh (a planned placement)
-                abstract_spread = abstract_spread or (isinstance(s, jax.sharding.NamedSharding)
-                                                      and s.mesh.size > 1)
+                abstract_spread = abstract_spread or (
+                    isinstance(s, jax.sharding.NamedSharding) and s.mesh.size > 1
+                )
         self.spread: bool = abstract_spread or len(devices) > 1
         self.mesh: str | None = meshes.most_common(1)[0][0] if meshes else None
 
@@ -230,7 +244,9 @@ class PlacementMixin:
         ['model/weight', 'model/bias']
         """
         if not isinstance(prefix, str):
-            raise TypeError(f"{type(self).__name__}.named_shardings: prefix must be a str, "
-                            f"got {type(prefix).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}.named_shardings: prefix must be a str, "
+                f"got {type(prefix).__name__}"
+            )
         entries = self.state_dict(prefix=prefix, keep_vars=True)  # type: ignore[attr-defined]
         return OrderedDict((k, sharding_of(v)) for k, v in entries.items() if _is_array_entry(v))

@@ -62,8 +62,16 @@ def _sig(v: Any, depth: int = 0) -> Any:
 class _ModuleRecipe:
     __slots__ = ("cls", "static", "params", "buffers", "children")
 
-    def __init__(self, cls: type, static: dict, params: tuple, buffers: tuple, children: tuple) -> None:
-        self.cls, self.static, self.params, self.buffers, self.children = cls, static, params, buffers, children
+    def __init__(
+        self, cls: type, static: dict, params: tuple, buffers: tuple, children: tuple
+    ) -> None:
+        self.cls, self.static, self.params, self.buffers, self.children = (
+            cls,
+            static,
+            params,
+            buffers,
+            children,
+        )
 
 
 class ModuleTreeDef:
@@ -82,8 +90,11 @@ class ModuleTreeDef:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return self is other or (type(other) is ModuleTreeDef and self._hash == other._hash
-                                 and self.signature == other.signature)
+        return self is other or (
+            type(other) is ModuleTreeDef
+            and self._hash == other._hash
+            and self.signature == other.signature
+        )
 
     def __repr__(self) -> str:
         return f"ModuleTreeDef({self.recipes[0].cls.__name__}, {len(self.leaf_kinds)} leaves)"
@@ -125,10 +136,14 @@ def _build(root: Any) -> tuple[int, list, ModuleTreeDef]:
         d = m.__dict__
         params = tuple((k, leaf(c, prefix + k)) for k, c in d["_parameters"].items())
         buffers = tuple((k, leaf(c, prefix + k)) for k, c in d["_buffers"].items())
-        children = tuple((k, -1 if c is None else mod_index[id(c)]) for k, c in d["_modules"].items())
+        children = tuple(
+            (k, -1 if c is None else mod_index[id(c)]) for k, c in d["_modules"].items()
+        )
         static = {k: v for k, v in d.items() if k not in _SKIP}
         recipes.append(_ModuleRecipe(type(m), static, params, buffers, children))
-        sig.append((type(m), params, buffers, children, tuple((k, _sig(v)) for k, v in static.items())))
+        sig.append(
+            (type(m), params, buffers, children, tuple((k, _sig(v)) for k, v in static.items()))
+        )
     treedef = ModuleTreeDef(recipes, leaf_kinds, names, (tuple(sig), tuple(leaf_kinds)))
     return version, cells, treedef
 
@@ -198,4 +213,6 @@ def materialize(root: Any) -> None:
 
 def register(cls: type) -> None:
     """Register a Module class as a pytree node (called for every subclass)."""
-    jax.tree_util.register_pytree_with_keys(cls, _flatten_with_keys, _unflatten, flatten_func=_flatten)
+    jax.tree_util.register_pytree_with_keys(
+        cls, _flatten_with_keys, _unflatten, flatten_func=_flatten
+    )

@@ -104,18 +104,23 @@ class StateDictMixin:
     _state_dict_hooks: OrderedDict[int, Callable]
     _load_state_dict_pre_hooks: OrderedDict[int, Callable]
     _load_state_dict_post_hooks: OrderedDict[int, Callable]
+
     # ---- saving --------------------------------------------------------------------------------
     def get_extra_state(self) -> Any:
         """Extra (non-array) state for the state_dict; override with `set_extra_state`."""
-        raise RuntimeError("Reached a code path in Module.get_extra_state() that should never be called. "
-                           "Please file an issue at https://github.com/pytorch/pytorch/issues/new?template=bug-report.yml "
-                           "to report this bug.")
+        raise RuntimeError(
+            "Reached a code path in Module.get_extra_state() that should never be called. "
+            "Please file an issue at https://github.com/pytorch/pytorch/issues/new?template=bug-report.yml "
+            "to report this bug."
+        )
 
     def set_extra_state(self, state: Any) -> None:
         """Restore what `get_extra_state` returned; override together with it."""
-        raise RuntimeError("Reached a code path in Module.set_extra_state() that should never be called. "
-                           "Please file an issue at https://github.com/pytorch/pytorch/issues/new?template=bug-report.yml "
-                           "to report this bug.")
+        raise RuntimeError(
+            "Reached a code path in Module.set_extra_state() that should never be called. "
+            "Please file an issue at https://github.com/pytorch/pytorch/issues/new?template=bug-report.yml "
+            "to report this bug."
+        )
 
     def _has_extra_state(self, method: str) -> bool:
         # overridden by a subclass (Module defines neither method; this mixin does)
@@ -131,8 +136,9 @@ class StateDictMixin:
         if self._has_extra_state("get_extra_state"):
             destination[prefix + _EXTRA_STATE_KEY_SUFFIX] = self.get_extra_state()
 
-    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "",
-                   keep_vars: bool = False) -> dict[str, Any]:
+    def state_dict(
+        self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False
+    ) -> dict[str, Any]:
         """Every parameter and persistent buffer by dotted name, in torch's order and keys.
 
         Values are `jax.Array`s (or the `Parameter`/`Buffer` cells with `keep_vars=True`).
@@ -144,7 +150,9 @@ class StateDictMixin:
         """
         if args:
             if len(args) > 3:
-                raise TypeError(f"state_dict() takes at most 3 positional arguments ({len(args)} given)")
+                raise TypeError(
+                    f"state_dict() takes at most 3 positional arguments ({len(args)} given)"
+                )
             destination = args[0]
             if len(args) > 1:
                 prefix = args[1]
@@ -161,7 +169,9 @@ class StateDictMixin:
         self._save_to_state_dict(destination, prefix, keep_vars)
         for name, module in self._modules.items():
             if module is not None:
-                module.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
+                module.state_dict(
+                    destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars
+                )
         if not keep_vars and not prefix:
             _structure.export(destination.values())
         for hook in self._state_dict_hooks.values():
@@ -174,15 +184,36 @@ class StateDictMixin:
         return destination
 
     # ---- loading -------------------------------------------------------------------------------
-    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, local_metadata: dict,
-                              strict: bool, missing_keys: list, unexpected_keys: list,
-                              error_msgs: list) -> None:
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
         """Load this module's own entries (not its children's). Mirrors torch's; override to
         convert old checkpoint layouts."""
         for hook in self._load_state_dict_pre_hooks.values():
-            hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
-        persistent_buffers = {k: v for k, v in self._buffers.items() if k not in self._non_persistent_buffers_set}
-        local_state = {k: v for k, v in (*self._parameters.items(), *persistent_buffers.items()) if v is not None}
+            hook(
+                state_dict,
+                prefix,
+                local_metadata,
+                strict,
+                missing_keys,
+                unexpected_keys,
+                error_msgs,
+            )
+        persistent_buffers = {
+            k: v for k, v in self._buffers.items() if k not in self._non_persistent_buffers_set
+        }
+        local_state = {
+            k: v
+            for k, v in (*self._parameters.items(), *persistent_buffers.items())
+            if v is not None
+        }
         assign = local_metadata.get("assign_to_params_buffers", False)
         for name, cell in local_state.items():
             key = prefix + name
@@ -192,15 +223,19 @@ class StateDictMixin:
                 continue
             value = state_dict[key]
             if not _is_loadable(value):
-                error_msgs.append(f'While copying the parameter named "{key}", expected an array '
-                                  f"(jax.Array, numpy.ndarray or torch.Tensor) from checkpoint but received {type(value)}")
+                error_msgs.append(
+                    f'While copying the parameter named "{key}", expected an array '
+                    f"(jax.Array, numpy.ndarray or torch.Tensor) from checkpoint but received {type(value)}"
+                )
                 continue
             lazy = is_lazy(cell)
             if not lazy and len(cell.shape) == 0 and _shape(value) == (1,):
                 value = value[0]
             if not lazy and _shape(value) != _shape(cell):
-                error_msgs.append(f"size mismatch for {key}: copying a param with shape {_shape(value)} from "
-                                  f"checkpoint, the shape in current model is {_shape(cell)}.")
+                error_msgs.append(
+                    f"size mismatch for {key}: copying a param with shape {_shape(value)} from "
+                    f"checkpoint, the shape in current model is {_shape(cell)}."
+                )
                 continue
             try:
                 new = as_array(value)
@@ -209,15 +244,24 @@ class StateDictMixin:
                     cell.materialize(new.shape, dtype=new.dtype)
                 elif not assign and new.dtype != old.dtype:
                     new = new.astype(old.dtype)
-                if not lazy and isinstance(old, jax.Array) and isinstance(new, jax.Array) \
-                        and not isinstance(old, jax.core.Tracer) and new.sharding != old.sharding:
+                if (
+                    not lazy
+                    and isinstance(old, jax.Array)
+                    and isinstance(new, jax.Array)
+                    and not isinstance(old, jax.core.Tracer)
+                    and new.sharding != old.sharding
+                ):
                     new = jax.device_put(new, old.sharding)
                 elif isinstance(old, jax.ShapeDtypeStruct) and old.sharding is not None:
-                    new = jax.device_put(new, old.sharding)  # a meta cell: onto its planned sharding
+                    new = jax.device_put(
+                        new, old.sharding
+                    )  # a meta cell: onto its planned sharding
             except Exception as ex:  # noqa: BLE001 - reported with the key, like torch
-                error_msgs.append(f'While copying the parameter named "{key}", whose dimensions in the model are '
-                                  f"{_shape(cell)} and whose dimensions in the checkpoint are {_shape(value)}, "
-                                  f"an exception occurred : {ex.args}.")
+                error_msgs.append(
+                    f'While copying the parameter named "{key}", whose dimensions in the model are '
+                    f"{_shape(cell)} and whose dimensions in the checkpoint are {_shape(value)}, "
+                    f"an exception occurred : {ex.args}."
+                )
                 continue
             if _undo is not None:
                 _undo.append(("cell", cell, (old, old_cls)))
@@ -226,7 +270,9 @@ class StateDictMixin:
         if self._has_extra_state("set_extra_state"):
             if extra_key in state_dict:
                 if _undo is not None:
-                    old_extra = self.get_extra_state() if self._has_extra_state("get_extra_state") else None
+                    old_extra = (
+                        self.get_extra_state() if self._has_extra_state("get_extra_state") else None
+                    )
                     _undo.append(("extra", self, old_extra))
                 self.set_extra_state(state_dict[extra_key])
             elif strict:
@@ -236,15 +282,16 @@ class StateDictMixin:
         if strict:
             for key in state_dict:
                 if key.startswith(prefix) and key != extra_key:
-                    head = key[len(prefix):].split(".", 1)
+                    head = key[len(prefix) :].split(".", 1)
                     if len(head) > 1:
                         if head[0] not in self._modules:
                             unexpected_keys.append(key)
                     elif head[0] not in local_state:
                         unexpected_keys.append(key)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
-                        assign: bool = False) -> _IncompatibleKeys:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> _IncompatibleKeys:
         """Copy parameters and buffers from `state_dict` (jax/numpy arrays or torch tensors).
 
         Mirrors `torch.nn.Module.load_state_dict`: returns `(missing_keys, unexpected_keys)`; with
@@ -270,18 +317,24 @@ class StateDictMixin:
             local_metadata = {} if metadata is None else dict(metadata.get(prefix[:-1], {}))
             if assign:
                 local_metadata["assign_to_params_buffers"] = assign
-            module._load_from_state_dict(local, prefix, local_metadata, True, missing_keys,
-                                         unexpected_keys, error_msgs)
+            module._load_from_state_dict(
+                local, prefix, local_metadata, True, missing_keys, unexpected_keys, error_msgs
+            )
             for name, child in module._modules.items():
                 if child is not None:
                     child_prefix = prefix + name + "."
-                    load(child, {k: v for k, v in local.items() if k.startswith(child_prefix)}, child_prefix)
+                    load(
+                        child,
+                        {k: v for k, v in local.items() if k.startswith(child_prefix)},
+                        child_prefix,
+                    )
             incompatible = _IncompatibleKeys(missing_keys, unexpected_keys)
             for hook in module._load_state_dict_post_hooks.values():
                 if hook(module, incompatible) is not None:
                     raise AssertionError(
                         "Hooks registered with ``register_load_state_dict_post_hook`` are not expected "
-                        "to return new values, if incompatible_keys need to be modified, it should be done inplace.")
+                        "to return new values, if incompatible_keys need to be modified, it should be done inplace."
+                    )
 
         with _transaction() as log:
             try:
@@ -291,15 +344,26 @@ class StateDictMixin:
                 raise
             if strict:
                 if unexpected_keys:
-                    error_msgs.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
-                        ", ".join(f'"{k}"' for k in unexpected_keys)))
+                    error_msgs.insert(
+                        0,
+                        "Unexpected key(s) in state_dict: {}. ".format(
+                            ", ".join(f'"{k}"' for k in unexpected_keys)
+                        ),
+                    )
                 if missing_keys:
-                    error_msgs.insert(0, "Missing key(s) in state_dict: {}. ".format(
-                        ", ".join(f'"{k}"' for k in missing_keys)))
+                    error_msgs.insert(
+                        0,
+                        "Missing key(s) in state_dict: {}. ".format(
+                            ", ".join(f'"{k}"' for k in missing_keys)
+                        ),
+                    )
             if error_msgs:
                 _rollback(log)
-                raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
-                    self.__class__.__name__, "\n\t".join(error_msgs)))
+                raise RuntimeError(
+                    "Error(s) in loading state_dict for {}:\n\t{}".format(
+                        self.__class__.__name__, "\n\t".join(error_msgs)
+                    )
+                )
         if log:
             _structure.export(state_dict.values())  # the cells may now hold the caller's arrays
         return _IncompatibleKeys(missing_keys, unexpected_keys)
@@ -317,8 +381,10 @@ class StateDictMixin:
     def _register_state_dict_hook(self, hook: Callable) -> RemovableHandle:
         """torch's private variant: the hook may return a replacement state_dict."""
         if getattr(hook, "_from_public_api", False):
-            raise RuntimeError("Cannot register the same function as the state dict post hook that was "
-                               "previously registered via register_state_dict_post_hook")
+            raise RuntimeError(
+                "Cannot register the same function as the state dict post hook that was "
+                "previously registered via register_state_dict_post_hook"
+            )
         return add_hook(self._state_dict_hooks, hook)
 
     def register_load_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
@@ -326,11 +392,14 @@ class StateDictMixin:
         unexpected_keys, error_msgs)` before this module loads. Mirrors torch."""
         return self._register_load_state_dict_pre_hook(hook, with_module=True)
 
-    def _register_load_state_dict_pre_hook(self, hook: Callable, with_module: bool = False) -> RemovableHandle:
-        return add_hook(self._load_state_dict_pre_hooks, _WrappedHook(hook, self if with_module else None))
+    def _register_load_state_dict_pre_hook(
+        self, hook: Callable, with_module: bool = False
+    ) -> RemovableHandle:
+        return add_hook(
+            self._load_state_dict_pre_hooks, _WrappedHook(hook, self if with_module else None)
+        )
 
     def register_load_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
         """`hook(module, incompatible_keys)` after this module and its children loaded; may edit
         the key lists in place. Mirrors torch."""
         return add_hook(self._load_state_dict_post_hooks, hook)
-

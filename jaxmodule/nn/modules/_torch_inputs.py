@@ -20,7 +20,8 @@ TORCH_INPUT_HINT = (
     "first:\n"
     "    x = jaxmodule.tensor(t)                   # keeps the dtype, bfloat16 included\n"
     "    x = jnp.asarray(t.detach().cpu().numpy())\n"
-    "A torch state_dict loads directly: model.load_state_dict(torch_model.state_dict()).")
+    "A torch state_dict loads directly: model.load_state_dict(torch_model.state_dict())."
+)
 
 
 class TorchInputError(TypeError):
@@ -31,9 +32,13 @@ def _find(value: Any, path: str, depth: int = 0) -> str | None:
     if is_torch_tensor(value):
         return path
     if depth < 2 and isinstance(value, (list, tuple)):
-        return next((p for i, v in enumerate(value) if (p := _find(v, f"{path}[{i}]", depth + 1))), None)
+        return next(
+            (p for i, v in enumerate(value) if (p := _find(v, f"{path}[{i}]", depth + 1))), None
+        )
     if depth < 2 and isinstance(value, dict):
-        return next((p for k, v in value.items() if (p := _find(v, f"{path}[{k!r}]", depth + 1))), None)
+        return next(
+            (p for k, v in value.items() if (p := _find(v, f"{path}[{k!r}]", depth + 1))), None
+        )
     return None
 
 
@@ -50,4 +55,6 @@ def raise_if_torch_input(module: Any, args: tuple, kwargs: dict, error: BaseExce
     if where is None:
         where = next((p for k, v in kwargs.items() if (p := _find(v, f"argument {k!r}"))), None)
     if where is not None:
-        raise TorchInputError(TORCH_INPUT_HINT.format(layer=type(module).__name__, where=where)) from error
+        raise TorchInputError(
+            TORCH_INPUT_HINT.format(layer=type(module).__name__, where=where)
+        ) from error

@@ -60,14 +60,25 @@ class MultiheadAttention(Module):
     bias_k: Parameter | None
     bias_v: Parameter | None
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
-                 vdim: int | None = None, batch_first: bool = False, device: Any = None,
-                 dtype: Any = None) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         if embed_dim <= 0 or num_heads <= 0:
             raise ValueError(
                 "embed_dim and num_heads must be greater than 0, got "
-                f"embed_dim={embed_dim} and num_heads={num_heads} instead")
+                f"embed_dim={embed_dim} and num_heads={num_heads} instead"
+            )
         super().__init__()
         dt = to_dtype(dtype)
         self.embed_dim = embed_dim
@@ -95,7 +106,9 @@ class MultiheadAttention(Module):
             self.in_proj_bias = Parameter(jnp.empty((3 * embed_dim,), dt))
         else:
             self.register_parameter("in_proj_bias", None)
-        self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
+        self.out_proj = NonDynamicallyQuantizableLinear(
+            embed_dim, embed_dim, bias=bias, device=device, dtype=dtype
+        )
         if add_bias_kv:
             self.bias_k = Parameter(jnp.empty((1, 1, embed_dim), dt))
             self.bias_v = Parameter(jnp.empty((1, 1, embed_dim), dt))
@@ -120,10 +133,17 @@ class MultiheadAttention(Module):
         if self.bias_v is not None:
             init.xavier_normal_(self.bias_v)
 
-    def forward(self, query: Any, key: Any, value: Any, key_padding_mask: Any | None = None,
-                need_weights: bool = True, attn_mask: Any | None = None,
-                average_attn_weights: bool = True, is_causal: bool = False,
-                ) -> tuple[jax.Array, jax.Array | None]:
+    def forward(
+        self,
+        query: Any,
+        key: Any,
+        value: Any,
+        key_padding_mask: Any | None = None,
+        need_weights: bool = True,
+        attn_mask: Any | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[jax.Array, jax.Array | None]:
         """Attend from `query` to `key`/`value`; returns `(attn_output, attn_weights or None)`.
 
         Args:
@@ -138,9 +158,11 @@ class MultiheadAttention(Module):
         query, key, value = (jnp.asarray(unwrap(t)) for t in (query, key, value))
         is_batched = query.ndim == 3
         key_padding_mask = _canonical_mask(
-            key_padding_mask, "key_padding_mask", attn_mask, "attn_mask", query.dtype,
-            stacklevel=4)
-        attn_mask = _canonical_mask(attn_mask, "attn_mask", None, "", query.dtype, check_other=False)
+            key_padding_mask, "key_padding_mask", attn_mask, "attn_mask", query.dtype, stacklevel=4
+        )
+        attn_mask = _canonical_mask(
+            attn_mask, "attn_mask", None, "", query.dtype, check_other=False
+        )
         if self.batch_first and is_batched:
             # transpose once per distinct array so that F's "is" checks (self-attention) still hold
             query = jnp.swapaxes(query, 0, 1)
@@ -151,20 +173,40 @@ class MultiheadAttention(Module):
             value = key if same_kv else value
 
         out, weights = F.multi_head_attention_forward(
-            query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight,
-            self.in_proj_bias, self.bias_k, self.bias_v, self.add_zero_attn, self.dropout,
-            self.out_proj.weight, self.out_proj.bias, training=self.training,
-            key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
+            query,
+            key,
+            value,
+            self.embed_dim,
+            self.num_heads,
+            self.in_proj_weight,
+            self.in_proj_bias,
+            self.bias_k,
+            self.bias_v,
+            self.add_zero_attn,
+            self.dropout,
+            self.out_proj.weight,
+            self.out_proj.bias,
+            training=self.training,
+            key_padding_mask=key_padding_mask,
+            need_weights=need_weights,
+            attn_mask=attn_mask,
             use_separate_proj_weight=not self._qkv_same_embed_dim,
-            q_proj_weight=self.q_proj_weight, k_proj_weight=self.k_proj_weight,
-            v_proj_weight=self.v_proj_weight, average_attn_weights=average_attn_weights,
-            is_causal=is_causal)
+            q_proj_weight=self.q_proj_weight,
+            k_proj_weight=self.k_proj_weight,
+            v_proj_weight=self.v_proj_weight,
+            average_attn_weights=average_attn_weights,
+            is_causal=is_causal,
+        )
         if self.batch_first and is_batched:
             out = jnp.swapaxes(out, 0, 1)
         return out, weights
 
-    def merge_masks(self, attn_mask: Any | None, key_padding_mask: Any | None, query: Any,
-                    ) -> tuple[jax.Array | None, int | None]:
+    def merge_masks(
+        self,
+        attn_mask: Any | None,
+        key_padding_mask: Any | None,
+        query: Any,
+    ) -> tuple[jax.Array | None, int | None]:
         """Combine the masks into one `(N, num_heads, L, L)` mask and its type (0, 1 or 2). Mirrors torch."""
         mask_type: int | None = None
         merged: jax.Array | None = None
@@ -178,11 +220,15 @@ class MultiheadAttention(Module):
             if am.ndim == 3:
                 am = am.reshape(batch_size, -1, seq_len, seq_len)
             else:
-                am = jnp.broadcast_to(am.reshape(1, 1, seq_len, seq_len),
-                                      (batch_size, self.num_heads, seq_len, seq_len))
+                am = jnp.broadcast_to(
+                    am.reshape(1, 1, seq_len, seq_len),
+                    (batch_size, self.num_heads, seq_len, seq_len),
+                )
             merged = am
             if key_padding_mask is not None:
-                kpm = jnp.broadcast_to(unwrap(key_padding_mask).reshape(batch_size, 1, 1, seq_len),
-                                       (batch_size, self.num_heads, 1, seq_len))
+                kpm = jnp.broadcast_to(
+                    unwrap(key_padding_mask).reshape(batch_size, 1, 1, seq_len),
+                    (batch_size, self.num_heads, 1, seq_len),
+                )
                 merged = am + kpm
         return merged, mask_type

@@ -26,8 +26,15 @@ from ._eager import register_pure_forward
 from .module import Module
 from .normalization import _init_affine, _reset_affine
 
-__all__ = ["BatchNorm1d", "LazyBatchNorm1d", "BatchNorm2d", "LazyBatchNorm2d", "BatchNorm3d",
-           "LazyBatchNorm3d", "SyncBatchNorm"]
+__all__ = [
+    "BatchNorm1d",
+    "LazyBatchNorm1d",
+    "BatchNorm2d",
+    "LazyBatchNorm2d",
+    "BatchNorm3d",
+    "LazyBatchNorm3d",
+    "SyncBatchNorm",
+]
 
 
 def _long_dtype() -> Any:
@@ -94,23 +101,32 @@ class _NormBase(Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, bias={self.bias is not None}, "
-                f"track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, bias={self.bias is not None}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
 
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, local_metadata: dict,
-                              strict: bool, missing_keys: list, unexpected_keys: list,
-                              error_msgs: list) -> None:
+    def _load_from_state_dict(
+        self,
+        state_dict: Any,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
         # Checkpoints older than version 2 have no num_batches_tracked: keep the current one.
         version = local_metadata.get("version", None)
         if (version is None or version < 2) and self.track_running_stats:
             key = prefix + "num_batches_tracked"
             if key not in state_dict:
                 nbt = self.num_batches_tracked
-                state_dict[key] = (nbt._value if nbt is not None
-                                   else jnp.zeros((), _long_dtype()))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+                state_dict[key] = nbt._value if nbt is not None else jnp.zeros((), _long_dtype())
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 class _BatchNorm(_NormBase):
@@ -131,8 +147,8 @@ class _BatchNorm(_NormBase):
         running_mean = self.running_mean if use_buffers else None
         running_var = self.running_var if use_buffers else None
         out, new_mean, new_var = _batch_norm_and_stats(
-            input, running_mean, running_var, self.weight, self.bias, bn_training, factor,
-            self.eps)
+            input, running_mean, running_var, self.weight, self.bias, bn_training, factor, self.eps
+        )
         # Module.__setattr__ puts the new arrays into the buffers' cells
         if bn_training and running_mean is not None:
             self.running_mean = new_mean  # type: ignore[assignment]
@@ -153,9 +169,17 @@ class _LazyNormBase(_NormBase):
 
     cls_to_become: type | None = None
 
-    def __init__(self, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device: Any = None, dtype: Any = None,
-                 *, bias: bool = True) -> None:
+    def __init__(
+        self,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
         super().__init__(0, eps, momentum, False, False, device, dtype, bias=False)
         self.affine = affine
         self.track_running_stats = track_running_stats
@@ -299,8 +323,9 @@ class SyncBatchNorm(_BatchNorm):
         *,
         bias: bool = True,
     ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
-                         bias=bias)
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias
+        )
         self.process_group = process_group
 
     def _check_input_dim(self, input: Any) -> None:
@@ -321,8 +346,15 @@ class SyncBatchNorm(_BatchNorm):
         """
         out = module
         if isinstance(module, _BatchNorm):
-            out = cls(module.num_features, module.eps, module.momentum, module.affine,
-                      module.track_running_stats, process_group, bias=module.bias is not None)
+            out = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+                process_group,
+                bias=module.bias is not None,
+            )
             if module.affine:
                 out.weight = module.weight
                 out.bias = module.bias
@@ -338,5 +370,6 @@ class SyncBatchNorm(_BatchNorm):
 
 # eager calls of these run one cached jit program (see _eager.py)
 # training mode with running statistics writes them: not cached then
-register_pure_forward(BatchNorm1d, BatchNorm2d, BatchNorm3d,
-                      when=lambda m: not (m.training and m.track_running_stats))
+register_pure_forward(
+    BatchNorm1d, BatchNorm2d, BatchNorm3d, when=lambda m: not (m.training and m.track_running_stats)
+)

@@ -36,7 +36,9 @@ def _renumber(module: Module) -> None:
 def _check_update_pair(owner: str, j: int, pair: Any) -> None:
     """torch's checks on element `j` of the sequence given to `<owner>.update`: an iterable of 2."""
     if not isinstance(pair, container_abcs.Iterable):
-        raise TypeError(f"{owner} update sequence element #{j} should be Iterable; is{type(pair).__name__}")
+        raise TypeError(
+            f"{owner} update sequence element #{j} should be Iterable; is{type(pair).__name__}"
+        )
     # as torch: an iterable without len() (a generator) raises TypeError here
     n = len(pair)  # type: ignore[arg-type]
     if n != 2:
@@ -54,8 +56,12 @@ class Container(Module):
     """Deprecated: a Module whose keyword arguments become submodules. Mirrors `torch.nn.Container`."""
 
     def __init__(self, **kwargs: Any) -> None:
-        warnings.warn("`nn.Container` is deprecated. All of its functionality is now implemented in "
-                      "`nn.Module`. Subclass that instead.", FutureWarning, stacklevel=2)
+        warnings.warn(
+            "`nn.Container` is deprecated. All of its functionality is now implemented in "
+            "`nn.Module`. Subclass that instead.",
+            FutureWarning,
+            stacklevel=2,
+        )
         super().__init__()
         for key, value in kwargs.items():
             self.add_module(key, value)
@@ -117,7 +123,9 @@ class Sequential(Module):
 
     def __add__(self, other: Any) -> Sequential:
         if not isinstance(other, Sequential):
-            raise ValueError(f"add operator supports only objects of Sequential class, but {type(other)} is given.")
+            raise ValueError(
+                f"add operator supports only objects of Sequential class, but {type(other)} is given."
+            )
         ret = Sequential()
         for layer in chain(self, other):
             ret.append(layer)
@@ -125,7 +133,9 @@ class Sequential(Module):
 
     def __iadd__(self, other: Any) -> Sequential:
         if not isinstance(other, Sequential):
-            raise ValueError(f"add operator supports only objects of Sequential class, but {type(other)} is given.")
+            raise ValueError(
+                f"add operator supports only objects of Sequential class, but {type(other)} is given."
+            )
         offset = len(self)
         for i, module in enumerate(other):
             self.add_module(str(i + offset), module)
@@ -283,7 +293,9 @@ class ModuleList(Module):
                 blocks.append([i, i, r])
         lines = []
         for start, end, r in blocks:
-            line = f"({start}): {r}" if start == end else f"({start}-{end}): {end - start + 1} x {r}"
+            line = (
+                f"({start}): {r}" if start == end else f"({start}-{end}): {end - start + 1} x {r}"
+            )
             lines.append(_addindent(line, 2))
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
@@ -316,7 +328,9 @@ class ModuleList(Module):
     def extend(self, modules: Iterable[Module]) -> ModuleList:
         """Append every module of the iterable `modules`; returns self."""
         if not isinstance(modules, container_abcs.Iterable):
-            raise TypeError(f"ModuleList.extend should be called with an iterable, but got {type(modules).__name__}")
+            raise TypeError(
+                f"ModuleList.extend should be called with an iterable, but got {type(modules).__name__}"
+            )
         offset = len(self)
         for i, module in enumerate(modules):
             self.add_module(str(offset + i), module)
@@ -386,8 +400,10 @@ class ModuleDict(Module):
     def update(self, modules: Mapping[str, Module] | Iterable[Any]) -> None:
         """Add or overwrite entries from a mapping or an iterable of (name, module) pairs."""
         if not isinstance(modules, container_abcs.Iterable):
-            raise TypeError("ModuleDict.update should be called with an iterable of key/value pairs, "
-                            f"but got {type(modules).__name__}")
+            raise TypeError(
+                "ModuleDict.update should be called with an iterable of key/value pairs, "
+                f"but got {type(modules).__name__}"
+            )
         if isinstance(modules, (OrderedDict, ModuleDict, container_abcs.Mapping)):
             for key, module in modules.items():
                 self[key] = module
@@ -477,9 +493,14 @@ class ParameterList(Module):
 
     def extend(self, values: Iterable[Any]) -> ParameterList:
         """Append every element of the iterable `values`; returns self."""
-        if not isinstance(values, container_abcs.Iterable) or isinstance(values, (_TensorCell, jax.Array, np.ndarray)) \
-                or is_torch_tensor(values):
-            raise TypeError(f"ParameterList.extend should be called with an iterable, but got {type(values).__name__}")
+        if (
+            not isinstance(values, container_abcs.Iterable)
+            or isinstance(values, (_TensorCell, jax.Array, np.ndarray))
+            or is_torch_tensor(values)
+        ):
+            raise TypeError(
+                f"ParameterList.extend should be called with an iterable, but got {type(values).__name__}"
+            )
         for value in values:
             self.append(value)
         return self
@@ -518,8 +539,10 @@ class ParameterDict(Module):
 
     def _key_to_attr(self, key: Any) -> str:
         if not isinstance(key, str):
-            raise TypeError("Index given to ParameterDict cannot be used as a key as it is not a string "
-                            f"(type is '{type(key).__name__}'). Open an issue on github if you need non-string keys.")
+            raise TypeError(
+                "Index given to ParameterDict cannot be used as a key as it is not a string "
+                f"(type is '{type(key).__name__}'). Open an issue on github if you need non-string keys."
+            )
         return key
 
     def __getitem__(self, key: str) -> Any:
@@ -597,8 +620,10 @@ class ParameterDict(Module):
     def update(self, parameters: Any) -> None:
         """Add or overwrite entries from a mapping or an iterable of (key, value) pairs."""
         if not isinstance(parameters, container_abcs.Iterable):
-            raise TypeError("ParametersDict.update should be called with an iterable of key/value pairs, "
-                            f"but got {type(parameters).__name__}")
+            raise TypeError(
+                "ParametersDict.update should be called with an iterable of key/value pairs, "
+                f"but got {type(parameters).__name__}"
+            )
         if isinstance(parameters, (OrderedDict, ParameterDict)):
             for key, parameter in parameters.items():
                 self[key] = parameter

@@ -53,10 +53,22 @@ class _ConvNd(Module):
 
     _num_spatial: int = 0
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, ...],
-                 stride: tuple[int, ...], padding: str | tuple[int, ...], dilation: tuple[int, ...],
-                 transposed: bool, output_padding: tuple[int, ...], groups: int, bias: bool,
-                 padding_mode: _PaddingMode, device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, ...],
+        stride: tuple[int, ...],
+        padding: str | tuple[int, ...],
+        dilation: tuple[int, ...],
+        transposed: bool,
+        output_padding: tuple[int, ...],
+        groups: int,
+        bias: bool,
+        padding_mode: _PaddingMode,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         if groups <= 0:
             raise ValueError("groups must be a positive integer")
@@ -66,13 +78,16 @@ class _ConvNd(Module):
             raise ValueError("out_channels must be divisible by groups")
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+                raise ValueError(
+                    f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}"
+                )
             if padding == "same" and any(s != 1 for s in stride):
                 raise ValueError("padding='same' is not supported for strided convolutions")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(
                 "padding_mode must be one of {'zeros', 'reflect', 'replicate', 'circular'}, but got "
-                f"padding_mode='{padding_mode}'")
+                f"padding_mode='{padding_mode}'"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
@@ -97,8 +112,11 @@ class _ConvNd(Module):
                 rev[2 * j] = rev[2 * j + 1] = p
         self._reversed_padding_repeated_twice = rev
         dt = to_dtype(dtype)
-        shape = ((in_channels, out_channels // groups) if transposed
-                 else (out_channels, in_channels // groups)) + tuple(kernel_size)
+        shape = (
+            (in_channels, out_channels // groups)
+            if transposed
+            else (out_channels, in_channels // groups)
+        ) + tuple(kernel_size)
         self.weight = Parameter(jnp.empty(shape, dt))
         if bias:
             self.bias = Parameter(jnp.empty((out_channels,), dt))
@@ -164,13 +182,35 @@ class Conv1d(_ConvForward):
 
     _conv = staticmethod(F.conv1d)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _Size, stride: _Size = 1,
-                 padding: str | _Size = 0, dilation: _Size = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: _PaddingMode = "zeros", device: Any = None, dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, _ntuple(kernel_size, 1), _ntuple(stride, 1),
-                         padding if isinstance(padding, str) else _ntuple(padding, 1),
-                         _ntuple(dilation, 1), False, _ntuple(0, 1), groups, bias, padding_mode,
-                         device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _Size,
+        stride: _Size = 1,
+        padding: str | _Size = 0,
+        dilation: _Size = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: _PaddingMode = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            _ntuple(kernel_size, 1),
+            _ntuple(stride, 1),
+            padding if isinstance(padding, str) else _ntuple(padding, 1),
+            _ntuple(dilation, 1),
+            False,
+            _ntuple(0, 1),
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
 
 
 class Conv2d(_ConvForward):
@@ -195,13 +235,35 @@ class Conv2d(_ConvForward):
 
     _conv = staticmethod(F.conv2d)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _Size, stride: _Size = 1,
-                 padding: str | _Size = 0, dilation: _Size = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: _PaddingMode = "zeros", device: Any = None, dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, _ntuple(kernel_size, 2), _ntuple(stride, 2),
-                         padding if isinstance(padding, str) else _ntuple(padding, 2),
-                         _ntuple(dilation, 2), False, _ntuple(0, 2), groups, bias, padding_mode,
-                         device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _Size,
+        stride: _Size = 1,
+        padding: str | _Size = 0,
+        dilation: _Size = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: _PaddingMode = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            _ntuple(kernel_size, 2),
+            _ntuple(stride, 2),
+            padding if isinstance(padding, str) else _ntuple(padding, 2),
+            _ntuple(dilation, 2),
+            False,
+            _ntuple(0, 2),
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
 
 
 class Conv3d(_ConvForward):
@@ -212,13 +274,35 @@ class Conv3d(_ConvForward):
 
     _conv = staticmethod(F.conv3d)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _Size, stride: _Size = 1,
-                 padding: str | _Size = 0, dilation: _Size = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: _PaddingMode = "zeros", device: Any = None, dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, _ntuple(kernel_size, 3), _ntuple(stride, 3),
-                         padding if isinstance(padding, str) else _ntuple(padding, 3),
-                         _ntuple(dilation, 3), False, _ntuple(0, 3), groups, bias, padding_mode,
-                         device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _Size,
+        stride: _Size = 1,
+        padding: str | _Size = 0,
+        dilation: _Size = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: _PaddingMode = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            _ntuple(kernel_size, 3),
+            _ntuple(stride, 3),
+            padding if isinstance(padding, str) else _ntuple(padding, 3),
+            _ntuple(dilation, 3),
+            False,
+            _ntuple(0, 3),
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
 
 
 class _ConvTransposeNd(_ConvNd):
@@ -227,18 +311,50 @@ class _ConvTransposeNd(_ConvNd):
     _conv: Any = None
     padding: tuple[int, ...]  # no padding string here (as torch); annotation only
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple, stride: tuple,
-                 padding: tuple, dilation: tuple, transposed: bool, output_padding: tuple,
-                 groups: int, bias: bool, padding_mode: _PaddingMode, device: Any = None,
-                 dtype: Any = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple,
+        stride: tuple,
+        padding: tuple,
+        dilation: tuple,
+        transposed: bool,
+        output_padding: tuple,
+        groups: int,
+        bias: bool,
+        padding_mode: _PaddingMode,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         if padding_mode != "zeros":
             raise ValueError(f'Only "zeros" padding mode is supported for {type(self).__name__}')
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         transposed, output_padding, groups, bias, padding_mode, device, dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            transposed,
+            output_padding,
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
 
-    def _output_padding(self, input: Any, output_size: Sequence[int] | None, stride: Sequence[int],
-                        padding: Sequence[int], kernel_size: Sequence[int], num_spatial_dims: int,
-                        dilation: Sequence[int] | None = None) -> list[int]:
+    def _output_padding(
+        self,
+        input: Any,
+        output_size: Sequence[int] | None,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        kernel_size: Sequence[int],
+        num_spatial_dims: int,
+        dilation: Sequence[int] | None = None,
+    ) -> list[int]:
         """The output_padding that yields `output_size` (torch's rule and errors)."""
         if output_size is None:
             return list(_ntuple(self.output_padding, 1))
@@ -250,26 +366,48 @@ class _ConvTransposeNd(_ConvNd):
         if len(output_size) != num_spatial_dims:
             raise ValueError(
                 f"ConvTranspose{num_spatial_dims}D: for {input.ndim}D input, output_size must have "
-                f"{num_spatial_dims} or {lead + num_spatial_dims} elements (got {len(output_size)})")
+                f"{num_spatial_dims} or {lead + num_spatial_dims} elements (got {len(output_size)})"
+            )
         mins, maxs = [], []
         for d in range(num_spatial_dims):
             dil = dilation[d] if dilation is not None else 1
-            size = (input.shape[d + lead] - 1) * stride[d] - 2 * padding[d] + dil * (kernel_size[d] - 1) + 1
+            size = (
+                (input.shape[d + lead] - 1) * stride[d]
+                - 2 * padding[d]
+                + dil * (kernel_size[d] - 1)
+                + 1
+            )
             mins.append(size)
             maxs.append(size + stride[d] - 1)
         for size, lo, hi in zip(output_size, mins, maxs):
             if size < lo or size > hi:
                 raise ValueError(
                     f"requested an output size of {output_size}, but valid sizes range from {mins} to "
-                    f"{maxs} (for an input of {list(input.shape[lead:])})")
+                    f"{maxs} (for an input of {list(input.shape[lead:])})"
+                )
         return [o - m for o, m in zip(output_size, mins)]
 
     def forward(self, input: Any, output_size: Sequence[int] | None = None) -> jax.Array:
         nd = self._num_spatial
-        output_padding = self._output_padding(jnp.asarray(input), output_size, self.stride,
-                                              self.padding, self.kernel_size, nd, self.dilation)
-        return type(self)._conv(input, self.weight, self.bias, self.stride, self.padding,
-                                output_padding, self.groups, self.dilation)
+        output_padding = self._output_padding(
+            jnp.asarray(input),
+            output_size,
+            self.stride,
+            self.padding,
+            self.kernel_size,
+            nd,
+            self.dilation,
+        )
+        return type(self)._conv(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+        )
 
 
 # legacy backward hooks: torch's last operation of the conv and conv-transpose forwards (see _backward_hooks.py)
@@ -289,8 +427,9 @@ def _conv_rule(m: Any, args: tuple, kwargs: dict, sessions: list) -> Any:
         if any(t % 2 for t in totals):  # torch pads the odd extra on the right, then convolves
             extra = [(0, 0), (0, 0)] + [(0, t % 2) for t in totals]
             pg, wg, bg = gate(sessions, (jnp.pad(unwrap(x), extra), m.weight, m.bias))
-            return type(m)._conv(pg, wg, bg, m.stride, tuple(t // 2 for t in totals), m.dilation,
-                                 m.groups), True
+            return type(m)._conv(
+                pg, wg, bg, m.stride, tuple(t // 2 for t in totals), m.dilation, m.groups
+            ), True
     xg, wg, bg = gate(sessions, (x, m.weight, m.bias))
     with swap_gated(((m.weight, wg), (m.bias, bg))):
         return m.forward(xg, *args[1:], **kwargs), True
@@ -316,13 +455,36 @@ class ConvTranspose1d(_ConvTransposeNd):
     _num_spatial = 1
     _conv = staticmethod(F.conv_transpose1d)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _Size, stride: _Size = 1,
-                 padding: _Size = 0, output_padding: _Size = 0, groups: int = 1, bias: bool = True,
-                 dilation: _Size = 1, padding_mode: _PaddingMode = "zeros", device: Any = None,
-                 dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, _ntuple(kernel_size, 1), _ntuple(stride, 1),
-                         _ntuple(padding, 1), _ntuple(dilation, 1), True, _ntuple(output_padding, 1),
-                         groups, bias, padding_mode, device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _Size,
+        stride: _Size = 1,
+        padding: _Size = 0,
+        output_padding: _Size = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: _Size = 1,
+        padding_mode: _PaddingMode = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            _ntuple(kernel_size, 1),
+            _ntuple(stride, 1),
+            _ntuple(padding, 1),
+            _ntuple(dilation, 1),
+            True,
+            _ntuple(output_padding, 1),
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
 
 
 class ConvTranspose2d(_ConvTransposeNd):
@@ -347,13 +509,36 @@ class ConvTranspose2d(_ConvTransposeNd):
     _num_spatial = 2
     _conv = staticmethod(F.conv_transpose2d)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _Size, stride: _Size = 1,
-                 padding: _Size = 0, output_padding: _Size = 0, groups: int = 1, bias: bool = True,
-                 dilation: _Size = 1, padding_mode: _PaddingMode = "zeros", device: Any = None,
-                 dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, _ntuple(kernel_size, 2), _ntuple(stride, 2),
-                         _ntuple(padding, 2), _ntuple(dilation, 2), True, _ntuple(output_padding, 2),
-                         groups, bias, padding_mode, device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _Size,
+        stride: _Size = 1,
+        padding: _Size = 0,
+        output_padding: _Size = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: _Size = 1,
+        padding_mode: _PaddingMode = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            _ntuple(kernel_size, 2),
+            _ntuple(stride, 2),
+            _ntuple(padding, 2),
+            _ntuple(dilation, 2),
+            True,
+            _ntuple(output_padding, 2),
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
 
 
 class ConvTranspose3d(_ConvTransposeNd):
@@ -365,13 +550,36 @@ class ConvTranspose3d(_ConvTransposeNd):
     _num_spatial = 3
     _conv = staticmethod(F.conv_transpose3d)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _Size, stride: _Size = 1,
-                 padding: _Size = 0, output_padding: _Size = 0, groups: int = 1, bias: bool = True,
-                 dilation: _Size = 1, padding_mode: _PaddingMode = "zeros", device: Any = None,
-                 dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, _ntuple(kernel_size, 3), _ntuple(stride, 3),
-                         _ntuple(padding, 3), _ntuple(dilation, 3), True, _ntuple(output_padding, 3),
-                         groups, bias, padding_mode, device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _Size,
+        stride: _Size = 1,
+        padding: _Size = 0,
+        output_padding: _Size = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: _Size = 1,
+        padding_mode: _PaddingMode = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            _ntuple(kernel_size, 3),
+            _ntuple(stride, 3),
+            _ntuple(padding, 3),
+            _ntuple(dilation, 3),
+            True,
+            _ntuple(output_padding, 3),
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
 
 
 # ---- lazy variants ----------------------------------------------------------------------------
@@ -404,7 +612,8 @@ class _LazyConvMixin(_LazyConvBase):
         if x.ndim not in (nd + 1, nd + 2):
             raise RuntimeError(
                 f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to "
-                f"{type(self).__name__}, but got input of size: {list(x.shape)}")
+                f"{type(self).__name__}, but got input of size: {list(x.shape)}"
+            )
         self.in_channels = x.shape[1] if x.ndim == nd + 2 else x.shape[0]
         if self.in_channels % self.groups != 0:
             raise ValueError("in_channels must be divisible by groups")
@@ -428,27 +637,85 @@ class _LazyConvMixin(_LazyConvBase):
 
 def _lazy(base: type[Any], nd: int, transposed: bool) -> type:
     if transposed:
-        def __init__(self: Any, out_channels: int, kernel_size: _Size, stride: _Size = 1,
-                     padding: _Size = 0, output_padding: _Size = 0, groups: int = 1,
-                     bias: bool = True, dilation: _Size = 1, padding_mode: _PaddingMode = "zeros",
-                     device: Any = None, dtype: Any = None) -> None:
-            base.__init__(self, 0, 0, kernel_size, stride, padding, output_padding, groups, False,
-                          dilation, padding_mode, device, dtype)
+
+        def __init__(
+            self: Any,
+            out_channels: int,
+            kernel_size: _Size,
+            stride: _Size = 1,
+            padding: _Size = 0,
+            output_padding: _Size = 0,
+            groups: int = 1,
+            bias: bool = True,
+            dilation: _Size = 1,
+            padding_mode: _PaddingMode = "zeros",
+            device: Any = None,
+            dtype: Any = None,
+        ) -> None:
+            base.__init__(
+                self,
+                0,
+                0,
+                kernel_size,
+                stride,
+                padding,
+                output_padding,
+                groups,
+                False,
+                dilation,
+                padding_mode,
+                device,
+                dtype,
+            )
             self._lazy_setup(out_channels, bias, dtype)
     else:  # torch's two signatures: ConvTranspose takes output_padding, Conv a padding string
-        def __init__(self: Any, out_channels: int, kernel_size: _Size, stride: _Size = 1,  # type: ignore[misc]
-                     padding: str | _Size = 0, dilation: _Size = 1, groups: int = 1,
-                     bias: bool = True, padding_mode: _PaddingMode = "zeros", device: Any = None,
-                     dtype: Any = None) -> None:
-            base.__init__(self, 0, 0, kernel_size, stride, padding, dilation, groups, False,
-                          padding_mode, device, dtype)
+
+        def __init__(  # type: ignore[misc]
+            self: Any,
+            out_channels: int,
+            kernel_size: _Size,
+            stride: _Size = 1,
+            padding: str | _Size = 0,
+            dilation: _Size = 1,
+            groups: int = 1,
+            bias: bool = True,
+            padding_mode: _PaddingMode = "zeros",
+            device: Any = None,
+            dtype: Any = None,
+        ) -> None:
+            base.__init__(
+                self,
+                0,
+                0,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                groups,
+                False,
+                padding_mode,
+                device,
+                dtype,
+            )
             self._lazy_setup(out_channels, bias, dtype)
+
     name = f"Lazy{base.__name__}"
-    doc = (f"A `{base.__name__}` whose `in_channels` is inferred from the first input. Mirrors "
-           f"`torch.nn.{name}`; after the first call it becomes a plain `{base.__name__}`.")
-    return type(name, (_LazyConvMixin, base), {
-        "__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": name,
-        "cls_to_become": base, "_lazy_nd": nd})
+    doc = (
+        f"A `{base.__name__}` whose `in_channels` is inferred from the first input. Mirrors "
+        f"`torch.nn.{name}`; after the first call it becomes a plain `{base.__name__}`."
+    )
+    return type(
+        name,
+        (_LazyConvMixin, base),
+        {
+            "__init__": __init__,
+            "__doc__": doc,
+            "__module__": __name__,
+            "__qualname__": name,
+            "cls_to_become": base,
+            "_lazy_nd": nd,
+        },
+    )
 
 
 LazyConv1d = _lazy(Conv1d, 1, False)

@@ -111,5 +111,12 @@ class FeatureAlphaDropout(_DropoutNd):
 
 
 # eager calls of these run one cached jit program while they draw nothing (see _eager.py)
-register_pure_forward(Dropout, Dropout1d, Dropout2d, Dropout3d, AlphaDropout, FeatureAlphaDropout,
-                      when=lambda m: not m.training or m.p == 0)
+register_pure_forward(
+    Dropout,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    AlphaDropout,
+    FeatureAlphaDropout,
+    when=lambda m: not m.training or m.p == 0,
+)

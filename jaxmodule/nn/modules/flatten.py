@@ -37,7 +37,7 @@ class Flatten(Module):
         e = self.end_dim % nd
         if s > e:
             raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
-        shape = x.shape[:s] + (-1 if 0 not in x.shape[s:e + 1] else 0,) + x.shape[e + 1:]
+        shape = x.shape[:s] + (-1 if 0 not in x.shape[s : e + 1] else 0,) + x.shape[e + 1 :]
         return x.reshape(shape)
 
     def extra_repr(self) -> str:
@@ -52,14 +52,16 @@ class Unflatten(Module):
         if isinstance(dim, str):
             raise NotImplementedError("Unflatten: named dimensions (dim as str) are not supported")
         if not isinstance(unflattened_size, (tuple, list)):
-            raise TypeError(f"unflattened_size must be tuple of ints, but found type {type(unflattened_size).__name__}")
+            raise TypeError(
+                f"unflattened_size must be tuple of ints, but found type {type(unflattened_size).__name__}"
+            )
         self.dim = dim
         self.unflattened_size = unflattened_size
 
     def forward(self, input: Any) -> jax.Array:
         x = unwrap(input)
         d = self.dim % x.ndim
-        return x.reshape(x.shape[:d] + tuple(self.unflattened_size) + x.shape[d + 1:])
+        return x.reshape(x.shape[:d] + tuple(self.unflattened_size) + x.shape[d + 1 :])
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -26,8 +26,14 @@ class Fold(Module):
         (N, C * kH * kW, L) or (C * kH * kW, L) -> (N, C, H, W) or (C, H, W).
     """
 
-    def __init__(self, output_size: _Size, kernel_size: _Size, dilation: _Size = 1,
-                 padding: _Size = 0, stride: _Size = 1) -> None:
+    def __init__(
+        self,
+        output_size: _Size,
+        kernel_size: _Size,
+        dilation: _Size = 1,
+        padding: _Size = 0,
+        stride: _Size = 1,
+    ) -> None:
         super().__init__()
         self.output_size = output_size
         self.kernel_size = kernel_size
@@ -36,11 +42,15 @@ class Fold(Module):
         self.stride = stride
 
     def forward(self, input: Any) -> jax.Array:
-        return F.fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
+        return F.fold(
+            input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride
+        )
 
     def extra_repr(self) -> str:
-        return (f"output_size={self.output_size}, kernel_size={self.kernel_size}, "
-                f"dilation={self.dilation}, padding={self.padding}, stride={self.stride}")
+        return (
+            f"output_size={self.output_size}, kernel_size={self.kernel_size}, "
+            f"dilation={self.dilation}, padding={self.padding}, stride={self.stride}"
+        )
 
 
 class Unfold(Module):
@@ -57,8 +67,9 @@ class Unfold(Module):
     (2, 30, 4)
     """
 
-    def __init__(self, kernel_size: _Size, dilation: _Size = 1, padding: _Size = 0,
-                 stride: _Size = 1) -> None:
+    def __init__(
+        self, kernel_size: _Size, dilation: _Size = 1, padding: _Size = 0, stride: _Size = 1
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.dilation = dilation
@@ -69,5 +80,7 @@ class Unfold(Module):
         return F.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding},"
-                f" stride={self.stride}")
+        return (
+            f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding},"
+            f" stride={self.stride}"
+        )

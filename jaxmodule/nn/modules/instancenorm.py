@@ -17,8 +17,14 @@ from ..functional.normalization import _instance_norm_and_stats
 from ._backward_hooks import gate_view, register_last_operation
 from .batchnorm import _LazyNormBase, _NormBase
 
-__all__ = ["InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LazyInstanceNorm1d",
-           "LazyInstanceNorm2d", "LazyInstanceNorm3d"]
+__all__ = [
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "LazyInstanceNorm1d",
+    "LazyInstanceNorm2d",
+    "LazyInstanceNorm3d",
+]
 
 
 class _InstanceNorm(_NormBase):
@@ -39,8 +45,9 @@ class _InstanceNorm(_NormBase):
         *,
         bias: bool = True,
     ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
-                         bias=bias)
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias
+        )
 
     def _check_input_dim(self, input: Any) -> None:
         if input.ndim not in (self._no_batch_dim, self._no_batch_dim + 1):
@@ -49,8 +56,15 @@ class _InstanceNorm(_NormBase):
     def _apply_instance_norm(self, input: Any) -> jax.Array:
         use_input_stats = self.training or not self.track_running_stats
         out, new_mean, new_var = _instance_norm_and_stats(
-            input, self.running_mean, self.running_var, self.weight, self.bias, use_input_stats,
-            self.momentum if self.momentum is not None else 0.0, self.eps)
+            input,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            use_input_stats,
+            self.momentum if self.momentum is not None else 0.0,
+            self.eps,
+        )
         # Module.__setattr__ puts the new arrays into the buffers' cells
         if use_input_stats and self.running_mean is not None:
             self.running_mean = new_mean  # type: ignore[assignment]
@@ -58,9 +72,16 @@ class _InstanceNorm(_NormBase):
             self.running_var = new_var  # type: ignore[assignment]
         return out
 
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, local_metadata: dict,
-                              strict: bool, missing_keys: list, unexpected_keys: list,
-                              error_msgs: list) -> None:
+    def _load_from_state_dict(
+        self,
+        state_dict: Any,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
         # Checkpoints without version metadata (before torch 0.4) may carry running stats that
         # a layer with track_running_stats=False does not have: report them, as torch does.
         version = local_metadata.get("version", None)
@@ -75,11 +96,14 @@ class _InstanceNorm(_NormBase):
                     "since 0.4.0. Please remove these keys from state_dict. If the running stats "
                     "are actually needed, instead set track_running_stats=True in {klass} to "
                     "enable them. See the documentation of {klass} for details.".format(
-                        names=" and ".join(f'"{k}"' for k in keys), klass=klass))
+                        names=" and ".join(f'"{k}"' for k in keys), klass=klass
+                    )
+                )
                 for k in keys:
                     state_dict.pop(k)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, input: Any) -> jax.Array:
         self._check_input_dim(input)
@@ -88,11 +112,14 @@ class _InstanceNorm(_NormBase):
             if self.affine:
                 raise ValueError(
                     f"expected input's size at dim={feature_dim} to match num_features "
-                    f"({self.num_features}), but got: {input.shape[feature_dim]}.")
+                    f"({self.num_features}), but got: {input.shape[feature_dim]}."
+                )
             warnings.warn(
                 f"input's size at dim={feature_dim} does not match num_features. You can silence "
                 "this warning by not passing in num_features, which is not used because "
-                "affine=False", stacklevel=2)
+                "affine=False",
+                stacklevel=2,
+            )
         if input.ndim == self._no_batch_dim:
             return self._apply_instance_norm(input[None])[0]
         return self._apply_instance_norm(input)
@@ -156,9 +183,17 @@ class InstanceNorm3d(_InstanceNorm):
 
 
 class _LazyInstanceNorm(_LazyNormBase, _InstanceNorm):
-    def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device: Any = None, dtype: Any = None,
-                 *, bias: bool = True) -> None:
+    def __init__(
+        self,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
         super().__init__(eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
 
     def initialize_parameters(self, input: Any) -> None:

@@ -61,8 +61,14 @@ class Linear(Module):
     (128, 30)
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
@@ -83,8 +89,10 @@ class Linear(Module):
             return F.linear(input, self.weight, self.bias)
         except RuntimeError as e:  # error path only: name the layer under torch's message
             if str(e).startswith("mat1 and mat2") and hasattr(e, "add_note"):
-                e.add_note(f"in {self!r}: the input's last dimension ({input.shape[-1]}) must be "
-                           f"in_features ({self.in_features})")
+                e.add_note(
+                    f"in {self!r}: the input's last dimension ({input.shape[-1]}) must be "
+                    f"in_features ({self.in_features})"
+                )
             raise
 
     def extra_repr(self) -> str:
@@ -117,8 +125,15 @@ register_last_operation(Linear, _linear_rule)
 class Bilinear(Module):
     """`y = x1^T A x2 + b`. Mirrors `torch.nn.Bilinear` (weight (out, in1, in2))."""
 
-    def __init__(self, in1_features: int, in2_features: int, out_features: int, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        in1_features: int,
+        in2_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         self.in1_features = in1_features
         self.in2_features = in2_features
@@ -141,8 +156,10 @@ class Bilinear(Module):
         return F.bilinear(input1, input2, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
-                f"out_features={self.out_features}, bias={self.bias is not None}")
+        return (
+            f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+            f"out_features={self.out_features}, bias={self.bias is not None}"
+        )
 
 
 class LazyLinear(Linear):
@@ -153,7 +170,9 @@ class LazyLinear(Linear):
 
     cls_to_become = Linear
 
-    def __init__(self, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None
+    ) -> None:
         Module.__init__(self)
         self.in_features = 0
         self.out_features = out_features

@@ -70,7 +70,9 @@ def _is_array_like(x: Any) -> bool:
 
 
 def _forward_unimplemented(self: Module, *input: Any) -> None:
-    raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
+    raise NotImplementedError(
+        f'Module [{type(self).__name__}] is missing the required "forward" function'
+    )
 
 
 class Module(StateDictMixin, ConversionMixin, PlacementMixin):
@@ -110,24 +112,38 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _pytree.register(cls)
-        if "__init__" in cls.__dict__:  # `device=` / `with jaxmodule.device(...)`: see _conversion.placed_init
+        if (
+            "__init__" in cls.__dict__
+        ):  # `device=` / `with jaxmodule.device(...)`: see _conversion.placed_init
             cls.__init__ = placed_init(cls.__dict__["__init__"])  # type: ignore[method-assign]  # wrapping is the point
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if self.call_super_init is False and kwargs:
-            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument '{next(iter(kwargs))}'")
+            raise TypeError(
+                f"{type(self).__name__}.__init__() got an unexpected keyword argument '{next(iter(kwargs))}'"
+            )
         if self.call_super_init is False and args:
-            raise TypeError(f"{type(self).__name__}.__init__() takes 1 positional argument but {len(args) + 1} were given")
+            raise TypeError(
+                f"{type(self).__name__}.__init__() takes 1 positional argument but {len(args) + 1} were given"
+            )
         d = self.__dict__
         d["training"] = True
         d["_parameters"] = {}
         d["_buffers"] = {}
         d["_non_persistent_buffers_set"] = set()
-        for name in ("_backward_pre_hooks", "_backward_hooks", "_forward_hooks",
-                     "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-                     "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_state_dict_hooks",
-                     "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
-                     "_load_state_dict_post_hooks"):
+        for name in (
+            "_backward_pre_hooks",
+            "_backward_hooks",
+            "_forward_hooks",
+            "_forward_hooks_with_kwargs",
+            "_forward_hooks_always_called",
+            "_forward_pre_hooks",
+            "_forward_pre_hooks_with_kwargs",
+            "_state_dict_hooks",
+            "_state_dict_pre_hooks",
+            "_load_state_dict_pre_hooks",
+            "_load_state_dict_post_hooks",
+        ):
             d[name] = OrderedDict()
         d["_is_full_backward_hook"] = None
         d["_modules"] = {}
@@ -145,15 +161,24 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
             compiled = self._compiled_call_impl
             if compiled is not None:
                 return compiled(*args, **kwargs)
-            if not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
-                    or self._backward_pre_hooks or _hooks.any_global_call_hooks()):
-                if _eager.ENABLED[0] and type(self) in _eager.RULES:  # a pure leaf layer: cached jit (_eager.py)
+            if not (
+                self._forward_hooks
+                or self._forward_pre_hooks
+                or self._backward_hooks
+                or self._backward_pre_hooks
+                or _hooks.any_global_call_hooks()
+            ):
+                if (
+                    _eager.ENABLED[0] and type(self) in _eager.RULES
+                ):  # a pure leaf layer: cached jit (_eager.py)
                     out = _eager.call(self, args, kwargs)
                     if out is not _eager.SKIP:
                         return out
                 return self.forward(*args, **kwargs)
             return _call.call_with_hooks(self, args, kwargs)
-        except Exception as e:  # issue 10: a torch.Tensor argument gets a clear error (no cost unless raised)
+        except (
+            Exception
+        ) as e:  # issue 10: a torch.Tensor argument gets a clear error (no cost unless raised)
             _torch_inputs.raise_if_torch_input(self, args, kwargs, e)
             raise
 
@@ -172,7 +197,9 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         """
         compile_module = COMPILE_IMPLEMENTATION.compile_module
         if compile_module is None:
-            raise RuntimeError("Module.compile: jaxmodule._compile is not imported; import jaxmodule first")
+            raise RuntimeError(
+                "Module.compile: jaxmodule._compile is not imported; import jaxmodule first"
+            )
         compile_module(self, *args, **kwargs)
 
     # ---- attribute protocol --------------------------------------------------------------------
@@ -208,8 +235,10 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
             return
         if params is not None and name in params:
             if value is not None:
-                raise TypeError(f"cannot assign '{typename(value)}' as parameter '{name}' "
-                                "(jaxmodule.nn.Parameter or None expected)")
+                raise TypeError(
+                    f"cannot assign '{typename(value)}' as parameter '{name}' "
+                    "(jaxmodule.nn.Parameter or None expected)"
+                )
             self.register_parameter(name, value)
             return
         modules = d.get("_modules")
@@ -218,15 +247,19 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
                 raise AttributeError("cannot assign module before Module.__init__() call")
             self._remove_name(name, modules_too=False)
             modules[name] = _hooks.run_registration_hooks(
-                _hooks._global_module_registration_hooks, self, name, value)
+                _hooks._global_module_registration_hooks, self, name, value
+            )
             _structure.bump()
             return
         if modules is not None and name in modules:
             if value is not None:
-                raise TypeError(f"cannot assign '{typename(value)}' as child module '{name}' "
-                                "(jaxmodule.nn.Module or None expected)")
+                raise TypeError(
+                    f"cannot assign '{typename(value)}' as child module '{name}' "
+                    "(jaxmodule.nn.Module or None expected)"
+                )
             modules[name] = _hooks.run_registration_hooks(
-                _hooks._global_module_registration_hooks, self, name, value)
+                _hooks._global_module_registration_hooks, self, name, value
+            )
             _structure.bump()
             return
         buffers = d.get("_buffers")
@@ -235,8 +268,10 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         marker = isinstance(value, Buffer) and not value._registered
         if marker or (buffers is not None and name in buffers):
             if value is not None and not _is_array_like(value):
-                raise TypeError(f"cannot assign '{typename(value)}' as buffer '{name}' "
-                                "(jaxmodule.nn.Buffer, an array or None expected)")
+                raise TypeError(
+                    f"cannot assign '{typename(value)}' as buffer '{name}' "
+                    "(jaxmodule.nn.Buffer, an array or None expected)"
+                )
             if marker:
                 self.register_buffer(name, value, value.persistent)
                 return
@@ -280,8 +315,13 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
 
     def __dir__(self) -> list[str]:
         _pytree.materialize(self)
-        keys = (dir(self.__class__) + list(self.__dict__) + list(self._parameters)
-                + list(self._modules) + list(self._buffers))
+        keys = (
+            dir(self.__class__)
+            + list(self.__dict__)
+            + list(self._parameters)
+            + list(self._modules)
+            + list(self._buffers)
+        )
         return sorted(k for k in keys if not k[0].isdigit() and k not in TRANSIENT_KEYS)
 
     # ---- registration --------------------------------------------------------------------------
@@ -289,9 +329,11 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         if not isinstance(name, str):
             raise TypeError(f"{kind} name should be a string. Got {typename(name)}")
         if "." in name:
-            raise KeyError(f"{kind} name can't contain \".\"" + (f", got: {name}" if kind == "module" else ""))
+            raise KeyError(
+                f'{kind} name can\'t contain "."' + (f", got: {name}" if kind == "module" else "")
+            )
         if name == "":
-            raise KeyError(f"{kind} name can't be empty string \"\"")
+            raise KeyError(f'{kind} name can\'t be empty string ""')
         if hasattr(self, name) and name not in own:
             raise KeyError(f"attribute '{name}' already exists")
 
@@ -305,11 +347,15 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
             raise AttributeError("cannot assign buffer before Module.__init__() call")
         self._check_new_name(name, "buffer", self._buffers)
         if tensor is not None and not _is_array_like(tensor):
-            raise TypeError(f"cannot assign '{typename(tensor)}' object to buffer '{name}' "
-                            "(jaxmodule.nn.Buffer, an array or None required)")
+            raise TypeError(
+                f"cannot assign '{typename(tensor)}' object to buffer '{name}' "
+                "(jaxmodule.nn.Buffer, an array or None required)"
+            )
         if tensor is not None and not isinstance(tensor, Buffer):
             tensor = Buffer(as_array(tensor), persistent=persistent)
-        tensor = _hooks.run_registration_hooks(_hooks._global_buffer_registration_hooks, self, name, tensor)
+        tensor = _hooks.run_registration_hooks(
+            _hooks._global_buffer_registration_hooks, self, name, tensor
+        )
         if isinstance(tensor, Buffer):
             tensor._registered = True
         self._buffers[name] = tensor
@@ -326,10 +372,14 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._check_new_name(name, "parameter", self._parameters)
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign '{typename(param)}' object to parameter '{name}' "
-                            "(jaxmodule.nn.Parameter or None required)")
+            raise TypeError(
+                f"cannot assign '{typename(param)}' object to parameter '{name}' "
+                "(jaxmodule.nn.Parameter or None required)"
+            )
         if param is not None:  # torch runs the registration hooks for real parameters only
-            param = _hooks.run_registration_hooks(_hooks._global_parameter_registration_hooks, self, name, param)
+            param = _hooks.run_registration_hooks(
+                _hooks._global_parameter_registration_hooks, self, name, param
+            )
         self._parameters[name] = param
         _structure.bump()
 
@@ -338,7 +388,9 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         if not isinstance(module, Module) and module is not None:
             raise TypeError(f"{typename(module)} is not a Module subclass")
         self._check_new_name(name, "module", self._modules)
-        module = _hooks.run_registration_hooks(_hooks._global_module_registration_hooks, self, name, module)
+        module = _hooks.run_registration_hooks(
+            _hooks._global_module_registration_hooks, self, name, module
+        )
         self._modules[name] = module
         _structure.bump()
 
@@ -396,10 +448,19 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         return mod._buffers[name]
 
     # ---- traversal -----------------------------------------------------------------------------
-    def _named_members(self, get_members: Callable, prefix: str = "", recurse: bool = True,
-                       remove_duplicate: bool = True) -> Iterator[tuple[str, Any]]:
+    def _named_members(
+        self,
+        get_members: Callable,
+        prefix: str = "",
+        recurse: bool = True,
+        remove_duplicate: bool = True,
+    ) -> Iterator[tuple[str, Any]]:
         memo: set[int] = set()
-        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        modules = (
+            self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else [(prefix, self)]
+        )
         for module_prefix, module in modules:
             for k, v in get_members(module):
                 if v is None or id(v) in memo:
@@ -413,20 +474,26 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         """Iterate over (name, parameter) pairs in torch's order. Mirrors torch."""
-        yield from self._named_members(lambda m: m._parameters.items(), prefix, recurse, remove_duplicate)
+        yield from self._named_members(
+            lambda m: m._parameters.items(), prefix, recurse, remove_duplicate
+        )
 
     def buffers(self, recurse: bool = True) -> Iterator[Buffer]:
         """Iterate over buffers. Mirrors torch."""
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True,
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, Buffer]]:
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Buffer]]:
         """Iterate over (name, buffer) pairs. Mirrors torch."""
-        yield from self._named_members(lambda m: m._buffers.items(), prefix, recurse, remove_duplicate)
+        yield from self._named_members(
+            lambda m: m._buffers.items(), prefix, recurse, remove_duplicate
+        )
 
     def children(self) -> Iterator[Module]:
         """Iterate over immediate children (each once). Mirrors torch."""
@@ -446,8 +513,9 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         for _, m in self.named_modules():
             yield m
 
-    def named_modules(self, memo: set | None = None, prefix: str = "",
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
         """Iterate over (dotted name, module) pairs, pre-order, self first. Mirrors torch."""
         if memo is None:
             memo = set()
@@ -459,7 +527,9 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         for name, module in self._modules.items():
             if module is None:
                 continue
-            yield from module.named_modules(memo, prefix + ("." if prefix else "") + name, remove_duplicate)
+            yield from module.named_modules(
+                memo, prefix + ("." if prefix else "") + name, remove_duplicate
+            )
 
     # ---- modes, init, grads --------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
@@ -512,7 +582,9 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
     def __repr__(self) -> str:
         extra = self.extra_repr()
         extra_lines = extra.split("\n") if extra else []
-        child_lines = [f"({key}): " + _addindent(repr(module), 2) for key, module in self._modules.items()]
+        child_lines = [
+            f"({key}): " + _addindent(repr(module), 2) for key, module in self._modules.items()
+        ]
         return _format_repr(self._get_name(), extra_lines, child_lines)
 
     # ---- pickling / copying --------------------------------------------------------------------
@@ -525,26 +597,42 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        for name in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-                     "_forward_pre_hooks_with_kwargs", "_state_dict_pre_hooks",
-                     "_load_state_dict_post_hooks", "_backward_pre_hooks"):
+        for name in (
+            "_forward_hooks_with_kwargs",
+            "_forward_hooks_always_called",
+            "_forward_pre_hooks_with_kwargs",
+            "_state_dict_pre_hooks",
+            "_load_state_dict_post_hooks",
+            "_backward_pre_hooks",
+        ):
             self.__dict__.setdefault(name, OrderedDict())
         self.__dict__.setdefault("_is_full_backward_hook", None)
         _structure.bump()
 
     # ---- hooks -----------------------------------------------------------------------------------
-    def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
-                                  with_kwargs: bool = False) -> RemovableHandle:
+    def register_forward_pre_hook(
+        self, hook: Callable, *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
         """`hook(module, args)` (or `(module, args, kwargs)`) before forward; may return new args.
 
         Mirrors torch: a non-tuple return value is wrapped into a 1-tuple.
         """
-        return add_hook(self._forward_pre_hooks, hook, prepend=prepend,
-                        also_remove_from=self._forward_pre_hooks_with_kwargs,
-                        mark_in=(self._forward_pre_hooks_with_kwargs,) if with_kwargs else ())
+        return add_hook(
+            self._forward_pre_hooks,
+            hook,
+            prepend=prepend,
+            also_remove_from=self._forward_pre_hooks_with_kwargs,
+            mark_in=(self._forward_pre_hooks_with_kwargs,) if with_kwargs else (),
+        )
 
-    def register_forward_hook(self, hook: Callable, *, prepend: bool = False, with_kwargs: bool = False,
-                              always_call: bool = False) -> RemovableHandle:
+    def register_forward_hook(
+        self,
+        hook: Callable,
+        *,
+        prepend: bool = False,
+        with_kwargs: bool = False,
+        always_call: bool = False,
+    ) -> RemovableHandle:
         """`hook(module, args, output)` (or with kwargs) after forward; may return a new output.
 
         Mirrors torch, `always_call` included (run even if forward raises).
@@ -554,11 +642,17 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
             options.append(self._forward_hooks_with_kwargs)
         if always_call:
             options.append(self._forward_hooks_always_called)
-        return add_hook(self._forward_hooks, hook, prepend=prepend,
-                        also_remove_from=[self._forward_hooks_with_kwargs, self._forward_hooks_always_called],
-                        mark_in=tuple(options))
+        return add_hook(
+            self._forward_hooks,
+            hook,
+            prepend=prepend,
+            also_remove_from=[self._forward_hooks_with_kwargs, self._forward_hooks_always_called],
+            mark_in=tuple(options),
+        )
 
-    def register_full_backward_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+    def register_full_backward_pre_hook(
+        self, hook: Callable, prepend: bool = False
+    ) -> RemovableHandle:
         """`hook(module, grad_output) -> None | new grad_output`, run when the gradient reaches
         this module's outputs. Mirrors torch; driven by JAX autodiff (see `_backward_hooks.py`)."""
         return add_hook(self._backward_pre_hooks, hook, prepend=prepend)
@@ -566,8 +660,10 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
     def register_full_backward_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
         """`hook(module, grad_input, grad_output) -> None | new grad_input`. Mirrors torch."""
         if self._is_full_backward_hook is False:
-            raise RuntimeError("Cannot use both regular backward hooks and full backward hooks on a "
-                               "single Module. Please use only one of them.")
+            raise RuntimeError(
+                "Cannot use both regular backward hooks and full backward hooks on a "
+                "single Module. Please use only one of them."
+            )
         self.__dict__["_is_full_backward_hook"] = True
         return add_hook(self._backward_hooks, hook, prepend=prepend)
 
@@ -575,8 +671,10 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
         """Legacy backward hook (deprecated in torch): grad_input is that of the module's last
         operation. Mirrors torch, including that rule."""
         if self._is_full_backward_hook is True:
-            raise RuntimeError("Cannot use both regular backward hooks and full backward hooks on a "
-                               "single Module. Please use only one of them.")
+            raise RuntimeError(
+                "Cannot use both regular backward hooks and full backward hooks on a "
+                "single Module. Please use only one of them."
+            )
         self.__dict__["_is_full_backward_hook"] = False
         return add_hook(self._backward_hooks, hook)
 

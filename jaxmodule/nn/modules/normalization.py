@@ -28,8 +28,9 @@ def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(normalized_shape)
 
 
-def _init_affine(module: Module, affine: bool, shape: tuple[int, ...], bias: bool,
-                 dtype: Any) -> None:
+def _init_affine(
+    module: Module, affine: bool, shape: tuple[int, ...], bias: bool, dtype: Any
+) -> None:
     """Register `weight` and `bias` of `shape` (uninitialised), or None where absent."""
     if affine:
         module.weight = Parameter(jnp.empty(shape, to_dtype(dtype)))
@@ -151,8 +152,10 @@ class LayerNorm(Module):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
+        )
 
 
 # legacy backward hooks: torch's last operation of LayerNorm.forward (see _backward_hooks.py)
@@ -191,7 +194,8 @@ class GroupNorm(Module):
         super().__init__()
         if num_channels % num_groups != 0:
             raise ValueError(
-                f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+                f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})"
+            )
         self.num_groups = num_groups
         self.num_channels = num_channels
         self.eps = eps
@@ -207,12 +211,16 @@ class GroupNorm(Module):
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 # legacy backward hooks: torch's last operation of GroupNorm.forward (see _backward_hooks.py)
-register_last_operation(GroupNorm, input_and_params_rule(("weight", "bias"), go_extra=2))  # + mean, rstd
+register_last_operation(
+    GroupNorm, input_and_params_rule(("weight", "bias"), go_extra=2)
+)  # + mean, rstd
 
 
 class RMSNorm(Module):
@@ -259,8 +267,9 @@ class RMSNorm(Module):
         return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
 
 
 # eager calls of these run one cached jit program (see _eager.py)

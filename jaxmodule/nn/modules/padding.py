@@ -15,11 +15,21 @@ from .. import functional as F
 from .module import Module
 
 __all__ = [
-    "CircularPad1d", "CircularPad2d", "CircularPad3d",
-    "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
-    "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
-    "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d",
-    "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
+    "CircularPad1d",
+    "CircularPad2d",
+    "CircularPad3d",
+    "ConstantPad1d",
+    "ConstantPad2d",
+    "ConstantPad3d",
+    "ReflectionPad1d",
+    "ReflectionPad2d",
+    "ReflectionPad3d",
+    "ReplicationPad1d",
+    "ReplicationPad2d",
+    "ReplicationPad3d",
+    "ZeroPad1d",
+    "ZeroPad2d",
+    "ZeroPad3d",
 ]
 
 _Pad = int | Sequence[int]
@@ -53,7 +63,9 @@ class _CircularPadNd(_PadNd):
     def forward(self, input: Any) -> jax.Array:
         ndim = len(input.shape)
         if ndim not in (self._nd + 1, self._nd + 2):
-            raise ValueError(f"expected {self._nd + 1}D or {self._nd + 2}D input (got {ndim}D input)")
+            raise ValueError(
+                f"expected {self._nd + 1}D or {self._nd + 2}D input (got {ndim}D input)"
+            )
         return F.pad(input, self.padding, "circular")
 
 

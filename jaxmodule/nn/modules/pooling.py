@@ -13,13 +13,26 @@ from ._eager import register_pure_forward
 from .module import Module
 
 __all__ = [
-    "MaxPool1d", "MaxPool2d", "MaxPool3d",
-    "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
-    "AvgPool1d", "AvgPool2d", "AvgPool3d",
-    "LPPool1d", "LPPool2d", "LPPool3d",
-    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "FractionalMaxPool2d", "FractionalMaxPool3d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
+    "MaxUnpool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "LPPool1d",
+    "LPPool2d",
+    "LPPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "FractionalMaxPool2d",
+    "FractionalMaxPool3d",
 ]
 
 _Size = int | Sequence[int]
@@ -32,13 +45,21 @@ def _ntuple(value: Any, n: int) -> tuple:
 
 # ---- max pooling ------------------------------------------------------------------------------
 
+
 class _MaxPoolNd(Module):
     """Shared arguments and repr of the max-pooling layers."""
 
     _fn: Any = None
 
-    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Size = 0,
-                 dilation: _Size = 1, return_indices: bool = False, ceil_mode: bool = False) -> None:
+    def __init__(
+        self,
+        kernel_size: _Size,
+        stride: _Size | None = None,
+        padding: _Size = 0,
+        dilation: _Size = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
@@ -48,12 +69,21 @@ class _MaxPoolNd(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, input: Any) -> Any:
-        return type(self)._fn(input, self.kernel_size, self.stride, self.padding, self.dilation,
-                              ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+        return type(self)._fn(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            ceil_mode=self.ceil_mode,
+            return_indices=self.return_indices,
+        )
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -113,8 +143,12 @@ class _MaxUnpoolNd(Module):
         self.stride = _ntuple(stride if stride is not None else kernel_size, nd)
         self.padding = _ntuple(padding, nd)
 
-    def forward(self, input: Any, indices: Any, output_size: Sequence[int] | None = None) -> jax.Array:
-        return type(self)._fn(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+    def forward(
+        self, input: Any, indices: Any, output_size: Sequence[int] | None = None
+    ) -> jax.Array:
+        return type(self)._fn(
+            input, indices, self.kernel_size, self.stride, self.padding, output_size
+        )
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -149,6 +183,7 @@ class MaxUnpool3d(_MaxUnpoolNd):
 
 # ---- average pooling --------------------------------------------------------------------------
 
+
 class _AvgPoolNd(Module):
     """Shared repr of the average-pooling layers."""
 
@@ -166,8 +201,14 @@ class AvgPool1d(_AvgPoolNd):
         count_include_pad: count the zero padding in the divisor.
     """
 
-    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Size = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True) -> None:
+    def __init__(
+        self,
+        kernel_size: _Size,
+        stride: _Size | None = None,
+        padding: _Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
         super().__init__()
         self.kernel_size = _ntuple(kernel_size, 1)
         self.stride = _ntuple(stride if stride is not None else kernel_size, 1)
@@ -176,16 +217,28 @@ class AvgPool1d(_AvgPoolNd):
         self.count_include_pad = count_include_pad
 
     def forward(self, input: Any) -> jax.Array:
-        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad)
+        return F.avg_pool1d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+        )
 
 
 class _AvgPool23(_AvgPoolNd):
     _fn: Any = None
 
-    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Size = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: int | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size: _Size,
+        stride: _Size | None = None,
+        padding: _Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
@@ -195,8 +248,15 @@ class _AvgPool23(_AvgPoolNd):
         self.divisor_override = divisor_override
 
     def forward(self, input: Any) -> jax.Array:
-        return type(self)._fn(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                              self.count_include_pad, self.divisor_override)
+        return type(self)._fn(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
 
 class AvgPool2d(_AvgPool23):
@@ -224,13 +284,19 @@ class AvgPool3d(_AvgPool23):
 
 # ---- power-average pooling --------------------------------------------------------------------
 
+
 class _LPPoolNd(Module):
     """Shared arguments and repr of the power-average pooling layers."""
 
     _fn: Any = None
 
-    def __init__(self, norm_type: float, kernel_size: _Size, stride: _Size | None = None,
-                 ceil_mode: bool = False) -> None:
+    def __init__(
+        self,
+        norm_type: float,
+        kernel_size: _Size,
+        stride: _Size | None = None,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         self.norm_type = norm_type
         self.kernel_size = kernel_size
@@ -238,11 +304,15 @@ class _LPPoolNd(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, input: Any) -> jax.Array:
-        return type(self)._fn(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+        return type(self)._fn(
+            input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode
+        )
 
     def extra_repr(self) -> str:
-        return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"ceil_mode={self.ceil_mode}")
+        return (
+            f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"ceil_mode={self.ceil_mode}"
+        )
 
 
 class LPPool1d(_LPPoolNd):
@@ -268,6 +338,7 @@ class LPPool3d(_LPPoolNd):
 
 
 # ---- adaptive pooling -------------------------------------------------------------------------
+
 
 class _AdaptiveMaxPoolNd(Module):
     """Shared arguments and repr of the adaptive max-pooling layers."""
@@ -353,15 +424,21 @@ class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
 
 # ---- fractional max pooling -------------------------------------------------------------------
 
+
 class _FractionalMaxPoolNd(Module):
     """Shared arguments of the fractional max-pooling layers (torch defines no extra_repr)."""
 
     _fn: Any = None
     _nd: int = 0
 
-    def __init__(self, kernel_size: _Size, output_size: _Size | None = None,
-                 output_ratio: float | Sequence[float] | None = None, return_indices: bool = False,
-                 _random_samples: Any = None) -> None:
+    def __init__(
+        self,
+        kernel_size: _Size,
+        output_size: _Size | None = None,
+        output_ratio: float | Sequence[float] | None = None,
+        return_indices: bool = False,
+        _random_samples: Any = None,
+    ) -> None:
         super().__init__()
         nd, name = self._nd, type(self).__name__
         if nd == 3 and any(k <= 0 for k in _ntuple(kernel_size, nd)):
@@ -372,15 +449,23 @@ class _FractionalMaxPoolNd(Module):
         self.output_size = _ntuple(output_size, nd) if output_size is not None else None
         self.output_ratio = _ntuple(output_ratio, nd) if output_ratio is not None else None
         if output_size is None and output_ratio is None:
-            raise ValueError(f"{name} requires specifying either an output size, or a pooling ratio")
+            raise ValueError(
+                f"{name} requires specifying either an output size, or a pooling ratio"
+            )
         if output_size is not None and output_ratio is not None:
             raise ValueError("only one of output_size and output_ratio may be specified")
         if self.output_ratio is not None and not all(0 < r < 1 for r in self.output_ratio):
             raise ValueError(f"output_ratio must be between 0 and 1 (got {output_ratio})")
 
     def forward(self, input: Any) -> Any:
-        return type(self)._fn(input, self.kernel_size, self.output_size, self.output_ratio,
-                              self.return_indices, _random_samples=self._random_samples)
+        return type(self)._fn(
+            input,
+            self.kernel_size,
+            self.output_size,
+            self.output_ratio,
+            self.return_indices,
+            _random_samples=self._random_samples,
+        )
 
 
 class FractionalMaxPool2d(_FractionalMaxPoolNd):
@@ -406,6 +491,20 @@ class FractionalMaxPool3d(_FractionalMaxPoolNd):
 
 
 # eager calls of these run one cached jit program (see _eager.py)
-register_pure_forward(MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, LPPool1d, LPPool2d,
-                      LPPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d, AdaptiveAvgPool1d,
-                      AdaptiveAvgPool2d, AdaptiveAvgPool3d)
+register_pure_forward(
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    LPPool1d,
+    LPPool2d,
+    LPPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+)

@@ -31,8 +31,10 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 def _as_input(x: Any) -> jax.Array:
     if type(x).__name__ == "PackedSequence":  # torch's, not ours
-        raise TypeError("expected a jaxmodule.nn.utils.rnn.PackedSequence or an array, got a "
-                        f"{type(x).__module__}.PackedSequence")
+        raise TypeError(
+            "expected a jaxmodule.nn.utils.rnn.PackedSequence or an array, got a "
+            f"{type(x).__module__}.PackedSequence"
+        )
     return jnp.asarray(unwrap(x))
 
 
@@ -56,10 +58,20 @@ class RNNBase(Module):
     Differences from torch: `flatten_parameters()` is a no-op (there is no cuDNN weight buffer).
     """
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, proj_size: int = 0, device: Any = None,
-                 dtype: Any = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         self.mode = mode
         self.input_size = input_size
@@ -67,10 +79,15 @@ class RNNBase(Module):
         self.num_layers = num_layers
         self.bias = bias
         self.batch_first = batch_first
-        if (not isinstance(dropout, numbers.Number) or isinstance(dropout, bool)
-                or not 0 <= dropout <= 1):
-            raise ValueError("dropout should be a number in range [0, 1] representing the "
-                             "probability of an element being zeroed")
+        if (
+            not isinstance(dropout, numbers.Number)
+            or isinstance(dropout, bool)
+            or not 0 <= dropout <= 1
+        ):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the "
+                "probability of an element being zeroed"
+            )
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.proj_size = proj_size
@@ -78,11 +95,15 @@ class RNNBase(Module):
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero "
                 f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
-                f"num_layers={num_layers}", stacklevel=2)
+                f"num_layers={num_layers}",
+                stacklevel=2,
+            )
         if not isinstance(bias, bool):
             raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
         if not isinstance(batch_first, bool):
-            raise TypeError(f"batch_first should be of type bool, got: {type(batch_first).__name__}")
+            raise TypeError(
+                f"batch_first should be of type bool, got: {type(batch_first).__name__}"
+            )
         if not isinstance(input_size, int):
             raise TypeError(f"input_size should be of type int, got: {type(input_size).__name__}")
         if input_size <= 0:
@@ -94,7 +115,9 @@ class RNNBase(Module):
         if num_layers <= 0:
             raise ValueError("num_layers must be greater than zero")
         if proj_size < 0:
-            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+            raise ValueError(
+                "proj_size should be a positive integer or zero to disable projections"
+            )
         if proj_size >= hidden_size:
             raise ValueError("proj_size has to be smaller than hidden_size")
         if mode not in _GATES:
@@ -111,7 +134,9 @@ class RNNBase(Module):
             for direction in range(num_directions):
                 suffix = "_reverse" if direction == 1 else ""
                 shapes: list[tuple[str, tuple[int, ...]]] = [
-                    ("weight_ih", (gate_size, layer_input)), ("weight_hh", (gate_size, real_hidden))]
+                    ("weight_ih", (gate_size, layer_input)),
+                    ("weight_hh", (gate_size, real_hidden)),
+                ]
                 if bias:
                     shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
                 if proj_size > 0:
@@ -151,13 +176,15 @@ class RNNBase(Module):
         if input.dtype != w_dtype:
             raise ValueError(
                 f"RNN input dtype ({input.dtype}) does not match weight dtype ({w_dtype}). "
-                f"Convert input: input.astype({w_dtype}), or convert model: model.to({input.dtype})")
+                f"Convert input: input.astype({w_dtype}), or convert model: model.to({input.dtype})"
+            )
         expected_input_dim = 2 if batch_sizes is not None else 3
         if input.ndim != expected_input_dim:
             raise RuntimeError(f"input must have {expected_input_dim} dimensions, got {input.ndim}")
         if self.input_size != input.shape[-1]:
             raise RuntimeError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.shape[-1]}")
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.shape[-1]}"
+            )
 
     def get_expected_hidden_size(self, input: Any, batch_sizes: Any) -> tuple[int, int, int]:
         if batch_sizes is not None:
@@ -168,8 +195,12 @@ class RNNBase(Module):
         size = self.proj_size if self.proj_size > 0 else self.hidden_size
         return (self.num_layers * num_directions, mini_batch, size)
 
-    def check_hidden_size(self, hx: Any, expected_hidden_size: tuple[int, int, int],
-                          msg: str = "Expected hidden size {}, got {}") -> None:
+    def check_hidden_size(
+        self,
+        hx: Any,
+        expected_hidden_size: tuple[int, int, int],
+        msg: str = "Expected hidden size {}, got {}",
+    ) -> None:
         if tuple(hx.shape) != tuple(expected_hidden_size):
             raise RuntimeError(msg.format(tuple(expected_hidden_size), list(hx.shape)))
 
@@ -212,20 +243,35 @@ class RNNBase(Module):
             if hx is not None:
                 if hx.ndim != 2:
                     raise RuntimeError(
-                        f"For unbatched 2-D input, hx should also be 2-D but got {hx.ndim}-D tensor")
+                        f"For unbatched 2-D input, hx should also be 2-D but got {hx.ndim}-D tensor"
+                    )
                 hx = hx[:, None]
         elif hx is not None and hx.ndim != 3:
-            raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got {hx.ndim}-D tensor")
+            raise RuntimeError(
+                f"For batched 3-D input, hx should also be 3-D but got {hx.ndim}-D tensor"
+            )
         if hx is None:
             num_directions = 2 if self.bidirectional else 1
-            hx = jnp.zeros((self.num_layers * num_directions, x.shape[batch_dim], self.hidden_size), x.dtype)
+            hx = jnp.zeros(
+                (self.num_layers * num_directions, x.shape[batch_dim], self.hidden_size), x.dtype
+            )
         self.check_forward_args(x, hx, None)
         return x, hx, is_batched, batch_dim
 
     def _run(self, x: jax.Array, hx: Any) -> tuple[jax.Array, Any]:
-        return _rnn.rnn_forward(self.mode, x, hx, self._flat_weights, self.bias, self.num_layers,
-                                self.dropout, self.training, self.bidirectional, self.batch_first,
-                                self.proj_size)
+        return _rnn.rnn_forward(
+            self.mode,
+            x,
+            hx,
+            self._flat_weights,
+            self.bias,
+            self.num_layers,
+            self.dropout,
+            self.training,
+            self.bidirectional,
+            self.batch_first,
+            self.proj_size,
+        )
 
     def _forward_packed(self, packed: PackedSequence, hx: Any) -> tuple[PackedSequence, Any]:
         """Run on a PackedSequence: unpack to a padded sorted batch, one masked scan, repack."""
@@ -237,19 +283,39 @@ class RNNBase(Module):
         if hx is None:
             real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
             h0 = jnp.zeros((self.num_layers * num_directions, n, real_hidden), data.dtype)
-            hx = (h0, jnp.zeros((self.num_layers * num_directions, n, self.hidden_size), data.dtype)) if lstm else h0
+            hx = (
+                (h0, jnp.zeros((self.num_layers * num_directions, n, self.hidden_size), data.dtype))
+                if lstm
+                else h0
+            )
         else:
-            hx = (jnp.asarray(unwrap(hx[0])), jnp.asarray(unwrap(hx[1]))) if lstm else jnp.asarray(unwrap(hx))
+            hx = (
+                (jnp.asarray(unwrap(hx[0])), jnp.asarray(unwrap(hx[1])))
+                if lstm
+                else jnp.asarray(unwrap(hx))
+            )
             hx = self.permute_hidden(hx, packed.sorted_indices)
         self.check_forward_args(data, hx, batch_sizes)
         t_idx, b_idx = _pack_indices(batch_sizes)
         x = jnp.zeros((len(batch_sizes), n, data.shape[-1]), data.dtype).at[t_idx, b_idx].set(data)
         lengths = jnp.asarray(_lengths_from_batch_sizes(batch_sizes))
-        out, hidden = _rnn.rnn_forward(self.mode, x, hx, self._flat_weights, self.bias, self.num_layers,
-                                       self.dropout, self.training, self.bidirectional, False,
-                                       self.proj_size, lengths)
-        out_packed = PackedSequence(out[t_idx, b_idx], packed.batch_sizes, packed.sorted_indices,
-                                    packed.unsorted_indices)
+        out, hidden = _rnn.rnn_forward(
+            self.mode,
+            x,
+            hx,
+            self._flat_weights,
+            self.bias,
+            self.num_layers,
+            self.dropout,
+            self.training,
+            self.bidirectional,
+            False,
+            self.proj_size,
+            lengths,
+        )
+        out_packed = PackedSequence(
+            out[t_idx, b_idx], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+        )
         return out_packed, self.permute_hidden(hidden, packed.unsorted_indices)
 
 
@@ -271,22 +337,47 @@ class RNN(RNNBase):
     ((5, 3, 20), (2, 3, 20))
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, device: Any = None,
-                 dtype: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if kwargs:
-            raise TypeError(f"RNN.__init__() got an unexpected keyword argument '{next(iter(kwargs))}'")
+            raise TypeError(
+                f"RNN.__init__() got an unexpected keyword argument '{next(iter(kwargs))}'"
+            )
         if nonlinearity == "tanh":
             mode = "RNN_TANH"
         elif nonlinearity == "relu":
             mode = "RNN_RELU"
         else:
-            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
-        super().__init__(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, device, dtype)
+            raise ValueError(
+                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
+            )
+        super().__init__(
+            mode,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+        )
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, jax.Array]:
@@ -314,15 +405,38 @@ class GRU(RNNBase):
     ((5, 3, 20), (2, 3, 20))
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device: Any = None, dtype: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if kwargs:
-            raise TypeError(f"GRU.__init__() got an unexpected keyword argument '{next(iter(kwargs))}'")
-        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, device, dtype)
+            raise TypeError(
+                f"GRU.__init__() got an unexpected keyword argument '{next(iter(kwargs))}'"
+            )
+        super().__init__(
+            "GRU",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+        )
 
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, jax.Array]:
         if isinstance(input, PackedSequence):
@@ -353,11 +467,32 @@ class LSTM(RNNBase):
     ((5, 3, 20), (2, 3, 20), (2, 3, 20))
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device: Any = None, dtype: Any = None) -> None:
-        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, device, dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            "LSTM",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device,
+            dtype,
+        )
 
     def get_expected_cell_size(self, input: Any, batch_sizes: Any) -> tuple[int, int, int]:
         if batch_sizes is not None:
@@ -369,10 +504,16 @@ class LSTM(RNNBase):
 
     def check_forward_args(self, input: Any, hidden: Any, batch_sizes: Any) -> None:
         self.check_input(input, batch_sizes)
-        self.check_hidden_size(hidden[0], self.get_expected_hidden_size(input, batch_sizes),
-                               "Expected hidden[0] size {}, got {}")
-        self.check_hidden_size(hidden[1], self.get_expected_cell_size(input, batch_sizes),
-                               "Expected hidden[1] size {}, got {}")
+        self.check_hidden_size(
+            hidden[0],
+            self.get_expected_hidden_size(input, batch_sizes),
+            "Expected hidden[0] size {}, got {}",
+        )
+        self.check_hidden_size(
+            hidden[1],
+            self.get_expected_cell_size(input, batch_sizes),
+            "Expected hidden[1] size {}, got {}",
+        )
 
     def permute_hidden(self, hx: Any, permutation: Any) -> Any:
         if permutation is None:
@@ -393,18 +534,24 @@ class LSTM(RNNBase):
         if hx is None:
             n = x.shape[batch_dim]
             real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
-            hx = (jnp.zeros((self.num_layers * num_directions, n, real_hidden), x.dtype),
-                  jnp.zeros((self.num_layers * num_directions, n, self.hidden_size), x.dtype))
+            hx = (
+                jnp.zeros((self.num_layers * num_directions, n, real_hidden), x.dtype),
+                jnp.zeros((self.num_layers * num_directions, n, self.hidden_size), x.dtype),
+            )
         else:
             h0, c0 = jnp.asarray(unwrap(hx[0])), jnp.asarray(unwrap(hx[1]))
             if is_batched:
                 if h0.ndim != 3 or c0.ndim != 3:
-                    raise RuntimeError("For batched 3-D input, hx and cx should also be 3-D but got "
-                                       f"({h0.ndim}-D, {c0.ndim}-D) tensors")
+                    raise RuntimeError(
+                        "For batched 3-D input, hx and cx should also be 3-D but got "
+                        f"({h0.ndim}-D, {c0.ndim}-D) tensors"
+                    )
             else:
                 if h0.ndim != 2 or c0.ndim != 2:
-                    raise RuntimeError("For unbatched 2-D input, hx and cx should also be 2-D but got "
-                                       f"({h0.ndim}-D, {c0.ndim}-D) tensors")
+                    raise RuntimeError(
+                        "For unbatched 2-D input, hx and cx should also be 2-D but got "
+                        f"({h0.ndim}-D, {c0.ndim}-D) tensors"
+                    )
                 h0, c0 = h0[:, None], c0[:, None]
             hx = (h0, c0)
         self.check_forward_args(x, hx, None)
@@ -417,8 +564,15 @@ class LSTM(RNNBase):
 class RNNCellBase(Module):
     """Shared parameters of the single-step cells. Mirrors `torch.nn.RNNCellBase`."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool,
+        num_chunks: int,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -459,14 +613,17 @@ class RNNCellBase(Module):
         """torch's kernel checks: feature sizes and batch sizes of input and hidden states."""
         if x.shape[1] != self.input_size:
             raise RuntimeError(
-                f"input has inconsistent input_size: got {x.shape[1]} expected {self.input_size}")
+                f"input has inconsistent input_size: got {x.shape[1]} expected {self.input_size}"
+            )
         for i, h in enumerate(hs):
             if x.shape[0] != h.shape[0]:
                 raise RuntimeError(
-                    f"Input batch size {x.shape[0]} doesn't match hidden{i} batch size {h.shape[0]}")
+                    f"Input batch size {x.shape[0]} doesn't match hidden{i} batch size {h.shape[0]}"
+                )
             if h.shape[1] != self.hidden_size:
                 raise RuntimeError(
-                    f"hidden{i} has inconsistent hidden_size: got {h.shape[1]}, expected {self.hidden_size}")
+                    f"hidden{i} has inconsistent hidden_size: got {h.shape[1]}, expected {self.hidden_size}"
+                )
 
 
 class RNNCell(RNNCellBase):
@@ -486,8 +643,15 @@ class RNNCell(RNNCellBase):
     (3, 20)
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh", device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__(input_size, hidden_size, bias, num_chunks=1, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
 
@@ -498,7 +662,11 @@ class RNNCell(RNNCellBase):
         is_batched = x.ndim == 2
         if not is_batched:
             x = x[None]
-        h = jnp.zeros((x.shape[0], self.hidden_size), x.dtype) if h is None else (h if is_batched else h[None])
+        h = (
+            jnp.zeros((x.shape[0], self.hidden_size), x.dtype)
+            if h is None
+            else (h if is_batched else h[None])
+        )
         if self.nonlinearity == "tanh":
             fn = _rnn.rnn_tanh_cell
         elif self.nonlinearity == "relu":
@@ -528,8 +696,14 @@ class LSTMCell(RNNCellBase):
     ((3, 20), (3, 20))
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
 
     def forward(self, input: Any, hx: Any = None) -> tuple[jax.Array, jax.Array]:
@@ -541,7 +715,9 @@ class LSTMCell(RNNCellBase):
             hs = [jnp.asarray(unwrap(v)) for v in hx]
             for idx, value in enumerate(hs):
                 if value.ndim not in (1, 2):
-                    raise ValueError(f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got {value.ndim}D instead")
+                    raise ValueError(
+                        f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got {value.ndim}D instead"
+                    )
         is_batched = x.ndim == 2
         if not is_batched:
             x = x[None]
@@ -571,8 +747,14 @@ class GRUCell(RNNCellBase):
     (3, 20)
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__(input_size, hidden_size, bias, num_chunks=3, device=device, dtype=dtype)
 
     def forward(self, input: Any, hx: Any = None) -> jax.Array:
@@ -582,7 +764,11 @@ class GRUCell(RNNCellBase):
         is_batched = x.ndim == 2
         if not is_batched:
             x = x[None]
-        h = jnp.zeros((x.shape[0], self.hidden_size), x.dtype) if h is None else (h if is_batched else h[None])
+        h = (
+            jnp.zeros((x.shape[0], self.hidden_size), x.dtype)
+            if h is None
+            else (h if is_batched else h[None])
+        )
         self._check_shapes(x, [h])
         out = _rnn.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return out if is_batched else out[0]
@@ -590,5 +776,7 @@ class GRUCell(RNNCellBase):
 
 # eager calls of these run one cached jit program (see _eager.py)
 # between-layer dropout draws only in training with p > 0 and several layers
-register_pure_forward(RNN, GRU, LSTM, when=lambda m: not m.training or m.dropout == 0 or m.num_layers == 1)
+register_pure_forward(
+    RNN, GRU, LSTM, when=lambda m: not m.training or m.dropout == 0 or m.num_layers == 1
+)
 register_pure_forward(RNNCell, LSTMCell, GRUCell)

@@ -30,12 +30,15 @@ from .module import Module
 
 __all__ = ["Embedding", "EmbeddingBag"]
 
-_SPARSE_MSG = ("{cls}: sparse=True is not supported (JAX has no sparse gradients); use "
-               "sparse=False, whose dense gradient has the same values")
+_SPARSE_MSG = (
+    "{cls}: sparse=True is not supported (JAX has no sparse gradients); use "
+    "sparse=False, whose dense gradient has the same values"
+)
 
 
-def _initial_weight(module: Module, shape: tuple[int, int], _weight: Any, dtype: Any,
-                    requires_grad: bool) -> None:
+def _initial_weight(
+    module: Module, shape: tuple[int, int], _weight: Any, dtype: Any, requires_grad: bool
+) -> None:
     if _weight is None:
         module.weight = Parameter(jnp.empty(shape, to_dtype(dtype)), requires_grad=requires_grad)
         module.reset_parameters()
@@ -111,8 +114,9 @@ class Embedding(_EmbeddingBase):
             raise NotImplementedError(_SPARSE_MSG.format(cls="Embedding"))
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
-        self.padding_idx = _normalize_padding_idx(padding_idx, num_embeddings,
-                                                  "Padding_idx must be within num_embeddings")
+        self.padding_idx = _normalize_padding_idx(
+            padding_idx, num_embeddings, "Padding_idx must be within num_embeddings"
+        )
         self.max_norm = max_norm
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
@@ -120,9 +124,15 @@ class Embedding(_EmbeddingBase):
         self.sparse = sparse
 
     def forward(self, input: Any) -> jax.Array:
-        out, new_weight = _embedding_and_weight(input, self.weight, self.padding_idx,
-                                                self.max_norm, self.norm_type,
-                                                self.scale_grad_by_freq, self.sparse)
+        out, new_weight = _embedding_and_weight(
+            input,
+            self.weight,
+            self.padding_idx,
+            self.max_norm,
+            self.norm_type,
+            self.scale_grad_by_freq,
+            self.sparse,
+        )
         self._store_renormed(new_weight)
         return out
 
@@ -154,9 +164,17 @@ class Embedding(_EmbeddingBase):
         Mirrors `torch.nn.Embedding.from_pretrained` (the `padding_idx` row is not zeroed).
         """
         emb, rows, cols = _pretrained_shape(embeddings)
-        return cls(num_embeddings=rows, embedding_dim=cols, _weight=emb, _freeze=freeze,
-                   padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
-                   scale_grad_by_freq=scale_grad_by_freq, sparse=sparse)
+        return cls(
+            num_embeddings=rows,
+            embedding_dim=cols,
+            _weight=emb,
+            _freeze=freeze,
+            padding_idx=padding_idx,
+            max_norm=max_norm,
+            norm_type=norm_type,
+            scale_grad_by_freq=scale_grad_by_freq,
+            sparse=sparse,
+        )
 
 
 # legacy backward hooks: torch's last operation of Embedding.forward (see _backward_hooks.py)
@@ -218,8 +236,9 @@ class EmbeddingBag(_EmbeddingBase):
         self.max_norm = max_norm
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
-        self.padding_idx = _normalize_padding_idx(padding_idx, num_embeddings,
-                                                  "padding_idx must be within num_embeddings")
+        self.padding_idx = _normalize_padding_idx(
+            padding_idx, num_embeddings, "padding_idx must be within num_embeddings"
+        )
         _initial_weight(self, (num_embeddings, embedding_dim), _weight, dtype, True)
         self.mode = mode
         self.sparse = sparse
@@ -227,9 +246,18 @@ class EmbeddingBag(_EmbeddingBase):
 
     def forward(self, input: Any, offsets: Any = None, per_sample_weights: Any = None) -> jax.Array:
         out, new_weight = _embedding_bag_and_weight(
-            input, self.weight, offsets, self.max_norm, self.norm_type, self.scale_grad_by_freq,
-            self.mode, self.sparse, per_sample_weights, self.include_last_offset,
-            self.padding_idx)
+            input,
+            self.weight,
+            offsets,
+            self.max_norm,
+            self.norm_type,
+            self.scale_grad_by_freq,
+            self.mode,
+            self.sparse,
+            per_sample_weights,
+            self.include_last_offset,
+            self.padding_idx,
+        )
         self._store_renormed(new_weight)
         return out
 
@@ -264,10 +292,18 @@ class EmbeddingBag(_EmbeddingBase):
         Mirrors `torch.nn.EmbeddingBag.from_pretrained`.
         """
         emb, rows, cols = _pretrained_shape(embeddings)
-        bag = cls(num_embeddings=rows, embedding_dim=cols, _weight=emb, max_norm=max_norm,
-                  norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, mode=mode,
-                  sparse=sparse, include_last_offset=include_last_offset,
-                  padding_idx=padding_idx)
+        bag = cls(
+            num_embeddings=rows,
+            embedding_dim=cols,
+            _weight=emb,
+            max_norm=max_norm,
+            norm_type=norm_type,
+            scale_grad_by_freq=scale_grad_by_freq,
+            mode=mode,
+            sparse=sparse,
+            include_last_offset=include_last_offset,
+            padding_idx=padding_idx,
+        )
         bag.weight.requires_grad = not freeze
         return bag
 

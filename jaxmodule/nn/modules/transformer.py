@@ -29,8 +29,13 @@ from .linear import Linear
 from .module import Module
 from .normalization import LayerNorm
 
-__all__ = ["Transformer", "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",
-           "TransformerDecoderLayer"]
+__all__ = [
+    "Transformer",
+    "TransformerEncoder",
+    "TransformerDecoder",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+]
 
 
 def _generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None) -> jax.Array:
@@ -47,7 +52,9 @@ def _get_seq_len(src: Any, batch_first: bool) -> int:
     return shape[1 if batch_first else 0]
 
 
-def _detect_is_causal_mask(mask: Any | None, is_causal: bool | None = None, size: int | None = None) -> bool:
+def _detect_is_causal_mask(
+    mask: Any | None, is_causal: bool | None = None, size: int | None = None
+) -> bool:
     """torch's causal-mask detection: the `is_causal` hint if given, else compare `mask` to a causal mask.
 
     The comparison runs in numpy on the concrete mask. A traced mask (an argument of a `jax.jit`
@@ -108,26 +115,58 @@ class Transformer(Module):
     (4, 2, 16)
     """
 
-    def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
-                 num_decoder_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Callable[[Any], Any] = F.relu, custom_encoder: Any | None = None,
-                 custom_decoder: Any | None = None, layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        d_model: int = 512,
+        nhead: int = 8,
+        num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable[[Any], Any] = F.relu,
+        custom_encoder: Any | None = None,
+        custom_decoder: Any | None = None,
+        layer_norm_eps: float = 1e-5,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         fk = {"device": device, "dtype": dtype}
         if custom_encoder is not None:
             self.encoder = custom_encoder
         else:
-            encoder_layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation,
-                                                    layer_norm_eps, batch_first, norm_first, bias, **fk)
+            encoder_layer = TransformerEncoderLayer(
+                d_model,
+                nhead,
+                dim_feedforward,
+                dropout,
+                activation,
+                layer_norm_eps,
+                batch_first,
+                norm_first,
+                bias,
+                **fk,
+            )
             encoder_norm = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **fk)
             self.encoder = TransformerEncoder(encoder_layer, num_encoder_layers, encoder_norm)
         if custom_decoder is not None:
             self.decoder = custom_decoder
         else:
-            decoder_layer = TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation,
-                                                    layer_norm_eps, batch_first, norm_first, bias, **fk)
+            decoder_layer = TransformerDecoderLayer(
+                d_model,
+                nhead,
+                dim_feedforward,
+                dropout,
+                activation,
+                layer_norm_eps,
+                batch_first,
+                norm_first,
+                bias,
+                **fk,
+            )
             decoder_norm = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **fk)
             self.decoder = TransformerDecoder(decoder_layer, num_decoder_layers, decoder_norm)
         self._reset_parameters()
@@ -135,11 +174,20 @@ class Transformer(Module):
         self.nhead = nhead
         self.batch_first = batch_first
 
-    def forward(self, src: Any, tgt: Any, src_mask: Any | None = None, tgt_mask: Any | None = None,
-                memory_mask: Any | None = None, src_key_padding_mask: Any | None = None,
-                tgt_key_padding_mask: Any | None = None, memory_key_padding_mask: Any | None = None,
-                src_is_causal: bool | None = None, tgt_is_causal: bool | None = None,
-                memory_is_causal: bool = False) -> jax.Array:
+    def forward(
+        self,
+        src: Any,
+        tgt: Any,
+        src_mask: Any | None = None,
+        tgt_mask: Any | None = None,
+        memory_mask: Any | None = None,
+        src_key_padding_mask: Any | None = None,
+        tgt_key_padding_mask: Any | None = None,
+        memory_key_padding_mask: Any | None = None,
+        src_is_causal: bool | None = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> jax.Array:
         """Encode `src`, then decode `tgt` attending to the encoded memory."""
         is_batched = src.ndim == 3
         if not self.batch_first and is_batched and src.shape[1] != tgt.shape[1]:
@@ -148,15 +196,24 @@ class Transformer(Module):
             raise RuntimeError("the batch number of src and tgt must be equal")
         if src.shape[-1] != self.d_model or tgt.shape[-1] != self.d_model:
             raise RuntimeError("the feature number of src and tgt must be equal to d_model")
-        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
-                              is_causal=src_is_causal)
-        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
-                            tgt_key_padding_mask=tgt_key_padding_mask,
-                            memory_key_padding_mask=memory_key_padding_mask,
-                            tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+        memory = self.encoder(
+            src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal
+        )
+        return self.decoder(
+            tgt,
+            memory,
+            tgt_mask=tgt_mask,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=memory_key_padding_mask,
+            tgt_is_causal=tgt_is_causal,
+            memory_is_causal=memory_is_causal,
+        )
 
     @staticmethod
-    def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None) -> jax.Array:
+    def generate_square_subsequent_mask(
+        sz: int, device: Any = None, dtype: Any = None
+    ) -> jax.Array:
         """A `(sz, sz)` causal mask: -inf above the diagonal, 0.0 elsewhere. Mirrors torch."""
         return _generate_square_subsequent_mask(sz, device=device, dtype=dtype)
 
@@ -187,8 +244,14 @@ class TransformerEncoder(Module):
     (5, 3, 16)
     """
 
-    def __init__(self, encoder_layer: Module, num_layers: int, norm: Module | None = None,
-                 enable_nested_tensor: bool = True, mask_check: bool = True) -> None:
+    def __init__(
+        self,
+        encoder_layer: Module,
+        num_layers: int,
+        norm: Module | None = None,
+        enable_nested_tensor: bool = True,
+        mask_check: bool = True,
+    ) -> None:
         super().__init__()
         self.layers = _get_clones(encoder_layer, num_layers)
         self.num_layers = num_layers
@@ -197,8 +260,13 @@ class TransformerEncoder(Module):
         self.use_nested_tensor = False  # no nested-tensor fast path exists in jaxmodule
         self.mask_check = mask_check
 
-    def forward(self, src: Any, mask: Any | None = None, src_key_padding_mask: Any | None = None,
-                is_causal: bool | None = None) -> jax.Array:
+    def forward(
+        self,
+        src: Any,
+        mask: Any | None = None,
+        src_key_padding_mask: Any | None = None,
+        is_causal: bool | None = None,
+    ) -> jax.Array:
         """Pass `src` through every layer, then `norm`.
 
         Args:
@@ -210,14 +278,21 @@ class TransformerEncoder(Module):
         src = jnp.asarray(unwrap(src))
         first = self.layers[0]
         # detect on the raw mask: bool and -inf float causal masks match as they do in torch
-        is_causal = _detect_is_causal_mask(mask, is_causal, _get_seq_len(src, first.self_attn.batch_first))
-        src_key_padding_mask = _canonical_mask(src_key_padding_mask, "src_key_padding_mask", mask,
-                                               "mask", src.dtype, stacklevel=4)
+        is_causal = _detect_is_causal_mask(
+            mask, is_causal, _get_seq_len(src, first.self_attn.batch_first)
+        )
+        src_key_padding_mask = _canonical_mask(
+            src_key_padding_mask, "src_key_padding_mask", mask, "mask", src.dtype, stacklevel=4
+        )
         mask = _canonical_mask(mask, "mask", None, "", src.dtype, check_other=False)
         output = src
         for mod in self.layers:
-            output = mod(output, src_mask=mask, is_causal=is_causal,
-                         src_key_padding_mask=src_key_padding_mask)
+            output = mod(
+                output,
+                src_mask=mask,
+                is_causal=is_causal,
+                src_key_padding_mask=src_key_padding_mask,
+            )
         if self.norm is not None:
             output = self.norm(output)
         return output
@@ -246,9 +321,17 @@ class TransformerDecoder(Module):
         self.num_layers = num_layers
         self.norm = norm
 
-    def forward(self, tgt: Any, memory: Any, tgt_mask: Any | None = None, memory_mask: Any | None = None,
-                tgt_key_padding_mask: Any | None = None, memory_key_padding_mask: Any | None = None,
-                tgt_is_causal: bool | None = None, memory_is_causal: bool = False) -> jax.Array:
+    def forward(
+        self,
+        tgt: Any,
+        memory: Any,
+        tgt_mask: Any | None = None,
+        memory_mask: Any | None = None,
+        tgt_key_padding_mask: Any | None = None,
+        memory_key_padding_mask: Any | None = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> jax.Array:
         """Pass `tgt` (attending to `memory`) through every layer, then `norm`.
 
         Args:
@@ -263,10 +346,16 @@ class TransformerDecoder(Module):
         seq_len = _get_seq_len(output, self.layers[0].self_attn.batch_first)
         tgt_is_causal = _detect_is_causal_mask(tgt_mask, tgt_is_causal, seq_len)
         for mod in self.layers:
-            output = mod(output, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
-                         tgt_key_padding_mask=tgt_key_padding_mask,
-                         memory_key_padding_mask=memory_key_padding_mask,
-                         tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+            output = mod(
+                output,
+                memory,
+                tgt_mask=tgt_mask,
+                memory_mask=memory_mask,
+                tgt_key_padding_mask=tgt_key_padding_mask,
+                memory_key_padding_mask=memory_key_padding_mask,
+                tgt_is_causal=tgt_is_causal,
+                memory_is_causal=memory_is_causal,
+            )
         if self.norm is not None:
             output = self.norm(output)
         return output
@@ -302,14 +391,25 @@ class TransformerEncoderLayer(Module):
     (5, 3, 16)
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Callable[[Any], Any] = F.relu, layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable[[Any], Any] = F.relu,
+        layer_norm_eps: float = 1e-5,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         fk = {"device": device, "dtype": dtype}
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
-                                            batch_first=batch_first, **fk)
+        self.self_attn = MultiheadAttention(
+            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, **fk
+        )
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **fk)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **fk)
@@ -323,30 +423,57 @@ class TransformerEncoderLayer(Module):
         self.activation_relu_or_gelu = _activation_kind(activation)
         self.activation = activation
 
-    def forward(self, src: Any, src_mask: Any | None = None, src_key_padding_mask: Any | None = None,
-                is_causal: bool = False) -> jax.Array:
+    def forward(
+        self,
+        src: Any,
+        src_mask: Any | None = None,
+        src_key_padding_mask: Any | None = None,
+        is_causal: bool = False,
+    ) -> jax.Array:
         """Args:
-            src: the input sequence.
-            src_mask: attention mask (bool True = not allowed, float added).
-            src_key_padding_mask: keys to ignore per batch element.
-            is_causal: hint that `src_mask` is causal.
+        src: the input sequence.
+        src_mask: attention mask (bool True = not allowed, float added).
+        src_key_padding_mask: keys to ignore per batch element.
+        is_causal: hint that `src_mask` is causal.
         """
         x = jnp.asarray(unwrap(src))
-        src_key_padding_mask = _canonical_mask(src_key_padding_mask, "src_key_padding_mask",
-                                               src_mask, "src_mask", x.dtype, stacklevel=4)
+        src_key_padding_mask = _canonical_mask(
+            src_key_padding_mask,
+            "src_key_padding_mask",
+            src_mask,
+            "src_mask",
+            x.dtype,
+            stacklevel=4,
+        )
         src_mask = _canonical_mask(src_mask, "src_mask", None, "", x.dtype, check_other=False)
         if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal=is_causal)
+            x = x + self._sa_block(
+                self.norm1(x), src_mask, src_key_padding_mask, is_causal=is_causal
+            )
             x = x + self._ff_block(self.norm2(x))
         else:
-            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal=is_causal))
+            x = self.norm1(
+                x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal=is_causal)
+            )
             x = self.norm2(x + self._ff_block(x))
         return x
 
-    def _sa_block(self, x: jax.Array, attn_mask: Any | None, key_padding_mask: Any | None,
-                  is_causal: bool = False) -> jax.Array:
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal)[0]
+    def _sa_block(
+        self,
+        x: jax.Array,
+        attn_mask: Any | None,
+        key_padding_mask: Any | None,
+        is_causal: bool = False,
+    ) -> jax.Array:
+        x = self.self_attn(
+            x,
+            x,
+            x,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            need_weights=False,
+            is_causal=is_causal,
+        )[0]
         return self.dropout1(x)
 
     def _ff_block(self, x: jax.Array) -> jax.Array:
@@ -376,16 +503,28 @@ class TransformerDecoderLayer(Module):
     (4, 3, 16)
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Callable[[Any], Any] = F.relu, layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable[[Any], Any] = F.relu,
+        layer_norm_eps: float = 1e-5,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         fk = {"device": device, "dtype": dtype}
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=batch_first,
-                                            bias=bias, **fk)
-        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout,
-                                                 batch_first=batch_first, bias=bias, **fk)
+        self.self_attn = MultiheadAttention(
+            d_model, nhead, dropout=dropout, batch_first=batch_first, bias=bias, **fk
+        )
+        self.multihead_attn = MultiheadAttention(
+            d_model, nhead, dropout=dropout, batch_first=batch_first, bias=bias, **fk
+        )
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **fk)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **fk)
@@ -396,42 +535,80 @@ class TransformerDecoderLayer(Module):
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
         self.dropout3 = Dropout(dropout)
-        self.activation = _get_activation_fn(activation) if isinstance(activation, str) else activation
+        self.activation = (
+            _get_activation_fn(activation) if isinstance(activation, str) else activation
+        )
 
-    def forward(self, tgt: Any, memory: Any, tgt_mask: Any | None = None, memory_mask: Any | None = None,
-                tgt_key_padding_mask: Any | None = None, memory_key_padding_mask: Any | None = None,
-                tgt_is_causal: bool = False, memory_is_causal: bool = False) -> jax.Array:
+    def forward(
+        self,
+        tgt: Any,
+        memory: Any,
+        tgt_mask: Any | None = None,
+        memory_mask: Any | None = None,
+        tgt_key_padding_mask: Any | None = None,
+        memory_key_padding_mask: Any | None = None,
+        tgt_is_causal: bool = False,
+        memory_is_causal: bool = False,
+    ) -> jax.Array:
         """Args:
-            tgt: the target sequence.
-            memory: the encoder output.
-            tgt_mask, memory_mask: masks for self- and cross-attention.
-            tgt_key_padding_mask, memory_key_padding_mask: keys to ignore per batch element.
-            tgt_is_causal, memory_is_causal: hints that the masks are causal.
+        tgt: the target sequence.
+        memory: the encoder output.
+        tgt_mask, memory_mask: masks for self- and cross-attention.
+        tgt_key_padding_mask, memory_key_padding_mask: keys to ignore per batch element.
+        tgt_is_causal, memory_is_causal: hints that the masks are causal.
         """
         x = jnp.asarray(unwrap(tgt))
         memory = jnp.asarray(unwrap(memory))
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
-            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask,
-                                    memory_is_causal)
+            x = x + self._mha_block(
+                self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal
+            )
             x = x + self._ff_block(self.norm3(x))
         else:
             x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
-            x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask,
-                                               memory_is_causal))
+            x = self.norm2(
+                x
+                + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal)
+            )
             x = self.norm3(x + self._ff_block(x))
         return x
 
-    def _sa_block(self, x: jax.Array, attn_mask: Any | None, key_padding_mask: Any | None,
-                  is_causal: bool = False) -> jax.Array:
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           is_causal=is_causal, need_weights=False)[0]
+    def _sa_block(
+        self,
+        x: jax.Array,
+        attn_mask: Any | None,
+        key_padding_mask: Any | None,
+        is_causal: bool = False,
+    ) -> jax.Array:
+        x = self.self_attn(
+            x,
+            x,
+            x,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            is_causal=is_causal,
+            need_weights=False,
+        )[0]
         return self.dropout1(x)
 
-    def _mha_block(self, x: jax.Array, mem: jax.Array, attn_mask: Any | None,
-                   key_padding_mask: Any | None, is_causal: bool = False) -> jax.Array:
-        x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                                is_causal=is_causal, need_weights=False)[0]
+    def _mha_block(
+        self,
+        x: jax.Array,
+        mem: jax.Array,
+        attn_mask: Any | None,
+        key_padding_mask: Any | None,
+        is_causal: bool = False,
+    ) -> jax.Array:
+        x = self.multihead_attn(
+            x,
+            mem,
+            mem,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            is_causal=is_causal,
+            need_weights=False,
+        )[0]
         return self.dropout2(x)
 
     def _ff_block(self, x: jax.Array) -> jax.Array:

@@ -25,9 +25,14 @@ class Upsample(Module):
     (1, 1, 4, 4)
     """
 
-    def __init__(self, size: int | list[int] | tuple[int, ...] | None = None,
-                 scale_factor: float | tuple[float, ...] | None = None, mode: str = "nearest",
-                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None) -> None:
+    def __init__(
+        self,
+        size: int | list[int] | tuple[int, ...] | None = None,
+        scale_factor: float | tuple[float, ...] | None = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
+    ) -> None:
         super().__init__()
         self.name = type(self).__name__
         self.size = size
@@ -41,8 +46,14 @@ class Upsample(Module):
         self.recompute_scale_factor = recompute_scale_factor
 
     def forward(self, input: Any) -> jax.Array:
-        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
-                             recompute_scale_factor=self.recompute_scale_factor)
+        return F.interpolate(
+            input,
+            self.size,
+            self.scale_factor,
+            self.mode,
+            self.align_corners,
+            recompute_scale_factor=self.recompute_scale_factor,
+        )
 
     def extra_repr(self) -> str:
         if self.scale_factor is not None:
@@ -59,14 +70,20 @@ class Upsample(Module):
 class UpsamplingNearest2d(Upsample):
     """2D nearest-neighbour upsampling. Mirrors `torch.nn.UpsamplingNearest2d`."""
 
-    def __init__(self, size: int | list[int] | tuple[int, ...] | None = None,
-                 scale_factor: float | tuple[float, ...] | None = None) -> None:
+    def __init__(
+        self,
+        size: int | list[int] | tuple[int, ...] | None = None,
+        scale_factor: float | tuple[float, ...] | None = None,
+    ) -> None:
         super().__init__(size, scale_factor, mode="nearest")
 
 
 class UpsamplingBilinear2d(Upsample):
     """2D bilinear upsampling with `align_corners=True`. Mirrors `torch.nn.UpsamplingBilinear2d`."""
 
-    def __init__(self, size: int | list[int] | tuple[int, ...] | None = None,
-                 scale_factor: float | tuple[float, ...] | None = None) -> None:
+    def __init__(
+        self,
+        size: int | list[int] | tuple[int, ...] | None = None,
+        scale_factor: float | tuple[float, ...] | None = None,
+    ) -> None:
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)

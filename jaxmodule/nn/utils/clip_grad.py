@@ -21,7 +21,13 @@ import jax.numpy as jnp
 from ..functional._eager_jit import jit_when_eager
 from ..parameter import _TensorCell
 
-__all__ = ["clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm"]
+__all__ = [
+    "clip_grad_norm",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
+]
 
 
 def _as_list(x: Any) -> list:
@@ -55,8 +61,12 @@ def _scaled(grads: list[jax.Array], total_norm: jax.Array, *, max_norm: float) -
     return [(g * coef).astype(g.dtype) for g in grads]
 
 
-def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: bool = False,
-                   foreach: bool | None = None) -> jax.Array:
+def get_total_norm(
+    tensors: Any,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> jax.Array:
     """The `norm_type`-norm of all `tensors` together, as if concatenated into one vector.
 
     Mirrors `torch.nn.utils.get_total_norm`.
@@ -78,17 +88,22 @@ def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: boo
     total = _total_norm(arrays, norm_type=norm_type)
     if error_if_nonfinite:
         if isinstance(total, jax.core.Tracer):
-            raise NotImplementedError("get_total_norm: error_if_nonfinite=True needs concrete values and cannot "
-                                      "run inside jax.jit/grad tracing; call it eagerly or pass False")
+            raise NotImplementedError(
+                "get_total_norm: error_if_nonfinite=True needs concrete values and cannot "
+                "run inside jax.jit/grad tracing; call it eagerly or pass False"
+            )
         if not bool(jnp.isfinite(total)):
-            raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is "
-                               "non-finite, so it cannot be clipped. To disable this error and scale the "
-                               "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`")
+            raise RuntimeError(
+                f"The total norm of order {norm_type} for gradients from `parameters` is "
+                "non-finite, so it cannot be clipped. To disable this error and scale the "
+                "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
+            )
     return total
 
 
-def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Any,
-                          foreach: bool | None = None) -> None:
+def clip_grads_with_norm_(
+    parameters: Any, max_norm: float, total_norm: Any, foreach: bool | None = None
+) -> None:
     """Scale every `p.grad` by `min(max_norm / (total_norm + 1e-6), 1)`.
 
     Mirrors `torch.nn.utils.clip_grads_with_norm_`.
@@ -108,8 +123,13 @@ def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Any,
         p.grad = g
 
 
-def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False, foreach: bool | None = None) -> jax.Array:
+def clip_grad_norm_(
+    parameters: Any,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> jax.Array:
     """Rescale the gradients of `parameters` so their total `norm_type`-norm is at most `max_norm`.
 
     Mirrors `torch.nn.utils.clip_grad_norm_`: returns the total norm before clipping; each
@@ -130,22 +150,34 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     """
     params = _as_list(parameters)
     if isinstance(parameters, types.GeneratorType) and not params:
-        warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2)
+        warnings.warn(
+            "`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2
+        )
     grads = [p.grad for p in params if getattr(p, "grad", None) is not None]
     total_norm = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     clip_grads_with_norm_(params, max_norm, total_norm, foreach)
     return total_norm
 
 
-def clip_grad_norm(parameters: Any, max_norm: float, norm_type: float = 2.0,
-                   error_if_nonfinite: bool = False, foreach: bool | None = None) -> jax.Array:
+def clip_grad_norm(
+    parameters: Any,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> jax.Array:
     """Deprecated alias of `clip_grad_norm_` (warns FutureWarning, as torch does)."""
-    warnings.warn("`torch.nn.utils.clip_grad_norm` is now deprecated in favor of `torch.nn.utils.clip_grad_norm_`.",
-                  FutureWarning, stacklevel=2)
+    warnings.warn(
+        "`torch.nn.utils.clip_grad_norm` is now deprecated in favor of `torch.nn.utils.clip_grad_norm_`.",
+        FutureWarning,
+        stacklevel=2,
+    )
     return clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite, foreach)
 
 
-def clip_grad_value_(parameters: Iterable[Any] | Any, clip_value: float, foreach: bool | None = None) -> None:
+def clip_grad_value_(
+    parameters: Iterable[Any] | Any, clip_value: float, foreach: bool | None = None
+) -> None:
     """Clamp every `p.grad` into `[-clip_value, clip_value]`. Mirrors `torch.nn.utils.clip_grad_value_`.
 
     Args:

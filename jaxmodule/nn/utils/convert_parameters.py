@@ -48,14 +48,18 @@ def vector_to_parameters(vec: Any, parameters: Iterable[Any]) -> None:
         parameters: an iterable of Parameters.
     """
     if not isinstance(vec, (jax.Array, np.ndarray, _TensorCell)) and not is_torch_tensor(vec):
-        raise TypeError("vector_to_parameters: expected `vec` to be an array (jax.Array, numpy.ndarray or "
-                        f"torch.Tensor), but got: {typename(vec)}")
+        raise TypeError(
+            "vector_to_parameters: expected `vec` to be an array (jax.Array, numpy.ndarray or "
+            f"torch.Tensor), but got: {typename(vec)}"
+        )
     vec = as_array(vec)
     pointer = 0
     for param in parameters:
         n = int(np.prod(param.shape))
-        piece = vec[pointer:pointer + n]
+        piece = vec[pointer : pointer + n]
         if piece.size != n:
-            raise RuntimeError(f"shape '{list(param.shape)}' is invalid for input of size {piece.size}")
+            raise RuntimeError(
+                f"shape '{list(param.shape)}' is invalid for input of size {piece.size}"
+            )
         param._value = piece.reshape(param.shape)
         pointer += n

@@ -64,8 +64,9 @@ class StaticKVCache(Module):
     v_cache: Buffer
     pos: Buffer
 
-    def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int,
-                 dtype: Any = None) -> None:
+    def __init__(
+        self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype: Any = None
+    ) -> None:
         super().__init__()
         self.max_len = max_len
         shape = (batch_size, num_heads, max_len, head_dim)
@@ -87,12 +88,16 @@ class StaticKVCache(Module):
         t = k.shape[-2]
         expected = cache_k.shape[:2] + (t,) + cache_k.shape[3:]
         if k.shape != expected or v.shape != expected:
-            raise ValueError(f"StaticKVCache.update: expected k and v of shape {expected}, got "
-                             f"{tuple(k.shape)} and {tuple(v.shape)}")
+            raise ValueError(
+                f"StaticKVCache.update: expected k and v of shape {expected}, got "
+                f"{tuple(k.shape)} and {tuple(v.shape)}"
+            )
         pos = unwrap(self.pos)
         if not isinstance(pos, jax.core.Tracer) and int(pos) + t > self.max_len:
-            raise ValueError(f"StaticKVCache.update: {t} new positions at position {int(pos)} "
-                             f"exceed max_len={self.max_len}; call reset() or use a larger cache")
+            raise ValueError(
+                f"StaticKVCache.update: {t} new positions at position {int(pos)} "
+                f"exceed max_len={self.max_len}; call reset() or use a larger cache"
+            )
         start = (0, 0, pos, 0)
         k_all = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), start)
         v_all = jax.lax.dynamic_update_slice(unwrap(self.v_cache), v.astype(cache_k.dtype), start)
@@ -120,9 +125,16 @@ class StaticKVCache(Module):
         return f"batch_size={b}, num_heads={h}, max_len={n}, head_dim={d}"
 
 
-def enable_kv_cache(model: Module, batch_size: int, max_len: int, module_type: type = MultiheadAttention,
-                    *, num_heads: int | None = None, head_dim: int | None = None,
-                    dtype: Any = None) -> list[StaticKVCache]:
+def enable_kv_cache(
+    model: Module,
+    batch_size: int,
+    max_len: int,
+    module_type: type = MultiheadAttention,
+    *,
+    num_heads: int | None = None,
+    head_dim: int | None = None,
+    dtype: Any = None,
+) -> list[StaticKVCache]:
     """Attach a new `StaticKVCache` as `kv_cache` to every `module_type` module of `model`.
 
     Args:
@@ -150,8 +162,10 @@ def enable_kv_cache(model: Module, batch_size: int, max_len: int, module_type: t
         heads = num_heads if num_heads is not None else getattr(module, "num_heads", None)
         dim = head_dim if head_dim is not None else getattr(module, "head_dim", None)
         if heads is None or dim is None:
-            raise ValueError(f"enable_kv_cache: {type(module).__name__} at {name!r} has no "
-                             "`num_heads`/`head_dim` attributes; pass num_heads= and head_dim=")
+            raise ValueError(
+                f"enable_kv_cache: {type(module).__name__} at {name!r} has no "
+                "`num_heads`/`head_dim` attributes; pass num_heads= and head_dim="
+            )
         module.kv_cache = StaticKVCache(batch_size, heads, max_len, dim, dtype=dtype)
         caches.append(module.kv_cache)
     if not caches:
@@ -167,8 +181,9 @@ def disable_kv_cache(model: Module) -> None:
             module.kv_cache = None
 
 
-def multihead_attention_with_cache(mha: MultiheadAttention, x: Any,
-                                   cache: StaticKVCache | None = None) -> jax.Array:
+def multihead_attention_with_cache(
+    mha: MultiheadAttention, x: Any, cache: StaticKVCache | None = None
+) -> jax.Array:
     """Causal self-attention of `nn.MultiheadAttention` on new positions `x`, through a cache.
 
     Equals `mha(x, x, x, attn_mask=causal_mask, need_weights=False)[0]` on the whole sequence,
@@ -189,25 +204,36 @@ def multihead_attention_with_cache(mha: MultiheadAttention, x: Any,
     """
     cache = getattr(mha, "kv_cache", None) if cache is None else cache
     if not isinstance(cache, StaticKVCache):
-        raise ValueError("multihead_attention_with_cache: no cache given and `mha.kv_cache` is "
-                         f"{type(cache).__name__}; call enable_kv_cache(model, ...) first")
+        raise ValueError(
+            "multihead_attention_with_cache: no cache given and `mha.kv_cache` is "
+            f"{type(cache).__name__}; call enable_kv_cache(model, ...) first"
+        )
     if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
-        raise ValueError("multihead_attention_with_cache: supports packed in_proj_weight without "
-                         "add_bias_kv or add_zero_attn")
+        raise ValueError(
+            "multihead_attention_with_cache: supports packed in_proj_weight without "
+            "add_bias_kv or add_zero_attn"
+        )
     if mha.training and mha.dropout > 0.0:
-        raise ValueError("multihead_attention_with_cache: attention dropout in training; call "
-                         "model.eval() before generating")
+        raise ValueError(
+            "multihead_attention_with_cache: attention dropout in training; call "
+            "model.eval() before generating"
+        )
     x = unwrap(x)
     if not mha.batch_first:
         x = jnp.swapaxes(x, 0, 1)
     n, t, e = x.shape
-    q, k, v = jnp.split(F.linear(x, unwrap(mha.in_proj_weight), unwrap(mha.in_proj_bias)), 3, axis=-1)
+    q, k, v = jnp.split(
+        F.linear(x, unwrap(mha.in_proj_weight), unwrap(mha.in_proj_bias)), 3, axis=-1
+    )
 
     def heads(a: jax.Array) -> jax.Array:
         return jnp.swapaxes(a.reshape(n, t, mha.num_heads, mha.head_dim), 1, 2)
 
     k_all, v_all, mask = cache.update(heads(k), heads(v))
     out = F.scaled_dot_product_attention(heads(q), k_all, v_all, attn_mask=mask)
-    out = F.linear(jnp.swapaxes(out, 1, 2).reshape(n, t, e), unwrap(mha.out_proj.weight),
-                   unwrap(mha.out_proj.bias))
+    out = F.linear(
+        jnp.swapaxes(out, 1, 2).reshape(n, t, e),
+        unwrap(mha.out_proj.weight),
+        unwrap(mha.out_proj.bias),
+    )
     return out if mha.batch_first else jnp.swapaxes(out, 0, 1)

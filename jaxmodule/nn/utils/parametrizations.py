@@ -69,8 +69,15 @@ def weight_norm(module: Module, name: str = "weight", dim: int = 0) -> Module:
     """
     parametrize.register_parametrization(module, name, _WeightNorm(dim), unsafe=True)
 
-    def _weight_norm_compat_hook(state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
-                                 missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+    def _weight_norm_compat_hook(
+        state_dict: dict,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
         g_key, v_key = f"{prefix}{name}_g", f"{prefix}{name}_v"
         if g_key in state_dict and v_key in state_dict:
             state_dict[f"{prefix}parametrizations.{name}.original0"] = state_dict.pop(g_key)
@@ -88,15 +95,21 @@ class _SpectralNorm(Module):
     _u: Buffer
     _v: Buffer
 
-    def __init__(self, weight: Any, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12) -> None:
+    def __init__(
+        self, weight: Any, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12
+    ) -> None:
         super().__init__()
         w = unwrap(weight)
         ndim = w.ndim
         if dim >= ndim or dim < -ndim:
-            raise IndexError(f"Dimension out of range (expected to be in range of [-{ndim}, {ndim - 1}] but got {dim})")
+            raise IndexError(
+                f"Dimension out of range (expected to be in range of [-{ndim}, {ndim - 1}] but got {dim})"
+            )
         if n_power_iterations <= 0:
-            raise ValueError("Expected n_power_iterations to be positive, but got "
-                             f"n_power_iterations={n_power_iterations}")
+            raise ValueError(
+                "Expected n_power_iterations to be positive, but got "
+                f"n_power_iterations={n_power_iterations}"
+            )
         self.dim = dim if dim >= 0 else dim + ndim
         self.eps = eps
         if ndim > 1:
@@ -142,8 +155,13 @@ class _SpectralNorm(Module):
         return value
 
 
-def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12,
-                  dim: int | None = None) -> Module:
+def spectral_norm(
+    module: Module,
+    name: str = "weight",
+    n_power_iterations: int = 1,
+    eps: float = 1e-12,
+    dim: int | None = None,
+) -> Module:
     """Divide `module.<name>` by its spectral norm, estimated by power iteration.
 
     Mirrors `torch.nn.utils.parametrizations.spectral_norm`: in training mode every access of
@@ -166,10 +184,15 @@ def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int 
     if not parametrize._is_tensor(weight):
         raise ValueError(f"Module '{module}' has no parameter or buffer with name '{name}'")
     if dim is None:
-        transposed = any(c.__name__ in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
-                         and c.__module__.startswith("jaxmodule.") for c in type(module).__mro__)
+        transposed = any(
+            c.__name__ in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+            and c.__module__.startswith("jaxmodule.")
+            for c in type(module).__mro__
+        )
         dim = 1 if transposed else 0
-    parametrize.register_parametrization(module, name, _SpectralNorm(weight, n_power_iterations, dim, eps))
+    parametrize.register_parametrization(
+        module, name, _SpectralNorm(weight, n_power_iterations, dim, eps)
+    )
     return module
 
 
@@ -235,16 +258,18 @@ def _geqrf(q: jax.Array) -> tuple[np.ndarray, np.ndarray]:
             tau[j] = (beta - x[0]) / beta
             v = x / (x[0] - beta)
             v[0] = 1.0
-            mat[j:, j + 1:] -= tau[j] * np.outer(v, v @ mat[j:, j + 1:])
+            mat[j:, j + 1 :] -= tau[j] * np.outer(v, v @ mat[j:, j + 1 :])
             mat[j, j] = beta
-            mat[j + 1:, j] = v[1:]
+            mat[j + 1 :, j] = v[1:]
     return a, taus
 
 
 class _Orthogonal(Module):
     """Maps an unconstrained matrix to an orthogonal one (matrix_exp, cayley or householder)."""
 
-    def __init__(self, weight: Any, orthogonal_map: _OrthMaps, *, use_trivialization: bool = True) -> None:
+    def __init__(
+        self, weight: Any, orthogonal_map: _OrthMaps, *, use_trivialization: bool = True
+    ) -> None:
         super().__init__()
         w = unwrap(weight)
         if jnp.iscomplexobj(w) and orthogonal_map == _OrthMaps.householder:
@@ -287,8 +312,10 @@ class _Orthogonal(Module):
     def right_inverse(self, Q: Any) -> jax.Array:  # noqa: N803 - torch's name
         q = jax.lax.stop_gradient(unwrap(Q))
         if tuple(q.shape) != self.shape:
-            raise ValueError(f"Expected a matrix or batch of matrices of shape {self.shape}. "
-                             f"Got a tensor of shape {tuple(q.shape)}.")
+            raise ValueError(
+                f"Expected a matrix or batch of matrices of shape {self.shape}. "
+                f"Got a tensor of shape {tuple(q.shape)}."
+            )
         q_init = q
         n, k = q.shape[-2], q.shape[-1]
         transpose = n < k
@@ -297,8 +324,10 @@ class _Orthogonal(Module):
             n, k = k, n
         if "base" not in self._buffers:
             if self.orthogonal_map in (_OrthMaps.cayley, _OrthMaps.matrix_exp):
-                raise NotImplementedError("It is not possible to assign to the matrix exponential or the Cayley "
-                                          "parametrizations when use_trivialization=False.")
+                raise NotImplementedError(
+                    "It is not possible to assign to the matrix exponential or the Cayley "
+                    "parametrizations when use_trivialization=False."
+                )
             a, tau = _geqrf(q)
             idx = np.arange(min(n, k))
             diag = np.sign(a[..., idx, idx])
@@ -316,8 +345,13 @@ class _Orthogonal(Module):
         return neg_id
 
 
-def orthogonal(module: Module, name: str = "weight", orthogonal_map: str | None = None, *,
-               use_trivialization: bool = True) -> Module:
+def orthogonal(
+    module: Module,
+    name: str = "weight",
+    orthogonal_map: str | None = None,
+    *,
+    use_trivialization: bool = True,
+) -> Module:
     """Constrain `module.<name>` (a matrix or batch of matrices) to be orthogonal (unitary).
 
     Mirrors `torch.nn.utils.parametrizations.orthogonal`. Random numbers (the completion of a
@@ -340,14 +374,20 @@ def orthogonal(module: Module, name: str = "weight", orthogonal_map: str | None 
     if not parametrize._is_tensor(weight):
         raise ValueError(f"Module '{module}' has no parameter or buffer with name '{name}'")
     if weight.ndim < 2:
-        raise ValueError(f"Expected a matrix or batch of matrices. Got a tensor of {weight.ndim} dimensions.")
+        raise ValueError(
+            f"Expected a matrix or batch of matrices. Got a tensor of {weight.ndim} dimensions."
+        )
     if orthogonal_map is None:
         square = weight.shape[-2] == weight.shape[-1]
-        orthogonal_map = "matrix_exp" if square or jnp.iscomplexobj(unwrap(weight)) else "householder"
+        orthogonal_map = (
+            "matrix_exp" if square or jnp.iscomplexobj(unwrap(weight)) else "householder"
+        )
     orth_enum = getattr(_OrthMaps, orthogonal_map, None)
     if orth_enum is None:
-        raise ValueError('orthogonal_map has to be one of "matrix_exp", "cayley", "householder". '
-                         f"Got: {orthogonal_map}")
+        raise ValueError(
+            'orthogonal_map has to be one of "matrix_exp", "cayley", "householder". '
+            f"Got: {orthogonal_map}"
+        )
     orth = _Orthogonal(weight, orth_enum, use_trivialization=use_trivialization)
     parametrize.register_parametrization(module, name, orth, unsafe=True)
     return module

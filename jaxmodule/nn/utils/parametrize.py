@@ -32,8 +32,15 @@ from ..modules.container import ModuleDict, ModuleList
 from ..modules.module import TRANSIENT_KEYS, Module
 from ..parameter import Buffer, Parameter, _TensorCell
 
-__all__ = ["cached", "ParametrizationList", "register_parametrization", "is_parametrized",
-           "remove_parametrizations", "type_before_parametrizations", "transfer_parametrizations_and_params"]
+__all__ = [
+    "cached",
+    "ParametrizationList",
+    "register_parametrization",
+    "is_parametrized",
+    "remove_parametrizations",
+    "type_before_parametrizations",
+    "transfer_parametrizations_and_params",
+]
 
 _cache_enabled = 0
 _cache: dict[tuple[int, str], Any] = {}
@@ -98,22 +105,28 @@ class ParametrizationList(ModuleList):
                     except NotImplementedError:
                         pass
         if not _is_tensor(new) and not isinstance(new, Sequence):
-            raise ValueError("'right_inverse' must return a Tensor or a Sequence of tensors (list, tuple...). "
-                             f"Got {type(new).__name__}")
+            raise ValueError(
+                "'right_inverse' must return a Tensor or a Sequence of tensors (list, tuple...). "
+                f"Got {type(new).__name__}"
+            )
         self.is_tensor = _is_tensor(new)
         self.ntensors = 1 if self.is_tensor else len(new)
         if _is_tensor(new):  # self.is_tensor, written so that mypy narrows `new`
             if original.dtype != new.dtype:
-                raise ValueError("When `right_inverse` outputs one tensor, it may not change the dtype.\n"
-                                 f"original.dtype: {original.dtype}\nright_inverse(original).dtype: {new.dtype}")
+                raise ValueError(
+                    "When `right_inverse` outputs one tensor, it may not change the dtype.\n"
+                    f"original.dtype: {original.dtype}\nright_inverse(original).dtype: {new.dtype}"
+                )
             if new is not original:
                 _maybe_set(original, new)
             _register_parameter_or_buffer(self, "original", original)
         else:
             for i, originali in enumerate(new):
                 if not _is_tensor(originali):
-                    raise ValueError("'right_inverse' must return a Tensor or a Sequence of tensors (list, "
-                                     f"tuple...). Got element {i} of the sequence with type {type(originali).__name__}.")
+                    raise ValueError(
+                        "'right_inverse' must return a Tensor or a Sequence of tensors (list, "
+                        f"tuple...). Got element {i} of the sequence with type {type(originali).__name__}."
+                    )
                 if isinstance(original, Parameter):
                     originali = Parameter(_array(originali), original.requires_grad)
                 else:
@@ -124,42 +137,60 @@ class ParametrizationList(ModuleList):
             if not _is_tensor(z):
                 raise ValueError(f"A parametrization must return a tensor. Got {type(z).__name__}.")
             if z.dtype != original_dtype:
-                raise ValueError("Registering a parametrization may not change the dtype of the tensor, unless "
-                                 f"`unsafe` flag is enabled.\nunparametrized dtype: {original_dtype}\n"
-                                 f"parametrized dtype: {z.dtype}")
+                raise ValueError(
+                    "Registering a parametrization may not change the dtype of the tensor, unless "
+                    f"`unsafe` flag is enabled.\nunparametrized dtype: {original_dtype}\n"
+                    f"parametrized dtype: {z.dtype}"
+                )
             if tuple(z.shape) != original_shape:
-                raise ValueError("Registering a parametrization may not change the shape of the tensor, unless "
-                                 f"`unsafe` flag is enabled.\nunparametrized shape: {original_shape}\n"
-                                 f"parametrized shape: {tuple(z.shape)}")
+                raise ValueError(
+                    "Registering a parametrization may not change the shape of the tensor, unless "
+                    f"`unsafe` flag is enabled.\nunparametrized shape: {original_shape}\n"
+                    f"parametrized shape: {tuple(z.shape)}"
+                )
 
     def right_inverse(self, value: Any) -> None:
         """Write `value` into the original(s) through each parametrization's `right_inverse`."""
         with no_grad():
             for module in reversed(self):
                 if not hasattr(module, "right_inverse"):
-                    raise RuntimeError(f"parametrization {type(module).__name__} does not implement right_inverse.")
+                    raise RuntimeError(
+                        f"parametrization {type(module).__name__} does not implement right_inverse."
+                    )
                 value = module.right_inverse(value)
             if self.is_tensor:
                 if not _is_tensor(value):
-                    raise ValueError(f"`right_inverse` should return a tensor. Got {type(value).__name__}")
+                    raise ValueError(
+                        f"`right_inverse` should return a tensor. Got {type(value).__name__}"
+                    )
                 if value.dtype != self.original.dtype:
-                    raise ValueError(f"The tensor returned by `right_inverse` has dtype {value.dtype} while "
-                                     f"`original` has dtype {self.original.dtype}")
+                    raise ValueError(
+                        f"The tensor returned by `right_inverse` has dtype {value.dtype} while "
+                        f"`original` has dtype {self.original.dtype}"
+                    )
                 _maybe_set(self.original, _array(value))
                 return
             if not isinstance(value, collections.abc.Sequence):
-                raise ValueError(f"'right_inverse' must return a sequence of tensors. Got {type(value).__name__}.")
+                raise ValueError(
+                    f"'right_inverse' must return a sequence of tensors. Got {type(value).__name__}."
+                )
             if len(value) != self.ntensors:
-                raise ValueError(f"'right_inverse' must return a sequence of tensors of length {self.ntensors}. "
-                                 f"Got a sequence of length {len(value)}.")
+                raise ValueError(
+                    f"'right_inverse' must return a sequence of tensors of length {self.ntensors}. "
+                    f"Got a sequence of length {len(value)}."
+                )
             for i, tensor in enumerate(value):
                 original_i = getattr(self, f"original{i}")
                 if not _is_tensor(tensor):
-                    raise ValueError("'right_inverse' must return a sequence of tensors or reference-type opaques. "
-                                     f"Got element {i} of type {type(tensor).__name__}.")
+                    raise ValueError(
+                        "'right_inverse' must return a sequence of tensors or reference-type opaques. "
+                        f"Got element {i} of type {type(tensor).__name__}."
+                    )
                 if original_i.dtype != tensor.dtype:
-                    raise ValueError(f"Tensor {i} returned by `right_inverse` has dtype {tensor.dtype} while "
-                                     f"`original{i}` has dtype {original_i.dtype}")
+                    raise ValueError(
+                        f"Tensor {i} returned by `right_inverse` has dtype {tensor.dtype} while "
+                        f"`original{i}` has dtype {original_i.dtype}"
+                    )
                 _maybe_set(original_i, _array(tensor))
 
     def forward(self) -> Any:
@@ -185,9 +216,11 @@ def _default_deepcopy(self: Module, memo: dict) -> Module:
 
 
 def _getstate(self: Module) -> Any:
-    raise RuntimeError("Serialization of parametrized modules is only supported through state_dict(). See:\n"
-                       "https://pytorch.org/tutorials/beginner/saving_loading_models.html"
-                       "#saving-loading-a-general-checkpoint-for-inference-and-or-resuming-training")
+    raise RuntimeError(
+        "Serialization of parametrized modules is only supported through state_dict(). See:\n"
+        "https://pytorch.org/tutorials/beginner/saving_loading_models.html"
+        "#saving-loading-a-general-checkpoint-for-inference-and-or-resuming-training"
+    )
 
 
 def _inject_new_class(module: Module) -> None:
@@ -220,8 +253,9 @@ def _inject_property(module: Module, tensor_name: str) -> None:
     setattr(module.__class__, tensor_name, property(get_parametrized, set_original))
 
 
-def register_parametrization(module: Module, tensor_name: str, parametrization: Module, *,
-                             unsafe: bool = False) -> Module:
+def register_parametrization(
+    module: Module, tensor_name: str, parametrization: Module, *, unsafe: bool = False
+) -> Module:
     """Make `module.<tensor_name>` the output of `parametrization` applied to its original value.
 
     Mirrors `torch.nn.utils.parametrize.register_parametrization`: the original moves to
@@ -252,13 +286,17 @@ def register_parametrization(module: Module, tensor_name: str, parametrization: 
             if not _is_tensor(x):
                 raise ValueError(f"A parametrization must return a tensor. Got {type(x).__name__}.")
             if x.dtype != y.dtype:
-                raise ValueError("Registering a parametrization may not change the dtype of the tensor, unless the "
-                                 f"`unsafe` flag is enabled.\nmodule.{tensor_name}.dtype: {y.dtype}\n"
-                                 f"parametrization(module.{tensor_name}).dtype: {x.dtype}")
+                raise ValueError(
+                    "Registering a parametrization may not change the dtype of the tensor, unless the "
+                    f"`unsafe` flag is enabled.\nmodule.{tensor_name}.dtype: {y.dtype}\n"
+                    f"parametrization(module.{tensor_name}).dtype: {x.dtype}"
+                )
             if tuple(x.shape) != tuple(y.shape):
-                raise ValueError("Registering a parametrization may not change the shape of the tensor, unless the "
-                                 f"`unsafe` flag is enabled.\nmodule.{tensor_name}.shape: {tuple(y.shape)}\n"
-                                 f"parametrization(module.{tensor_name}).shape: {tuple(x.shape)}")
+                raise ValueError(
+                    "Registering a parametrization may not change the shape of the tensor, unless the "
+                    f"`unsafe` flag is enabled.\nmodule.{tensor_name}.shape: {tuple(y.shape)}\n"
+                    f"parametrization(module.{tensor_name}).shape: {tuple(x.shape)}"
+                )
             if hasattr(parametrization, "right_inverse"):
                 try:
                     z = parametrization.right_inverse(x)
@@ -266,16 +304,22 @@ def register_parametrization(module: Module, tensor_name: str, parametrization: 
                     pass
                 else:
                     if not _is_tensor(z):
-                        raise ValueError(f"parametrization.right_inverse must return a tensor. Got: {type(z).__name__}")
+                        raise ValueError(
+                            f"parametrization.right_inverse must return a tensor. Got: {type(z).__name__}"
+                        )
                     if z.dtype != y.dtype:
-                        raise ValueError("The tensor returned by parametrization.right_inverse must have the same "
-                                         f"dtype as module.{tensor_name}, unless the `unsafe` flag is enabled.\n"
-                                         f"module.{tensor_name}.dtype: {y.dtype}\nreturned dtype: {z.dtype}")
+                        raise ValueError(
+                            "The tensor returned by parametrization.right_inverse must have the same "
+                            f"dtype as module.{tensor_name}, unless the `unsafe` flag is enabled.\n"
+                            f"module.{tensor_name}.dtype: {y.dtype}\nreturned dtype: {z.dtype}"
+                        )
                     if tuple(z.shape) != tuple(y.shape):
-                        raise ValueError("The tensor returned by parametrization.right_inverse must have the same "
-                                         f"shape as module.{tensor_name}, unless the `unsafe` flag is enabled.\n"
-                                         f"module.{tensor_name}.shape: {tuple(y.shape)}\n"
-                                         f"returned shape: {tuple(z.shape)}")
+                        raise ValueError(
+                            "The tensor returned by parametrization.right_inverse must have the same "
+                            f"shape as module.{tensor_name}, unless the `unsafe` flag is enabled.\n"
+                            f"module.{tensor_name}.shape: {tuple(y.shape)}\n"
+                            f"returned shape: {tuple(z.shape)}"
+                        )
         plist = module.parametrizations[tensor_name]
         plist.append(parametrization)
         plist.unsafe |= unsafe
@@ -289,8 +333,10 @@ def register_parametrization(module: Module, tensor_name: str, parametrization: 
         _inject_property(module, tensor_name)
         module.parametrizations[tensor_name] = plist
     else:
-        raise ValueError(f"Module '{module}' does not have a parameter, a buffer, or a parametrized element "
-                         f"with name '{tensor_name}'")
+        raise ValueError(
+            f"Module '{module}' does not have a parameter, a buffer, or a parametrized element "
+            f"with name '{tensor_name}'"
+        )
     return module
 
 
@@ -304,7 +350,9 @@ def is_parametrized(module: Module, tensor_name: str | None = None) -> bool:
     return tensor_name in parametrizations
 
 
-def remove_parametrizations(module: Module, tensor_name: str, leave_parametrized: bool = True) -> Module:
+def remove_parametrizations(
+    module: Module, tensor_name: str, leave_parametrized: bool = True
+) -> Module:
     """Remove the parametrizations on `module.<tensor_name>`. Mirrors torch.
 
     Args:
@@ -328,11 +376,15 @@ def remove_parametrizations(module: Module, tensor_name: str, leave_parametrized
     elif leave_parametrized:
         with no_grad():
             t = _array(getattr(module, tensor_name))
-        trainable = any(isinstance(p, Parameter) and p.requires_grad for p in plist._parameters.values())
+        trainable = any(
+            isinstance(p, Parameter) and p.requires_grad for p in plist._parameters.values()
+        )
         original = Parameter(t) if trainable else Buffer(t)
     else:
-        raise ValueError("Cannot leave unparametrized (`leave_parametrized=False`) a tensor that is parametrized "
-                         "in terms of a sequence of tensors.")
+        raise ValueError(
+            "Cannot leave unparametrized (`leave_parametrized=False`) a tensor that is parametrized "
+            "in terms of a sequence of tensors."
+        )
     delattr(module.__class__, tensor_name)
     del module.parametrizations[tensor_name]
     _register_parameter_or_buffer(module, tensor_name, original)
@@ -348,8 +400,9 @@ def type_before_parametrizations(module: Module) -> type:
     return module.__class__.__bases__[0] if is_parametrized(module) else type(module)
 
 
-def transfer_parametrizations_and_params(from_module: Module, to_module: Module,
-                                         tensor_name: str | None = None) -> Module:
+def transfer_parametrizations_and_params(
+    from_module: Module, to_module: Module, tensor_name: str | None = None
+) -> Module:
     """Copy the parametrizations (and share the originals) of `from_module` onto `to_module`.
 
     Mirrors torch; `tensor_name=None` transfers every parametrized name.

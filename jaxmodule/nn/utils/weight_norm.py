@@ -10,9 +10,11 @@ from typing import Any
 
 __all__ = ["weight_norm", "remove_weight_norm"]
 
-_MESSAGE = ("jaxmodule.nn.utils.{fn} (torch's deprecated hook-based weight norm) is not implemented; use "
-            "jaxmodule.nn.utils.parametrizations.weight_norm (it loads old weight_g/weight_v checkpoints) "
-            "and jaxmodule.nn.utils.parametrize.remove_parametrizations")
+_MESSAGE = (
+    "jaxmodule.nn.utils.{fn} (torch's deprecated hook-based weight norm) is not implemented; use "
+    "jaxmodule.nn.utils.parametrizations.weight_norm (it loads old weight_g/weight_v checkpoints) "
+    "and jaxmodule.nn.utils.parametrize.remove_parametrizations"
+)
 
 
 def weight_norm(module: Any, name: str = "weight", dim: int | None = 0) -> Any:

@@ -2,19 +2,21 @@
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
+import jaxmodule.nn.functional as F
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
 
-import jaxmodule
-import jaxmodule.nn.functional as F
 from tests.helpers import assert_close, randn, to_numpy
 
 # Kinks and clip points of the activations below (0, +-0.5, +-1, +-3, 6, 2.5, 0.1, 20) plus large
 # values that would overflow a naively evaluated exp branch, plus random values.
-_EDGES = np.array([0.0, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 6.0, 2.5, 0.1, 20.0, 25.0, -25.0, 100.0,
-                   -100.0, 0.25], np.float32)
+_EDGES = np.array(
+    [0.0, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 6.0, 2.5, 0.1, 20.0, 25.0, -25.0, 100.0, -100.0, 0.25],
+    np.float32,
+)
 X = np.concatenate([_EDGES, 3 * randn(16, seed=3)]).reshape(4, 8)
 
 
@@ -32,16 +34,39 @@ def _check(jfn, tfn, x, *, rtol=1e-5, atol=1e-6, grad=True):
 
 
 ELEMENTWISE = [
-    ("relu", {}), ("relu6", {}), ("leaky_relu", {}), ("leaky_relu", {"negative_slope": 0.2}),
-    ("elu", {}), ("elu", {"alpha": 0.5}), ("selu", {}), ("celu", {}), ("celu", {"alpha": 2.0}),
-    ("gelu", {}), ("gelu", {"approximate": "tanh"}), ("silu", {}), ("mish", {}), ("sigmoid", {}),
-    ("tanh", {}), ("hardtanh", {}), ("hardtanh", {"min_val": -3.0, "max_val": 0.5}),
-    ("hardsigmoid", {}), ("hardswish", {}), ("softplus", {}),
-    ("softplus", {"beta": 2.0, "threshold": 5.0}), ("softplus", {"beta": 0.5}), ("softsign", {}),
-    ("softshrink", {}), ("softshrink", {"lambd": 1.0}), ("hardshrink", {}),
-    ("hardshrink", {"lambd": 1.0}), ("tanhshrink", {}),
-    ("threshold", {"threshold": 0.1, "value": 20.0}), ("threshold", {"threshold": -1.0, "value": -5.0}),
-    ("logsigmoid", {}), ("rrelu", {}), ("rrelu", {"lower": 0.1, "upper": 0.5}),
+    ("relu", {}),
+    ("relu6", {}),
+    ("leaky_relu", {}),
+    ("leaky_relu", {"negative_slope": 0.2}),
+    ("elu", {}),
+    ("elu", {"alpha": 0.5}),
+    ("selu", {}),
+    ("celu", {}),
+    ("celu", {"alpha": 2.0}),
+    ("gelu", {}),
+    ("gelu", {"approximate": "tanh"}),
+    ("silu", {}),
+    ("mish", {}),
+    ("sigmoid", {}),
+    ("tanh", {}),
+    ("hardtanh", {}),
+    ("hardtanh", {"min_val": -3.0, "max_val": 0.5}),
+    ("hardsigmoid", {}),
+    ("hardswish", {}),
+    ("softplus", {}),
+    ("softplus", {"beta": 2.0, "threshold": 5.0}),
+    ("softplus", {"beta": 0.5}),
+    ("softsign", {}),
+    ("softshrink", {}),
+    ("softshrink", {"lambd": 1.0}),
+    ("hardshrink", {}),
+    ("hardshrink", {"lambd": 1.0}),
+    ("tanhshrink", {}),
+    ("threshold", {"threshold": 0.1, "value": 20.0}),
+    ("threshold", {"threshold": -1.0, "value": -5.0}),
+    ("logsigmoid", {}),
+    ("rrelu", {}),
+    ("rrelu", {"lower": 0.1, "upper": 0.5}),
 ]
 
 
@@ -50,10 +75,19 @@ def test_elementwise(name, kw):
     _check(lambda v: getattr(F, name)(v, **kw), lambda t: getattr(TF, name)(t, **kw), X)
 
 
-@pytest.mark.parametrize("name,kw", [("relu_", {}), ("elu_", {"alpha": 0.3}), ("selu_", {}),
-                                     ("celu_", {}), ("leaky_relu_", {"negative_slope": 0.3}),
-                                     ("hardtanh_", {}), ("threshold_", {"threshold": 0.0, "value": 1.0}),
-                                     ("rrelu_", {})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("relu_", {}),
+        ("elu_", {"alpha": 0.3}),
+        ("selu_", {}),
+        ("celu_", {}),
+        ("leaky_relu_", {"negative_slope": 0.3}),
+        ("hardtanh_", {}),
+        ("threshold_", {"threshold": 0.0, "value": 1.0}),
+        ("rrelu_", {}),
+    ],
+)
 def test_inplace_variants_return_result(name, kw):
     jx = jnp.asarray(X)
     out = getattr(F, name)(jx, **kw)
@@ -63,8 +97,22 @@ def test_inplace_variants_return_result(name, kw):
     assert_close(jx, X)  # the input is untouched: JAX arrays are immutable
 
 
-@pytest.mark.parametrize("name", ["relu", "elu", "hardtanh", "hardswish", "silu", "relu6",
-                                  "hardsigmoid", "mish", "leaky_relu", "selu", "celu"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "relu",
+        "elu",
+        "hardtanh",
+        "hardswish",
+        "silu",
+        "relu6",
+        "hardsigmoid",
+        "mish",
+        "leaky_relu",
+        "selu",
+        "celu",
+    ],
+)
 def test_inplace_kwarg(name):
     assert_close(getattr(F, name)(jnp.asarray(X), inplace=True), getattr(TF, name)(torch.tensor(X)))
 
@@ -83,8 +131,10 @@ def test_relu_gradient_at_zero_inf_and_nan_like_torch():
     g = jax.vjp(F.relu, jnp.asarray(x))[1](jnp.arange(1.0, 9.0, dtype=jnp.float32))[0]
     np.testing.assert_array_equal(to_numpy(g), t.grad.numpy())
     # forward-mode and second order agree with the same rule
-    np.testing.assert_array_equal(to_numpy(jax.jvp(F.relu, (jnp.asarray(x),), (jnp.ones(8),))[1]),
-                                  t.grad.numpy() / np.arange(1.0, 9.0))
+    np.testing.assert_array_equal(
+        to_numpy(jax.jvp(F.relu, (jnp.asarray(x),), (jnp.ones(8),))[1]),
+        t.grad.numpy() / np.arange(1.0, 9.0),
+    )
     assert float(jax.grad(jax.grad(lambda v: F.relu(v)))(2.0)) == 0.0
 
 
@@ -132,11 +182,16 @@ def test_glu(shape, dim):
 
 
 def test_glu_errors():
-    with pytest.raises(RuntimeError, match="Halving dimension must be even, but dimension 1 is size 3"):
+    with pytest.raises(
+        RuntimeError, match="Halving dimension must be even, but dimension 1 is size 3"
+    ):
         F.glu(jnp.ones((3, 3)), 1)
     with pytest.raises(RuntimeError, match="glu does not support scalars"):
         F.glu(jnp.ones(()))
-    with pytest.raises(IndexError, match=r"Dimension out of range \(expected to be in range of \[-1, 0\], but got 1\)"):
+    with pytest.raises(
+        IndexError,
+        match=r"Dimension out of range \(expected to be in range of \[-1, 0\], but got 1\)",
+    ):
         F.glu(jnp.ones(4), 1)
 
 
@@ -150,12 +205,16 @@ def test_errors():
         F.gelu(x, approximate="foo")
     with pytest.raises(RuntimeError, match="alpha cannot be 0 for CELU"):
         F.celu(x, 0.0)
-    with pytest.raises(RuntimeError, match="Lower bound should be less than or equal to the upper bound"):
+    with pytest.raises(
+        RuntimeError, match="Lower bound should be less than or equal to the upper bound"
+    ):
         F.rrelu(x, 0.5, 0.1)
 
 
 @pytest.mark.parametrize("name", ["softmax", "softmin", "log_softmax"])
-@pytest.mark.parametrize("shape,dim", [((3, 5), 1), ((3, 5), 0), ((2, 3, 4), -1), ((2, 3, 4), 1), ((6,), 0)])
+@pytest.mark.parametrize(
+    "shape,dim", [((3, 5), 1), ((3, 5), 0), ((2, 3, 4), -1), ((2, 3, 4), 1), ((6,), 0)]
+)
 def test_softmax_family(name, shape, dim):
     x = 2 * randn(*shape, seed=6)
     _check(lambda v: getattr(F, name)(v, dim), lambda t: getattr(TF, name)(t, dim), x)
@@ -165,7 +224,9 @@ def test_softmax_family(name, shape, dim):
 @pytest.mark.parametrize("ndim", [1, 2, 3, 4])
 def test_softmax_implicit_dim(name, ndim):
     x = randn(*(2, 3, 4, 5)[:ndim], seed=7)
-    with pytest.warns(UserWarning, match=f"Implicit dimension choice for {name} has been deprecated"):
+    with pytest.warns(
+        UserWarning, match=f"Implicit dimension choice for {name} has been deprecated"
+    ):
         out = getattr(F, name)(jnp.asarray(x))
     with pytest.warns(UserWarning):
         want = getattr(TF, name)(torch.tensor(x))
@@ -188,8 +249,10 @@ def test_softmax_errors():
         F.softmax(jnp.ones((2, 2)), dim=2)
     with pytest.raises(NotImplementedError, match="expected a floating-point input"):
         F.softmax(jnp.array([1, 2, 3]), dim=0)
-    assert_close(F.softmax(jnp.array([1, 2, 3]), 0, dtype="float32"),
-                 TF.softmax(torch.tensor([1, 2, 3]), 0, dtype=torch.float32))
+    assert_close(
+        F.softmax(jnp.array([1, 2, 3]), 0, dtype="float32"),
+        TF.softmax(torch.tensor([1, 2, 3]), 0, dtype=torch.float32),
+    )
 
 
 def test_softmax_scalar():
@@ -233,7 +296,9 @@ def test_gumbel_softmax():
 def test_jit_and_vmap():
     x = jnp.asarray(X)
     f = jax.jit(lambda v: F.softplus(F.gelu(F.hardtanh(v, -2.0, 2.0)), 2.0, 5.0) + F.softmax(v, -1))
-    want = TF.softplus(TF.gelu(TF.hardtanh(torch.tensor(X), -2.0, 2.0)), 2.0, 5.0) + TF.softmax(torch.tensor(X), -1)
+    want = TF.softplus(TF.gelu(TF.hardtanh(torch.tensor(X), -2.0, 2.0)), 2.0, 5.0) + TF.softmax(
+        torch.tensor(X), -1
+    )
     assert_close(f(x), want)
     assert_close(jax.vmap(lambda r: F.log_softmax(r, 0))(x), TF.log_softmax(torch.tensor(X), 1))
 
@@ -250,8 +315,9 @@ def _signature_mismatches(module):
             builtins.add(name)
             continue
         js = inspect.signature(getattr(module, name))
-        if [(p.name, p.default) for p in ts.parameters.values()] != \
-           [(p.name, p.default) for p in js.parameters.values()]:
+        if [(p.name, p.default) for p in ts.parameters.values()] != [
+            (p.name, p.default) for p in js.parameters.values()
+        ]:
             bad.append(name)
     return bad, builtins
 
@@ -262,5 +328,19 @@ def test_signatures_match_torch():
     bad, builtins = _signature_mismatches(activation)
     assert bad == []
     # C++ builtins have no Python signature; their arguments follow torch's documented ones.
-    assert builtins == {"threshold_", "relu_", "hardtanh_", "elu_", "selu_", "celu_", "leaky_relu_",
-                        "prelu", "rrelu_", "gelu", "logsigmoid", "hardshrink", "softplus", "softshrink"}
+    assert builtins == {
+        "threshold_",
+        "relu_",
+        "hardtanh_",
+        "elu_",
+        "selu_",
+        "celu_",
+        "leaky_relu_",
+        "prelu",
+        "rrelu_",
+        "gelu",
+        "logsigmoid",
+        "hardshrink",
+        "softplus",
+        "softshrink",
+    }

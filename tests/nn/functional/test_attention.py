@@ -2,13 +2,13 @@
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
+import jaxmodule.nn.functional as F
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
 
-import jaxmodule
-import jaxmodule.nn.functional as F
 from tests.helpers import assert_close, randn, to_torch
 
 
@@ -25,14 +25,18 @@ MASK[1] = False  # a fully masked query row
 MASK[2, 0] = True
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},
-    {"attn_mask": MASK},
-    {"attn_mask": randn(2, 1, 4, 6, seed=9)},  # float mask, broadcast over heads
-    {"is_causal": True},
-    {"scale": 0.3},
-    {"attn_mask": np.where(MASK, 0.0, -np.inf).astype(np.float32)},  # -inf rows like torch
-], ids=["plain", "bool_mask", "float_mask", "causal", "scale", "inf_mask"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"attn_mask": MASK},
+        {"attn_mask": randn(2, 1, 4, 6, seed=9)},  # float mask, broadcast over heads
+        {"is_causal": True},
+        {"scale": 0.3},
+        {"attn_mask": np.where(MASK, 0.0, -np.inf).astype(np.float32)},  # -inf rows like torch
+    ],
+    ids=["plain", "bool_mask", "float_mask", "causal", "scale", "inf_mask"],
+)
 def test_sdpa_matches_torch_values_and_grads(kwargs):
     q, k, v = _qkv((2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 5))
     cot = randn(2, 3, 4, 5, seed=4)
@@ -49,21 +53,30 @@ def test_sdpa_matches_torch_values_and_grads(kwargs):
     assert_close(out, t_out)
     for g, tg in zip(grads, (tq.grad, tk.grad, tv.grad)):
         assert_close(g, tg)
-    if "attn_mask" in kwargs and kwargs["attn_mask"].shape == MASK.shape:  # torch's CPU kernels give zeros (not NaN) for the fully masked row
+    if (
+        "attn_mask" in kwargs and kwargs["attn_mask"].shape == MASK.shape
+    ):  # torch's CPU kernels give zeros (not NaN) for the fully masked row
         assert np.all(np.asarray(out)[:, :, 1] == 0)
         assert np.all(np.isfinite(np.asarray(grads[0])))
 
 
 def test_sdpa_unbatched_3d_and_broadcast_heads():
     q, k, v = _qkv((4, 8), (6, 8), (6, 8))
-    assert_close(F.scaled_dot_product_attention(q, k, v), TF.scaled_dot_product_attention(_t(q), _t(k), _t(v)))
+    assert_close(
+        F.scaled_dot_product_attention(q, k, v),
+        TF.scaled_dot_product_attention(_t(q), _t(k), _t(v)),
+    )
     q, k, v = _qkv((2, 4, 8), (2, 6, 8), (2, 6, 8))
-    assert_close(F.scaled_dot_product_attention(q, k, v, is_causal=True),
-                 TF.scaled_dot_product_attention(_t(q), _t(k), _t(v), is_causal=True))
+    assert_close(
+        F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        TF.scaled_dot_product_attention(_t(q), _t(k), _t(v), is_causal=True),
+    )
     # key/value with one head broadcast against four query heads (matmul broadcasting, as torch)
     q, k, v = _qkv((2, 4, 3, 8), (2, 1, 6, 8), (2, 1, 6, 8))
-    assert_close(F.scaled_dot_product_attention(q, k, v),
-                 TF.scaled_dot_product_attention(_t(q), _t(k), _t(v)))
+    assert_close(
+        F.scaled_dot_product_attention(q, k, v),
+        TF.scaled_dot_product_attention(_t(q), _t(k), _t(v)),
+    )
 
 
 def test_sdpa_causal_mask_combined_with_attn_mask():
@@ -71,7 +84,9 @@ def test_sdpa_causal_mask_combined_with_attn_mask():
     q, k, v = _qkv((1, 2, 4, 8), (1, 2, 6, 8), (1, 2, 6, 8))
     mask = np.ones((4, 6), bool)
     mask[:, 0] = False
-    expected = TF.scaled_dot_product_attention(_t(q), _t(k), _t(v), attn_mask=_t(mask), is_causal=True)
+    expected = TF.scaled_dot_product_attention(
+        _t(q), _t(k), _t(v), attn_mask=_t(mask), is_causal=True
+    )
     both = np.tril(np.ones((4, 6), bool)) & mask
     assert_close(expected, TF.scaled_dot_product_attention(_t(q), _t(k), _t(v), attn_mask=_t(both)))
     assert_close(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=True), expected)
@@ -98,8 +113,10 @@ def test_sdpa_dropout_masks_and_scales_weights():
     other = np.asarray(F.scaled_dot_product_attention(q, k, v, dropout_p=p))
     assert (other != out).any()  # a fresh key per call
     # p = 1 drops everything, as torch
-    assert_close(F.scaled_dot_product_attention(q, k, v, dropout_p=1.0),
-                 TF.scaled_dot_product_attention(_t(q), _t(k), _t(v), dropout_p=1.0))
+    assert_close(
+        F.scaled_dot_product_attention(q, k, v, dropout_p=1.0),
+        TF.scaled_dot_product_attention(_t(q), _t(k), _t(v), dropout_p=1.0),
+    )
 
 
 def test_sdpa_dropout_follows_manual_seed():
@@ -114,7 +131,9 @@ def test_sdpa_dropout_follows_manual_seed():
 def test_sdpa_jit_and_errors():
     q, k, v = _qkv((2, 2, 4, 8), (2, 2, 6, 8), (2, 2, 6, 8))
     f = jax.jit(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m))
-    assert_close(f(q, k, v, MASK), TF.scaled_dot_product_attention(_t(q), _t(k), _t(v), attn_mask=_t(MASK)))
+    assert_close(
+        f(q, k, v, MASK), TF.scaled_dot_product_attention(_t(q), _t(k), _t(v), attn_mask=_t(MASK))
+    )
     with pytest.raises(RuntimeError, match="same dtype"):
         F.scaled_dot_product_attention(q, k.astype(np.float16), v)
     with pytest.raises(RuntimeError, match="at least 2 dimensional"):
@@ -140,18 +159,39 @@ def _mha_params(kdim=E, vdim=E, bias=True, bias_kv=False):
         "bias_v": randn(1, 1, E, seed=15) if bias_kv else None,
     }
     if kdim != E or vdim != E:
-        p.update(q_proj_weight=randn(E, E, seed=16) * 0.4, k_proj_weight=randn(E, kdim, seed=17) * 0.4,
-                 v_proj_weight=randn(E, vdim, seed=18) * 0.4, in_proj_weight=None)
+        p.update(
+            q_proj_weight=randn(E, E, seed=16) * 0.4,
+            k_proj_weight=randn(E, kdim, seed=17) * 0.4,
+            v_proj_weight=randn(E, vdim, seed=18) * 0.4,
+            in_proj_weight=None,
+        )
     return p
 
 
 def _call_mha(fn, conv, q, k, v, p, add_zero_attn=False, **kw):
     sep = p.get("q_proj_weight") is not None
-    extra = {n: conv(p[n]) for n in ("q_proj_weight", "k_proj_weight", "v_proj_weight")} if sep else {}
+    extra = (
+        {n: conv(p[n]) for n in ("q_proj_weight", "k_proj_weight", "v_proj_weight")} if sep else {}
+    )
     kw = {n: (conv(a) if isinstance(a, np.ndarray) else a) for n, a in kw.items()}
-    return fn(conv(q), conv(k), conv(v), E, H, conv(p["in_proj_weight"]), conv(p["in_proj_bias"]),
-              conv(p["bias_k"]), conv(p["bias_v"]), add_zero_attn, 0.0, conv(p["out_proj_weight"]),
-              conv(p["out_proj_bias"]), use_separate_proj_weight=sep, **extra, **kw)
+    return fn(
+        conv(q),
+        conv(k),
+        conv(v),
+        E,
+        H,
+        conv(p["in_proj_weight"]),
+        conv(p["in_proj_bias"]),
+        conv(p["bias_k"]),
+        conv(p["bias_v"]),
+        add_zero_attn,
+        0.0,
+        conv(p["out_proj_weight"]),
+        conv(p["out_proj_bias"]),
+        use_separate_proj_weight=sep,
+        **extra,
+        **kw,
+    )
 
 
 KPM = np.zeros((N, S), bool)
@@ -159,18 +199,40 @@ KPM[1, 3:] = True
 AM = randn(L, S, seed=20)
 
 
-@pytest.mark.parametrize("case", [
-    dict(),
-    dict(need_weights=False),
-    dict(key_padding_mask=KPM, average_attn_weights=False),
-    dict(attn_mask=AM, key_padding_mask=np.where(KPM, -np.inf, 0.0).astype(np.float32), need_weights=False),
-    dict(attn_mask=AM > 0.5),
-    dict(attn_mask=randn(N * H, L, S, seed=21), need_weights=False),
-    dict(_params=dict(kdim=3, vdim=6)),
-    dict(_params=dict(bias=False, bias_kv=True), add_zero_attn=True, key_padding_mask=KPM, attn_mask=AM > 0),
-    dict(attn_mask=AM, is_causal=True, need_weights=False),
-], ids=["default", "no_weights", "kpm_per_head", "float_masks", "bool_2d", "mask_3d", "kdim_vdim",
-        "bias_kv_zero_attn", "causal_hint"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(),
+        dict(need_weights=False),
+        dict(key_padding_mask=KPM, average_attn_weights=False),
+        dict(
+            attn_mask=AM,
+            key_padding_mask=np.where(KPM, -np.inf, 0.0).astype(np.float32),
+            need_weights=False,
+        ),
+        dict(attn_mask=AM > 0.5),
+        dict(attn_mask=randn(N * H, L, S, seed=21), need_weights=False),
+        dict(_params=dict(kdim=3, vdim=6)),
+        dict(
+            _params=dict(bias=False, bias_kv=True),
+            add_zero_attn=True,
+            key_padding_mask=KPM,
+            attn_mask=AM > 0,
+        ),
+        dict(attn_mask=AM, is_causal=True, need_weights=False),
+    ],
+    ids=[
+        "default",
+        "no_weights",
+        "kpm_per_head",
+        "float_masks",
+        "bool_2d",
+        "mask_3d",
+        "kdim_vdim",
+        "bias_kv_zero_attn",
+        "causal_hint",
+    ],
+)
 def test_mha_forward_matches_torch(case):
     case = dict(case)
     p = _mha_params(**case.pop("_params", {}))
@@ -191,16 +253,44 @@ def test_mha_forward_unbatched_and_self_attention_grads():
     x = randn(L, E, seed=30)
     tx = to_torch(x, requires_grad=True)
     tw = to_torch(p["in_proj_weight"], requires_grad=True)
-    t_out, t_w = TF.multi_head_attention_forward(tx, tx, tx, E, H, tw, _t(p["in_proj_bias"]), None, None,
-                                                 False, 0.0, _t(p["out_proj_weight"]), _t(p["out_proj_bias"]))
+    t_out, t_w = TF.multi_head_attention_forward(
+        tx,
+        tx,
+        tx,
+        E,
+        H,
+        tw,
+        _t(p["in_proj_bias"]),
+        None,
+        None,
+        False,
+        0.0,
+        _t(p["out_proj_weight"]),
+        _t(p["out_proj_bias"]),
+    )
     t_out.sum().backward()
 
     def loss(x, w):
-        out, weights = F.multi_head_attention_forward(x, x, x, E, H, w, p["in_proj_bias"], None, None, False,
-                                                      0.0, p["out_proj_weight"], p["out_proj_bias"])
+        out, weights = F.multi_head_attention_forward(
+            x,
+            x,
+            x,
+            E,
+            H,
+            w,
+            p["in_proj_bias"],
+            None,
+            None,
+            False,
+            0.0,
+            p["out_proj_weight"],
+            p["out_proj_bias"],
+        )
         return out.sum(), (out, weights)
 
-    (_, (out, weights)), (gx, gw) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(x, p["in_proj_weight"])
+    (_, (out, weights)), (gx, gw) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        x, p["in_proj_weight"]
+    )
     assert_close(out, t_out)
     assert_close(weights, t_w)
     assert_close(gx, tx.grad)
@@ -210,15 +300,29 @@ def test_mha_forward_unbatched_and_self_attention_grads():
 def test_mha_forward_dropout_only_in_training():
     p = _mha_params()
     q, k, v = _qkv((L, N, E), (S, N, E), (S, N, E))
-    args = (q, k, v, E, H, p["in_proj_weight"], p["in_proj_bias"], None, None, False, 1.0,
-            p["out_proj_weight"], p["out_proj_bias"])
+    args = (
+        q,
+        k,
+        v,
+        E,
+        H,
+        p["in_proj_weight"],
+        p["in_proj_bias"],
+        None,
+        None,
+        False,
+        1.0,
+        p["out_proj_weight"],
+        p["out_proj_bias"],
+    )
     out, w = F.multi_head_attention_forward(*args, training=True)
     # every attention weight dropped: the output is the out-projection bias, as in torch
     assert_close(out, np.broadcast_to(p["out_proj_bias"], (L, N, E)))
     assert_close(w, np.zeros((N, L, S), np.float32))
     eval_out, _ = F.multi_head_attention_forward(*args, training=False)
-    t_out, _ = TF.multi_head_attention_forward(*(_t(a) if isinstance(a, np.ndarray) else a for a in args),
-                                               training=False)
+    t_out, _ = TF.multi_head_attention_forward(
+        *(_t(a) if isinstance(a, np.ndarray) else a for a in args), training=False
+    )
     assert_close(eval_out, t_out)
 
 
@@ -227,8 +331,22 @@ def test_mha_forward_errors():
     q, k, v = _qkv((L, N, E), (S, N, E), (S, N, E))
 
     def call(q=q, k=k, v=v, e=E, **kw):
-        return F.multi_head_attention_forward(q, k, v, e, H, p["in_proj_weight"], p["in_proj_bias"], None,
-                                              None, False, 0.0, p["out_proj_weight"], p["out_proj_bias"], **kw)
+        return F.multi_head_attention_forward(
+            q,
+            k,
+            v,
+            e,
+            H,
+            p["in_proj_weight"],
+            p["in_proj_bias"],
+            None,
+            None,
+            False,
+            0.0,
+            p["out_proj_weight"],
+            p["out_proj_bias"],
+            **kw,
+        )
 
     with pytest.raises(AssertionError, match="was expecting embedding dimension of 6, but got 8"):
         call(e=6)
@@ -236,13 +354,17 @@ def test_mha_forward_errors():
         call(k=k[0])
     with pytest.raises(AssertionError, match="query should be unbatched 2D or batched 3D"):
         call(q=q[None])
-    with pytest.raises(RuntimeError, match=r"The shape of the 2D attn_mask is \(4, 4\), but should be \(4, 5\)"):
+    with pytest.raises(
+        RuntimeError, match=r"The shape of the 2D attn_mask is \(4, 4\), but should be \(4, 5\)"
+    ):
         call(attn_mask=np.zeros((L, L), np.float32))
     with pytest.raises(RuntimeError, match="Need attn_mask if specifying the is_causal hint"):
         call(is_causal=True)
     with pytest.raises(AssertionError, match="only bool and floating types of key_padding_mask"):
         call(key_padding_mask=np.zeros((N, S), np.int32))
-    with pytest.raises(AssertionError, match=r"Expected key_padded_mask.shape\[1\] to be 5, but got 4"):
+    with pytest.raises(
+        AssertionError, match=r"Expected key_padded_mask.shape\[1\] to be 5, but got 4"
+    ):
         call(key_padding_mask=np.zeros((N, 4), bool))
     with pytest.warns(UserWarning, match="mismatched key_padding_mask and attn_mask"):
         call(key_padding_mask=KPM, attn_mask=AM)

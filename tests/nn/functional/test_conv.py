@@ -2,12 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import jaxmodule.nn.functional as F
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
 
-import jaxmodule.nn.functional as F
 from tests.helpers import assert_close, randn, to_torch
 
 
@@ -69,8 +69,9 @@ def test_conv2d_unbatched_and_jit():
     assert_close(out, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(stride=2, padding=2, dilation=2, groups=3),
-                                    dict(padding="same")])
+@pytest.mark.parametrize(
+    "kwargs", [dict(), dict(stride=2, padding=2, dilation=2, groups=3), dict(padding="same")]
+)
 def test_conv1d(kwargs):
     groups = kwargs.get("groups", 1)
     x, w, b = randn(2, 6, 11, seed=1), randn(9, 6 // groups, 3, seed=2), randn(9, seed=3)
@@ -109,50 +110,93 @@ def test_conv_transpose1d_3d(kwargs):
     _check(F.conv_transpose3d, TF.conv_transpose3d, [x, w, b], kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(kernel_size=2),
-    dict(kernel_size=(2, 3), dilation=(2, 1), padding=1, stride=(1, 2)),
-    dict(kernel_size=3, stride=2, padding=1),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=(2, 3), dilation=(2, 1), padding=1, stride=(1, 2)),
+        dict(kernel_size=3, stride=2, padding=1),
+    ],
+)
 def test_unfold_fold(kwargs):
     x = randn(2, 3, 7, 6, seed=1)
     _check(F.unfold, TF.unfold, [x], kwargs, atol=1e-6)
     blocks = np.asarray(TF.unfold(to_torch(x), **kwargs))
-    _check(lambda b, **kw: F.fold(b, (7, 6), **kw), lambda b, **kw: TF.fold(b, (7, 6), **kw),
-           [blocks], kwargs, atol=1e-6)
+    _check(
+        lambda b, **kw: F.fold(b, (7, 6), **kw),
+        lambda b, **kw: TF.fold(b, (7, 6), **kw),
+        [blocks],
+        kwargs,
+        atol=1e-6,
+    )
     _check(F.unfold, TF.unfold, [x[0]], kwargs, atol=1e-6)  # unbatched
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 2, 3, 3)), groups=3),
-     "expected input\\[1, 4, 5, 5\\] to have 6 channels, but got 4 channels instead"),
-    (lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), padding="same", stride=2),
-     "padding='same' is not supported for strided convolutions"),
-    (lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), padding="foo"),
-     "Invalid padding string: 'foo'"),
-    (lambda: F.conv2d(jnp.ones((4, 5)), jnp.ones((6, 4, 3, 3))),
-     "Expected 3D \\(unbatched\\) or 4D \\(batched\\) input to conv2d"),
-    (lambda: F.conv2d(jnp.ones((1, 4, 1, 1)), jnp.ones((6, 4, 3, 3))),
-     "Kernel size can't be greater than actual input size"),
-    (lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), stride=0),
-     "non-positive stride is not supported"),
-    (lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), padding=-1),
-     "negative padding is not supported"),
-    (lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), stride=(1, 2, 3)),
-     "expected stride to be a single integer value or a list of 2 values"),
-    (lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), jnp.ones(5)),
-     "expected bias to be 1-dimensional with 6 elements, but got bias of size \\[5\\]"),
-    (lambda: F.conv2d(jnp.ones((1, 4, 5, 5), jnp.float16), jnp.ones((6, 4, 3, 3))),
-     "input dtype \\(float16\\) and weight dtype \\(float32\\) should be the same"),
-    (lambda: F.conv_transpose2d(jnp.ones((1, 4, 5, 5)), jnp.ones((4, 3, 3, 3)), stride=2,
-                                output_padding=2),
-     "output padding must be smaller than either stride or dilation"),
-    (lambda: F.conv_transpose2d(jnp.ones((1, 4, 5, 5)), jnp.ones((4, 3, 3, 3)), groups=3),
-     "expected weight to be divisible by 3 at dimension 0"),
-    (lambda: F.fold(jnp.ones((1, 12, 5)), (4, 4), 2),
-     "match the calculated number of sliding blocks 3 \\* 3 = 9, but got input.size\\(2\\)=5"),
-    (lambda: F.unfold(jnp.ones((2, 3, 4, 5, 5)), 2), "Expected 3D or 4D \\(batch mode\\) tensor"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 2, 3, 3)), groups=3),
+            "expected input\\[1, 4, 5, 5\\] to have 6 channels, but got 4 channels instead",
+        ),
+        (
+            lambda: F.conv2d(
+                jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), padding="same", stride=2
+            ),
+            "padding='same' is not supported for strided convolutions",
+        ),
+        (
+            lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), padding="foo"),
+            "Invalid padding string: 'foo'",
+        ),
+        (
+            lambda: F.conv2d(jnp.ones((4, 5)), jnp.ones((6, 4, 3, 3))),
+            "Expected 3D \\(unbatched\\) or 4D \\(batched\\) input to conv2d",
+        ),
+        (
+            lambda: F.conv2d(jnp.ones((1, 4, 1, 1)), jnp.ones((6, 4, 3, 3))),
+            "Kernel size can't be greater than actual input size",
+        ),
+        (
+            lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), stride=0),
+            "non-positive stride is not supported",
+        ),
+        (
+            lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), padding=-1),
+            "negative padding is not supported",
+        ),
+        (
+            lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), stride=(1, 2, 3)),
+            "expected stride to be a single integer value or a list of 2 values",
+        ),
+        (
+            lambda: F.conv2d(jnp.ones((1, 4, 5, 5)), jnp.ones((6, 4, 3, 3)), jnp.ones(5)),
+            "expected bias to be 1-dimensional with 6 elements, but got bias of size \\[5\\]",
+        ),
+        (
+            lambda: F.conv2d(jnp.ones((1, 4, 5, 5), jnp.float16), jnp.ones((6, 4, 3, 3))),
+            "input dtype \\(float16\\) and weight dtype \\(float32\\) should be the same",
+        ),
+        (
+            lambda: F.conv_transpose2d(
+                jnp.ones((1, 4, 5, 5)), jnp.ones((4, 3, 3, 3)), stride=2, output_padding=2
+            ),
+            "output padding must be smaller than either stride or dilation",
+        ),
+        (
+            lambda: F.conv_transpose2d(jnp.ones((1, 4, 5, 5)), jnp.ones((4, 3, 3, 3)), groups=3),
+            "expected weight to be divisible by 3 at dimension 0",
+        ),
+        (
+            lambda: F.fold(jnp.ones((1, 12, 5)), (4, 4), 2),
+            "match the calculated number of sliding blocks 3 \\* 3 = 9, but got input.size\\(2\\)=5",
+        ),
+        (
+            lambda: F.unfold(jnp.ones((2, 3, 4, 5, 5)), 2),
+            "Expected 3D or 4D \\(batch mode\\) tensor",
+        ),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(RuntimeError, match=match):
         call()

@@ -3,11 +3,11 @@ forward and gradients w.r.t. input, weight and bias, at the existing conv tests'
 
 import jax
 import jax.numpy as jnp
+import jaxmodule.nn.functional as F
 import pytest
 import torch.nn.functional as TF
-
-import jaxmodule.nn.functional as F
 from jaxmodule.nn.functional import _conv_cpu
+
 from tests.helpers import randn
 from tests.nn.functional.test_conv import _check
 
@@ -57,8 +57,11 @@ def _run(case, bias: bool) -> None:
 
 @pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", CASES_2D + CASES_1D + CASES_3D,
-                         ids=lambda c: f"{len(c[2])}d-{c[0]}x{c[1]}-{c[2]}-{c[3]}-{c[4]}")
+@pytest.mark.parametrize(
+    "case",
+    CASES_2D + CASES_1D + CASES_3D,
+    ids=lambda c: f"{len(c[2])}d-{c[0]}x{c[1]}-{c[2]}-{c[3]}-{c[4]}",
+)
 def test_lowering_matches_torch(monkeypatch, mode, case):
     monkeypatch.setenv(_conv_cpu.ENV_VAR, mode)
     _run(case, bias=True)
@@ -79,13 +82,16 @@ def _primitives(mode: str, monkeypatch, shape, kernel, **kwargs) -> set[str]:
     return {eqn.primitive.name for eqn in jaxpr.jaxpr.eqns}
 
 
-@pytest.mark.parametrize("mode, shape, kernel, kwargs, expected", [
-    ("xla", (2, 8, 2, 2), (16, 8, 3, 3), dict(padding=1), "conv_general_dilated"),
-    ("im2col", (2, 8, 9, 9), (16, 8, 3, 3), dict(padding=1), "dot_general"),
-    ("auto", (2, 8, 4, 4), (16, 8, 3, 3), dict(padding=1), "dot_general"),  # 16 outputs: im2col
-    ("auto", (2, 8, 5, 5), (16, 8, 3, 3), dict(padding=1), "conv_general_dilated"),  # 25: XLA
-    ("auto", (2, 8, 2, 2), (8, 1, 3, 3), dict(padding=1, groups=8), "conv_general_dilated"),
-])
+@pytest.mark.parametrize(
+    "mode, shape, kernel, kwargs, expected",
+    [
+        ("xla", (2, 8, 2, 2), (16, 8, 3, 3), dict(padding=1), "conv_general_dilated"),
+        ("im2col", (2, 8, 9, 9), (16, 8, 3, 3), dict(padding=1), "dot_general"),
+        ("auto", (2, 8, 4, 4), (16, 8, 3, 3), dict(padding=1), "dot_general"),  # 16 outputs: im2col
+        ("auto", (2, 8, 5, 5), (16, 8, 3, 3), dict(padding=1), "conv_general_dilated"),  # 25: XLA
+        ("auto", (2, 8, 2, 2), (8, 1, 3, 3), dict(padding=1, groups=8), "conv_general_dilated"),
+    ],
+)
 def test_mode_picks_the_lowering(monkeypatch, mode, shape, kernel, kwargs, expected):
     prims = _primitives(mode, monkeypatch, shape, kernel, **kwargs)
     other = {"dot_general", "conv_general_dilated"} - {expected}
@@ -96,11 +102,15 @@ def test_other_backends_keep_xla_convolution(monkeypatch):
     monkeypatch.setenv(_conv_cpu.ENV_VAR, "im2col")
     monkeypatch.setattr(_conv_cpu.jax, "default_backend", lambda: "gpu")
     seen = []
-    jax.make_jaxpr(lambda x: seen.append(_conv_cpu.choose_im2col(x, [2, 2], 1)) or x)(jnp.zeros((1, 2, 2, 2)))
+    jax.make_jaxpr(lambda x: seen.append(_conv_cpu.choose_im2col(x, [2, 2], 1)) or x)(
+        jnp.zeros((1, 2, 2, 2))
+    )
     assert seen == [False]
 
 
 def test_bad_mode_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(_conv_cpu.ENV_VAR, "fast")
-    with pytest.raises(ValueError, match="JAXMODULE_CPU_CONV: expected one of auto, im2col, xla, got 'fast'"):
+    with pytest.raises(
+        ValueError, match="JAXMODULE_CPU_CONV: expected one of auto, im2col, xla, got 'fast'"
+    ):
         F.conv2d(jnp.ones((1, 2, 2, 2)), jnp.ones((3, 2, 1, 1)))

@@ -7,13 +7,13 @@ alpha dropout's mean/variance preservation and its two output levels, eval ident
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
+import jaxmodule.nn.functional as F
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
 
-import jaxmodule
-import jaxmodule.nn.functional as F
 from tests.helpers import assert_close, randn, to_numpy
 
 # Binomial fractions over >= 20000 draws have std <= 0.0036; 0.02 is > 5 std.
@@ -42,8 +42,10 @@ def test_dropout_values_are_input_times_mask_over_keep_prob():
     assert_close(out[kept], x[kept] * np.float32(1 / 0.7))
 
 
-@pytest.mark.parametrize("fn", [F.dropout, F.alpha_dropout, F.feature_alpha_dropout, F.dropout1d,
-                                F.dropout2d, F.dropout3d])
+@pytest.mark.parametrize(
+    "fn",
+    [F.dropout, F.alpha_dropout, F.feature_alpha_dropout, F.dropout1d, F.dropout2d, F.dropout3d],
+)
 def test_eval_and_p0_are_identity_and_draw_no_key(fn):
     shape = {F.dropout1d: (2, 3, 4), F.dropout3d: (2, 3, 4, 5, 2)}.get(fn, (2, 3, 4, 5))
     x = jnp.asarray(randn(*shape))
@@ -57,8 +59,10 @@ def test_eval_and_p0_are_identity_and_draw_no_key(fn):
 def test_p1_zeroes_like_torch_and_nan_propagates(fn):
     x = np.array([[1.0, -2.0], [np.nan, 3.0]], np.float32)
     tfn = getattr(TF, fn.__name__)
-    np.testing.assert_array_equal(np.asarray(fn(jnp.asarray(x), 1.0, training=True)),
-                                  tfn(torch.from_numpy(x), 1.0, training=True).numpy())
+    np.testing.assert_array_equal(
+        np.asarray(fn(jnp.asarray(x), 1.0, training=True)),
+        tfn(torch.from_numpy(x), 1.0, training=True).numpy(),
+    )
 
 
 def test_torch_defaults_training_flags():
@@ -96,8 +100,10 @@ def _channel_constant(out):
     return np.all(flat == flat[..., :1])
 
 
-@pytest.mark.parametrize("fn, shape", [(F.dropout1d, (40, 50, 3)), (F.dropout2d, (40, 50, 2, 2)),
-                                       (F.dropout3d, (40, 50, 2, 1, 2))])
+@pytest.mark.parametrize(
+    "fn, shape",
+    [(F.dropout1d, (40, 50, 3)), (F.dropout2d, (40, 50, 2, 2)), (F.dropout3d, (40, 50, 2, 1, 2))],
+)
 def test_channel_dropout_masks_whole_channels(fn, shape):
     x = jnp.asarray(np.abs(randn(*shape)) + 0.5)
     out = fn(x, 0.3)
@@ -152,18 +158,26 @@ def test_feature_alpha_dropout_is_channel_wise():
     assert np.all(out == out[..., :1])
 
 
-@pytest.mark.parametrize("fn", [F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-                                F.feature_alpha_dropout])
+@pytest.mark.parametrize(
+    "fn",
+    [F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout],
+)
 @pytest.mark.parametrize("p", [-0.1, 1.5])
 def test_invalid_p_raises_value_error(fn, p):
-    with pytest.raises(ValueError, match=f"dropout probability has to be between 0 and 1, but got {p}"):
+    with pytest.raises(
+        ValueError, match=f"dropout probability has to be between 0 and 1, but got {p}"
+    ):
         fn(jnp.ones((2, 3, 4)), p)
 
 
 def test_dim_errors():
-    with pytest.raises(RuntimeError, match="dropout1d: Expected 2D or 3D input, but received a 1D input"):
+    with pytest.raises(
+        RuntimeError, match="dropout1d: Expected 2D or 3D input, but received a 1D input"
+    ):
         F.dropout1d(jnp.ones(3))
-    with pytest.raises(RuntimeError, match="Feature dropout requires at least 2 dimensions in the input"):
+    with pytest.raises(
+        RuntimeError, match="Feature dropout requires at least 2 dimensions in the input"
+    ):
         F.feature_alpha_dropout(jnp.ones(3), 0.5, True)
 
 

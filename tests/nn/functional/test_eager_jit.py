@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxmodule import nn
 from jaxmodule.nn import functional as F
 from jaxmodule.nn.functional import _eager_jit
+
 from tests.helpers import assert_close
 
 RNG = np.random.default_rng(0)
@@ -29,13 +29,15 @@ def _both(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         _eager_jit.set_eager_jit(previous)
 
 
-def test_a_wrapped_function_uses_one_program_per_static_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrapped_function_uses_one_program_per_static_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     traces = []
 
     @_eager_jit.jit_when_eager(static_argnames=("p",))
     def f(x: jax.Array, *, p: int) -> jax.Array:
         traces.append(p)
-        return x ** p
+        return x**p
 
     x = jnp.arange(3.0)
     for _ in range(3):
@@ -56,11 +58,21 @@ def test_attention_matches_torch_and_the_plain_path(mask: str | None, causal: bo
         m = RNG.random((5, 5)) > 0.3
     elif mask == "float":
         m = RNG.standard_normal((5, 5)).astype(np.float32)
-    cached, plain = _both(F.scaled_dot_product_attention, jnp.asarray(q), jnp.asarray(k), jnp.asarray(v),
-                          attn_mask=None if m is None else jnp.asarray(m), is_causal=causal)
+    cached, plain = _both(
+        F.scaled_dot_product_attention,
+        jnp.asarray(q),
+        jnp.asarray(k),
+        jnp.asarray(v),
+        attn_mask=None if m is None else jnp.asarray(m),
+        is_causal=causal,
+    )
     want = torch.nn.functional.scaled_dot_product_attention(
-        torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v),
-        attn_mask=None if m is None else torch.from_numpy(m), is_causal=causal)
+        torch.from_numpy(q),
+        torch.from_numpy(k),
+        torch.from_numpy(v),
+        attn_mask=None if m is None else torch.from_numpy(m),
+        is_causal=causal,
+    )
     assert_close(cached, plain)
     assert_close(cached, want.numpy())
 
@@ -77,10 +89,19 @@ def test_nll_and_cross_entropy_match_torch(reduction: str) -> None:
     t = np.array([0, 3, 1, -100, 2, 3])
     w = RNG.random(4).astype(np.float32)
     for name in ("nll_loss", "cross_entropy"):
-        cached, plain = _both(getattr(F, name), jnp.asarray(x), jnp.asarray(t), weight=jnp.asarray(w),
-                              reduction=reduction)
-        want = getattr(torch.nn.functional, name)(torch.from_numpy(x), torch.from_numpy(t),
-                                                  weight=torch.from_numpy(w), reduction=reduction)
+        cached, plain = _both(
+            getattr(F, name),
+            jnp.asarray(x),
+            jnp.asarray(t),
+            weight=jnp.asarray(w),
+            reduction=reduction,
+        )
+        want = getattr(torch.nn.functional, name)(
+            torch.from_numpy(x),
+            torch.from_numpy(t),
+            weight=torch.from_numpy(w),
+            reduction=reduction,
+        )
         assert_close(cached, plain)
         assert_close(cached, want.numpy())
 

@@ -4,13 +4,13 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import jaxmodule.nn.functional as F
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-
-import jaxmodule.nn.functional as F
 from jaxmodule.nn import Buffer
+
 from tests.helpers import assert_close, randn
 
 REDUCTIONS = ["none", "mean", "sum"]
@@ -22,8 +22,10 @@ def _check(name, args, kw=None, diff=(0,), rtol=1e-5, atol=1e-6, tkw=None):
     kw = kw or {}
     tkw = kw if tkw is None else tkw
     jargs = [jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-    targs = [torch.tensor(a, requires_grad=i in diff) if isinstance(a, np.ndarray) else a
-             for i, a in enumerate(args)]
+    targs = [
+        torch.tensor(a, requires_grad=i in diff) if isinstance(a, np.ndarray) else a
+        for i, a in enumerate(args)
+    ]
     jfn, tfn = getattr(F, name), getattr(TF, name)
     out, tout = jfn(*jargs, **kw), tfn(*targs, **tkw)
     assert_close(out, tout, rtol, atol)
@@ -53,9 +55,18 @@ Y_TIES[1] = X[1]  # d == 0 on row 1 (abs kink)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("name,kw", [("l1_loss", {}), ("mse_loss", {}), ("huber_loss", {}),
-                                     ("huber_loss", {"delta": 0.5}), ("smooth_l1_loss", {}),
-                                     ("smooth_l1_loss", {"beta": 0.5}), ("smooth_l1_loss", {"beta": 0.0})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("l1_loss", {}),
+        ("mse_loss", {}),
+        ("huber_loss", {}),
+        ("huber_loss", {"delta": 0.5}),
+        ("smooth_l1_loss", {}),
+        ("smooth_l1_loss", {"beta": 0.5}),
+        ("smooth_l1_loss", {"beta": 0.0}),
+    ],
+)
 def test_regression(name, kw, reduction):
     _check(name, [X, Y], {**kw, "reduction": reduction}, diff=(0, 1))
     _check(name, [X, Y_TIES], {**kw, "reduction": reduction}, diff=(0, 1))
@@ -65,8 +76,13 @@ def test_regression(name, kw, reduction):
 @pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss"])
 def test_regression_weight(name, reduction):
     w = np.abs(randn(4, 5, seed=3))
-    _check(name, [X, Y], {"reduction": reduction, "weight": w}, diff=(0, 1),
-           tkw={"reduction": reduction, "weight": torch.tensor(w)})
+    _check(
+        name,
+        [X, Y],
+        {"reduction": reduction, "weight": w},
+        diff=(0, 1),
+        tkw={"reduction": reduction, "weight": torch.tensor(w)},
+    )
 
 
 def test_regression_errors_and_warning():
@@ -78,7 +94,10 @@ def test_regression_errors_and_warning():
         F.l1_loss(jnp.ones(3), jnp.ones(3), reduction="foo")
     with pytest.raises(RuntimeError, match="does not support negative values for beta"):
         F.smooth_l1_loss(jnp.ones(3), jnp.ones(3), beta=-1.0)
-    with pytest.warns(UserWarning, match=r"Using a target size \(\(3, 1\)\) that is different to the input size \(\(3,\)\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"Using a target size \(\(3, 1\)\) that is different to the input size \(\(3,\)\)",
+    ):
         F.mse_loss(jnp.ones(3), jnp.ones((3, 1)))
     with pytest.raises(NotImplementedError, match="size_average"):
         F.mse_loss(jnp.ones(3), jnp.ones(3), size_average=True)
@@ -98,8 +117,14 @@ def test_poisson_nll(log_input, full, reduction):
     t = np.floor(np.abs(Y) * 3).astype(np.float32)  # counts, several > 1 for the Stirling term
     # torch's target gradient with full=True is NaN at targets 0 (0 * log 0 in the masked-out Stirling
     # term); jaxmodule's is finite there, so only the input gradient is compared in that case.
-    _check("poisson_nll_loss", [x, t], {"log_input": log_input, "full": full, "reduction": reduction},
-           diff=(0,) if full else (0, 1), rtol=1e-5, atol=1e-5)
+    _check(
+        "poisson_nll_loss",
+        [x, t],
+        {"log_input": log_input, "full": full, "reduction": reduction},
+        diff=(0,) if full else (0, 1),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -107,8 +132,14 @@ def test_poisson_nll(log_input, full, reduction):
 def test_gaussian_nll(var_shape, reduction):
     var = np.abs(randn(*var_shape, seed=6)) + 0.05
     var.flat[0] = 1e-8  # below eps: clamped, gradient passes straight through as in torch
-    _check("gaussian_nll_loss", [X, Y, var], {"reduction": reduction, "full": True}, diff=(0, 1, 2),
-           rtol=1e-5, atol=1e-5)
+    _check(
+        "gaussian_nll_loss",
+        [X, Y, var],
+        {"reduction": reduction, "full": True},
+        diff=(0, 1, 2),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_gaussian_nll_float_var_and_errors():
@@ -145,14 +176,24 @@ def _index_target(tshape, c, seed=0, ignore=None):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape,tshape", CE_SHAPES)
-@pytest.mark.parametrize("opts", [{}, {"weight": True}, {"ignore_index": 1}, {"label_smoothing": 0.2},
-                                  {"weight": True, "ignore_index": 2, "label_smoothing": 0.1}])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"weight": True},
+        {"ignore_index": 1},
+        {"label_smoothing": 0.2},
+        {"weight": True, "ignore_index": 2, "label_smoothing": 0.1},
+    ],
+)
 def test_cross_entropy_indices(shape, tshape, opts, reduction):
     x = randn(*shape, seed=7)
     c = shape[0] if len(shape) == 1 else shape[1]
     t = _index_target(tshape, c, ignore=opts.get("ignore_index"))
-    kw, tkw = _with_class_weight({**{k: v for k, v in opts.items() if k != "weight"},
-                                  "reduction": reduction}, c if opts.get("weight") else None)
+    kw, tkw = _with_class_weight(
+        {**{k: v for k, v in opts.items() if k != "weight"}, "reduction": reduction},
+        c if opts.get("weight") else None,
+    )
     _check("cross_entropy", [x, t], kw, tkw=tkw)
 
 
@@ -164,8 +205,10 @@ def test_cross_entropy_probabilities(shape, opts, reduction):
     axis = 0 if len(shape) == 1 else 1
     p = _probs(*shape, seed=9, axis=axis)
     c = shape[axis]
-    kw, tkw = _with_class_weight({**{k: v for k, v in opts.items() if k != "weight"},
-                                  "reduction": reduction}, c if opts.get("weight") else None)
+    kw, tkw = _with_class_weight(
+        {**{k: v for k, v in opts.items() if k != "weight"}, "reduction": reduction},
+        c if opts.get("weight") else None,
+    )
     _check("cross_entropy", [x, p], kw, diff=(0, 1), tkw=tkw)
 
 
@@ -185,12 +228,16 @@ def test_nll_weight_buffer_and_all_ignored():
     out = F.nll_loss(jnp.asarray(x), jnp.asarray(t), weight=Buffer(jnp.arange(1.0, 5.0)))
     assert_close(out, TF.nll_loss(torch.tensor(x), torch.tensor(t), weight=torch.arange(1.0, 5.0)))
     out = F.cross_entropy(jnp.asarray(x), jnp.full((3,), -100))
-    assert np.isnan(float(out)) and np.isnan(TF.cross_entropy(torch.tensor(x), torch.full((3,), -100)).item())
+    assert np.isnan(float(out)) and np.isnan(
+        TF.cross_entropy(torch.tensor(x), torch.full((3,), -100)).item()
+    )
 
 
 def test_classification_errors():
     x = jnp.ones((3, 4))
-    with pytest.raises(ValueError, match=r"Expected input batch_size \(3\) to match target batch_size \(2\)"):
+    with pytest.raises(
+        ValueError, match=r"Expected input batch_size \(3\) to match target batch_size \(2\)"
+    ):
         F.nll_loss(x, jnp.array([0, 1]))
     with pytest.raises(IndexError, match="Target 7 is out of bounds"):
         F.nll_loss(x, jnp.array([0, 1, 7]))
@@ -202,9 +249,13 @@ def test_classification_errors():
         F.cross_entropy(x, jnp.array([0, 1, 2]), weight=jnp.ones(3))
     with pytest.raises(RuntimeError, match="label_smoothing must be between 0.0 and 1.0. Got: 1.5"):
         F.cross_entropy(x, jnp.array([0, 1, 2]), label_smoothing=1.5)
-    with pytest.raises(RuntimeError, match="ignore_index is not supported for floating point target"):
+    with pytest.raises(
+        RuntimeError, match="ignore_index is not supported for floating point target"
+    ):
         F.cross_entropy(x, jnp.ones((3, 4)), ignore_index=1)
-    with pytest.raises(RuntimeError, match="Expected floating point type for target with class probabilities"):
+    with pytest.raises(
+        RuntimeError, match="Expected floating point type for target with class probabilities"
+    ):
         F.cross_entropy(x, jnp.ones((3, 4), jnp.int32))
     with pytest.raises(RuntimeError, match=r"Expected target size \[2, 4\], got \[2, 5\]"):
         F.nll_loss(jnp.ones((2, 3, 4)), jnp.zeros((2, 5), jnp.int32))
@@ -217,8 +268,10 @@ def test_classification_errors():
 def test_cross_entropy_under_jit():
     x, t = randn(4, 5, seed=13), np.array([0, 4, 2, 1])
     f = jax.jit(lambda a, b: F.cross_entropy(a, b, label_smoothing=0.1, ignore_index=2))
-    assert_close(f(jnp.asarray(x), jnp.asarray(t)),
-                 TF.cross_entropy(torch.tensor(x), torch.tensor(t), label_smoothing=0.1, ignore_index=2))
+    assert_close(
+        f(jnp.asarray(x), jnp.asarray(t)),
+        TF.cross_entropy(torch.tensor(x), torch.tensor(t), label_smoothing=0.1, ignore_index=2),
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -260,7 +313,9 @@ def test_binary_cross_entropy_errors():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("weighted,pos_weighted", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize(
+    "weighted,pos_weighted", [(False, False), (True, False), (False, True), (True, True)]
+)
 def test_bce_with_logits(weighted, pos_weighted, reduction):
     x = 4 * X
     x[0, 0] = 50.0  # stays finite
@@ -318,11 +373,14 @@ def test_multilabel_soft_margin(weighted, reduction):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("p,margin,weighted", [(1, 1.0, False), (2, 0.5, False), (1, 2.0, True), (2, 1.0, True)])
+@pytest.mark.parametrize(
+    "p,margin,weighted", [(1, 1.0, False), (2, 0.5, False), (1, 2.0, True), (2, 1.0, True)]
+)
 def test_multi_margin(p, margin, weighted, reduction):
     t = np.array([0, 4, 2, 1])
-    kw, tkw = _with_class_weight({"p": p, "margin": margin, "reduction": reduction},
-                                 5 if weighted else None)
+    kw, tkw = _with_class_weight(
+        {"p": p, "margin": margin, "reduction": reduction}, 5 if weighted else None
+    )
     _check("multi_margin_loss", [X, t], kw, tkw=tkw)
     _check("multi_margin_loss", [X[0], np.array(t[0])], kw, tkw=tkw)  # unbatched
 
@@ -347,9 +405,15 @@ def test_multilabel_margin(reduction):
 @pytest.mark.parametrize("margin", [0.0, 0.3, -0.2])
 def test_cosine_embedding(margin, reduction):
     t = np.array([1, -1, 1, -1])
-    _check("cosine_embedding_loss", [X, Y, t], {"margin": margin, "reduction": reduction}, diff=(0, 1))
-    _check("cosine_embedding_loss", [X[0], Y[0], np.array(-1)], {"margin": margin, "reduction": reduction},
-           diff=(0, 1))
+    _check(
+        "cosine_embedding_loss", [X, Y, t], {"margin": margin, "reduction": reduction}, diff=(0, 1)
+    )
+    _check(
+        "cosine_embedding_loss",
+        [X[0], Y[0], np.array(-1)],
+        {"margin": margin, "reduction": reduction},
+        diff=(0, 1),
+    )
     with pytest.raises(RuntimeError, match="1D target tensor expects 2D input tensors"):
         F.cosine_embedding_loss(jnp.ones(3), jnp.ones(3), jnp.ones(2))
 
@@ -359,7 +423,9 @@ def test_cosine_embedding(margin, reduction):
 def test_margin_ranking(margin, reduction):
     a, b, t = X[:, 0].copy(), Y[:, 0].copy(), SIGNS[:, 0].copy()
     b[0] = a[0] + margin * t[0]  # exactly on the hinge: torch's clamp_min passes the gradient
-    _check("margin_ranking_loss", [a, b, t], {"margin": margin, "reduction": reduction}, diff=(0, 1))
+    _check(
+        "margin_ranking_loss", [a, b, t], {"margin": margin, "reduction": reduction}, diff=(0, 1)
+    )
     with pytest.raises(RuntimeError, match="All input tensors should have same dimension"):
         F.margin_ranking_loss(jnp.ones(3), jnp.ones(3), jnp.ones((3, 1)))
 
@@ -373,12 +439,18 @@ def test_hinge_embedding(margin, reduction):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("p,swap,margin", [(2, False, 1.0), (2, True, 0.5), (1, False, 1.0), (3, True, 2.0),
-                                           (float("inf"), False, 1.0)])
+@pytest.mark.parametrize(
+    "p,swap,margin",
+    [(2, False, 1.0), (2, True, 0.5), (1, False, 1.0), (3, True, 2.0), (float("inf"), False, 1.0)],
+)
 def test_triplet_margin(p, swap, margin, reduction):
     n = randn(4, 5, seed=23)
-    _check("triplet_margin_loss", [X, Y, n], {"p": p, "swap": swap, "margin": margin, "reduction": reduction},
-           diff=(0, 1, 2))
+    _check(
+        "triplet_margin_loss",
+        [X, Y, n],
+        {"p": p, "swap": swap, "margin": margin, "reduction": reduction},
+        diff=(0, 1, 2),
+    )
 
 
 def test_triplet_errors():
@@ -397,7 +469,9 @@ def test_triplet_with_distance(custom, swap, reduction):
     kw = {"swap": swap, "reduction": reduction, "margin": 0.7}
     tkw = dict(kw)
     if custom:
-        kw["distance_function"] = lambda a, b: 1 - (a * b).sum(-1) / jnp.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+        kw["distance_function"] = lambda a, b: (
+            1 - (a * b).sum(-1) / jnp.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+        )
         tkw["distance_function"] = lambda a, b: 1 - TF.cosine_similarity(a, b, eps=0.0)
     _check("triplet_margin_with_distance_loss", [X, Y, n], kw, diff=(0, 1, 2), tkw=tkw)
 
@@ -412,8 +486,10 @@ CTC_IL = np.array([10, 7, 6])
 
 def _ctc_check(logits, targets, il, tl, kw, unbatched=False):
     """Gradient w.r.t. the logits before log_softmax (see ctc_loss's docstring)."""
+
     def jf(x):
         return F.ctc_loss(jax.nn.log_softmax(x, -1), jnp.asarray(targets), il, tl, **kw)
+
     tx = torch.tensor(logits, requires_grad=True)
     til = torch.tensor(il) if isinstance(il, np.ndarray) else il
     ttl = torch.tensor(tl) if isinstance(tl, np.ndarray) else tl
@@ -438,9 +514,14 @@ def test_ctc_padded(reduction, blank):
 
 @pytest.mark.parametrize("reduction", ["none", "mean"])
 def test_ctc_concatenated_and_tuples(reduction):
-    flat = np.concatenate([CTC_TARGETS[i, :CTC_TL[i]] for i in range(N_)])
-    _ctc_check(CTC_LOGITS, flat, tuple(int(v) for v in CTC_IL), tuple(int(v) for v in CTC_TL),
-               {"reduction": reduction})
+    flat = np.concatenate([CTC_TARGETS[i, : CTC_TL[i]] for i in range(N_)])
+    _ctc_check(
+        CTC_LOGITS,
+        flat,
+        tuple(int(v) for v in CTC_IL),
+        tuple(int(v) for v in CTC_TL),
+        {"reduction": reduction},
+    )
 
 
 def test_ctc_unbatched_and_empty_target():
@@ -454,26 +535,47 @@ def test_ctc_impossible(zero_infinity):
     il = np.array([10, 3, 6])
     kw = {"reduction": "none", "zero_infinity": zero_infinity}
     if zero_infinity:
-        _ctc_check(CTC_LOGITS, np.array([[1, 2, 2, 3], [1, 1, 2, 2], [3, 3, 1, 0]]), il, np.array([4, 4, 3]), kw)
+        _ctc_check(
+            CTC_LOGITS,
+            np.array([[1, 2, 2, 3], [1, 1, 2, 2], [3, 3, 1, 0]]),
+            il,
+            np.array([4, 4, 3]),
+            kw,
+        )
     else:
-        out = F.ctc_loss(jax.nn.log_softmax(jnp.asarray(CTC_LOGITS), -1), jnp.asarray([[1, 2, 2, 3], [1, 1, 2, 2], [3, 3, 1, 0]]),
-                         il, np.array([4, 4, 3]), **kw)
+        out = F.ctc_loss(
+            jax.nn.log_softmax(jnp.asarray(CTC_LOGITS), -1),
+            jnp.asarray([[1, 2, 2, 3], [1, 1, 2, 2], [3, 3, 1, 0]]),
+            il,
+            np.array([4, 4, 3]),
+            **kw,
+        )
         assert np.isinf(np.asarray(out)[1]) and np.isfinite(np.asarray(out)[[0, 2]]).all()
 
 
 def test_ctc_jit():
     f = jax.jit(lambda lp, t, il, tl: F.ctc_loss(lp, t, il, tl))
     lp = jax.nn.log_softmax(jnp.asarray(CTC_LOGITS), -1)
-    want = TF.ctc_loss(torch.tensor(CTC_LOGITS).log_softmax(-1), torch.tensor(CTC_TARGETS),
-                       torch.tensor(CTC_IL), torch.tensor(CTC_TL))
-    assert_close(f(lp, jnp.asarray(CTC_TARGETS), jnp.asarray(CTC_IL), jnp.asarray(CTC_TL)), want, atol=1e-5)
+    want = TF.ctc_loss(
+        torch.tensor(CTC_LOGITS).log_softmax(-1),
+        torch.tensor(CTC_TARGETS),
+        torch.tensor(CTC_IL),
+        torch.tensor(CTC_TL),
+    )
+    assert_close(
+        f(lp, jnp.asarray(CTC_TARGETS), jnp.asarray(CTC_IL), jnp.asarray(CTC_TL)), want, atol=1e-5
+    )
 
 
 def test_ctc_errors():
     lp = jnp.zeros((5, 2, 3))
-    with pytest.raises(RuntimeError, match="Expected input_lengths to have value at most 5, but got value 6"):
+    with pytest.raises(
+        RuntimeError, match="Expected input_lengths to have value at most 5, but got value 6"
+    ):
         F.ctc_loss(lp, jnp.ones((2, 2), jnp.int32), [6, 5], [2, 2])
-    with pytest.raises(RuntimeError, match="Expected tensor to have size at least 3 at dimension 1"):
+    with pytest.raises(
+        RuntimeError, match="Expected tensor to have size at least 3 at dimension 1"
+    ):
         F.ctc_loss(lp, jnp.ones((2, 2), jnp.int32), [5, 5], [3, 2])
     with pytest.raises(RuntimeError, match="blank must be in label range"):
         F.ctc_loss(lp, jnp.ones((2, 2), jnp.int32), [5, 5], [2, 2], blank=3)
@@ -483,6 +585,7 @@ def test_ctc_errors():
 
 def test_signatures_match_torch():
     from jaxmodule.nn.functional import loss
+
     from tests.nn.functional.test_activation import _signature_mismatches
 
     assert _signature_mismatches(loss) == ([], set())
@@ -494,8 +597,11 @@ def test_ctc_log_probs_gradient_follows_torchs_kernel(reduction):
     lp = np.asarray(jax.nn.log_softmax(jnp.asarray(randn(9, 2, 5, seed=11)), -1))
     targets, il, tl = np.array([[1, 2, 3], [4, 4, 0]]), np.array([9, 7]), np.array([3, 2])
     tx = torch.tensor(lp, requires_grad=True)
-    tout = torch.nn.functional.ctc_loss(tx, torch.tensor(targets), torch.tensor(il), torch.tensor(tl),
-                                        reduction=reduction)
+    tout = torch.nn.functional.ctc_loss(
+        tx, torch.tensor(targets), torch.tensor(il), torch.tensor(tl), reduction=reduction
+    )
     tout.sum().backward()
-    g = jax.grad(lambda v: F.ctc_loss(v, jnp.asarray(targets), il, tl, reduction=reduction).sum())(jnp.asarray(lp))
+    g = jax.grad(lambda v: F.ctc_loss(v, jnp.asarray(targets), il, tl, reduction=reduction).sum())(
+        jnp.asarray(lp)
+    )
     assert_close(g, tx.grad, rtol=1e-4, atol=1e-5)  # sums over T * L alignment paths

@@ -2,11 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+import jaxmodule.nn.functional as F
 import numpy as np
 import pytest
 import torch.nn.functional as TF
 
-import jaxmodule.nn.functional as F
 from tests.helpers import assert_close, randn, to_torch
 
 
@@ -44,8 +44,13 @@ MAX2D = [
 @pytest.mark.parametrize("return_indices", [False, True])
 def test_max_pool2d(kwargs, return_indices):
     x = randn(2, 3, 8, 7, seed=1)
-    _check(F.max_pool2d, TF.max_pool2d, x, dict(kwargs, return_indices=return_indices),
-           n_out=2 if return_indices else 1)
+    _check(
+        F.max_pool2d,
+        TF.max_pool2d,
+        x,
+        dict(kwargs, return_indices=return_indices),
+        n_out=2 if return_indices else 1,
+    )
 
 
 @pytest.mark.parametrize("return_indices", [False, True])
@@ -97,28 +102,53 @@ def test_avg_pool_bfloat16_accumulates_in_float32():
 
 @pytest.mark.parametrize("size", [3, (4, 2), (None, 3), (7, 5), 1])
 def test_adaptive_avg_pool2d(size):
-    _check(F.adaptive_avg_pool2d, TF.adaptive_avg_pool2d, randn(2, 3, 7, 5, seed=1),
-           dict(output_size=size))
+    _check(
+        F.adaptive_avg_pool2d,
+        TF.adaptive_avg_pool2d,
+        randn(2, 3, 7, 5, seed=1),
+        dict(output_size=size),
+    )
 
 
 def test_adaptive_avg_pool1d_3d():
-    _check(F.adaptive_avg_pool1d, TF.adaptive_avg_pool1d, randn(2, 3, 10, seed=1), dict(output_size=4))
-    _check(F.adaptive_avg_pool3d, TF.adaptive_avg_pool3d, randn(2, 5, 6, 7, seed=2),
-           dict(output_size=(2, 4, 3)))
+    _check(
+        F.adaptive_avg_pool1d, TF.adaptive_avg_pool1d, randn(2, 3, 10, seed=1), dict(output_size=4)
+    )
+    _check(
+        F.adaptive_avg_pool3d,
+        TF.adaptive_avg_pool3d,
+        randn(2, 5, 6, 7, seed=2),
+        dict(output_size=(2, 4, 3)),
+    )
 
 
 @pytest.mark.parametrize("size", [3, (4, 2), (None, 3)])
 @pytest.mark.parametrize("return_indices", [False, True])
 def test_adaptive_max_pool2d(size, return_indices):
-    _check(F.adaptive_max_pool2d, TF.adaptive_max_pool2d, randn(2, 3, 7, 5, seed=1),
-           dict(output_size=size, return_indices=return_indices), n_out=2 if return_indices else 1)
+    _check(
+        F.adaptive_max_pool2d,
+        TF.adaptive_max_pool2d,
+        randn(2, 3, 7, 5, seed=1),
+        dict(output_size=size, return_indices=return_indices),
+        n_out=2 if return_indices else 1,
+    )
 
 
 def test_adaptive_max_pool1d_3d():
-    _check(F.adaptive_max_pool1d, TF.adaptive_max_pool1d, randn(2, 3, 10, seed=1),
-           dict(output_size=4, return_indices=True), n_out=2)
-    _check(F.adaptive_max_pool3d, TF.adaptive_max_pool3d, randn(2, 2, 5, 6, 7, seed=2),
-           dict(output_size=(2, 4, 3), return_indices=True), n_out=2)
+    _check(
+        F.adaptive_max_pool1d,
+        TF.adaptive_max_pool1d,
+        randn(2, 3, 10, seed=1),
+        dict(output_size=4, return_indices=True),
+        n_out=2,
+    )
+    _check(
+        F.adaptive_max_pool3d,
+        TF.adaptive_max_pool3d,
+        randn(2, 2, 5, 6, 7, seed=2),
+        dict(output_size=(2, 4, 3), return_indices=True),
+        n_out=2,
+    )
 
 
 @pytest.mark.parametrize("p", [2.0, 3, 1.5, float("inf")])
@@ -135,12 +165,15 @@ def test_lp_pool_zero_window_has_zero_gradient():
     _check(F.lp_pool2d, TF.lp_pool2d, x, dict(norm_type=2, kernel_size=2))
 
 
-@pytest.mark.parametrize("nd, kwargs", [
-    (1, dict(kernel_size=2)),
-    (2, dict(kernel_size=3, stride=2, padding=1)),
-    (2, dict(kernel_size=2, output_size=(7, 9))),
-    (3, dict(kernel_size=2)),
-])
+@pytest.mark.parametrize(
+    "nd, kwargs",
+    [
+        (1, dict(kernel_size=2)),
+        (2, dict(kernel_size=3, stride=2, padding=1)),
+        (2, dict(kernel_size=2, output_size=(7, 9))),
+        (3, dict(kernel_size=2)),
+    ],
+)
 def test_max_unpool(nd, kwargs):
     pool = {1: TF.max_pool1d, 2: TF.max_pool2d, 3: TF.max_pool3d}[nd]
     t_unpool = {1: TF.max_unpool1d, 2: TF.max_unpool2d, 3: TF.max_unpool3d}[nd]
@@ -148,8 +181,12 @@ def test_max_unpool(nd, kwargs):
     x = randn(2, 3, *(7, 9, 6)[:nd], seed=1) if nd < 3 else randn(2, 4, 6, 4, seed=1)
     pkw = {k: v for k, v in kwargs.items() if k != "output_size"}
     vals, idx = pool(to_torch(x), return_indices=True, **pkw)
-    _check(lambda v, **kw: unpool(v, jnp.asarray(idx.numpy()), **kw),
-           lambda v, **kw: t_unpool(v, idx, **kw), vals.numpy(), kwargs)
+    _check(
+        lambda v, **kw: unpool(v, jnp.asarray(idx.numpy()), **kw),
+        lambda v, **kw: t_unpool(v, idx, **kw),
+        vals.numpy(),
+        kwargs,
+    )
 
 
 def test_max_pool_jit_and_vmap():
@@ -162,20 +199,38 @@ def test_max_pool_jit_and_vmap():
     assert_close(vm, TF.avg_pool2d(to_torch(x), 2))
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: F.max_pool2d(jnp.ones((1, 4, 5, 5)), 3, padding=2),
-     "pad should be at most half of effective kernel size, but got pad=2, kernel_size=3 and dilation=1"),
-    (lambda: F.avg_pool2d(jnp.ones((1, 4, 5, 5)), 3, padding=2), "pad should be at most half"),
-    (lambda: F.max_pool2d(jnp.ones((1, 4, 5, 5)), 7),
-     "Given input size: \\(4x5x5\\). Calculated output size: \\(4x0x0\\). Output size is too small"),
-    (lambda: F.max_pool2d(jnp.ones((1, 4, 5, 5)), 2, stride=0), "stride should be greater than zero"),
-    (lambda: F.max_pool2d(jnp.ones((5, 5)), 2), "non-empty 3D or 4D \\(batch mode\\) tensor expected"),
-    (lambda: F.avg_pool2d(jnp.ones((1, 4, 5, 5)), 2, divisor_override=0), "divisor must be not zero"),
-    (lambda: F.adaptive_avg_pool2d(jnp.ones((5, 5)), 2), "Expected 3D or 4D tensor"),
-    (lambda: F.adaptive_avg_pool2d(jnp.ones((1, 4, 5, 5)), (2, 2, 2)), "output_size must be 2"),
-    (lambda: F.max_unpool2d(jnp.ones((1, 4, 5, 5)), jnp.full((1, 4, 5, 5), 100), 2),
-     "Found an invalid max index: 100 \\(output volumes are of size 10x10\\)"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: F.max_pool2d(jnp.ones((1, 4, 5, 5)), 3, padding=2),
+            "pad should be at most half of effective kernel size, but got pad=2, kernel_size=3 and dilation=1",
+        ),
+        (lambda: F.avg_pool2d(jnp.ones((1, 4, 5, 5)), 3, padding=2), "pad should be at most half"),
+        (
+            lambda: F.max_pool2d(jnp.ones((1, 4, 5, 5)), 7),
+            "Given input size: \\(4x5x5\\). Calculated output size: \\(4x0x0\\). Output size is too small",
+        ),
+        (
+            lambda: F.max_pool2d(jnp.ones((1, 4, 5, 5)), 2, stride=0),
+            "stride should be greater than zero",
+        ),
+        (
+            lambda: F.max_pool2d(jnp.ones((5, 5)), 2),
+            "non-empty 3D or 4D \\(batch mode\\) tensor expected",
+        ),
+        (
+            lambda: F.avg_pool2d(jnp.ones((1, 4, 5, 5)), 2, divisor_override=0),
+            "divisor must be not zero",
+        ),
+        (lambda: F.adaptive_avg_pool2d(jnp.ones((5, 5)), 2), "Expected 3D or 4D tensor"),
+        (lambda: F.adaptive_avg_pool2d(jnp.ones((1, 4, 5, 5)), (2, 2, 2)), "output_size must be 2"),
+        (
+            lambda: F.max_unpool2d(jnp.ones((1, 4, 5, 5)), jnp.full((1, 4, 5, 5), 100), 2),
+            "Found an invalid max index: 100 \\(output volumes are of size 10x10\\)",
+        ),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(RuntimeError, match=match):
         call()
@@ -183,7 +238,9 @@ def test_errors(call, match):
 
 def test_unpool_output_size_error():
     with pytest.raises(ValueError, match="invalid output_size"):
-        F.max_unpool2d(jnp.ones((1, 1, 2, 2)), jnp.zeros((1, 1, 2, 2), jnp.int32), 2, output_size=(9, 9))
+        F.max_unpool2d(
+            jnp.ones((1, 1, 2, 2)), jnp.zeros((1, 1, 2, 2), jnp.int32), 2, output_size=(9, 9)
+        )
 
 
 def test_avg_pool_integer_input_not_implemented():
@@ -191,26 +248,41 @@ def test_avg_pool_integer_input_not_implemented():
         F.avg_pool2d(jnp.ones((1, 1, 4, 4), jnp.int32), 2)
 
 
-@pytest.mark.parametrize("nd, shape, kernel, kwargs", [
-    (2, (2, 3, 9, 11), (2, 3), dict(output_size=(4, 5))),
-    (2, (3, 10, 7), 3, dict(output_ratio=(0.5, 0.5))),
-    (3, (2, 2, 6, 7, 8), 2, dict(output_size=(3, 4, 5))),
-])
+@pytest.mark.parametrize(
+    "nd, shape, kernel, kwargs",
+    [
+        (2, (2, 3, 9, 11), (2, 3), dict(output_size=(4, 5))),
+        (2, (3, 10, 7), 3, dict(output_ratio=(0.5, 0.5))),
+        (3, (2, 2, 6, 7, 8), 2, dict(output_size=(3, 4, 5))),
+    ],
+)
 def test_fractional_max_pool_with_fixed_samples(nd, shape, kernel, kwargs):
     batch = 1 if len(shape) == nd + 1 else shape[0]
     samples = np.random.default_rng(5).uniform(size=(batch, shape[-nd - 1], nd)).astype(np.float32)
     t_fn = TF.fractional_max_pool2d if nd == 2 else TF.fractional_max_pool3d
     fn = F.fractional_max_pool2d if nd == 2 else F.fractional_max_pool3d
     kw = dict(kwargs, _random_samples=samples)
-    _check(lambda v, **k: fn(v, kernel, return_indices=True, **k),
-           lambda v, **k: t_fn(v, kernel, return_indices=True, _random_samples=to_torch(samples),
-                               **{a: b for a, b in k.items() if a != "_random_samples"}),
-           randn(*shape, seed=1), kw, n_out=2)
+    _check(
+        lambda v, **k: fn(v, kernel, return_indices=True, **k),
+        lambda v, **k: t_fn(
+            v,
+            kernel,
+            return_indices=True,
+            _random_samples=to_torch(samples),
+            **{a: b for a, b in k.items() if a != "_random_samples"},
+        ),
+        randn(*shape, seed=1),
+        kw,
+        n_out=2,
+    )
 
 
 def test_fractional_max_pool_random_samples_vary_and_stay_valid():
     x = jnp.asarray(randn(1, 4, 11, 11, seed=2))  # 11 -> 5: placement depends on the samples
-    a, b = F.fractional_max_pool2d(x, 2, output_size=5), F.fractional_max_pool2d(x, 2, output_size=5)
+    a, b = (
+        F.fractional_max_pool2d(x, 2, output_size=5),
+        F.fractional_max_pool2d(x, 2, output_size=5),
+    )
     assert a.shape == (1, 4, 5, 5)
     assert not np.array_equal(np.asarray(a), np.asarray(b))  # fresh samples from the generator
     # every output is the maximum of some 2x2 window of its plane
@@ -222,9 +294,14 @@ def test_fractional_max_pool_random_samples_vary_and_stay_valid():
 def test_max_pool_nan_propagates_with_torch_index():
     x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
     x[0, 0, 0, 1] = x[0, 0, 2, 2] = x[0, 0, 3, 3] = np.nan  # two NaNs share the last window
-    for fn, t_fn, arg in [(F.max_pool2d, TF.max_pool2d, 2), (F.adaptive_max_pool2d, TF.adaptive_max_pool2d, 3)]:
+    for fn, t_fn, arg in [
+        (F.max_pool2d, TF.max_pool2d, 2),
+        (F.adaptive_max_pool2d, TF.adaptive_max_pool2d, 3),
+    ]:
         v, i = fn(x, arg, return_indices=True)
         tv, ti = t_fn(to_torch(x), arg, return_indices=True)
         np.testing.assert_array_equal(np.asarray(v), tv.numpy())  # NaNs in the same places
         np.testing.assert_array_equal(np.asarray(i), ti.numpy())  # torch keeps the last NaN
-    np.testing.assert_array_equal(np.asarray(F.max_pool2d(x, 2)), TF.max_pool2d(to_torch(x), 2).numpy())
+    np.testing.assert_array_equal(
+        np.asarray(F.max_pool2d(x, 2)), TF.max_pool2d(to_torch(x), 2).numpy()
+    )

@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import torch
 
-import jaxmodule
 from tests.helpers import to_numpy
 
 
@@ -64,8 +64,11 @@ def classes(lib: Lib) -> dict[str, type]:
                 else:
                     setattr(self, name, nn.Parameter(lib.arr(_values(rng, shape))))
             for name, shape, persistent in node.get("buffers", ()):
-                self.register_buffer(name, None if shape is None else lib.arr(_values(rng, shape)),
-                                     persistent=persistent)
+                self.register_buffer(
+                    name,
+                    None if shape is None else lib.arr(_values(rng, shape)),
+                    persistent=persistent,
+                )
             for name, child in node.get("children", ()):
                 setattr(self, name, build_node(lib, child, rng))
 
@@ -131,14 +134,36 @@ RICH = {
         "params": [("alpha", (3,)), ("gone", None), ("beta", (2, 2))],
         "buffers": [("stat", (3,), True), ("scratch", (2,), False), ("empty", None, True)],
         "children": [
-            ("enc", {"kind": "block", "params": [("w", (4, 3))],
-                     "buffers": [("mask", (4,), False), ("mean", (4,), True)],
-                     "children": [("lin", {"kind": "linear", "in": 3, "out": 4, "bias": True}),
-                                  ("nob", {"kind": "linear", "in": 4, "out": 2, "bias": False})],
-                     "extra": "depth=2, act=relu"}),
-            ("dec", {"kind": "block", "params": [("v", (2,))],
-                     "children": [("inner", {"kind": "block", "buffers": [("b", (1,), True)],
-                                             "extra": "line one\nline two"})]}),
+            (
+                "enc",
+                {
+                    "kind": "block",
+                    "params": [("w", (4, 3))],
+                    "buffers": [("mask", (4,), False), ("mean", (4,), True)],
+                    "children": [
+                        ("lin", {"kind": "linear", "in": 3, "out": 4, "bias": True}),
+                        ("nob", {"kind": "linear", "in": 4, "out": 2, "bias": False}),
+                    ],
+                    "extra": "depth=2, act=relu",
+                },
+            ),
+            (
+                "dec",
+                {
+                    "kind": "block",
+                    "params": [("v", (2,))],
+                    "children": [
+                        (
+                            "inner",
+                            {
+                                "kind": "block",
+                                "buffers": [("b", (1,), True)],
+                                "extra": "line one\nline two",
+                            },
+                        )
+                    ],
+                },
+            ),
             ("leaf", {"kind": "leaf"}),
         ],
     },

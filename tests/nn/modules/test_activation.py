@@ -2,32 +2,64 @@
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, to_numpy
 
 X = 3 * randn(2, 3, 4, seed=0)
 X.flat[:8] = [0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 0.5, -0.5]  # kinks of the layers below
 
 CASES = [
-    ("Threshold", (0.1, 20.0), {}), ("Threshold", (0.1, 20.0), {"inplace": True}),
-    ("ReLU", (), {}), ("ReLU", (), {"inplace": True}), ("RReLU", (), {}),
-    ("RReLU", (0.1, 0.3), {"inplace": True}), ("Hardtanh", (), {}),
-    ("Hardtanh", (-2.0, 0.5), {"inplace": True}), ("ReLU6", (), {}), ("ReLU6", (True,), {}),
-    ("Sigmoid", (), {}), ("Hardsigmoid", (), {}), ("Hardsigmoid", (True,), {}), ("Tanh", (), {}),
-    ("SiLU", (), {}), ("SiLU", (True,), {}), ("Mish", (), {}), ("Mish", (True,), {}),
-    ("Hardswish", (), {}), ("ELU", (), {}), ("ELU", (0.5, True), {}), ("CELU", (2.0,), {}),
-    ("CELU", (), {"inplace": True}), ("SELU", (), {}), ("SELU", (True,), {}), ("GLU", (), {}),
-    ("GLU", (0,), {}), ("GELU", (), {}), ("GELU", ("tanh",), {}), ("Hardshrink", (), {}),
-    ("Hardshrink", (1.0,), {}), ("LeakyReLU", (), {}), ("LeakyReLU", (0.2, True), {}),
-    ("LogSigmoid", (), {}), ("Softplus", (), {}), ("Softplus", (2.0, 5.0), {}),
-    ("Softshrink", (), {}), ("Softshrink", (1.0,), {}), ("PReLU", (), {}),
-    ("PReLU", (3, 0.1), {}), ("Softsign", (), {}), ("Tanhshrink", (), {}), ("Softmin", (1,), {}),
-    ("Softmax", (-1,), {}), ("Softmax2d", (), {}), ("LogSoftmax", (2,), {}),
+    ("Threshold", (0.1, 20.0), {}),
+    ("Threshold", (0.1, 20.0), {"inplace": True}),
+    ("ReLU", (), {}),
+    ("ReLU", (), {"inplace": True}),
+    ("RReLU", (), {}),
+    ("RReLU", (0.1, 0.3), {"inplace": True}),
+    ("Hardtanh", (), {}),
+    ("Hardtanh", (-2.0, 0.5), {"inplace": True}),
+    ("ReLU6", (), {}),
+    ("ReLU6", (True,), {}),
+    ("Sigmoid", (), {}),
+    ("Hardsigmoid", (), {}),
+    ("Hardsigmoid", (True,), {}),
+    ("Tanh", (), {}),
+    ("SiLU", (), {}),
+    ("SiLU", (True,), {}),
+    ("Mish", (), {}),
+    ("Mish", (True,), {}),
+    ("Hardswish", (), {}),
+    ("ELU", (), {}),
+    ("ELU", (0.5, True), {}),
+    ("CELU", (2.0,), {}),
+    ("CELU", (), {"inplace": True}),
+    ("SELU", (), {}),
+    ("SELU", (True,), {}),
+    ("GLU", (), {}),
+    ("GLU", (0,), {}),
+    ("GELU", (), {}),
+    ("GELU", ("tanh",), {}),
+    ("Hardshrink", (), {}),
+    ("Hardshrink", (1.0,), {}),
+    ("LeakyReLU", (), {}),
+    ("LeakyReLU", (0.2, True), {}),
+    ("LogSigmoid", (), {}),
+    ("Softplus", (), {}),
+    ("Softplus", (2.0, 5.0), {}),
+    ("Softshrink", (), {}),
+    ("Softshrink", (1.0,), {}),
+    ("PReLU", (), {}),
+    ("PReLU", (3, 0.1), {}),
+    ("Softsign", (), {}),
+    ("Tanhshrink", (), {}),
+    ("Softmin", (1,), {}),
+    ("Softmax", (-1,), {}),
+    ("Softmax2d", (), {}),
+    ("LogSoftmax", (2,), {}),
 ]
 IDS = [f"{n}{a}{k}" for n, a, k in CASES]
 
@@ -49,8 +81,9 @@ def test_matches_torch(name, args, kwargs):
     jm, tm = _pair(name, args, kwargs)
     jm.eval(), tm.eval()
     assert repr(jm) == repr(tm)
-    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == \
-           [(k, tuple(v.shape)) for k, v in tm.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in tm.state_dict().items()
+    ]
     if tm.state_dict():
         with torch.no_grad():
             for p in tm.parameters():
@@ -97,7 +130,9 @@ def test_rrelu_train_and_eval():
 
 
 def test_hardtanh_errors_and_deprecated_kwargs():
-    with pytest.raises(AssertionError, match=r"max_val \(1.0\) must be greater than min_val \(2.0\)"):
+    with pytest.raises(
+        AssertionError, match=r"max_val \(1.0\) must be greater than min_val \(2.0\)"
+    ):
         nn.Hardtanh(2.0, 1.0)
     with pytest.warns(FutureWarning, match="`min_value` is deprecated and renamed to `min_val`"):
         m = nn.Hardtanh(min_value=-2.0)
@@ -107,7 +142,9 @@ def test_hardtanh_errors_and_deprecated_kwargs():
 
 
 def test_softmax2d_rank_error():
-    with pytest.raises(ValueError, match="Softmax2d: expected input to be 3D or 4D, got 2D instead"):
+    with pytest.raises(
+        ValueError, match="Softmax2d: expected input to be 3D or 4D, got 2D instead"
+    ):
         nn.Softmax2d()(jnp.ones((2, 3)))
 
 

@@ -3,24 +3,28 @@
 import math
 
 import jax
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, to_torch
 
 E, HEADS, L, S, N = 8, 2, 4, 5, 3
 
 # One compilation per configuration instead of one per eager op (keeps the file fast).
-_fwd = jax.jit(lambda m, *args, **kw: m(*args, **kw), static_argnames=("need_weights", "average_attn_weights", "is_causal"))
+_fwd = jax.jit(
+    lambda m, *args, **kw: m(*args, **kw),
+    static_argnames=("need_weights", "average_attn_weights", "is_causal"),
+)
 
 
 def _pair(**kw):
     jm, tm = nn.MultiheadAttention(E, HEADS, **kw), torch.nn.MultiheadAttention(E, HEADS, **kw)
-    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in tm.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in tm.state_dict().items()
+    ]
     jm.load_state_dict(tm.state_dict())
     return jm, tm
 
@@ -51,12 +55,21 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("ctor,call", CASES, ids=["default", "batch_first_kpm", "kdim_vdim", "bias_kv_zero_attn", "no_bias_3d_mask"])
+@pytest.mark.parametrize(
+    "ctor,call",
+    CASES,
+    ids=["default", "batch_first_kpm", "kdim_vdim", "bias_kv_zero_attn", "no_bias_3d_mask"],
+)
 def test_mha_matches_torch_values_and_grads(ctor, call):
     jm, tm = _pair(**ctor)
     q, k, v = _inputs(ctor, ctor.get("batch_first", False))
     tq, tk, tv = (to_torch(a, requires_grad=True) for a in (q, k, v))
-    t_out, t_w = tm(tq, tk, tv, **{n: (to_torch(a) if isinstance(a, np.ndarray) else a) for n, a in call.items()})
+    t_out, t_w = tm(
+        tq,
+        tk,
+        tv,
+        **{n: (to_torch(a) if isinstance(a, np.ndarray) else a) for n, a in call.items()},
+    )
     cot = randn(*t_out.shape, seed=30)
     (t_out * to_torch(cot)).sum().backward()
 
@@ -64,7 +77,9 @@ def test_mha_matches_torch_values_and_grads(ctor, call):
         out, w = m(q, k, v, **call)
         return (out * cot).sum(), (out, w)
 
-    (_, (out, w)), (g_m, gq, gk, gv) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(jm, q, k, v)
+    (_, (out, w)), (g_m, gq, gk, gv) = jax.jit(
+        jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)
+    )(jm, q, k, v)
     assert_close(out, t_out)
     if t_w is None:
         assert w is None
@@ -98,9 +113,16 @@ def test_mha_unbatched_inputs():
     q, k, v = randn(L, E, seed=4), randn(S, 3, seed=5), randn(S, 6, seed=6)
     kpm = np.array([False, False, False, True, True])
     mask3 = randn(HEADS, L, S, seed=7)
-    for kw in (dict(), dict(key_padding_mask=kpm, average_attn_weights=False), dict(attn_mask=mask3)):
+    for kw in (
+        dict(),
+        dict(key_padding_mask=kpm, average_attn_weights=False),
+        dict(attn_mask=mask3),
+    ):
         out, w = _fwd(jm, q, k, v, **kw)
-        t_out, t_w = tm(*map(to_torch, (q, k, v)), **{n: (to_torch(a) if isinstance(a, np.ndarray) else a) for n, a in kw.items()})
+        t_out, t_w = tm(
+            *map(to_torch, (q, k, v)),
+            **{n: (to_torch(a) if isinstance(a, np.ndarray) else a) for n, a in kw.items()},
+        )
         assert_close(out, t_out)
         assert_close(w, t_w)
 
@@ -121,9 +143,13 @@ def test_mha_fully_masked_row_follows_torch():
     kpm[0] = True  # batch element 0 attends to nothing
     for need_weights in (True, False):
         out, w = _fwd(jm, q, k, v, key_padding_mask=kpm, need_weights=need_weights)
-        t_out, t_w = tm(*map(to_torch, (q, k, v)), key_padding_mask=to_torch(kpm), need_weights=need_weights)
+        t_out, t_w = tm(
+            *map(to_torch, (q, k, v)), key_padding_mask=to_torch(kpm), need_weights=need_weights
+        )
         # torch gives NaN with need_weights=True (explicit softmax) and zeros (SDPA) without
-        np.testing.assert_allclose(np.asarray(out), t_out.detach().numpy(), rtol=1e-5, atol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(
+            np.asarray(out), t_out.detach().numpy(), rtol=1e-5, atol=1e-6, equal_nan=True
+        )
         assert np.isnan(np.asarray(out)[:, 0]).all() == need_weights
 
 
@@ -173,15 +199,25 @@ def test_mha_merge_masks_matches_torch():
     kpm = randn(N, L, seed=10)
     for args in ((am, None), (None, kpm), (am, kpm)):
         mask, kind = jm.merge_masks(*args, q)
-        t_mask, t_kind = tm.merge_masks(*(None if a is None else to_torch(a) for a in args), to_torch(q))
+        t_mask, t_kind = tm.merge_masks(
+            *(None if a is None else to_torch(a) for a in args), to_torch(q)
+        )
         assert kind == t_kind
         assert_close(mask, t_mask)
 
 
 def test_mha_errors_match_torch():
     for exc, msg, ctor in [
-        (ValueError, "embed_dim and num_heads must be greater than 0", dict(embed_dim=0, num_heads=2)),
-        (AssertionError, "embed_dim must be divisible by num_heads", dict(embed_dim=7, num_heads=2)),
+        (
+            ValueError,
+            "embed_dim and num_heads must be greater than 0",
+            dict(embed_dim=0, num_heads=2),
+        ),
+        (
+            AssertionError,
+            "embed_dim must be divisible by num_heads",
+            dict(embed_dim=7, num_heads=2),
+        ),
     ]:
         with pytest.raises(exc, match=msg):
             torch.nn.MultiheadAttention(**ctor)
@@ -191,7 +227,10 @@ def test_mha_errors_match_torch():
     q, k, v = _inputs({})
     with pytest.raises(AssertionError, match="key shape .* does not match value shape"):
         jm(q, k, v[:, :2])
-    with pytest.raises(RuntimeError, match=r"The shape of the 3D attn_mask is \(2, 4, 5\), but should be \(6, 4, 5\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"The shape of the 3D attn_mask is \(2, 4, 5\), but should be \(6, 4, 5\)",
+    ):
         jm(q, k, v, attn_mask=np.zeros((2, L, S), bool))
     with pytest.warns(UserWarning, match="mismatched key_padding_mask and attn_mask"):
         jm(q, k, v, key_padding_mask=KPM, attn_mask=AM)

@@ -3,12 +3,12 @@
 import warnings
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, to_numpy
 
 
@@ -16,11 +16,17 @@ def build(kind):
     if kind == "linear":
         t, j, shape = torch.nn.Linear(4, 3), nn.Linear(4, 3), (5, 4)
     elif kind == "conv":
-        t, j, shape = torch.nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(2, 3, 3, padding=1), (2, 2, 5, 5)
+        t, j, shape = (
+            torch.nn.Conv2d(2, 3, 3, padding=1),
+            nn.Conv2d(2, 3, 3, padding=1),
+            (2, 2, 5, 5),
+        )
     elif kind == "relu":
         t, j, shape = torch.nn.ReLU(), nn.ReLU(), (4, 6)
     else:
-        t = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(5, 2)))
+        t = torch.nn.Sequential(
+            torch.nn.Linear(4, 5), torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(5, 2))
+        )
         j = nn.Sequential(nn.Linear(4, 5), nn.Sequential(nn.ReLU(), nn.Linear(5, 2)))
         shape = (3, 4)
     j.load_state_dict(t.state_dict())
@@ -29,7 +35,12 @@ def build(kind):
 
 def recorder(log, scale=None):
     def hook(module, grad_input, grad_output):
-        log.append(([None if g is None else to_numpy(g) for g in grad_input], [to_numpy(g) for g in grad_output]))
+        log.append(
+            (
+                [None if g is None else to_numpy(g) for g in grad_input],
+                [to_numpy(g) for g in grad_output],
+            )
+        )
         if scale is not None:
             return tuple(None if g is None else g * scale for g in grad_input)
         return None
@@ -166,7 +177,9 @@ def test_observing_hook_sees_real_values_under_compile():
     _, j, shape = build("linear")
     norms = []
     j.register_full_backward_hook(lambda m, gi, go: norms.append(float(jnp.linalg.norm(go[0]))))
-    step = jaxmodule.compile(lambda m, x: jaxmodule.grad(lambda m, x: (m(x) ** 2).sum(), argnums=(0, 1))(m, x))
+    step = jaxmodule.compile(
+        lambda m, x: jaxmodule.grad(lambda m, x: (m(x) ** 2).sum(), argnums=(0, 1))(m, x)
+    )
     x = jnp.asarray(randn(*shape))
     step(j, x)
     step(j, x)

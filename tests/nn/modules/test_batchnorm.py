@@ -4,12 +4,12 @@ from collections import OrderedDict
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import (
     assert_close,
     assert_forward_and_grads_match,
@@ -152,13 +152,18 @@ def test_jaxmodule_grad_matches_torch_backward_and_updates_buffers():
 def test_load_old_checkpoint_without_num_batches_tracked():
     jm = nn.BatchNorm1d(3)
     jm(jnp.asarray(randn(4, 3)))
-    sd = OrderedDict((k, v) for k, v in torch.nn.BatchNorm1d(3).state_dict().items()
-                     if k != "num_batches_tracked")
+    sd = OrderedDict(
+        (k, v)
+        for k, v in torch.nn.BatchNorm1d(3).state_dict().items()
+        if k != "num_batches_tracked"
+    )
     sd._metadata = OrderedDict({"": {"version": 1}})
     jm.load_state_dict(sd)  # version < 2: the missing counter is filled from the module
     assert int(jm.num_batches_tracked) == 1
     sd._metadata = OrderedDict({"": {"version": 2}})
-    with pytest.raises(RuntimeError, match='Missing key\\(s\\) in state_dict: "num_batches_tracked"'):
+    with pytest.raises(
+        RuntimeError, match='Missing key\\(s\\) in state_dict: "num_batches_tracked"'
+    ):
         jm.load_state_dict(sd)
 
 
@@ -175,12 +180,15 @@ def test_load_torch_counter_and_reset():
     assert_close(jm.running_var, np.ones(3))
 
 
-@pytest.mark.parametrize("cls, bad, text", [
-    (nn.BatchNorm1d, (2, 3, 4, 5), "expected 2D or 3D input \\(got 4D input\\)"),
-    (nn.BatchNorm2d, (2, 3, 4), "expected 4D input \\(got 3D input\\)"),
-    (nn.BatchNorm3d, (2, 3, 4, 4), "expected 5D input \\(got 4D input\\)"),
-    (nn.SyncBatchNorm, (3,), "expected at least 2D input \\(got 1D input\\)"),
-])
+@pytest.mark.parametrize(
+    "cls, bad, text",
+    [
+        (nn.BatchNorm1d, (2, 3, 4, 5), "expected 2D or 3D input \\(got 4D input\\)"),
+        (nn.BatchNorm2d, (2, 3, 4), "expected 4D input \\(got 3D input\\)"),
+        (nn.BatchNorm3d, (2, 3, 4, 4), "expected 5D input \\(got 4D input\\)"),
+        (nn.SyncBatchNorm, (3,), "expected at least 2D input \\(got 1D input\\)"),
+    ],
+)
 def test_input_dim_errors(cls, bad, text):
     with pytest.raises(ValueError, match=text):
         cls(3)(jnp.ones(bad))
@@ -200,11 +208,14 @@ def test_dtype_factory_kwarg():
     assert out.dtype == jnp.bfloat16 and jm.running_mean.dtype == jnp.bfloat16
 
 
-@pytest.mark.parametrize("jcls, tcls, shape", [
-    (nn.LazyBatchNorm1d, torch.nn.LazyBatchNorm1d, (4, 3)),
-    (nn.LazyBatchNorm2d, torch.nn.LazyBatchNorm2d, (4, 3, 2, 2)),
-    (nn.LazyBatchNorm3d, torch.nn.LazyBatchNorm3d, (2, 3, 2, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "jcls, tcls, shape",
+    [
+        (nn.LazyBatchNorm1d, torch.nn.LazyBatchNorm1d, (4, 3)),
+        (nn.LazyBatchNorm2d, torch.nn.LazyBatchNorm2d, (4, 3, 2, 2)),
+        (nn.LazyBatchNorm3d, torch.nn.LazyBatchNorm3d, (2, 3, 2, 2, 2)),
+    ],
+)
 def test_lazy_batch_norm_materialises_like_torch(jcls, tcls, shape):
     jm, tm = jcls(), tcls()
     assert repr(jm) == repr(tm)
@@ -229,7 +240,9 @@ def test_sync_batch_norm_behaves_as_batch_norm():
     assert_close(jm(jnp.asarray(x)), tm(to_torch(x)))
     assert_close(jm.running_mean, tm.running_mean)
     assert_close(jm.running_var, tm.running_var)
-    with pytest.raises(ValueError, match="SyncBatchNorm number of input channels should be non-zero"):
+    with pytest.raises(
+        ValueError, match="SyncBatchNorm number of input channels should be non-zero"
+    ):
         jm(jnp.ones((2, 0, 3)))
 
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, to_torch
 
 
@@ -66,6 +66,7 @@ def _same_error(fn):
 
 
 # ---- Sequential ------------------------------------------------------------------------------------
+
 
 def _seq(lib):
     return lib.Sequential(*_linears(lib, 4))
@@ -161,8 +162,11 @@ def test_sequential_mutations_match_torch(op):
 
 def test_sequential_ordered_dict_keys_and_slicing():
     def build(lib):
-        return lib.Sequential(OrderedDict([("conv", lib.Linear(2, 3)), ("act", lib.Tanh()),
-                                           ("head", lib.Linear(3, 1))]))
+        return lib.Sequential(
+            OrderedDict(
+                [("conv", lib.Linear(2, 3)), ("act", lib.Tanh()), ("head", lib.Linear(3, 1))]
+            )
+        )
 
     t, j = build(TORCH), build(JM)
     _same_structure(j, t)
@@ -175,8 +179,12 @@ def test_sequential_ordered_dict_keys_and_slicing():
 
 def test_sequential_nested_repr_and_forward_after_loading_torch_state():
     def build(lib):
-        return lib.Sequential(lib.Linear(4, 8), lib.Tanh(),
-                              lib.Sequential(lib.Linear(8, 8), lib.Tanh()), lib.Linear(8, 3))
+        return lib.Sequential(
+            lib.Linear(4, 8),
+            lib.Tanh(),
+            lib.Sequential(lib.Linear(8, 8), lib.Tanh()),
+            lib.Linear(8, 3),
+        )
 
     t, j = build(TORCH), build(JM)
     _same_structure(j, t)
@@ -232,6 +240,7 @@ def test_sequential_error_messages():
 
 # ---- ModuleList --------------------------------------------------------------------------------
 
+
 def _ml(lib):
     return lib.ModuleList(_linears(lib, 4))
 
@@ -260,6 +269,7 @@ def _ml_insert(index):
     def op(c, lib, ex):
         c.insert(index, ex[0])
         return c
+
     return op
 
 
@@ -299,14 +309,26 @@ def test_modulelist_mutations_match_torch(op):
 def test_modulelist_compressed_repr_matches_torch():
     def build(lib):
         inner = [lib.Sequential(lib.Linear(1, 1), lib.Tanh()) for _ in range(2)]
-        return lib.ModuleList([lib.Linear(2, 2), lib.Linear(2, 2), lib.Linear(2, 2), lib.Tanh(),
-                               *inner, lib.Linear(2, 2), lib.ModuleList(), lib.ModuleList([lib.Tanh()] * 3)])
+        return lib.ModuleList(
+            [
+                lib.Linear(2, 2),
+                lib.Linear(2, 2),
+                lib.Linear(2, 2),
+                lib.Tanh(),
+                *inner,
+                lib.Linear(2, 2),
+                lib.ModuleList(),
+                lib.ModuleList([lib.Tanh()] * 3),
+            ]
+        )
 
     t, j = build(TORCH), build(JM)
     assert repr(j) == repr(t)
     assert "(0-2): 3 x Linear(in_features=2, out_features=2, bias=True)" in repr(j)
     assert repr(JM.ModuleList()) == repr(TORCH.ModuleList()) == "ModuleList()"
-    outer = [lib.Sequential(lib.ModuleList([lib.Linear(3, 3)] * 2), lib.Tanh()) for lib in (TORCH, JM)]
+    outer = [
+        lib.Sequential(lib.ModuleList([lib.Linear(3, 3)] * 2), lib.Tanh()) for lib in (TORCH, JM)
+    ]
     assert repr(outer[1]) == repr(outer[0])
 
 
@@ -365,11 +387,14 @@ def test_modulelist_errors_match_torch(case):
 
 
 def test_modulelist_extend_message():
-    with pytest.raises(TypeError, match="ModuleList.extend should be called with an iterable, but got Linear"):
+    with pytest.raises(
+        TypeError, match="ModuleList.extend should be called with an iterable, but got Linear"
+    ):
         nn.ModuleList().extend(nn.Linear(1, 1))
 
 
 # ---- ModuleDict --------------------------------------------------------------------------------
+
 
 def _md(lib):
     return lib.ModuleDict({"b": lib.Linear(1, 2), "a": lib.Linear(2, 3)})
@@ -400,6 +425,7 @@ def _md_update(arg):
     def op(c, lib, ex):
         c.update(arg(lib, ex))
         return c
+
     return op
 
 
@@ -420,7 +446,9 @@ def test_moduledict_mutations_match_torch(op):
     outs = [MD_OPS[op](_md(lib), lib, _linears(lib, 2, offset=10)) for lib in (TORCH, JM)]
     _same_structure(outs[1], outs[0])
     assert list(outs[1]) == list(outs[0]) == list(outs[1].keys())
-    assert [type(v).__name__ for v in outs[1].values()] == [type(v).__name__ for v in outs[0].values()]
+    assert [type(v).__name__ for v in outs[1].values()] == [
+        type(v).__name__ for v in outs[0].values()
+    ]
     assert [k for k, _ in outs[1].items()] == [k for k, _ in outs[0].items()]
 
 
@@ -455,17 +483,25 @@ def test_moduledict_update_messages():
 
 # ---- ParameterList / ParameterDict --------------------------------------------------------------
 
+
 def _torch_repr_as_jax(text):
     """torch prints torch dtypes/tensor types; jaxmodule prints the jax dtype name."""
-    for a, b in (("torch.FloatTensor", "float32"), ("torch.DoubleTensor", "float64"),
-                 ("torch.float32", "float32"), ("torch.int32", "int32"), ("torch.IntTensor", "int32")):
+    for a, b in (
+        ("torch.FloatTensor", "float32"),
+        ("torch.DoubleTensor", "float64"),
+        ("torch.float32", "float32"),
+        ("torch.int32", "int32"),
+        ("torch.IntTensor", "int32"),
+    ):
         text = text.replace(a, b)
     return text
 
 
 def _pl(lib, arrays):
     conv = (lambda a: torch.from_numpy(np.asarray(a))) if lib is TORCH else jnp.asarray
-    return lib.ParameterList([lib.Parameter(conv(arrays[0])), conv(arrays[1]), "note", conv(arrays[2])])
+    return lib.ParameterList(
+        [lib.Parameter(conv(arrays[0])), conv(arrays[1]), "note", conv(arrays[2])]
+    )
 
 
 def test_parameterlist_matches_torch():
@@ -485,7 +521,10 @@ def test_parameterlist_matches_torch():
     _same_structure(j, t)
     assert repr(j[1:4]) == _torch_repr_as_jax(repr(t[1:4]))
     assert repr(j[::-2]) == _torch_repr_as_jax(repr(t[::-2]))
-    assert repr(JM.ParameterList([jnp.zeros((), jnp.int32)])) == "ParameterList(  (0): Parameter containing: [int32 of size ])"
+    assert (
+        repr(JM.ParameterList([jnp.zeros((), jnp.int32)]))
+        == "ParameterList(  (0): Parameter containing: [int32 of size ])"
+    )
 
 
 def test_parameterlist_is_a_pytree():
@@ -519,8 +558,9 @@ def test_parameterlist_errors_match_torch(case):
 
 def _pd(lib):
     conv = (lambda a: torch.from_numpy(np.asarray(a))) if lib is TORCH else jnp.asarray
-    return lib.ParameterDict({"w": conv(randn(2, 3)), "b": lib.Parameter(conv(randn(3, seed=2))),
-                              "n": 7})
+    return lib.ParameterDict(
+        {"w": conv(randn(2, 3)), "b": lib.Parameter(conv(randn(3, seed=2))), "n": 7}
+    )
 
 
 def test_parameterdict_matches_torch():
@@ -546,8 +586,12 @@ def test_parameterdict_matches_torch():
     assert list(j.pop("w").shape) == list(t.pop("w").shape)
     _same_structure(j, t)
     _same_structure(j.copy(), t.copy())
-    _same_structure(j | JM.ParameterDict({"q": jnp.ones(1)}), t | TORCH.ParameterDict({"q": torch.ones(1)}))
-    _same_structure(JM.ParameterDict().fromkeys(["x", "y"]), TORCH.ParameterDict().fromkeys(["x", "y"]))
+    _same_structure(
+        j | JM.ParameterDict({"q": jnp.ones(1)}), t | TORCH.ParameterDict({"q": torch.ones(1)})
+    )
+    _same_structure(
+        JM.ParameterDict().fromkeys(["x", "y"]), TORCH.ParameterDict().fromkeys(["x", "y"])
+    )
     j.clear()
     t.clear()
     _same_structure(j, t)

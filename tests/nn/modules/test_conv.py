@@ -4,12 +4,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, state_dict_shapes, to_torch
 
 # Conv outputs are sums of ~50-100 products: float32 reordering gives ~1e-6 absolute error.
@@ -30,7 +30,8 @@ def _compare(jm_cls, t_cls, args, kwargs, x, forward_kwargs=None):
     out = m(jnp.asarray(x), **forward_kwargs)
     assert_close(out, t_out, atol=ATOL)
     g_m, g_x = jaxmodule.grad(lambda mod, v: (mod(v, **forward_kwargs) * ct).sum(), argnums=(0, 1))(
-        m, jnp.asarray(x))
+        m, jnp.asarray(x)
+    )
     assert_close(g_x, tx.grad, atol=ATOL)
     assert_close(g_m.weight, t.weight.grad, atol=ATOL)
     if t.bias is not None:
@@ -90,22 +91,41 @@ def test_conv2d_dtype_and_state_dict_roundtrip():
     np.testing.assert_array_equal(np.asarray(m32(x)), np.asarray(m32b(x)))
 
 
-@pytest.mark.parametrize("args, kwargs", [((4, 6, 3), dict(stride=2, padding=2, groups=2)),
-                                          ((4, 6, 5), dict(padding="same", padding_mode="circular"))])
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        ((4, 6, 3), dict(stride=2, padding=2, groups=2)),
+        ((4, 6, 5), dict(padding="same", padding_mode="circular")),
+    ],
+)
 def test_conv1d_matches_torch(args, kwargs):
     _compare(nn.Conv1d, torch.nn.Conv1d, args, kwargs, randn(2, 4, 11, seed=1))
 
 
-@pytest.mark.parametrize("args, kwargs", [((2, 4, 2), dict(stride=(1, 2, 2), padding=1)),
-                                          ((2, 4, 3), dict(padding=1, padding_mode="replicate"))])
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        ((2, 4, 2), dict(stride=(1, 2, 2), padding=1)),
+        ((2, 4, 3), dict(padding=1, padding_mode="replicate")),
+    ],
+)
 def test_conv3d_matches_torch(args, kwargs):
     _compare(nn.Conv3d, torch.nn.Conv3d, args, kwargs, randn(2, 2, 4, 5, 6, seed=1))
 
 
 CONVT = [
-    (nn.ConvTranspose2d, torch.nn.ConvTranspose2d, (4, 6, 3), dict(stride=2, padding=1, output_padding=1)),
-    (nn.ConvTranspose2d, torch.nn.ConvTranspose2d, (4, 6, (3, 2)),
-     dict(stride=(2, 3), groups=2, dilation=(2, 1), bias=False)),
+    (
+        nn.ConvTranspose2d,
+        torch.nn.ConvTranspose2d,
+        (4, 6, 3),
+        dict(stride=2, padding=1, output_padding=1),
+    ),
+    (
+        nn.ConvTranspose2d,
+        torch.nn.ConvTranspose2d,
+        (4, 6, (3, 2)),
+        dict(stride=(2, 3), groups=2, dilation=(2, 1), bias=False),
+    ),
     (nn.ConvTranspose1d, torch.nn.ConvTranspose1d, (4, 2, 3), dict(stride=3, padding=1)),
     (nn.ConvTranspose3d, torch.nn.ConvTranspose3d, (4, 2, 2), dict(stride=2)),
 ]
@@ -121,21 +141,37 @@ def test_conv_transpose_matches_torch(jm_cls, t_cls, args, kwargs):
 @pytest.mark.parametrize("output_size", [(10, 10), [1, 6, 9, 10]])
 def test_conv_transpose2d_output_size(output_size):
     x = randn(1, 4, 5, 5, seed=1)
-    _compare(nn.ConvTranspose2d, torch.nn.ConvTranspose2d, (4, 6, 3), dict(stride=2, padding=1), x,
-             forward_kwargs=dict(output_size=output_size))
+    _compare(
+        nn.ConvTranspose2d,
+        torch.nn.ConvTranspose2d,
+        (4, 6, 3),
+        dict(stride=2, padding=1),
+        x,
+        forward_kwargs=dict(output_size=output_size),
+    )
 
 
 def test_conv_transpose_output_size_errors():
     m = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1)
-    with pytest.raises(ValueError, match="requested an output size of \\[12, 12\\], but valid sizes range "
-                                         "from \\[9, 9\\] to \\[10, 10\\]"):
+    with pytest.raises(
+        ValueError,
+        match="requested an output size of \\[12, 12\\], but valid sizes range "
+        "from \\[9, 9\\] to \\[10, 10\\]",
+    ):
         m(jnp.ones((1, 4, 5, 5)), output_size=(12, 12))
-    with pytest.raises(ValueError, match="for 4D input, output_size must have 2 or 4 elements \\(got 3\\)"):
+    with pytest.raises(
+        ValueError, match="for 4D input, output_size must have 2 or 4 elements \\(got 3\\)"
+    ):
         m(jnp.ones((1, 4, 5, 5)), output_size=(1, 10, 10))
 
 
-@pytest.mark.parametrize("jm_cls, t_cls, nd", [(nn.LazyConv2d, torch.nn.LazyConv2d, 2),
-                                               (nn.LazyConvTranspose1d, torch.nn.LazyConvTranspose1d, 1)])
+@pytest.mark.parametrize(
+    "jm_cls, t_cls, nd",
+    [
+        (nn.LazyConv2d, torch.nn.LazyConv2d, 2),
+        (nn.LazyConvTranspose1d, torch.nn.LazyConvTranspose1d, 1),
+    ],
+)
 def test_lazy_conv(jm_cls, t_cls, nd):
     m, t = jm_cls(6, 3, stride=2), t_cls(6, 3, stride=2)
     assert repr(m) == repr(t)
@@ -150,16 +186,24 @@ def test_lazy_conv(jm_cls, t_cls, nd):
     assert out.shape == tuple(t(to_torch(x)).shape)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: nn.Conv2d(4, 6, 3, groups=0), "groups must be a positive integer"),
-    (lambda: nn.Conv2d(4, 6, 3, groups=3), "in_channels must be divisible by groups"),
-    (lambda: nn.Conv2d(4, 6, 3, groups=4), "out_channels must be divisible by groups"),
-    (lambda: nn.Conv2d(4, 6, 3, padding="full"), "Invalid padding string 'full'"),
-    (lambda: nn.Conv2d(4, 6, 3, padding="same", stride=2), "padding='same' is not supported for strided"),
-    (lambda: nn.Conv2d(4, 6, 3, padding_mode="mirror"), "padding_mode must be one of"),
-    (lambda: nn.ConvTranspose2d(4, 6, 3, padding_mode="reflect"),
-     'Only "zeros" padding mode is supported for ConvTranspose2d'),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: nn.Conv2d(4, 6, 3, groups=0), "groups must be a positive integer"),
+        (lambda: nn.Conv2d(4, 6, 3, groups=3), "in_channels must be divisible by groups"),
+        (lambda: nn.Conv2d(4, 6, 3, groups=4), "out_channels must be divisible by groups"),
+        (lambda: nn.Conv2d(4, 6, 3, padding="full"), "Invalid padding string 'full'"),
+        (
+            lambda: nn.Conv2d(4, 6, 3, padding="same", stride=2),
+            "padding='same' is not supported for strided",
+        ),
+        (lambda: nn.Conv2d(4, 6, 3, padding_mode="mirror"), "padding_mode must be one of"),
+        (
+            lambda: nn.ConvTranspose2d(4, 6, 3, padding_mode="reflect"),
+            'Only "zeros" padding mode is supported for ConvTranspose2d',
+        ),
+    ],
+)
 def test_constructor_errors_match_torch(call, match):
     with pytest.raises(ValueError, match=match):
         call()

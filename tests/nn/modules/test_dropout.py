@@ -2,12 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import randn
 
 LAYERS = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"]
@@ -75,7 +75,9 @@ def test_scaling_matches_torch():
 @pytest.mark.parametrize("name", LAYERS)
 @pytest.mark.parametrize("p", [-0.5, 1.2])
 def test_invalid_p(name, p):
-    with pytest.raises(ValueError, match=f"dropout probability has to be between 0 and 1, but got {p}"):
+    with pytest.raises(
+        ValueError, match=f"dropout probability has to be between 0 and 1, but got {p}"
+    ):
         getattr(nn, name)(p)
 
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn.modules import _eager
+
 from tests.helpers import assert_close
 from tests.nn.modules.module_cases import CASES, Case, make_inputs
 from tests.nn.modules.test_generic_layers import _build, _differentiable, _kw, _to_jax
@@ -76,7 +76,14 @@ def _uses(layer: Any, inputs: Any) -> bool:
 
 
 def test_the_registry_has_registered_layers():
-    assert {c.cls for c in REGISTERED} >= {"Linear", "LayerNorm", "GELU", "LSTM", "Conv2d", "BatchNorm1d"}
+    assert {c.cls for c in REGISTERED} >= {
+        "Linear",
+        "LayerNorm",
+        "GELU",
+        "LSTM",
+        "Conv2d",
+        "BatchNorm1d",
+    }
 
 
 @pytest.mark.parametrize("case", REGISTERED, ids=lambda c: c.id)
@@ -100,11 +107,18 @@ def test_registered_layer_matches_the_plain_path(case: Case, spy: _Spy) -> None:
         got = run(layer, *xs)
         uses = _uses(layer, (xs, kw))
         if uses or not layer._modules:  # else a container's children may each use it
-            assert spy.calls == before + int(uses), f"{case.id} ({mode}): cached path used {spy.calls - before} times"
+            assert spy.calls == before + int(uses), (
+                f"{case.id} ({mode}): cached path used {spy.calls - before} times"
+            )
         jax.tree.map(lambda g, w: assert_close(g, w), got, want)
     if _differentiable(make_inputs(case.inputs, np.random.default_rng(seed))):
+
         def loss(m: Any, *a: Any) -> Any:
-            return sum(jnp.sum(o) for o in jax.tree.leaves(run(m, *a)) if jnp.issubdtype(o.dtype, jnp.floating))
+            return sum(
+                jnp.sum(o)
+                for o in jax.tree.leaves(run(m, *a))
+                if jnp.issubdtype(o.dtype, jnp.floating)
+            )
 
         argnums = tuple(range(1 + len(xs)))
         jaxmodule.manual_seed(seed)
@@ -190,6 +204,7 @@ def test_traces_and_non_array_inputs_take_the_plain_path(spy: _Spy) -> None:
 
 def test_training_step_gradients_match(spy: _Spy) -> None:
     """jaxmodule.backward over an LSTM LM (the benchmark's model): cached and plain agree."""
+
     def step(model: Any) -> tuple:
         x = jnp.asarray(np.random.default_rng(0).integers(0, 10, (5, 2)))
         model.zero_grad()
@@ -225,7 +240,9 @@ def test_the_cache_keeps_no_module_alive(spy: _Spy) -> None:
     assert ref() is None
 
 
-def test_a_concrete_value_read_falls_back_and_unregisters(spy: _Spy, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_concrete_value_read_falls_back_and_unregisters(
+    spy: _Spy, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Concrete(nn.Module):
         def forward(self, x: Any) -> Any:
             return x * float(x.sum())  # needs the value: only the plain path can
@@ -243,7 +260,9 @@ def test_a_concrete_value_read_falls_back_and_unregisters(spy: _Spy, monkeypatch
 def test_environment_switch() -> None:
     code = "from jaxmodule.nn.modules import _eager; print(_eager.is_eager_jit_enabled())"
     env = dict(os.environ, JAXMODULE_EAGER_JIT="0")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False"
 
 

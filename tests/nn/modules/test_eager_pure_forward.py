@@ -13,13 +13,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn import functional as F
 from jaxmodule.nn.modules import _eager
+
 from tests.helpers import assert_close
 
 
@@ -175,8 +175,14 @@ class CountsCalls(nn.Module):
 SCALE = nn.Parameter(jnp.asarray(2.0))
 
 
-@pytest.mark.parametrize("cls, what", [(DrawsNoise, "draws random numbers"), (ReadsAGlobal, "reads a Parameter"),
-                                       (CountsCalls, "writes state")])
+@pytest.mark.parametrize(
+    "cls, what",
+    [
+        (DrawsNoise, "draws random numbers"),
+        (ReadsAGlobal, "reads a Parameter"),
+        (CountsCalls, "writes state"),
+    ],
+)
 def test_a_wrong_declaration_is_found_and_dropped(spy: _Spy, cls: type, what: str) -> None:
     nn.utils.pure_forward(cls)
     m, x = cls(), jnp.ones((4, 4))

@@ -21,6 +21,7 @@ shape and dtype in train mode. The checks of one case run in one test and all ru
 fails: the failure message lists every failed check by name. `JM_TIMING=1 pytest -s` prints each
 check's duration and the traceback of each failure.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,18 +33,22 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import to_numpy
 from tests.nn.modules.module_cases import CASES, EXCLUDED, Arr, Case, cases_for, make_inputs
 
 
 def _layer_names(ns: Any) -> set[str]:
-    return {n for n in dir(ns) if isinstance(getattr(ns, n), type) and issubclass(getattr(ns, n), ns.Module)}
+    return {
+        n
+        for n in dir(ns)
+        if isinstance(getattr(ns, n), type) and issubclass(getattr(ns, n), ns.Module)
+    }
 
 
 TIMING = os.environ.get("JM_TIMING")
@@ -68,7 +73,9 @@ def _tmap(fn: Any, tree: Any) -> Any:
 
 def _differentiable(x: Any) -> bool:
     leaves = jax.tree_util.tree_leaves(x, is_leaf=_is_arr)
-    return bool(leaves) and all(a.grad and np.issubdtype(a.value.dtype, np.floating) for a in leaves)
+    return bool(leaves) and all(
+        a.grad and np.issubdtype(a.value.dtype, np.floating) for a in leaves
+    )
 
 
 def _to_torch(xs: Any, grad: bool) -> Any:
@@ -234,8 +241,12 @@ def test_layer(case: Case) -> None:
             want = want.replace(a, b)
         assert repr(m) == want, f"\n{m!r}\n  torch:\n{want}"
     with check("train()/eval()"):
-        assert m.eval() is m and [x.training for x in m.modules()] == [x.training for x in t.eval().modules()]
-        assert m.train() is m and [x.training for x in m.modules()] == [x.training for x in t.train().modules()]
+        assert m.eval() is m and [x.training for x in m.modules()] == [
+            x.training for x in t.eval().modules()
+        ]
+        assert m.train() is m and [x.training for x in m.modules()] == [
+            x.training for x in t.train().modules()
+        ]
     if not case.forward:
         check.finish()
         return
@@ -305,7 +316,9 @@ def test_layer(case: Case) -> None:
     with check("jax.jit(jaxmodule.grad)" if has_grad else "jax.jit"):
         try:
             if has_grad:
-                step = jax.jit(lambda mod, *a: (jaxmodule.grad(loss_fn, argnums, has_aux=True)(mod, *a), mod))
+                step = jax.jit(
+                    lambda mod, *a: (jaxmodule.grad(loss_fn, argnums, has_aux=True)(mod, *a), mod)
+                )
                 result = step(m, *jxs)
             else:
                 out, m2 = jax.jit(lambda mod, *a: (j_call(mod, *a), mod))(m, *jxs)
@@ -323,14 +336,21 @@ def test_layer(case: Case) -> None:
         if has_grad:
             with check("grad w.r.t. parameters"):
                 got = dict(grads[0].named_parameters())
-                assert list(got) == list(t_pgrads), f"grad names {list(got)}, torch {list(t_pgrads)}"
+                assert list(got) == list(t_pgrads), (
+                    f"grad names {list(got)}, torch {list(t_pgrads)}"
+                )
                 for n, tg in t_pgrads.items():
                     want = np.zeros(tuple(got[n].shape), np.float32) if tg is None else tg
                     _compare([got[n]], [want], case, f"grad {n!r}")
             with check("grad w.r.t. inputs"):
                 got = [leaf for g in grads[1:] for leaf in _leaves(g)]
-                assert len(got) == len(t_xgrads), f"{len(got)} input gradients, torch {len(t_xgrads)}"
-                want = [np.zeros(tuple(g.shape), np.float32) if w is None else w for g, w in zip(got, t_xgrads)]
+                assert len(got) == len(t_xgrads), (
+                    f"{len(got)} input gradients, torch {len(t_xgrads)}"
+                )
+                want = [
+                    np.zeros(tuple(g.shape), np.float32) if w is None else w
+                    for g, w in zip(got, t_xgrads)
+                ]
                 _compare(got, want, case, "input grad")
 
     # 4. jaxmodule.compile: where it writes state back (Module.compile below runs the same
@@ -357,7 +377,9 @@ def test_layer(case: Case) -> None:
                 jxs2 = _to_jax(make_inputs(case.inputs, np.random.default_rng(seed + 1)))
                 r1, r2 = _leaves(j_call(m, *jxs)), _leaves(j_call(m, *jxs2))
                 want = [jnp.stack([a, b]) for a, b in zip(r1, r2)]
-                got = _leaves(vf(*jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), jxs, jxs2)))
+                got = _leaves(
+                    vf(*jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), jxs, jxs2))
+                )
             _compare(got, want, case, "vmap output")
 
     # 6. Module.compile (last: the layer stays compiled), then eval() retraces

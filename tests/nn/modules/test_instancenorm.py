@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import (
     assert_close,
     assert_forward_and_grads_match,
@@ -27,8 +27,12 @@ CASES = [
     (nn.InstanceNorm2d, torch.nn.InstanceNorm2d, (3, 2, 3)),
     (nn.InstanceNorm3d, torch.nn.InstanceNorm3d, (2, 3, 2, 2, 2)),
 ]
-CONFIGS = [dict(), dict(affine=True), dict(track_running_stats=True, momentum=0.3),
-           dict(affine=True, bias=False, track_running_stats=True)]
+CONFIGS = [
+    dict(),
+    dict(affine=True),
+    dict(track_running_stats=True, momentum=0.3),
+    dict(affine=True, bias=False, track_running_stats=True),
+]
 
 
 @pytest.mark.parametrize("jcls, tcls, shape", CASES)
@@ -69,8 +73,10 @@ def test_errors_and_warning():
         nn.InstanceNorm2d(3)(jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="expected 4D or 5D input \\(got 3D input\\)"):
         nn.InstanceNorm3d(3)(jnp.ones((2, 3, 4)))
-    with pytest.raises(ValueError, match="expected input's size at dim=1 to match num_features \\(3\\), "
-                                         "but got: 4."):
+    with pytest.raises(
+        ValueError,
+        match="expected input's size at dim=1 to match num_features \\(3\\), but got: 4.",
+    ):
         nn.InstanceNorm1d(3, affine=True)(jnp.ones((2, 4, 5)))
     with pytest.warns(UserWarning, match="input's size at dim=1 does not match num_features"):
         nn.InstanceNorm1d(3)(jnp.ones((2, 4, 5)))
@@ -82,19 +88,25 @@ def test_old_checkpoint_with_running_stats_is_reported():
     jm = nn.InstanceNorm1d(3)
     sd = OrderedDict(running_mean=torch.zeros(3), running_var=torch.ones(3))
     sd._metadata = OrderedDict({"": {}})  # no version: saved before 0.4
-    with pytest.raises(RuntimeError, match='Unexpected running stats buffer\\(s\\) "running_mean" and '
-                                           '"running_var" for InstanceNorm1d'):
+    with pytest.raises(
+        RuntimeError,
+        match='Unexpected running stats buffer\\(s\\) "running_mean" and '
+        '"running_var" for InstanceNorm1d',
+    ):
         jm.load_state_dict(sd)
     tm = torch.nn.InstanceNorm1d(3)
     with pytest.raises(RuntimeError, match="Unexpected running stats buffer"):
         tm.load_state_dict(sd)
 
 
-@pytest.mark.parametrize("jcls, tcls, shape", [
-    (nn.LazyInstanceNorm1d, torch.nn.LazyInstanceNorm1d, (2, 3, 4)),
-    (nn.LazyInstanceNorm2d, torch.nn.LazyInstanceNorm2d, (2, 3, 2, 2)),
-    (nn.LazyInstanceNorm3d, torch.nn.LazyInstanceNorm3d, (2, 3, 2, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "jcls, tcls, shape",
+    [
+        (nn.LazyInstanceNorm1d, torch.nn.LazyInstanceNorm1d, (2, 3, 4)),
+        (nn.LazyInstanceNorm2d, torch.nn.LazyInstanceNorm2d, (2, 3, 2, 2)),
+        (nn.LazyInstanceNorm3d, torch.nn.LazyInstanceNorm3d, (2, 3, 2, 2, 2)),
+    ],
+)
 def test_lazy_instance_norm_materialises_like_torch(jcls, tcls, shape):
     jm, tm = jcls(), tcls()
     assert repr(jm) == repr(tm)

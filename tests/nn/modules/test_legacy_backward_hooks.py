@@ -4,13 +4,13 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn.modules import _hooks
+
 from tests.helpers import assert_close, randn, to_numpy
 
 
@@ -53,7 +53,10 @@ CASES = {
     "conv2d": (lambda: pair("Conv2d", 2, 3, 3), [(1, 2, 5, 5)]),
     "conv2d_nobias_groups": (lambda: pair("Conv2d", 4, 4, 3, groups=2, bias=False), [(1, 4, 5, 5)]),
     "conv2d_unbatched": (lambda: pair("Conv2d", 2, 3, 3), [(2, 5, 5)]),
-    "conv2d_reflect": (lambda: pair("Conv2d", 2, 3, 3, padding=1, padding_mode="reflect"), [(1, 2, 5, 5)]),
+    "conv2d_reflect": (
+        lambda: pair("Conv2d", 2, 3, 3, padding=1, padding_mode="reflect"),
+        [(1, 2, 5, 5)],
+    ),
     "conv1d_same_even": (lambda: pair("Conv1d", 2, 3, 4, padding="same"), [(1, 2, 6)]),
     "conv3d": (lambda: pair("Conv3d", 2, 3, 2), [(1, 2, 3, 3, 3)]),
     "convT1d": (lambda: pair("ConvTranspose1d", 2, 3, 3), [(1, 2, 4)]),
@@ -78,19 +81,33 @@ CASES = {
     "instancenorm": (lambda: pair("InstanceNorm1d", 3, affine=True), [(2, 3, 4)]),
     "seq_linear_tanh": (lambda: seq(pair("Linear", 3, 2), pair("Tanh")), [(4, 3)]),
     "seq_nested_ending_linear": (
-        lambda: seq(pair("Linear", 3, 4), seq(pair("ReLU"), pair("Linear", 4, 2))), [(4, 3)]),
+        lambda: seq(pair("Linear", 3, 4), seq(pair("ReLU"), pair("Linear", 4, 2))),
+        [(4, 3)],
+    ),
     "seq_identity_relu": (lambda: seq(pair("Identity"), pair("ReLU")), [(4, 3)]),
     "seq_linear_softsign": (lambda: seq(pair("Linear", 3, 2), pair("Softsign")), [(4, 3)]),
     "add_broadcast": (lambda: (AddAB(), JAddAB()), [(4, 3), (3,)]),
 }
-COMPILED = ["linear", "linear_3d", "conv2d", "convT2d_stride", "prelu", "seq_linear_tanh",
-            "seq_nested_ending_linear", "softsign"]
+COMPILED = [
+    "linear",
+    "linear_3d",
+    "conv2d",
+    "convT2d_stride",
+    "prelu",
+    "seq_linear_tanh",
+    "seq_nested_ending_linear",
+    "softsign",
+]
 
 
 def recorder(log, scale=None):
     def hook(module, grad_input, grad_output):
-        log.append(([None if g is None else to_numpy(g) for g in grad_input],
-                    [None if g is None else to_numpy(g) for g in grad_output]))
+        log.append(
+            (
+                [None if g is None else to_numpy(g) for g in grad_input],
+                [None if g is None else to_numpy(g) for g in grad_output],
+            )
+        )
         if scale is not None:
             return tuple(None if g is None else g * (scale + i) for i, g in enumerate(grad_input))
         return None
@@ -102,8 +119,9 @@ def compare_logs(tlog, jlog):
     assert len(tlog) == len(jlog) > 0
     for (tgi, tgo), (jgi, jgo) in zip(tlog, jlog):
         for t_grads, j_grads in ((tgi, jgi), (tgo, jgo)):
-            assert [None if g is None else g.shape for g in j_grads] == \
-                   [None if g is None else g.shape for g in t_grads]
+            assert [None if g is None else g.shape for g in j_grads] == [
+                None if g is None else g.shape for g in t_grads
+            ]
             for a, b in zip(j_grads, t_grads):
                 if b is not None:
                     assert_close(a, b, atol=1e-5)  # conv/matmul sums of a few dozen products
@@ -172,10 +190,22 @@ def test_input_without_grad_gives_none_like_torch():
     assert jlog[0][0][1] is None
 
 
-@pytest.mark.parametrize("name, compiled", [
-    ("linear", False), ("linear", True), ("linear_nobias", False), ("conv2d", False), ("conv2d", True),
-    ("prelu", False), ("seq_linear_tanh", False), ("seq_linear_tanh", True), ("tanhshrink", False),
-    ("linear_3d", False), ("conv2d_reflect", False)])
+@pytest.mark.parametrize(
+    "name, compiled",
+    [
+        ("linear", False),
+        ("linear", True),
+        ("linear_nobias", False),
+        ("conv2d", False),
+        ("conv2d", True),
+        ("prelu", False),
+        ("seq_linear_tanh", False),
+        ("seq_linear_tanh", True),
+        ("tanhshrink", False),
+        ("linear_3d", False),
+        ("conv2d_reflect", False),
+    ],
+)
 def test_replaced_grad_input_reaches_inputs_and_parameters_as_torch(name, compiled):
     t, j, xs = build(name)
     t.register_backward_hook(recorder([], scale=2.0))
@@ -216,8 +246,10 @@ def test_hooks_on_container_and_last_child_chain_in_torch_order():
 def test_global_legacy_hook_sees_every_module_as_torch():
     t, j, xs = build("seq_nested_ending_linear")
     tlog, jlog = [], []
-    handles = [torch.nn.modules.module.register_module_backward_hook(recorder(tlog)),
-               nn.modules.module.register_module_backward_hook(recorder(jlog))]
+    handles = [
+        torch.nn.modules.module.register_module_backward_hook(recorder(tlog)),
+        nn.modules.module.register_module_backward_hook(recorder(jlog)),
+    ]
     try:
         run_torch(t, xs)
         run_jm(j, xs)
@@ -260,7 +292,9 @@ def test_plain_jax_jit_runs_hooks_with_values_and_replacements():
     tgx = run_torch(t, xs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        gm, gx = jax.jit(jaxmodule.grad(lambda m, x: (m(x) ** 2).sum(), argnums=(0, 1)))(j, jnp.asarray(xs[0]))
+        gm, gx = jax.jit(jaxmodule.grad(lambda m, x: (m(x) ** 2).sum(), argnums=(0, 1)))(
+            j, jnp.asarray(xs[0])
+        )
     compare_logs(tlog, jlog)
     assert_close(gx, tgx[0], atol=1e-5)
     assert_close(gm[0].weight, t[0].weight.grad, atol=1e-5)
@@ -296,20 +330,34 @@ def test_module_without_rule_reports_input_gradients():
 def test_cannot_mix_legacy_and_full_hooks():
     m = nn.Linear(2, 2)
     m.register_backward_hook(lambda *a: None)
-    with pytest.raises(RuntimeError, match="Cannot use both regular backward hooks and full backward hooks"):
+    with pytest.raises(
+        RuntimeError, match="Cannot use both regular backward hooks and full backward hooks"
+    ):
         m.register_full_backward_hook(lambda *a: None)
     m = nn.Linear(2, 2)
     m.register_full_backward_hook(lambda *a: None)
-    with pytest.raises(RuntimeError, match="Cannot use both regular backward hooks and full backward hooks"):
+    with pytest.raises(
+        RuntimeError, match="Cannot use both regular backward hooks and full backward hooks"
+    ):
         m.register_backward_hook(lambda *a: None)
 
 
 def test_invalid_returns_raise_torch_errors():
     _, j, xs = build("linear")
     x = jnp.asarray(xs[0])
-    cases = [(lambda m, gi, go: gi[:2], RuntimeError, "incorrect number of values \\(got 2, but expected 3\\)"),
-             (lambda m, gi, go: list(gi), TypeError, "expected tuple, but hook returned 'list'"),
-             (lambda m, gi, go: (gi[0], gi[1][:2], gi[2]), RuntimeError, "has changed the size of value")]
+    cases = [
+        (
+            lambda m, gi, go: gi[:2],
+            RuntimeError,
+            "incorrect number of values \\(got 2, but expected 3\\)",
+        ),
+        (lambda m, gi, go: list(gi), TypeError, "expected tuple, but hook returned 'list'"),
+        (
+            lambda m, gi, go: (gi[0], gi[1][:2], gi[2]),
+            RuntimeError,
+            "has changed the size of value",
+        ),
+    ]
     for hook, exc, msg in cases:
         h = j.register_backward_hook(hook)
         with warnings.catch_warnings():
@@ -319,9 +367,17 @@ def test_invalid_returns_raise_torch_errors():
         h.remove()
 
 
-@pytest.mark.parametrize("name, warns", [("linear", True), ("conv2d", True), ("softmin", True),
-                                         ("relu", False), ("seq_identity_relu", False),
-                                         ("seq_linear_tanh", True)])
+@pytest.mark.parametrize(
+    "name, warns",
+    [
+        ("linear", True),
+        ("conv2d", True),
+        ("softmin", True),
+        ("relu", False),
+        ("seq_identity_relu", False),
+        ("seq_linear_tanh", True),
+    ],
+)
 def test_multiple_nodes_warning_where_torch_warns_on_a_non_leaf_input(name, warns):
     t, j, xs = build(name)
     for m in (t, j):

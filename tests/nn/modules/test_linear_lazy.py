@@ -2,8 +2,8 @@
 
 import jax.numpy as jnp
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn
 
 

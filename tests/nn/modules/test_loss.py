@@ -4,12 +4,12 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn
 
 N, C = 4, 5
@@ -26,20 +26,29 @@ CTC_LP = np.log(np.asarray(jax.nn.softmax(jnp.asarray(randn(T_, 2, C, seed=3)), 
 def _inputs(name):
     """The positional forward arguments for each loss (numpy; the first one is differentiated)."""
     return {
-        "L1Loss": [LOGITS, OTHER], "MSELoss": [LOGITS, OTHER], "SmoothL1Loss": [LOGITS, OTHER],
+        "L1Loss": [LOGITS, OTHER],
+        "MSELoss": [LOGITS, OTHER],
+        "SmoothL1Loss": [LOGITS, OTHER],
         "HuberLoss": [LOGITS, OTHER],
         "NLLLoss": [np.log(np.asarray(jax.nn.softmax(LOGITS))), IDX],
-        "NLLLoss2d": [np.log(np.asarray(jax.nn.softmax(randn(2, C, 3, 3, seed=4), 1))),
-                      np.random.default_rng(0).integers(0, C, (2, 3, 3))],
+        "NLLLoss2d": [
+            np.log(np.asarray(jax.nn.softmax(randn(2, C, 3, 3, seed=4), 1))),
+            np.random.default_rng(0).integers(0, C, (2, 3, 3)),
+        ],
         "CrossEntropyLoss": [LOGITS, IDX],
         "PoissonNLLLoss": [LOGITS, np.floor(np.abs(OTHER) * 3).astype(np.float32)],
         "GaussianNLLLoss": [LOGITS, OTHER, np.abs(OTHER) + 0.1],
-        "KLDivLoss": [np.log(PROBS / PROBS.sum(1, keepdims=True)), (PROBS / PROBS.sum(1, keepdims=True))[::-1].copy()],
+        "KLDivLoss": [
+            np.log(PROBS / PROBS.sum(1, keepdims=True)),
+            (PROBS / PROBS.sum(1, keepdims=True))[::-1].copy(),
+        ],
         "BCELoss": [PROBS, (OTHER > 0).astype(np.float32)],
         "BCEWithLogitsLoss": [LOGITS, (OTHER > 0).astype(np.float32)],
         "HingeEmbeddingLoss": [LOGITS, SIGNS],
-        "MultiLabelMarginLoss": [LOGITS, np.array([[0, 3, -1, 1, 2], [4, -1, 0, 0, 0],
-                                                   [1, 2, 3, 4, 0], [-1, 1, 2, 3, 4]])],
+        "MultiLabelMarginLoss": [
+            LOGITS,
+            np.array([[0, 3, -1, 1, 2], [4, -1, 0, 0, 0], [1, 2, 3, 4, 0], [-1, 1, 2, 3, 4]]),
+        ],
         "SoftMarginLoss": [LOGITS, SIGNS],
         "MultiLabelSoftMarginLoss": [LOGITS, (SIGNS > 0).astype(np.float32)],
         "CosineEmbeddingLoss": [LOGITS, OTHER, np.array([1.0, -1.0, 1.0, -1.0], np.float32)],
@@ -53,24 +62,42 @@ def _inputs(name):
 
 
 CASES = [
-    ("L1Loss", {}), ("L1Loss", {"reduction": "sum"}), ("MSELoss", {}), ("MSELoss", {"reduction": "none"}),
-    ("SmoothL1Loss", {"beta": 0.5}), ("HuberLoss", {"delta": 0.5, "reduction": "sum"}),
-    ("NLLLoss", {}), ("NLLLoss", {"weight": W, "ignore_index": 2, "reduction": "sum"}),
+    ("L1Loss", {}),
+    ("L1Loss", {"reduction": "sum"}),
+    ("MSELoss", {}),
+    ("MSELoss", {"reduction": "none"}),
+    ("SmoothL1Loss", {"beta": 0.5}),
+    ("HuberLoss", {"delta": 0.5, "reduction": "sum"}),
+    ("NLLLoss", {}),
+    ("NLLLoss", {"weight": W, "ignore_index": 2, "reduction": "sum"}),
     ("NLLLoss2d", {"weight": W}),
-    ("CrossEntropyLoss", {}), ("CrossEntropyLoss", {"weight": W, "label_smoothing": 0.1}),
+    ("CrossEntropyLoss", {}),
+    ("CrossEntropyLoss", {"weight": W, "label_smoothing": 0.1}),
     ("CrossEntropyLoss", {"ignore_index": 4, "reduction": "none"}),
-    ("PoissonNLLLoss", {}), ("PoissonNLLLoss", {"log_input": True, "full": True, "eps": 1e-6}),
-    ("GaussianNLLLoss", {}), ("GaussianNLLLoss", {"full": True, "eps": 1e-3, "reduction": "sum"}),
-    ("KLDivLoss", {"reduction": "batchmean"}), ("KLDivLoss", {"reduction": "sum", "log_target": False}),
-    ("BCELoss", {}), ("BCELoss", {"weight": W}),
-    ("BCEWithLogitsLoss", {}), ("BCEWithLogitsLoss", {"weight": W, "pos_weight": W[::-1].copy()}),
-    ("HingeEmbeddingLoss", {"margin": 0.5}), ("MultiLabelMarginLoss", {}), ("SoftMarginLoss", {}),
-    ("MultiLabelSoftMarginLoss", {"weight": W}), ("CosineEmbeddingLoss", {"margin": 0.2}),
-    ("MarginRankingLoss", {"margin": 0.3}), ("MultiMarginLoss", {}),
+    ("PoissonNLLLoss", {}),
+    ("PoissonNLLLoss", {"log_input": True, "full": True, "eps": 1e-6}),
+    ("GaussianNLLLoss", {}),
+    ("GaussianNLLLoss", {"full": True, "eps": 1e-3, "reduction": "sum"}),
+    ("KLDivLoss", {"reduction": "batchmean"}),
+    ("KLDivLoss", {"reduction": "sum", "log_target": False}),
+    ("BCELoss", {}),
+    ("BCELoss", {"weight": W}),
+    ("BCEWithLogitsLoss", {}),
+    ("BCEWithLogitsLoss", {"weight": W, "pos_weight": W[::-1].copy()}),
+    ("HingeEmbeddingLoss", {"margin": 0.5}),
+    ("MultiLabelMarginLoss", {}),
+    ("SoftMarginLoss", {}),
+    ("MultiLabelSoftMarginLoss", {"weight": W}),
+    ("CosineEmbeddingLoss", {"margin": 0.2}),
+    ("MarginRankingLoss", {"margin": 0.3}),
+    ("MultiMarginLoss", {}),
     ("MultiMarginLoss", {"p": 2, "margin": 0.5, "weight": W}),
-    ("TripletMarginLoss", {}), ("TripletMarginLoss", {"margin": 0.5, "p": 1.0, "swap": True}),
-    ("TripletMarginWithDistanceLoss", {}), ("TripletMarginWithDistanceLoss", {"margin": 0.5, "swap": True}),
-    ("CTCLoss", {}), ("CTCLoss", {"blank": 4, "reduction": "sum", "zero_infinity": True}),
+    ("TripletMarginLoss", {}),
+    ("TripletMarginLoss", {"margin": 0.5, "p": 1.0, "swap": True}),
+    ("TripletMarginWithDistanceLoss", {}),
+    ("TripletMarginWithDistanceLoss", {"margin": 0.5, "swap": True}),
+    ("CTCLoss", {}),
+    ("CTCLoss", {"blank": 4, "reduction": "sum", "zero_infinity": True}),
 ]
 IDS = [f"{n}-{sorted(k)}" for n, k in CASES]
 
@@ -83,7 +110,9 @@ def _kw(kwargs, lib):
 def _pair(name, kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # NLLLoss2d
-        return getattr(nn, name)(**_kw(kwargs, "jm")), getattr(torch.nn, name)(**_kw(kwargs, "torch"))
+        return getattr(nn, name)(**_kw(kwargs, "jm")), getattr(torch.nn, name)(
+            **_kw(kwargs, "torch")
+        )
 
 
 def test_every_torch_loss_is_covered():
@@ -98,7 +127,9 @@ def test_matches_torch(name, kwargs):
     jm, tm = _pair(name, kwargs)
     assert repr(jm) == repr(tm)
     jsd, tsd = jm.state_dict(), tm.state_dict()
-    assert [(k, tuple(v.shape)) for k, v in jsd.items()] == [(k, tuple(v.shape)) for k, v in tsd.items()]
+    assert [(k, tuple(v.shape)) for k, v in jsd.items()] == [
+        (k, tuple(v.shape)) for k, v in tsd.items()
+    ]
     for k in tsd:
         assert_close(jsd[k], tsd[k])
 
@@ -127,14 +158,20 @@ def test_weight_buffers_load_from_torch():
     tm = torch.nn.CrossEntropyLoss(weight=torch.tensor(W), label_smoothing=0.2)
     jm.load_state_dict(tm.state_dict())
     assert_close(jm.weight, W)
-    assert_close(jm(jnp.asarray(LOGITS), jnp.asarray(IDX)), tm(torch.tensor(LOGITS), torch.tensor(IDX)))
+    assert_close(
+        jm(jnp.asarray(LOGITS), jnp.asarray(IDX)), tm(torch.tensor(LOGITS), torch.tensor(IDX))
+    )
     b = nn.BCEWithLogitsLoss(pos_weight=jnp.ones(C))
     assert list(b.state_dict()) == ["pos_weight"] and b.weight is None
     assert isinstance(b._buffers["pos_weight"], nn.Buffer)
 
 
 def test_linear_cross_entropy_loss():
-    for kw in [{}, {"bias": True, "label_smoothing": 0.1, "weight": W}, {"out_features": (2,), "bias": True}]:
+    for kw in [
+        {},
+        {"bias": True, "label_smoothing": 0.1, "weight": W},
+        {"out_features": (2,), "bias": True},
+    ]:
         jm = nn.LinearCrossEntropyLoss(3, C, **_kw(kw, "jm"))
         tm = torch.nn.LinearCrossEntropyLoss(3, C, **_kw(kw, "torch"))
         assert repr(jm) == repr(tm)
@@ -145,7 +182,9 @@ def test_linear_cross_entropy_loss():
         tx = torch.tensor(x, requires_grad=True)
         tout = tm(tx, torch.tensor(t))
         tout.backward()
-        out, grads = jaxmodule.value_and_grad(lambda m, v, t=t: m(v, jnp.asarray(t)), argnums=(0, 1))(jm, jnp.asarray(x))
+        out, grads = jaxmodule.value_and_grad(
+            lambda m, v, t=t: m(v, jnp.asarray(t)), argnums=(0, 1)
+        )(jm, jnp.asarray(x))
         assert_close(out, tout)
         assert_close(grads[1], tx.grad)
         assert_close(grads[0].linear.weight, tm.linear.weight.grad)
@@ -166,7 +205,9 @@ def test_constructor_errors():
         nn.MultiMarginLoss(weight=jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="TripletMarginLoss: expected margin to be greater than 0"):
         nn.TripletMarginLoss(margin=0)
-    with pytest.raises(ValueError, match="TripletMarginWithDistanceLoss: expected margin to be greater than 0"):
+    with pytest.raises(
+        ValueError, match="TripletMarginWithDistanceLoss: expected margin to be greater than 0"
+    ):
         nn.TripletMarginWithDistanceLoss(margin=-1)
     with pytest.raises(TypeError, match="delta must be a float or int"):
         nn.HuberLoss(delta="1")
@@ -179,7 +220,9 @@ def test_custom_distance_function():
         return jnp.abs(a - b).sum(-1)
 
     jm = nn.TripletMarginWithDistanceLoss(distance_function=dist, margin=0.5)
-    tm = torch.nn.TripletMarginWithDistanceLoss(distance_function=lambda a, b: (a - b).abs().sum(-1), margin=0.5)
+    tm = torch.nn.TripletMarginWithDistanceLoss(
+        distance_function=lambda a, b: (a - b).abs().sum(-1), margin=0.5
+    )
     args = _inputs("TripletMarginWithDistanceLoss")
     assert repr(jm) == repr(tm) == "TripletMarginWithDistanceLoss()"
     assert_close(jm(*map(jnp.asarray, args)), tm(*map(torch.tensor, args)))

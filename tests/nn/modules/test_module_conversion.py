@@ -11,30 +11,46 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import to_numpy
 from tests.nn.modules._module_trees import JM, RICH, TORCH, build, errors, same_error
 
 
 def _dtypes(m):
-    return [(k, str(v.dtype).replace("torch.", "")) for k, v in m.state_dict().items()] + \
-           [(k, str(v.dtype).replace("torch.", "")) for k, v in m.named_buffers() if k.endswith(("mask", "scratch"))]
+    return [(k, str(v.dtype).replace("torch.", "")) for k, v in m.state_dict().items()] + [
+        (k, str(v.dtype).replace("torch.", ""))
+        for k, v in m.named_buffers()
+        if k.endswith(("mask", "scratch"))
+    ]
 
 
 def _values(m):
     return [(k, to_numpy(v).astype(np.float64).tolist()) for k, v in m.state_dict().items()]
 
 
-@pytest.mark.parametrize("method,args", [
-    ("half", ()), ("bfloat16", ()), ("float", ()),
-    ("to", (torch.float16,)), ("to", (jnp.bfloat16,)), ("to", ("float16",)),
-    ("to", ()), ("type", (torch.float16,)),
-])
+@pytest.mark.parametrize(
+    "method,args",
+    [
+        ("half", ()),
+        ("bfloat16", ()),
+        ("float", ()),
+        ("to", (torch.float16,)),
+        ("to", (jnp.bfloat16,)),
+        ("to", ("float16",)),
+        ("to", ()),
+        ("type", (torch.float16,)),
+    ],
+)
 def test_dtype_casts_like_torch(method, args):
     t, j = build(TORCH, RICH), build(JM, RICH)
-    targs = tuple(torch.bfloat16 if a is jnp.bfloat16 else torch.float16 if a == "float16" else a for a in args)
-    if method == "type":  # torch's type() casts integer buffers too; jaxmodule keeps them (documented)
+    targs = tuple(
+        torch.bfloat16 if a is jnp.bfloat16 else torch.float16 if a == "float16" else a
+        for a in args
+    )
+    if (
+        method == "type"
+    ):  # torch's type() casts integer buffers too; jaxmodule keeps them (documented)
         t.leaf.count = t.leaf.count.float()
         j.leaf.count = j.leaf.count.astype(jnp.float32)
     cells = [p for p in j.parameters()]
@@ -42,10 +58,14 @@ def test_dtype_casts_like_torch(method, args):
     out_j = getattr(j, method)(*args)
     assert out_t is t and out_j is j
     assert _dtypes(j) == _dtypes(t)
-    assert [p for p in j.parameters()] == cells and all(a is b for a, b in zip(j.parameters(), cells))
+    assert [p for p in j.parameters()] == cells and all(
+        a is b for a, b in zip(j.parameters(), cells)
+    )
     assert j.dec.tied is j.enc.w
-    np.testing.assert_allclose(np.array([v for _, vs in _values(j) for v in np.ravel(vs)]),
-                               np.array([v for _, vs in _values(t) for v in np.ravel(vs)]))
+    np.testing.assert_allclose(
+        np.array([v for _, vs in _values(j) for v in np.ravel(vs)]),
+        np.array([v for _, vs in _values(t) for v in np.ravel(vs)]),
+    )
 
 
 def test_integer_buffers_stay_integer():
@@ -62,14 +82,21 @@ def test_integer_buffers_stay_integer():
 @pytest.mark.parametrize("dtype", ["int32", "int8", "bool"])
 def test_to_integer_dtype_raises_type_error(dtype):
     t, j = build(TORCH, RICH), build(JM, RICH)
-    same_error(lambda: t.to(getattr(torch, dtype)), lambda: j.to(getattr(jnp, dtype)),
-               "nn.Module.to only accepts floating point or complex dtypes, but got desired dtype=")
+    same_error(
+        lambda: t.to(getattr(torch, dtype)),
+        lambda: j.to(getattr(jnp, dtype)),
+        "nn.Module.to only accepts floating point or complex dtypes, but got desired dtype=",
+    )
 
 
 def test_double_without_x64_raises():
     j = build(JM, RICH)
-    for call in (j.double, lambda: j.to(jnp.float64), lambda: j.to(torch.float64),
-                 lambda: j.type(torch.double)):
+    for call in (
+        j.double,
+        lambda: j.to(jnp.float64),
+        lambda: j.to(torch.float64),
+        lambda: j.type(torch.double),
+    ):
         with pytest.raises(RuntimeError, match="jax_enable_x64"):
             call()
     assert j.alpha.dtype == jnp.float32
@@ -158,8 +185,9 @@ def test_to_empty_like_torch():
     t, j = build(TORCH, RICH), build(JM, RICH)
     assert t.to_empty(device="cpu") is t
     assert j.to_empty(device="cpu") is j
-    assert [(k, tuple(v.shape)) for k, v in j.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in t.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in j.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in t.state_dict().items()
+    ]
     assert _dtypes(j) == _dtypes(t)
     j.to_empty(device=jax.devices("cpu")[2], recurse=False)
     assert j.alpha.device == jax.devices("cpu")[2] and j.enc.w.device == jax.devices("cpu")[0]
@@ -181,16 +209,30 @@ def test_bfloat16_outputs_close_to_torch():
     j.bfloat16()
     assert j.weight.dtype == jnp.bfloat16
     # bfloat16 keeps ~3 significant digits; accumulation order differs between the libraries.
-    np.testing.assert_allclose(to_numpy(j(jnp.asarray(x, jnp.bfloat16))),
-                               to_numpy(tt(torch.from_numpy(x).bfloat16())), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(
+        to_numpy(j(jnp.asarray(x, jnp.bfloat16))),
+        to_numpy(tt(torch.from_numpy(x).bfloat16())),
+        rtol=1e-2,
+        atol=1e-2,
+    )
 
 
-@pytest.mark.parametrize("args,kwargs", [
-    ((None,), {}), (("cpu", torch.float16, True), {}), ((torch.ones(1, dtype=torch.float16),), {}),
-    ((torch.int64,), {}), (("cpu:0",), {}), ((), {}), ((), {"device": "cpu", "dtype": torch.float16}),
-    ((), {"dtype": torch.bfloat16}), ((), {"non_blocking": True}), ((), {"device": None}),
-    (("banana",), {}),
-])
+@pytest.mark.parametrize(
+    "args,kwargs",
+    [
+        ((None,), {}),
+        (("cpu", torch.float16, True), {}),
+        ((torch.ones(1, dtype=torch.float16),), {}),
+        ((torch.int64,), {}),
+        (("cpu:0",), {}),
+        ((), {}),
+        ((), {"device": "cpu", "dtype": torch.float16}),
+        ((), {"dtype": torch.bfloat16}),
+        ((), {"non_blocking": True}),
+        ((), {"device": None}),
+        (("banana",), {}),
+    ],
+)
 def test_to_argument_forms_like_torch(args, kwargs):
     t, j = torch.nn.Linear(1, 1), nn.Linear(1, 1)
     te, je = errors(lambda: t.to(*args, **kwargs)), errors(lambda: j.to(*args, **kwargs))

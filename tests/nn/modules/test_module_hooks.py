@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import to_numpy
 from tests.nn.modules._module_trees import JM, LIBS, TORCH, same_error
 
@@ -102,8 +102,11 @@ def test_pre_hook_with_kwargs_bad_return():
     t, j = Ts(1.0), Js(1.0)
     t.register_forward_pre_hook(lambda m, a, k: a, with_kwargs=True)
     j.register_forward_pre_hook(lambda m, a, k: a, with_kwargs=True)
-    same_error(lambda: t(_x(TORCH)), lambda: j(_x(JM)),
-               "forward pre-hook must return None or a tuple of (new_args, new_kwargs), but got")
+    same_error(
+        lambda: t(_x(TORCH)),
+        lambda: j(_x(JM)),
+        "forward pre-hook must return None or a tuple of (new_args, new_kwargs), but got",
+    )
 
 
 # ---- forward hooks ---------------------------------------------------------------------------
@@ -114,7 +117,9 @@ def test_forward_hook_replaces_output_and_order():
         m.register_forward_hook(lambda mod, args, out: log.append(("first", _v(args), _v(out))))
         m.register_forward_hook(lambda mod, args, out: out + 1)
         m.register_forward_hook(lambda mod, args, out: log.append(("third", _v(out))))
-        m.register_forward_hook(lambda mod, args, out: log.append(("prepended", _v(out))), prepend=True)
+        m.register_forward_hook(
+            lambda mod, args, out: log.append(("prepended", _v(out))), prepend=True
+        )
         m.register_forward_pre_hook(lambda mod, args: log.append("pre-second"))
         m.register_forward_pre_hook(lambda mod, args: log.append("pre-first"), prepend=True)
         log.append(("out", _v(m(_x(L)))))
@@ -142,9 +147,14 @@ def test_always_call_hook_runs_when_forward_raises():
         Scale, _ = _models(L)
         m = Scale(2.0)
         m.register_forward_hook(lambda mod, args, out: log.append(("normal", _v(out))))
-        m.register_forward_hook(lambda mod, args, out: log.append(("always", _v(args), _v(out))), always_call=True)
-        m.register_forward_hook(lambda mod, args, kw, out: log.append(("always_kw", _v(kw), _v(out))),
-                                always_call=True, with_kwargs=True)
+        m.register_forward_hook(
+            lambda mod, args, out: log.append(("always", _v(args), _v(out))), always_call=True
+        )
+        m.register_forward_hook(
+            lambda mod, args, kw, out: log.append(("always_kw", _v(kw), _v(out))),
+            always_call=True,
+            with_kwargs=True,
+        )
         with pytest.raises(ValueError, match="forward failed"):
             m("boom", y=1)
         log.append(("ok", _v(m(_x(L)))))
@@ -212,9 +222,15 @@ def test_global_hooks_order_with_module_hooks():
         p.a.register_forward_pre_hook(lambda mod, a: log.append(("a.pre", _v(a))))
         p.register_forward_hook(lambda mod, a, out: log.append(("pair.hook", _v(out))))
         handles = [
-            reg.register_module_forward_pre_hook(lambda mod, a: log.append(("g.pre", type(mod).__name__, mod.__dict__.get("k")))),
-            reg.register_module_forward_hook(lambda mod, a, out: log.append(("g.hook", type(mod).__name__, _v(out)))),
-            reg.register_module_forward_hook(lambda mod, a, kw, out: log.append(("g.hook_kw", _v(kw))), with_kwargs=True),
+            reg.register_module_forward_pre_hook(
+                lambda mod, a: log.append(("g.pre", type(mod).__name__, mod.__dict__.get("k")))
+            ),
+            reg.register_module_forward_hook(
+                lambda mod, a, out: log.append(("g.hook", type(mod).__name__, _v(out)))
+            ),
+            reg.register_module_forward_hook(
+                lambda mod, a, kw, out: log.append(("g.hook_kw", _v(kw))), with_kwargs=True
+            ),
         ]
         try:
             log.append(_v(p(_x(L))))
@@ -241,7 +257,9 @@ def test_global_always_call_hook():
     def scenario(L, log):
         Scale, _ = _models(L)
         reg = torch.nn.modules.module if L.is_torch else nn
-        with reg.register_module_forward_hook(lambda mod, a, out: log.append(("g", out)), always_call=True):
+        with reg.register_module_forward_hook(
+            lambda mod, a, out: log.append(("g", out)), always_call=True
+        ):
             with pytest.raises(ValueError):
                 Scale(1.0)("boom")
 
@@ -261,8 +279,11 @@ def test_hooks_see_nested_modules_once_per_call():
 
 
 def test_base_forward_not_implemented():
-    same_error(lambda: torch.nn.Module()(1), lambda: nn.Module()(1),
-               'Module [Module] is missing the required "forward" function')
+    same_error(
+        lambda: torch.nn.Module()(1),
+        lambda: nn.Module()(1),
+        'Module [Module] is missing the required "forward" function',
+    )
 
     class T(torch.nn.Module):
         pass
@@ -271,7 +292,9 @@ def test_base_forward_not_implemented():
         pass
 
     T.__name__ = J.__name__ = "NoForward"
-    same_error(lambda: T()(1), lambda: J()(1), "NoForward", 'missing the required "forward" function')
+    same_error(
+        lambda: T()(1), lambda: J()(1), "NoForward", 'missing the required "forward" function'
+    )
 
 
 def test_call_passes_kwargs_without_hooks():
@@ -287,8 +310,13 @@ def test_hook_dicts_are_empty_after_removal_for_fast_path():
     h2 = m.register_forward_pre_hook(lambda *a: None, with_kwargs=True)
     h.remove()
     h2.remove()
-    for d in ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-              "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs"):
+    for d in (
+        "_forward_hooks",
+        "_forward_hooks_with_kwargs",
+        "_forward_hooks_always_called",
+        "_forward_pre_hooks",
+        "_forward_pre_hooks_with_kwargs",
+    ):
         assert len(getattr(m, d)) == 0, d
 
 
@@ -296,11 +324,19 @@ def test_prepend_with_kwargs_combinations():
     def scenario(L, log):
         Scale, _ = _models(L)
         m = Scale(2.0)
-        m.register_forward_pre_hook(lambda mod, a, k: log.append(("pre_kw", _v(k))) or None, with_kwargs=True)
-        m.register_forward_pre_hook(lambda mod, a, k: log.append(("pre_kw_first", _v(k))) or None,
-                                    with_kwargs=True, prepend=True)
-        m.register_forward_hook(lambda mod, a, k, o: log.append(("hook_kw", _v(o))) or o * 2,
-                                with_kwargs=True, prepend=True)
+        m.register_forward_pre_hook(
+            lambda mod, a, k: log.append(("pre_kw", _v(k))) or None, with_kwargs=True
+        )
+        m.register_forward_pre_hook(
+            lambda mod, a, k: log.append(("pre_kw_first", _v(k))) or None,
+            with_kwargs=True,
+            prepend=True,
+        )
+        m.register_forward_hook(
+            lambda mod, a, k, o: log.append(("hook_kw", _v(o))) or o * 2,
+            with_kwargs=True,
+            prepend=True,
+        )
         m.register_forward_hook(lambda mod, a, o: log.append(("hook", _v(o))))
         log.append(_v(m(_x(L), y=_x(L))))
 

@@ -5,12 +5,12 @@ import io
 import pickle
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import to_numpy
 from tests.nn.modules._module_trees import JM, LIBS, RICH, build, build_both, snapshot
 
@@ -71,12 +71,14 @@ def test_train_requires_bool():
 def test_requires_grad_():
     t, j = build_both(RICH)
     assert t.requires_grad_(False) is t and j.requires_grad_(False) is j
-    assert [(n, p.requires_grad) for n, p in j.named_parameters()] == \
-        [(n, p.requires_grad) for n, p in t.named_parameters()]
+    assert [(n, p.requires_grad) for n, p in j.named_parameters()] == [
+        (n, p.requires_grad) for n, p in t.named_parameters()
+    ]
     t.enc.requires_grad_()
     j.enc.requires_grad_()
-    assert [(n, p.requires_grad) for n, p in j.named_parameters()] == \
-        [(n, p.requires_grad) for n, p in t.named_parameters()]
+    assert [(n, p.requires_grad) for n, p in j.named_parameters()] == [
+        (n, p.requires_grad) for n, p in t.named_parameters()
+    ]
     assert j.dec.tied.requires_grad  # tied to enc.w
 
 
@@ -107,10 +109,22 @@ def test_repr_matches_torch_text():
 @pytest.mark.parametrize("extra", ["", "single", "a=1, b=2", "first\nsecond", "x\ny\nz"])
 @pytest.mark.parametrize("with_children", [False, True])
 def test_repr_extra_repr_variants(extra, with_children):
-    node = {"kind": "block", "extra": extra,
-            "children": [("c", {"kind": "block", "extra": extra,
-                                "children": [("l", {"kind": "linear", "in": 1, "out": 1, "bias": False})]})]
-            if with_children else []}
+    node = {
+        "kind": "block",
+        "extra": extra,
+        "children": [
+            (
+                "c",
+                {
+                    "kind": "block",
+                    "extra": extra,
+                    "children": [("l", {"kind": "linear", "in": 1, "out": 1, "bias": False})],
+                },
+            )
+        ]
+        if with_children
+        else [],
+    }
     t, j = build_both({"root": node})
     assert repr(j) == repr(t)
 
@@ -127,8 +141,21 @@ def test_repr_with_none_child_and_empty_module():
 def test_dir_like_torch():
     t, j = build_both(RICH)
     td, jd = set(dir(t)), set(dir(j))
-    for name in ("alpha", "beta", "gone", "stat", "scratch", "enc", "dec", "leaf", "enc_alias",
-                 "training", "forward", "state_dict", "_parameters"):
+    for name in (
+        "alpha",
+        "beta",
+        "gone",
+        "stat",
+        "scratch",
+        "enc",
+        "dec",
+        "leaf",
+        "enc_alias",
+        "training",
+        "forward",
+        "state_dict",
+        "_parameters",
+    ):
         assert (name in td) == (name in jd) == True, name  # noqa: E712
     own = {n for n in td if not n.startswith("_")} - set(dir(torch.nn.Module))
     assert own <= jd

@@ -13,13 +13,18 @@ from tests.helpers import to_numpy
 from tests.nn.modules._module_trees import JM, TORCH, build, errors, snapshot
 from tests.nn.modules.test_module_registration import MISUSE, OPS, SMALL
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                    derandomize=True)
+SETTINGS = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
 
 _shape = st.one_of(st.none(), st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple))
 _leaf = st.one_of(
-    st.builds(lambda i, o, b: {"kind": "linear", "in": i, "out": o, "bias": b},
-              st.integers(1, 3), st.integers(1, 3), st.booleans()),
+    st.builds(
+        lambda i, o, b: {"kind": "linear", "in": i, "out": o, "bias": b},
+        st.integers(1, 3),
+        st.integers(1, 3),
+        st.booleans(),
+    ),
     st.just({"kind": "leaf"}),
 )
 
@@ -78,14 +83,21 @@ def _make(lib, desc, seed=0):
 def _full(m):
     """Names, order, values, classes, flags of everything in the tree."""
     return {
-        "sd": [(k, str(to_numpy(v).dtype), to_numpy(v).tolist()) for k, v in m.state_dict().items()],
+        "sd": [
+            (k, str(to_numpy(v).dtype), to_numpy(v).tolist()) for k, v in m.state_dict().items()
+        ],
         "params": [(n, p.requires_grad) for n, p in m.named_parameters(remove_duplicate=False)],
         "buffers": [(n, to_numpy(b).tolist()) for n, b in m.named_buffers(remove_duplicate=False)],
-        "modules": [(n, type(x).__name__, x.training, sorted(x._non_persistent_buffers_set))
-                    for n, x in m.named_modules(remove_duplicate=False)],
+        "modules": [
+            (n, type(x).__name__, x.training, sorted(x._non_persistent_buffers_set))
+            for n, x in m.named_modules(remove_duplicate=False)
+        ],
         "repr": repr(m),
-        "ties": [n for n, p in m.named_parameters(remove_duplicate=False)
-                 if any(p is q for k, q in m.named_parameters() if k != n)],
+        "ties": [
+            n
+            for n, p in m.named_parameters(remove_duplicate=False)
+            if any(p is q for k, q in m.named_parameters() if k != n)
+        ],
     }
 
 
@@ -96,9 +108,12 @@ def test_structure_matches_torch(desc):
     assert list(j.state_dict()) == list(t.state_dict())
     for method in ("named_parameters", "named_buffers", "named_modules"):
         for dup in (True, False):
-            assert [n for n, _ in getattr(j, method)(remove_duplicate=dup)] == \
-                [n for n, _ in getattr(t, method)(remove_duplicate=dup)]
-    assert [(n, x.training) for n, x in j.named_modules()] == [(n, x.training) for n, x in t.named_modules()]
+            assert [n for n, _ in getattr(j, method)(remove_duplicate=dup)] == [
+                n for n, _ in getattr(t, method)(remove_duplicate=dup)
+            ]
+    assert [(n, x.training) for n, x in j.named_modules()] == [
+        (n, x.training) for n, x in t.named_modules()
+    ]
     assert repr(j) == repr(t)
 
 
@@ -117,8 +132,9 @@ def test_state_dict_round_trip(desc):
     import torch
 
     t.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in src.state_dict().items()})
-    assert [(k, to_numpy(v).tolist()) for k, v in t.state_dict().items()] == \
-        [(k, v) for k, _, v in want["sd"]]
+    assert [(k, to_numpy(v).tolist()) for k, v in t.state_dict().items()] == [
+        (k, v) for k, _, v in want["sd"]
+    ]
 
 
 @SETTINGS

@@ -5,12 +5,12 @@ import pickle
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, to_numpy
 from tests.nn.modules._module_trees import JM, RICH, TORCH, build
 
@@ -32,7 +32,9 @@ def test_leaves_are_arrays_in_state_dict_order():
     leaves = jax.tree.leaves(j)
     expected = _expected_leaf_names(t)
     assert len(leaves) == len(expected)
-    tensors = dict((*t.named_parameters(remove_duplicate=False), *t.named_buffers(remove_duplicate=False)))
+    tensors = dict(
+        (*t.named_parameters(remove_duplicate=False), *t.named_buffers(remove_duplicate=False))
+    )
     for leaf, name in zip(leaves, expected):
         assert isinstance(leaf, jax.Array)
         np.testing.assert_array_equal(to_numpy(leaf), to_numpy(tensors[name]))
@@ -45,9 +47,17 @@ def test_leaves_are_arrays_in_state_dict_order():
 
 
 def _attrs(m):
-    return [(n, type(x).__name__, x.training, {k: v for k, v in vars(x).items() if not k.startswith("_")},
-             list(x._forward_hooks.values()), sorted(x._non_persistent_buffers_set))
-            for n, x in m.named_modules(remove_duplicate=False)]
+    return [
+        (
+            n,
+            type(x).__name__,
+            x.training,
+            {k: v for k, v in vars(x).items() if not k.startswith("_")},
+            list(x._forward_hooks.values()),
+            sorted(x._non_persistent_buffers_set),
+        )
+        for n, x in m.named_modules(remove_duplicate=False)
+    ]
 
 
 def _hooked_rich():
@@ -133,9 +143,13 @@ def test_grad_matches_torch():
     assert type(g) is MLP and g.training is True
     tx = torch.from_numpy(x)
     tout = fc2(torch.tanh(fc1(tx)) * 0.5) * torch.tensor([1.0, 2.0])
-    (tout ** 2).sum().backward()
-    for name, tp in (("fc1.weight", fc1.weight), ("fc1.bias", fc1.bias), ("fc2.weight", fc2.weight),
-                     ("fc2.bias", fc2.bias)):
+    (tout**2).sum().backward()
+    for name, tp in (
+        ("fc1.weight", fc1.weight),
+        ("fc1.bias", fc1.bias),
+        ("fc2.weight", fc2.weight),
+        ("fc2.bias", fc2.bias),
+    ):
         assert_close(g.get_parameter(name), tp.grad, rtol=1e-5, atol=1e-5)
 
 
@@ -205,7 +219,7 @@ def test_configuration_change_retraces():
             self.w = nn.Parameter(jnp.ones(2))
 
         def forward(self, x):
-            return self.w * x ** self.p
+            return self.w * x**self.p
 
     @jax.jit
     def f(mod, x):
@@ -291,7 +305,9 @@ def test_registration_on_a_copy_does_not_touch_the_original():
     c.register_buffer("stat", jnp.zeros(3), persistent=False)
     c.enc.register_buffer("mask", None)
     assert list(j.state_dict()) == before
-    assert "scratch" in j._non_persistent_buffers_set and "stat" not in j._non_persistent_buffers_set
+    assert (
+        "scratch" in j._non_persistent_buffers_set and "stat" not in j._non_persistent_buffers_set
+    )
     assert "mask" in j.enc._non_persistent_buffers_set
     c.new_param = nn.Parameter(jnp.ones(1))
     assert "new_param" not in j._parameters
@@ -341,8 +357,11 @@ def test_lazy_module_every_entry_point_builds_it():
         "call": lambda c: assert_close(c(x), m(x)),
         "parameter": lambda c: assert_close(c.fc.weight, m.fc.weight),
         "setattr module": lambda c: setattr(c, "extra", nn.Linear(2, 2)) or c.extra,
-        "setattr plain": lambda c: setattr(c, "note", 3) or list(c.state_dict()) == list(m.state_dict())
-        or pytest.fail("state_dict"),
+        "setattr plain": lambda c: (
+            setattr(c, "note", 3)
+            or list(c.state_dict()) == list(m.state_dict())
+            or pytest.fail("state_dict")
+        ),
         "delattr": lambda c: delattr(c, "fc") or "fc" not in c._modules or pytest.fail("del"),
         "hasattr": lambda c: hasattr(c, "fc") or pytest.fail("hasattr"),
         "register_buffer": lambda c: c.register_buffer("b", jnp.zeros(1)),

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import assert_close, to_numpy
 from tests.nn.modules._module_trees import JM, LIBS, RICH, TORCH, build, same_error, snapshot
 
@@ -52,7 +52,9 @@ def test_state_dict_prefix_destination_keep_vars():
     assert jout is jdest and tout is tdest
     assert list(jout) == list(tout)
     assert jout["model.alpha"] is j.alpha and jout["model.enc.lin.weight"] is j.enc.lin.weight
-    assert isinstance(jout["model.alpha"], nn.Parameter) and isinstance(jout["model.stat"], nn.Buffer)
+    assert isinstance(jout["model.alpha"], nn.Parameter) and isinstance(
+        jout["model.stat"], nn.Buffer
+    )
     assert jout["model.dec.tied"] is jout["model.enc.w"]
 
 
@@ -126,12 +128,18 @@ def test_load_accepts_array_kinds(kind):
         "numpy": lambda v: v.numpy(),
         "torch": lambda v: v,
         "torch_bf16": lambda v: v.to(torch.bfloat16) if v.is_floating_point() else v,
-        "jax_f16": lambda v: jnp.asarray(v.numpy()).astype(jnp.float16) if v.is_floating_point() else jnp.asarray(v.numpy()),
+        "jax_f16": lambda v: (
+            jnp.asarray(v.numpy()).astype(jnp.float16)
+            if v.is_floating_point()
+            else jnp.asarray(v.numpy())
+        ),
     }[kind]
     sd = OrderedDict((k, conv(v)) for k, v in src.items())
     j.load_state_dict(sd)
     # Loaded values take the model's dtype (as torch's copy_ does).
-    t.load_state_dict(OrderedDict((k, torch.from_numpy(np.array(to_numpy(v)))) for k, v in sd.items()))
+    t.load_state_dict(
+        OrderedDict((k, torch.from_numpy(np.array(to_numpy(v)))) for k, v in sd.items())
+    )
     for (k, a), (k2, b) in zip(j.state_dict().items(), t.state_dict().items()):
         assert k == k2
         assert str(to_numpy(a).dtype) == str(to_numpy(b).dtype)
@@ -180,8 +188,10 @@ def test_strict_error_lists_everything_at_once_like_torch():
     assert j_parts[:2] == t_parts[:2]
     mismatch = r"size mismatch for ([\w.]+): copying a param with shape"
     assert re.findall(mismatch, str(je)) == re.findall(mismatch, str(te)) == ["beta", "enc.mean"]
-    assert "size mismatch for beta: copying a param with shape (3, 3) from checkpoint, " \
-           "the shape in current model is (2, 2)." in str(je)
+    assert (
+        "size mismatch for beta: copying a param with shape (3, 3) from checkpoint, "
+        "the shape in current model is (2, 2)." in str(je)
+    )
     assert "size mismatch for enc.mean" in str(je)
     # Stronger than torch: nothing was copied.
     assert snapshot(j) == before
@@ -226,10 +236,13 @@ def test_failed_load_restores_extra_state_and_survives_hook_error():
     assert m.inner.config == {"k": 1} and to_numpy(m.inner.w).tolist() == before
 
 
-@pytest.mark.parametrize("value,part", [
-    (3, 'While copying the parameter named "alpha"'),
-    ("text", 'While copying the parameter named "alpha"'),
-])
+@pytest.mark.parametrize(
+    "value,part",
+    [
+        (3, 'While copying the parameter named "alpha"'),
+        ("text", 'While copying the parameter named "alpha"'),
+    ],
+)
 def test_non_array_value_errors(value, part):
     t, j = build(TORCH, RICH), build(JM, RICH)
     tsd, jsd = t.state_dict(), j.state_dict()
@@ -242,8 +255,11 @@ def test_non_array_value_errors(value, part):
 
 def test_not_a_mapping():
     t, j = build(TORCH, RICH), build(JM, RICH)
-    same_error(lambda: t.load_state_dict([1, 2]), lambda: j.load_state_dict([1, 2]),
-               "Expected state_dict to be dict-like, got <class 'list'>.")
+    same_error(
+        lambda: t.load_state_dict([1, 2]),
+        lambda: j.load_state_dict([1, 2]),
+        "Expected state_dict to be dict-like, got <class 'list'>.",
+    )
 
 
 def test_scalar_parameter_accepts_shape_1():
@@ -256,13 +272,18 @@ def test_scalar_parameter_accepts_shape_1():
 
 def test_assign_true_keeps_incoming_dtype_like_torch():
     t, j = build(TORCH, RICH), build(JM, RICH)
-    sd = OrderedDict((k, v.half() if v.is_floating_point() else v) for k, v in t.state_dict().items())
+    sd = OrderedDict(
+        (k, v.half() if v.is_floating_point() else v) for k, v in t.state_dict().items()
+    )
     t.load_state_dict(sd, assign=True)
     cell = j.enc.lin.weight
     j.load_state_dict(sd, assign=True)
-    assert [(k, str(v.dtype).replace("torch.", "")) for k, v in t.state_dict().items()] == \
-        [(k, str(v.dtype)) for k, v in j.state_dict().items()]
-    assert isinstance(t.enc.lin.weight, torch.nn.Parameter) and isinstance(j.enc.lin.weight, nn.Parameter)
+    assert [(k, str(v.dtype).replace("torch.", "")) for k, v in t.state_dict().items()] == [
+        (k, str(v.dtype)) for k, v in j.state_dict().items()
+    ]
+    assert isinstance(t.enc.lin.weight, torch.nn.Parameter) and isinstance(
+        j.enc.lin.weight, nn.Parameter
+    )
     assert j.enc.lin.weight is cell  # jaxmodule writes into the existing cell (optimizers keep it)
     assert j.dec.tied is j.enc.w
 
@@ -280,15 +301,25 @@ def test_load_keeps_sharding_and_dtype():
     m = nn.Linear(3, 2)
     dev = jax.devices("cpu")[3]
     m.to(dev)
-    m.load_state_dict({"weight": np.ones((2, 3), np.float64), "bias": torch.zeros(2, dtype=torch.float64)})
+    m.load_state_dict(
+        {"weight": np.ones((2, 3), np.float64), "bias": torch.zeros(2, dtype=torch.float64)}
+    )
     assert m.weight.dtype == jnp.float32 and m.bias.dtype == jnp.float32
     assert m.weight.device == dev and m.bias.device == dev
 
 
 # ---- hooks -----------------------------------------------------------------------------------
 def _hooked(L, log):
-    m = build(L, {"root": {"kind": "block", "params": [("a", (2,))],
-                           "children": [("c", {"kind": "linear", "in": 2, "out": 2, "bias": True})]}})
+    m = build(
+        L,
+        {
+            "root": {
+                "kind": "block",
+                "params": [("a", (2,))],
+                "children": [("c", {"kind": "linear", "in": 2, "out": 2, "bias": True})],
+            }
+        },
+    )
 
     def sd_pre(mod, prefix, keep_vars):
         log.append(("sd_pre", type(mod).__name__, prefix, keep_vars))
@@ -297,18 +328,37 @@ def _hooked(L, log):
         log.append(("sd_post", type(mod).__name__, prefix, list(sd), dict(local_metadata)))
 
     def load_pre(mod, sd, prefix, local_metadata, strict, missing, unexpected, error_msgs):
-        log.append(("load_pre", type(mod).__name__, prefix, sorted(sd), strict, list(missing),
-                    list(unexpected), list(error_msgs)))
+        log.append(
+            (
+                "load_pre",
+                type(mod).__name__,
+                prefix,
+                sorted(sd),
+                strict,
+                list(missing),
+                list(unexpected),
+                list(error_msgs),
+            )
+        )
 
     def load_post(mod, incompatible):
-        log.append(("load_post", type(mod).__name__, list(incompatible.missing_keys),
-                    list(incompatible.unexpected_keys)))
+        log.append(
+            (
+                "load_post",
+                type(mod).__name__,
+                list(incompatible.missing_keys),
+                list(incompatible.unexpected_keys),
+            )
+        )
 
     handles = []
     for mod in (m, m.c):
-        handles += [mod.register_state_dict_pre_hook(sd_pre), mod.register_state_dict_post_hook(sd_post),
-                    mod.register_load_state_dict_pre_hook(load_pre),
-                    mod.register_load_state_dict_post_hook(load_post)]
+        handles += [
+            mod.register_state_dict_pre_hook(sd_pre),
+            mod.register_state_dict_post_hook(sd_post),
+            mod.register_load_state_dict_pre_hook(load_pre),
+            mod.register_load_state_dict_post_hook(load_post),
+        ]
     return m, handles
 
 
@@ -429,13 +479,28 @@ def _versioned(L, log):
             self.w = L.nn.Parameter(L.arr(np.ones(2, np.float32)))
             self.child = L.nn.Linear(1, 1)
 
-        def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                                  unexpected_keys, error_msgs):
+        def _load_from_state_dict(
+            self,
+            state_dict,
+            prefix,
+            local_metadata,
+            strict,
+            missing_keys,
+            unexpected_keys,
+            error_msgs,
+        ):
             log.append((prefix, local_metadata.get("version"), sorted(local_metadata)))
             if local_metadata.get("version", 0) < 2 and prefix + "old_w" in state_dict:
                 state_dict[prefix + "w"] = state_dict.pop(prefix + "old_w")  # migrate an old layout
-            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                          unexpected_keys, error_msgs)
+            super()._load_from_state_dict(
+                state_dict,
+                prefix,
+                local_metadata,
+                strict,
+                missing_keys,
+                unexpected_keys,
+                error_msgs,
+            )
 
     return Versioned()
 

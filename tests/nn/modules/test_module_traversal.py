@@ -24,22 +24,25 @@ def _described(items):
     return out
 
 
-@pytest.mark.parametrize("method,kwargs", [
-    ("named_parameters", {}),
-    ("named_parameters", {"prefix": "model"}),
-    ("named_parameters", {"recurse": False}),
-    ("named_parameters", {"remove_duplicate": False}),
-    ("named_parameters", {"prefix": "p", "recurse": False, "remove_duplicate": False}),
-    ("named_buffers", {}),
-    ("named_buffers", {"prefix": "x.y"}),
-    ("named_buffers", {"recurse": False}),
-    ("named_buffers", {"remove_duplicate": False}),
-    ("named_children", {}),
-    ("named_modules", {}),
-    ("named_modules", {"prefix": "root"}),
-    ("named_modules", {"remove_duplicate": False}),
-    ("named_modules", {"memo": "fresh-set"}),
-])
+@pytest.mark.parametrize(
+    "method,kwargs",
+    [
+        ("named_parameters", {}),
+        ("named_parameters", {"prefix": "model"}),
+        ("named_parameters", {"recurse": False}),
+        ("named_parameters", {"remove_duplicate": False}),
+        ("named_parameters", {"prefix": "p", "recurse": False, "remove_duplicate": False}),
+        ("named_buffers", {}),
+        ("named_buffers", {"prefix": "x.y"}),
+        ("named_buffers", {"recurse": False}),
+        ("named_buffers", {"remove_duplicate": False}),
+        ("named_children", {}),
+        ("named_modules", {}),
+        ("named_modules", {"prefix": "root"}),
+        ("named_modules", {"remove_duplicate": False}),
+        ("named_modules", {"memo": "fresh-set"}),
+    ],
+)
 def test_named_iterators(trees, method, kwargs):
     t, j = trees
     tk = dict(kwargs)
@@ -49,10 +52,17 @@ def test_named_iterators(trees, method, kwargs):
     assert _described(getattr(j, method)(**jk)) == _described(getattr(t, method)(**tk))
 
 
-@pytest.mark.parametrize("method,kwargs", [
-    ("parameters", {}), ("parameters", {"recurse": False}), ("buffers", {}),
-    ("buffers", {"recurse": False}), ("children", {}), ("modules", {}),
-])
+@pytest.mark.parametrize(
+    "method,kwargs",
+    [
+        ("parameters", {}),
+        ("parameters", {"recurse": False}),
+        ("buffers", {}),
+        ("buffers", {"recurse": False}),
+        ("children", {}),
+        ("modules", {}),
+    ],
+)
 def test_unnamed_iterators(trees, method, kwargs):
     t, j = trees
     got = list(getattr(j, method)(**kwargs))
@@ -81,24 +91,42 @@ def test_iterators_are_lazy_generators(trees):
     _, j = trees
     import types
 
-    for method in ("parameters", "named_parameters", "buffers", "named_buffers", "children",
-                   "named_children", "modules", "named_modules"):
+    for method in (
+        "parameters",
+        "named_parameters",
+        "buffers",
+        "named_buffers",
+        "children",
+        "named_children",
+        "modules",
+        "named_modules",
+    ):
         assert isinstance(getattr(j, method)(), types.GeneratorType)
 
 
-@pytest.mark.parametrize("target", ["", "enc", "enc.lin", "dec.inner", "dec.again", "enc_alias.nob", "leaf"])
+@pytest.mark.parametrize(
+    "target", ["", "enc", "enc.lin", "dec.inner", "dec.again", "enc_alias.nob", "leaf"]
+)
 def test_get_submodule(trees, target):
     t, j = trees
     assert type(j.get_submodule(target)).__name__ == type(t.get_submodule(target)).__name__
-    assert [n for n, _ in j.get_submodule(target).named_parameters()] == \
-        [n for n, _ in t.get_submodule(target).named_parameters()]
+    assert [n for n, _ in j.get_submodule(target).named_parameters()] == [
+        n for n, _ in t.get_submodule(target).named_parameters()
+    ]
 
 
-@pytest.mark.parametrize("target", ["alpha", "enc.w", "enc.lin.weight", "dec.tied", "dec.again.bias", "leaf.weight"])
+@pytest.mark.parametrize(
+    "target", ["alpha", "enc.w", "enc.lin.weight", "dec.tied", "dec.again.bias", "leaf.weight"]
+)
 def test_get_parameter(trees, target):
     t, j = trees
-    np.testing.assert_array_equal(to_numpy(j.get_parameter(target)), to_numpy(t.get_parameter(target)))
-    assert j.get_parameter(target) is j.get_submodule(target.rpartition(".")[0])._parameters[target.rpartition(".")[2]]
+    np.testing.assert_array_equal(
+        to_numpy(j.get_parameter(target)), to_numpy(t.get_parameter(target))
+    )
+    assert (
+        j.get_parameter(target)
+        is j.get_submodule(target.rpartition(".")[0])._parameters[target.rpartition(".")[2]]
+    )
 
 
 @pytest.mark.parametrize("target", ["stat", "scratch", "enc.mask", "dec.inner.b", "leaf.count"])
@@ -107,23 +135,26 @@ def test_get_buffer(trees, target):
     np.testing.assert_array_equal(to_numpy(j.get_buffer(target)), to_numpy(t.get_buffer(target)))
 
 
-@pytest.mark.parametrize("getter,target,part", [
-    ("get_submodule", "nope", "Block has no attribute `nope`"),
-    ("get_submodule", "enc.nope", "Block has no attribute `nope`"),
-    ("get_submodule", "alpha", "`alpha` is not an nn.Module"),
-    ("get_submodule", "enc.lin.weight", "`weight` is not an nn.Module"),
-    ("get_submodule", "leaf.count.x", "`count` is not an nn.Module"),
-    ("get_parameter", "nope", "Block has no attribute `nope`"),
-    ("get_parameter", "enc.lin.nope", "Linear has no attribute `nope`"),
-    ("get_parameter", "stat", "`stat` is not an nn.Parameter"),
-    ("get_parameter", "enc", "`enc` is not an nn.Parameter"),
-    ("get_parameter", "gone", "`gone` is not an nn.Parameter"),
-    ("get_parameter", "x.weight", "Block has no attribute `x`"),
-    ("get_buffer", "nope", "Block has no attribute `nope`"),
-    ("get_buffer", "alpha", "`alpha` is not a buffer"),
-    ("get_buffer", "enc.lin.weight", "`weight` is not a buffer"),
-    ("get_buffer", "training", "`training` is not a buffer"),
-])
+@pytest.mark.parametrize(
+    "getter,target,part",
+    [
+        ("get_submodule", "nope", "Block has no attribute `nope`"),
+        ("get_submodule", "enc.nope", "Block has no attribute `nope`"),
+        ("get_submodule", "alpha", "`alpha` is not an nn.Module"),
+        ("get_submodule", "enc.lin.weight", "`weight` is not an nn.Module"),
+        ("get_submodule", "leaf.count.x", "`count` is not an nn.Module"),
+        ("get_parameter", "nope", "Block has no attribute `nope`"),
+        ("get_parameter", "enc.lin.nope", "Linear has no attribute `nope`"),
+        ("get_parameter", "stat", "`stat` is not an nn.Parameter"),
+        ("get_parameter", "enc", "`enc` is not an nn.Parameter"),
+        ("get_parameter", "gone", "`gone` is not an nn.Parameter"),
+        ("get_parameter", "x.weight", "Block has no attribute `x`"),
+        ("get_buffer", "nope", "Block has no attribute `nope`"),
+        ("get_buffer", "alpha", "`alpha` is not a buffer"),
+        ("get_buffer", "enc.lin.weight", "`weight` is not a buffer"),
+        ("get_buffer", "training", "`training` is not a buffer"),
+    ],
+)
 def test_get_errors(trees, getter, target, part):
     t, j = trees
     same_error(lambda: getattr(t, getter)(target), lambda: getattr(j, getter)(target), part)
@@ -152,4 +183,6 @@ def test_prefix_with_recurse_false_and_duplicates():
     t.enc.w2 = t.enc.w
     j.enc.w2 = j.enc.w
     for kw in ({}, {"remove_duplicate": False}, {"prefix": "q", "recurse": False}):
-        assert [n for n, _ in j.enc.named_parameters(**kw)] == [n for n, _ in t.enc.named_parameters(**kw)]
+        assert [n for n, _ in j.enc.named_parameters(**kw)] == [
+            n for n, _ in t.enc.named_parameters(**kw)
+        ]

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import (
     assert_close,
     assert_forward_and_grads_match,
@@ -61,7 +61,9 @@ def test_group_norm_matches_torch(kwargs, shape):
 
 
 def test_group_norm_errors():
-    with pytest.raises(ValueError, match="num_channels \\(5\\) must be divisible by num_groups \\(2\\)"):
+    with pytest.raises(
+        ValueError, match="num_channels \\(5\\) must be divisible by num_groups \\(2\\)"
+    ):
         nn.GroupNorm(2, 5)
     with pytest.raises(RuntimeError, match="Expected number of channels in input to be divisible"):
         nn.GroupNorm(2, 4)(jnp.ones((2, 3, 4)))
@@ -82,7 +84,9 @@ def test_rms_norm_matches_torch(kwargs, shape):
 
 
 def test_layer_norm_shape_error():
-    with pytest.raises(RuntimeError, match="Given normalized_shape=\\[4\\], expected input with shape"):
+    with pytest.raises(
+        RuntimeError, match="Given normalized_shape=\\[4\\], expected input with shape"
+    ):
         nn.LayerNorm(4)(jnp.ones((2, 3)))
 
 
@@ -106,9 +110,13 @@ def test_cross_map_lrn2d_matches_torch_forward_and_backward(size):
 
 
 def test_default_reprs_match_torch():
-    pairs = [(nn.LayerNorm(3), torch.nn.LayerNorm(3)), (nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4)),
-             (nn.RMSNorm(3), torch.nn.RMSNorm(3)), (nn.LocalResponseNorm(2), torch.nn.LocalResponseNorm(2)),
-             (nn.CrossMapLRN2d(3), torch.nn.CrossMapLRN2d(3))]
+    pairs = [
+        (nn.LayerNorm(3), torch.nn.LayerNorm(3)),
+        (nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4)),
+        (nn.RMSNorm(3), torch.nn.RMSNorm(3)),
+        (nn.LocalResponseNorm(2), torch.nn.LocalResponseNorm(2)),
+        (nn.CrossMapLRN2d(3), torch.nn.CrossMapLRN2d(3)),
+    ]
     for jm, tm in pairs:
         assert repr(jm) == repr(tm)
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, to_torch
 
 # (class name, constructor args, constructor kwargs, input shape)
@@ -52,9 +52,14 @@ def test_layer_matches_torch(name, args, kwargs, shape):
     assert_close(g, tx.grad)
 
 
-@pytest.mark.parametrize("name, args, shape", [("MaxPool2d", (3, 2, 1), (2, 3, 8, 7)),
-                                               ("AdaptiveMaxPool2d", ((3, 5),), (2, 3, 8, 7)),
-                                               ("MaxPool1d", (2,), (2, 3, 9))])
+@pytest.mark.parametrize(
+    "name, args, shape",
+    [
+        ("MaxPool2d", (3, 2, 1), (2, 3, 8, 7)),
+        ("AdaptiveMaxPool2d", ((3, 5),), (2, 3, 8, 7)),
+        ("MaxPool1d", (2,), (2, 3, 9)),
+    ],
+)
 def test_return_indices(name, args, shape):
     t = getattr(torch.nn, name)(*args, return_indices=True)
     m = getattr(nn, name)(*args, return_indices=True)
@@ -94,10 +99,13 @@ def test_jit_over_module_and_pooling_roundtrip():
     assert_close(out, torch.nn.MaxUnpool2d(2)(tv, ti))
 
 
-@pytest.mark.parametrize("name, shape, kwargs", [
-    ("FractionalMaxPool2d", (2, 3, 9, 11), dict(output_size=(4, 5))),
-    ("FractionalMaxPool3d", (1, 2, 6, 7, 8), dict(output_ratio=0.5)),
-])
+@pytest.mark.parametrize(
+    "name, shape, kwargs",
+    [
+        ("FractionalMaxPool2d", (2, 3, 9, 11), dict(output_size=(4, 5))),
+        ("FractionalMaxPool3d", (1, 2, 6, 7, 8), dict(output_ratio=0.5)),
+    ],
+)
 def test_fractional_max_pool_layers(name, shape, kwargs):
     nd = len(shape) - 2
     samples = np.random.default_rng(5).uniform(size=(shape[0], shape[1], nd)).astype(np.float32)
@@ -112,9 +120,13 @@ def test_fractional_max_pool_layers(name, shape, kwargs):
 
 
 def test_fractional_max_pool_constructor_errors():
-    with pytest.raises(ValueError, match="requires specifying either an output size, or a pooling ratio"):
+    with pytest.raises(
+        ValueError, match="requires specifying either an output size, or a pooling ratio"
+    ):
         nn.FractionalMaxPool2d(2)
-    with pytest.raises(ValueError, match="only one of output_size and output_ratio may be specified"):
+    with pytest.raises(
+        ValueError, match="only one of output_size and output_ratio may be specified"
+    ):
         nn.FractionalMaxPool2d(2, output_size=3, output_ratio=0.5)
     with pytest.raises(ValueError, match="output_ratio must be between 0 and 1"):
         nn.FractionalMaxPool3d(2, output_ratio=1.5)

@@ -4,12 +4,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, to_torch
 
 T, N, IN, H = 5, 3, 4, 6  # sequence length, batch, input features, hidden features
@@ -21,8 +21,9 @@ _fwd = jax.jit(lambda m, *args: m(*args))
 
 def _pair(name, **kw):
     jm, tm = getattr(nn, name)(IN, H, **kw), getattr(torch.nn, name)(IN, H, **kw)
-    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in tm.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in tm.state_dict().items()
+    ]
     jm.load_state_dict(tm.state_dict())
     return jm, tm
 
@@ -60,7 +61,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in CASES])
+@pytest.mark.parametrize(
+    "name,kw", CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in CASES]
+)
 def test_rnn_matches_torch_values_and_grads(name, kw):
     jm, tm = _pair(name, **kw)
     x = randn(N, T, IN, seed=1) if kw.get("batch_first") else randn(T, N, IN, seed=1)
@@ -69,7 +72,11 @@ def test_rnn_matches_torch_values_and_grads(name, kw):
     cots = [randn(*o.shape, seed=50 + i) for i, o in enumerate(t_out)]
 
     tx = to_torch(x, requires_grad=True)
-    thx = tuple(to_torch(h, requires_grad=True) for h in hx) if name == "LSTM" else to_torch(hx, requires_grad=True)
+    thx = (
+        tuple(to_torch(h, requires_grad=True) for h in hx)
+        if name == "LSTM"
+        else to_torch(hx, requires_grad=True)
+    )
     t_out = _flatten(tm(tx, thx))
     sum((o * to_torch(c)).sum() for o, c in zip(t_out, cots)).backward()
 
@@ -78,7 +85,9 @@ def test_rnn_matches_torch_values_and_grads(name, kw):
         return sum((o * c).sum() for o, c in zip(outs, cots)), outs
 
     # jit: one compilation instead of many eager op dispatches (keeps the file fast on small CPUs)
-    (_, outs), (g_m, g_x, g_hx) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(jm, x, hx)
+    (_, outs), (g_m, g_x, g_hx) = jax.jit(
+        jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
+    )(jm, x, hx)
     for o, to in zip(outs, t_out):
         assert_close(o, to)
     assert_close(g_x, tx.grad)
@@ -149,11 +158,18 @@ def test_rnn_dropout_warns_for_one_layer():
         nn.GRU(IN, H, dropout=0.2)
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("RNN", {}), ("RNN", dict(nonlinearity="relu", num_layers=3, bias=False, batch_first=True)),
-    ("LSTM", dict(proj_size=2, num_layers=2, dropout=0.5, bidirectional=True)), ("GRU", dict(bidirectional=True)),
-    ("RNNCell", dict(nonlinearity="relu")), ("LSTMCell", dict(bias=False)), ("GRUCell", {}),
-])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("RNN", {}),
+        ("RNN", dict(nonlinearity="relu", num_layers=3, bias=False, batch_first=True)),
+        ("LSTM", dict(proj_size=2, num_layers=2, dropout=0.5, bidirectional=True)),
+        ("GRU", dict(bidirectional=True)),
+        ("RNNCell", dict(nonlinearity="relu")),
+        ("LSTMCell", dict(bias=False)),
+        ("GRUCell", {}),
+    ],
+)
 def test_repr_and_state_dict_match_torch(name, kw):
     jm, tm = _pair(name, **kw)
     assert repr(jm) == repr(tm)
@@ -175,8 +191,9 @@ def test_all_weights_and_flat_weights():
     m = nn.LSTM(IN, H, num_layers=2, bidirectional=True, proj_size=2)
     t = torch.nn.LSTM(IN, H, num_layers=2, bidirectional=True, proj_size=2)
     assert m._flat_weights_names == t._flat_weights_names
-    assert [[tuple(p.shape) for p in ws] for ws in m.all_weights] == \
-        [[tuple(p.shape) for p in ws] for ws in t.all_weights]
+    assert [[tuple(p.shape) for p in ws] for ws in m.all_weights] == [
+        [tuple(p.shape) for p in ws] for ws in t.all_weights
+    ]
     m.flatten_parameters()  # no-op, exists for torch compatibility
     assert m._flat_weights[0] is m.weight_ih_l0
 
@@ -208,20 +225,42 @@ def test_cells_match_torch_values_and_grads(name, bias):
     # unbatched and default (zero) state
     xu = randn(IN, seed=11)
     out_u, t_u = jm(xu), tm(to_torch(xu))
-    for o, to in zip(out_u if name == "LSTMCell" else [out_u], t_u if name == "LSTMCell" else [t_u]):
+    for o, to in zip(
+        out_u if name == "LSTMCell" else [out_u], t_u if name == "LSTMCell" else [t_u]
+    ):
         assert_close(o, to)
 
 
 def test_constructor_errors_match_torch():
     cases = [
-        (ValueError, "proj_size argument is only supported for LSTM", lambda lib: lib.GRU(IN, H, proj_size=2)),
-        (ValueError, "Unknown nonlinearity 'gelu'", lambda lib: lib.RNN(IN, H, nonlinearity="gelu")),
-        (ValueError, "proj_size has to be smaller than hidden_size", lambda lib: lib.LSTM(IN, H, proj_size=H)),
-        (ValueError, r"dropout should be a number in range \[0, 1\]", lambda lib: lib.LSTM(IN, H, dropout=1.5)),
+        (
+            ValueError,
+            "proj_size argument is only supported for LSTM",
+            lambda lib: lib.GRU(IN, H, proj_size=2),
+        ),
+        (
+            ValueError,
+            "Unknown nonlinearity 'gelu'",
+            lambda lib: lib.RNN(IN, H, nonlinearity="gelu"),
+        ),
+        (
+            ValueError,
+            "proj_size has to be smaller than hidden_size",
+            lambda lib: lib.LSTM(IN, H, proj_size=H),
+        ),
+        (
+            ValueError,
+            r"dropout should be a number in range \[0, 1\]",
+            lambda lib: lib.LSTM(IN, H, dropout=1.5),
+        ),
         (TypeError, "bias should be of type bool, got: int", lambda lib: lib.LSTM(IN, H, bias=1)),
         (TypeError, "input_size should be of type int, got: float", lambda lib: lib.GRU(4.0, H)),
         (ValueError, "hidden_size must be greater than zero", lambda lib: lib.GRU(IN, 0)),
-        (ValueError, "num_layers must be greater than zero", lambda lib: lib.RNN(IN, H, num_layers=0)),
+        (
+            ValueError,
+            "num_layers must be greater than zero",
+            lambda lib: lib.RNN(IN, H, num_layers=0),
+        ),
     ]
     for exc, msg, make in cases:
         with pytest.raises(exc, match=msg):
@@ -236,11 +275,21 @@ def test_forward_errors_match_torch():
     x = randn(T, N, IN, seed=12)
     cases = [
         (ValueError, "LSTM: Expected input to be 2D or 3D, got 4D", lambda m: m(x[None])),
-        (RuntimeError, r"input.size\(-1\) must be equal to input_size. Expected 4, got 3", lambda m: m(x[..., :3])),
-        (RuntimeError, r"Expected hidden\[1\] size \(1, 3, 6\), got \[1, 2, 6\]",
-         lambda m: m(x, (np.zeros((1, N, H), np.float32), np.zeros((1, 2, H), np.float32)))),
-        (RuntimeError, "For batched 3-D input, hx and cx should also be 3-D but got",
-         lambda m: m(x, (np.zeros((N, H), np.float32), np.zeros((N, H), np.float32)))),
+        (
+            RuntimeError,
+            r"input.size\(-1\) must be equal to input_size. Expected 4, got 3",
+            lambda m: m(x[..., :3]),
+        ),
+        (
+            RuntimeError,
+            r"Expected hidden\[1\] size \(1, 3, 6\), got \[1, 2, 6\]",
+            lambda m: m(x, (np.zeros((1, N, H), np.float32), np.zeros((1, 2, H), np.float32))),
+        ),
+        (
+            RuntimeError,
+            "For batched 3-D input, hx and cx should also be 3-D but got",
+            lambda m: m(x, (np.zeros((N, H), np.float32), np.zeros((N, H), np.float32))),
+        ),
     ]
     for exc, msg, call in cases:
         with pytest.raises(exc, match=msg):
@@ -248,8 +297,16 @@ def test_forward_errors_match_torch():
         with pytest.raises(exc, match=msg):
             call(lstm)
     gru_cases = [
-        (RuntimeError, r"Expected hidden size \(1, 3, 6\), got \[1, 2, 6\]", lambda m, c: m(c(x), c(np.zeros((1, 2, H), np.float32)))),
-        (RuntimeError, "For unbatched 2-D input, hx should also be 2-D but got 3-D", lambda m, c: m(c(x[:, 0]), c(np.zeros((1, 1, H), np.float32)))),
+        (
+            RuntimeError,
+            r"Expected hidden size \(1, 3, 6\), got \[1, 2, 6\]",
+            lambda m, c: m(c(x), c(np.zeros((1, 2, H), np.float32))),
+        ),
+        (
+            RuntimeError,
+            "For unbatched 2-D input, hx should also be 2-D but got 3-D",
+            lambda m, c: m(c(x[:, 0]), c(np.zeros((1, 1, H), np.float32))),
+        ),
         (ValueError, "RNN input dtype", lambda m, c: m(c(x.astype(np.float16)))),
     ]
     for exc, msg, call in gru_cases:
@@ -260,7 +317,11 @@ def test_forward_errors_match_torch():
     cell, t_cell = _pair("GRUCell")
     for exc, msg, args in [
         (RuntimeError, "input has inconsistent input_size: got 3 expected 4", (randn(N, 3),)),
-        (RuntimeError, "Input batch size 3 doesn't match hidden0 batch size 2", (randn(N, IN), randn(2, H))),
+        (
+            RuntimeError,
+            "Input batch size 3 doesn't match hidden0 batch size 2",
+            (randn(N, IN), randn(2, H)),
+        ),
         (ValueError, "GRUCell: Expected input to be 1D or 2D, got 3D instead", (randn(1, N, IN),)),
     ]:
         with pytest.raises(exc, match=msg):

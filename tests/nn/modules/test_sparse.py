@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, state_dict_shapes, to_torch
 
 IDX = np.array([[0, 3, 3, 5], [1, 0, 4, 3]])
@@ -25,8 +25,14 @@ def grads(jm, tm, *inputs):
     assert_close(gm.weight._value, tm.weight.grad)
 
 
-EMB_CONFIGS = [dict(), dict(padding_idx=0), dict(padding_idx=-3), dict(scale_grad_by_freq=True),
-               dict(max_norm=1.0), dict(max_norm=2.0, norm_type=1.0, padding_idx=3)]
+EMB_CONFIGS = [
+    dict(),
+    dict(padding_idx=0),
+    dict(padding_idx=-3),
+    dict(scale_grad_by_freq=True),
+    dict(max_norm=1.0),
+    dict(max_norm=2.0, norm_type=1.0, padding_idx=3),
+]
 
 
 @pytest.mark.parametrize("kwargs", EMB_CONFIGS)
@@ -76,20 +82,40 @@ def test_embedding_from_pretrained():
     assert m.weight.requires_grad is False
     assert_close(m.weight, w)  # from_pretrained does not zero the padding row
     assert nn.Embedding.from_pretrained(jnp.asarray(w), freeze=False).weight.requires_grad
-    with pytest.raises(AssertionError, match="Embeddings parameter is expected to be 2-dimensional"):
+    with pytest.raises(
+        AssertionError, match="Embeddings parameter is expected to be 2-dimensional"
+    ):
         nn.Embedding.from_pretrained(jnp.ones(3))
 
 
-@pytest.mark.parametrize("call, exc, match", [
-    (lambda: nn.Embedding(3, 2, padding_idx=3), AssertionError, "Padding_idx must be within num_embeddings"),
-    (lambda: nn.Embedding(3, 2, padding_idx=-4), AssertionError, "Padding_idx must be within num_embeddings"),
-    (lambda: nn.Embedding(3, 2, _weight=jnp.ones((2, 2))), AssertionError,
-     "Shape of weight does not match num_embeddings and embedding_dim"),
-    (lambda: nn.Embedding(3, 2, sparse=True), NotImplementedError, "sparse=True"),
-    (lambda: nn.EmbeddingBag(3, 2, sparse=True), NotImplementedError, "sparse=True"),
-    (lambda: nn.EmbeddingBag(3, 2, padding_idx=5), AssertionError, "padding_idx must be within num_embeddings"),
-    (lambda: nn.Embedding(3, 2)(jnp.array([3])), IndexError, "index out of range in self"),
-])
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (
+            lambda: nn.Embedding(3, 2, padding_idx=3),
+            AssertionError,
+            "Padding_idx must be within num_embeddings",
+        ),
+        (
+            lambda: nn.Embedding(3, 2, padding_idx=-4),
+            AssertionError,
+            "Padding_idx must be within num_embeddings",
+        ),
+        (
+            lambda: nn.Embedding(3, 2, _weight=jnp.ones((2, 2))),
+            AssertionError,
+            "Shape of weight does not match num_embeddings and embedding_dim",
+        ),
+        (lambda: nn.Embedding(3, 2, sparse=True), NotImplementedError, "sparse=True"),
+        (lambda: nn.EmbeddingBag(3, 2, sparse=True), NotImplementedError, "sparse=True"),
+        (
+            lambda: nn.EmbeddingBag(3, 2, padding_idx=5),
+            AssertionError,
+            "padding_idx must be within num_embeddings",
+        ),
+        (lambda: nn.Embedding(3, 2)(jnp.array([3])), IndexError, "index out of range in self"),
+    ],
+)
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
@@ -104,8 +130,14 @@ def test_embedding_dtype_and_vmap():
 
 BAG_IDX = np.array([1, 2, 4, 5, 4, 3, 2, 0])
 BAG_OFFSETS = np.array([0, 3, 3, 6])
-BAG_CONFIGS = [dict(), dict(mode="sum"), dict(mode="max"), dict(padding_idx=2, mode="mean"),
-               dict(max_norm=1.0, mode="sum"), dict(norm_type=3.0, scale_grad_by_freq=True)]
+BAG_CONFIGS = [
+    dict(),
+    dict(mode="sum"),
+    dict(mode="max"),
+    dict(padding_idx=2, mode="mean"),
+    dict(max_norm=1.0, mode="sum"),
+    dict(norm_type=3.0, scale_grad_by_freq=True),
+]
 
 
 @pytest.mark.parametrize("kwargs", BAG_CONFIGS)
@@ -134,8 +166,10 @@ def test_embedding_bag_max_norm_writes_back_and_padding_row_is_zero():
     np.testing.assert_array_equal(np.asarray(nn.EmbeddingBag(6, 3, padding_idx=5).weight)[5], 0)
     jm = nn.EmbeddingBag(6, 3, max_norm=0.5, mode="sum", padding_idx=5)
     jm.load_state_dict(tm.state_dict())
-    assert_close(jm(jnp.asarray(BAG_IDX), jnp.asarray(BAG_OFFSETS)),
-                 tm(torch.from_numpy(BAG_IDX), torch.from_numpy(BAG_OFFSETS)))
+    assert_close(
+        jm(jnp.asarray(BAG_IDX), jnp.asarray(BAG_OFFSETS)),
+        tm(torch.from_numpy(BAG_IDX), torch.from_numpy(BAG_OFFSETS)),
+    )
     assert_close(jm.weight, tm.weight)
 
 
@@ -153,6 +187,8 @@ def test_embedding_bag_from_pretrained():
 def test_embedding_bag_under_jit():
     jm = nn.EmbeddingBag(6, 3, mode="max")
     f = jax.jit(lambda m, i, o: m(i, o))
-    assert_close(f(jm, jnp.asarray(BAG_IDX), jnp.asarray(BAG_OFFSETS)),
-                 jm(jnp.asarray(BAG_IDX), jnp.asarray(BAG_OFFSETS)))
+    assert_close(
+        f(jm, jnp.asarray(BAG_IDX), jnp.asarray(BAG_OFFSETS)),
+        jm(jnp.asarray(BAG_IDX), jnp.asarray(BAG_OFFSETS)),
+    )
     assert to_torch(jm.weight).shape == (6, 3)

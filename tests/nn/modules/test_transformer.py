@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-
 from jaxmodule import nn
 from jaxmodule.nn import functional as F
 from jaxmodule.nn.modules.transformer import _detect_is_causal_mask
+
 from tests.helpers import assert_close, randn, to_torch
 
 D, NHEAD, FF, S, T, N = 8, 2, 16, 5, 4, 3
@@ -20,14 +20,19 @@ STACK_ATOL = 1e-5
 
 
 def _same_structure(jm, tm):
-    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in tm.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in tm.state_dict().items()
+    ]
     assert repr(jm) == repr(tm)
 
 
 def _layer_pair(kind, **kw):
     jm = getattr(nn, kind)(D, NHEAD, FF, dropout=0.0, **kw)
-    t_kw = {**kw, "activation": torch.nn.GELU(approximate="tanh")} if isinstance(kw.get("activation"), nn.Module) else kw
+    t_kw = (
+        {**kw, "activation": torch.nn.GELU(approximate="tanh")}
+        if isinstance(kw.get("activation"), nn.Module)
+        else kw
+    )
     tm = getattr(torch.nn, kind)(D, NHEAD, FF, dropout=0.0, **t_kw)
     _same_structure(jm, tm)
     jm.load_state_dict(tm.state_dict())
@@ -40,7 +45,9 @@ def _seq(length, batch_first, seed):
 
 
 def _tkw(kw):
-    return {n: (to_torch(a) if isinstance(a, (np.ndarray, jax.Array)) else a) for n, a in kw.items()}
+    return {
+        n: (to_torch(a) if isinstance(a, (np.ndarray, jax.Array)) else a) for n, a in kw.items()
+    }
 
 
 def _check_grads(jm, tm, inputs, call_kw, atol=1e-6):
@@ -72,23 +79,43 @@ KPM_F = np.where(KPM_S, -np.inf, 0.0).astype(np.float32)  # float twin, to pair 
 pytestmark = pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
 
 
-@pytest.mark.parametrize("ctor,call", [
-    (dict(), dict()),
-    (dict(batch_first=True, norm_first=True), dict(src_mask=CAUSAL_S, is_causal=True)),
-    (dict(activation="gelu", bias=False), dict(src_key_padding_mask=KPM_S)),
-    (dict(layer_norm_eps=1e-3), dict(src_mask=CAUSAL_S == -np.inf, src_key_padding_mask=KPM_S)),
-], ids=["default", "prenorm_causal", "gelu_nobias_kpm", "bool_masks"])
+@pytest.mark.parametrize(
+    "ctor,call",
+    [
+        (dict(), dict()),
+        (dict(batch_first=True, norm_first=True), dict(src_mask=CAUSAL_S, is_causal=True)),
+        (dict(activation="gelu", bias=False), dict(src_key_padding_mask=KPM_S)),
+        (dict(layer_norm_eps=1e-3), dict(src_mask=CAUSAL_S == -np.inf, src_key_padding_mask=KPM_S)),
+    ],
+    ids=["default", "prenorm_causal", "gelu_nobias_kpm", "bool_masks"],
+)
 def test_encoder_layer_matches_torch(ctor, call):
     jm, tm = _layer_pair("TransformerEncoderLayer", **ctor)
     _check_grads(jm, tm, [_seq(S, ctor.get("batch_first", False), 1)], call)
 
 
-@pytest.mark.parametrize("ctor,call", [
-    (dict(), dict(tgt_mask=np.asarray(nn.Transformer.generate_square_subsequent_mask(T)), tgt_is_causal=True)),
-    (dict(batch_first=True, norm_first=True, activation=F.gelu), dict(memory_key_padding_mask=KPM_F, memory_mask=randn(T, S, seed=7))),
-], ids=["causal", "prenorm_memory_masks"])
+@pytest.mark.parametrize(
+    "ctor,call",
+    [
+        (
+            dict(),
+            dict(
+                tgt_mask=np.asarray(nn.Transformer.generate_square_subsequent_mask(T)),
+                tgt_is_causal=True,
+            ),
+        ),
+        (
+            dict(batch_first=True, norm_first=True, activation=F.gelu),
+            dict(memory_key_padding_mask=KPM_F, memory_mask=randn(T, S, seed=7)),
+        ),
+    ],
+    ids=["causal", "prenorm_memory_masks"],
+)
 def test_decoder_layer_matches_torch(ctor, call):
-    jm, tm = _layer_pair("TransformerDecoderLayer", **{**ctor, "activation": "gelu"} if "activation" in ctor else ctor)
+    jm, tm = _layer_pair(
+        "TransformerDecoderLayer",
+        **{**ctor, "activation": "gelu"} if "activation" in ctor else ctor,
+    )
     bf = ctor.get("batch_first", False)
     _check_grads(jm, tm, [_seq(T, bf, 2), _seq(S, bf, 3)], call)
 
@@ -99,10 +126,17 @@ def test_encoder_and_decoder_stacks_match_torch():
     tm = torch.nn.TransformerEncoder(t_layer, 2, torch.nn.LayerNorm(D), enable_nested_tensor=False)
     _same_structure(jm, tm)
     # deep copies: separate modules and cells, same initial values
-    assert jm.layers[0] is not jm.layers[1] and jm.layers[0].linear1.weight is not jm.layers[1].linear1.weight
-    np.testing.assert_array_equal(np.asarray(jm.layers[0].linear1.weight), np.asarray(jm.layers[1].linear1.weight))
+    assert (
+        jm.layers[0] is not jm.layers[1]
+        and jm.layers[0].linear1.weight is not jm.layers[1].linear1.weight
+    )
+    np.testing.assert_array_equal(
+        np.asarray(jm.layers[0].linear1.weight), np.asarray(jm.layers[1].linear1.weight)
+    )
     jm.load_state_dict(tm.state_dict())
-    _check_grads(jm, tm, [_seq(S, True, 4)], dict(mask=CAUSAL_S, src_key_padding_mask=KPM_F), atol=STACK_ATOL)
+    _check_grads(
+        jm, tm, [_seq(S, True, 4)], dict(mask=CAUSAL_S, src_key_padding_mask=KPM_F), atol=STACK_ATOL
+    )
 
     jm_dl, t_dl = _layer_pair("TransformerDecoderLayer", norm_first=True)
     jm = nn.TransformerDecoder(jm_dl, 2)
@@ -110,18 +144,27 @@ def test_encoder_and_decoder_stacks_match_torch():
     _same_structure(jm, tm)
     jm.load_state_dict(tm.state_dict())
     tgt_mask = np.asarray(nn.Transformer.generate_square_subsequent_mask(T))
-    _check_grads(jm, tm, [_seq(T, False, 5), _seq(S, False, 6)], dict(tgt_mask=tgt_mask), atol=STACK_ATOL)
+    _check_grads(
+        jm, tm, [_seq(T, False, 5), _seq(S, False, 6)], dict(tgt_mask=tgt_mask), atol=STACK_ATOL
+    )
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(batch_first=True, norm_first=True, activation="gelu")], ids=["default", "prenorm_gelu"])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(), dict(batch_first=True, norm_first=True, activation="gelu")],
+    ids=["default", "prenorm_gelu"],
+)
 def test_transformer_matches_torch(kw):
     jm = nn.Transformer(D, NHEAD, 2, 1, FF, dropout=0.0, **kw)
     tm = torch.nn.Transformer(D, NHEAD, 2, 1, FF, dropout=0.0, **kw)
     _same_structure(jm, tm)
     jm.load_state_dict(tm.state_dict())
     bf = kw.get("batch_first", False)
-    call = dict(tgt_mask=nn.Transformer.generate_square_subsequent_mask(T), src_key_padding_mask=KPM_S,
-                memory_key_padding_mask=KPM_S)
+    call = dict(
+        tgt_mask=nn.Transformer.generate_square_subsequent_mask(T),
+        src_key_padding_mask=KPM_S,
+        memory_key_padding_mask=KPM_S,
+    )
     _check_grads(jm, tm, [_seq(S, bf, 7), _seq(T, bf, 8)], call, atol=STACK_ATOL)
 
 
@@ -184,8 +227,13 @@ def test_transformer_errors_match_torch():
             lib.TransformerEncoderLayer(D, NHEAD, activation="tanh")
     jm = nn.Transformer(D, NHEAD, 1, 1, FF)
     tm = torch.nn.Transformer(D, NHEAD, 1, 1, FF)
-    for args, msg in [((randn(S, N, D), randn(T, 2, D)), "the batch number of src and tgt must be equal"),
-                      ((randn(S, N, 6), randn(T, N, 6)), "the feature number of src and tgt must be equal to d_model")]:
+    for args, msg in [
+        ((randn(S, N, D), randn(T, 2, D)), "the batch number of src and tgt must be equal"),
+        (
+            (randn(S, N, 6), randn(T, N, 6)),
+            "the feature number of src and tgt must be equal to d_model",
+        ),
+    ]:
         with pytest.raises(RuntimeError, match=msg):
             tm(*map(to_torch, args))
         with pytest.raises(RuntimeError, match=msg):

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 import torch
-
 from jaxmodule import nn
+
 from tests.helpers import assert_close, randn, to_torch
 
 # (class name, constructor args, constructor kwargs, input shapes (one per forward argument))
@@ -15,9 +15,19 @@ CASES = [
     ("Fold", (5, 3), dict(padding=1, stride=2), [(18, 9)]),
     ("Upsample", (), dict(scale_factor=2, mode="nearest"), [(1, 2, 3, 4)]),
     ("Upsample", ((5, 7),), dict(mode="bilinear", align_corners=False), [(1, 2, 3, 4)]),
-    ("Upsample", (), dict(scale_factor=(1.5, 2.0), mode="bicubic", align_corners=True), [(1, 2, 3, 4)]),
+    (
+        "Upsample",
+        (),
+        dict(scale_factor=(1.5, 2.0), mode="bicubic", align_corners=True),
+        [(1, 2, 3, 4)],
+    ),
     ("Upsample", (7,), dict(mode="linear"), [(2, 3, 4)]),
-    ("Upsample", (), dict(scale_factor=0.5, mode="trilinear", recompute_scale_factor=True), [(1, 1, 4, 4, 6)]),
+    (
+        "Upsample",
+        (),
+        dict(scale_factor=0.5, mode="trilinear", recompute_scale_factor=True),
+        [(1, 1, 4, 4, 6)],
+    ),
     ("UpsamplingNearest2d", (), dict(scale_factor=3), [(1, 2, 3, 4)]),
     ("UpsamplingBilinear2d", ((6, 5),), dict(), [(1, 2, 3, 4)]),
     ("PixelShuffle", (2,), dict(), [(2, 8, 3, 3)]),
@@ -78,4 +88,9 @@ def test_circular_pad_checks_input_rank():
 def test_attributes_match_torch():
     assert nn.PairwiseDistance(p=3.0).norm == torch.nn.PairwiseDistance(p=3.0).norm
     m, t = nn.Upsample(size=4, mode="bicubic"), torch.nn.Upsample(size=4, mode="bicubic")
-    assert (m.name, m.size, m.scale_factor, m.align_corners) == (t.name, t.size, t.scale_factor, t.align_corners)
+    assert (m.name, m.size, m.scale_factor, m.align_corners) == (
+        t.name,
+        t.size,
+        t.scale_factor,
+        t.align_corners,
+    )

@@ -4,12 +4,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn import utils
+
 from tests.helpers import assert_close, randn, to_torch
 
 SHAPES = [(3, 4), (4,), (2, 2, 2)]
@@ -52,10 +52,16 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm):
 
 def test_clip_grad_norm_skips_missing_grads_and_takes_one_parameter():
     t_params, j_params = _pair(with_none=True)
-    assert_close(utils.clip_grad_norm_(iter(j_params), 0.1), torch.nn.utils.clip_grad_norm_(iter(t_params), 0.1))
+    assert_close(
+        utils.clip_grad_norm_(iter(j_params), 0.1),
+        torch.nn.utils.clip_grad_norm_(iter(t_params), 0.1),
+    )
     _same_grads(t_params, j_params)
     t_params, j_params = _pair()
-    assert_close(utils.clip_grad_norm_(j_params[0], 0.2, 1.0), torch.nn.utils.clip_grad_norm_(t_params[0], 0.2, 1.0))
+    assert_close(
+        utils.clip_grad_norm_(j_params[0], 0.2, 1.0),
+        torch.nn.utils.clip_grad_norm_(t_params[0], 0.2, 1.0),
+    )
     _same_grads(t_params[:1], j_params[:1])
 
 
@@ -68,8 +74,12 @@ def test_clip_grad_norm_of_a_model_after_jaxmodule_backward():
     grads = jaxmodule.grad(lambda m: (m(jnp.asarray(x)) ** 2).sum())(j_model)
     for name, p in j_model.named_parameters():
         p.grad = getattr(grads, name)
-    assert_close(utils.clip_grad_norm_(j_model.parameters(), 1.0),
-                 torch.nn.utils.clip_grad_norm_(t_model.parameters(), 1.0), rtol=1e-5, atol=1e-5)
+    assert_close(
+        utils.clip_grad_norm_(j_model.parameters(), 1.0),
+        torch.nn.utils.clip_grad_norm_(t_model.parameters(), 1.0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     _same_grads(list(t_model.parameters()), list(j_model.parameters()))
 
 

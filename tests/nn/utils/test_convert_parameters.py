@@ -4,14 +4,16 @@ import jax
 import jax.numpy as jnp
 import pytest
 import torch
-
 from jaxmodule import nn
 from jaxmodule.nn import utils
+
 from tests.helpers import assert_close, randn, to_torch
 
 
 def _models():
-    t = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2, bias=False), torch.nn.Bilinear(2, 2, 3))
+    t = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.Linear(4, 2, bias=False), torch.nn.Bilinear(2, 2, 3)
+    )
     j = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2, bias=False), nn.Bilinear(2, 2, 3))
     j.load_state_dict(t.state_dict())
     return t, j
@@ -56,7 +58,9 @@ def test_errors():
         utils.vector_to_parameters([1.0, 2.0], j.parameters())
     with pytest.raises(RuntimeError) as t_err:
         torch.nn.utils.vector_to_parameters(torch.zeros(5), torch.nn.Linear(3, 4).parameters())
-    with pytest.raises(RuntimeError, match=r"shape '\[4, 3\]' is invalid for input of size 5") as j_err:
+    with pytest.raises(
+        RuntimeError, match=r"shape '\[4, 3\]' is invalid for input of size 5"
+    ) as j_err:
         utils.vector_to_parameters(jnp.zeros(5), nn.Linear(3, 4).parameters())
     assert str(j_err.value) == str(t_err.value)
     with pytest.raises(ValueError) as t_err:

@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn.utils.kv_cache import (
     StaticKVCache,
@@ -21,10 +20,14 @@ from jaxmodule.nn.utils.kv_cache import (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-_spec = importlib.util.spec_from_file_location("gpt_generate", os.path.join(ROOT, "examples", "gpt_generate.py"))
+_spec = importlib.util.spec_from_file_location(
+    "gpt_generate", os.path.join(ROOT, "examples", "gpt_generate.py")
+)
 gg = sys.modules.setdefault("gpt_generate", importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(gg)
-_spec = importlib.util.spec_from_file_location("gpt_torch", os.path.join(ROOT, "benchmarks", "gpt_torch.py"))
+_spec = importlib.util.spec_from_file_location(
+    "gpt_torch", os.path.join(ROOT, "benchmarks", "gpt_torch.py")
+)
 gpt_torch = sys.modules.setdefault("gpt_torch", importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(gpt_torch)
 
@@ -57,7 +60,9 @@ def eager_reference(models):
         for _ in range(NEW):
             last = model(idx)[:, -1]
             logits.append(np.asarray(last))
-            idx = jnp.concatenate([idx, jnp.argmax(last, -1, keepdims=True).astype(jnp.int32)], axis=1)
+            idx = jnp.concatenate(
+                [idx, jnp.argmax(last, -1, keepdims=True).astype(jnp.int32)], axis=1
+            )
         out.append((np.asarray(idx), np.stack(logits)))
     return out
 
@@ -117,7 +122,9 @@ def test_reset_cache_generates_again_without_trace(models):
     try:
         runs = []
         for _ in range(2):
-            padded = jnp.zeros((1, CONFIG.block_size), jnp.int32).at[0, :4].set(jnp.asarray(PROMPTS[0]))
+            padded = (
+                jnp.zeros((1, CONFIG.block_size), jnp.int32).at[0, :4].set(jnp.asarray(PROMPTS[0]))
+            )
             tok, _ = prefill(model, padded, jnp.asarray(4, jnp.int32), 1.0, None, True)
             toks = [int(tok[0, 0])]
             for _ in range(12):
@@ -158,9 +165,17 @@ def test_cache_buffers_are_not_persistent(models):
     try:
         assert list(model.state_dict()) == keys == list(reference.state_dict())
         buffers = dict(model.named_buffers())
-        assert set(buffers) == {f"transformer.h.{i}.attn.kv_cache.{n}" for i in range(CONFIG.n_layer)
-                                for n in ("k_cache", "v_cache", "pos")}
-        assert buffers["transformer.h.0.attn.kv_cache.k_cache"].shape == (2, 2, CONFIG.block_size, 8)
+        assert set(buffers) == {
+            f"transformer.h.{i}.attn.kv_cache.{n}"
+            for i in range(CONFIG.n_layer)
+            for n in ("k_cache", "v_cache", "pos")
+        }
+        assert buffers["transformer.h.0.attn.kv_cache.k_cache"].shape == (
+            2,
+            2,
+            CONFIG.block_size,
+            8,
+        )
         model.load_state_dict(reference.state_dict())  # strict, with the caches attached
         assert caches[0] is model.transformer.h[0].attn.kv_cache
     finally:
@@ -180,7 +195,9 @@ def test_full_forward_matches_torch(models):
 
 def test_generate_refuses_more_than_block_size(models):
     _, model = models
-    with pytest.raises(ValueError, match=r"prompt length 20 \+ max_new_tokens 5 exceeds block_size=24"):
+    with pytest.raises(
+        ValueError, match=r"prompt length 20 \+ max_new_tokens 5 exceeds block_size=24"
+    ):
         model.generate(jnp.zeros((1, 20), jnp.int32), 5)
 
 
@@ -206,7 +223,9 @@ def test_update_writes_at_position_and_masks():
 
 def test_update_errors():
     cache = StaticKVCache(1, 2, max_len=4, head_dim=3)
-    with pytest.raises(ValueError, match=r"expected k and v of shape \(1, 2, 2, 3\), got \(1, 2, 2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"expected k and v of shape \(1, 2, 2, 3\), got \(1, 2, 2, 4\)"
+    ):
         cache.update(jnp.zeros((1, 2, 2, 4)), jnp.zeros((1, 2, 2, 4)))
     cache.update(jnp.zeros((1, 2, 3, 3)), jnp.zeros((1, 2, 3, 3)))
     with pytest.raises(ValueError, match=r"2 new positions at position 3 exceed max_len=4"):
@@ -251,7 +270,9 @@ def test_multihead_attention_with_cache_errors():
     with pytest.raises(ValueError, match="attention dropout in training; call model.eval()"):
         multihead_attention_with_cache(mha, jnp.ones((3, 1, 8)), cache)
     with pytest.raises(ValueError, match="supports packed in_proj_weight without add_bias_kv"):
-        multihead_attention_with_cache(nn.MultiheadAttention(8, 2, kdim=4), jnp.ones((3, 1, 8)), cache)
+        multihead_attention_with_cache(
+            nn.MultiheadAttention(8, 2, kdim=4), jnp.ones((3, 1, 8)), cache
+        )
 
 
 def test_compiled_decode_step_writes_cache_back():
@@ -274,8 +295,14 @@ def test_compiled_decode_step_writes_cache_back():
 def test_example_tiny_runs():
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "examples/gpt_generate.py", "--tiny"], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "examples/gpt_generate.py", "--tiny"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cached == recompute (4 tokens): True" in proc.stdout
     assert "traces: prefill 2, decode 2" in proc.stdout

@@ -5,16 +5,16 @@ import pickle
 
 import jax
 import jax.numpy as jnp
+import jaxmodule
 import numpy as np
 import pytest
 import torch
 import torch.nn.utils.parametrizations as TP
 import torch.nn.utils.parametrize as TZ
-
-import jaxmodule
 from jaxmodule import nn
 from jaxmodule.nn.utils import parametrizations as P
 from jaxmodule.nn.utils import parametrize as Z
+
 from tests.helpers import assert_close, randn, to_torch
 
 
@@ -64,6 +64,7 @@ def _grads_vs_torch(t, j, x, rtol=1e-5, atol=1e-6):
 
 
 # ---- weight_norm ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dim", [0, 1, None, -1])
 def test_weight_norm_linear_matches_torch(dim):
@@ -126,6 +127,7 @@ def test_weight_norm_assignment_calls_right_inverse():
 
 # ---- spectral_norm -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kw", [{}, {"n_power_iterations": 3}, {"dim": 1, "eps": 1e-6}])
 def test_spectral_norm_matches_torch_in_train_and_eval(kw):
     t, j = _linear_pair()
@@ -179,7 +181,9 @@ def test_spectral_norm_4d_and_1d_weights():
     j1.load_state_dict(t1.state_dict())
     TP.spectral_norm(t1, name="bias")
     P.spectral_norm(j1, name="bias")
-    assert _shapes(j1) == _shapes(t1) == [("weight", (4, 3)), ("parametrizations.bias.original", (4,))]
+    assert (
+        _shapes(j1) == _shapes(t1) == [("weight", (4, 3)), ("parametrizations.bias.original", (4,))]
+    )
     assert_close(j1.bias, t1.bias)
 
 
@@ -231,7 +235,9 @@ def test_orthogonal_matches_torch(shape, kw):
     assert _shapes(j) == _shapes(t)
     if not kw.get("use_trivialization", True):
         # No randomness involved: registration computed the same original from the same weight.
-        assert_close(j.parametrizations.weight.original, t.parametrizations.weight.original, atol=1e-5)
+        assert_close(
+            j.parametrizations.weight.original, t.parametrizations.weight.original, atol=1e-5
+        )
     # Move away from the registration point, where the maps are trivial. Off the diagonal only:
     # householder reads the diagonal's integer part as signs.
     noise = randn(*t.weight.shape, seed=4) * (1 - np.eye(*t.weight.shape, dtype=np.float32))
@@ -254,9 +260,13 @@ def test_orthogonal_assignment_and_errors():
     q = np.linalg.qr(randn(4, 4, seed=8))[0].astype(np.float32)
     j.weight = jnp.asarray(q)
     assert_close(j.weight, q, atol=1e-5)
-    with pytest.raises(ValueError, match="Expected a matrix or batch of matrices. Got a tensor of 1 dimensions."):
+    with pytest.raises(
+        ValueError, match="Expected a matrix or batch of matrices. Got a tensor of 1 dimensions."
+    ):
         P.orthogonal(nn.Linear(2, 2), name="bias")
-    with pytest.raises(ValueError, match='orthogonal_map has to be one of "matrix_exp", "cayley", "householder"'):
+    with pytest.raises(
+        ValueError, match='orthogonal_map has to be one of "matrix_exp", "cayley", "householder"'
+    ):
         P.orthogonal(nn.Linear(2, 2), orthogonal_map="qr")
     j = P.orthogonal(nn.Linear(3, 3), use_trivialization=False)
     with pytest.raises(NotImplementedError, match="use_trivialization=False"):
@@ -267,6 +277,7 @@ def test_orthogonal_assignment_and_errors():
 
 
 # ---- register_parametrization / remove_parametrizations -----------------------------------------
+
 
 class JSymmetric(nn.Module):
     def forward(self, x):
@@ -320,7 +331,9 @@ def test_custom_parametrization_chain_matches_torch():
     assert repr(j).replace("JS", "TS") == repr(t)
     j.load_state_dict(t.state_dict())
     assert_close(j.weight, t.weight)
-    assert Z.is_parametrized(j) and Z.is_parametrized(j, "weight") and not Z.is_parametrized(j, "bias")
+    assert (
+        Z.is_parametrized(j) and Z.is_parametrized(j, "weight") and not Z.is_parametrized(j, "bias")
+    )
     assert Z.type_before_parametrizations(j) is nn.Linear
     x = randn(4, 3)
     assert_close(j(jnp.asarray(x)), t(to_torch(x)))
@@ -335,7 +348,10 @@ def test_parametrized_module_is_a_pytree_and_copies():
     assert type(clone) is type(j)
     assert_close(clone.weight, j.weight * 2)
     dup = copy.deepcopy(j)
-    assert type(dup) is type(j) and dup.parametrizations.weight.original is not j.parametrizations.weight.original
+    assert (
+        type(dup) is type(j)
+        and dup.parametrizations.weight.original is not j.parametrizations.weight.original
+    )
     assert_close(dup.weight, j.weight)
     with pytest.raises(RuntimeError, match="only supported through state_dict"):
         pickle.dumps(j)
@@ -440,20 +456,35 @@ REG_ERRORS = {
     "shape_change": lambda Zm, lib, m, p: Zm.register_parametrization(m, "weight", p["widen"]),
     "dtype_change": lambda Zm, lib, m, p: Zm.register_parametrization(m, "weight", p["int"]),
     "remove_unparametrized": lambda Zm, lib, m, p: Zm.remove_parametrizations(m, "weight"),
-    "chain_shape_change": lambda Zm, lib, m, p: (Zm.register_parametrization(m, "weight", p["sym"]),
-                                                 Zm.register_parametrization(m, "weight", p["widen"])),
+    "chain_shape_change": lambda Zm, lib, m, p: (
+        Zm.register_parametrization(m, "weight", p["sym"]),
+        Zm.register_parametrization(m, "weight", p["widen"]),
+    ),
     "leave_unparametrized_sequence": lambda Zm, lib, m, p: (
-        lib.weight_norm(m), Zm.remove_parametrizations(m, "weight", leave_parametrized=False)),
+        lib.weight_norm(m),
+        Zm.remove_parametrizations(m, "weight", leave_parametrized=False),
+    ),
     "assign_parameter_over_property": lambda Zm, lib, m, p: (
-        Zm.register_parametrization(m, "weight", p["sym"]), setattr(m, "weight", p["param"])),
+        Zm.register_parametrization(m, "weight", p["sym"]),
+        setattr(m, "weight", p["param"]),
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(REG_ERRORS))
 def test_registration_errors_match_torch(case):
-    tp = {"sym": TSymmetric(), "widen": TWiden(), "int": TToInt(),
-          "param": torch.nn.Parameter(torch.zeros(3, 3))}
-    jp = {"sym": JSymmetric(), "widen": JWiden(), "int": JToInt(), "param": nn.Parameter(jnp.zeros((3, 3)))}
+    tp = {
+        "sym": TSymmetric(),
+        "widen": TWiden(),
+        "int": TToInt(),
+        "param": torch.nn.Parameter(torch.zeros(3, 3)),
+    }
+    jp = {
+        "sym": JSymmetric(),
+        "widen": JWiden(),
+        "int": JToInt(),
+        "param": nn.Parameter(jnp.zeros((3, 3))),
+    }
     with pytest.raises(Exception) as t_err:
         REG_ERRORS[case](TZ, TP, torch.nn.Linear(3, 3), tp)
     with pytest.raises(type(t_err.value)) as j_err:
@@ -464,7 +495,9 @@ def test_registration_errors_match_torch(case):
         assert str(j_err.value) == t_msg
 
 
-@pytest.mark.parametrize("fn", ["weight_norm", "remove_weight_norm", "spectral_norm", "remove_spectral_norm"])
+@pytest.mark.parametrize(
+    "fn", ["weight_norm", "remove_weight_norm", "spectral_norm", "remove_spectral_norm"]
+)
 def test_old_style_hook_norms_point_to_parametrizations(fn):
     with pytest.raises(NotImplementedError, match="parametriz"):
         getattr(nn.utils, fn)(nn.Linear(2, 2))

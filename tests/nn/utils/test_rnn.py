@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from torch.nn.utils import rnn as TR
-
 from jaxmodule import nn
 from jaxmodule.nn.utils import rnn as R
+from torch.nn.utils import rnn as TR
+
 from tests.helpers import assert_close, randn, to_torch
 
 LENS = [3, 6, 1, 4]  # unsorted on purpose
@@ -21,15 +21,24 @@ def test_pack_and_pad_roundtrip_matches_torch(batch_first, enforce_sorted):
     lens = sorted(LENS, reverse=True) if enforce_sorted else LENS
     x = np.ascontiguousarray(X.transpose(1, 0, 2)) if batch_first else X
     p = R.pack_padded_sequence(x, lens, batch_first=batch_first, enforce_sorted=enforce_sorted)
-    tp = TR.pack_padded_sequence(to_torch(x), lens, batch_first=batch_first, enforce_sorted=enforce_sorted)
+    tp = TR.pack_padded_sequence(
+        to_torch(x), lens, batch_first=batch_first, enforce_sorted=enforce_sorted
+    )
     assert_close(p.data, tp.data)
     np.testing.assert_array_equal(p.batch_sizes, tp.batch_sizes.numpy())
-    for mine, theirs in ((p.sorted_indices, tp.sorted_indices), (p.unsorted_indices, tp.unsorted_indices)):
+    for mine, theirs in (
+        (p.sorted_indices, tp.sorted_indices),
+        (p.unsorted_indices, tp.unsorted_indices),
+    ):
         assert (mine is None) == (theirs is None)
         if mine is not None:
             np.testing.assert_array_equal(np.asarray(mine), theirs.numpy())
-    padded, lengths = R.pad_packed_sequence(p, batch_first=batch_first, padding_value=-1.0, total_length=7)
-    t_padded, t_lengths = TR.pad_packed_sequence(tp, batch_first=batch_first, padding_value=-1.0, total_length=7)
+    padded, lengths = R.pad_packed_sequence(
+        p, batch_first=batch_first, padding_value=-1.0, total_length=7
+    )
+    t_padded, t_lengths = TR.pad_packed_sequence(
+        tp, batch_first=batch_first, padding_value=-1.0, total_length=7
+    )
     assert_close(padded, t_padded)
     np.testing.assert_array_equal(np.asarray(lengths), t_lengths.numpy())
 
@@ -38,9 +47,15 @@ def test_pad_unpad_pack_unpack_sequence():
     seqs = [randn(n, 2, seed=n) for n in LENS]
     for side in ("right", "left"):
         for bf in (False, True):
-            assert_close(R.pad_sequence(seqs, batch_first=bf, padding_value=0.5, padding_side=side),
-                         TR.pad_sequence([to_torch(s) for s in seqs], batch_first=bf, padding_value=0.5,
-                                         padding_side=side))
+            assert_close(
+                R.pad_sequence(seqs, batch_first=bf, padding_value=0.5, padding_side=side),
+                TR.pad_sequence(
+                    [to_torch(s) for s in seqs],
+                    batch_first=bf,
+                    padding_value=0.5,
+                    padding_side=side,
+                ),
+            )
     padded = R.pad_sequence(seqs)
     for mine, s in zip(R.unpad_sequence(padded, jnp.asarray(LENS)), seqs):
         assert_close(mine, s)
@@ -50,8 +65,10 @@ def test_pad_unpad_pack_unpack_sequence():
     for mine, s in zip(R.unpack_sequence(packed), seqs):
         assert_close(mine, s)
     perm = jnp.asarray([2, 0, 3, 1])
-    np.testing.assert_array_equal(np.asarray(R.invert_permutation(perm)),
-                                  TR.invert_permutation(torch.tensor([2, 0, 3, 1])).numpy())
+    np.testing.assert_array_equal(
+        np.asarray(R.invert_permutation(perm)),
+        TR.invert_permutation(torch.tensor([2, 0, 3, 1])).numpy(),
+    )
     assert R.invert_permutation(None) is None
 
 
@@ -69,7 +86,12 @@ def test_packed_sequence_is_a_pytree_with_static_batch_sizes():
 def test_pack_errors_match_torch():
     cases = [
         (RuntimeError, "must be sorted in decreasing order", (X, LENS), {}),
-        (RuntimeError, "Length of all samples has to be greater than 0", (X, [6, 0, 1, 4]), dict(enforce_sorted=False)),
+        (
+            RuntimeError,
+            "Length of all samples has to be greater than 0",
+            (X, [6, 0, 1, 4]),
+            dict(enforce_sorted=False),
+        ),
     ]
     for exc, msg, args, kw in cases:
         with pytest.raises(exc, match=msg):
@@ -83,11 +105,14 @@ def test_pack_errors_match_torch():
         R.pack_padded_sequence(X, [9, 6, 1, 4], enforce_sorted=False)
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=2)),
-    ("GRU", dict(bidirectional=True, batch_first=True)),
-    ("RNN", dict(num_layers=2)),
-])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=2)),
+        ("GRU", dict(bidirectional=True, batch_first=True)),
+        ("RNN", dict(num_layers=2)),
+    ],
+)
 def test_rnn_layers_on_packed_input_match_torch(name, kw):
     jm, tm = getattr(nn, name)(3, 5, **kw), getattr(torch.nn, name)(3, 5, **kw)
     jm.load_state_dict(tm.state_dict())
@@ -110,7 +135,9 @@ def test_rnn_layers_on_packed_input_match_torch(name, kw):
         hs = list(h) if name == "LSTM" else [h]
         return (out.data * cot).sum() + sum(x.sum() for x in hs), (out, hs)
 
-    (_, (out, hs)), (g_m, g_data) = jax.jit(jax.value_and_grad(jm_loss, argnums=(0, 1), has_aux=True))(jm, p.data)
+    (_, (out, hs)), (g_m, g_data) = jax.jit(
+        jax.value_and_grad(jm_loss, argnums=(0, 1), has_aux=True)
+    )(jm, p.data)
     assert isinstance(out, R.PackedSequence)
     np.testing.assert_array_equal(out.batch_sizes, t_out.batch_sizes.numpy())
     assert_close(out.data, t_out.data)

@@ -45,8 +45,11 @@ def train(args, model, device, train_loader, optimizer, epoch):
         loss.backward()
         optimizer.step()
         if batch_idx % args.log_interval == 0:
-            print("Train Epoch: {} [{}/{}]\tLoss: {:.6f}".format(  # noqa: UP032 - str.format as in many scripts
-                epoch, batch_idx * len(data), len(train_loader) * len(data), loss.item()))
+            print(
+                "Train Epoch: {} [{}/{}]\tLoss: {:.6f}".format(  # noqa: UP032 - str.format as in many scripts
+                    epoch, batch_idx * len(data), len(train_loader) * len(data), loss.item()
+                )
+            )
             if args.dry_run:
                 break
 
@@ -78,7 +81,10 @@ def synthetic_mnist(n, seed):
 
 
 def batches(images, labels, batch_size):
-    return [(images[i:i + batch_size], labels[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    return [
+        (images[i : i + batch_size], labels[i : i + batch_size])
+        for i in range(0, len(images), batch_size)
+    ]
 
 
 def main(argv=None):
