@@ -203,10 +203,13 @@ _JITTED = jax.jit(_apply, static_argnums=(3,))
 
 
 def _tree_ok(module: Any) -> bool:
-    """Every submodule registered (its `when` passing), without hooks or an instance forward;
-    cached per structure version."""
+    """Every submodule registered (its `when` passing), without hooks or an instance forward, and
+    at least one of them computing (a Sequential of Identity or eval Dropout returns its input
+    object itself, as torch's does); cached per structure version."""
     if _VERIFIED.get(module) == _structure.counters.structure:
         return True
+    if all(type(m) in TREE_ONLY for m in module.modules() if m is not module):
+        return False
     for m in module.modules():
         cls = type(m)
         when = RULES.get(cls)

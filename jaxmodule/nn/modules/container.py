@@ -658,5 +658,5 @@ class ParameterDict(Module):
 
 # Sequential's forward calls its children: pure when they are (checked per tree, see _eager.py).
 # The holders have no forward: pure parts of a declared-pure parent, never called alone.
-register_pure_forward(Sequential)
+register_pure_forward(Sequential, when=lambda m: bool(m._modules))  # empty: returns its input
 register_pure_forward(ModuleList, ModuleDict, ParameterList, ParameterDict, alone=False)

@@ -110,7 +110,7 @@ class FeatureAlphaDropout(_DropoutNd):
         return F.feature_alpha_dropout(input, self.p, self.training)
 
 
-# eager calls of these run one cached jit program while they draw nothing (see _eager.py)
+# pure inside a declared-pure parent while they draw nothing (see _eager.py)
 register_pure_forward(
     Dropout,
     Dropout1d,
@@ -119,4 +119,5 @@ register_pure_forward(
     AlphaDropout,
     FeatureAlphaDropout,
     when=lambda m: not m.training or m.p == 0,
+    alone=False,  # then it returns its input object itself, as torch's does: nothing to cache
 )

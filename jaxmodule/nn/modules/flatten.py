@@ -67,5 +67,6 @@ class Unflatten(Module):
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
 
-# eager calls of these run one cached jit program (see _eager.py)
-register_pure_forward(Flatten, Unflatten)
+# pure inside a declared-pure parent (see _eager.py); not cached alone: a reshape that changes
+# nothing returns the input object itself, as torch's flatten does
+register_pure_forward(Flatten, Unflatten, alone=False)

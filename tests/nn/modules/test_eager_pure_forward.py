@@ -229,3 +229,23 @@ def test_pure_forward_returns_the_class_and_refuses_non_classes() -> None:
         _eager.RULES.pop(Local, None)
     with pytest.raises(TypeError, match="register_pure_forward: expected Module classes"):
         nn.utils.pure_forward(lambda x: x)  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda nn_: nn_.Sequential(),
+        lambda nn_: nn_.Sequential(nn_.Identity()),
+        lambda nn_: nn_.Sequential(nn_.Dropout()).eval(),
+        lambda nn_: nn_.Sequential(nn_.Linear(3, 3)),
+        lambda nn_: nn_.Flatten(),
+        lambda nn_: nn_.Dropout().eval(),
+        lambda nn_: nn_.Dropout(0.0),
+        lambda nn_: nn_.Identity(),
+    ],
+)
+def test_returning_the_input_object_itself_follows_torch(build: Any) -> None:
+    import torch
+
+    x, tx = jnp.ones((2, 3)), torch.ones(2, 3)
+    assert (build(nn)(x) is x) == (build(torch.nn)(tx) is tx)
