@@ -33,8 +33,9 @@ The cached program is used only when all of these hold, else the plain forward r
   objects keep their eager meaning) and every cell holds a real array (not the meta device).
 
 Declarations are checked when a program is traced: a forward that writes any cell (a buffer, a
-KV cache), draws random numbers (the generator is a cell) or reads a cell that is not its own (a
-global Parameter, which the program would freeze) is not a pure forward; its class is dropped
+KV cache), sets a module attribute (`self.calls += 1`), draws random numbers (the generator is a
+cell) or reads a cell that is not its own (a global Parameter, which the program would freeze)
+is not a pure forward; its class is dropped
 from the registry (with a warning for classes declared outside jaxmodule) and runs plainly. A
 trace failure falls back to the plain forward (which raises a user error as it always did); a
 class whose forward reads concrete values (a JAX tracer error) is not tried again.
@@ -174,18 +175,24 @@ class _NotPure(Exception):
 def _apply(module: Any, args: tuple, kwargs: dict, autocast_state: tuple) -> Any:
     del autocast_state  # static: only keys the cache (the forward reads the live state)
     own = {id(c) for c in _pytree.module_cells(module)[0]}
+    structure = _structure.counters.structure
     with recording(every=True) as rec:  # runs only while jit traces: the check costs no call
         try:
             out = module.forward(*args, **kwargs)
         except Exception as e:  # e.g. the generator refusing a draw inside jit
-            _check_pure(module, rec, own, e)
+            _check_pure(module, rec, own, structure, e)
             raise
-    _check_pure(module, rec, own, None)
+    _check_pure(module, rec, own, structure, None)
     return out
 
 
-def _check_pure(module: Any, rec: Any, own: set[int], cause: Exception | None) -> None:
-    """Raise `_NotPure` if the traced forward wrote a cell or read one outside the module."""
+def _check_pure(
+    module: Any, rec: Any, own: set[int], structure: int, cause: Exception | None
+) -> None:
+    """Raise `_NotPure` if the traced forward set a module attribute (the structure counter
+    moved), wrote a cell or read one outside the module."""
+    if _structure.counters.structure != structure:
+        raise _NotPure(f"{type(module).__qualname__}.forward sets module attributes") from cause
     foreign = [c for i, c in rec.touched.items() if i not in own and i not in rec.created]
     if rec.written or foreign:
         kinds = {type(c).__name__ for c in foreign}

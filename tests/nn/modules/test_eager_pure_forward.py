@@ -172,6 +172,16 @@ class CountsCalls(nn.Module):
         return x
 
 
+class SetsAnAttribute(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: jax.Array) -> jax.Array:
+        self.calls += 1
+        return x
+
+
 SCALE = nn.Parameter(jnp.asarray(2.0))
 
 
@@ -181,6 +191,7 @@ SCALE = nn.Parameter(jnp.asarray(2.0))
         (DrawsNoise, "draws random numbers"),
         (ReadsAGlobal, "reads a Parameter"),
         (CountsCalls, "writes state"),
+        (SetsAnAttribute, "sets module attributes"),
     ],
 )
 def test_a_wrong_declaration_is_found_and_dropped(spy: _Spy, cls: type, what: str) -> None:
@@ -200,6 +211,8 @@ def test_a_wrong_declaration_is_found_and_dropped(spy: _Spy, cls: type, what: st
         assert float(m(x)[0, 0]) == 3.0  # the global's current value, not a frozen one
     if cls is CountsCalls:
         assert int(m.count) == 3
+    if cls is SetsAnAttribute:
+        assert m.calls == 3
 
 
 def test_embedding_checks_its_indices_on_the_cached_path(spy: _Spy) -> None:
