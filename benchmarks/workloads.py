@@ -51,6 +51,10 @@ OPTIMIZERS: dict[str, tuple[str, dict, Any]] = {
     ),
     "adadelta": ("Adadelta", {"lr": 1.0}, lambda optax: optax.adadelta(1.0, rho=0.9, eps=1e-6)),
     "lion": ("Lion", {"lr": 1e-4}, lambda optax: optax.lion(1e-4, weight_decay=0.0)),
+    # optax's NAdam has no momentum-decay schedule (torch's psi=0.004): the closest optax chain,
+    # the same kind and amount of work per parameter, slightly different numbers
+    "nadam": ("NAdam", {"lr": 2e-3}, lambda optax: optax.nadam(2e-3)),
+    "radam": ("RAdam", {"lr": 1e-3}, lambda optax: optax.radam(1e-3)),
 }
 
 

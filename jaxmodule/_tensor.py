@@ -28,6 +28,7 @@ __all__ = [
     "MetaArray",
     "meta_array",
     "is_torch_tensor",
+    "spans_devices",
     "tensor",
     "as_tensor",
     "from_numpy",
@@ -49,6 +50,21 @@ __all__ = [
     "randn_like",
     "rand_like",
 ]
+
+
+def spans_devices(x: Any) -> bool:
+    """Whether `x` is a concrete jax array whose shards sit on more than one device (a tracer,
+    whose sharding is not known, is not).
+
+    >>> import jax.numpy as jnp
+    >>> spans_devices(jnp.ones(2)), spans_devices(2.0)
+    (False, False)
+    """
+    return (
+        isinstance(x, jax.Array)
+        and not isinstance(x, jax.core.Tracer)
+        and len(x.sharding.device_set) > 1
+    )
 
 
 def is_torch_tensor(x: Any) -> bool:

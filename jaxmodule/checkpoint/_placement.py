@@ -23,13 +23,9 @@ from typing import Any
 import jax
 
 from .._device import is_device_spec, resolve_device
+from ..nn.modules._placement import device_text
 
 __all__ = ["location_of", "Placer"]
-
-
-def _device_name(d: jax.Device) -> str:
-    platform = {"gpu": "cuda"}.get(d.platform, d.platform)
-    return f"{platform}:{d.id}"
 
 
 def location_of(arr: Any) -> str:
@@ -38,7 +34,7 @@ def location_of(arr: Any) -> str:
         return "cpu"
     devs = arr.sharding.device_set
     if len(devs) == 1:
-        return _device_name(next(iter(devs)))
+        return device_text(next(iter(devs)))
     return "sharded"
 
 

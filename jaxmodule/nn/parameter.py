@@ -27,7 +27,7 @@ from .._dtype import to_dtype
 from .._grad_mode import is_grad_enabled
 from .._random import Generator, next_key
 from .._swap import register_cell_class
-from .._tensor import META_DATA_ERROR, as_array, cell_value
+from .._tensor import META_DATA_ERROR, as_array, cell_value, spans_devices
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -55,14 +55,6 @@ def _unwrap(x: Any) -> Any:
 
 _Meta = jax.ShapeDtypeStruct  # what a meta cell holds: shape, dtype, planned sharding, no data
 _META_DEVICE = _device_place("meta")
-
-
-def _spans_devices(v: Any) -> bool:
-    return (
-        isinstance(v, jax.Array)
-        and not isinstance(v, jax.core.Tracer)
-        and len(v.sharding.device_set) > 1
-    )
 
 
 def _initial_value(data: Any) -> Any:
@@ -223,7 +215,7 @@ class _TensorCell(_TensorMethods):
         if new.shape != old.shape:
             new = jnp.broadcast_to(new, old.shape)
         if (
-            _spans_devices(old)
+            spans_devices(old)
             and not isinstance(new, jax.core.Tracer)
             and new.sharding != old.sharding
         ):

@@ -31,7 +31,7 @@ from .. import _structure
 from .._grad_mode import enable_grad
 from .._stateful import Stateful
 from .._swap import report
-from .._tensor import as_array
+from .._tensor import as_array, spans_devices
 from ..nn.parameter import Buffer, Parameter
 from ._hooks import HooksMixin, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from ._utils import ParamGroup, export_state, import_state, required, scalar_key, to_scalar_array
@@ -54,11 +54,6 @@ _LIVE: weakref.WeakSet = weakref.WeakSet()
 def live_optimizers() -> list[Optimizer]:
     """The optimizers that exist now (used to place their state with moved parameters)."""
     return list(_LIVE)
-
-
-def _spans_devices(x: Any) -> bool:
-    s = getattr(x, "sharding", None)
-    return s is not None and len(s.device_set) > 1
 
 
 def _scalar_sharding(param_sharding: Any) -> Any:
@@ -314,7 +309,7 @@ class Optimizer(HooksMixin, Stateful):
         self._key_order.append(self._order_of(self._states[-1]))
         self._started.append([self._state_at_init] * len(params))
         group._jm_dirty = False
-        if any(_spans_devices(p._value) for p in params):
+        if any(spans_devices(p._value) for p in params):
             self._jm_place_state()
 
     def _order_of(self, states: Any) -> list[str]:
@@ -383,7 +378,7 @@ class Optimizer(HooksMixin, Stateful):
                 c = [to_scalar_array(1.0 - scalar_key(x)) for x in (v if seq else [v])]
                 hp["1-" + k] = tuple(c) if seq else c[0]
         if old is not None:  # a changed option stays where the group's options live (a mesh)
-            where = next((x.sharding for x in jax.tree.leaves(old) if _spans_devices(x)), None)
+            where = next((x.sharding for x in jax.tree.leaves(old) if spans_devices(x)), None)
             if where is not None:
                 hp = jax.tree.map(lambda x: _put(x, where), hp)
         return hp
@@ -424,9 +419,7 @@ class Optimizer(HooksMixin, Stateful):
         counts replicated on its mesh) and each group's option arrays replicated on the mesh of
         its parameters. Called when parameters move (`jaxmodule.distributed`), so an optimizer
         built before sharding keeps working, and by `add_param_group` for sharded parameters."""
-        self._sharded = any(
-            _spans_devices(p._value) for g in self.param_groups for p in g["params"]
-        )
+        self._sharded = any(spans_devices(p._value) for g in self.param_groups for p in g["params"])
         for gi, group in enumerate(self.param_groups):
             params = group["params"]
             if not params:
@@ -694,7 +687,7 @@ class Optimizer(HooksMixin, Stateful):
             orders,
         )
         self._scalars = scalars
-        if any(_spans_devices(p._value) for g in self.param_groups for p in g["params"]):
+        if any(spans_devices(p._value) for g in self.param_groups for p in g["params"]):
             self._jm_place_state()  # loaded state goes where the parameters live
 
     def __repr__(self) -> str:
