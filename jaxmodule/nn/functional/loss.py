@@ -343,15 +343,23 @@ def _check_targets_in_range(t: Array, n_classes: int, ignore_index: int) -> None
         raise IndexError(f"Target {tv[bad].flat[0]} is out of bounds.")
 
 
+def _picked(
+    scores: Array, t: Array, w: Array | None, ignore_index: int
+) -> tuple[Array, Array, Array]:
+    """Each target's entry of (N, C, ...) `scores` (0 where ignored: any valid class is read),
+    its weight (0 where ignored), and the ignore mask."""
+    valid = t != ignore_index
+    ts = jnp.where(valid, t, 0).astype(jnp.int32)
+    picked = jnp.take_along_axis(scores, ts[:, None], axis=1)[:, 0]
+    tw = jnp.ones(ts.shape, scores.dtype) if w is None else w[ts].astype(scores.dtype)
+    return picked, jnp.where(valid, tw, 0), valid
+
+
 def _nll(
     logp: Array, t: Array, w: Array | None, ignore_index: int, reduction: str
 ) -> tuple[Array, Array, Array]:
     """Per-element loss, per-element target weights (0 where ignored), and the ignore mask."""
-    valid = t != ignore_index
-    ts = jnp.where(valid, t, 0).astype(jnp.int32)
-    picked = jnp.take_along_axis(logp, ts[:, None], axis=1)[:, 0]
-    tw = jnp.ones(ts.shape, logp.dtype) if w is None else w[ts].astype(logp.dtype)
-    tw = jnp.where(valid, tw, 0)
+    picked, tw, valid = _picked(logp, t, w, ignore_index)
     return -picked * tw, tw, valid
 
 
@@ -370,6 +378,17 @@ def _nll_reduced(
     """The reduced NLL of checked (N, C, ...) log-probabilities; one cached program when eager."""
     loss, tw, _ = _nll(logp, t, w, ignore_index, reduction)
     return _reduce_nll(loss, tw, reduction, squeeze)
+
+
+@jit_when_eager(static_argnames=("ignore_index", "reduction", "squeeze"))
+def _cross_entropy_reduced(
+    x: Array, t: Array, w: Array | None, *, ignore_index: int, reduction: str, squeeze: bool
+) -> Array:
+    """The reduced cross entropy of checked (N, C, ...) float32/64 logits against class indices:
+    log-sum-exp over the classes minus the target's logit, so the (N, C, ...) log-softmax is never
+    materialised (torch's log_softmax + nll_loss, one pass fewer over the logits)."""
+    picked, tw, _ = _picked(x, t, w, ignore_index)
+    return _reduce_nll((jax.nn.logsumexp(x, axis=1) - picked) * tw, tw, reduction, squeeze)
 
 
 def nll_loss(
@@ -433,9 +452,9 @@ def cross_entropy(
     class_dim = 0 if x.ndim == 1 else 1
     n_classes = x.shape[class_dim]
     w = _class_weight(weight, n_classes)
-    logp = log_softmax(x, class_dim)
 
     if t.shape == x.shape:  # class probabilities
+        logp = log_softmax(x, class_dim)
         if not jnp.issubdtype(t.dtype, jnp.floating):
             raise RuntimeError(
                 f"Expected floating point type for target with class probabilities, got {t.dtype}"
@@ -456,8 +475,13 @@ def cross_entropy(
     _check_int_target(t)
     squeeze = x.ndim == 1
     if squeeze:
-        logp, t = logp[None], t.reshape(1)
+        x, t = x[None], t.reshape(1)
     _check_targets_in_range(t, n_classes, ignore_index)
+    if label_smoothing == 0 and x.dtype in (jnp.float32, jnp.float64):
+        return _cross_entropy_reduced(
+            x, t, w, ignore_index=int(ignore_index), reduction=reduction, squeeze=squeeze
+        )
+    logp = log_softmax(x, 1)  # half precision: torch's log_softmax rounding, then the NLL
     if label_smoothing == 0:
         return _nll_reduced(
             logp, t, w, ignore_index=int(ignore_index), reduction=reduction, squeeze=squeeze
