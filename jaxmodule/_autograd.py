@@ -41,6 +41,24 @@ def _side_cells(modules: Sequence[Module], exclude: set[int]) -> list:
     return out
 
 
+def _own_writes(cells: list, values: list) -> list:
+    """For each differentiated cell, the value the function wrote into it (gradient stopped), or
+    None. A written cell (e.g. Embedding's max_norm renormalisation) keeps the written value, as
+    in torch; its gradient is w.r.t. the value on entry."""
+    return [
+        None if c._value is v else jax.lax.stop_gradient(c._value) for c, v in zip(cells, values)
+    ]
+
+
+def _commit(side: list, side_values: list, cells: list, written: list) -> None:
+    """Give the side cells their new concrete values and the written differentiated cells theirs."""
+    for c, v in zip(side, side_values):
+        c._value = v
+    for c, v in zip(cells, written):
+        if v is not None:
+            c._value = v
+
+
 def _differentiate(
     fn: Callable,
     diff_cells: list,
@@ -62,13 +80,7 @@ def _differentiate(
             call_args[n] = v
         out = fn(*call_args, **kwargs)
         value, aux = out if has_aux else (out, None)
-        # A differentiated cell the function wrote (e.g. Embedding's max_norm renormalisation)
-        # keeps the written value, as in torch; its gradient is w.r.t. the value on entry.
-        written = [
-            None if c._value is v else jax.lax.stop_gradient(c._value)
-            for c, v in zip(diff_cells, values)
-        ]
-        return value, (aux, [c._value for c in side_cells], written)
+        return value, (aux, [c._value for c in side_cells], _own_writes(diff_cells, values))
 
     # `inner` puts tracers into the cells; everything is restored on the way out (also when fn
     # raises), then the side cells receive their new concrete values
@@ -76,11 +88,7 @@ def _differentiate(
         (value, (aux, side_values, written)), (g_cells, g_plain) = jax.value_and_grad(
             inner, argnums=(0, 1), has_aux=True
         )(originals, plain)
-    for c, v in zip(side_cells, side_values):
-        c._value = v
-    for c, v in zip(diff_cells, written):
-        if v is not None:
-            c._value = v
+    _commit(side_cells, side_values, diff_cells, written)
     return value, aux, g_cells, g_plain
 
 
@@ -241,11 +249,7 @@ def _backward_one_pass(
         value, aux = out if has_aux else (out, None)
         side = [c for i, (c, _) in rec.written.items() if i not in diff_ids]
         found["side"] = side
-        written = [
-            None if c._value is v else jax.lax.stop_gradient(c._value)
-            for c, v in zip(guess, values)
-        ]
-        return value, (aux, [c._value for c in side], written)
+        return value, (aux, [c._value for c in side], _own_writes(guess, values))
 
     try:
         (value, (aux, side_values, written)), grads = jax.value_and_grad(inner, has_aux=True)(
@@ -261,11 +265,7 @@ def _backward_one_pass(
     read = found["read"]
     if any(id(p) not in diff_ids for p in read):
         return None
-    for c, v in zip(found["side"], side_values):
-        c._value = v
-    for c, v in zip(guess, written):
-        if v is not None:
-            c._value = v
+    _commit(found["side"], side_values, guess, written)
     read_ids = {id(p) for p in read}
     kept = [(p, g) for p, g in zip(guess, grads) if id(p) in read_ids]
     return value, aux, [p for p, _ in kept], [g for _, g in kept]

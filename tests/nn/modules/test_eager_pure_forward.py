@@ -21,15 +21,7 @@ from jaxmodule.nn import functional as F
 from jaxmodule.nn.modules import _eager
 
 from tests.helpers import assert_close
-
-
-class _Spy:
-    def __init__(self, jitted: Any) -> None:
-        self.jitted, self.calls = jitted, 0
-
-    def __call__(self, *args: Any) -> Any:
-        self.calls += 1
-        return self.jitted(*args)
+from tests.nn.modules.test_eager_cache import _plain, _Spy
 
 
 @pytest.fixture
@@ -40,14 +32,6 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
     previous = _eager.set_eager_jit(True)
     yield s
     _eager.set_eager_jit(previous)
-
-
-def _plain(fn: Any, *args: Any) -> Any:
-    previous = _eager.set_eager_jit(False)
-    try:
-        return fn(*args)
-    finally:
-        _eager.set_eager_jit(previous)
 
 
 class Attention(nn.Module):
