@@ -10,9 +10,11 @@ from __future__ import annotations
 import gc
 import weakref
 
+import jax
 import jax.numpy as jnp
 import jaxmodule
 import numpy as np
+import pytest
 import torch
 from jaxmodule import _autograd, nn
 
@@ -121,3 +123,38 @@ def test_the_table_holds_no_parameter_alive() -> None:
     gc.collect()
     assert probe() is None
     assert len(_autograd._LAST_READ) <= _autograd._LAST_READ_SIZE
+
+
+def test_a_loss_that_raises_halfway_changes_nothing_and_the_next_call_works() -> None:
+    """torch: an exception before `.backward()` leaves `.grad` and buffers as they were."""
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    fail = [False]
+
+    def loss_fn():
+        out = model(jnp.asarray(X))  # updates BatchNorm's running statistics
+        if fail[0]:
+            raise ValueError("halfway")
+        return (out * jnp.asarray(C)).sum()
+
+    for _ in range(2):  # the second call takes the one-pass path
+        jaxmodule.backward(loss_fn)
+        (ref(torch.from_numpy(X)) * torch.from_numpy(C)).sum().backward()
+    grads = _grads(model)
+    stats = {k: np.asarray(v) for k, v in model.state_dict().items()}
+    fail[0] = True
+    with pytest.raises(ValueError, match="halfway"):
+        jaxmodule.backward(loss_fn)
+    for g, want in zip(_grads(model), grads):
+        assert np.array_equal(g, want)
+    for k, v in model.state_dict().items():
+        assert np.array_equal(np.asarray(v), stats[k]), k
+    assert all(not isinstance(p._value, jax.core.Tracer) for p in model.parameters())
+    fail[0] = False
+    jaxmodule.backward(loss_fn)
+    (ref(torch.from_numpy(X)) * torch.from_numpy(C)).sum().backward()
+    assert_close(model[0].weight.grad, ref[0].weight.grad.numpy())
+    assert_close(model[1].running_mean, ref[1].running_mean.numpy())
+    assert int(model[1].num_batches_tracked) == 3
