@@ -10,18 +10,25 @@ attributes such as `training` or `eps`, parameter flags: `_pytree.ModuleTreeDef`
 shapes and dtypes, and the autocast state (a static argument). The module itself is never stored:
 the cache keeps no module alive.
 
-Your own module classes can declare themselves too (`@jaxmodule.nn.utils.pure_forward`, the same
-function): then a whole block (attention, MLP, the model) is one program per input shape, as long
-as every module inside it is declared pure as well (the built-in layers are). Python side effects
-in such a forward (a print, appending to a list) then happen only when a new program is traced:
-declare only forwards without them.
+Your own module classes need no declaration: a class defined outside jaxmodule is an AUTO class
+on its first eager call (`_classify`), and every program traced for it runs under
+`_purity.Checker`, which refuses the class *before* its first Python side effect (a print, an
+attribute set, appending to a list it does not own, `time.time()`, a global array read, ...):
+then it joins PLAIN and runs op by op, so every effect happens once per call, as in torch. The
+immutable globals its code read (numbers, strings) join the cache key (`GUARDS`), so rebinding one
+is seen on the next call. A whole block (attention, MLP, the model) becomes one program per input
+shape when every module inside it is registered or AUTO. `@jaxmodule.nn.utils.pure_forward`
+declares a class pure without the check (its side effects then happen only while tracing),
+`@jaxmodule.nn.utils.plain_forward` keeps it plain; `JAXMODULE_EAGER_JIT=declared` or
+`set_auto_pure(False)` turns the automatic check off. `REJECTED` keeps why each class was refused.
 
 The cached program is used only when all of these hold, else the plain forward runs:
 
 - the switch is on: `JAXMODULE_EAGER_JIT=0` in the environment (read at import) turns it off,
   `set_eager_jit(False)` at runtime;
-- the exact class registered (a subclass that overrides `forward` is not trusted) and its `when`
-  test passes (Dropout only when it draws nothing, BatchNorm only when it updates no statistics),
+- the exact class registered or AUTO (a subclass of a built-in layer that only changes
+  `__init__` takes that layer's `when` test; one with its own `forward` is checked as AUTO) and
+  its `when` test passes (Dropout only when it draws nothing, BatchNorm only when it updates no statistics),
   and the same for every submodule, none of which has hooks (value checks of a submodule's
   arguments, such as Embedding's index range, are skipped inside the parent's program, as in a
   compiled step);
@@ -54,6 +61,7 @@ False
 
 from __future__ import annotations
 
+import os
 import warnings
 import weakref
 from collections.abc import Callable
@@ -62,6 +70,7 @@ from typing import Any, TypeVar
 import jax
 
 from ... import _structure
+from ..._dtype import get_default_dtype
 from ..._swap import recording
 from ...amp import autocast_mode
 from ..functional._eager_jit import (
@@ -71,7 +80,7 @@ from ..functional._eager_jit import (
     is_eager_jit_enabled,
     set_eager_jit,
 )
-from . import _pytree
+from . import _purity, _pytree
 
 __all__ = [
     "ENABLED",
@@ -79,8 +88,13 @@ __all__ = [
     "TREE_ONLY",
     "CHECKS",
     "SKIP",
+    "AUTO",
+    "PLAIN",
+    "REJECTED",
     "register_pure_forward",
     "pure_forward",
+    "plain_forward",
+    "set_auto_pure",
     "set_eager_jit",
     "is_eager_jit_enabled",
     "call",
@@ -105,9 +119,32 @@ TREE_ONLY: set[type] = set()
 # program such checks are skipped, as in a compiled step).
 CHECKS: dict[type, Callable[[Any, tuple, dict], None]] = {}
 
-# Modules with submodules whose whole tree passed the checks, with the structure counter then (any
-# hook, mode, attribute or registration change moves it). Weak: keeps no module alive.
-_VERIFIED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+# User classes in RULES because they were not declared but every trace of them is checked for
+# Python side effects (`_purity.Checker`): see "Your own classes" in the module docstring.
+AUTO: set[type] = set()
+
+# Classes whose calls always run plainly: judged not cacheable (a jaxmodule class without a
+# declaration, a refused or `plain_forward` class). `Module._call_impl` asks `call` about any class
+# not in this set: one set lookup per call.
+PLAIN: set[type] = set()
+
+# Classes refused, with the reason (a side effect, a cell write, a trace error, `plain_forward`).
+REJECTED: dict[type, str] = {}
+
+# Whether undeclared user classes are tried (`JAXMODULE_EAGER_JIT=declared` turns that off).
+AUTO_ENABLED = [os.environ.get("JAXMODULE_EAGER_JIT", "1") != "declared"]
+
+# Auto class -> the (globals, name) pairs of the immutable globals its traces read, whose values
+# join the cache key.
+GUARDS: dict[type, tuple[tuple[dict, str], ...]] = {}
+
+# Moves whenever a class enters or leaves RULES, so that verified trees are checked again.
+_RULES_VERSION = [0]
+
+# Modules with submodules whose whole tree passed the checks: the structure counter and rules
+# version then (any hook, mode, attribute or registration change moves them), and whether a class
+# in it is checked automatically. Weak: keeps no module alive.
+_VERIFIED: weakref.WeakKeyDictionary[Any, tuple[int, int, bool]] = weakref.WeakKeyDictionary()
 
 T = TypeVar("T", bound=type)
 
@@ -142,10 +179,14 @@ def register_pure_forward(
             )
     for cls in classes:
         RULES[cls] = when
+        AUTO.discard(cls)
+        PLAIN.discard(cls)
+        REJECTED.pop(cls, None)
         if not alone:
             TREE_ONLY.add(cls)
         if check is not None:
             CHECKS[cls] = check
+    _RULES_VERSION[0] += 1
 
 
 def pure_forward(cls: T) -> T:
@@ -168,17 +209,104 @@ def pure_forward(cls: T) -> T:
     return cls
 
 
+def plain_forward(cls: T) -> T:
+    """Class decorator: eager calls of this module always run its forward op by op, never as a
+    cached program (for a forward whose effects the automatic check cannot see, e.g. a C
+    extension that keeps state).
+
+    >>> from jaxmodule import nn
+    >>> from jaxmodule.nn.modules import _eager
+    >>> @nn.utils.plain_forward
+    ... class Counter(nn.Module):
+    ...     def forward(self, x):
+    ...         return x
+    >>> Counter in _eager.PLAIN
+    True
+    """
+    _refuse(cls, "declared with plain_forward", warn=False)
+    return cls
+
+
+def set_auto_pure(enabled: bool) -> bool:
+    """Whether undeclared user classes are tried as cached programs (each trace checked for side
+    effects); returns the previous setting. Off: only built-in layers and declared classes.
+
+    >>> from jaxmodule.nn.modules import _eager
+    >>> previous = _eager.set_auto_pure(False)
+    >>> _eager.set_auto_pure(previous)
+    False
+    """
+    previous = AUTO_ENABLED[0]
+    AUTO_ENABLED[0] = bool(enabled)
+    for cls in AUTO:
+        RULES.pop(cls, None)
+    AUTO.clear()
+    PLAIN.difference_update([c for c in PLAIN if c not in REJECTED])
+    _RULES_VERSION[0] += 1
+    return previous
+
+
+def _refuse(cls: type, reason: str, warn: bool) -> None:
+    """Run `cls` plainly from now on (`reason` kept in REJECTED), warning if asked."""
+    RULES.pop(cls, None)
+    AUTO.discard(cls)
+    PLAIN.add(cls)
+    REJECTED[cls] = reason
+    _RULES_VERSION[0] += 1
+    if warn and not cls.__module__.startswith("jaxmodule."):
+        warnings.warn(
+            f"{reason}: it is not a pure forward, so its eager calls run op by op "
+            "(see jaxmodule.nn.utils.pure_forward)",
+            stacklevel=4,
+        )
+
+
+def _classify(cls: type) -> bool:
+    """First call of a class not in RULES: a user class (its forward, or a method its inherited
+    jaxmodule forward calls, is user code) joins RULES as an AUTO class, with the `when` test of a
+    registered jaxmodule class it inherits its forward from; anything else joins PLAIN."""
+    owner = next((c for c in cls.__mro__ if "forward" in c.__dict__), None)
+    if (
+        owner is None
+        or cls in REJECTED
+        or not AUTO_ENABLED[0]
+        or cls.__module__.startswith("jaxmodule.")
+        or (owner.__module__.startswith("jaxmodule.") and owner not in RULES)
+    ):
+        PLAIN.add(cls)
+        return False
+    RULES[cls] = RULES.get(owner)
+    AUTO.add(cls)
+    if owner in TREE_ONLY:
+        TREE_ONLY.add(cls)
+    if owner in CHECKS:
+        CHECKS[cls] = CHECKS[owner]
+    _RULES_VERSION[0] += 1
+    return True
+
+
 class _NotPure(Exception):
     """Raised while tracing a declared-pure forward that reached state outside its own arrays."""
 
 
-def _apply(module: Any, args: tuple, kwargs: dict, autocast_state: tuple) -> Any:
-    del autocast_state  # static: only keys the cache (the forward reads the live state)
+def _apply(module: Any, args: tuple, kwargs: dict, key: tuple) -> Any:
+    """The traced body of a cached call. `key` (static: autocast state, whether to check for side
+    effects, the guarded globals' values, the default dtype) only keys the cache: the forward reads
+    the live state."""
     own = {id(c) for c in _pytree.module_cells(module)[0]}
     structure = _structure.counters.structure
     with recording(every=True) as rec:  # runs only while jit traces: the check costs no call
         try:
-            out = module.forward(*args, **kwargs)
+            if key[1]:
+                held = ([m.__dict__ for m in module.modules()], args, kwargs)
+                with _purity.Checker(held) as checker:
+                    out = module.forward(*args, **kwargs)
+                if not all(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(out)):
+                    raise _NotPure(f"{type(module).__qualname__}.forward returns non-array values")
+                known = {(id(g), name): (g, name) for g, name in GUARDS.get(type(module), ())}
+                GUARDS[type(module)] = tuple({**known, **checker.guards}.values())
+            else:
+                out = module.forward(*args, **kwargs)
         except Exception as e:  # e.g. the generator refusing a draw inside jit
             _check_pure(module, rec, own, structure, e)
             raise
@@ -209,19 +337,22 @@ def _check_pure(
 _JITTED = jax.jit(_apply, static_argnums=(3,))
 
 
-def _tree_ok(module: Any) -> bool:
-    """Every submodule registered (its `when` passing), without hooks or an instance forward, and
-    at least one of them computing (a Sequential of Identity or eval Dropout returns its input
-    object itself, as torch's does); cached per structure version."""
-    if _VERIFIED.get(module) == _structure.counters.structure:
-        return True
+def _tree_check(module: Any) -> bool | None:
+    """None unless every submodule is registered or an AUTO class (its `when` passing), without
+    hooks or an instance forward, and at least one of them computes (a Sequential of Identity or
+    eval Dropout returns its input object itself, as torch's does); else whether any class in the
+    tree is AUTO (its trace is then checked for side effects). Cached per structure and rules
+    version."""
+    seen = _VERIFIED.get(module)
+    if seen is not None and seen[:2] == (_structure.counters.structure, _RULES_VERSION[0]):
+        return seen[2]
     if all(type(m) in TREE_ONLY for m in module.modules() if m is not module):
-        return False
+        return None
     for m in module.modules():
         cls = type(m)
         when = RULES.get(cls)
         if (
-            cls not in RULES
+            (cls not in RULES and (cls in PLAIN or not _classify(cls)))
             or (when is not None and not when(m))
             or "forward" in m.__dict__
             or (
@@ -234,19 +365,10 @@ def _tree_ok(module: Any) -> bool:
                 )
             )
         ):
-            return False
-    _VERIFIED[module] = _structure.counters.structure
-    return True
-
-
-def _drop(cls: type, reason: str) -> None:
-    RULES.pop(cls, None)
-    if not cls.__module__.startswith("jaxmodule."):
-        warnings.warn(
-            f"{reason}: it is not a pure forward, so its eager calls run op by op "
-            "(see jaxmodule.nn.utils.pure_forward)",
-            stacklevel=4,
-        )
+            return None
+    auto = any(type(m) in AUTO for m in module.modules())
+    _VERIFIED[module] = (_structure.counters.structure, _RULES_VERSION[0], auto)
+    return auto
 
 
 def call(module: Any, args: tuple, kwargs: dict) -> Any:
@@ -255,18 +377,21 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
     runs the plain forward, which raises a user error as it would eagerly. `Module._call_impl`
     calls this only for a registered class with no hooks registered."""
     cls = type(module)
+    if cls not in RULES and not _classify(cls):
+        return SKIP
     if module._modules:
-        if cls in TREE_ONLY or not _tree_ok(module):
+        auto = None if cls in TREE_ONLY else _tree_check(module)
+        if auto is None:
             return SKIP
     else:
         when = RULES.get(cls)
         if (
-            cls not in RULES
-            or cls in TREE_ONLY
+            cls in TREE_ONLY
             or (when is not None and not when(module))
             or "forward" in module.__dict__
         ):
             return SKIP
+        auto = cls in AUTO
     if (
         not eager_trace()
         or not all_arrays((args, kwargs))
@@ -276,12 +401,25 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
     check = CHECKS.get(cls)
     if check is not None:
         check(module, args, kwargs)
+    if auto:
+        guards = GUARDS.get(cls, ())
+        key: tuple = (
+            autocast_mode.state(),
+            True,
+            tuple(g.get(name) for g, name in guards),
+            get_default_dtype(),
+        )
+    else:
+        key = (autocast_mode.state(), False)
     try:
-        return _JITTED(module, args, kwargs, autocast_mode.state())
-    except _NotPure as e:
-        _drop(cls, str(e))
-    except jax.errors.JAXTypeError:  # the forward reads concrete values: never try this class again
-        RULES.pop(cls, None)
-    except Exception:  # noqa: S110 - the plain forward raises the user's error with its eager traceback
-        pass
+        return _JITTED(module, args, kwargs, key)
+    except (_NotPure, _purity.SideEffect) as e:
+        _refuse(cls, str(e), warn=not auto)
+    except jax.errors.JAXTypeError as e:  # the forward reads concrete values: never try again
+        _refuse(
+            cls, f"{cls.__qualname__}.forward reads concrete values ({type(e).__name__})", False
+        )
+    except Exception as e:  # noqa: S110 - the plain forward raises the user's error with its eager traceback
+        if auto:  # an undeclared class is not traced again after a failure
+            _refuse(cls, f"{cls.__qualname__}.forward failed to trace ({type(e).__name__})", False)
     return SKIP

@@ -169,8 +169,8 @@ class Module(StateDictMixin, ConversionMixin, PlacementMixin):
                 or _hooks.any_global_call_hooks()
             ):
                 if (
-                    _eager.ENABLED[0] and type(self) in _eager.RULES
-                ):  # a pure leaf layer: cached jit (_eager.py)
+                    _eager.ENABLED[0] and type(self) not in _eager.PLAIN
+                ):  # a pure layer or block: cached jit (_eager.py)
                     out = _eager.call(self, args, kwargs)
                     if out is not _eager.SKIP:
                         return out

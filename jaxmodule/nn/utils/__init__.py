@@ -7,7 +7,7 @@ NotImplementedError pointing at `parametrizations.weight_norm` / `parametrizatio
 which torch recommends (one way to do each thing).
 """
 
-from ..modules._eager import pure_forward  # noqa: F401
+from ..modules._eager import plain_forward, pure_forward  # noqa: F401
 from . import kv_cache, parametrizations, parametrize  # noqa: F401
 from .clip_grad import (  # noqa: F401
     clip_grad_norm,
@@ -30,6 +30,7 @@ __all__ = [
     "parameters_to_vector",
     "parametrizations",
     "parametrize",
+    "plain_forward",
     "pure_forward",
     "remove_spectral_norm",
     "remove_weight_norm",
