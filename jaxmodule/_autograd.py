@@ -17,10 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
+from jax._src.core import EvalTrace, trace_ctx  # whether the call is eager (no public API)
 
+from . import _replay
 from ._random import default_generator
 from ._swap import Recording, recording, swapped
-from .nn.functional._eager_jit import eager_trace
+from .nn.functional._eager_jit import ENABLED, eager_trace
 from .nn.modules._pytree import module_cells
 from .nn.modules.module import Module
 from .nn.parameter import Parameter
@@ -229,12 +231,14 @@ def _read_params(rec: Recording) -> list:
 
 
 def _backward_one_pass(
-    fn: Callable, guess: list, args: tuple, kwargs: dict, has_aux: bool
+    fn: Callable, guess: list, args: tuple, kwargs: dict, has_aux: bool, replay: Any = None
 ) -> tuple[Any, Any, list, list] | None:
     """Differentiate `fn` w.r.t. the parameters `guess`, recording what it reads and writes.
 
     Returns (value, aux, parameters read, their gradients) with the written cells updated, or
-    None, with every cell as it was, when `fn` read a trainable parameter outside `guess`."""
+    None, with every cell as it was, when `fn` read a trainable parameter outside `guess`. With a
+    `replay` key (an eager call), the loss is traced and its value and gradient run as a cached
+    program (`_replay.py`); if that is not possible, eager autodiff runs instead."""
     diff_ids = {id(p) for p in guess}
     originals = [p._value for p in guess]
     found: dict[str, Any] = {}
@@ -251,17 +255,26 @@ def _backward_one_pass(
         found["side"] = side
         return value, (aux, [c._value for c in side], _own_writes(guess, values))
 
-    try:
-        (value, (aux, side_values, written)), grads = jax.value_and_grad(inner, has_aux=True)(
-            originals
-        )
-    finally:  # every cell as on entry; the new values are committed below once accepted
-        rec = found.get("rec")
-        for i, (c, old) in rec.written.items() if rec is not None else ():
-            if i not in diff_ids:
-                c._value = old
-        for c, v in zip(guess, originals):
-            c._value = v
+    def attempt(run: Callable[[], tuple]) -> tuple:
+        try:
+            return run()
+        finally:  # every cell as on entry; the new values are committed below once accepted
+            rec = found.get("rec")
+            for i, (c, old) in rec.written.items() if rec is not None else ():
+                if i not in diff_ids:
+                    c._value = old
+            for c, v in zip(guess, originals):
+                c._value = v
+
+    out = None
+    if replay is not None:
+        try:
+            out = attempt(lambda: _replay.value_and_grad(inner, originals, replay))
+        except _replay.Unsupported:
+            found.clear()
+    if out is None:
+        out = attempt(lambda: jax.value_and_grad(inner, has_aux=True)(originals))
+    (value, (aux, side_values, written)), grads = out
     read = found["read"]
     if any(id(p) not in diff_ids for p in read):
         return None
@@ -337,7 +350,12 @@ def backward(
         guess = (
             [p for p in (r() for r in refs) if p is not None and p.requires_grad] if refs else None
         )
-        done = _backward_one_pass(fn, guess, args, kwargs, has_aux) if guess is not None else None
+        replay = key if ENABLED[0] and type(trace_ctx.trace) is EvalTrace else None
+        done = (
+            _backward_one_pass(fn, guess, args, kwargs, has_aux, replay)
+            if guess is not None
+            else None
+        )
         if done is not None:
             value, aux, params, grads = done
             _accumulate(params, grads)

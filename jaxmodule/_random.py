@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._replay import is_replay_trace
 from ._swap import register_cell_class
 
 __all__ = [
@@ -95,7 +96,11 @@ class Generator:
     def next_key(self) -> jax.Array:
         """Split the held key: keep one half, return the other. Works under tracing too."""
         new, sub = jax.random.split(self._value)
-        if isinstance(new, jax.core.Tracer) and not isinstance(self._value, jax.core.Tracer):
+        if (
+            isinstance(new, jax.core.Tracer)
+            and not isinstance(self._value, jax.core.Tracer)
+            and not is_replay_trace()  # an eager backward's loss trace: the key is its constant
+        ):
             raise RuntimeError(TRACED_DRAW_HINT)
         self._value = new
         return sub

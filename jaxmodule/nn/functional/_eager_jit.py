@@ -29,6 +29,7 @@ import jax
 from jax._src import core as _jax_core  # the current trace: eager or not (no public API)
 from jax._src.interpreters import ad as _jax_ad
 
+from ..._replay import REPLAY
 from ...amp import autocast_mode
 
 __all__ = ["ENABLED", "set_eager_jit", "is_eager_jit_enabled", "eager_trace", "jit_when_eager"]
@@ -60,9 +61,10 @@ def is_eager_jit_enabled() -> bool:
 
 
 def eager_trace() -> bool:
-    """True when ops would run now (no trace), or under autodiff directly over eager values."""
+    """True when ops would run now (no trace), under autodiff directly over eager values, or in
+    the loss trace of an eager `jaxmodule.backward` (`_replay.py`)."""
     trace = _jax_core.trace_ctx.trace
-    if type(trace) is _jax_core.EvalTrace:
+    if type(trace) is _jax_core.EvalTrace or trace is REPLAY[0]:
         return True
     return type(trace) in _AD_TRACES and type(trace.parent_trace) is _jax_core.EvalTrace
 
