@@ -61,6 +61,30 @@ def _scaled(grads: list[jax.Array], total_norm: jax.Array, *, max_norm: float) -
     return [(g * coef).astype(g.dtype) for g in grads]
 
 
+@jit_when_eager(static_argnames=("norm_type", "max_norm"))
+def _norm_and_scaled(
+    grads: list[jax.Array], *, norm_type: float, max_norm: float
+) -> tuple[jax.Array, list[jax.Array]]:
+    """`_total_norm` and `_scaled` together: one cached program when eager."""
+    total = _total_norm(grads, norm_type=norm_type)
+    return total, _scaled(grads, total, max_norm=max_norm)
+
+
+def _check_finite(total: jax.Array, norm_type: float) -> None:
+    """torch's `error_if_nonfinite=True` check of a total norm."""
+    if isinstance(total, jax.core.Tracer):
+        raise NotImplementedError(
+            "get_total_norm: error_if_nonfinite=True needs concrete values and cannot "
+            "run inside jax.jit/grad tracing; call it eagerly or pass False"
+        )
+    if not bool(jnp.isfinite(total)):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is "
+            "non-finite, so it cannot be clipped. To disable this error and scale the "
+            "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+
+
 def get_total_norm(
     tensors: Any,
     norm_type: float = 2.0,
@@ -87,17 +111,7 @@ def get_total_norm(
         return jnp.asarray(0.0, jnp.float32)
     total = _total_norm(arrays, norm_type=norm_type)
     if error_if_nonfinite:
-        if isinstance(total, jax.core.Tracer):
-            raise NotImplementedError(
-                "get_total_norm: error_if_nonfinite=True needs concrete values and cannot "
-                "run inside jax.jit/grad tracing; call it eagerly or pass False"
-            )
-        if not bool(jnp.isfinite(total)):
-            raise RuntimeError(
-                f"The total norm of order {norm_type} for gradients from `parameters` is "
-                "non-finite, so it cannot be clipped. To disable this error and scale the "
-                "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
-            )
+        _check_finite(total, norm_type)
     return total
 
 
@@ -153,10 +167,18 @@ def clip_grad_norm_(
         warnings.warn(
             "`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2
         )
-    grads = [p.grad for p in params if getattr(p, "grad", None) is not None]
-    total_norm = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
-    clip_grads_with_norm_(params, max_norm, total_norm, foreach)
-    return total_norm
+    params = [p for p in params if getattr(p, "grad", None) is not None]
+    if not params:
+        return jnp.asarray(0.0, jnp.float32)
+    norm_type, max_norm = float(norm_type), float(max_norm)
+    total, scaled = _norm_and_scaled(
+        [_value(p.grad) for p in params], norm_type=norm_type, max_norm=max_norm
+    )
+    if error_if_nonfinite:  # raises before any gradient changes
+        _check_finite(total, norm_type)
+    for p, g in zip(params, scaled):
+        p.grad = g
+    return total
 
 
 def clip_grad_norm(
