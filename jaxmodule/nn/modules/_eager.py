@@ -134,6 +134,12 @@ REJECTED: dict[type, str] = {}
 # Whether undeclared user classes are tried (`JAXMODULE_EAGER_JIT=declared` turns that off).
 AUTO_ENABLED = [os.environ.get("JAXMODULE_EAGER_JIT", "1") != "declared"]
 
+# Structures (module treedefs: class, attributes such as `training`, children) of AUTO classes
+# whose traced forward wrote a cell, drew random numbers or read a foreign cell: that depends on
+# the mode (`F.dropout(x, p, self.training)` draws only in training), so only the structure runs
+# plainly. Bounded.
+_PLAIN_TREES: set[Any] = set()
+
 # Auto class -> the (globals, name) pairs of the immutable globals its traces read, whose values
 # join the cache key.
 GUARDS: dict[type, tuple[tuple[dict, str], ...]] = {}
@@ -394,6 +400,7 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
         auto = cls in AUTO
     if (
         not eager_trace()
+        or (auto and _PLAIN_TREES and _pytree.module_cells(module)[1] in _PLAIN_TREES)
         or not all_arrays((args, kwargs))
         or not all(isinstance(c._value, jax.Array) for c in _pytree.module_cells(module)[0])
     ):
@@ -413,8 +420,16 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
         key = (autocast_mode.state(), False)
     try:
         return _JITTED(module, args, kwargs, key)
-    except (_NotPure, _purity.SideEffect) as e:
-        _refuse(cls, str(e), warn=not auto)
+    except _NotPure as e:
+        if auto:  # state use depends on the mode and attributes: refuse this structure only
+            if len(_PLAIN_TREES) >= 256:
+                _PLAIN_TREES.clear()
+            _PLAIN_TREES.add(_pytree.module_cells(module)[1])
+            REJECTED[cls] = str(e)
+        else:
+            _refuse(cls, str(e), warn=True)
+    except _purity.SideEffect as e:
+        _refuse(cls, str(e), warn=False)
     except jax.errors.JAXTypeError as e:  # the forward reads concrete values: never try again
         _refuse(
             cls, f"{cls.__qualname__}.forward reads concrete values ({type(e).__name__})", False

@@ -37,7 +37,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
     monkeypatch.setattr(_eager, "_JITTED", s)
     for name in ("RULES", "GUARDS", "REJECTED"):  # what a test learns stays in the test
         monkeypatch.setattr(_eager, name, dict(getattr(_eager, name)))
-    for name in ("AUTO", "PLAIN", "TREE_ONLY"):
+    for name in ("AUTO", "PLAIN", "TREE_ONLY", "_PLAIN_TREES"):
         monkeypatch.setattr(_eager, name, set(getattr(_eager, name)))
     previous = _eager.set_eager_jit(True), _eager.AUTO_ENABLED[0]
     _eager.AUTO_ENABLED[0] = True
@@ -361,3 +361,27 @@ def test_a_refusal_the_forward_catches_still_refuses(
     _calls_each_time(Swallows)
     assert capsys.readouterr().out.count("swallowed") == 3
     assert "print" in _eager.REJECTED[Swallows]
+
+
+class FunctionalDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: Any) -> Any:
+        return F.dropout(self.fc(x), 0.5, self.training)
+
+
+def test_state_use_that_depends_on_the_mode_keeps_only_that_mode_plain(spy: _Spy) -> None:
+    m = FunctionalDropout()
+    x = jnp.ones((64, 4))
+    jaxmodule.manual_seed(0)
+    a, b = m(x), m(x)
+    assert not jnp.array_equal(a, b)  # training: a new mask each call, drawn eagerly
+    assert "random" in _eager.REJECTED[FunctionalDropout] and FunctionalDropout in _eager.AUTO
+    m.eval()
+    calls = spy.calls
+    assert_close(m(x), _plain(m, x))
+    assert spy.calls == calls + 1  # eval: one cached program
+    m.train()
+    assert not jnp.array_equal(m(x), m(x))
