@@ -105,11 +105,22 @@ def _jaxpr_key(j: Any) -> tuple:
     hit = _SUB.get(id(j))
     if hit is not None and hit[0] is j:
         return hit[1]
-    key = _structure(j.jaxpr if isinstance(j, _jax_core.ClosedJaxpr) else j)
+    if isinstance(j, _jax_core.ClosedJaxpr):  # its constants are baked into the program
+        key = (_structure(j.jaxpr), tuple(_const_key(c) for c in j.consts))
+    else:
+        key = _structure(j)
     _SUB[id(j)] = (j, key)
     if len(_SUB) > _SUB_SIZE:
         _SUB.popitem(last=False)
     return key
+
+
+def _const_key(c: Any) -> Any:
+    """A small constant by value, a large one by identity (the memo keeps it alive)."""
+    if np.size(c) <= 16:
+        val = np.asarray(c)
+        return ("const", str(val.dtype), val.shape, val.tobytes())
+    return ("const", id(c))
 
 
 def _structure(jaxpr: Any) -> tuple:

@@ -210,3 +210,20 @@ def test_new_shapes_get_their_own_programs_up_to_the_limit(
     for p, q in zip(model.parameters(), twin.parameters()):
         assert_close(p.grad, q.grad)
     assert len({p._hash for p in replay}) == 2  # shapes 1 and 2; then eager autodiff
+
+
+def test_constants_inside_nested_programs_are_part_of_the_structure(replay: list) -> None:
+    model = nn.Linear(3, 3)
+    twin = nn.Linear(3, 3)
+    twin.load_state_dict(model.state_dict())
+    x = jnp.ones((2, 3))
+    for w in (1.0, 2.0, 3.0, 3.0):
+        c = jnp.full((3,), w)
+        scaled = jax.jit(lambda h: (h * c).sum())  # noqa: B023 - a new program closing over c
+        model.zero_grad()
+        twin.zero_grad()
+        jaxmodule.backward(lambda: scaled(model(x)))  # noqa: B023
+        jaxmodule.backward(lambda: scaled(twin(x)), inputs=list(twin.parameters()))  # noqa: B023
+        for p, q in zip(model.parameters(), twin.parameters()):
+            assert_close(p.grad, q.grad)
+    assert len({p._hash for p in replay}) == 2  # weights 2.0 and 3.0 (1.0: the first, eager)
