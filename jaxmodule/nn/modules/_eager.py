@@ -140,6 +140,9 @@ AUTO_ENABLED = [os.environ.get("JAXMODULE_EAGER_JIT", "1") != "declared"]
 # plainly. Bounded.
 _PLAIN_TREES: set[Any] = set()
 
+# Auto class -> how many of its traces failed with an ordinary error (refused at 3).
+_FAILURES: dict[type, int] = {}
+
 # Auto class -> the (globals, name) pairs of the immutable globals its traces read, whose values
 # join the cache key.
 GUARDS: dict[type, tuple[tuple[dict, str], ...]] = {}
@@ -435,6 +438,9 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
             cls, f"{cls.__qualname__}.forward reads concrete values ({type(e).__name__})", False
         )
     except Exception as e:  # noqa: S110 - the plain forward raises the user's error with its eager traceback
-        if auto:  # an undeclared class is not traced again after a failure
-            _refuse(cls, f"{cls.__qualname__}.forward failed to trace ({type(e).__name__})", False)
+        if auto:  # a user error (a wrong shape) may be fixed; a class failing thrice is refused
+            _FAILURES[cls] = _FAILURES.get(cls, 0) + 1
+            if _FAILURES[cls] >= 3:
+                reason = f"{cls.__qualname__}.forward failed to trace ({type(e).__name__})"
+                _refuse(cls, reason, False)
     return SKIP

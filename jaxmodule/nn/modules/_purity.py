@@ -317,38 +317,76 @@ _NUMPY_WRITERS = {
 }
 _SAFE_C_PACKAGES = ("jax", "jaxlib", "numpy", "ml_dtypes", "jaxmodule")
 
-# jaxmodule functions that change global state or another object: refused when user code calls
-# them (an in-place `*_` method, too).
-_JAXMODULE_EFFECTS = {
-    "manual_seed",
-    "seed",
-    "set_rng_state",
-    "save",
-    "load",
-    "set_default_dtype",
-    "set_default_device",
-    "set_default_tensor_type",
-    "set_printoptions",
-    "set_grad_enabled",
-    "use_deterministic_algorithms",
-    "set_float32_matmul_precision",
-    "set_flush_denormal",
-    "backward",
-    "step",
-    "zero_grad",
-    "train",
-    "eval",
-    "apply",
-    "to",
-    "cuda",
-    "cpu",
-    "load_state_dict",
-    "register_buffer",
-    "register_parameter",
-    "register_module",
-    "add_module",
-    "set_eager_jit",
-}
+# jaxmodule functions and methods that change global state or a module/optimizer: refused when
+# user code calls them (their code objects, collected on first use).
+_EFFECT_CODES: set[types.CodeType] = set()
+
+
+def _effect_codes() -> set[types.CodeType]:
+    if not _EFFECT_CODES:
+        import jaxmodule
+        from jaxmodule import nn, optim
+
+        from ...nn.functional import _eager_jit
+
+        fns: list[Any] = [
+            getattr(jaxmodule, n, None)
+            for n in (
+                "manual_seed",
+                "seed",
+                "set_rng_state",
+                "save",
+                "load",
+                "set_default_dtype",
+                "set_default_device",
+                "set_printoptions",
+                "set_grad_enabled",
+                "backward",
+                "use_deterministic_algorithms",
+                "set_float32_matmul_precision",
+            )
+        ]
+        fns += [
+            getattr(nn.Module, n, None)
+            for n in (
+                "to",
+                "cuda",
+                "cpu",
+                "apply",
+                "train",
+                "eval",
+                "half",
+                "float",
+                "double",
+                "bfloat16",
+                "to_empty",
+                "type",
+                "load_state_dict",
+                "register_buffer",
+                "register_parameter",
+                "register_module",
+                "add_module",
+                "requires_grad_",
+                "zero_grad",
+                "share_memory",
+            )
+        ]
+        fns += [
+            getattr(optim.Optimizer, n, None)
+            for n in (
+                "step",
+                "zero_grad",
+                "add_param_group",
+                "load_state_dict",
+            )
+        ]
+        fns += [_eager_jit.set_eager_jit, jaxmodule.Generator.manual_seed]
+        for f in fns:
+            f = getattr(f, "__init__", f) if isinstance(f, type) else f
+            code = getattr(f, "__code__", None)
+            if code is not None:
+                _EFFECT_CODES.add(code)
+    return _EFFECT_CODES
 
 
 class Checker:
@@ -359,6 +397,7 @@ class Checker:
 
     def __init__(self, held: Any) -> None:
         self._held_roots = held
+        self._effects = _effect_codes()
         self._held: tuple[tuple[int, int], set[int]] | None = None
         self._globals: dict[int, dict] = {}
         self._closed: list[Any] = []  # closure variables' values seen
@@ -390,15 +429,10 @@ class Checker:
             code = frame.f_code
             if _is_user(frame):
                 self._enter(frame, code)
-            elif _kind(code) == _TRUSTED_CODE:
+            elif code in self._effects:
                 caller = frame.f_back
                 if caller is not None and _is_user(caller):
-                    name = code.co_name
-                    if (
-                        name in _JAXMODULE_EFFECTS
-                        or (name.endswith("_") and not name.endswith("__"))
-                    ) and code.co_filename.startswith(_JAXMODULE_DIR):
-                        self._fail(caller.f_code, f"calls {_qualname(code)}")
+                    self._fail(caller.f_code, f"calls {_qualname(code)}")
         elif event == "c_call" and _is_user(frame):
             self._c_call(frame, arg)
 

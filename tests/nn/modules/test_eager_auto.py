@@ -35,7 +35,12 @@ HISTORY: list = []
 def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
     s = _Spy(_eager._JITTED)
     monkeypatch.setattr(_eager, "_JITTED", s)
-    for name in ("RULES", "GUARDS", "REJECTED"):  # what a test learns stays in the test
+    for name in (
+        "RULES",
+        "GUARDS",
+        "REJECTED",
+        "_FAILURES",
+    ):  # what a test learns stays in the test
         monkeypatch.setattr(_eager, name, dict(getattr(_eager, name)))
     for name in ("AUTO", "PLAIN", "TREE_ONLY", "_PLAIN_TREES"):
         monkeypatch.setattr(_eager, name, set(getattr(_eager, name)))
@@ -385,3 +390,23 @@ def test_state_use_that_depends_on_the_mode_keeps_only_that_mode_plain(spy: _Spy
     assert spy.calls == calls + 1  # eval: one cached program
     m.train()
     assert not jnp.array_equal(m(x), m(x))
+
+
+class Casts(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: Any) -> Any:
+        return jaxmodule.Tensor.to(self.fc(x), jnp.float16)  # torch's x.to(dtype): no effect
+
+
+def test_a_users_wrong_call_does_not_refuse_the_class_for_good(spy: _Spy) -> None:
+    m = Casts()
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="mat1 and mat2 shapes"):
+            m(jnp.ones((2, 5)))  # torch's shape error, raised by the plain forward
+    before = spy.calls
+    out = m(jnp.ones((2, 4)))
+    assert out.dtype == jnp.float16 and Casts in _eager.AUTO and spy.calls == before + 1
+    assert_close(out, _plain(m, jnp.ones((2, 4))))
