@@ -165,7 +165,11 @@ def _lower_jaxmodule(compiled: Any, state_args: tuple, batch: tuple) -> Any:
 
 
 # ---- raw JAX ----------------------------------------------------------------------------------
-def build_raw(name: str, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
+def build_raw(name: str, opt: str = "sgd_momentum", loss: str = "optax") -> tuple[Any, tuple]:
+    """The raw-JAX step. `loss="optax"`: optax's integer-label cross-entropy, batch mean (what a
+    JAX user writes); `loss="torch"`: torch's `F.cross_entropy` semantics written in JAX (targets
+    equal to ignore_index -100 masked out, mean over the rest), the same computation as the
+    jaxmodule step's loss, so that a paired ratio against it isolates everything but the loss."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -250,6 +254,10 @@ def build_raw(name: str, opt: str = "sgd_momentum") -> tuple[Any, tuple]:
 
     def loss_fn(p: Any, st: Any, x: Any, y: Any, key: Any) -> Any:
         logits, st = forward(p, st, x, key)
+        if loss == "torch":
+            valid = y != -100
+            nll = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, y, 0))
+            return jnp.where(valid, nll, 0.0).sum() / valid.sum(), st
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), st
 
     def _step(p: Any, o: Any, st: Any, key: Any, x: Any, y: Any) -> Any:
