@@ -71,6 +71,7 @@ import jax
 
 from ... import _structure
 from ..._dtype import get_default_dtype
+from ..._grad_mode import is_grad_enabled
 from ..._swap import recording
 from ...amp import autocast_mode
 from ..functional._eager_jit import (
@@ -300,8 +301,8 @@ class _NotPure(Exception):
 
 def _apply(module: Any, args: tuple, kwargs: dict, key: tuple) -> Any:
     """The traced body of a cached call. `key` (static: autocast state, whether to check for side
-    effects, the guarded globals' values, the default dtype) only keys the cache: the forward reads
-    the live state."""
+    effects, and for checked classes the guarded globals' values, the default dtype and the grad
+    mode) only keys the cache: the forward reads the live state."""
     own = {id(c) for c in _pytree.module_cells(module)[0]}
     structure = _structure.counters.structure
     with recording(every=True) as rec:  # runs only while jit traces: the check costs no call
@@ -418,6 +419,7 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
             True,
             tuple(g.get(name) for g, name in guards),
             get_default_dtype(),
+            is_grad_enabled(),  # a user forward may branch on it
         )
     else:
         key = (autocast_mode.state(), False)

@@ -410,3 +410,16 @@ def test_a_users_wrong_call_does_not_refuse_the_class_for_good(spy: _Spy) -> Non
     out = m(jnp.ones((2, 4)))
     assert out.dtype == jnp.float16 and Casts in _eager.AUTO and spy.calls == before + 1
     assert_close(out, _plain(m, jnp.ones((2, 4))))
+
+
+class GradBranch(nn.Module):
+    def forward(self, x: Any) -> Any:
+        return x * 2 if jaxmodule.is_grad_enabled() else x * 3
+
+
+def test_the_grad_mode_and_default_dtype_key_the_program(spy: _Spy) -> None:
+    m = GradBranch()
+    assert m(jnp.ones(2)).tolist() == [2.0, 2.0]
+    with jaxmodule.no_grad():
+        assert m(jnp.ones(2)).tolist() == [3.0, 3.0]
+    assert m(jnp.ones(2)).tolist() == [2.0, 2.0] and GradBranch in _eager.AUTO
