@@ -57,7 +57,7 @@ _SEEN_SIZE = 256
 # id(jaxpr) -> (jaxpr, its fingerprint): the cached programs' jaxprs are the same objects on every
 # trace, so each is fingerprinted once. Holds the jaxprs alive; bounded, oldest out.
 _SUB: OrderedDict[int, tuple[Any, tuple]] = OrderedDict()
-_SUB_SIZE = 512
+_SUB_SIZE = 128
 
 
 def is_replay_trace() -> bool:
