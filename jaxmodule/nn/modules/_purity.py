@@ -60,7 +60,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["SideEffect", "Checker", "is_user_code"]
+__all__ = ["SideEffect", "Checker"]
 
 
 class SideEffect(Exception):
@@ -120,12 +120,6 @@ def _is_user(frame: types.FrameType | None) -> bool:
 
 def _qualname(code: types.CodeType) -> str:
     return getattr(code, "co_qualname", code.co_name)  # Python 3.11+
-
-
-def is_user_code(code: types.CodeType) -> bool:
-    """Code outside jaxmodule, jax and what jax runs on, the standard library and exec-generated
-    code."""
-    return _kind(code) == _USER_CODE
 
 
 # Opcodes that write somewhere a later call could see (STORE_DEREF only to a free variable).
@@ -251,10 +245,7 @@ _SAFE_C_MODULES = {
     "itertools",
     "_functools",
     "functools",
-    "_bisect",
-    "_heapq",
-    "_collections",
-    "_abc",
+    "_abc",  # isinstance against an ABC
 }
 _IMMUTABLE_SELF = (str, bytes, tuple, int, float, complex, bool, frozenset, range, slice)
 _CONTAINERS = (list, dict, set, bytearray, collections.deque)
