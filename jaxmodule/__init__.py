@@ -70,7 +70,11 @@ from ._tensor_type import Size, Tensor, is_tensor  # noqa: F401 - Tensor's metho
 from ._xla_cache import enable_default_cache as _enable_default_cache
 from .amp import autocast  # noqa: F401
 from .checkpoint import load, save  # noqa: F401
+from .nn.modules._purity import refuse_calls as _refuse_calls
 from .utils import summary  # noqa: F401
 
 _enable_default_cache()  # a persistent XLA compilation cache by default; see _xla_cache.py
+# functions that change global state: an automatically checked eager forward may not call them
+_refuse_calls(manual_seed, seed, set_rng_state, save, load, set_default_dtype, set_grad_enabled)
+_refuse_calls(backward, Generator.manual_seed)
 __version__ = "0.1.0"

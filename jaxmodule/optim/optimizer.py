@@ -32,6 +32,7 @@ from .._grad_mode import enable_grad
 from .._stateful import Stateful
 from .._swap import report
 from .._tensor import as_array, spans_devices
+from ..nn.modules._purity import refuse_calls
 from ..nn.parameter import Buffer, Parameter
 from ._hooks import HooksMixin, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from ._utils import ParamGroup, export_state, import_state, required, scalar_key, to_scalar_array
@@ -725,3 +726,9 @@ def _load_optax_state(fresh: Any, saved_state: dict[str, Any], gi: int) -> Any:
             raise ValueError(f"optax_state of group {gi}: leaf shape {x.shape}, expected {f.shape}")
         leaves.append(jnp.array(x, f.dtype, copy=True))
     return jax.tree.unflatten(want, leaves)
+
+
+# what a checked eager forward may not call (`nn/modules/_purity.py`)
+refuse_calls(
+    Optimizer.step, Optimizer.zero_grad, Optimizer.add_param_group, Optimizer.load_state_dict
+)

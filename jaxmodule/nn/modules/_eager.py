@@ -82,6 +82,7 @@ from ..functional._eager_jit import (
     set_eager_jit,
 )
 from . import _purity, _pytree
+from ._purity import refuse_calls
 
 __all__ = [
     "ENABLED",
@@ -446,3 +447,6 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
                 reason = f"{cls.__qualname__}.forward failed to trace ({type(e).__name__})"
                 _refuse(cls, reason, False)
     return SKIP
+
+
+refuse_calls(set_eager_jit, set_auto_pure, register_pure_forward)  # a forward switching the cache

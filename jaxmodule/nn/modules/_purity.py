@@ -60,7 +60,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["SideEffect", "Checker"]
+__all__ = ["SideEffect", "Checker", "EFFECT_CODES", "refuse_calls"]
 
 
 class SideEffect(Exception):
@@ -308,76 +308,28 @@ _NUMPY_WRITERS = {
 }
 _SAFE_C_PACKAGES = ("jax", "jaxlib", "numpy", "ml_dtypes", "jaxmodule")
 
-# jaxmodule functions and methods that change global state or a module/optimizer: refused when
-# user code calls them (their code objects, collected on first use).
-_EFFECT_CODES: set[types.CodeType] = set()
+# The code of jaxmodule's functions and methods that change global state or a module or optimizer
+# (`manual_seed`, `save`, `Module.to`, `Optimizer.step`, ...): refused when user code calls them.
+# Each defining module registers its own with `refuse_calls` (this file imports no jaxmodule).
+EFFECT_CODES: set[types.CodeType] = set()
 
 
-def _effect_codes() -> set[types.CodeType]:
-    if not _EFFECT_CODES:
-        import jaxmodule
-        from jaxmodule import nn, optim
+def refuse_calls(*fns: Any) -> None:
+    """Register functions (or classes, by their `__init__`) a checked forward may not call.
 
-        from ...nn.functional import _eager_jit
-
-        fns: list[Any] = [
-            getattr(jaxmodule, n, None)
-            for n in (
-                "manual_seed",
-                "seed",
-                "set_rng_state",
-                "save",
-                "load",
-                "set_default_dtype",
-                "set_default_device",
-                "set_printoptions",
-                "set_grad_enabled",
-                "backward",
-                "use_deterministic_algorithms",
-                "set_float32_matmul_precision",
-            )
-        ]
-        fns += [
-            getattr(nn.Module, n, None)
-            for n in (
-                "to",
-                "cuda",
-                "cpu",
-                "apply",
-                "train",
-                "eval",
-                "half",
-                "float",
-                "double",
-                "bfloat16",
-                "to_empty",
-                "type",
-                "load_state_dict",
-                "register_buffer",
-                "register_parameter",
-                "register_module",
-                "add_module",
-                "requires_grad_",
-                "zero_grad",
-                "share_memory",
-            )
-        ]
-        fns += [
-            getattr(optim.Optimizer, n, None)
-            for n in (
-                "step",
-                "zero_grad",
-                "add_param_group",
-                "load_state_dict",
-            )
-        ]
-        fns += [_eager_jit.set_eager_jit, jaxmodule.Generator.manual_seed]
-        for f in fns:
-            f = getattr(f, "__init__", f) if isinstance(f, type) else f
-            code = getattr(f, "__code__", None)
-            if code is not None:
-                _EFFECT_CODES.add(code)
-    return _EFFECT_CODES
+    >>> from jaxmodule.nn.modules import _purity
+    >>> def reset_everything():
+    ...     pass
+    >>> _purity.refuse_calls(reset_everything)
+    >>> reset_everything.__code__ in _purity.EFFECT_CODES
+    True
+    """
+    for f in fns:
+        f = getattr(f, "__init__") if isinstance(f, type) else f  # noqa: B009 - a class: its __init__
+        code = getattr(f, "__code__", None)
+        if code is None:
+            raise TypeError(f"refuse_calls: expected functions, got {f!r}")
+        EFFECT_CODES.add(code)
 
 
 class Checker:
@@ -388,7 +340,6 @@ class Checker:
 
     def __init__(self, held: Any) -> None:
         self._held_roots = held
-        self._effects = _effect_codes()
         self._held: tuple[tuple[int, int], set[int]] | None = None
         self._globals: dict[int, dict] = {}
         self._closed: list[Any] = []  # closure variables' values seen
@@ -420,7 +371,7 @@ class Checker:
             code = frame.f_code
             if _is_user(frame):
                 self._enter(frame, code)
-            elif code in self._effects:
+            elif code in EFFECT_CODES:
                 caller = frame.f_back
                 if caller is not None and _is_user(caller):
                     self._fail(caller.f_code, f"calls {_qualname(code)}")

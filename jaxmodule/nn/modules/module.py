@@ -18,7 +18,7 @@ import numpy as np
 from ... import _structure
 from ..._tensor import as_array, is_torch_tensor
 from ..parameter import Buffer, Parameter, _TensorCell
-from . import _call, _eager, _hooks, _pytree, _torch_inputs
+from . import _call, _eager, _hooks, _purity, _pytree, _torch_inputs
 from ._conversion import ConversionMixin, placed_init
 from ._hooks import (  # noqa: F401 - re-exported as in torch.nn.modules.module
     RemovableHandle,
@@ -700,3 +700,31 @@ def _format_repr(name: str, extra_lines: list[str], child_lines: list[str]) -> s
 
 
 _pytree.register(Module)
+# what a checked eager forward may not call on a module (`_purity.py`)
+_purity.refuse_calls(
+    *(
+        getattr(Module, name)
+        for name in (
+            "to",
+            "cuda",
+            "cpu",
+            "apply",
+            "train",
+            "eval",
+            "half",
+            "float",
+            "double",
+            "bfloat16",
+            "to_empty",
+            "type",
+            "load_state_dict",
+            "register_buffer",
+            "register_parameter",
+            "register_module",
+            "add_module",
+            "requires_grad_",
+            "zero_grad",
+            "share_memory",
+        )
+    )
+)
