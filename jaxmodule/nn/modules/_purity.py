@@ -5,11 +5,14 @@ program, Python runs only while tracing, so a forward with Python side effects (
 line, appending to a list the module keeps, a counter, `time.time()`, Python's `random`) would
 behave differently from torch eager. The built-in layers are declared pure; a user's own classes
 are checked by `Checker` instead, once per traced program, with `sys.setprofile` watching every
-Python frame of *user code* (any code outside jax, jaxlib, numpy, ml_dtypes and jaxmodule):
+Python frame of *user code*: any code outside jaxmodule, jax and the packages jax runs on
+(jaxlib, numpy, ml_dtypes, opt_einsum, scipy); the standard library and exec-generated code
+(dataclass and namedtuple methods) count as the code that called them:
 
 - on entering a user function, its bytecode is scanned (once per code object): a store to an
   attribute (`self.calls += 1`, `obj.x = ...`), a global (`global n`), a closure variable
   (`nonlocal`) or an item (`d[k] = v`, which could be a container the module keeps) refuses it;
+  a closed-over array refuses it, closed-over containers are watched like globals;
 - every global it reads must be a module, a function, a class, or an immutable value (numbers,
   strings, tuples of them): such values become part of the program's cache key (a rebound flag is
   seen on the next call); a global array or list, which a program would freeze, refuses it;
@@ -18,13 +21,20 @@ Python frame of *user code* (any code outside jax, jaxlib, numpy, ml_dtypes and 
   methods of lists, dicts and sets, where a mutating method (`append`, `update`, `pop`, ...) is
   allowed only on a container the forward created itself (not one the module, a global or an
   argument holds); `print`, `warnings.warn`, `time.time`, `random.random`, file I/O are refused;
-- a call from user code into jaxmodule of a function that changes global state (`manual_seed`,
-  `save`, `set_default_dtype`, in-place `*_` methods, ...) is refused.
+- a call from user code into jaxmodule of a function that changes global state or a module or
+  optimizer (`manual_seed`, `save`, `set_default_dtype`, `Module.to`, `Optimizer.step`, ...:
+  each defining module registers them with `refuse_calls`) is refused.
+
+The cyclic garbage collector is paused while checking (a finalizer is not the forward's code),
+and a refusal the forward swallows (`try: print(x) except Exception: pass`) still refuses the
+class when the check ends.
 
 A refusal raises `SideEffect` from the profile hook *before* the offending call or function body
-runs, so nothing happens twice when the forward then runs plainly. What the checker cannot see: C
-extension objects it allowlists by package (jax, numpy) and values captured in closures (read as
-they are when the program is traced).
+runs, so nothing happens twice when the forward then runs plainly. What the checker cannot see:
+effects through C extension objects it allowlists by package (jax, numpy), an in-place operator
+on a numpy array the module holds reached through a local name, `next()` on an iterator the module
+holds, and new values of immutable closure variables (read as they are when the program is
+traced); `nn.utils.plain_forward` keeps such a class op by op.
 
 >>> from jaxmodule.nn.modules import _purity
 >>> def quiet(x):
