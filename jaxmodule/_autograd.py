@@ -231,14 +231,23 @@ def _read_params(rec: Recording) -> list:
 
 
 def _backward_one_pass(
-    fn: Callable, guess: list, args: tuple, kwargs: dict, has_aux: bool, replay: Any = None
+    fn: Callable,
+    guess: list,
+    args: tuple,
+    kwargs: dict,
+    has_aux: bool,
+    replay: Any = None,
+    discover: bool = False,
 ) -> tuple[Any, Any, list, list] | None:
     """Differentiate `fn` w.r.t. the parameters `guess`, recording what it reads and writes.
 
     Returns (value, aux, parameters read, their gradients) with the written cells updated, or
     None, with every cell as it was, when `fn` read a trainable parameter outside `guess`. With a
     `replay` key (an eager call), the loss is traced and its value and gradient run as a cached
-    program (`_replay.py`); if that is not possible, eager autodiff runs instead."""
+    program (`_replay.py`); if that is not possible, eager autodiff runs instead. `discover`
+    (with `replay`, `guess` empty: a loss function's first call): the parameters the trace read
+    are differentiated as the jaxpr's constants they became, so even the first call runs the
+    loss's Python once; None when that cannot be done (then the two-pass form runs)."""
     diff_ids = {id(p) for p in guess}
     originals = [p._value for p in guess]
     found: dict[str, Any] = {}
@@ -266,16 +275,39 @@ def _backward_one_pass(
             for c, v in zip(guess, originals):
                 c._value = v
 
+    def read_constants(consts: list) -> tuple[int, ...]:
+        """The positions of the read parameters' arrays among the trace's constants."""
+        where: dict[int, int] = {}
+        for i, c in enumerate(consts):
+            where.setdefault(id(c), i)
+        arrays = [id(p._value) for p in found["read"]]
+        if len(set(arrays)) != len(arrays):  # two parameters holding one array
+            raise _replay.Unsupported("parameters share an array")
+        found["wrt"] = [p for p in found["read"] if id(p._value) in where]
+        return tuple(where[id(p._value)] for p in found["wrt"])
+
     out = None
     if replay is not None:
         try:
-            out = attempt(lambda: _replay.value_and_grad(inner, originals, replay))
+            out = attempt(
+                lambda: _replay.value_and_grad(
+                    inner, originals, replay, read_constants if discover else None
+                )
+            )
         except _replay.Unsupported:
             found.clear()
     if out is None:
+        if discover:
+            return None
         out = attempt(lambda: jax.value_and_grad(inner, has_aux=True)(originals))
     (value, (aux, side_values, written)), grads = out
     read = found["read"]
+    if discover:  # every read parameter: those used in arithmetic, then the others (zeros)
+        _commit(found["side"], side_values, guess, written)
+        used = found["wrt"]
+        unused = [p for p in read if all(p is not q for q in used)]
+        zeros = [jax.numpy.zeros_like(p._value) for p in unused]
+        return value, aux, used + unused, list(grads) + zeros
     if any(id(p) not in diff_ids for p in read):
         return None
     _commit(found["side"], side_values, guess, written)
@@ -325,13 +357,16 @@ def backward(
     Returns:
         The loss, or `(loss, aux)` with `has_aux=True`.
 
-    The zero-argument form finds the parameters by tracing `fn` once abstractly before
-    differentiating it. Eagerly it then remembers them per loss function (its code, so a
-    `lambda` written inside the training loop counts as one): later calls differentiate w.r.t.
-    the remembered parameters in one pass and check, by recording reads, that `fn` read no other
-    (else the two passes run again). So Python side effects in `fn` (a print, appending to a
-    list) happen twice on the first call of a loss function and whenever the parameters it reads
-    change, once otherwise; under `jaxmodule.compile` they happen at trace time only.
+    The zero-argument form, called eagerly with the eager cache on (the default), traces `fn`
+    once per call, recording which trainable parameters it reads, and runs the value and the
+    gradient w.r.t. them as one cached program per traced structure (`_replay.py`): Python side
+    effects in `fn` (a print, appending to a list) happen once per call, as in torch. When the
+    loss cannot be traced, or with the cache off, it falls back to JAX's eager autodiff: the
+    parameters are found by tracing `fn` once abstractly, then remembered per loss function (its
+    code, so a `lambda` written inside the training loop counts as one), and later calls
+    differentiate w.r.t. them in one pass, checking that `fn` read no other; there side effects
+    happen twice on the first call and whenever the parameters read change. Under
+    `jaxmodule.compile` they happen at trace time only.
 
     >>> import jax.numpy as jnp, jaxmodule
     >>> from jaxmodule import nn
@@ -350,12 +385,13 @@ def backward(
         guess = (
             [p for p in (r() for r in refs) if p is not None and p.requires_grad] if refs else None
         )
-        replay = key if ENABLED[0] and type(trace_ctx.trace) is EvalTrace else None
-        done = (
-            _backward_one_pass(fn, guess, args, kwargs, has_aux, replay)
-            if guess is not None
-            else None
-        )
+        done = None
+        if ENABLED[0] and type(trace_ctx.trace) is EvalTrace:  # eager: one traced pass
+            done = _backward_one_pass(fn, [], args, kwargs, has_aux, key, discover=True)
+            if done is not None:
+                _remember(key, done[2])
+        if done is None and guess is not None:
+            done = _backward_one_pass(fn, guess, args, kwargs, has_aux)
         if done is not None:
             value, aux, params, grads = done
             _accumulate(params, grads)

@@ -15,7 +15,9 @@ three steps instead:
    with the constants as arguments.
 
 Python in `fn` runs once per call, as eagerly (prints, appends, control flow on Python values all
-behave as in torch); only the arithmetic is cached. The caller falls back to eager autodiff when
+behave as in torch); only the arithmetic is cached. `wrt` differentiates chosen constants too:
+`jaxmodule.backward` passes the positions of the trainable parameters the trace read, so the
+parameters are found and differentiated in the same single pass, the first call included. The caller falls back to eager autodiff when
 tracing fails (a loss that reads a concrete value, `loss.item()`, or returns a non-array object
 JAX cannot trace) and stops trying for that loss function; a loss function whose jaxprs keep
 changing (more than `MAX_PROGRAMS` structures) stops being replayed as well, so nothing compiles on
@@ -145,12 +147,15 @@ def _structure(jaxpr: Any) -> tuple:
 
 
 class _Program:
-    """A jaxpr keyed by its structure: equal keys run the first one's compiled program."""
+    """A jaxpr keyed by its structure and by which of its constants are differentiated too
+    (`wrt`): equal keys run the first one's compiled program."""
 
-    __slots__ = ("jaxpr", "key", "_hash")
+    __slots__ = ("jaxpr", "wrt", "key", "_hash")
 
-    def __init__(self, jaxpr: Any, key: tuple) -> None:
-        self.jaxpr, self.key, self._hash = jaxpr, key, hash(key)
+    def __init__(self, jaxpr: Any, key: tuple, wrt: tuple[int, ...] = ()) -> None:
+        self.jaxpr, self.wrt = jaxpr, wrt
+        self.key = (key, wrt)
+        self._hash = hash(self.key)
 
     def __hash__(self) -> int:
         return self._hash
@@ -161,12 +166,18 @@ class _Program:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _run(program: _Program, consts: list, primals: list) -> tuple:
-    def f(p: list) -> tuple:
-        outs = _jax_core.eval_jaxpr(program.jaxpr, consts, *jax.tree_util.tree_leaves(p))
+    def f(p: list, chosen: list) -> tuple:
+        cs = list(consts)
+        for i, v in zip(program.wrt, chosen):
+            cs[i] = v
+        outs = _jax_core.eval_jaxpr(program.jaxpr, cs, *jax.tree_util.tree_leaves(p))
         return outs[0], outs[1:]
 
-    (value, rest), grads = jax.value_and_grad(f, has_aux=True)(primals)
-    return value, rest, grads
+    chosen = [consts[i] for i in program.wrt]
+    (value, rest), (grads, const_grads) = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(
+        primals, chosen
+    )
+    return value, rest, grads + const_grads
 
 
 def _trace_public(fn: Callable, primals: list) -> tuple[Any, list]:
@@ -200,11 +211,19 @@ class Unsupported(Exception):
     """The loss cannot be replayed (now or for this loss function): use eager autodiff."""
 
 
-def value_and_grad(fn: Callable[[list], tuple], primals: list, key: Any) -> tuple:
+def value_and_grad(
+    fn: Callable[[list], tuple],
+    primals: list,
+    key: Any,
+    wrt: Callable[[list], tuple[int, ...]] | None = None,
+) -> tuple:
     """`jax.value_and_grad(fn, has_aux=True)(primals)` for a list of arrays `primals`, eagerly, as
     a traced jaxpr and a cached program (see the module docstring). `fn(values)` returns
     `(scalar loss, aux)`; aux may hold Python objects, returned as they are. `key` names the loss
-    function (its code) for the bookkeeping. Raises `Unsupported` when it cannot."""
+    function (its code) for the bookkeeping. `wrt(consts)`, called after the trace with the arrays
+    the loss captured, picks constants to differentiate as well (their gradients follow the
+    primals'): how a first call differentiates the parameters it found it read. Raises
+    `Unsupported` when it cannot."""
     seen = _SEEN.get(key, set())
     if seen is None:
         raise Unsupported(key)
@@ -223,7 +242,7 @@ def value_and_grad(fn: Callable[[list], tuple], primals: list, key: Any) -> tupl
 
     try:
         jaxpr, consts = _trace(traced, primals)
-        program = _Program(jaxpr, _structure(jaxpr))
+        program = _Program(jaxpr, _structure(jaxpr), wrt(list(consts)) if wrt else ())
         if program._hash not in seen and len(seen) >= MAX_PROGRAMS:
             raise Unsupported(f"more than {MAX_PROGRAMS} programs")
         value, rest, grads = _run(program, list(consts), primals)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +18,19 @@ import numpy as np
 import pytest
 import torch
 from jaxmodule import _autograd, nn
+from jaxmodule.nn.modules._eager import set_eager_jit
 
 from tests.helpers import assert_close
+
+
+@pytest.fixture(autouse=True)
+def _eager_autodiff() -> Iterator[None]:
+    """This file is about the eager-autodiff path (remembered parameters, one pass); the eager
+    cache's traced replay of the loss (on by default) has its own tests in
+    test_backward_replay.py."""
+    previous = set_eager_jit(False)
+    yield
+    set_eager_jit(previous)
 
 
 def _pair(seed: int = 0) -> tuple[nn.Module, torch.nn.Module]:
@@ -37,9 +49,26 @@ def _grads(module) -> list:
     return [None if p.grad is None else np.asarray(p.grad) for p in module.parameters()]
 
 
-def test_repeated_calls_accumulate_like_torch_and_run_the_body_once_after_the_first() -> None:
+@pytest.mark.parametrize("replay", [False, True])
+def test_repeated_calls_accumulate_like_torch_and_run_the_body_once_after_the_first(
+    replay: bool,
+) -> None:
     model, ref = _pair()
     runs = []
+    previous = set_eager_jit(replay)  # off: the eager-autodiff path this file is about
+    try:
+        _repeat(model, ref, runs)
+    finally:
+        set_eager_jit(previous)
+    for g, p in zip(_grads(model), ref.parameters()):
+        assert_close(g, p.grad.numpy())
+    if replay:  # the loss traced once per call, the first included (`_replay.py`)
+        assert runs == [0, 1, 2]
+    else:  # the first call probes, then differentiates; later ones: one pass
+        assert runs == [0, 0, 1, 2]
+
+
+def _repeat(model: nn.Module, ref: torch.nn.Module, runs: list) -> None:
     for step in range(3):
 
         def loss_fn(step: int = step) -> jnp.ndarray:
@@ -48,9 +77,6 @@ def test_repeated_calls_accumulate_like_torch_and_run_the_body_once_after_the_fi
 
         jaxmodule.backward(loss_fn)
         (ref(torch.from_numpy(X)) ** 2).sum().backward()
-    for g, p in zip(_grads(model), ref.parameters()):
-        assert_close(g, p.grad.numpy())
-    assert runs == [0, 0, 1, 2]  # the first call probes, then differentiates; later ones: one pass
 
 
 def test_a_loss_that_starts_reading_another_parameter_is_redone() -> None:
