@@ -388,8 +388,6 @@ def backward(
         done = None
         if ENABLED[0] and type(trace_ctx.trace) is EvalTrace:  # eager: one traced pass
             done = _backward_one_pass(fn, [], args, kwargs, has_aux, key, discover=True)
-            if done is not None:
-                _remember(key, done[2])
         if done is None and guess is not None:
             done = _backward_one_pass(fn, guess, args, kwargs, has_aux)
         if done is not None:
