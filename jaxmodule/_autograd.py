@@ -385,11 +385,15 @@ def backward(
         guess = (
             [p for p in (r() for r in refs) if p is not None and p.requires_grad] if refs else None
         )
-        done = None
-        if ENABLED[0] and type(trace_ctx.trace) is EvalTrace:  # eager: one traced pass
-            done = _backward_one_pass(fn, [], args, kwargs, has_aux, key, discover=True)
-        if done is None and guess is not None:
-            done = _backward_one_pass(fn, guess, args, kwargs, has_aux)
+        replay = key if ENABLED[0] and type(trace_ctx.trace) is EvalTrace else None
+        if guess is not None:  # the parameters as traced inputs: the fastest program
+            done = _backward_one_pass(fn, guess, args, kwargs, has_aux, replay)
+        elif replay is not None:  # a first call: found and differentiated in one traced pass
+            done = _backward_one_pass(fn, [], args, kwargs, has_aux, replay, discover=True)
+            if done is not None:
+                _remember(key, done[2])
+        else:
+            done = None
         if done is not None:
             value, aux, params, grads = done
             _accumulate(params, grads)

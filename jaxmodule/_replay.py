@@ -16,8 +16,10 @@ three steps instead:
 
 Python in `fn` runs once per call, as eagerly (prints, appends, control flow on Python values all
 behave as in torch); only the arithmetic is cached. `wrt` differentiates chosen constants too:
-`jaxmodule.backward` passes the positions of the trainable parameters the trace read, so the
-parameters are found and differentiated in the same single pass, the first call included. The caller falls back to eager autodiff when
+`jaxmodule.backward` passes, on a loss function's first call, the positions of the trainable
+parameters the trace read, so they are found and differentiated in the same single pass; later
+calls trace with the remembered parameters as inputs (constants would cost every trace a
+conversion per parameter), a second program. The caller falls back to eager autodiff when
 tracing fails (a loss that reads a concrete value, `loss.item()`, or returns a non-array object
 JAX cannot trace) and stops trying for that loss function; a loss function whose jaxprs keep
 changing (more than `MAX_PROGRAMS` structures) stops being replayed as well, so nothing compiles on

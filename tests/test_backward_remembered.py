@@ -24,10 +24,11 @@ from tests.helpers import assert_close
 
 
 @pytest.fixture(autouse=True)
-def _eager_autodiff() -> Iterator[None]:
+def _eager_autodiff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This file is about the eager-autodiff path (remembered parameters, one pass); the eager
     cache's traced replay of the loss (on by default) has its own tests in
-    test_backward_replay.py."""
+    test_backward_replay.py. Each test starts with nothing remembered."""
+    monkeypatch.setattr(_autograd, "_LAST_READ", type(_autograd._LAST_READ)())
     previous = set_eager_jit(False)
     yield
     set_eager_jit(previous)
