@@ -145,9 +145,9 @@ _PLAIN_TREES: set[Any] = set()
 # Auto class -> how many of its traces failed with an ordinary error (refused at 3).
 _FAILURES: dict[type, int] = {}
 
-# Auto class -> the (globals, name) pairs of the immutable globals its traces read, whose values
-# join the cache key.
-GUARDS: dict[type, tuple[tuple[dict, str], ...]] = {}
+# Auto class -> the immutable globals and class attributes its traces read, as
+# (namespace, name, is_dict), whose values join the cache key.
+GUARDS: dict[type, tuple[tuple[Any, str, bool], ...]] = {}
 
 # Moves whenever a class enters or leaves RULES, so that verified trees are checked again.
 _RULES_VERSION = [0]
@@ -314,7 +314,7 @@ def _apply(module: Any, args: tuple, kwargs: dict, key: tuple) -> Any:
                     out = module.forward(*args, **kwargs)
                 if not all(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(out)):
                     raise _NotPure(f"{type(module).__qualname__}.forward returns non-array values")
-                known = {(id(g), name): (g, name) for g, name in GUARDS.get(type(module), ())}
+                known = {(id(g[0]), g[1]): g for g in GUARDS.get(type(module), ())}
                 GUARDS[type(module)] = tuple({**known, **checker.guards}.values())
             else:
                 out = module.forward(*args, **kwargs)
@@ -418,7 +418,9 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
         key: tuple = (
             autocast_mode.state(),
             True,
-            tuple(g.get(name) for g, name in guards),
+            tuple(
+                ns.get(name) if is_dict else getattr(ns, name, None) for ns, name, is_dict in guards
+            ),
             get_default_dtype(),
             is_grad_enabled(),  # a user forward may branch on it
         )

@@ -15,7 +15,8 @@ Python frame of *user code*: any code outside jaxmodule, jax and the packages ja
   a closed-over array refuses it, closed-over containers are watched like globals;
 - every global it reads must be a module, a function, a class, or an immutable value (numbers,
   strings, tuples of them): such values become part of the program's cache key (a rebound flag is
-  seen on the next call); a global array or list, which a program would freeze, refuses it;
+  seen on the next call); a global array or list, which a program would freeze, refuses it; the
+  same for class attributes read through `self` (`scale = 2.0` in the class body);
 - every C function it calls must be known to be free of effects: `len`, `isinstance`, `math`,
   `operator`, jax and numpy (not `numpy.random`), the methods of immutable values, and the
   methods of lists, dicts and sets, where a mutating method (`append`, `update`, `pop`, ...) is
@@ -159,28 +160,45 @@ _WHAT = {
     "DELETE_DEREF": "deletes a nonlocal variable",
 }
 _LOAD_GLOBAL = dis.opmap["LOAD_GLOBAL"]
+_LOAD_FAST = dis.opmap["LOAD_FAST"]
+_LOAD_ATTRS = {dis.opmap[n] for n in ("LOAD_ATTR", "LOAD_METHOD") if n in dis.opmap}
 
-# code -> (what it writes or None, the global names it reads)
-_SCANNED: dict[types.CodeType, tuple[str | None, tuple[str, ...]]] = {}
+
+class _Scan:
+    """What one code object's bytecode shows: the first store found (or None), the global names
+    it reads, and the attribute names it reads from its first argument (`self.x`)."""
+
+    __slots__ = ("bad", "globals", "self_attrs")
+
+    def __init__(self, bad: str | None, globals_: tuple[str, ...], self_attrs: tuple[str, ...]):
+        self.bad, self.globals, self.self_attrs = bad, globals_, self_attrs
 
 
-def _scan(code: types.CodeType) -> tuple[str | None, tuple[str, ...]]:
+_SCANNED: dict[types.CodeType, _Scan] = {}
+
+
+def _scan(code: types.CodeType) -> _Scan:
     found = _SCANNED.get(code)
     if found is not None:
         return found
     bad = None
-    names: list[str] = []
+    names: dict[str, None] = {}
+    attrs: dict[str, None] = {}
+    after_self = False
     for ins in dis.get_instructions(code):
         op = ins.opcode
         if op in _WRITES or (op in _DEREF_WRITES and ins.argval in code.co_freevars):
             line = getattr(getattr(ins, "positions", None), "lineno", None)
             bad = f"{_WHAT[ins.opname]} ({ins.argval!r}, line {line})"
             break
-        if op == _LOAD_GLOBAL and ins.argval not in names:
-            names.append(ins.argval)
+        if op == _LOAD_GLOBAL:
+            names[ins.argval] = None
+        elif op in _LOAD_ATTRS and after_self:
+            attrs[ins.argval] = None
+        after_self = op == _LOAD_FAST and code.co_argcount > 0 and ins.arg == 0
     if len(_SCANNED) > 4096:
         _SCANNED.clear()
-    found = _SCANNED[code] = (bad, tuple(names))
+    found = _SCANNED[code] = _Scan(bad, tuple(names), tuple(attrs))
     return found
 
 
@@ -342,18 +360,24 @@ def refuse_calls(*fns: Any) -> None:
         EFFECT_CODES.add(code)
 
 
+_MISSING = object()
+_MODULE_DICTS = ("_parameters", "_buffers", "_modules")
+
+
 class Checker:
     """`with Checker(held):` around a trace: raises `SideEffect` at the first effect of user
     code (see the module docstring). `held`: containers reachable from outside the forward (the
     module tree's attributes, the arguments), which user code may read but not mutate. After the
-    block, `guards` lists the `(globals, name)` pairs of the immutable globals read."""
+    block, `guards` lists the immutable globals and class attributes read, as
+    `(namespace, name, is_dict)`: `namespace.get(name)` for a globals dict, `getattr` for a
+    class."""
 
     def __init__(self, held: Any) -> None:
         self._held_roots = held
         self._held: tuple[tuple[int, int], set[int]] | None = None
         self._globals: dict[int, dict] = {}
         self._closed: list[Any] = []  # closure variables' values seen
-        self.guards: dict[tuple[int, str], tuple[dict, str]] = {}
+        self.guards: dict[tuple[int, str], tuple[Any, str, bool]] = {}
         self.error: str | None = None
         self._previous: Any = None
         self._gc = False
@@ -393,12 +417,14 @@ class Checker:
         raise SideEffect(self.error)
 
     def _enter(self, frame: types.FrameType, code: types.CodeType) -> None:
-        bad, names = _scan(code)
-        if bad is not None:
-            self._fail(code, bad)
+        scan = _scan(code)
+        if scan.bad is not None:
+            self._fail(code, scan.bad)
         g = frame.f_globals
         self._globals[id(g)] = g
-        for name in names:
+        if scan.self_attrs:
+            self._class_attributes(frame, code, scan.self_attrs)
+        for name in scan.globals:
             if name in g:
                 v = g[name]
             elif hasattr(builtins, name):
@@ -410,7 +436,7 @@ class Checker:
             ):
                 continue
             if _is_value_constant(v):
-                self.guards[(id(g), name)] = (g, name)
+                self.guards[(id(g), name)] = (g, name, True)
                 continue
             self._fail(code, f"reads the global {name!r}, a {type(v).__name__} it could change")
         if code.co_freevars:  # closure variables: read as they are now (no guard)
@@ -420,6 +446,28 @@ class Checker:
                 if isinstance(v, (jax.Array, np.ndarray)):
                     self._fail(code, f"reads the closure variable {name!r}, an array")
                 self._closed.append(v)
+
+    def _class_attributes(
+        self, frame: types.FrameType, code: types.CodeType, names: tuple[str, ...]
+    ) -> None:
+        """`self.x` where x is a class attribute (`scale = 2.0` in the class body): not part of
+        the module's cache key, so an immutable one is guarded (a new value on the class is seen
+        on the next call) and a mutable one (a list, a dict) refuses the forward."""
+        obj = frame.f_locals.get(code.co_varnames[0])
+        d = getattr(obj, "__dict__", None)
+        if d is None or isinstance(obj, type):
+            return
+        cls = type(obj)
+        for name in names:
+            if name in d or any(name in (d.get(k) or ()) for k in _MODULE_DICTS):
+                continue
+            v = getattr(cls, name, _MISSING)
+            if v is _MISSING or callable(v) or hasattr(v, "__get__"):
+                continue  # methods and descriptors: their code is checked when it runs
+            if _is_value_constant(v):
+                self.guards[(id(cls), name)] = (cls, name, False)
+                continue
+            self._fail(code, f"reads the class attribute {name!r}, a {type(v).__name__}")
 
     def _c_call(self, frame: types.FrameType, fn: Any) -> None:
         owner = getattr(fn, "__self__", None)

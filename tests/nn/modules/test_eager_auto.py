@@ -417,9 +417,43 @@ class GradBranch(nn.Module):
         return x * 2 if jaxmodule.is_grad_enabled() else x * 3
 
 
-def test_the_grad_mode_and_default_dtype_key_the_program(spy: _Spy) -> None:
+def test_the_grad_mode_keys_the_program(spy: _Spy) -> None:
     m = GradBranch()
     assert m(jnp.ones(2)).tolist() == [2.0, 2.0]
     with jaxmodule.no_grad():
         assert m(jnp.ones(2)).tolist() == [3.0, 3.0]
     assert m(jnp.ones(2)).tolist() == [2.0, 2.0] and GradBranch in _eager.AUTO
+
+
+class ClassScaled(nn.Module):
+    scale = 2.0  # a class attribute: not in the module's own attributes
+
+    def forward(self, x: Any) -> Any:
+        return x * self.scale
+
+
+class ClassTable(nn.Module):
+    table = [1.0, 2.0]  # noqa: RUF012 - a mutable class attribute, on purpose
+
+    def forward(self, x: Any) -> Any:
+        return x * self.table[0]
+
+
+def test_class_attributes_are_guarded_or_refused(spy: _Spy) -> None:
+    m = ClassScaled()
+    assert m(jnp.ones(2)).tolist() == [2.0, 2.0]
+    ClassScaled.scale = 3.0
+    try:
+        assert m(jnp.ones(2)).tolist() == [3.0, 3.0] and ClassScaled in _eager.AUTO
+    finally:
+        ClassScaled.scale = 2.0
+    t = ClassTable()
+    assert t(jnp.ones(2)).tolist() == [1.0, 1.0]
+    ClassTable.table[0] = 5.0
+    try:
+        assert (
+            t(jnp.ones(2)).tolist() == [5.0, 5.0]
+            and "class attribute" in _eager.REJECTED[ClassTable]
+        )
+    finally:
+        ClassTable.table[0] = 1.0
