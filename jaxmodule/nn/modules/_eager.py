@@ -15,9 +15,10 @@ on its first eager call (`_classify`), and every program traced for it runs unde
 `_purity.Checker`, which refuses the class *before* its first Python side effect (a print, an
 attribute set, appending to a list it does not own, `time.time()`, a global array read, ...):
 then it joins PLAIN and runs op by op, so every effect happens once per call, as in torch. The
-immutable globals its code read (numbers, strings) join the cache key (`GUARDS`), so rebinding one
-is seen on the next call. A whole block (attention, MLP, the model) becomes one program per input
-shape when every module inside it is registered or AUTO. `@jaxmodule.nn.utils.pure_forward`
+immutable globals and class attributes its code read (numbers, strings) join the cache key
+(`GUARDS`), so rebinding one is seen on the next call. A whole block (attention, MLP, the
+model) becomes one program per input shape when every module inside it is registered or AUTO.
+`@jaxmodule.nn.utils.pure_forward`
 declares a class pure without the check (its side effects then happen only while tracing),
 `@jaxmodule.nn.utils.plain_forward` keeps it plain; `JAXMODULE_EAGER_JIT=declared` or
 `set_auto_pure(False)` turns the automatic check off. `REJECTED` keeps why each class was refused.
