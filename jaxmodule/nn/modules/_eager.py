@@ -22,6 +22,9 @@ model) becomes one program per input shape when every module inside it is regist
 declares a class pure without the check (its side effects then happen only while tracing),
 `@jaxmodule.nn.utils.plain_forward` keeps it plain; `JAXMODULE_EAGER_JIT=declared` or
 `set_auto_pure(False)` turns the automatic check off. `REJECTED` keeps why each class was refused.
+A plain object held in an attribute (a config) keys the cache by identity (or value, if
+hashable), so a field changed in place after a program was traced is not seen; assigning a new
+object retraces.
 
 The cached program is used only when all of these hold, else the plain forward runs:
 
