@@ -32,10 +32,12 @@ The cached program is used only when all of these hold, else the plain forward r
   `set_eager_jit(False)` at runtime;
 - the exact class registered or AUTO (a subclass of a built-in layer that only changes
   `__init__` takes that layer's `when` test; one with its own `forward` is checked as AUTO) and
-  its `when` test passes (Dropout only when it draws nothing, BatchNorm only when it updates no statistics),
-  and the same for every submodule, none of which has hooks (value checks of a submodule's
-  arguments, such as Embedding's index range, are skipped inside the parent's program, as in a
-  compiled step);
+  its `when` test passes (BatchNorm only when it updates no statistics), and the same for every
+  submodule, none of which has hooks (value checks of a submodule's arguments, such as
+  Embedding's index range, are skipped inside the parent's program, as in a compiled step); a
+  module that draws now (`DRAWS`: Dropout in training) makes the program take the generator's
+  key and return the advanced one, which happens only eagerly or in an eager backward's loss
+  trace (under other autodiff such a tree runs plainly);
 - `forward` is not replaced on the instance (nor on a submodule);
 - the call is eager, or eager autodiff over eager values (`jax.grad` of a function calling the
   layer): under `jax.jit`, `jaxmodule.compile`, `vmap` or `eval_shape` the outer trace takes the
@@ -72,10 +74,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jax
+from jax._src.core import EvalTrace, trace_ctx  # whether the call is eager (no public API)
 
 from ... import _structure
 from ..._dtype import get_default_dtype
 from ..._grad_mode import is_grad_enabled
+from ..._random import default_generator
+from ..._replay import is_replay_trace
 from ..._swap import recording
 from ...amp import autocast_mode
 from ..functional._eager_jit import (
@@ -120,6 +125,11 @@ RULES: dict[type, Callable[[Any], bool] | None] = {}
 # (returns its input object itself, as torch's does) and holders without a forward (ModuleList).
 TREE_ONLY: set[type] = set()
 
+# Class -> `draws(module)`: the module draws from the default generator now (Dropout in training).
+# Inside a cached program such draws are allowed: the generator's key is an argument of the
+# program and the advanced key an output, so the stream is the plain path's, bit for bit.
+DRAWS: dict[type, Callable[[Any], bool]] = {}
+
 # Class -> the eager argument check its forward makes on concrete values (Embedding's index range),
 # run before the cached program of a call of that module itself (inside a declared-pure parent's
 # program such checks are skipped, as in a compiled step).
@@ -159,7 +169,9 @@ _RULES_VERSION = [0]
 # Modules with submodules whose whole tree passed the checks: the structure counter and rules
 # version then (any hook, mode, attribute or registration change moves them), and whether a class
 # in it is checked automatically. Weak: keeps no module alive.
-_VERIFIED: weakref.WeakKeyDictionary[Any, tuple[int, int, bool]] = weakref.WeakKeyDictionary()
+_VERIFIED: weakref.WeakKeyDictionary[Any, tuple[int, int, tuple[bool, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 T = TypeVar("T", bound=type)
 
@@ -169,6 +181,7 @@ def register_pure_forward(
     when: Callable[[Any], bool] | None = None,
     alone: bool = True,
     check: Callable[[Any, tuple, dict], None] | None = None,
+    draws: Callable[[Any], bool] | None = None,
 ) -> None:
     """Declare each class's `forward` (its own or inherited) a pure function of the module's
     arrays, its inputs and its plain attributes: it writes no cell, draws no random numbers, reads
@@ -176,7 +189,9 @@ def register_pure_forward(
     true. Subclasses are not covered: each class registers itself. `alone=False`: pure inside a
     declared-pure parent, but a call of the module itself is never cached. `check(module, args,
     kwargs)`: the forward's checks of concrete argument values, run eagerly before the cached
-    program (they raise the forward's error).
+    program (they raise the forward's error). `draws(module)`: the forward draws from the default
+    generator now; the program then takes and returns the generator's key (only in an eager call
+    or the loss trace of an eager backward, not under other autodiff).
 
     >>> from jaxmodule.nn.modules import _eager
     >>> from jaxmodule import nn
@@ -201,6 +216,8 @@ def register_pure_forward(
             TREE_ONLY.add(cls)
         if check is not None:
             CHECKS[cls] = check
+        if draws is not None:
+            DRAWS[cls] = draws
     _RULES_VERSION[0] += 1
 
 
@@ -304,11 +321,14 @@ class _NotPure(Exception):
     """Raised while tracing a declared-pure forward that reached state outside its own arrays."""
 
 
-def _apply(module: Any, args: tuple, kwargs: dict, key: tuple) -> Any:
+def _apply(module: Any, args: tuple, kwargs: dict, key: tuple, gen: Any) -> tuple:
     """The traced body of a cached call. `key` (static: autocast state, whether to check for side
     effects, and for checked classes the guarded globals' values, the default dtype and the grad
     mode) only keys the cache: the forward reads the live state."""
     own = {id(c) for c in _pytree.module_cells(module)[0]}
+    if gen is not None:  # the generator's key is an argument: drawing is reading and writing it
+        own.add(id(default_generator))
+        previous, default_generator._value = default_generator._value, gen
     structure = _structure.counters.structure
     with recording(every=True) as rec:  # runs only while jit traces: the check costs no call
         try:
@@ -323,41 +343,51 @@ def _apply(module: Any, args: tuple, kwargs: dict, key: tuple) -> Any:
             else:
                 out = module.forward(*args, **kwargs)
         except Exception as e:  # e.g. the generator refusing a draw inside jit
-            _check_pure(module, rec, own, structure, e)
+            _check_pure(module, rec, own, structure, e, gen is not None)
             raise
-    _check_pure(module, rec, own, structure, None)
-    return out
+        finally:
+            if gen is not None:
+                gen, default_generator._value = default_generator._value, previous
+    _check_pure(module, rec, own, structure, None, gen is not None)
+    return out, gen
 
 
 def _check_pure(
-    module: Any, rec: Any, own: set[int], structure: int, cause: Exception | None
+    module: Any,
+    rec: Any,
+    own: set[int],
+    structure: int,
+    cause: Exception | None,
+    drawing: bool = False,
 ) -> None:
     """Raise `_NotPure` if the traced forward set a module attribute (the structure counter
-    moved), wrote a cell or read one outside the module."""
+    moved), wrote a cell or read one outside the module (`drawing`: the generator's key is the
+    program's argument and output, so drawing from it is allowed)."""
     if _structure.counters.structure != structure:
         raise _NotPure(f"{type(module).__qualname__}.forward sets module attributes") from cause
     foreign = [c for i, c in rec.touched.items() if i not in own and i not in rec.created]
-    if rec.written or foreign:
+    written = [i for i in rec.written if not (drawing and i == id(default_generator))]
+    if written or foreign:
         kinds = {type(c).__name__ for c in foreign}
         what = (
             "draws random numbers"
             if "Generator" in kinds
             else "writes state"
-            if rec.written
+            if written
             else f"reads a {type(foreign[0]).__name__} that is not its own"
         )
         raise _NotPure(f"{type(module).__qualname__}.forward {what}") from cause
 
 
-_JITTED = jax.jit(_apply, static_argnums=(3,))
+_JITTED = jax.jit(_apply, static_argnums=(3,))  # (module, args, kwargs, key, generator key)
 
 
-def _tree_check(module: Any) -> bool | None:
+def _tree_check(module: Any) -> tuple[bool, bool] | None:
     """None unless every submodule is registered or an AUTO class (its `when` passing), without
     hooks or an instance forward, and at least one of them computes (a Sequential of Identity or
     eval Dropout returns its input object itself, as torch's does); else whether any class in the
-    tree is AUTO (its trace is then checked for side effects). Cached per structure and rules
-    version."""
+    tree is AUTO (its trace is then checked for side effects) and whether any draws now (`DRAWS`).
+    Cached per structure and rules version."""
     seen = _VERIFIED.get(module)
     if seen is not None and seen[:2] == (_structure.counters.structure, _RULES_VERSION[0]):
         return seen[2]
@@ -381,9 +411,13 @@ def _tree_check(module: Any) -> bool | None:
             )
         ):
             return None
-    auto = any(type(m) in AUTO for m in module.modules())
-    _VERIFIED[module] = (_structure.counters.structure, _RULES_VERSION[0], auto)
-    return auto
+    modules = list(module.modules())
+    verdict = (
+        any(type(m) in AUTO for m in modules),
+        any(type(m) in DRAWS and DRAWS[type(m)](m) for m in modules),
+    )
+    _VERIFIED[module] = (_structure.counters.structure, _RULES_VERSION[0], verdict)
+    return verdict
 
 
 def call(module: Any, args: tuple, kwargs: dict) -> Any:
@@ -395,9 +429,10 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
     if cls not in RULES and not _classify(cls):
         return SKIP
     if module._modules:
-        auto = None if cls in TREE_ONLY else _tree_check(module)
-        if auto is None:
+        verdict = None if cls in TREE_ONLY else _tree_check(module)
+        if verdict is None:
             return SKIP
+        auto, draws = verdict
     else:
         when = RULES.get(cls)
         if (
@@ -407,6 +442,7 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
         ):
             return SKIP
         auto = cls in AUTO
+        draws = cls in DRAWS and DRAWS[cls](module)
     if (
         not eager_trace()
         or (auto and _PLAIN_TREES and _pytree.module_cells(module)[1] in _PLAIN_TREES)
@@ -414,6 +450,11 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
         or not all(isinstance(c._value, jax.Array) for c in _pytree.module_cells(module)[0])
     ):
         return SKIP
+    gen = None
+    if draws:  # the key in and out: only eagerly or in an eager backward's loss trace
+        if not (type(trace_ctx.trace) is EvalTrace or is_replay_trace()):
+            return SKIP  # under other autodiff the new key could be a tracer
+        gen = default_generator._value
     check = CHECKS.get(cls)
     if check is not None:
         check(module, args, kwargs)
@@ -431,7 +472,10 @@ def call(module: Any, args: tuple, kwargs: dict) -> Any:
     else:
         key = (autocast_mode.state(), False)
     try:
-        return _JITTED(module, args, kwargs, key)
+        out, new_key = _JITTED(module, args, kwargs, key, gen)
+        if gen is not None:
+            default_generator._value = new_key
+        return out
     except _NotPure as e:
         if auto:  # state use depends on the mode and attributes: refuse this structure only
             if len(_PLAIN_TREES) >= 256:

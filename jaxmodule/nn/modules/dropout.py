@@ -110,7 +110,8 @@ class FeatureAlphaDropout(_DropoutNd):
         return F.feature_alpha_dropout(input, self.p, self.training)
 
 
-# pure inside a declared-pure parent while they draw nothing (see _eager.py)
+# pure inside a cached parent; in training they draw, and the parent's program takes and returns
+# the generator's key (see _eager.py)
 register_pure_forward(
     Dropout,
     Dropout1d,
@@ -118,6 +119,6 @@ register_pure_forward(
     Dropout3d,
     AlphaDropout,
     FeatureAlphaDropout,
-    when=lambda m: not m.training or m.p == 0,
-    alone=False,  # then it returns its input object itself, as torch's does: nothing to cache
+    draws=lambda m: m.training and m.p > 0,
+    alone=False,  # eval: it returns its input object itself, as torch's does: nothing to cache
 )

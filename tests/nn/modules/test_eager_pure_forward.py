@@ -114,16 +114,31 @@ def test_gradients_through_a_declared_model_match(spy: _Spy) -> None:
     assert spy.calls == 2
 
 
-def test_training_dropout_inside_keeps_the_plain_path(spy: _Spy) -> None:
-    model = Model().train()  # Dropout(0.1) draws: the tree is not pure
+def test_training_dropout_inside_draws_the_plain_paths_stream(spy: _Spy) -> None:
+    model = Model().train()  # Dropout(0.1) draws: the program takes and returns the key
     _declare()
-    model(IDX)
-    assert Model in _eager.RULES
-    assert _eager._tree_check(model) is None
-    model.eval()
+    jaxmodule.manual_seed(3)
+    want = [_plain(model, IDX) for _ in range(3)]
+    want_key = np.asarray(jaxmodule.default_generator.get_state())
+    jaxmodule.manual_seed(3)
     before = spy.calls
-    model(IDX)
-    assert spy.calls == before + 1
+    got = [model(IDX) for _ in range(3)]
+    assert spy.calls == before + 3 and _eager._tree_check(model) == (False, True)
+    for g, w in zip(got, want):
+        assert_close(g, w)  # the same masks (one fused program rounds a few ulps differently)
+    assert not np.array_equal(np.asarray(got[0]), np.asarray(got[1]))  # fresh draws each call
+    np.testing.assert_array_equal(np.asarray(jaxmodule.default_generator.get_state()), want_key)
+
+
+def test_training_dropout_under_other_autodiff_runs_plainly(spy: _Spy) -> None:
+    model = Model().train()
+    _declare()
+    jaxmodule.manual_seed(5)
+    want = _plain(lambda: jax.grad(lambda w: (model(IDX) * w).sum())(jnp.float32(1.0)))
+    jaxmodule.manual_seed(5)
+    got = jax.grad(lambda w: (model(IDX) * w).sum())(jnp.float32(1.0))  # a JVP trace: no key
+    assert_close(got, want)
+    assert not isinstance(jaxmodule.default_generator._value, jax.core.Tracer)
 
 
 def test_a_hook_on_a_child_runs_every_call(spy: _Spy) -> None:
