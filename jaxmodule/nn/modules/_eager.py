@@ -176,6 +176,12 @@ _VERIFIED: weakref.WeakKeyDictionary[Any, tuple[int, int, tuple[bool, bool]]] = 
 T = TypeVar("T", bound=type)
 
 
+def _check_classes(name: str, classes: tuple) -> None:
+    for cls in classes:
+        if not isinstance(cls, type) or not callable(getattr(cls, "forward", None)):
+            raise TypeError(f"{name}: expected Module classes with a forward, got {cls!r}")
+
+
 def register_pure_forward(
     *classes: type,
     when: Callable[[Any], bool] | None = None,
@@ -202,11 +208,7 @@ def register_pure_forward(
     >>> Scale in _eager.RULES
     True
     """
-    for cls in classes:
-        if not isinstance(cls, type) or not callable(getattr(cls, "forward", None)):
-            raise TypeError(
-                f"register_pure_forward: expected Module classes with a forward, got {cls!r}"
-            )
+    _check_classes("register_pure_forward", classes)
     for cls in classes:
         RULES[cls] = when
         AUTO.discard(cls)

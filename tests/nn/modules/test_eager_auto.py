@@ -24,7 +24,7 @@ from jaxmodule.nn import functional as F
 from jaxmodule.nn.modules import _eager
 
 from tests.helpers import assert_close
-from tests.nn.modules.test_eager_cache import _plain, _Spy
+from tests.nn.modules.test_eager_cache import _plain, _Spy, isolated_spy
 
 SCALE = 2.0
 OFFSET = jnp.zeros(4)
@@ -33,22 +33,7 @@ HISTORY: list = []
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
-    s = _Spy(_eager._JITTED)
-    monkeypatch.setattr(_eager, "_JITTED", s)
-    for name in (
-        "RULES",
-        "GUARDS",
-        "REJECTED",
-        "_FAILURES",
-    ):  # what a test learns stays in the test
-        monkeypatch.setattr(_eager, name, dict(getattr(_eager, name)))
-    for name in ("AUTO", "PLAIN", "TREE_ONLY", "_PLAIN_TREES"):
-        monkeypatch.setattr(_eager, name, set(getattr(_eager, name)))
-    previous = _eager.set_eager_jit(True), _eager.AUTO_ENABLED[0]
-    _eager.AUTO_ENABLED[0] = True
-    yield s
-    _eager.set_eager_jit(previous[0])
-    _eager.AUTO_ENABLED[0] = previous[1]
+    yield from isolated_spy(monkeypatch)
 
 
 class Attention(nn.Module):

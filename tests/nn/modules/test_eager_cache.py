@@ -49,6 +49,22 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
     _eager.set_eager_jit(previous)
 
 
+def isolated_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
+    """A `_Spy` on the cached program, with the eager cache on and every registry and verdict
+    `_eager` keeps copied for the test: what a test declares, classifies or refuses stays in it."""
+    s = _Spy(_eager._JITTED)
+    monkeypatch.setattr(_eager, "_JITTED", s)
+    for name in ("RULES", "GUARDS", "REJECTED", "DRAWS", "_FAILURES"):
+        monkeypatch.setattr(_eager, name, dict(getattr(_eager, name)))
+    for name in ("AUTO", "PLAIN", "TREE_ONLY", "_PLAIN_TREES"):
+        monkeypatch.setattr(_eager, name, set(getattr(_eager, name)))
+    previous = _eager.set_eager_jit(True), _eager.AUTO_ENABLED[0]
+    _eager.AUTO_ENABLED[0] = True
+    yield s
+    _eager.set_eager_jit(previous[0])
+    _eager.AUTO_ENABLED[0] = previous[1]
+
+
 def _plain(fn: Any, *args: Any) -> Any:
     previous = _eager.set_eager_jit(False)
     try:

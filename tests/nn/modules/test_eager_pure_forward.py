@@ -21,17 +21,12 @@ from jaxmodule.nn import functional as F
 from jaxmodule.nn.modules import _eager
 
 from tests.helpers import assert_close
-from tests.nn.modules.test_eager_cache import _plain, _Spy
+from tests.nn.modules.test_eager_cache import _plain, _Spy, isolated_spy
 
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
-    s = _Spy(_eager._JITTED)
-    monkeypatch.setattr(_eager, "_JITTED", s)
-    monkeypatch.setattr(_eager, "RULES", dict(_eager.RULES))  # declarations made here stay here
-    previous = _eager.set_eager_jit(True)
-    yield s
-    _eager.set_eager_jit(previous)
+    yield from isolated_spy(monkeypatch)  # declarations made here stay here
 
 
 class Attention(nn.Module):
