@@ -257,6 +257,7 @@ def plain_forward(cls: T) -> T:
     >>> Counter in _eager.PLAIN
     True
     """
+    _check_classes("plain_forward", (cls,))
     _refuse(cls, "declared with plain_forward", warn=False)
     return cls
 

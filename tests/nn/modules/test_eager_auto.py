@@ -21,7 +21,7 @@ import pytest
 import torch
 from jaxmodule import nn
 from jaxmodule.nn import functional as F
-from jaxmodule.nn.modules import _eager
+from jaxmodule.nn.modules import _eager, _purity
 
 from tests.helpers import assert_close
 from tests.nn.modules.test_eager_cache import _plain, _Spy, isolated_spy
@@ -442,3 +442,13 @@ def test_class_attributes_are_guarded_or_refused(spy: _Spy) -> None:
         )
     finally:
         ClassTable.table[0] = 1.0
+
+
+def test_misuse_of_the_declarations_says_what_was_expected(spy: _Spy) -> None:
+    with pytest.raises(
+        TypeError, match=r"plain_forward: expected Module classes with a forward, got 3"
+    ):
+        nn.utils.plain_forward(3)  # type: ignore[type-var]
+    with pytest.raises(TypeError, match=r"refuse_calls: expected functions, got 'save'"):
+        _purity.refuse_calls("save")
+    assert 3 not in _eager.PLAIN
