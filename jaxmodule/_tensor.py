@@ -74,11 +74,32 @@ def is_torch_tensor(x: Any) -> bool:
 
 
 def _torch_to_numpy(t: Any) -> np.ndarray:
+    """A private host copy of a torch tensor's values (never a view of torch's memory): JAX reads
+    host data when the transfer runs, which can be after torch has updated the tensor in place
+    (see `host_snapshot`)."""
     t = t.detach().cpu()
     name = str(t.dtype)
     if name == "torch.bfloat16":
         return t.float().numpy().astype(jnp.bfloat16)
-    return t.numpy()
+    return np.array(t.numpy(), copy=True)
+
+
+def host_snapshot(x: np.ndarray) -> np.ndarray:
+    """A private copy of host data about to become a jax.Array.
+
+    JAX does not copy a numpy array when it is handed one: the transfer is queued behind the
+    work already dispatched and reads the host buffer when it runs (`jnp.array(x, copy=True)`
+    included). Host memory that its owner then changes in place (torch's `p.add_()` after
+    `load_state_dict(torch_model.state_dict())`, a numpy batch buffer refilled) would reach the
+    array with the new values. torch copies at conversion (`torch.tensor(x)`), so jaxmodule
+    does too: a private copy nobody else can change.
+
+    >>> a = np.ones(3)
+    >>> b = host_snapshot(a)
+    >>> b is a, np.shares_memory(a, b)
+    (False, False)
+    """
+    return np.array(x, copy=True)
 
 
 class MetaArray(jax.ShapeDtypeStruct):
@@ -215,6 +236,8 @@ def as_array(x: Any, dtype: Any = None) -> jax.Array:
         x = x._value
     elif is_torch_tensor(x):
         x = _torch_to_numpy(x)
+    elif isinstance(x, np.ndarray):
+        x = host_snapshot(x)
     if isinstance(x, jax.ShapeDtypeStruct):
         raise RuntimeError(META_DATA_ERROR)
     if dtype is not None:
@@ -371,10 +394,13 @@ def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> jax.Array:
 
 
 def from_numpy(ndarray: np.ndarray) -> jax.Array:
-    """Mirrors `torch.from_numpy`: the numpy dtype is kept (64-bit becomes 32-bit while x64 is off)."""
+    """Mirrors `torch.from_numpy`: the numpy dtype is kept (64-bit becomes 32-bit while x64 is off).
+
+    torch's result shares the numpy array's memory; a jax.Array is immutable, so this one is a
+    snapshot: later in-place changes of `ndarray` are not seen (`host_snapshot`)."""
     if not isinstance(ndarray, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
-    return jnp.asarray(ndarray)
+    return jnp.asarray(host_snapshot(ndarray))
 
 
 def _float_or(dtype: Any) -> Any:

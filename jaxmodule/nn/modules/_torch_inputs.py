@@ -19,7 +19,7 @@ TORCH_INPUT_HINT = (
     "{layer} was called with a torch.Tensor ({where}); jaxmodule layers take jax arrays. Convert it "
     "first:\n"
     "    x = jaxmodule.tensor(t)                   # keeps the dtype, bfloat16 included\n"
-    "    x = jnp.asarray(t.detach().cpu().numpy())\n"
+    "    x = jnp.asarray(t.detach().cpu().numpy().copy())  # a copy: torch may change t in place\n"
     "A torch state_dict loads directly: model.load_state_dict(torch_model.state_dict())."
 )
 
