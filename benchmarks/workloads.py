@@ -153,15 +153,8 @@ def _lower_jaxmodule(compiled: Any, state_args: tuple, batch: tuple) -> Any:
     """The jitted program of a compiled step's current plan, lowered for its next call's
     arguments (the benchmark's `--hlo` counts read its compiled text)."""
     entry = compiled._entries[0]
-    layout, args = entry.layout, (*state_args, *batch)
-    return entry.program.jitted.lower(
-        entry.key,
-        [c._value for c in entry.mutated_cells],
-        [c._value for c in entry.const_cells],
-        [o._jm_state_get() for o in layout.states],
-        [p.grad for p in layout.grad_params],
-        *layout.split(args, {}),
-    )
+    leaves = entry.program.states.gather(entry.layout.states)
+    return entry.program.jitted.lower(*entry.call_args(leaves, (*state_args, *batch), {}))
 
 
 # ---- raw JAX ----------------------------------------------------------------------------------

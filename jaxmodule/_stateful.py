@@ -34,6 +34,7 @@ dicts with a "params" list of cells): compile then gathers those cells too.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Hashable
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Stateful", "is_stateful_object"]
@@ -44,8 +45,9 @@ class Stateful(Protocol):
     """An object whose array state (besides any cells it refers to) travels as one pytree.
 
     Required: `_jm_state_get` and `_jm_state_set`. Optional, with defaults when subclassing:
-    `_jm_state_view` / `_jm_state_install` (copy-free variants for the compiled fast path) and
-    `_jm_host_state` / `_jm_host_update` (Python-side state a step changes).
+    `_jm_state_view` / `_jm_state_install` (copy-free variants for the compiled fast path),
+    `_jm_host_state` / `_jm_host_update` (Python-side state a step changes),
+    `_jm_state_version` and `_jm_trace_key`.
     """
 
     @abstractmethod
@@ -68,6 +70,19 @@ class Stateful(Protocol):
         """`_jm_state_set` for a state nothing else holds (a jitted call's fresh output), so the
         containers may be kept as they are. Default: `_jm_state_set(state)`."""
         self._jm_state_set(state)
+
+    def _jm_state_version(self) -> int | None:
+        """An integer that moves whenever the structure of `_jm_state_get()` may have changed
+        (not on value changes; `_jm_state_install` keeps it), or None (the default): unknown.
+        With a version, compile's fast path reads the state's leaves by generated subscripts and
+        checks only the version; without, it flattens the state and compares its structure."""
+        return None
+
+    def _jm_trace_key(self) -> Hashable:
+        """The Python-side options a traced step depends on beyond the state's structure (an
+        optimizer's static options such as `nesterov`, and which options are zero), or None (the
+        default: none). A compiled plan is reused only while it is unchanged."""
+        return None
 
     def _jm_host_state(self) -> Any:
         """Comparable Python-side state a step may change (not arrays), or None (the default):

@@ -10,6 +10,8 @@ they are passed as arguments or reached through closures, globals, defaults or a
 - `_program.py`: `Program`, what the step writes and reads, discovered by one trace, and its
   `jax.jit` function (which replays that trace);
 - `_function.py`: `CompiledFunction`, the per-call path and its bounded caches;
+- `_states.py`: `StatePlan`, how optimizer and GradScaler states travel through a program (as
+  flat leaves; only the written ones donated and returned);
 - `_fast_path.py`: the generated per-layout fast path (a named template);
 - `_log.py`: recompile logs (`JAXMODULE_LOGS=recompiles`, `jaxmodule.set_logs`).
 

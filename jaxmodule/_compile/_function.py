@@ -52,6 +52,7 @@ class _Entry:
         "mutated_cells",
         "const_cells",
         "host_pending",
+        "state_versions",
     )
 
     def __init__(self, layout: Layout, program: Program, reused: bool) -> None:
@@ -65,6 +66,22 @@ class _Entry:
         # a program discovered on other objects: their Python-side changes (an optimizer's
         # "state exists" flags) are replayed onto these after the first call
         self.host_pending = reused and any(h is not None for h in program.host)
+        # each state's `_jm_state_version` after the last general-path call: the fast path's
+        # check that the structures it reads by subscript still hold
+        self.state_versions: list = []
+
+    def call_args(self, state_leaves: list[list], args: tuple, kwargs: dict) -> tuple:
+        """The arguments of this entry's program call (`state_leaves`: `StatePlan.gather`'s)."""
+        written, read = self.program.states.split(state_leaves)
+        return (
+            self.key,
+            [c._value for c in self.mutated_cells],
+            [c._value for c in self.const_cells],
+            written,
+            read,
+            [p.grad for p in self.layout.grad_params],
+            *self.layout.split(args, kwargs),
+        )
 
 
 class CompiledFunction:
@@ -92,6 +109,7 @@ class CompiledFunction:
                 e.layout.current()
                 and e.layout.matches(args, kwargs)
                 and guards_pass(e.layout, args)
+                and e.layout.states_current()
             ):
                 if i:
                     self._entries.insert(0, self._entries.pop(i))
@@ -196,18 +214,14 @@ class CompiledFunction:
         if entry.handed_out_at != _structure.counters.handed_out and self.donate:
             _protect_exported(entry)
         states = layout.states
+        state_leaves = program.states.gather(states)
         new_vals, new_states, new_grads, attr_vals, out = program.jitted(
-            entry.key,
-            [c._value for c in entry.mutated_cells],
-            [c._value for c in entry.const_cells],
-            [o._jm_state_get() for o in states],
-            [p.grad for p in layout.grad_params],
-            *layout.split(args, kwargs),
+            *entry.call_args(state_leaves, args, kwargs)
         )
         for c, v in zip(entry.mutated_cells, new_vals):
             c._value = v
-        for o, st in zip(states, new_states):
-            o._jm_state_set(st)
+        program.states.install(states, state_leaves, new_states)
+        entry.state_versions = [o._jm_state_version() for o in states]
         if layout.grad_params or program.grads_out:
             for p in layout.grad_params:
                 p.grad = None

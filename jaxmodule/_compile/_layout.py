@@ -165,7 +165,8 @@ class Layout:
                 for p in group["params"]:
                     add(p)
         add(default_generator)
-        for o in states:
+        self.state_keys = [_state_key(o) for o in states]
+        for o, tree in zip(states, self.state_keys):
             structure.append(
                 (
                     type(o),
@@ -173,7 +174,7 @@ class Layout:
                         tuple(index[id(p)] for p in g["params"])
                         for g in getattr(o, "param_groups", ())
                     ),
-                    jax.tree_util.tree_structure(o._jm_state_get()),
+                    tree,
                 )
             )
         self.cells = cells
@@ -227,6 +228,12 @@ class Layout:
             and self.grad_presence_at == counters.grad_presence
             and self.amp == amp_state()
         )
+
+    def states_current(self) -> bool:
+        """Whether every optimizer's (and GradScaler's) state still has the structure and static
+        options this layout was made for (momentum set on a group adds state; nesterov changes
+        the update)."""
+        return all(_state_key(o) == k for o, k in zip(self.states, self.state_keys))
 
     def matches(self, args: tuple, kwargs: dict) -> bool:
         """Whether this layout serves a call with these arguments (identities, statics); the
@@ -328,6 +335,12 @@ class Layout:
 
 def _in(x: Any, seq: list) -> bool:
     return any(x is s for s in seq)
+
+
+def _state_key(o: Any) -> tuple:
+    """What a compiled plan depends on in a Stateful object: its state's structure and the
+    options its traced code branches on."""
+    return (jax.tree_util.tree_structure(o._jm_state_get()), o._jm_trace_key())
 
 
 def describe_inputs(layout: Layout, program: Any, dyn: tuple, kwargs: dict) -> list[str]:

@@ -37,6 +37,7 @@ from ..nn.modules.module import Module
 from . import _log
 from ._layout import Layout, describe_inputs
 from ._sharding import constrain_outputs, constrain_prefix
+from ._states import StateChanged, StatePlan
 from ._teach import TEACHABLE, teach
 
 __all__ = ["Program", "discover", "Restart", "CallKey", "STRUCTURE_MESSAGE"]
@@ -91,6 +92,7 @@ class Program:
         read: frozenset[int],
         host: list,
         deferred: list,
+        states: StatePlan,
     ) -> None:
         self.mutated = mutated
         self.const = const
@@ -102,6 +104,7 @@ class Program:
         # host-side calls (scheduler steps) to run after every call; they name the objects of
         # the discovering layout, so such a program is not shared with other layouts
         self.deferred = deferred
+        self.states = states  # which state leaves are donated and returned (`_states.py`)
         self.jitted: Callable[..., Any] = _not_jitted  # discover() sets the jitted program
 
 
@@ -322,6 +325,9 @@ def discover(
         read,
         found["host"],
         found["deferred"],
+        StatePlan.discover(
+            inputs[1], out_shape[1], recorded, n, len(jax.tree.leaves(out_shape[0]))
+        ),
     )
     program.jitted = _jit(fn, program, recorded, inputs, out_shape, donate, jit_kwargs, counter)
     return program
@@ -342,12 +348,14 @@ def _jit(
     out_tree = jax.tree.structure(out_shape)
     n = len(inputs[0])
     unused_avals = [(k, in_avals[k]) for k in program.unused]
+    plan = program.states
 
     def pure(
         key: CallKey,
         mutated_vals: list,
         const_vals: list,
-        states: list,
+        state_written: list,
+        state_read: list,
         grads: list,
         dyn: tuple,
         kwargs: dict,
@@ -361,6 +369,7 @@ def _jit(
         full = list(values)
         for k, aval in unused_avals:  # never read: any value of the right type will do
             full[k] = jnp.zeros(aval.shape, aval.dtype)
+        states = plan.rebuild(state_written, state_read)
         flat, tree = jax.tree.flatten((full, states, grads, dyn, kwargs))
         same_tree = tree == in_tree  # type: ignore[operator]  # jax's PyTreeDef is opaque to mypy
         if same_tree and all(jax.typeof(x) == a for x, a in zip(flat, in_avals)):
@@ -381,17 +390,21 @@ def _jit(
             except TEACHABLE as e:  # named as on the first trace (`discover`)
                 teach(e, fn, layout, dyn, kwargs, program)
                 raise
+            try:  # a new input type may write state the plan only reads
+                plan.check(new_states, states)
+            except StateChanged:
+                raise Restart([], {}) from None  # discover again
         # written state keeps its placement across devices (no-op on one device)
         new_vals, new_states, new_grads = constrain_outputs(
             layout, program.mutated, program.grads_out, new_vals, new_states, new_grads
         )
         if out_shardings is not None:  # the user's `out_shardings=` is about the step's result only
             out = constrain_prefix(out, out_shardings)
-        return new_vals, new_states, new_grads, attr_vals, out
+        return new_vals, plan.outputs(new_states), new_grads, attr_vals, out
 
     jit_kwargs = dict(jit_kwargs)
     out_shardings = jit_kwargs.pop("out_shardings", None)
-    donate_argnums = (1, 3, 4) if donate else ()
+    donate_argnums = (1, 3, 5) if donate else ()  # written cells, written state, grads
     return jax.jit(pure, static_argnums=0, donate_argnums=donate_argnums, **jit_kwargs)
 
 

@@ -209,6 +209,8 @@ class Optimizer(HooksMixin, Stateful):
         self._key_order: list[list[str]] = []  # per group: torch's order of the state keys
         self._opt_called = False
         self._sharded = False  # some parameter spans several devices: eager steps keep placements
+        # moves whenever the structure of `_jm_state_get()` may have changed (`_stateful.py`)
+        self._jm_version = 0
         _LIVE.add(self)
         if isinstance(params, (Parameter, Buffer, jax.Array)):
             raise TypeError(
@@ -309,6 +311,7 @@ class Optimizer(HooksMixin, Stateful):
         self._scalars.append(self._init_scalars(len(params)))
         self._key_order.append(self._order_of(self._states[-1]))
         self._started.append([self._state_at_init] * len(params))
+        self._jm_version += 1
         group._jm_dirty = False
         if any(spans_devices(p._value) for p in params):
             self._jm_place_state()
@@ -403,10 +406,12 @@ class Optimizer(HooksMixin, Stateful):
             zeros_moved = self._zeros_of(key) != self._zeros_of(self._hp_key[gi])
             self._hp[gi] = self._make_hp(group, self._hp[gi], self._hp_key[gi])
             self._hp_key[gi] = key
+            self._jm_version += 1
         static = self._static_options(group)
         if static != self._static[gi] or zeros_moved:
             old = [export_state(s, self._state_names) for s in self._states[gi]]
             self._static[gi] = static
+            self._jm_version += 1
             fresh = self._init_states(group, self._hp[gi], static)
             self._key_order[gi] = self._order_of(fresh)
             self._states[gi] = [
@@ -464,6 +469,20 @@ class Optimizer(HooksMixin, Stateful):
         self._hp = list(state["hp"])
         self._states = [s if self._tx is not None else list(s) for s in state["state"]]
         self._scalars = [dict(v) for v in state["scalars"]]
+        self._jm_version += 1  # any structure may come in
+
+    def _jm_state_version(self) -> int:
+        """Moves whenever the structure of the state may have changed (`_stateful.py`)."""
+        return self._jm_version
+
+    def _jm_trace_key(self) -> tuple:
+        """Per group, the static options and which zero-sensitive options are zero: what the
+        traced update branches on (`_stateful.py`). Option values (lr) are traced, not here."""
+        for gi in range(len(self.param_groups)):
+            self._refresh(gi)
+        return tuple(
+            (static, self._zeros_of(key)) for static, key in zip(self._static, self._hp_key)
+        )
 
     def _jm_host_state(self) -> tuple:
         """The Python-side state a step changes: torch's "state exists" flags per parameter and
@@ -514,6 +533,7 @@ class Optimizer(HooksMixin, Stateful):
             with enable_grad():
                 loss = closure()
         self._opt_called = True
+        self._jm_version += 1  # eager steps write states (same structure; be safe)
         for gi in range(len(self.param_groups)):
             self._refresh(gi)
             params = self.param_groups[gi]["params"]
@@ -688,6 +708,7 @@ class Optimizer(HooksMixin, Stateful):
             orders,
         )
         self._scalars = scalars
+        self._jm_version += 1
         if any(spans_devices(p._value) for g in self.param_groups for p in g["params"]):
             self._jm_place_state()  # loaded state goes where the parameters live
 

@@ -1,0 +1,196 @@
+"""How optimizer (and other `Stateful`) state travels through a compiled step
+(`jaxmodule/_compile/_states.py`): only the leaves a step writes are donated and returned, the
+fast path reads the rest by generated subscripts, and every change of an optimizer's options
+between steps (new state, a static option, a new group, a loaded state_dict) is seen, as torch
+sees it. (Options torch itself cannot toggle once state exists, such as `amsgrad`, are not
+cases.)
+
+Each differential case runs the same steps with torch (eager) and jaxmodule (compiled), changes
+the optimizers the same way between steps, and compares losses, parameters, buffers and optimizer
+state after every step.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import jaxmodule
+import pytest
+import torch
+from jaxmodule import nn, optim
+from jaxmodule._compile import _fast_path
+from jaxmodule._stateful import Stateful
+
+from tests.compile.test_captured_state import assert_same_state, batch, torch_step
+from tests.helpers import assert_close
+
+
+def _pair(opt: str, **kw):
+    tm = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    jm = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    jm.load_state_dict(tm.state_dict())
+    return (
+        tm,
+        jm,
+        getattr(torch.optim, opt)(tm.parameters(), **kw),
+        getattr(optim, opt)(jm.parameters(), **kw),
+    )
+
+
+def _compiled(jm, jopt):
+    @jaxmodule.compile
+    def step(x, y):
+        jopt.zero_grad()
+        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
+        jopt.step()
+        return loss
+
+    return step
+
+
+def _set(name, value):
+    def change(topt, jopt, tm, jm):
+        for o in (topt, jopt):
+            o.param_groups[0][name] = value
+
+    return change
+
+
+def _load_torch_state(topt, jopt, tm, jm):
+    jopt.load_state_dict(topt.state_dict())
+
+
+CHANGES = {
+    "momentum 0 -> 0.9 (new state)": ("SGD", {"lr": 0.1}, _set("momentum", 0.9)),
+    "nesterov on": ("SGD", {"lr": 0.1, "momentum": 0.9}, _set("nesterov", True)),
+    "weight_decay 0 -> 0.1": ("Adam", {"lr": 0.01}, _set("weight_decay", 0.1)),
+    "lr 0.01 -> 0.003 (a value)": ("Adam", {"lr": 0.01}, _set("lr", 0.003)),
+    "maximize on": ("Adam", {"lr": 0.01}, _set("maximize", True)),
+    "dampening 0 -> 0.5": ("SGD", {"lr": 0.1, "momentum": 0.9}, _set("dampening", 0.5)),
+    "rmsprop alpha 0.99 -> 0.9": ("RMSprop", {"lr": 0.01}, _set("alpha", 0.9)),
+    "load_state_dict from torch": ("Adam", {"lr": 0.01}, _load_torch_state),
+}
+
+
+@pytest.mark.parametrize("name", list(CHANGES))
+def test_an_option_changed_between_compiled_steps_takes_effect_as_in_torch(name):
+    opt, kw, change = CHANGES[name]
+    tm, jm, topt, jopt = _pair(opt, **kw)
+    step = _compiled(jm, jopt)
+    for i in range(5):
+        if i == 2:
+            change(topt, jopt, tm, jm)
+        x, y = batch(i)
+        tl = torch_step(tm, topt, x, y)
+        jl = step(jnp.asarray(x), jnp.asarray(y))
+        assert_close(jl, tl)
+        assert_same_state(tm, jm, topt, jopt)
+
+
+def test_a_param_group_added_between_compiled_steps_is_stepped_as_in_torch():
+    """The optimizer starts with the first layer only; the last layer joins as a second group
+    with its own lr after two compiled steps."""
+    tm, jm, _, _ = _pair("SGD", lr=0.1)
+    topt = torch.optim.SGD(tm[0].parameters(), lr=0.1, momentum=0.9)
+    jopt = optim.SGD(jm[0].parameters(), lr=0.1, momentum=0.9)
+    step = _compiled(jm, jopt)
+    for i in range(5):
+        if i == 2:
+            topt.add_param_group({"params": list(tm[2].parameters()), "lr": 0.05})
+            jopt.add_param_group({"params": list(jm[2].parameters()), "lr": 0.05})
+        x, y = batch(i)
+        assert_close(step(jnp.asarray(x), jnp.asarray(y)), torch_step(tm, topt, x, y))
+        assert_same_state(tm, jm, topt, jopt)
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam", "RMSprop", "Adagrad"])
+def test_state_a_step_only_reads_is_neither_donated_nor_replaced(opt):
+    """A learning rate the step reads stays the very array the optimizer holds (not donated, not
+    returned); the moments it writes are new arrays after every call."""
+    kw = {"lr": 0.01, "momentum": 0.9} if opt == "SGD" else {"lr": 0.01}
+    _, jm, _, jopt = _pair(opt, **kw)
+    step = _compiled(jm, jopt)
+    x, y = (jnp.asarray(a) for a in batch(0))
+    step(x, y)
+    for _ in range(3):
+        before = jax.tree_util.tree_leaves(jopt._jm_state_get())
+        lr_before = jopt._hp[0]["lr"]
+        step(x, y)
+        after = jax.tree_util.tree_leaves(jopt._jm_state_get())
+        assert jopt._hp[0]["lr"] is lr_before and not lr_before.is_deleted()
+        plan = step._entries[0].program.states
+        assert plan.written, "the step writes moments or step counts"
+        assert all(after[g] is not before[g] for g in plan.written)
+        assert all(after[g] is before[g] for g in plan.read)
+        assert all(not before[g].is_deleted() for g in plan.read)
+    assert step.trace_count == 1
+
+
+class _Counter(Stateful):
+    """A user's own Stateful object: no `_jm_state_version`, so the fast path flattens it."""
+
+    def __init__(self) -> None:
+        self.state = {"n": jnp.zeros(())}
+
+    def _jm_state_get(self):
+        return dict(self.state)
+
+    def _jm_state_set(self, state):
+        self.state = dict(state)
+
+
+def test_an_unversioned_stateful_object_is_checked_by_structure_each_call():
+    c = _Counter()
+
+    @jaxmodule.compile
+    def step(x):
+        c.state = {**c.state, "n": c.state["n"] + x.sum()}
+        return c.state["n"]
+
+    x = jnp.ones(3)
+    for i in range(3):
+        assert float(step(x)) == 3.0 * (i + 1)
+    assert step.trace_count == 1
+    c.state = {**c.state, "m": jnp.zeros(())}  # a new leaf: the step must see the new structure
+    assert float(step(x)) == 12.0 and set(c.state) == {"n", "m"}
+    assert step.trace_count == 2
+
+
+def test_a_retrace_that_writes_state_the_program_only_read_discovers_again():
+    """Discovered on a small input the step only reads the counter; a bigger input (a retrace
+    inside the same program) writes it, which the plan must not drop."""
+    c = _Counter()
+
+    @jaxmodule.compile
+    def step(x):
+        if x.shape[0] > 2:
+            c.state = {"n": c.state["n"] + 1.0}
+        return c.state["n"] * x.sum()
+
+    assert float(step(jnp.ones(2))) == 0.0
+    assert float(step(jnp.ones(4))) == 4.0 and float(c.state["n"]) == 1.0
+    assert float(step(jnp.ones(4))) == 8.0 and float(c.state["n"]) == 2.0
+    assert float(step(jnp.ones(2))) == 4.0 and float(c.state["n"]) == 2.0
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam", "Adagrad", "NAdam"])
+def test_subscripted_and_flattened_state_reads_train_identically(opt, monkeypatch):
+    """The fast path's two ways of reading state (generated subscripts for a versioned state of
+    few leaves, flatten and compare otherwise) give the same training, with two param groups."""
+    results = []
+    for limit in (_fast_path.PY_GATHER_LEAVES, 0):
+        monkeypatch.setattr(_fast_path, "PY_GATHER_LEAVES", limit)
+        torch.manual_seed(0)
+        _, jm, _, _ = _pair(opt, lr=0.01)
+        groups = [
+            {"params": list(jm[0].parameters())},
+            {"params": list(jm[2].parameters()), "lr": 0.02},
+        ]
+        jopt = getattr(optim, opt)(groups, lr=0.01)
+        step = _compiled(jm, jopt)
+        for i in range(4):
+            step(*(jnp.asarray(a) for a in batch(i)))
+        assert step.trace_count == 1
+        results.append([jnp.asarray(v) for v in jm.state_dict().values()])
+    for a, b in zip(*results):
+        assert (a == b).all()
