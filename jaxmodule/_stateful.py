@@ -47,7 +47,7 @@ class Stateful(Protocol):
     Required: `_jm_state_get` and `_jm_state_set`. Optional, with defaults when subclassing:
     `_jm_state_view` / `_jm_state_install` (copy-free variants for the compiled fast path),
     `_jm_host_state` / `_jm_host_update` (Python-side state a step changes),
-    `_jm_state_version` and `_jm_trace_key`.
+    `_jm_state_version`, `_jm_value_version` and `_jm_trace_key`.
     """
 
     @abstractmethod
@@ -72,10 +72,20 @@ class Stateful(Protocol):
         self._jm_state_set(state)
 
     def _jm_state_version(self) -> int | None:
-        """An integer that moves whenever the structure of `_jm_state_get()` may have changed
-        (not on value changes; `_jm_state_install` keeps it), or None (the default): unknown.
-        With a version, compile's fast path reads the state's leaves by generated subscripts and
-        checks only the version; without, it flattens the state and compares its structure."""
+        """An integer that moves whenever the structure of `_jm_state_get()` or `_jm_trace_key()`
+        may have changed (not on value changes; `_jm_state_install` keeps it), or None (the
+        default): unknown."""
+        return None
+
+    def _jm_value_version(self) -> int | None:
+        """An integer that moves whenever an array of `_jm_state_get()` may have been replaced
+        other than by `_jm_state_install` (a value set, an eager step, a load), and whenever
+        `_jm_state_version` moves; or None (the default): unknown. It may bring the object up to
+        date first (an optimizer turns options set on a group into arrays).
+
+        With both versions, compile's fast path keeps the state's leaves from its last call and
+        checks only this one; it flattens the state again when it moves. Without, it flattens
+        the state on every call and compares its structure."""
         return None
 
     def _jm_trace_key(self) -> Hashable:
@@ -96,6 +106,6 @@ class Stateful(Protocol):
 
 
 def is_stateful_object(x: Any) -> bool:
-    """Whether `x` implements `Stateful` (a subclass or a class with all six methods). A class
+    """Whether `x` implements `Stateful` (a subclass or a class with all its methods). A class
     check, cached by `abc` per type, so it costs about one dict lookup after the first."""
     return issubclass(type(x), Stateful)

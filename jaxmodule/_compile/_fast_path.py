@@ -4,9 +4,12 @@ A dispatch-bound step spends most of its Python time deciding that nothing chang
 arrays in and out, so for each call layout that needs nothing special jaxmodule generates one
 flat function from `FAST_PATH_TEMPLATE`: every check (the structure counters of `_structure.py`,
 autocast, argument identities and types, the capture guards of `_reach.py`), the gather, the
-jitted call and the scatter, unrolled. Any failed check returns `MISS` and the general path in
-`_function.py` decides. The source is registered with `linecache` under a readable file name,
-so tracebacks show it, and kept on the function as `__jm_source__`.
+jitted call and the scatter, unrolled. It is the compiled function's `__call__` itself
+(`CompiledFunction._use_fast`), so a call costs one Python frame, as a raw `jax.jit` step's
+wrapper does. Any failed check hands the call to the general path in `_function.py` (`GENERAL`),
+and a retrace that reached new state to its restart (`RESTART`). The source is registered with
+`linecache` under a readable file name, so tracebacks show it, and kept on the function as
+`__jm_source__`.
 
 `JAXMODULE_FAST_PATH=0` in the environment turns generation off (every call takes the general
 path, with identical results).
@@ -25,9 +28,10 @@ import jax
 from .. import _structure
 from ..amp.autocast_mode import _local as amp_local
 from ._layout import ARRAY_TYPE, DYN, HOLDER, LIVE, Layout
+from ._program import Restart
 
 __all__ = [
-    "MISS",
+    "MissedGuard",
     "FAST_PATH_TEMPLATE",
     "GUARD_TEMPLATE",
     "build_fast_path",
@@ -36,7 +40,11 @@ __all__ = [
     "enabled",
 ]
 
-MISS = object()
+
+class MissedGuard(Exception):
+    """A capture guard failed (raised and caught inside a generated fast path)."""
+
+
 UNROLL_CELLS = 256  # above this many cells the fast path loops (keeps the generated code small)
 
 GUARD_TEMPLATE = """\
@@ -49,10 +57,13 @@ def guards(args):
 """
 
 FAST_PATH_TEMPLATE = """\
-def fast(args, kwargs):
-    if {checks}:
-        return MISS
-{guard_block}{gather}    new_vals, new_states, _, _, out = jitted(KEY, {mutated}, {const}, [{written}], [{read}], [], ({dyn}), {{}})
+def fast(*args, **kwargs):
+{declare}    if {checks}:
+        return GENERAL(args, kwargs)
+{guard_block}{gather}    try:
+        new_vals, new_states, _, _, out = jitted(KEY, {mutated}, {const}, {written}, {read}, [], ({dyn}), {{}})
+    except Restart as r:
+        return RESTART(r, args, kwargs)
 {scatter}
     return out
 """
@@ -95,10 +106,14 @@ def guards_pass(layout: Layout, args: tuple) -> bool:
     return check(args)
 
 
-def build_fast_path(entry: Any, label: str) -> Callable | None:
-    """The generated fast path of `entry` (a layout with its program), or None when the call
-    needs the general path (static or keyword arguments, gradients carried in or out, module
-    attributes written back, a state that comes out with another structure)."""
+def build_fast_path(
+    entry: Any, label: str, general: Callable, restart: Callable
+) -> Callable | None:
+    """The generated fast path of `entry` (a layout with its program): `fast(*args, **kwargs)`,
+    which hands a call it cannot serve to `general(args, kwargs)` and a `Restart` raised by a
+    retrace to `restart(r, args, kwargs)`. None when the call needs the general path (static or
+    keyword arguments, gradients carried in or out, module attributes written back, a state
+    that comes out with another structure)."""
     layout, program = entry.layout, entry.program
     if (
         not enabled()
@@ -114,7 +129,10 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
     env: dict[str, Any] = dict(layout.reach.env)
     env.update(
         COUNTERS=_structure.counters,
-        MISS=MISS,
+        GENERAL=general,
+        RESTART=restart,
+        Restart=Restart,
+        MissedGuard=MissedGuard,
         amp_local=amp_local,
         ARRAY=ARRAY_TYPE,
         entry=entry,
@@ -151,16 +169,18 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
     else:
         mutated, const = "[c._value for c in M]", "[c._value for c in C]"
         scatter = ["    for c, v in zip(M, new_vals):", "        c._value = v"]
-    gather, written, read = _state_lines(entry, env, scatter)
+    declare, gather, written, read = _state_lines(entry, env, scatter)
     for j, (obj, method, a, kw) in enumerate(program.deferred):  # host calls (scheduler steps)
         env[f"d{j}"] = functools.partial(method, obj, *a, **kw)
         scatter.append(f"    d{j}()")
-    guard_block = (
-        f"    try:\n{_guards(layout)}\n    except Exception:\n        return MISS\n"
+    guards = "\n".join(layout.reach.guard_lines("        ", fail="raise MissedGuard"))
+    guard_block = (  # outside the try: an error of the general path itself propagates
+        f"    try:\n{guards}\n    except Exception:\n        return GENERAL(args, kwargs)\n"
         if layout.reach.guards
         else ""
     )
     source = FAST_PATH_TEMPLATE.format(
+        declare=declare,
         checks=" or ".join(checks),
         guard_block=guard_block,
         mutated=mutated,
@@ -174,109 +194,77 @@ def build_fast_path(entry: Any, label: str) -> Callable | None:
     return _define("fast path", source, env, "fast", label)
 
 
-PY_GATHER_LEAVES = 64  # states up to this many leaves are read by generated subscripts
-
-
-def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, str]:
+def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, str, str]:
     """The fast path's code for the states of its optimizers and GradScalers (`_states.py`):
-    the lines that read each object's state view (`v{j}`) and check it is still the structure
-    the program takes, the written and read arguments, and (appended to `scatter`) the install
-    of the written leaves. An object whose step writes nothing is not installed at all.
+    the `global` line of the leaves it keeps between calls, the lines that read each object's
+    state leaves, the written and read arguments of the call, and (appended to `scatter`) the
+    install of the written leaves. An object whose step writes nothing is not installed at all.
 
-    A versioned object (`_jm_state_version`) of up to `PY_GATHER_LEAVES` leaves is read by
-    generated subscripts (`v0['hp'][0]['lr']`) after one version check, and installed by a
-    generated constructor that shares the subtrees the step did not write. Otherwise the view
-    is flattened and its structure compared. Flattening a state of arrays right before the
-    jitted call costs the tiny-MLP step ~10 us more than the subscripts (measured; the flatten
-    alone takes ~2 us), which is why the subscripts exist."""
+    An object with both versions (`_jm_state_version`, `_jm_value_version`) keeps its written
+    and read leaves from the last call (`W{j}`, `R{j}`): while its value version stands still
+    the call passes them on as they are, so a call reads no state at all. When it moves (a new
+    learning rate, a load), the state is flattened again after checking the structure version
+    and the tree. Other objects are flattened and their structure compared on every call.
+    Flattening an optimizer's state right before the jitted call costs the tiny-MLP step
+    ~10 us (measured; the flatten alone takes ~2 us), which is why the leaves are kept."""
     plan = entry.program.states
-    lines = []
+    lines: list[str] = []
     written_local, read_local = plan.local(plan.written), plan.local(plan.read)
     written: list[str] = []
     read: list[str] = []
+    kept: list[str] = []
     at = 0
     for j, o in enumerate(entry.layout.states):
         env[f"o{j}_get"] = o._jm_state_view
         env[f"o{j}_set"] = o._jm_state_install
-        env[f"o{j}_version"] = o._jm_state_version
-        tree, how = plan.in_trees[j], plan.installs[j] or []
-        lines.append(f"    v{j} = o{j}_get()")
-        subs = _subscripts(tree) if tree.num_leaves <= PY_GATHER_LEAVES else None
-        if subs is not None and o._jm_state_version() is not None:
-            lines.append(f"    if o{j}_version() != entry.state_versions[{j}]:")
-            written += [f"v{j}{subs[i]}" for i in written_local[j]]
-            read += [f"v{j}{subs[i]}" for i in read_local[j]]
+        env[f"T{j}"] = plan.in_trees[j]
+        how, w, r = plan.installs[j] or [], written_local[j], read_local[j]
+        ws = ", ".join(f"s{j}[{i}]" for i in w)
+        rs = ", ".join(f"s{j}[{i}]" for i in r)
+        flatten = [
+            f"s{j}, t{j} = FLATTEN(o{j}_get())",
+            f"if t{j} != T{j}:",
+            "    return GENERAL(args, kwargs)",
+        ]
+        if o._jm_state_version() is not None and o._jm_value_version() is not None:
+            env[f"o{j}_version"] = o._jm_state_version
+            env[f"o{j}_values"] = o._jm_value_version
+            env[f"AT{j}"] = None  # the value version the kept leaves are from (None: none yet)
+            kept += [f"W{j}", f"R{j}", f"AT{j}"]
+            lines += [
+                f"    if o{j}_values() != AT{j}:",
+                f"        if o{j}_version() != entry.state_versions[{j}]:",
+                "            return GENERAL(args, kwargs)",
+                *("        " + line for line in flatten),
+                f"        W{j}, R{j}, AT{j} = [{ws}], [{rs}], o{j}_values()",
+            ]
+            written.append(f"W{j}")
+            read.append(f"R{j}")
             if how:
-                new = {i: f"new_states[{at + n}]" for n, i in enumerate(how)}
-                scatter.append(f"    o{j}_set({_rebuild(tree, f'v{j}', 0, new, env)})")
+                leaf = {i: f"R{j}[{n}]" for n, i in enumerate(r)}
+                leaf.update((i, f"new_states[{at + n}]") for n, i in enumerate(how))
+                n_leaves = plan.in_trees[j].num_leaves
+                items = ", ".join(leaf[i] for i in range(n_leaves))
+                scatter.append(f"    o{j}_set(T{j}.unflatten([{items}]))")
+                whole = at == 0 and len(how) == plan.n_out
+                scatter.append(
+                    f"    W{j} = new_states"
+                    if whole
+                    else f"    W{j} = new_states[{at}:{at + len(how)}]"
+                )
         else:
-            env[f"T{j}"] = tree
-            lines.append(f"    s{j}, t{j} = FLATTEN(v{j})")
-            lines.append(f"    if t{j} != T{j}:")
-            written += [f"s{j}[{i}]" for i in written_local[j]]
-            read += [f"s{j}[{i}]" for i in read_local[j]]
+            lines += ["    " + line for line in flatten]
+            written.append(f"[{ws}]")
+            read.append(f"[{rs}]")
             if how:
                 scatter += [f"    s{j}[{i}] = new_states[{at + n}]" for n, i in enumerate(how)]
                 scatter.append(f"    o{j}_set(T{j}.unflatten(s{j}))")
-        lines.append("        return MISS")
         at += len(how)
     env["FLATTEN"] = jax.tree_util.tree_flatten
-    return "".join(line + "\n" for line in lines), ", ".join(written), ", ".join(read)
-
-
-def _child_keys(tree: Any) -> list[str] | None:
-    """The subscript of each child of `tree`'s root (`['lr']`, `[0]`), or None when the node is
-    not a dict with str/int keys, a list, a tuple or a namedtuple."""
-    typ, aux = tree.node_data()
-    n = len(tree.children())
-    if typ is dict:
-        return [f"[{k!r}]" for k in aux] if all(type(k) in (str, int) for k in aux) else None
-    if typ in (list, tuple) or (issubclass(typ, tuple) and hasattr(typ, "_fields")):
-        return [f"[{i}]" for i in range(n)]
-    if typ is type(None):
-        return []
-    return None
-
-
-def _subscripts(tree: Any) -> list[str] | None:
-    """Per leaf of `tree`, in order, the subscripts that reach it from the root (None when some
-    node has no `_child_keys`)."""
-    if tree.node_data() is None:
-        return [""]
-    keys = _child_keys(tree)
-    if keys is None:
-        return None
-    out: list[str] = []
-    for k, child in zip(keys, tree.children()):
-        sub = _subscripts(child)
-        if sub is None:
-            return None
-        out += [k + s for s in sub]
-    return out
-
-
-def _rebuild(tree: Any, at: str, first: int, new: dict[int, str], env: dict) -> str:
-    """An expression that builds a pytree of `tree`'s structure: leaf `i` (counting from
-    `first`) is `new[i]` where given; a subtree with no such leaf is the one at `at`, shared."""
-    if not any(first <= i < first + tree.num_leaves for i in new):
-        return at
-    nd = tree.node_data()
-    if nd is None:
-        return new[first]
-    typ = nd[0]
-    parts, i = [], first
-    keys = _child_keys(tree)
-    assert keys is not None  # `_subscripts` accepted this tree
-    for k, child in zip(keys, tree.children()):
-        parts.append((k, _rebuild(child, at + k, i, new, env)))
-        i += child.num_leaves
-    if typ is dict:
-        return "{" + ", ".join(f"{k[1:-1]}: {p}" for k, p in parts) + "}"
-    if typ is list:
-        return "[" + ", ".join(p for _, p in parts) + "]"
-    items = "".join(p + ", " for _, p in parts)
-    if typ is tuple:
-        return f"({items})"
-    name = f"NT{len(env)}"  # a namedtuple class
-    env[name] = typ
-    return f"{name}({items})"
+    declare = f"    global {', '.join(kept)}\n" if kept else ""
+    return (
+        declare,
+        "".join(line + "\n" for line in lines),
+        " + ".join(written) or "[]",
+        " + ".join(read) or "[]",
+    )

@@ -9,9 +9,16 @@ modules' attributes it names. It collects:
 
 - the *stateful* objects found (modules, cells, generators, optimizers, GradScalers), each once;
 - *guards*: one check per link from a root to what was found (`G0['model'] is R3`,
-  `R5.__dict__['optimizer'] is R6`), and for plain values the step reads from globals, closures
-  or holders (Python numbers, strings, arrays), an equality or identity check, since those values
-  are baked into the compiled program. A failed guard makes the next call re-plan.
+  `R5.__dict__['optimizer'] is R6`), and for plain values the step reads from globals, closures,
+  dicts or plain objects (Python numbers, strings, arrays), an equality or identity check, since
+  those values are baked into the compiled program. A failed guard makes the next call re-plan.
+
+An attribute of a plain object (a `Trainer`, a config object) is guarded only when its name is
+one the reached code uses: a name or string constant in the step's code, in the functions it
+reaches, or in the methods of the object's class that those name (`finish`). So a
+`self.global_step += 1` in the training loop outside the step does not retrace every step, while
+`self.clip` read in the step (or in a method it calls) is guarded. Plain values in lists are
+guarded only in lists that lead to state (a list the step appends to is not a config).
 
 Modules are not walked into (their structure version covers their insides), nor are library
 objects (jax, numpy, optax, torch, jaxmodule itself, the standard library). The walk is bounded
@@ -87,6 +94,31 @@ def _code_names(code: types.CodeType) -> set[str]:
     return names
 
 
+def _code_strings(code: types.CodeType) -> set[str]:
+    """The names and string constants of `code` and its nested code (what it may look up as an
+    attribute or key: `self.clip`, `getattr(cfg, "clip")`)."""
+    out = set(code.co_names) | {c for c in code.co_consts if type(c) is str}
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            out |= _code_strings(c)
+    return out
+
+
+def _class_codes(cls: type) -> dict[str, list[types.CodeType]]:
+    """Per attribute name of a user class (its bases included), the code of the methods,
+    static and class methods and property functions under that name."""
+    out: dict[str, list[types.CodeType]] = {}
+    for c in cls.__mro__:
+        if _library(c.__module__):
+            continue
+        for k, a in vars(c).items():
+            fns = [a.fget, a.fset] if isinstance(a, property) else [getattr(a, "__func__", a)]
+            out.setdefault(k, []).extend(
+                f.__code__ for f in fns if isinstance(f, types.FunctionType)
+            )
+    return out
+
+
 def _static_scalar(v: Any) -> bool:
     t = type(v)
     if t in _SCALARS:
@@ -110,6 +142,9 @@ class Reach:
         self._holders: set[int] = set()  # plain objects and containers that lead to state
         self._visited_ids: set[int] = set()
         self.visited: list[Any] = []  # every plain object and container walked (for escapes)
+        self._strings: set[str] = set()  # `_code_strings` of every function walked
+        self._classes: dict[type, None] = {}  # classes of the plain objects walked
+        self._attr_guards: dict[str, tuple[str, str]] = {}  # expr -> (attribute, readable)
 
     # ---- naming ---------------------------------------------------------------------------------
     def _name(self, obj: Any, prefix: str = "R") -> str:
@@ -120,17 +155,16 @@ class Reach:
             self._named[id(obj)] = name
         return name
 
-    def guard_lines(self, indent: str) -> list[str]:
-        """Python lines that `return MISS` (the caller's name for failure) when a guard fails."""
+    def guard_lines(self, indent: str, fail: str = "return MISS") -> list[str]:
+        """Python lines that run `fail` (by default `return MISS`, the caller's name for
+        failure) when a guard fails."""
         lines = []
         for expr, op, name in self.guards:
             if op == "is":
-                lines.append(f"{indent}if {expr} is not {name}: return MISS")
+                lines.append(f"{indent}if {expr} is not {name}: {fail}")
             else:
                 lines.append(f"{indent}_g = {expr}")
-                lines.append(
-                    f"{indent}if type(_g) is not type({name}) or _g != {name}: return MISS"
-                )
+                lines.append(f"{indent}if type(_g) is not type({name}) or _g != {name}: {fail}")
         return lines
 
     # ---- walking --------------------------------------------------------------------------------
@@ -164,6 +198,7 @@ class Reach:
                 return self.value(f, name, readable, depth + 1)
             return False
         code = f.__code__
+        self._strings |= _code_strings(code)
         fname = self._name(f, "F")
         found = False
         if f.__closure__:
@@ -187,9 +222,12 @@ class Reach:
             found |= self.value(d, f"{fname}.__kwdefaults__[{k!r}]", f"default {k}", depth)
         return found
 
-    def value(self, v: Any, expr: str, readable: str, depth: int) -> bool:
-        """Walk one value reached through `expr`; add guards for it when relevant."""
+    def value(self, v: Any, expr: str, readable: str, depth: int, attr: str | None = None) -> bool:
+        """Walk one value reached through `expr` (attribute `attr` of a plain object, if so);
+        add guards for it when relevant."""
         mark = len(self.guards)
+        if attr is not None and (_static_scalar(v) or isinstance(v, (jax.Array, np.ndarray))):
+            self._attr_guards[expr] = (attr, readable)  # kept if the code uses it (`finish`)
         if id(v) in self._named and (is_stateful(v) or id(v) in self._holders):
             self.guards.append((expr, "is", self._named[id(v)]))
             return True
@@ -238,15 +276,44 @@ class Reach:
         self._visited_ids.add(id(v))
         self.visited.append(v)
         name = self._name(v, "H")
+        plain = type(v) not in (dict, list, tuple)
+        if plain:
+            self._classes[type(v)] = None
         found = False
         for accessor, label, item in items:
-            found |= self.value(item, f"{name}{accessor}", f"{readable}{label}", depth + 1)
+            key = label[1:] if plain else None
+            found |= self.value(item, f"{name}{accessor}", f"{readable}{label}", depth + 1, key)
         if found:
             self._holders.add(id(v))
+        elif type(v) is not dict and not plain:
+            del self.guards[mark:]  # a list without state: its numbers are not a config
+        if len(self.guards) > mark:  # state, or plain values (a config's numbers)
             self.guards.insert(mark, (expr, "is", name))
-        else:
-            del self.guards[mark:]
         return found
+
+    def finish(self) -> None:
+        """Drop the guards of plain-object attributes that no reached code names (see the module
+        docstring): the names of the walked functions, and, to a fixed point, of the methods and
+        properties of the walked objects' classes under those names."""
+        if not self._attr_guards:
+            return
+        names = set(self._strings)
+        codes = [_class_codes(c) for c in self._classes]
+        done: set[int] = set()
+        grew = True
+        while grew:
+            grew = False
+            for per_class in codes:
+                for k, cs in per_class.items():
+                    for c in cs:
+                        if k in names and id(c) not in done:
+                            done.add(id(c))
+                            names |= _code_strings(c)
+                            grew = True
+        unused = {e: r for e, (a, r) in self._attr_guards.items() if a not in names}
+        self.guards = [g for g in self.guards if g[0] not in unused]
+        for readable in unused.values():
+            self.described.pop(readable, None)
 
     def _items(self, v: Any) -> list[tuple[str, str, Any]] | None:
         t = type(v)
@@ -293,4 +360,5 @@ def reach(fn: Any, holders: dict[int, Any]) -> Reach:
     module_attrs(r, getattr(fn, "__func__", fn))
     for i, h in holders.items():
         r.value(h, f"args[{i}]", f"argument {i}", 1)
+    r.finish()
     return r

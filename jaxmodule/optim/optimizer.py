@@ -209,8 +209,10 @@ class Optimizer(HooksMixin, Stateful):
         self._key_order: list[list[str]] = []  # per group: torch's order of the state keys
         self._opt_called = False
         self._sharded = False  # some parameter spans several devices: eager steps keep placements
-        # moves whenever the structure of `_jm_state_get()` may have changed (`_stateful.py`)
-        self._jm_version = 0
+        # `_stateful.py`: `_jm_version` moves whenever the structure of `_jm_state_get()` may
+        # have changed, `_jm_values` whenever any of its arrays may have been replaced other
+        # than by `_jm_state_install` (`_moved` bumps them)
+        self._jm_version = self._jm_values = 0
         _LIVE.add(self)
         if isinstance(params, (Parameter, Buffer, jax.Array)):
             raise TypeError(
@@ -311,7 +313,7 @@ class Optimizer(HooksMixin, Stateful):
         self._scalars.append(self._init_scalars(len(params)))
         self._key_order.append(self._order_of(self._states[-1]))
         self._started.append([self._state_at_init] * len(params))
-        self._jm_version += 1
+        self._moved()
         group._jm_dirty = False
         if any(spans_devices(p._value) for p in params):
             self._jm_place_state()
@@ -406,12 +408,12 @@ class Optimizer(HooksMixin, Stateful):
             zeros_moved = self._zeros_of(key) != self._zeros_of(self._hp_key[gi])
             self._hp[gi] = self._make_hp(group, self._hp[gi], self._hp_key[gi])
             self._hp_key[gi] = key
-            self._jm_version += 1
+            self._moved(structure=False)  # new option values; a zero moving re-inits below
         static = self._static_options(group)
         if static != self._static[gi] or zeros_moved:
             old = [export_state(s, self._state_names) for s in self._states[gi]]
             self._static[gi] = static
-            self._jm_version += 1
+            self._moved()
             fresh = self._init_states(group, self._hp[gi], static)
             self._key_order[gi] = self._order_of(fresh)
             self._states[gi] = [
@@ -425,6 +427,7 @@ class Optimizer(HooksMixin, Stateful):
         counts replicated on its mesh) and each group's option arrays replicated on the mesh of
         its parameters. Called when parameters move (`jaxmodule.distributed`), so an optimizer
         built before sharding keeps working, and by `add_param_group` for sharded parameters."""
+        self._moved(structure=False)
         self._sharded = any(spans_devices(p._value) for g in self.param_groups for p in g["params"])
         for gi, group in enumerate(self.param_groups):
             params = group["params"]
@@ -469,11 +472,27 @@ class Optimizer(HooksMixin, Stateful):
         self._hp = list(state["hp"])
         self._states = [s if self._tx is not None else list(s) for s in state["state"]]
         self._scalars = [dict(v) for v in state["scalars"]]
-        self._jm_version += 1  # any structure may come in
+        self._moved()  # any structure may come in
 
     def _jm_state_version(self) -> int:
         """Moves whenever the structure of the state may have changed (`_stateful.py`)."""
         return self._jm_version
+
+    def _jm_value_version(self) -> int:
+        """Moves whenever an array of the state may have been replaced other than by
+        `_jm_state_install` (`_stateful.py`). Refreshes groups whose options were set first, so
+        a new learning rate moves it."""
+        for gi, g in enumerate(self.param_groups):
+            if type(g) is not ParamGroup or g._jm_dirty:
+                self._refresh(gi)
+        return self._jm_values
+
+    def _moved(self, structure: bool = True) -> None:
+        """Record that state arrays were replaced (and, with `structure`, that the structure or
+        the static options may have changed): the versions compile's fast path checks."""
+        self._jm_values += 1
+        if structure:
+            self._jm_version += 1
 
     def _jm_trace_key(self) -> tuple:
         """Per group, the static options and which zero-sensitive options are zero: what the
@@ -533,7 +552,7 @@ class Optimizer(HooksMixin, Stateful):
             with enable_grad():
                 loss = closure()
         self._opt_called = True
-        self._jm_version += 1  # eager steps write states (same structure; be safe)
+        self._moved()  # eager steps write states (same structure; be safe)
         for gi in range(len(self.param_groups)):
             self._refresh(gi)
             params = self.param_groups[gi]["params"]
@@ -708,7 +727,7 @@ class Optimizer(HooksMixin, Stateful):
             orders,
         )
         self._scalars = scalars
-        self._jm_version += 1
+        self._moved()
         if any(spans_devices(p._value) for g in self.param_groups for p in g["params"]):
             self._jm_place_state()  # loaded state goes where the parameters live
 

@@ -5,6 +5,8 @@ Each case runs the same steps in torch (eager) and in jaxmodule (compiled) and c
 parameters, buffers (BatchNorm statistics) and optimizer state after every step.
 """
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import jaxmodule
@@ -223,6 +225,82 @@ def test_captured_python_number_and_array_are_guarded():
     offset = jnp.zeros(2)
     assert_close(f(x), lin(x) * 3.0)
     assert f.trace_count == 3
+
+
+class _Config:
+    def __init__(self) -> None:
+        self.scale = 2.0
+
+
+@pytest.mark.parametrize("holder", ["dict", "object"])
+def test_numbers_in_a_captured_config_without_state_are_guarded(holder):
+    """A config dict or plain object that holds no model or optimizer, only numbers the step
+    reads: changing a number between calls retraces (torch reads the new value), and a step
+    with the unchanged config stays on its program."""
+    lin = nn.Linear(3, 2)
+    cfg: Any = {"scale": 2.0} if holder == "dict" else _Config()
+
+    def put(v):
+        if holder == "dict":
+            cfg["scale"] = v
+        else:
+            cfg.scale = v
+
+    @jaxmodule.compile
+    def f(x):
+        return lin(x) * (cfg["scale"] if holder == "dict" else cfg.scale)
+
+    x = jnp.ones((1, 3))
+    for v in (2.0, 2.0, 3.0, 3.0, 0.5):
+        put(v)
+        assert_close(f(x), lin(x) * v)
+    assert f.trace_count == 3
+
+
+class _Trainer:
+    """The torch habit: a trainer object with a compiled step method, a step counter the
+    training loop moves, and an option a helper method reads inside the step."""
+
+    def __init__(self, jm, jopt) -> None:
+        self.model, self.opt = jm, jopt
+        self.global_step = 0
+        self.loss_scale = 1.0
+
+    def scaled(self, loss):
+        return loss * self.loss_scale
+
+    @jaxmodule.compile
+    def step(self, x, y):
+        self.opt.zero_grad()
+        loss = jaxmodule.backward(lambda: self.scaled(((self.model(x) - y) ** 2).mean()))
+        self.opt.step()
+        return loss
+
+    def fit_one(self, x, y):
+        loss = self.step(x, y)
+        self.global_step += 1
+        return loss
+
+
+def test_a_trainer_counter_moved_outside_the_step_does_not_retrace_but_an_option_it_reads_does():
+    """`global_step` changes every iteration but no code the step reaches names it: guarding it
+    would retrace (and recompile) every step. `loss_scale`, read by a method the step calls,
+    is guarded: changing it retraces and trains with the new value, as torch does."""
+    tm, jm, topt, jopt = pair("sgd_momentum")
+    trainer = _Trainer(jm, jopt)
+    scale = 1.0
+    for i in range(6):
+        if i == 4:
+            scale = trainer.loss_scale = 0.5
+        x, y = batch(i)
+        topt.zero_grad()
+        tl = ((tm(torch.tensor(x)) - torch.tensor(y)) ** 2).mean() * scale
+        tl.backward()
+        topt.step()
+        assert_close(trainer.fit_one(jnp.asarray(x), jnp.asarray(y)), tl)
+    assert trainer.global_step == 6
+    assert _Trainer.step.trace_count == 2
+    assert_same_state(tm, jm, topt, jopt)
 
 
 def test_structurally_identical_new_model_reuses_the_program():

@@ -1,8 +1,8 @@
 """How optimizer (and other `Stateful`) state travels through a compiled step
 (`jaxmodule/_compile/_states.py`): only the leaves a step writes are donated and returned, the
-fast path reads the rest by generated subscripts, and every change of an optimizer's options
-between steps (new state, a static option, a new group, a loaded state_dict) is seen, as torch
-sees it. (Options torch itself cannot toggle once state exists, such as `amsgrad`, are not
+fast path keeps the leaves of its last call while the object's value version stands still, and
+every change of an optimizer's options between steps (new state, a static option, a new group,
+a loaded state_dict, a scheduler's new learning rate) is seen, as torch sees it. (Options torch itself cannot toggle once state exists, such as `amsgrad`, are not
 cases.)
 
 Each differential case runs the same steps with torch (eager) and jaxmodule (compiled), changes
@@ -18,7 +18,7 @@ import jaxmodule
 import pytest
 import torch
 from jaxmodule import nn, optim
-from jaxmodule._compile import _fast_path
+from jaxmodule._compile import CompiledFunction
 from jaxmodule._stateful import Stateful
 
 from tests.compile.test_captured_state import assert_same_state, batch, torch_step
@@ -174,12 +174,14 @@ def test_a_retrace_that_writes_state_the_program_only_read_discovers_again():
 
 
 @pytest.mark.parametrize("opt", ["SGD", "Adam", "Adagrad", "NAdam"])
-def test_subscripted_and_flattened_state_reads_train_identically(opt, monkeypatch):
-    """The fast path's two ways of reading state (generated subscripts for a versioned state of
-    few leaves, flatten and compare otherwise) give the same training, with two param groups."""
+def test_kept_and_flattened_state_reads_train_identically(opt, monkeypatch):
+    """The fast path's two ways of reading state (leaves kept from the last call for an object
+    with a value version, flatten and compare on every call otherwise) give the same training,
+    with two param groups and a learning rate set between steps."""
     results = []
-    for limit in (_fast_path.PY_GATHER_LEAVES, 0):
-        monkeypatch.setattr(_fast_path, "PY_GATHER_LEAVES", limit)
+    for kept in (True, False):
+        if not kept:
+            monkeypatch.setattr(optim.Optimizer, "_jm_value_version", lambda self: None)
         torch.manual_seed(0)
         _, jm, _, _ = _pair(opt, lr=0.01)
         groups = [
@@ -190,7 +192,129 @@ def test_subscripted_and_flattened_state_reads_train_identically(opt, monkeypatc
         step = _compiled(jm, jopt)
         for i in range(4):
             step(*(jnp.asarray(a) for a in batch(i)))
+            jopt.param_groups[1]["lr"] = 0.02 / (i + 2)
         assert step.trace_count == 1
+        assert ("global W0" in step._fast.__jm_source__) is kept
         results.append([jnp.asarray(v) for v in jm.state_dict().values()])
     for a, b in zip(*results):
         assert (a == b).all()
+
+
+def _general_calls(monkeypatch) -> list:
+    """Records each call that took the general path (not the generated fast path)."""
+    calls: list = []
+    run = CompiledFunction._run
+
+    def counted(self, entry, args, kwargs):
+        calls.append(entry)
+        return run(self, entry, args, kwargs)
+
+    monkeypatch.setattr(CompiledFunction, "_run", counted)
+    return calls
+
+
+SCHEDULED = {
+    "SGD": ({"lr": 0.05, "momentum": 0.9}, True),
+    "Adam": ({"lr": 0.01}, True),  # OneCycleLR cycles Adam's beta1
+    "RMSprop": ({"lr": 0.01}, False),
+    "Adagrad": ({"lr": 0.05}, False),
+}
+
+
+@pytest.mark.parametrize("opt", list(SCHEDULED))
+def test_a_per_step_scheduler_keeps_the_fast_path_and_matches_torch(opt, monkeypatch):
+    """OneCycleLR sets new options on both param groups after every step (inside the compiled
+    step, as torch code does). 20 steps match torch, and every call after the first takes the
+    fast path: a new learning rate is a new leaf the fast path reads, not a new plan."""
+    kw, cycle = SCHEDULED[opt]
+    tm, jm, _, _ = _pair(opt, **kw)
+    optimizers = []
+    for lib, m in ((torch.optim, tm), (optim, jm)):
+        groups = [{"params": list(m[0].parameters())}, {"params": list(m[2].parameters())}]
+        o = getattr(lib, opt)(groups, **kw)
+        sched = lib.lr_scheduler.OneCycleLR(
+            o, max_lr=[0.1, 0.05], total_steps=20, cycle_momentum=cycle
+        )
+        optimizers.append((o, sched))
+    (topt, tsched), (jopt, jsched) = optimizers
+    calls = _general_calls(monkeypatch)
+
+    @jaxmodule.compile
+    def step(x, y):
+        jopt.zero_grad()
+        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
+        jopt.step()
+        jsched.step()
+        return loss
+
+    for i in range(20):
+        x, y = batch(i)
+        tl = torch_step(tm, topt, x, y)
+        tsched.step()
+        assert_close(step(jnp.asarray(x), jnp.asarray(y)), tl)
+    assert len(calls) == 1 and step.trace_count == 1
+    assert [g["lr"] for g in jopt.param_groups] == pytest.approx(tsched.get_last_lr(), rel=1e-6)
+    assert_same_state(tm, jm, topt, jopt)  # hands arrays out: after the counted calls
+
+
+def test_an_eager_step_between_compiled_steps_is_seen_as_in_torch():
+    """An eager `optimizer.step()` replaces the state arrays the fast path kept: the next
+    compiled step must start from the eager step's moments, not from the kept ones."""
+    tm, jm, topt, jopt = _pair("Adam", lr=0.01)
+    step = _compiled(jm, jopt)
+    for i in range(6):
+        x, y = batch(i)
+        tl = torch_step(tm, topt, x, y)
+        if i == 3:
+            jopt.zero_grad()
+            jx, jy = jnp.asarray(x), jnp.asarray(y)
+            loss = jaxmodule.backward(lambda jx=jx, jy=jy: ((jm(jx) - jy) ** 2).mean())
+            jopt.step()
+        else:
+            loss = step(jnp.asarray(x), jnp.asarray(y))
+        assert_close(loss, tl)
+    assert_same_state(tm, jm, topt, jopt)
+
+
+class _Scale(Stateful):
+    """A user's Stateful object with both versions: `set` replaces the value and moves the
+    value version, as the protocol asks."""
+
+    def __init__(self) -> None:
+        self.value, self.values = jnp.ones(()), 0
+
+    def set(self, v: float) -> None:
+        self.value, self.values = jnp.asarray(v, jnp.float32), self.values + 1
+
+    def _jm_state_get(self):
+        return {"scale": self.value}
+
+    def _jm_state_set(self, state):
+        self.value = state["scale"]
+        self.values += 1
+
+    def _jm_state_install(self, state):
+        self.value = state["scale"]
+
+    def _jm_state_version(self):
+        return 0
+
+    def _jm_value_version(self):
+        return self.values
+
+
+def test_a_stateful_object_with_a_value_version_is_read_again_only_when_it_moves(monkeypatch):
+    s = _Scale()
+    calls = _general_calls(monkeypatch)
+
+    @jaxmodule.compile
+    def step(x):
+        return (x * s.value).sum()
+
+    x = jnp.ones(3)
+    assert float(step(x)) == 3.0 and float(step(x)) == 3.0
+    s.set(2.0)
+    assert float(step(x)) == 6.0
+    s.set(0.5)
+    assert float(step(x)) == 1.5 and float(step(x)) == 1.5
+    assert len(calls) == 1 and step.trace_count == 1
