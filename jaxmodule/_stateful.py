@@ -67,8 +67,9 @@ class Stateful(Protocol):
         return self._jm_state_get()
 
     def _jm_state_install(self, state: Any) -> None:
-        """`_jm_state_set` for a state nothing else holds (a jitted call's fresh output), so the
-        containers may be kept as they are. Default: `_jm_state_set(state)`."""
+        """`_jm_state_set` for a state of the same structure that nothing else holds (a jitted
+        call's fresh output), so the containers may be kept as they are; it keeps the structure
+        version and moves the value version. Default: `_jm_state_set(state)`."""
         self._jm_state_set(state)
 
     def _jm_state_version(self) -> int | None:
@@ -79,13 +80,15 @@ class Stateful(Protocol):
 
     def _jm_value_version(self) -> int | None:
         """An integer that moves whenever an array of `_jm_state_get()` may have been replaced
-        other than by `_jm_state_install` (a value set, an eager step, a load), and whenever
+        (a value set, an eager step, a load, `_jm_state_install`), and whenever
         `_jm_state_version` moves; or None (the default): unknown. It may bring the object up to
         date first (an optimizer turns options set on a group into arrays).
 
         With both versions, compile's fast path keeps the state's leaves from its last call and
-        checks only this one; it flattens the state again when it moves. Without, it flattens
-        the state on every call and compares its structure."""
+        checks only this one (reading it again after its own install); it flattens the state
+        again when it moved, so two compiled steps sharing an optimizer each start from the
+        other's update. Without, it flattens the state on every call and compares its
+        structure."""
         return None
 
     def _jm_trace_key(self) -> Hashable:

@@ -246,6 +246,7 @@ def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, s
                 n_leaves = plan.in_trees[j].num_leaves
                 items = ", ".join(leaf[i] for i in range(n_leaves))
                 scatter.append(f"    o{j}_set(T{j}.unflatten([{items}]))")
+                scatter.append(f"    AT{j} = o{j}_values()")  # the install moved it
                 whole = at == 0 and len(how) == plan.n_out
                 scatter.append(
                     f"    W{j} = new_states"

@@ -130,11 +130,11 @@ class StatePlan:
         for o, how, ls, t_in in zip(objects, self.installs, per_object, self.in_trees):
             if how is None:
                 continue
-            if isinstance(how, list):
+            if isinstance(how, list):  # the same structure, in fresh containers
                 for i in how:
                     ls[i] = outputs[at]
                     at += 1
-                o._jm_state_set(t_in.unflatten(ls))
+                o._jm_state_install(t_in.unflatten(ls))
             else:
                 o._jm_state_set(how.unflatten(outputs[at : at + how.num_leaves]))
                 at += how.num_leaves

@@ -210,8 +210,8 @@ class Optimizer(HooksMixin, Stateful):
         self._opt_called = False
         self._sharded = False  # some parameter spans several devices: eager steps keep placements
         # `_stateful.py`: `_jm_version` moves whenever the structure of `_jm_state_get()` may
-        # have changed, `_jm_values` whenever any of its arrays may have been replaced other
-        # than by `_jm_state_install` (`_moved` bumps them)
+        # have changed, `_jm_values` whenever any of its arrays may have been replaced
+        # (`_moved` and `_jm_state_install` bump them)
         self._jm_version = self._jm_values = 0
         _LIVE.add(self)
         if isinstance(params, (Parameter, Buffer, jax.Array)):
@@ -479,9 +479,8 @@ class Optimizer(HooksMixin, Stateful):
         return self._jm_version
 
     def _jm_value_version(self) -> int:
-        """Moves whenever an array of the state may have been replaced other than by
-        `_jm_state_install` (`_stateful.py`). Refreshes groups whose options were set first, so
-        a new learning rate moves it."""
+        """Moves whenever an array of the state may have been replaced (`_stateful.py`).
+        Refreshes groups whose options were set first, so a new learning rate moves it."""
         for gi, g in enumerate(self.param_groups):
             if type(g) is not ParamGroup or g._jm_dirty:
                 self._refresh(gi)
@@ -526,8 +525,10 @@ class Optimizer(HooksMixin, Stateful):
         return {"hp": self._hp, "state": self._states, "scalars": self._scalars}
 
     def _jm_state_install(self, state: dict[str, Any]) -> None:
-        """`_jm_state_set` for a state that nothing else holds (a jitted call's fresh output)."""
+        """`_jm_state_set` for a state of the same structure that nothing else holds (a jitted
+        call's fresh output): keeps the containers and moves only the value version."""
         self._hp, self._states, self._scalars = state["hp"], state["state"], state["scalars"]
+        self._jm_values += 1
 
     # ---- step --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -625,7 +626,9 @@ class Optimizer(HooksMixin, Stateful):
     # ---- state ---------------------------------------------------------------------------------
     @property
     def state(self) -> defaultdict:
-        """torch's `optimizer.state`: {parameter: {state key: array}} (a read-only snapshot)."""
+        """torch's `optimizer.state`: {parameter: {state key: array}} (a read-only snapshot).
+        Its arrays stay valid: a later compiled step copies before donating them (as for
+        `state_dict()`)."""
         out: defaultdict = defaultdict(dict)
         if self._tx is not None:
             return out
@@ -635,6 +638,7 @@ class Optimizer(HooksMixin, Stateful):
                 entry = self._export(gi, i)
                 if entry:
                     out[p] = entry
+        _structure.export(jax.tree_util.tree_leaves(list(out.values())))
         return out
 
     def state_dict(self) -> dict[str, Any]:

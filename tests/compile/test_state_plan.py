@@ -295,6 +295,7 @@ class _Scale(Stateful):
 
     def _jm_state_install(self, state):
         self.value = state["scale"]
+        self.values += 1
 
     def _jm_state_version(self):
         return 0
@@ -318,3 +319,56 @@ def test_a_stateful_object_with_a_value_version_is_read_again_only_when_it_moves
     s.set(0.5)
     assert float(step(x)) == 1.5 and float(step(x)) == 1.5
     assert len(calls) == 1 and step.trace_count == 1
+
+
+def test_two_compiled_steps_sharing_one_optimizer_each_see_the_others_update(monkeypatch):
+    """Two compiled steps (two losses) step the same optimizer in turn: each fast path must
+    start from the state the other installed, never from leaves it kept from its own last call
+    (those were donated by the other step's call)."""
+    tm, jm, topt, jopt = _pair("Adam", lr=0.01)
+
+    def make(power):
+        @jaxmodule.compile
+        def step(x, y):
+            jopt.zero_grad()
+            loss = jaxmodule.backward(lambda: (jnp.abs(jm(x) - y) ** power).mean())
+            jopt.step()
+            return loss
+
+        return step
+
+    steps = {2: make(2), 3: make(3)}
+    calls = _general_calls(monkeypatch)
+    for i in range(8):
+        power = 2 if i % 2 == 0 else 3
+        x, y = batch(i)
+        topt.zero_grad()
+        tl = ((tm(torch.tensor(x)) - torch.tensor(y)).abs() ** power).mean()
+        tl.backward()
+        topt.step()
+        assert_close(steps[power](jnp.asarray(x), jnp.asarray(y)), tl)
+        if i == 3:
+            settled = len(calls)  # discovering the second step moved the first's versions
+    assert steps[2].trace_count == 1 and steps[3].trace_count == 1
+    assert len(calls) == settled  # then both stay on their fast paths
+    assert_same_state(tm, jm, topt, jopt)
+
+
+def test_optimizer_state_read_between_compiled_steps_stays_valid():
+    """`optimizer.state[p]` hands out the moment arrays: the next compiled step (which donates
+    the state it replaces) must not delete the arrays the caller holds."""
+    tm, jm, topt, jopt = _pair("SGD", lr=0.1, momentum=0.9)
+    step = _compiled(jm, jopt)
+    held = []
+    for i in range(4):
+        x, y = batch(i)
+        torch_step(tm, topt, x, y)
+        step(jnp.asarray(x), jnp.asarray(y))
+        held.append(
+            (
+                jopt.state[jm[0].weight]["momentum_buffer"],
+                topt.state[tm[0].weight]["momentum_buffer"].clone(),
+            )
+        )
+    for j, t in held:
+        assert_close(j, t)
