@@ -66,11 +66,13 @@ class Stateful(Protocol):
         that only reads them (compile's per-call fast path). Default: `_jm_state_get()`."""
         return self._jm_state_get()
 
-    def _jm_state_install(self, state: Any) -> None:
+    def _jm_state_install(self, state: Any) -> int | None:
         """`_jm_state_set` for a state of the same structure that nothing else holds (a jitted
         call's fresh output), so the containers may be kept as they are; it keeps the structure
-        version and moves the value version. Default: `_jm_state_set(state)`."""
+        version, moves the value version and returns it (saving the fast path a call). Default:
+        `_jm_state_set(state)`, then `_jm_value_version()`."""
         self._jm_state_set(state)
+        return self._jm_value_version()
 
     def _jm_state_version(self) -> int | None:
         """An integer that moves whenever the structure of `_jm_state_get()` or `_jm_trace_key()`
@@ -85,7 +87,7 @@ class Stateful(Protocol):
         date first (an optimizer turns options set on a group into arrays).
 
         With both versions, compile's fast path keeps the state's leaves from its last call and
-        checks only this one (reading it again after its own install); it flattens the state
+        checks only this one (taking it from its own install's return); it flattens the state
         again when it moved, so two compiled steps sharing an optimizer each start from the
         other's update. Without, it flattens the state on every call and compares its
         structure."""

@@ -29,6 +29,7 @@ from .. import _structure
 from ..amp.autocast_mode import _local as amp_local
 from ._layout import ARRAY_TYPE, DYN, HOLDER, LIVE, Layout
 from ._program import Restart
+from ._states import pack
 
 __all__ = [
     "MissedGuard",
@@ -218,9 +219,12 @@ def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, s
         env[f"o{j}_get"] = o._jm_state_view
         env[f"o{j}_set"] = o._jm_state_install
         env[f"T{j}"] = plan.in_trees[j]
-        how, w, r = plan.installs[j] or [], written_local[j], read_local[j]
+        how, w, r, packed = plan.installs[j] or [], written_local[j], read_local[j], plan.packs[j]
         ws = ", ".join(f"s{j}[{i}]" for i in w)
         rs = ", ".join(f"s{j}[{i}]" for i in r)
+        # the read arguments: the packed vector first (`StatePlan.read_args`), then the others
+        head = [f"PACK([{', '.join(f's{j}[{i}]' for i in packed)}])"] if packed else []
+        ra = ", ".join(head + [f"s{j}[{i}]" for i in r if i not in packed])
         flatten = [
             f"s{j}, t{j} = FLATTEN(o{j}_get())",
             f"if t{j} != T{j}:",
@@ -230,23 +234,24 @@ def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, s
             env[f"o{j}_version"] = o._jm_state_version
             env[f"o{j}_values"] = o._jm_value_version
             env[f"AT{j}"] = None  # the value version the kept leaves are from (None: none yet)
-            kept += [f"W{j}", f"R{j}", f"AT{j}"]
+            kept += [f"W{j}", f"R{j}", f"Q{j}", f"AT{j}"]
             lines += [
                 f"    if o{j}_values() != AT{j}:",
                 f"        if o{j}_version() != entry.state_versions[{j}]:",
                 "            return GENERAL(args, kwargs)",
                 *("        " + line for line in flatten),
-                f"        W{j}, R{j}, AT{j} = [{ws}], [{rs}], o{j}_values()",
+                f"        W{j}, R{j}, Q{j} = [{ws}], [{ra}], [{rs}]",
+                f"        AT{j} = o{j}_values()",
             ]
             written.append(f"W{j}")
             read.append(f"R{j}")
             if how:
-                leaf = {i: f"R{j}[{n}]" for n, i in enumerate(r)}
+                leaf = {i: f"Q{j}[{n}]" for n, i in enumerate(r)}
                 leaf.update((i, f"new_states[{at + n}]") for n, i in enumerate(how))
                 n_leaves = plan.in_trees[j].num_leaves
                 items = ", ".join(leaf[i] for i in range(n_leaves))
-                scatter.append(f"    o{j}_set(T{j}.unflatten([{items}]))")
-                scatter.append(f"    AT{j} = o{j}_values()")  # the install moved it
+                # the install moves the value version and returns it
+                scatter.append(f"    AT{j} = o{j}_set(T{j}.unflatten([{items}]))")
                 whole = at == 0 and len(how) == plan.n_out
                 scatter.append(
                     f"    W{j} = new_states"
@@ -256,12 +261,13 @@ def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, s
         else:
             lines += ["    " + line for line in flatten]
             written.append(f"[{ws}]")
-            read.append(f"[{rs}]")
+            read.append(f"[{ra}]")
             if how:
                 scatter += [f"    s{j}[{i}] = new_states[{at + n}]" for n, i in enumerate(how)]
                 scatter.append(f"    o{j}_set(T{j}.unflatten(s{j}))")
         at += len(how)
     env["FLATTEN"] = jax.tree_util.tree_flatten
+    env["PACK"] = pack
     declare = f"    global {', '.join(kept)}\n" if kept else ""
     return (
         declare,

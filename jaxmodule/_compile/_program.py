@@ -326,7 +326,15 @@ def discover(
         found["host"],
         found["deferred"],
         StatePlan.discover(
-            inputs[1], out_shape[1], recorded, n, len(jax.tree.leaves(out_shape[0]))
+            inputs[1],
+            out_shape[1],
+            recorded,
+            n,
+            len(jax.tree.leaves(out_shape[0])),
+            versioned=[
+                o._jm_state_version() is not None and o._jm_value_version() is not None
+                for o in layout.states
+            ],
         ),
     )
     program.jitted = _jit(fn, program, recorded, inputs, out_shape, donate, jit_kwargs, counter)

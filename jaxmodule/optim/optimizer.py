@@ -524,11 +524,12 @@ class Optimizer(HooksMixin, Stateful):
                 return self._jm_state_get()
         return {"hp": self._hp, "state": self._states, "scalars": self._scalars}
 
-    def _jm_state_install(self, state: dict[str, Any]) -> None:
+    def _jm_state_install(self, state: dict[str, Any]) -> int:
         """`_jm_state_set` for a state of the same structure that nothing else holds (a jitted
-        call's fresh output): keeps the containers and moves only the value version."""
+        call's fresh output): keeps the containers, moves only the value version, returns it."""
         self._hp, self._states, self._scalars = state["hp"], state["state"], state["scalars"]
         self._jm_values += 1
+        return self._jm_values
 
     # ---- step --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -296,6 +296,7 @@ class _Scale(Stateful):
     def _jm_state_install(self, state):
         self.value = state["scale"]
         self.values += 1
+        return self.values
 
     def _jm_state_version(self):
         return 0
@@ -372,3 +373,40 @@ def test_optimizer_state_read_between_compiled_steps_stays_valid():
         )
     for j, t in held:
         assert_close(j, t)
+
+
+def test_two_optimizers_in_one_step_each_get_their_own_packed_options(monkeypatch):
+    """Adam on the first layer and RMSprop on the last, both stepped in one compiled step, with
+    their learning rates changed between steps: each optimizer's scalar options travel as its
+    own packed vector, so the two must never be mixed up (the rebuild order is per object)."""
+    tm, jm, _, _ = _pair("SGD", lr=0.1)
+    topts = [torch.optim.Adam(tm[0].parameters(), lr=0.01), torch.optim.RMSprop(tm[2].parameters())]
+    jopts = [optim.Adam(jm[0].parameters(), lr=0.01), optim.RMSprop(jm[2].parameters())]
+    calls = _general_calls(monkeypatch)
+
+    @jaxmodule.compile
+    def step(x, y):
+        for o in jopts:
+            o.zero_grad()
+        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
+        for o in jopts:
+            o.step()
+        return loss
+
+    for i in range(6):
+        if i == 3:
+            for group in (*topts[1].param_groups, *jopts[1].param_groups):
+                group["lr"] = 0.003
+        x, y = batch(i)
+        for o in topts:
+            o.zero_grad()
+        tl = ((tm(torch.tensor(x)) - torch.tensor(y)) ** 2).mean()
+        tl.backward()
+        for o in topts:
+            o.step()
+        assert_close(step(jnp.asarray(x), jnp.asarray(y)), tl)
+    plan = step._entries[0].program.states
+    assert [len(p) for p in plan.packs] == [6, 5]  # Adam: lr, betas, 1-betas, eps; RMSprop: 5
+    assert len(calls) == 1 and step.trace_count == 1
+    for topt, jopt in zip(topts, jopts):
+        assert_same_state(tm, jm, topt, jopt)
