@@ -158,11 +158,14 @@ def _lower_jaxmodule(compiled: Any, state_args: tuple, batch: tuple) -> Any:
 
 
 # ---- raw JAX ----------------------------------------------------------------------------------
-def build_raw(name: str, opt: str = "sgd_momentum", loss: str = "optax") -> tuple[Any, tuple]:
+def build_raw(
+    name: str, opt: str = "sgd_momentum", loss: str = "optax", tx: Any = None
+) -> tuple[Any, tuple]:
     """The raw-JAX step. `loss="optax"`: optax's integer-label cross-entropy, batch mean (what a
     JAX user writes); `loss="torch"`: torch's `F.cross_entropy` semantics written in JAX (targets
     equal to ignore_index -100 masked out, mean over the rest), the same computation as the
-    jaxmodule step's loss, so that a paired ratio against it isolates everything but the loss."""
+    jaxmodule step's loss, so that a paired ratio against it isolates everything but the loss.
+    `tx`: an optax transformation instead of `opt`'s (a scheduled one)."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -242,7 +245,7 @@ def build_raw(name: str, opt: str = "sgd_momentum", loss: str = "optax") -> tupl
             h = jnp.where(keep, h / 0.9, 0)
             return lin(p[2], h), st
 
-    tx = OPTIMIZERS[opt][2](optax)
+    tx = OPTIMIZERS[opt][2](optax) if tx is None else tx
     opt_state = tx.init(params)
 
     def loss_fn(p: Any, st: Any, x: Any, y: Any, key: Any) -> Any:

@@ -74,12 +74,18 @@ def scalar_key(v: Any) -> Any:
     return float(v)
 
 
-def to_scalar_array(v: Any) -> jax.Array:
-    """A fresh float32 0-d device array for a hyperparameter (never the caller's array: compiled
-    steps donate the optimizer's state buffers)."""
-    if is_torch_tensor(v) or isinstance(v, (jax.Array, np.ndarray)):
-        return jnp.array(as_array(v), jnp.float32, copy=True).reshape(())
-    return jnp.asarray(np.float32(v))
+@jax.jit
+def _unstack(vector: jax.Array) -> tuple[jax.Array, ...]:
+    return tuple(vector[i] for i in range(vector.shape[0]))
+
+
+def to_scalar_arrays(values: list[float]) -> list[jax.Array]:
+    """Fresh float32 0-d device arrays for Python numbers, made together: one transfer and one
+    dispatch (~12 us for five) instead of one `jnp.asarray` each (~17 us each), which is what a
+    per-batch scheduler pays on every step for the options it changes."""
+    if not values:
+        return []
+    return list(_unstack(np.asarray(values, np.float32)))
 
 
 def bias_correction(step: jax.Array, one_minus_beta: jax.Array) -> jax.Array:

@@ -35,7 +35,7 @@ from .._tensor import as_array, spans_devices
 from ..nn.modules._purity import refuse_calls
 from ..nn.parameter import Buffer, Parameter
 from ._hooks import HooksMixin, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-from ._utils import ParamGroup, export_state, import_state, required, scalar_key, to_scalar_array
+from ._utils import ParamGroup, export_state, import_state, required, scalar_key, to_scalar_arrays
 
 __all__ = [
     "Optimizer",
@@ -366,24 +366,34 @@ class Optimizer(HooksMixin, Stateful):
     def _make_hp(
         self, group: dict[str, Any], old: dict[str, Any] | None = None, old_key: tuple | None = None
     ) -> dict[str, Any]:
-        """Device arrays of the group's numeric options; with `old`, only changed ones are new."""
+        """Device arrays of the group's numeric options; with `old`, only changed ones are new.
+        The new ones are made together from their Python values (`to_scalar_arrays`)."""
         hp: dict[str, Any] = {}
+        numbers: list[float] = []  # the new arrays' values; hp holds their positions until made
+        made: list[tuple[str, bool]] = []  # (key, is a sequence)
         for j, k in enumerate(self._array_options):
             v = group[k]
-            if old is not None and old_key is not None and scalar_key(v) == old_key[j]:
+            key = scalar_key(v)
+            if old is not None and old_key is not None and key == old_key[j]:
                 hp[k] = old[k]
                 if "1-" + k in old:
                     hp["1-" + k] = old["1-" + k]
                 continue
-            if k in self._zero_options and scalar_key(v) == 0:
+            if k in self._zero_options and key == 0:
                 hp[k] = None  # no complement either: the term is gone
                 continue
-            seq = isinstance(v, (tuple, list))
-            hp[k] = tuple(to_scalar_array(x) for x in v) if seq else to_scalar_array(v)
-            if k in self._complement_options:
-                c = [to_scalar_array(1.0 - scalar_key(x)) for x in (v if seq else [v])]
-                hp["1-" + k] = tuple(c) if seq else c[0]
-        if old is not None:  # a changed option stays where the group's options live (a mesh)
+            seq = isinstance(key, tuple)
+            names = [k, "1-" + k] if k in self._complement_options else [k]
+            for name, of in zip(names, (lambda x: x, lambda x: 1.0 - x)):
+                values = [of(x) for x in (key if seq else (key,))]
+                hp[name] = list(range(len(numbers), len(numbers) + len(values)))
+                numbers += values
+                made.append((name, seq))
+        arrays = to_scalar_arrays(numbers)
+        for name, seq in made:
+            at = hp[name]
+            hp[name] = tuple(arrays[i] for i in at) if seq else arrays[at[0]]
+        if old is not None and self._sharded:  # a changed option stays on the options' mesh
             where = next((x.sharding for x in jax.tree.leaves(old) if spans_devices(x)), None)
             if where is not None:
                 hp = jax.tree.map(lambda x: _put(x, where), hp)
