@@ -37,7 +37,7 @@ from abc import abstractmethod
 from collections.abc import Hashable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Stateful", "is_stateful_object"]
+__all__ = ["Stateful", "is_stateful_object", "is_versioned"]
 
 
 @runtime_checkable
@@ -114,3 +114,10 @@ def is_stateful_object(x: Any) -> bool:
     """Whether `x` implements `Stateful` (a subclass or a class with all its methods). A class
     check, cached by `abc` per type, so it costs about one dict lookup after the first."""
     return issubclass(type(x), Stateful)
+
+
+def is_versioned(x: Any) -> bool:
+    """Whether a Stateful object tells both versions (`_jm_state_version`, `_jm_value_version`):
+    compile's fast path then keeps its leaves between calls and its float32 options travel
+    packed (`_compile/_states.py`)."""
+    return x._jm_state_version() is not None and x._jm_value_version() is not None

@@ -26,6 +26,7 @@ from typing import Any
 import jax
 
 from .. import _structure
+from .._stateful import is_versioned
 from ..amp.autocast_mode import _local as amp_local
 from ._layout import ARRAY_TYPE, DYN, HOLDER, LIVE, Layout
 from ._program import Restart
@@ -201,9 +202,10 @@ def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, s
     state leaves, the written and read arguments of the call, and (appended to `scatter`) the
     install of the written leaves. An object whose step writes nothing is not installed at all.
 
-    An object with both versions (`_jm_state_version`, `_jm_value_version`) keeps its written
-    and read leaves from the last call (`W{j}`, `R{j}`): while its value version stands still
-    the call passes them on as they are, so a call reads no state at all. When it moves (a new
+    An object with both versions (`is_versioned`) keeps its call arguments from the last call
+    (`W{j}` written, `R{j}` read, the packed vector first) and its read leaves as it holds them
+    (`Q{j}`, for the install): while its value version stands still the call passes them on as
+    they are, so a call reads no state at all. When it moves (a new
     learning rate, a load), the state is flattened again after checking the structure version
     and the tree. Other objects are flattened and their structure compared on every call.
     Flattening an optimizer's state right before the jitted call costs the tiny-MLP step
@@ -230,7 +232,7 @@ def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, s
             f"if t{j} != T{j}:",
             "    return GENERAL(args, kwargs)",
         ]
-        if o._jm_state_version() is not None and o._jm_value_version() is not None:
+        if is_versioned(o):
             env[f"o{j}_version"] = o._jm_state_version
             env[f"o{j}_values"] = o._jm_value_version
             env[f"AT{j}"] = None  # the value version the kept leaves are from (None: none yet)

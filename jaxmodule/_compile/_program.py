@@ -32,6 +32,7 @@ import jax.extend
 import jax.numpy as jnp
 
 from .. import _structure
+from .._stateful import is_versioned
 from .._swap import DELETED, Transaction, holds_tracer, recording, swapped
 from ..nn.modules.module import Module
 from . import _log
@@ -331,10 +332,7 @@ def discover(
             recorded,
             n,
             len(jax.tree.leaves(out_shape[0])),
-            versioned=[
-                o._jm_state_version() is not None and o._jm_value_version() is not None
-                for o in layout.states
-            ],
+            versioned=[is_versioned(o) for o in layout.states],
         ),
     )
     program.jitted = _jit(fn, program, recorded, inputs, out_shape, donate, jit_kwargs, counter)
