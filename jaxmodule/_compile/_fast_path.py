@@ -212,7 +212,6 @@ def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, s
     ~10 us (measured; the flatten alone takes ~2 us), which is why the leaves are kept."""
     plan = entry.program.states
     lines: list[str] = []
-    written_local, read_local = plan.local(plan.written), plan.local(plan.read)
     written: list[str] = []
     read: list[str] = []
     kept: list[str] = []
@@ -221,7 +220,12 @@ def _state_lines(entry: Any, env: dict, scatter: list[str]) -> tuple[str, str, s
         env[f"o{j}_get"] = o._jm_state_view
         env[f"o{j}_set"] = o._jm_state_install
         env[f"T{j}"] = plan.in_trees[j]
-        how, w, r, packed = plan.installs[j] or [], written_local[j], read_local[j], plan.packs[j]
+        how, w, r, packed = (
+            plan.installs[j] or [],
+            plan.written_local[j],
+            plan.read_local[j],
+            plan.packs[j],
+        )
         ws = ", ".join(f"s{j}[{i}]" for i in w)
         rs = ", ".join(f"s{j}[{i}]" for i in r)
         # the read arguments: the packed vector first (`StatePlan.read_args`), then the others

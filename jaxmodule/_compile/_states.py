@@ -88,6 +88,8 @@ class StatePlan:
         "installs",
         "n_out",
         "packs",
+        "written_local",
+        "read_local",
     )
 
     def __init__(
@@ -115,6 +117,8 @@ class StatePlan:
             off += n
         self.n_out = n_out
         self.packs: list[list[int]] = packs or [[] for _ in in_trees]
+        # per object, the local indices of its written and read leaves
+        self.written_local, self.read_local = self.local(self.written), self.local(self.read)
 
     @classmethod
     def discover(
@@ -144,12 +148,11 @@ class StatePlan:
                 )
             g, o = g + t_in.num_leaves, o + t_out.num_leaves
         plan = cls(in_trees, out_trees, passthrough)
-        packs = []
-        for j, (st, read) in enumerate(zip(in_states, plan.local(plan.read))):
+        for j, (st, read) in enumerate(zip(in_states, plan.read_local)):
             ls = leaves(st)
             p = [i for i in read if _packable(ls[i])] if versioned and versioned[j] else []
-            packs.append(p if len(p) > 1 else [])
-        return cls(in_trees, out_trees, passthrough, packs)
+            plan.packs[j] = p if len(p) > 1 else []
+        return plan
 
     def local(self, indices: list[int]) -> list[list[int]]:
         """Global leaf indices (`written`, `read`) as each object's local indices."""
@@ -171,9 +174,7 @@ class StatePlan:
         object: its packed vector, if any, then its other read leaves)."""
         written: list = []
         read: list = []
-        for ls, w, r, p in zip(
-            per_object, self.local(self.written), self.local(self.read), self.packs
-        ):
+        for ls, w, r, p in zip(per_object, self.written_local, self.read_local, self.packs):
             written += [ls[i] for i in w]
             read += self.read_args(ls, r, p)
         return written, read
@@ -207,7 +208,7 @@ class StatePlan:
         for g, v in zip(self.written, written):
             flat[g] = v
         at = 0
-        for off, r, p in zip(self.offsets, self.local(self.read), self.packs):
+        for off, r, p in zip(self.offsets, self.read_local, self.packs):
             if p:  # the same order as `read_args`
                 vec = read[at]
                 at += 1

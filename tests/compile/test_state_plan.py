@@ -21,7 +21,7 @@ from jaxmodule import nn, optim
 from jaxmodule._compile import CompiledFunction
 from jaxmodule._stateful import Stateful
 
-from tests.compile.test_captured_state import assert_same_state, batch, torch_step
+from tests.compile.test_captured_state import assert_same_state, batch, make_step, torch_step
 from tests.helpers import assert_close
 
 
@@ -38,14 +38,7 @@ def _pair(opt: str, **kw):
 
 
 def _compiled(jm, jopt):
-    @jaxmodule.compile
-    def step(x, y):
-        jopt.zero_grad()
-        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
-        jopt.step()
-        return loss
-
-    return step
+    return jaxmodule.compile(make_step(jm, jopt))
 
 
 def _set(name, value):
@@ -238,15 +231,7 @@ def test_a_per_step_scheduler_keeps_the_fast_path_and_matches_torch(opt, monkeyp
         optimizers.append((o, sched))
     (topt, tsched), (jopt, jsched) = optimizers
     calls = _general_calls(monkeypatch)
-
-    @jaxmodule.compile
-    def step(x, y):
-        jopt.zero_grad()
-        loss = jaxmodule.backward(lambda: ((jm(x) - y) ** 2).mean())
-        jopt.step()
-        jsched.step()
-        return loss
-
+    step = jaxmodule.compile(make_step(jm, jopt, after=lambda x: jsched.step()))
     for i in range(20):
         x, y = batch(i)
         tl = torch_step(tm, topt, x, y)
